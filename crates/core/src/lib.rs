@@ -1,0 +1,18 @@
+//! Slipway's pure core: the domain model, the `slipway.yml` manifest and the deployment
+//! planner.
+//!
+//! This crate owns every decision that can be made without touching the outside world, and
+//! does no I/O: no files, no network, no clock (time is an argument). The shells around it
+//! (`slipway-store`, `slipway-runtime`, `slipway-controller`, `slipway-api`) gather inputs,
+//! call into this crate and carry out what it decides.
+//!
+//! - [`manifest`] parses and validates `slipway.yml` and compiles it into service specs.
+//! - [`model`] holds the domain types shared by every shell (services, task definitions,
+//!   deployments, tasks, events).
+//! - [`health`] turns raw container observations into a task's health.
+//! - [`planner`] turns desired and observed state into actions.
+
+pub mod health;
+pub mod manifest;
+pub mod model;
+pub mod planner;

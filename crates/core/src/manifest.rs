@@ -1,0 +1,837 @@
+//! The `slipway.yml` manifest: parsing, validation and compilation into [`ServiceSpec`]s.
+//!
+//! Field names follow AWS Copilot's where Copilot has one (`type`, `image.location`,
+//! `image.port`, `http.path`, `http.healthcheck`, `count`, `cpu`, `memory`, `variables`,
+//! `command`, `deployment`, `environments`). Unknown fields are errors, and every error
+//! carries the line and column it refers to, so the CLI can print `file:line:column`.
+//!
+//! Range checks live in the `Deserialize` impls of small newtypes ([`Count`], [`Port`], ...)
+//! so that the YAML parser attaches the location of the offending value to the message.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::Duration;
+
+use serde::de::{self, Deserializer};
+use serde::{Deserialize, Serialize};
+
+use crate::model::{
+    CircuitBreaker, CommandHealthCheck, ContainerSpec, DeploymentConfig, HttpHealthCheck,
+    PullPolicy, ServiceKey, ServiceKind, ServiceSpec, validate_name,
+};
+
+/// The environment used when `--env` is not given.
+pub const DEFAULT_ENV: &str = "default";
+
+/// Upper bound of `count`: one host runs at most this many copies of a service.
+pub const MAX_COUNT: u32 = 1000;
+
+/// A manifest error with the place it refers to.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct ManifestError {
+    /// 1-based line and column, when the error can be placed.
+    pub line: Option<u64>,
+    pub column: Option<u64>,
+    pub message: String,
+}
+
+impl ManifestError {
+    fn unplaced(message: impl Into<String>) -> Self {
+        Self {
+            line: None,
+            column: None,
+            message: message.into(),
+        }
+    }
+
+    fn at(loc: serde_saphyr::Location, message: impl Into<String>) -> Self {
+        let (line, column) = (loc.line(), loc.column());
+        if line == 0 {
+            return Self::unplaced(message);
+        }
+        Self {
+            line: Some(line),
+            column: Some(column),
+            message: message.into(),
+        }
+    }
+
+    /// Renders the error as one line naming `file:line:column`.
+    pub fn with_file(&self, file: &str) -> String {
+        match (self.line, self.column) {
+            (Some(l), Some(c)) => format!("{file}:{l}:{c}: {}", self.message),
+            _ => format!("{file}: {}", self.message),
+        }
+    }
+}
+
+impl fmt::Display for ManifestError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (self.line, self.column) {
+            (Some(l), Some(c)) => write!(f, "{l}:{c}: {}", self.message),
+            _ => f.write_str(&self.message),
+        }
+    }
+}
+
+/// A parsed `slipway.yml`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    pub app: serde_saphyr::Spanned<String>,
+    pub services: BTreeMap<String, Service>,
+    #[serde(default)]
+    pub environments: BTreeMap<String, Environment>,
+}
+
+/// One service as written in the manifest.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Service {
+    #[serde(rename = "type")]
+    pub kind: Kind,
+    pub image: Image,
+    #[serde(default)]
+    pub http: Option<Http>,
+    #[serde(default)]
+    pub healthcheck: Option<ContainerHealth>,
+    #[serde(default)]
+    pub count: Option<Count>,
+    #[serde(default)]
+    pub cpu: Option<Cpu>,
+    #[serde(default)]
+    pub memory: Option<Memory>,
+    #[serde(default)]
+    pub variables: BTreeMap<String, String>,
+    #[serde(default)]
+    pub command: Option<StringOrList>,
+    #[serde(default)]
+    pub deployment: Option<Deploy>,
+    #[serde(default)]
+    pub stop_timeout: Option<Dur>,
+}
+
+/// `image:` — where the service's image comes from.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Image {
+    pub location: serde_saphyr::Spanned<String>,
+    #[serde(default)]
+    pub port: Option<Port>,
+    #[serde(default)]
+    pub pull: Option<PullPolicy>,
+}
+
+/// `http:` — routing and the HTTP health check of a Load Balanced Web Service.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Http {
+    #[serde(default)]
+    pub path: Option<String>,
+    #[serde(default)]
+    pub healthcheck: Option<HttpHealth>,
+}
+
+/// `http.healthcheck:` — a path, or the full form.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum HttpHealth {
+    Path(String),
+    Full(HttpHealthFull),
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpHealthFull {
+    pub path: String,
+    #[serde(default)]
+    pub port: Option<Port>,
+    #[serde(default)]
+    pub success_codes: Option<String>,
+    #[serde(default)]
+    pub healthy_threshold: Option<Threshold>,
+    #[serde(default)]
+    pub unhealthy_threshold: Option<Threshold>,
+    #[serde(default)]
+    pub interval: Option<Dur>,
+    #[serde(default)]
+    pub timeout: Option<Dur>,
+    #[serde(default)]
+    pub grace_period: Option<Dur>,
+}
+
+/// `healthcheck:` — a container health check run by the engine.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ContainerHealth {
+    pub command: StringOrList,
+    #[serde(default)]
+    pub interval: Option<Dur>,
+    #[serde(default)]
+    pub timeout: Option<Dur>,
+    #[serde(default)]
+    pub retries: Option<Threshold>,
+    #[serde(default)]
+    pub start_period: Option<Dur>,
+}
+
+/// `deployment:` — rolling update and circuit breaker settings.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Deploy {
+    /// Copilot's shorthand: `default` (min 100 / max 200) or `recreate` (min 0 / max 100).
+    #[serde(default)]
+    pub rolling: Option<Rolling>,
+    #[serde(default)]
+    pub minimum_healthy_percent: Option<Percent>,
+    #[serde(default)]
+    pub maximum_percent: Option<Percent>,
+    #[serde(default)]
+    pub rollback: Option<bool>,
+    #[serde(default)]
+    pub circuit_breaker: Option<bool>,
+    #[serde(default)]
+    pub failure_threshold: Option<Threshold>,
+    #[serde(default)]
+    pub timeout: Option<Dur>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Rolling {
+    Default,
+    Recreate,
+}
+
+/// `environments.NAME:` — per-environment overrides.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Environment {
+    #[serde(default)]
+    pub services: BTreeMap<String, Override>,
+}
+
+/// What an environment may change in a service.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Override {
+    #[serde(default)]
+    pub count: Option<Count>,
+    #[serde(default)]
+    pub cpu: Option<Cpu>,
+    #[serde(default)]
+    pub memory: Option<Memory>,
+    #[serde(default)]
+    pub variables: BTreeMap<String, String>,
+    #[serde(default)]
+    pub deployment: Option<Deploy>,
+}
+
+/// Service type, with Copilot's names and short aliases.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Kind(pub ServiceKind);
+
+impl<'de> Deserialize<'de> for Kind {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        let kind = match s.to_ascii_lowercase().as_str() {
+            "load balanced web service" | "lb" | "lbws" | "web" => {
+                ServiceKind::LoadBalancedWebService
+            }
+            "backend service" | "backend" => ServiceKind::BackendService,
+            "worker service" | "worker" => ServiceKind::WorkerService,
+            _ => {
+                return Err(de::Error::custom(format!(
+                    "unknown service type {s:?}; use \"Load Balanced Web Service\" (web), \"Backend Service\" (backend) or \"Worker Service\" (worker)"
+                )));
+            }
+        };
+        Ok(Kind(kind))
+    }
+}
+
+/// A string or a list of strings (`command: "a b"` or `command: [a, b]`).
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(untagged)]
+pub enum StringOrList {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl StringOrList {
+    fn into_vec(self) -> Vec<String> {
+        match self {
+            StringOrList::One(s) => s.split_whitespace().map(str::to_owned).collect(),
+            StringOrList::Many(v) => v,
+        }
+    }
+}
+
+macro_rules! ranged {
+    ($(#[$doc:meta])* $name:ident, $lo:expr, $hi:expr, $what:expr) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub struct $name(pub u32);
+
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let v = i64::deserialize(d)?;
+                if v < $lo || v > $hi {
+                    return Err(de::Error::custom(format!(
+                        "{} must be between {} and {}, got {}",
+                        $what, $lo, $hi, v
+                    )));
+                }
+                Ok($name(v as u32))
+            }
+        }
+    };
+}
+
+ranged!(
+    /// Desired number of tasks.
+    Count, 0, 1000, "count");
+ranged!(
+    /// A TCP port.
+    Port, 1, 65535, "port");
+ranged!(
+    /// CPU units (1024 = one core).
+    Cpu, 1, 1024 * 64, "cpu (CPU units, 1024 = one core)");
+ranged!(
+    /// Memory in MiB (Docker refuses less than 6 MiB).
+    Memory, 6, 1024 * 1024, "memory (MiB)");
+ranged!(
+    /// A percentage of the desired count.
+    Percent, 0, 1000, "percent");
+ranged!(
+    /// A count of checks or failures.
+    Threshold, 1, 200, "threshold");
+
+/// A duration written as `500ms`, `2s`, `1m` or a number of seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Dur(pub Duration);
+
+impl<'de> Deserialize<'de> for Dur {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Secs(u64),
+            Text(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Secs(s) => Ok(Dur(Duration::from_secs(s))),
+            Raw::Text(t) => humantime::parse_duration(t.trim()).map(Dur).map_err(|e| {
+                de::Error::custom(format!(
+                    "invalid duration {t:?} ({e}); write it like 500ms, 10s or 5m"
+                ))
+            }),
+        }
+    }
+}
+
+impl Dur {
+    fn ms(self) -> u64 {
+        self.0.as_millis().min(u128::from(u64::MAX)) as u64
+    }
+}
+
+/// Default HTTP health check: fast enough for quick deploys, tolerant of one slow answer.
+pub const HTTP_HEALTH_INTERVAL_MS: u64 = 1000;
+pub const HTTP_HEALTH_TIMEOUT_MS: u64 = 1000;
+pub const HTTP_HEALTHY_THRESHOLD: u32 = 2;
+pub const HTTP_UNHEALTHY_THRESHOLD: u32 = 3;
+pub const DEFAULT_STOP_TIMEOUT_MS: u64 = 30_000;
+
+/// Parses manifest text. Errors carry the line and column of the offending node.
+pub fn parse(text: &str) -> Result<Manifest, ManifestError> {
+    let manifest: Manifest = serde_saphyr::from_str(text).map_err(|e| {
+        let message = clean_message(&e.without_snippet().to_string());
+        match e.location() {
+            Some(loc) => ManifestError::at(loc, message),
+            None => ManifestError::unplaced(message),
+        }
+    })?;
+    manifest.validate()?;
+    Ok(manifest)
+}
+
+/// serde-saphyr renders "at line X column Y" into its messages; we print the place once, in
+/// front, so drop it from the text.
+fn clean_message(msg: &str) -> String {
+    let first = msg.lines().next().unwrap_or(msg).trim();
+    let stripped = match first.find(" at line ") {
+        Some(i) => &first[..i],
+        None => first,
+    };
+    let stripped = stripped.trim_start_matches("error: ").trim();
+    if stripped.is_empty() {
+        first.to_owned()
+    } else {
+        stripped.to_owned()
+    }
+}
+
+impl Manifest {
+    fn validate(&self) -> Result<(), ManifestError> {
+        validate_name(&self.app.value)
+            .map_err(|m| ManifestError::at(self.app.referenced, format!("app: {m}")))?;
+        if self.services.is_empty() {
+            return Err(ManifestError::at(
+                self.app.referenced,
+                "services: the manifest declares no service",
+            ));
+        }
+        for (name, svc) in &self.services {
+            validate_name(name)
+                .map_err(|m| ManifestError::unplaced(format!("services.{name}: {m}")))?;
+            let loc = svc.image.location.referenced;
+            if svc.image.location.value.trim().is_empty() {
+                return Err(ManifestError::at(
+                    loc,
+                    format!("services.{name}.image.location is empty"),
+                ));
+            }
+            if svc.kind.0 == ServiceKind::LoadBalancedWebService && svc.image.port.is_none() {
+                return Err(ManifestError::at(
+                    loc,
+                    format!(
+                        "services.{name}: a Load Balanced Web Service needs image.port (the port the container listens on)"
+                    ),
+                ));
+            }
+            if let Some(h) = &svc.http {
+                if let Some(p) = &h.path
+                    && !p.starts_with('/')
+                {
+                    return Err(ManifestError::unplaced(format!(
+                        "services.{name}.http.path must start with '/', got {p:?}"
+                    )));
+                }
+                if let Some(hc) = &h.healthcheck {
+                    let path = match hc {
+                        HttpHealth::Path(p) => p,
+                        HttpHealth::Full(f) => &f.path,
+                    };
+                    if !path.starts_with('/') {
+                        return Err(ManifestError::unplaced(format!(
+                            "services.{name}.http.healthcheck must be a path starting with '/', got {path:?}"
+                        )));
+                    }
+                    if svc.image.port.is_none()
+                        && !matches!(hc, HttpHealth::Full(HttpHealthFull { port: Some(_), .. }))
+                    {
+                        return Err(ManifestError::unplaced(format!(
+                            "services.{name}.http.healthcheck needs image.port (or healthcheck.port) to probe"
+                        )));
+                    }
+                    if let HttpHealth::Full(HttpHealthFull {
+                        success_codes: Some(codes),
+                        ..
+                    }) = hc
+                    {
+                        parse_success_codes(codes).map_err(|m| {
+                            ManifestError::unplaced(format!(
+                                "services.{name}.http.healthcheck.success_codes: {m}"
+                            ))
+                        })?;
+                    }
+                }
+            }
+            if let Some(d) = &svc.deployment {
+                check_deploy(name, d)?;
+            }
+            for k in svc.variables.keys() {
+                check_var_name(name, k)?;
+            }
+        }
+        for (env, e) in &self.environments {
+            validate_name(env)
+                .map_err(|m| ManifestError::unplaced(format!("environments.{env}: {m}")))?;
+            for (svc, o) in &e.services {
+                if !self.services.contains_key(svc) {
+                    return Err(ManifestError::unplaced(format!(
+                        "environments.{env}.services.{svc}: no service named {svc:?} is declared under services:"
+                    )));
+                }
+                if let Some(d) = &o.deployment {
+                    check_deploy(svc, d)?;
+                }
+                for k in o.variables.keys() {
+                    check_var_name(svc, k)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Compiles the services of one environment into specs.
+    pub fn compile(&self, env: &str) -> Result<Vec<ServiceSpec>, ManifestError> {
+        validate_name(env).map_err(|m| ManifestError::unplaced(format!("environment: {m}")))?;
+        let overrides = match self.environments.get(env) {
+            Some(e) => Some(e),
+            None if env == DEFAULT_ENV => None,
+            None => {
+                let known: Vec<&str> = self.environments.keys().map(String::as_str).collect();
+                return Err(ManifestError::unplaced(format!(
+                    "environment {env:?} is not declared under environments: (declared: {}); add it or use --env {DEFAULT_ENV}",
+                    if known.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        known.join(", ")
+                    }
+                )));
+            }
+        };
+        let mut out = Vec::new();
+        for (name, svc) in &self.services {
+            let ov = overrides.and_then(|e| e.services.get(name));
+            out.push(compile_service(&self.app.value, env, name, svc, ov));
+        }
+        Ok(out)
+    }
+}
+
+fn check_var_name(svc: &str, k: &str) -> Result<(), ManifestError> {
+    let ok = !k.is_empty()
+        && !k.starts_with(|c: char| c.is_ascii_digit())
+        && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if ok {
+        Ok(())
+    } else {
+        Err(ManifestError::unplaced(format!(
+            "services.{svc}.variables: {k:?} is not a valid environment variable name (letters, digits, '_')"
+        )))
+    }
+}
+
+fn check_deploy(name: &str, d: &Deploy) -> Result<(), ManifestError> {
+    let (min, max) = percents(d);
+    if min > 100 {
+        return Err(ManifestError::unplaced(format!(
+            "services.{name}.deployment.minimum_healthy_percent must be at most 100, got {min}"
+        )));
+    }
+    if max < 100 {
+        return Err(ManifestError::unplaced(format!(
+            "services.{name}.deployment.maximum_percent must be at least 100, got {max}"
+        )));
+    }
+    if min == 100 && max == 100 {
+        return Err(ManifestError::unplaced(format!(
+            "services.{name}.deployment: minimum_healthy_percent 100 with maximum_percent 100 lets a deploy neither start nor stop a task; raise maximum_percent or lower minimum_healthy_percent"
+        )));
+    }
+    Ok(())
+}
+
+fn percents(d: &Deploy) -> (u32, u32) {
+    let (dmin, dmax) = match d.rolling {
+        Some(Rolling::Recreate) => (0, 100),
+        _ => (100, 200),
+    };
+    (
+        d.minimum_healthy_percent.map_or(dmin, |p| p.0),
+        d.maximum_percent.map_or(dmax, |p| p.0),
+    )
+}
+
+/// Parses ALB-style matchers: `200`, `200,204`, `200-299`.
+pub fn parse_success_codes(s: &str) -> Result<Vec<(u16, u16)>, String> {
+    let mut out = Vec::new();
+    for part in s.split(',').map(str::trim) {
+        let parse = |x: &str| -> Result<u16, String> {
+            x.trim()
+                .parse::<u16>()
+                .ok()
+                .filter(|c| (100..=599).contains(c))
+                .ok_or_else(|| format!("{x:?} is not an HTTP status code (100-599)"))
+        };
+        let range = match part.split_once('-') {
+            Some((a, b)) => (parse(a)?, parse(b)?),
+            None => {
+                let c = parse(part)?;
+                (c, c)
+            }
+        };
+        if range.0 > range.1 {
+            return Err(format!("range {part:?} is reversed"));
+        }
+        out.push(range);
+    }
+    Ok(out)
+}
+
+fn compile_service(
+    app: &str,
+    env: &str,
+    name: &str,
+    svc: &Service,
+    ov: Option<&Override>,
+) -> ServiceSpec {
+    let mut environment = svc.variables.clone();
+    if let Some(o) = ov {
+        environment.extend(o.variables.clone());
+    }
+    let deploy = ov
+        .and_then(|o| o.deployment.clone())
+        .or_else(|| svc.deployment.clone())
+        .unwrap_or_default();
+    let (min, max) = percents(&deploy);
+    let grace = svc
+        .http
+        .as_ref()
+        .and_then(|h| match &h.healthcheck {
+            Some(HttpHealth::Full(f)) => f.grace_period,
+            _ => None,
+        })
+        .map_or(0, Dur::ms);
+    let defaults = DeploymentConfig::default();
+    let deployment = DeploymentConfig {
+        minimum_healthy_percent: min,
+        maximum_percent: max,
+        circuit_breaker: CircuitBreaker {
+            enable: deploy.circuit_breaker.unwrap_or(true),
+            rollback: deploy.rollback.unwrap_or(true),
+            threshold: deploy.failure_threshold.map(|t| t.0),
+        },
+        health_check_grace_period_ms: grace,
+        timeout_ms: deploy.timeout.map_or(defaults.timeout_ms, Dur::ms),
+    };
+    let http_health = svc
+        .http
+        .as_ref()
+        .and_then(|h| h.healthcheck.as_ref())
+        .map(|hc| match hc {
+            HttpHealth::Path(p) => HttpHealthCheck {
+                path: p.clone(),
+                port: None,
+                interval_ms: HTTP_HEALTH_INTERVAL_MS,
+                timeout_ms: HTTP_HEALTH_TIMEOUT_MS,
+                healthy_threshold: HTTP_HEALTHY_THRESHOLD,
+                unhealthy_threshold: HTTP_UNHEALTHY_THRESHOLD,
+                success_codes: vec![(200, 399)],
+            },
+            HttpHealth::Full(f) => HttpHealthCheck {
+                path: f.path.clone(),
+                port: f.port.map(|p| p.0 as u16),
+                interval_ms: f.interval.map_or(HTTP_HEALTH_INTERVAL_MS, Dur::ms).max(100),
+                timeout_ms: f.timeout.map_or(HTTP_HEALTH_TIMEOUT_MS, Dur::ms).max(50),
+                healthy_threshold: f.healthy_threshold.map_or(HTTP_HEALTHY_THRESHOLD, |t| t.0),
+                unhealthy_threshold: f
+                    .unhealthy_threshold
+                    .map_or(HTTP_UNHEALTHY_THRESHOLD, |t| t.0),
+                success_codes: f
+                    .success_codes
+                    .as_deref()
+                    .map(|c| parse_success_codes(c).unwrap_or_else(|_| vec![(200, 399)]))
+                    .unwrap_or_else(|| vec![(200, 399)]),
+            },
+        });
+    let healthcheck = svc.healthcheck.as_ref().map(|h| {
+        let test = match &h.command {
+            StringOrList::One(s) => vec!["CMD-SHELL".to_owned(), s.clone()],
+            StringOrList::Many(v) if v.first().is_some_and(|f| f == "CMD" || f == "CMD-SHELL") => {
+                v.clone()
+            }
+            StringOrList::Many(v) => std::iter::once("CMD".to_owned())
+                .chain(v.iter().cloned())
+                .collect(),
+        };
+        CommandHealthCheck {
+            test,
+            interval_ms: h.interval.map_or(2000, Dur::ms),
+            timeout_ms: h.timeout.map_or(2000, Dur::ms),
+            retries: h.retries.map_or(3, |t| t.0),
+            start_period_ms: h.start_period.map_or(0, Dur::ms),
+        }
+    });
+    ServiceSpec {
+        key: ServiceKey::new(app, env, name),
+        kind: svc.kind.0,
+        desired_count: ov.and_then(|o| o.count).or(svc.count).map_or(1, |c| c.0),
+        container: ContainerSpec {
+            image: svc.image.location.value.trim().to_owned(),
+            image_digest: None,
+            pull: svc.image.pull.unwrap_or_default(),
+            port: svc.image.port.map(|p| p.0 as u16),
+            command: svc.command.clone().map(StringOrList::into_vec),
+            environment,
+            cpu: ov.and_then(|o| o.cpu).or(svc.cpu).map(|c| c.0),
+            memory: ov.and_then(|o| o.memory).or(svc.memory).map(|m| m.0),
+            healthcheck,
+            http_health,
+            stop_timeout_ms: svc.stop_timeout.map_or(DEFAULT_STOP_TIMEOUT_MS, Dur::ms),
+        },
+        deployment,
+    }
+}
+
+/// A JSON rendering of a manifest error, for `--json` output.
+#[derive(Debug, Serialize)]
+pub struct ErrorReport<'a> {
+    pub file: &'a str,
+    pub line: Option<u64>,
+    pub column: Option<u64>,
+    pub message: &'a str,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = "\
+app: shop
+services:
+  api:
+    type: Load Balanced Web Service
+    image:
+      location: slipway-hello:v1
+      port: 8080
+    http:
+      path: /
+      healthcheck: /healthz
+    count: 3
+    cpu: 256
+    memory: 64
+    variables:
+      LOG_LEVEL: info
+  worker:
+    type: worker
+    image:
+      location: slipway-hello:v1
+environments:
+  prod:
+    services:
+      api:
+        count: 4
+        variables:
+          LOG_LEVEL: warn
+";
+
+    fn err(text: &str) -> ManifestError {
+        parse(text)
+            .and_then(|m| m.compile(DEFAULT_ENV).map(|_| m))
+            .unwrap_err()
+    }
+
+    #[test]
+    fn compiles_defaults_and_overrides() {
+        let m = parse(GOOD).unwrap();
+        let specs = m.compile(DEFAULT_ENV).unwrap();
+        let api = specs.iter().find(|s| s.key.name == "api").unwrap();
+        assert_eq!(api.desired_count, 3);
+        assert_eq!(api.container.port, Some(8080));
+        assert_eq!(api.container.cpu, Some(256));
+        assert_eq!(api.deployment.minimum_healthy_percent, 100);
+        assert_eq!(api.deployment.maximum_percent, 200);
+        assert!(api.deployment.circuit_breaker.enable && api.deployment.circuit_breaker.rollback);
+        assert_eq!(api.container.http_health.as_ref().unwrap().path, "/healthz");
+        let worker = specs.iter().find(|s| s.key.name == "worker").unwrap();
+        assert_eq!(worker.kind, ServiceKind::WorkerService);
+        assert_eq!(worker.desired_count, 1);
+
+        let prod = m.compile("prod").unwrap();
+        let api = prod.iter().find(|s| s.key.name == "api").unwrap();
+        assert_eq!(api.desired_count, 4);
+        assert_eq!(api.container.environment["LOG_LEVEL"], "warn");
+        assert_eq!(api.key.env, "prod");
+    }
+
+    #[test]
+    fn undeclared_environment_is_refused() {
+        let m = parse(GOOD).unwrap();
+        let e = m.compile("prdo").unwrap_err();
+        assert!(e.message.contains("not declared"), "{e}");
+        assert!(e.message.contains("prod"), "{e}");
+    }
+
+    #[test]
+    fn unknown_field_is_placed() {
+        let e = err(
+            "app: shop\nservices:\n  api:\n    type: backend\n    image: {location: x:1}\n    cout: 3\n",
+        );
+        assert_eq!(e.line, Some(6), "{e}");
+        assert!(e.message.contains("cout"), "{e}");
+    }
+
+    #[test]
+    fn negative_count_is_placed() {
+        let e = err(
+            "app: shop\nservices:\n  api:\n    type: backend\n    image: {location: x:1}\n    count: -1\n",
+        );
+        assert_eq!((e.line, e.column), (Some(6), Some(12)), "{e}");
+        assert!(
+            e.message.contains("count must be between 0 and 1000"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn port_out_of_range_is_placed() {
+        let e = err(
+            "app: shop\nservices:\n  api:\n    type: web\n    image:\n      location: x:1\n      port: 70000\n",
+        );
+        assert_eq!(e.line, Some(7), "{e}");
+        assert!(
+            e.message.contains("port must be between 1 and 65535"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn malformed_yaml_is_placed() {
+        let e = err("app: shop\nservices:\n  api: [\n");
+        assert!(e.line.is_some(), "{e}");
+    }
+
+    #[test]
+    fn bad_type_and_app_name() {
+        let e = err("app: shop\nservices:\n  api:\n    type: lambda\n    image: {location: x:1}\n");
+        assert_eq!(e.line, Some(4), "{e}");
+        assert!(e.message.contains("unknown service type"), "{e}");
+        let e =
+            err("app: Shop\nservices:\n  api:\n    type: backend\n    image: {location: x:1}\n");
+        assert_eq!(e.line, Some(1), "{e}");
+    }
+
+    #[test]
+    fn web_service_needs_a_port() {
+        let e = err("app: shop\nservices:\n  api:\n    type: web\n    image: {location: x:1}\n");
+        assert!(e.message.contains("needs image.port"), "{e}");
+    }
+
+    #[test]
+    fn deployment_percent_rules() {
+        let e = err(
+            "app: a\nservices:\n  s:\n    type: backend\n    image: {location: x:1}\n    deployment: {maximum_percent: 50}\n",
+        );
+        assert!(e.message.contains("at least 100"), "{e}");
+        let m = parse("app: a\nservices:\n  s:\n    type: backend\n    image: {location: x:1}\n    deployment: {rolling: recreate}\n").unwrap();
+        let s = &m.compile(DEFAULT_ENV).unwrap()[0];
+        assert_eq!(
+            (
+                s.deployment.minimum_healthy_percent,
+                s.deployment.maximum_percent
+            ),
+            (0, 100)
+        );
+    }
+
+    #[test]
+    fn durations_and_success_codes() {
+        let m = parse("app: a\nservices:\n  s:\n    type: web\n    image: {location: x:1, port: 80}\n    http:\n      healthcheck: {path: /h, interval: 500ms, success_codes: '200-299,304'}\n").unwrap();
+        let hc = m.compile(DEFAULT_ENV).unwrap()[0]
+            .container
+            .http_health
+            .clone()
+            .unwrap();
+        assert_eq!(hc.interval_ms, 500);
+        assert!(hc.accepts(204) && hc.accepts(304) && !hc.accepts(301));
+        let e = err(
+            "app: a\nservices:\n  s:\n    type: backend\n    image: {location: x:1}\n    stop_timeout: soon\n",
+        );
+        assert!(e.message.contains("invalid duration"), "{e}");
+        assert_eq!(e.line, Some(6));
+    }
+}

@@ -1,0 +1,490 @@
+//! Domain types shared by every part of Slipway.
+//!
+//! The model follows ECS underneath (task definition revisions, services with a deployment
+//! configuration, deployments with a rollout state, tasks with ECS lifecycle states) so that
+//! the AWS-compatible front door and the native one describe the same objects.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// Identity of a service: app, environment and service name.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct ServiceKey {
+    pub app: String,
+    pub env: String,
+    pub name: String,
+}
+
+impl ServiceKey {
+    pub fn new(app: impl Into<String>, env: impl Into<String>, name: impl Into<String>) -> Self {
+        Self {
+            app: app.into(),
+            env: env.into(),
+            name: name.into(),
+        }
+    }
+
+    /// The task definition family of this service: `app-env-service`.
+    pub fn family(&self) -> String {
+        format!("{}-{}-{}", self.app, self.env, self.name)
+    }
+
+    /// Name of the private Docker network shared by the tasks of this app and environment.
+    pub fn network(&self) -> String {
+        format!("slipway-{}-{}", self.app, self.env)
+    }
+}
+
+impl fmt::Display for ServiceKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}/{}", self.app, self.env, self.name)
+    }
+}
+
+/// When to pull an image before starting a task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PullPolicy {
+    /// Pull only when the image is not present in the local engine (the default).
+    #[default]
+    Missing,
+    /// Pull on every deploy, to re-resolve a mutable tag.
+    Always,
+}
+
+/// A container health check run by the engine (Docker `HEALTHCHECK`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommandHealthCheck {
+    /// Docker's test form: `["CMD", ...]` or `["CMD-SHELL", "..."]`.
+    pub test: Vec<String>,
+    pub interval_ms: u64,
+    pub timeout_ms: u64,
+    pub retries: u32,
+    pub start_period_ms: u64,
+}
+
+/// An HTTP health check that the controller probes from outside the container.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HttpHealthCheck {
+    pub path: String,
+    /// Port probed; the container port when not set.
+    pub port: Option<u16>,
+    pub interval_ms: u64,
+    pub timeout_ms: u64,
+    pub healthy_threshold: u32,
+    pub unhealthy_threshold: u32,
+    /// Inclusive ranges of status codes that count as success.
+    pub success_codes: Vec<(u16, u16)>,
+}
+
+impl HttpHealthCheck {
+    pub fn accepts(&self, status: u16) -> bool {
+        self.success_codes
+            .iter()
+            .any(|(lo, hi)| (*lo..=*hi).contains(&status))
+    }
+}
+
+/// The container of a task definition (Slipway runs one essential container per task).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContainerSpec {
+    /// The image reference as the user wrote it (`repo:tag`).
+    pub image: String,
+    /// The image pinned at deploy time: a repo digest or the engine's image id.
+    #[serde(default)]
+    pub image_digest: Option<String>,
+    pub pull: PullPolicy,
+    pub port: Option<u16>,
+    pub command: Option<Vec<String>>,
+    pub environment: BTreeMap<String, String>,
+    /// CPU units; 1024 = one core.
+    pub cpu: Option<u32>,
+    /// Hard memory limit in MiB.
+    pub memory: Option<u32>,
+    pub healthcheck: Option<CommandHealthCheck>,
+    pub http_health: Option<HttpHealthCheck>,
+    /// SIGTERM, then SIGKILL after this long.
+    pub stop_timeout_ms: u64,
+}
+
+/// Circuit breaker settings (ECS `deploymentCircuitBreaker` plus its 2026 threshold option).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CircuitBreaker {
+    pub enable: bool,
+    pub rollback: bool,
+    /// Fixed failure threshold; `clamp(ceil(0.5 × desired), 3, 200)` when not set.
+    pub threshold: Option<u32>,
+}
+
+impl CircuitBreaker {
+    /// The number of consecutive failed tasks that trips the breaker.
+    pub fn threshold_for(&self, desired: u32) -> u32 {
+        self.threshold
+            .unwrap_or_else(|| desired.div_ceil(2).clamp(3, 200))
+    }
+}
+
+/// How a service moves from one revision to the next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeploymentConfig {
+    pub minimum_healthy_percent: u32,
+    pub maximum_percent: u32,
+    pub circuit_breaker: CircuitBreaker,
+    /// Failed health checks are ignored this long after a task starts.
+    pub health_check_grace_period_ms: u64,
+    /// A deployment that has not reached steady state after this long fails.
+    pub timeout_ms: u64,
+}
+
+impl Default for DeploymentConfig {
+    fn default() -> Self {
+        Self {
+            minimum_healthy_percent: 100,
+            maximum_percent: 200,
+            circuit_breaker: CircuitBreaker {
+                enable: true,
+                rollback: true,
+                threshold: None,
+            },
+            health_check_grace_period_ms: 0,
+            timeout_ms: 10 * 60 * 1000,
+        }
+    }
+}
+
+impl DeploymentConfig {
+    /// Lower bound of healthy tasks during a deployment (rounded up, as ECS does).
+    pub fn min_healthy(&self, desired: u32) -> u32 {
+        (u64::from(desired) * u64::from(self.minimum_healthy_percent)).div_ceil(100) as u32
+    }
+
+    /// Upper bound of tasks that may exist at once (rounded down, as ECS does).
+    pub fn max_total(&self, desired: u32) -> u32 {
+        (u64::from(desired) * u64::from(self.maximum_percent) / 100) as u32
+    }
+}
+
+/// What a user asks to run: one service of one app environment, compiled from a manifest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceSpec {
+    pub key: ServiceKey,
+    pub kind: ServiceKind,
+    pub desired_count: u32,
+    pub container: ContainerSpec,
+    pub deployment: DeploymentConfig,
+}
+
+/// Service types, with Copilot's names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ServiceKind {
+    #[serde(rename = "Load Balanced Web Service")]
+    LoadBalancedWebService,
+    #[serde(rename = "Backend Service")]
+    BackendService,
+    #[serde(rename = "Worker Service")]
+    WorkerService,
+}
+
+impl ServiceKind {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            ServiceKind::LoadBalancedWebService => "Load Balanced Web Service",
+            ServiceKind::BackendService => "Backend Service",
+            ServiceKind::WorkerService => "Worker Service",
+        }
+    }
+}
+
+/// An immutable task definition revision (`family:revision`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskDefinition {
+    pub family: String,
+    pub revision: u32,
+    pub container: ContainerSpec,
+    pub created_at: i64,
+}
+
+impl TaskDefinition {
+    pub fn id(&self) -> String {
+        format!("{}:{}", self.family, self.revision)
+    }
+}
+
+/// Outcome of a deployment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum RolloutState {
+    InProgress,
+    Succeeded,
+    Failed,
+    RolledBack,
+}
+
+impl RolloutState {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            RolloutState::InProgress => "IN_PROGRESS",
+            RolloutState::Succeeded => "SUCCEEDED",
+            RolloutState::Failed => "FAILED",
+            RolloutState::RolledBack => "ROLLED_BACK",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "IN_PROGRESS" => RolloutState::InProgress,
+            "SUCCEEDED" => RolloutState::Succeeded,
+            "FAILED" => RolloutState::Failed,
+            "ROLLED_BACK" => RolloutState::RolledBack,
+            _ => return None,
+        })
+    }
+
+    pub fn is_terminal(&self) -> bool {
+        !matches!(self, RolloutState::InProgress)
+    }
+}
+
+/// Timestamps (unix milliseconds) that answer "how long did it take, and how long were two
+/// versions reachable".
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Timeline {
+    /// First task of this deployment passed its health checks.
+    pub first_healthy_at: Option<i64>,
+    /// First task of an older deployment was stopped.
+    pub first_old_stopped_at: Option<i64>,
+    /// No task of an older deployment was left.
+    pub old_gone_at: Option<i64>,
+    /// The deployment reached a terminal state.
+    pub finished_at: Option<i64>,
+}
+
+/// One deployment: moving a service's tasks to one task definition revision.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Deployment {
+    pub id: String,
+    pub service: ServiceKey,
+    pub revision: u32,
+    pub desired_count: u32,
+    pub state: RolloutState,
+    pub reason: Option<String>,
+    /// Consecutive failed tasks counted by the circuit breaker.
+    pub failed_tasks: u32,
+    /// Set on a deployment started by the circuit breaker: the deployment it rolls back.
+    pub rollback_of: Option<String>,
+    /// Set on a deployment that was rolled back: the deployment that restores service.
+    pub rolled_back_by: Option<String>,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub timeline: Timeline,
+}
+
+/// ECS task lifecycle states (`lastStatus`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum TaskStatus {
+    Provisioning,
+    Pending,
+    Activating,
+    Running,
+    Deactivating,
+    Stopping,
+    Deprovisioning,
+    Stopped,
+}
+
+impl TaskStatus {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            TaskStatus::Provisioning => "PROVISIONING",
+            TaskStatus::Pending => "PENDING",
+            TaskStatus::Activating => "ACTIVATING",
+            TaskStatus::Running => "RUNNING",
+            TaskStatus::Deactivating => "DEACTIVATING",
+            TaskStatus::Stopping => "STOPPING",
+            TaskStatus::Deprovisioning => "DEPROVISIONING",
+            TaskStatus::Stopped => "STOPPED",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "PROVISIONING" => TaskStatus::Provisioning,
+            "PENDING" => TaskStatus::Pending,
+            "ACTIVATING" => TaskStatus::Activating,
+            "RUNNING" => TaskStatus::Running,
+            "DEACTIVATING" => TaskStatus::Deactivating,
+            "STOPPING" => TaskStatus::Stopping,
+            "DEPROVISIONING" => TaskStatus::Deprovisioning,
+            "STOPPED" => TaskStatus::Stopped,
+            _ => return None,
+        })
+    }
+}
+
+/// Why a task stopped (ECS `stopCode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum StopCode {
+    TaskFailedToStart,
+    EssentialContainerExited,
+    UserInitiated,
+    ServiceSchedulerInitiated,
+}
+
+impl StopCode {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            StopCode::TaskFailedToStart => "TaskFailedToStart",
+            StopCode::EssentialContainerExited => "EssentialContainerExited",
+            StopCode::UserInitiated => "UserInitiated",
+            StopCode::ServiceSchedulerInitiated => "ServiceSchedulerInitiated",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "TaskFailedToStart" => StopCode::TaskFailedToStart,
+            "EssentialContainerExited" => StopCode::EssentialContainerExited,
+            "UserInitiated" => StopCode::UserInitiated,
+            "ServiceSchedulerInitiated" => StopCode::ServiceSchedulerInitiated,
+            _ => return None,
+        })
+    }
+}
+
+/// Health of a task as the controller judges it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum TaskHealth {
+    /// Checks have not passed yet (or are still within the grace period).
+    Unknown,
+    Healthy,
+    Unhealthy,
+}
+
+impl TaskHealth {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            TaskHealth::Unknown => "UNKNOWN",
+            TaskHealth::Healthy => "HEALTHY",
+            TaskHealth::Unhealthy => "UNHEALTHY",
+        }
+    }
+}
+
+/// The record of one task: a running (or stopped) copy of a task definition revision.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Task {
+    pub id: String,
+    pub service: ServiceKey,
+    pub deployment_id: String,
+    pub revision: u32,
+    pub container_id: Option<String>,
+    pub last_status: TaskStatus,
+    /// `RUNNING` or `STOPPED`: what the scheduler wants for this task.
+    pub desired_running: bool,
+    pub health: TaskHealth,
+    pub address: Option<String>,
+    pub stop_code: Option<StopCode>,
+    pub stopped_reason: Option<String>,
+    pub exit_code: Option<i64>,
+    pub created_at: i64,
+    pub started_at: Option<i64>,
+    pub healthy_at: Option<i64>,
+    pub stopped_at: Option<i64>,
+}
+
+/// A service event (ECS `services[].events[]`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceEvent {
+    pub id: i64,
+    pub created_at: i64,
+    pub message: String,
+}
+
+/// How many events are kept per service (ECS shows 100).
+pub const MAX_EVENTS: i64 = 100;
+
+/// Container labels Slipway puts on every container it creates.
+pub mod labels {
+    pub const APP: &str = "slipway.app";
+    pub const ENV: &str = "slipway.env";
+    pub const SERVICE: &str = "slipway.service";
+    pub const TASK: &str = "slipway.task";
+    pub const REVISION: &str = "slipway.revision";
+    pub const DEPLOYMENT: &str = "slipway.deployment";
+}
+
+/// Checks a name used for apps, environments and services: what Docker accepts in container
+/// and network names and what a DNS label allows.
+pub fn validate_name(name: &str) -> Result<(), String> {
+    if name.is_empty() || name.len() > 40 {
+        return Err(format!("name {name:?} must be 1 to 40 characters long"));
+    }
+    let ok = name
+        .chars()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && name.starts_with(|c: char| c.is_ascii_lowercase())
+        && !name.ends_with('-');
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "name {name:?} must use lowercase letters, digits and '-', start with a letter and not end with '-'"
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn breaker_threshold_follows_ecs_formula() {
+        let cb = CircuitBreaker {
+            enable: true,
+            rollback: true,
+            threshold: None,
+        };
+        assert_eq!(cb.threshold_for(1), 3);
+        assert_eq!(cb.threshold_for(3), 3);
+        assert_eq!(cb.threshold_for(25), 13);
+        assert_eq!(cb.threshold_for(400), 200);
+        assert_eq!(cb.threshold_for(800), 200);
+        let fixed = CircuitBreaker {
+            threshold: Some(1),
+            ..cb
+        };
+        assert_eq!(fixed.threshold_for(25), 1);
+    }
+
+    #[test]
+    fn min_rounds_up_and_max_rounds_down() {
+        let c = DeploymentConfig {
+            minimum_healthy_percent: 75,
+            maximum_percent: 125,
+            ..Default::default()
+        };
+        assert_eq!(c.min_healthy(2), 2); // ceil(1.5)
+        assert_eq!(c.max_total(3), 3); // floor(3.75)
+        let d = DeploymentConfig {
+            minimum_healthy_percent: 50,
+            maximum_percent: 200,
+            ..Default::default()
+        };
+        assert_eq!(d.min_healthy(4), 2);
+        assert_eq!(d.max_total(4), 8);
+    }
+
+    #[test]
+    fn names_are_checked() {
+        assert!(validate_name("shop").is_ok());
+        assert!(validate_name("api-2").is_ok());
+        assert!(validate_name("Shop").is_err());
+        assert!(validate_name("../x").is_err());
+        assert!(validate_name("-x").is_err());
+        assert!(validate_name("").is_err());
+    }
+}

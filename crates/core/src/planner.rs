@@ -1,0 +1,491 @@
+//! The deployment planner: desired state + observed tasks → actions.
+//!
+//! [`plan`] is a pure function. The controller calls it for one service with the service's
+//! desired count and deployment configuration, its deployments and the tasks it observed in
+//! the engine, and carries out the [`Action`]s it returns. Because the planner is
+//! level-triggered and keeps no state of its own, running it again on the same input gives
+//! the same actions, and a controller that crashed anywhere recovers by observing again.
+//!
+//! The rules follow ECS's rolling update:
+//! - the *target* deployment is the newest one that is `IN_PROGRESS` or `SUCCEEDED`;
+//! - tasks of the target are *new*, all others are *old*; a rollback deployment also adopts
+//!   live tasks of its revision, so rolling back to tasks that still run costs nothing;
+//! - new tasks start while fewer than `desired` exist and the total (including stopping
+//!   tasks) stays within `floor(desired × maximum%)`;
+//! - old tasks stop while the healthy total stays at or above
+//!   `ceil(desired × minimumHealthy%)`; tasks that are not healthy may always be stopped;
+//! - tasks that exit on their own, or fail health checks, are stopped and replaced; while the
+//!   target is in progress they count towards its circuit breaker, which fails the deployment
+//!   and, with rollback, starts a deployment of the last `SUCCEEDED` revision;
+//! - a deployment that runs past its timeout fails the same way.
+
+use crate::model::{Deployment, DeploymentConfig, RolloutState, StopCode, TaskHealth};
+
+/// What the controller observed about one task.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObservedTask {
+    pub id: String,
+    pub deployment_id: String,
+    pub revision: u32,
+    /// The scheduler still wants this task to run (false once Slipway decided to stop it).
+    pub desired_running: bool,
+    pub state: TaskState,
+    /// Healthy now, and not yet recorded as having been healthy.
+    pub newly_healthy: bool,
+}
+
+/// The observed state of a task's container.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TaskState {
+    /// Being created or started.
+    Pending,
+    /// Running, with the controller's judgement of its health.
+    Running(TaskHealth),
+    /// The container is no longer running.
+    Exited {
+        exit_code: Option<i64>,
+        ever_ran: bool,
+        detail: Option<String>,
+    },
+}
+
+/// Everything the planner needs for one service.
+#[derive(Debug, Clone, Copy)]
+pub struct PlanInput<'a> {
+    pub now: i64,
+    pub desired_count: u32,
+    pub config: &'a DeploymentConfig,
+    /// The service is being deleted: stop everything.
+    pub deleting: bool,
+    pub deployments: &'a [Deployment],
+    pub tasks: &'a [ObservedTask],
+    /// Crash-loop back-off: no task may start before this time.
+    pub start_backoff_until: Option<i64>,
+}
+
+/// Timeline marks the planner can set on a deployment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mark {
+    FirstOldStopped,
+    OldGone,
+}
+
+/// One step for the executor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Create and start a task of this deployment.
+    Start {
+        deployment_id: String,
+        revision: u32,
+    },
+    /// Stop a running task: deregister, SIGTERM, SIGKILL after the stop timeout.
+    Stop {
+        task_id: String,
+        code: StopCode,
+        reason: String,
+    },
+    /// Record a task whose container is no longer running, and remove the container.
+    Reap {
+        task_id: String,
+        code: StopCode,
+        reason: String,
+        exit_code: Option<i64>,
+        crashed: bool,
+    },
+    /// Record that a task passed its health checks for the first time.
+    TaskHealthy {
+        task_id: String,
+    },
+    /// Set a deployment's consecutive failed-task count.
+    SetFailedTasks {
+        deployment_id: String,
+        failed_tasks: u32,
+    },
+    /// Move a deployment to a terminal state.
+    Finish {
+        deployment_id: String,
+        state: RolloutState,
+        reason: String,
+    },
+    /// The circuit breaker tripped: mark `failed_id` ROLLED_BACK and start a deployment of
+    /// `to_revision` that adopts its live tasks.
+    Rollback {
+        failed_id: String,
+        to_revision: u32,
+        reason: String,
+    },
+    Mark {
+        deployment_id: String,
+        mark: Mark,
+    },
+    /// A service event (ECS message templates where ECS has one).
+    Event(String),
+}
+
+/// The planner's answer.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Plan {
+    pub actions: Vec<Action>,
+    /// Plan again after this many milliseconds even if nothing is reported.
+    pub requeue_after_ms: Option<u64>,
+}
+
+/// How soon to look again while tasks are changing.
+const BUSY_REQUEUE_MS: u64 = 250;
+const ROLLOUT_REQUEUE_MS: u64 = 1000;
+
+fn is_target_state(d: &Deployment) -> bool {
+    matches!(d.state, RolloutState::InProgress | RolloutState::Succeeded)
+}
+
+/// The deployment the service is converging to.
+pub fn target(deployments: &[Deployment]) -> Option<&Deployment> {
+    deployments
+        .iter()
+        .filter(|d| is_target_state(d))
+        .max_by_key(|d| (d.created_at, d.id.clone()))
+}
+
+/// The deployment a failed one rolls back to: the newest older `SUCCEEDED` one.
+pub fn rollback_target<'a>(
+    deployments: &'a [Deployment],
+    failed: &Deployment,
+) -> Option<&'a Deployment> {
+    deployments
+        .iter()
+        .filter(|d| {
+            d.state == RolloutState::Succeeded
+                && d.id != failed.id
+                && d.created_at <= failed.created_at
+        })
+        .max_by_key(|d| (d.created_at, d.id.clone()))
+}
+
+fn belongs(task: &ObservedTask, t: &Deployment) -> bool {
+    task.deployment_id == t.id || (t.rollback_of.is_some() && task.revision == t.revision)
+}
+
+/// Plans one reconcile step for one service.
+pub fn plan(input: PlanInput<'_>) -> Plan {
+    let mut p = Plan::default();
+    let mut tasks: Vec<&ObservedTask> = input.tasks.iter().collect();
+    tasks.sort_by(|a, b| a.id.cmp(&b.id));
+
+    let mut target = target(input.deployments).cloned();
+    let mut failures = 0u32;
+    let counting = |t: &Option<Deployment>, task: &ObservedTask| {
+        t.as_ref()
+            .is_some_and(|t| t.state == RolloutState::InProgress && belongs(task, t))
+    };
+    let mut reset = false;
+
+    // Containers that stopped: record and remove them; count failures of the target.
+    for t in &tasks {
+        if let TaskState::Exited {
+            exit_code,
+            ever_ran,
+            detail,
+        } = &t.state
+        {
+            if !t.desired_running {
+                p.actions.push(Action::Reap {
+                    task_id: t.id.clone(),
+                    code: StopCode::ServiceSchedulerInitiated,
+                    reason: String::new(),
+                    exit_code: *exit_code,
+                    crashed: false,
+                });
+                continue;
+            }
+            let (code, mut reason) = if *ever_ran {
+                let code_text = exit_code.map_or("unknown".to_owned(), |c| c.to_string());
+                (
+                    StopCode::EssentialContainerExited,
+                    format!("Essential container in task exited (exit code {code_text})"),
+                )
+            } else {
+                (
+                    StopCode::TaskFailedToStart,
+                    "Task failed to start".to_owned(),
+                )
+            };
+            if let Some(d) = detail {
+                reason.push_str(": ");
+                reason.push_str(d);
+            }
+            if counting(&target, t) {
+                failures += 1;
+            }
+            p.actions.push(Action::Reap {
+                task_id: t.id.clone(),
+                code,
+                reason,
+                exit_code: *exit_code,
+                crashed: true,
+            });
+        }
+    }
+
+    // Unhealthy tasks are stopped and replaced.
+    let mut stopping_now: Vec<String> = Vec::new();
+    for t in &tasks {
+        if t.desired_running
+            && t.state == TaskState::Running(TaskHealth::Unhealthy)
+            && !input.deleting
+        {
+            if counting(&target, t) {
+                failures += 1;
+            }
+            stopping_now.push(t.id.clone());
+            p.actions.push(Action::Stop {
+                task_id: t.id.clone(),
+                code: StopCode::ServiceSchedulerInitiated,
+                reason: "Task failed health checks".to_owned(),
+            });
+        }
+        if t.newly_healthy && t.desired_running {
+            p.actions.push(Action::TaskHealthy {
+                task_id: t.id.clone(),
+            });
+            if counting(&target, t) {
+                reset = true;
+            }
+        }
+    }
+
+    if input.deleting {
+        for t in &tasks {
+            if t.desired_running && !matches!(t.state, TaskState::Exited { .. }) {
+                p.actions.push(Action::Stop {
+                    task_id: t.id.clone(),
+                    code: StopCode::UserInitiated,
+                    reason: "Service deleted".to_owned(),
+                });
+            }
+        }
+        if !tasks.is_empty() {
+            p.requeue_after_ms = Some(BUSY_REQUEUE_MS);
+        }
+        return p;
+    }
+
+    // Circuit breaker and deployment timeout.
+    if let Some(t) = target
+        .clone()
+        .filter(|t| t.state == RolloutState::InProgress)
+    {
+        let base = if reset { 0 } else { t.failed_tasks };
+        let count = base + failures;
+        if count != t.failed_tasks {
+            p.actions.push(Action::SetFailedTasks {
+                deployment_id: t.id.clone(),
+                failed_tasks: count,
+            });
+        }
+        let cb = input.config.circuit_breaker;
+        let threshold = cb.threshold_for(input.desired_count);
+        let trip = if cb.enable && count >= threshold {
+            Some(format!(
+                "circuit breaker: {count} tasks failed in a row (threshold {threshold})"
+            ))
+        } else if input.now - t.created_at >= input.config.timeout_ms as i64 {
+            Some(format!(
+                "deployment did not reach a steady state within {}s",
+                input.config.timeout_ms / 1000
+            ))
+        } else {
+            None
+        };
+        if let Some(reason) = trip {
+            match rollback_target(input.deployments, &t).filter(|_| cb.rollback) {
+                Some(prev) => {
+                    p.actions.push(Action::Event(format!(
+                        "deployment {} failed ({reason}); rolling back to revision {}",
+                        t.id, prev.revision
+                    )));
+                    p.actions.push(Action::Rollback {
+                        failed_id: t.id.clone(),
+                        to_revision: prev.revision,
+                        reason,
+                    });
+                    p.requeue_after_ms = Some(0);
+                    return p;
+                }
+                None => {
+                    let why = if cb.rollback {
+                        format!("{reason}; no earlier successful deployment to roll back to")
+                    } else {
+                        reason
+                    };
+                    p.actions
+                        .push(Action::Event(format!("deployment {} failed: {why}", t.id)));
+                    p.actions.push(Action::Finish {
+                        deployment_id: t.id.clone(),
+                        state: RolloutState::Failed,
+                        reason: why,
+                    });
+                    let rest: Vec<Deployment> = input
+                        .deployments
+                        .iter()
+                        .filter(|d| d.id != t.id)
+                        .cloned()
+                        .collect();
+                    target = self::target(&rest).cloned();
+                }
+            }
+        }
+    }
+
+    let is_live = |t: &ObservedTask| {
+        t.desired_running
+            && !stopping_now.contains(&t.id)
+            && matches!(
+                t.state,
+                TaskState::Pending | TaskState::Running(TaskHealth::Unknown | TaskHealth::Healthy)
+            )
+    };
+    let is_stopping = |t: &ObservedTask| {
+        !matches!(t.state, TaskState::Exited { .. })
+            && (!t.desired_running || stopping_now.contains(&t.id))
+    };
+    let healthy = |t: &ObservedTask| t.state == TaskState::Running(TaskHealth::Healthy);
+    let in_flight = tasks.iter().any(|t| {
+        is_stopping(t) || (is_live(t) && !healthy(t)) || matches!(t.state, TaskState::Exited { .. })
+    });
+
+    let Some(t) = target else {
+        // Nothing to converge to (the first deployment failed): stop what is left.
+        for task in tasks.iter().filter(|x| is_live(x)) {
+            p.actions.push(Action::Stop {
+                task_id: task.id.clone(),
+                code: StopCode::ServiceSchedulerInitiated,
+                reason: "Deployment failed".to_owned(),
+            });
+        }
+        if in_flight {
+            p.requeue_after_ms = Some(BUSY_REQUEUE_MS);
+        }
+        return p;
+    };
+
+    let desired = input.desired_count;
+    let mut new: Vec<&ObservedTask> = tasks
+        .iter()
+        .copied()
+        .filter(|x| is_live(x) && belongs(x, &t))
+        .collect();
+    let old: Vec<&ObservedTask> = tasks
+        .iter()
+        .copied()
+        .filter(|x| is_live(x) && !belongs(x, &t))
+        .collect();
+    let stopping = tasks.iter().filter(|x| is_stopping(x)).count() as u32;
+    let min_healthy = input.config.min_healthy(desired);
+    let max_total = input.config.max_total(desired).max(desired);
+
+    let mut healthy_total = tasks.iter().filter(|x| is_live(x) && healthy(x)).count() as u32;
+    let mut stops: Vec<(&ObservedTask, &'static str)> = Vec::new();
+
+    // Surplus new tasks (scale-in): the least useful first.
+    if new.len() as u32 > desired {
+        new.sort_by_key(|x| (healthy(x), x.id.clone()));
+        let surplus = new.len() - desired as usize;
+        for x in new.drain(..surplus) {
+            if healthy(&x) {
+                healthy_total -= 1;
+            }
+            stops.push((x, "Scaling in"));
+        }
+    }
+
+    // Old tasks: stop the ones that are not serving, then healthy ones while the minimum holds.
+    let mut old_sorted = old.clone();
+    old_sorted.sort_by_key(|x| (healthy(x), x.id.clone()));
+    let mut old_left = old_sorted.len() as u32;
+    for x in old_sorted {
+        if !healthy(&x) {
+            stops.push((x, "Replaced by a new deployment"));
+            old_left -= 1;
+        } else if healthy_total > min_healthy {
+            healthy_total -= 1;
+            stops.push((x, "Replaced by a new deployment"));
+            old_left -= 1;
+        }
+    }
+
+    let total = new.len() as u32 + old.len() as u32 + stopping;
+    let backoff = input.start_backoff_until.filter(|u| *u > input.now);
+    let room = max_total.saturating_sub(total);
+    let want = desired.saturating_sub(new.len() as u32);
+    let starts = if backoff.is_some() { 0 } else { want.min(room) };
+    for _ in 0..starts {
+        p.actions.push(Action::Start {
+            deployment_id: t.id.clone(),
+            revision: t.revision,
+        });
+    }
+    let stopped_old = stops.iter().any(|(x, _)| !belongs(x, &t));
+    for (x, why) in &stops {
+        p.actions.push(Action::Stop {
+            task_id: x.id.clone(),
+            code: StopCode::ServiceSchedulerInitiated,
+            reason: (*why).to_owned(),
+        });
+    }
+    if starts > 0 {
+        p.actions.push(Action::Event(format!(
+            "(service) has started {starts} tasks."
+        )));
+    }
+
+    if t.state == RolloutState::InProgress {
+        if stopped_old && t.timeline.first_old_stopped_at.is_none() {
+            p.actions.push(Action::Mark {
+                deployment_id: t.id.clone(),
+                mark: Mark::FirstOldStopped,
+            });
+        }
+        let old_remaining = old.len() as u32
+            + tasks
+                .iter()
+                .filter(|x| is_stopping(x) && !belongs(x, &t))
+                .count() as u32;
+        if old_remaining == 0 && t.timeline.old_gone_at.is_none() {
+            p.actions.push(Action::Mark {
+                deployment_id: t.id.clone(),
+                mark: Mark::OldGone,
+            });
+        }
+        let new_healthy = new.iter().filter(|x| healthy(x)).count() as u32;
+        let done = new.len() as u32 == desired
+            && new_healthy == desired
+            && old_remaining == 0
+            && stopping == 0;
+        if done {
+            p.actions.push(Action::Finish {
+                deployment_id: t.id.clone(),
+                state: RolloutState::Succeeded,
+                reason: "reached a steady state".to_owned(),
+            });
+            p.actions.push(Action::Event(
+                "(service) has reached a steady state.".to_owned(),
+            ));
+        } else if starts == 0 && stops.is_empty() && !in_flight && backoff.is_none() && old_left > 0
+        {
+            p.actions.push(Action::Event(
+                "(service) was unable to stop or start tasks during a deployment because of the service deployment configuration. Update the minimumHealthyPercent or maximumPercent value and try again.".to_owned(),
+            ));
+        }
+    }
+
+    p.requeue_after_ms = match backoff {
+        Some(until) => Some((until - input.now).max(0) as u64),
+        None if in_flight || starts > 0 || !stops.is_empty() => Some(BUSY_REQUEUE_MS),
+        None if t.state == RolloutState::InProgress => Some(ROLLOUT_REQUEUE_MS),
+        None => None,
+    };
+    p
+}
+
+#[cfg(test)]
+mod tests;
