@@ -1,1 +1,109 @@
-//! stub
+//! Slipway's state store.
+//!
+//! [`Store`] is the interface the controller and the API use; [`SqliteStore`] implements it
+//! on an embedded SQLite database (the default, one file in the data directory). A PostgreSQL
+//! implementation for several servers sharing state fills the same trait. The store holds
+//! desired state and history only: what is running is always read from the engine.
+//!
+//! This crate may call the database and nothing else.
+
+mod sqlite;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use slipway_core::model::{
+    ContainerSpec, Deployment, DeploymentConfig, ServiceEvent, ServiceKey, ServiceKind, Task,
+    TaskDefinition,
+};
+
+pub use sqlite::SqliteStore;
+
+/// Errors from the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("database migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("stored record is corrupt: {0}")]
+    Corrupt(#[from] serde_json::Error),
+    #[error("{0} not found")]
+    NotFound(String),
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// A service's desired state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceRecord {
+    pub key: ServiceKey,
+    pub kind: ServiceKind,
+    pub desired_count: u32,
+    pub config: DeploymentConfig,
+    /// The task definition revision of the newest deployment.
+    pub revision: u32,
+    /// `slipway delete` was asked: stop every task, then forget the service.
+    pub deleting: bool,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// A new deployment to record atomically with its task definition and service update.
+#[derive(Debug, Clone)]
+pub struct NewDeployment {
+    pub id: String,
+    pub key: ServiceKey,
+    pub kind: ServiceKind,
+    pub desired_count: u32,
+    pub config: DeploymentConfig,
+    /// Register this container as a new revision, or reuse an existing revision.
+    pub revision: RevisionChoice,
+    pub rollback_of: Option<String>,
+    pub now: i64,
+}
+
+#[derive(Debug, Clone)]
+pub enum RevisionChoice {
+    Register(ContainerSpec),
+    Existing(u32),
+}
+
+/// The persistent state of Slipway.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    async fn get_meta(&self, key: &str) -> Result<Option<String>>;
+    async fn set_meta(&self, key: &str, value: &str) -> Result<()>;
+
+    async fn get_service(&self, key: &ServiceKey) -> Result<Option<ServiceRecord>>;
+    /// Services of one app (all apps when `None`), sorted by key.
+    async fn list_services(&self, app: Option<&str>) -> Result<Vec<ServiceRecord>>;
+    async fn put_service(&self, service: &ServiceRecord) -> Result<()>;
+    /// Forgets a service with its deployments, tasks and events (task definitions are kept).
+    async fn remove_service(&self, key: &ServiceKey) -> Result<()>;
+
+    async fn get_task_definition(&self, family: &str, revision: u32) -> Result<Option<TaskDefinition>>;
+    async fn latest_task_definition(&self, family: &str) -> Result<Option<TaskDefinition>>;
+
+    /// Records a deployment in one transaction: registers the task definition revision when
+    /// asked, updates the service, marks older in-progress deployments as superseded (FAILED)
+    /// and, for a rollback, marks the failed deployment ROLLED_BACK.
+    async fn create_deployment(&self, new: NewDeployment) -> Result<Deployment>;
+    async fn get_deployment(&self, id: &str) -> Result<Option<Deployment>>;
+    /// Deployments of a service, newest first.
+    async fn list_deployments(&self, key: &ServiceKey, limit: u32) -> Result<Vec<Deployment>>;
+    /// Deployments that may still matter to the planner (in progress, or the newest ones).
+    async fn active_deployments(&self, key: &ServiceKey) -> Result<Vec<Deployment>>;
+    async fn put_deployment(&self, d: &Deployment) -> Result<()>;
+
+    async fn put_task(&self, task: &Task) -> Result<()>;
+    async fn get_task(&self, id: &str) -> Result<Option<Task>>;
+    /// Tasks of a service, newest first; stopped ones only when asked.
+    async fn list_tasks(&self, key: &ServiceKey, include_stopped: bool) -> Result<Vec<Task>>;
+    /// Drops stopped tasks that stopped before `before`, keeping the newest `keep` per service.
+    async fn prune_stopped_tasks(&self, before: i64, keep: u32) -> Result<u64>;
+
+    /// Adds an event and trims the service's list to [`slipway_core::model::MAX_EVENTS`].
+    async fn add_event(&self, key: &ServiceKey, now: i64, message: &str) -> Result<()>;
+    /// Events of a service, newest first.
+    async fn list_events(&self, key: &ServiceKey, limit: u32) -> Result<Vec<ServiceEvent>>;
+}

@@ -1,0 +1,478 @@
+//! The SQLite implementation of [`Store`].
+
+use std::path::Path;
+use std::str::FromStr;
+
+use async_trait::async_trait;
+use slipway_core::model::{Deployment, RolloutState, ServiceEvent, ServiceKey, Task, TaskDefinition, Timeline, MAX_EVENTS};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Row, SqlitePool};
+
+use crate::{NewDeployment, Result, RevisionChoice, ServiceRecord, Store, StoreError};
+
+/// State in one SQLite file (WAL mode).
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path` and applies migrations.
+    pub async fn open(path: &Path) -> Result<Self> {
+        let opts = SqliteConnectOptions::from_str("sqlite://")?
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(std::time::Duration::from_secs(10));
+        Self::with_options(opts, 4).await
+    }
+
+    /// An in-memory database, for tests.
+    pub async fn memory() -> Result<Self> {
+        let opts = SqliteConnectOptions::from_str("sqlite::memory:")?;
+        Self::with_options(opts, 1).await
+    }
+
+    async fn with_options(opts: SqliteConnectOptions, max: u32) -> Result<Self> {
+        let pool = SqlitePoolOptions::new().max_connections(max).connect_with(opts).await?;
+        sqlx::migrate!("migrations/sqlite").run(&pool).await?;
+        Ok(Self { pool })
+    }
+}
+
+fn decode<T: serde::de::DeserializeOwned>(body: &str) -> Result<T> {
+    Ok(serde_json::from_str(body)?)
+}
+
+fn encode<T: serde::Serialize>(v: &T) -> Result<String> {
+    Ok(serde_json::to_string(v)?)
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn get_meta(&self, key: &str) -> Result<Option<String>> {
+        let row = sqlx::query("SELECT value FROM meta WHERE key = ?").bind(key).fetch_optional(&self.pool).await?;
+        Ok(row.map(|r| r.get::<String, _>(0)))
+    }
+
+    async fn set_meta(&self, key: &str, value: &str) -> Result<()> {
+        sqlx::query("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value")
+            .bind(key)
+            .bind(value)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn get_service(&self, key: &ServiceKey) -> Result<Option<ServiceRecord>> {
+        let row = sqlx::query("SELECT body FROM services WHERE app = ? AND env = ? AND name = ?")
+            .bind(&key.app)
+            .bind(&key.env)
+            .bind(&key.name)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| decode(r.get::<&str, _>(0))).transpose()
+    }
+
+    async fn list_services(&self, app: Option<&str>) -> Result<Vec<ServiceRecord>> {
+        let rows = match app {
+            Some(app) => {
+                sqlx::query("SELECT body FROM services WHERE app = ? ORDER BY app, env, name")
+                    .bind(app)
+                    .fetch_all(&self.pool)
+                    .await?
+            }
+            None => sqlx::query("SELECT body FROM services ORDER BY app, env, name").fetch_all(&self.pool).await?,
+        };
+        rows.iter().map(|r| decode(r.get::<&str, _>(0))).collect()
+    }
+
+    async fn put_service(&self, s: &ServiceRecord) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO services (app, env, name, body, updated_at) VALUES (?, ?, ?, ?, ?)
+             ON CONFLICT (app, env, name) DO UPDATE SET body = excluded.body, updated_at = excluded.updated_at",
+        )
+        .bind(&s.key.app)
+        .bind(&s.key.env)
+        .bind(&s.key.name)
+        .bind(encode(s)?)
+        .bind(s.updated_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn remove_service(&self, key: &ServiceKey) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        for table in ["services", "deployments", "tasks", "events"] {
+            let sql = format!("DELETE FROM {table} WHERE app = ? AND env = ? AND name = ?");
+            sqlx::query(sqlx::AssertSqlSafe(sql))
+                .bind(&key.app)
+                .bind(&key.env)
+                .bind(&key.name)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn get_task_definition(&self, family: &str, revision: u32) -> Result<Option<TaskDefinition>> {
+        let row = sqlx::query("SELECT body FROM task_definitions WHERE family = ? AND revision = ?")
+            .bind(family)
+            .bind(i64::from(revision))
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| decode(r.get::<&str, _>(0))).transpose()
+    }
+
+    async fn latest_task_definition(&self, family: &str) -> Result<Option<TaskDefinition>> {
+        let row = sqlx::query("SELECT body FROM task_definitions WHERE family = ? ORDER BY revision DESC LIMIT 1")
+            .bind(family)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| decode(r.get::<&str, _>(0))).transpose()
+    }
+
+    async fn create_deployment(&self, new: NewDeployment) -> Result<Deployment> {
+        let mut tx = self.pool.begin().await?;
+        let family = new.key.family();
+        let revision = match new.revision {
+            RevisionChoice::Existing(r) => r,
+            RevisionChoice::Register(container) => {
+                let next: i64 = sqlx::query("SELECT COALESCE(MAX(revision), 0) + 1 FROM task_definitions WHERE family = ?")
+                    .bind(&family)
+                    .fetch_one(&mut *tx)
+                    .await?
+                    .get(0);
+                let td = TaskDefinition { family: family.clone(), revision: next as u32, container, created_at: new.now };
+                sqlx::query("INSERT INTO task_definitions (family, revision, body, created_at) VALUES (?, ?, ?, ?)")
+                    .bind(&family)
+                    .bind(next)
+                    .bind(encode(&td)?)
+                    .bind(new.now)
+                    .execute(&mut *tx)
+                    .await?;
+                next as u32
+            }
+        };
+        // Older deployments still in progress are superseded; a failed one being rolled back
+        // is marked ROLLED_BACK.
+        let rows = sqlx::query("SELECT body FROM deployments WHERE app = ? AND env = ? AND name = ? AND state = 'IN_PROGRESS'")
+            .bind(&new.key.app)
+            .bind(&new.key.env)
+            .bind(&new.key.name)
+            .fetch_all(&mut *tx)
+            .await?;
+        let mut changed: Vec<Deployment> = Vec::new();
+        for r in rows {
+            let mut d: Deployment = decode(r.get::<&str, _>(0))?;
+            if new.rollback_of.as_deref() == Some(d.id.as_str()) {
+                continue;
+            }
+            d.state = RolloutState::Failed;
+            d.reason = Some(format!("superseded by deployment {}", new.id));
+            d.updated_at = new.now;
+            d.timeline.finished_at = Some(new.now);
+            changed.push(d);
+        }
+        if let Some(failed_id) = &new.rollback_of {
+            let row = sqlx::query("SELECT body FROM deployments WHERE id = ?").bind(failed_id).fetch_optional(&mut *tx).await?;
+            let Some(row) = row else { return Err(StoreError::NotFound(format!("deployment {failed_id}"))) };
+            let mut d: Deployment = decode(row.get::<&str, _>(0))?;
+            d.state = RolloutState::RolledBack;
+            d.rolled_back_by = Some(new.id.clone());
+            d.updated_at = new.now;
+            d.timeline.finished_at = Some(new.now);
+            changed.push(d);
+        }
+        for d in &changed {
+            sqlx::query("UPDATE deployments SET state = ?, body = ? WHERE id = ?")
+                .bind(d.state.as_str())
+                .bind(encode(d)?)
+                .bind(&d.id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        let dep = Deployment {
+            id: new.id.clone(),
+            service: new.key.clone(),
+            revision,
+            desired_count: new.desired_count,
+            state: RolloutState::InProgress,
+            reason: None,
+            failed_tasks: 0,
+            rollback_of: new.rollback_of.clone(),
+            rolled_back_by: None,
+            created_at: new.now,
+            updated_at: new.now,
+            timeline: Timeline::default(),
+        };
+        sqlx::query("INSERT INTO deployments (id, app, env, name, state, body, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)")
+            .bind(&dep.id)
+            .bind(&new.key.app)
+            .bind(&new.key.env)
+            .bind(&new.key.name)
+            .bind(dep.state.as_str())
+            .bind(encode(&dep)?)
+            .bind(new.now)
+            .execute(&mut *tx)
+            .await?;
+        let existing = sqlx::query("SELECT body FROM services WHERE app = ? AND env = ? AND name = ?")
+            .bind(&new.key.app)
+            .bind(&new.key.env)
+            .bind(&new.key.name)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let created_at = match existing {
+            Some(r) => decode::<ServiceRecord>(r.get::<&str, _>(0))?.created_at,
+            None => new.now,
+        };
+        let svc = ServiceRecord {
+            key: new.key.clone(),
+            kind: new.kind,
+            desired_count: new.desired_count,
+            config: new.config,
+            revision,
+            deleting: false,
+            created_at,
+            updated_at: new.now,
+        };
+        sqlx::query(
+            "INSERT INTO services (app, env, name, body, updated_at) VALUES (?, ?, ?, ?, ?)
+             ON CONFLICT (app, env, name) DO UPDATE SET body = excluded.body, updated_at = excluded.updated_at",
+        )
+        .bind(&new.key.app)
+        .bind(&new.key.env)
+        .bind(&new.key.name)
+        .bind(encode(&svc)?)
+        .bind(new.now)
+        .execute(&mut *tx)
+        .await?;
+        // Keep the history bounded: the newest 50 deployments of the service.
+        sqlx::query(
+            "DELETE FROM deployments WHERE app = ? AND env = ? AND name = ? AND state != 'IN_PROGRESS' AND id NOT IN
+             (SELECT id FROM deployments WHERE app = ? AND env = ? AND name = ? ORDER BY created_at DESC LIMIT 50)",
+        )
+        .bind(&new.key.app)
+        .bind(&new.key.env)
+        .bind(&new.key.name)
+        .bind(&new.key.app)
+        .bind(&new.key.env)
+        .bind(&new.key.name)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(dep)
+    }
+
+    async fn get_deployment(&self, id: &str) -> Result<Option<Deployment>> {
+        let row = sqlx::query("SELECT body FROM deployments WHERE id = ?").bind(id).fetch_optional(&self.pool).await?;
+        row.map(|r| decode(r.get::<&str, _>(0))).transpose()
+    }
+
+    async fn list_deployments(&self, key: &ServiceKey, limit: u32) -> Result<Vec<Deployment>> {
+        let rows = sqlx::query(
+            "SELECT body FROM deployments WHERE app = ? AND env = ? AND name = ? ORDER BY created_at DESC, id DESC LIMIT ?",
+        )
+        .bind(&key.app)
+        .bind(&key.env)
+        .bind(&key.name)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|r| decode(r.get::<&str, _>(0))).collect()
+    }
+
+    async fn active_deployments(&self, key: &ServiceKey) -> Result<Vec<Deployment>> {
+        // The planner needs the in-progress ones and the succeeded ones it may fall back to;
+        // the newest 10 cover every case that matters.
+        self.list_deployments(key, 10).await
+    }
+
+    async fn put_deployment(&self, d: &Deployment) -> Result<()> {
+        sqlx::query("UPDATE deployments SET state = ?, body = ? WHERE id = ?")
+            .bind(d.state.as_str())
+            .bind(encode(d)?)
+            .bind(&d.id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn put_task(&self, t: &Task) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO tasks (id, app, env, name, desired_running, last_status, body, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+             ON CONFLICT (id) DO UPDATE SET desired_running = excluded.desired_running, last_status = excluded.last_status, body = excluded.body",
+        )
+        .bind(&t.id)
+        .bind(&t.service.app)
+        .bind(&t.service.env)
+        .bind(&t.service.name)
+        .bind(t.desired_running)
+        .bind(t.last_status.as_str())
+        .bind(encode(t)?)
+        .bind(t.created_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn get_task(&self, id: &str) -> Result<Option<Task>> {
+        let row = sqlx::query("SELECT body FROM tasks WHERE id = ?").bind(id).fetch_optional(&self.pool).await?;
+        row.map(|r| decode(r.get::<&str, _>(0))).transpose()
+    }
+
+    async fn list_tasks(&self, key: &ServiceKey, include_stopped: bool) -> Result<Vec<Task>> {
+        let sql = if include_stopped {
+            "SELECT body FROM tasks WHERE app = ? AND env = ? AND name = ? ORDER BY created_at DESC, id"
+        } else {
+            "SELECT body FROM tasks WHERE app = ? AND env = ? AND name = ? AND last_status != 'STOPPED' ORDER BY created_at DESC, id"
+        };
+        let rows = sqlx::query(sql).bind(&key.app).bind(&key.env).bind(&key.name).fetch_all(&self.pool).await?;
+        rows.iter().map(|r| decode(r.get::<&str, _>(0))).collect()
+    }
+
+    async fn prune_stopped_tasks(&self, before: i64, keep: u32) -> Result<u64> {
+        let res = sqlx::query(
+            "DELETE FROM tasks WHERE last_status = 'STOPPED' AND created_at < ? AND id NOT IN (
+                SELECT id FROM (SELECT id, ROW_NUMBER() OVER (PARTITION BY app, env, name ORDER BY created_at DESC) AS n
+                                FROM tasks WHERE last_status = 'STOPPED') WHERE n <= ?)",
+        )
+        .bind(before)
+        .bind(i64::from(keep))
+        .execute(&self.pool)
+        .await?;
+        Ok(res.rows_affected())
+    }
+
+    async fn add_event(&self, key: &ServiceKey, now: i64, message: &str) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("INSERT INTO events (app, env, name, created_at, message) VALUES (?, ?, ?, ?, ?)")
+            .bind(&key.app)
+            .bind(&key.env)
+            .bind(&key.name)
+            .bind(now)
+            .bind(message)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "DELETE FROM events WHERE app = ? AND env = ? AND name = ? AND id NOT IN
+             (SELECT id FROM events WHERE app = ? AND env = ? AND name = ? ORDER BY id DESC LIMIT ?)",
+        )
+        .bind(&key.app)
+        .bind(&key.env)
+        .bind(&key.name)
+        .bind(&key.app)
+        .bind(&key.env)
+        .bind(&key.name)
+        .bind(MAX_EVENTS)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn list_events(&self, key: &ServiceKey, limit: u32) -> Result<Vec<ServiceEvent>> {
+        let rows = sqlx::query(
+            "SELECT id, created_at, message FROM events WHERE app = ? AND env = ? AND name = ? ORDER BY id DESC LIMIT ?",
+        )
+        .bind(&key.app)
+        .bind(&key.env)
+        .bind(&key.name)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| ServiceEvent { id: r.get(0), created_at: r.get(1), message: r.get(2) })
+            .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use slipway_core::model::{ContainerSpec, DeploymentConfig, PullPolicy, ServiceKind};
+
+    use super::*;
+
+    fn container(image: &str) -> ContainerSpec {
+        ContainerSpec {
+            image: image.into(),
+            image_digest: None,
+            pull: PullPolicy::Missing,
+            port: Some(8080),
+            command: None,
+            environment: Default::default(),
+            cpu: None,
+            memory: None,
+            healthcheck: None,
+            http_health: None,
+            stop_timeout_ms: 30_000,
+        }
+    }
+
+    fn new(id: &str, key: &ServiceKey, revision: RevisionChoice, now: i64, rollback_of: Option<&str>) -> NewDeployment {
+        NewDeployment {
+            id: id.into(),
+            key: key.clone(),
+            kind: ServiceKind::BackendService,
+            desired_count: 2,
+            config: DeploymentConfig::default(),
+            revision,
+            rollback_of: rollback_of.map(str::to_owned),
+            now,
+        }
+    }
+
+    #[tokio::test]
+    async fn deployments_register_revisions_and_supersede() {
+        let s = SqliteStore::memory().await.unwrap();
+        let key = ServiceKey::new("shop", "default", "api");
+        let d1 = s.create_deployment(new("d1", &key, RevisionChoice::Register(container("a:1")), 1, None)).await.unwrap();
+        assert_eq!(d1.revision, 1);
+        let d2 = s.create_deployment(new("d2", &key, RevisionChoice::Register(container("a:2")), 2, None)).await.unwrap();
+        assert_eq!(d2.revision, 2);
+        let d1 = s.get_deployment("d1").await.unwrap().unwrap();
+        assert_eq!(d1.state, RolloutState::Failed);
+        assert!(d1.reason.unwrap().contains("superseded by deployment d2"));
+        let svc = s.get_service(&key).await.unwrap().unwrap();
+        assert_eq!(svc.revision, 2);
+        assert_eq!(s.latest_task_definition(&key.family()).await.unwrap().unwrap().container.image, "a:2");
+
+        let d3 = s.create_deployment(new("d3", &key, RevisionChoice::Existing(1), 3, Some("d2"))).await.unwrap();
+        assert_eq!(d3.rollback_of.as_deref(), Some("d2"));
+        let d2 = s.get_deployment("d2").await.unwrap().unwrap();
+        assert_eq!(d2.state, RolloutState::RolledBack);
+        assert_eq!(d2.rolled_back_by.as_deref(), Some("d3"));
+        let list = s.list_deployments(&key, 10).await.unwrap();
+        assert_eq!(list.iter().map(|d| d.id.as_str()).collect::<Vec<_>>(), vec!["d3", "d2", "d1"]);
+    }
+
+    #[tokio::test]
+    async fn events_are_bounded_and_newest_first() {
+        let s = SqliteStore::memory().await.unwrap();
+        let key = ServiceKey::new("shop", "default", "api");
+        for i in 0..(MAX_EVENTS + 20) {
+            s.add_event(&key, i, &format!("event {i}")).await.unwrap();
+        }
+        let ev = s.list_events(&key, 1000).await.unwrap();
+        assert_eq!(ev.len() as i64, MAX_EVENTS);
+        assert_eq!(ev[0].message, format!("event {}", MAX_EVENTS + 19));
+    }
+
+    #[tokio::test]
+    async fn meta_and_file_database_persist() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        {
+            let s = SqliteStore::open(&path).await.unwrap();
+            s.set_meta("k", "v1").await.unwrap();
+            s.set_meta("k", "v2").await.unwrap();
+        }
+        let s = SqliteStore::open(&path).await.unwrap();
+        assert_eq!(s.get_meta("k").await.unwrap().as_deref(), Some("v2"));
+        assert_eq!(s.get_meta("missing").await.unwrap(), None);
+    }
+}

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Builds the example app as a static binary and packages it FROM scratch into local images:
+#   slipway-hello:v1, :v2          the app answering its version
+#   slipway-hello:exit             exits at once with code 3
+#   slipway-hello:unhealthy        runs, but /healthz answers 503
+#   slipway-hello:healthcheck      v1 with a Docker HEALTHCHECK (`/hello check`)
+# Nothing is pulled from a registry. Safe to run concurrently (serialised by a lock).
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+mkdir -p target
+exec 9>target/.build-example.lock
+flock 9
+
+target=x86_64-unknown-linux-gnu
+RUSTFLAGS="-C target-feature=+crt-static" cargo build --quiet --release --locked -p hello --target "$target"
+ctx=$(mktemp -d)
+trap 'rm -rf "$ctx"' EXIT
+cp "target/$target/release/hello" "$ctx/hello"
+cp examples/hello/Dockerfile "$ctx/Dockerfile"
+
+build() { # tag, extra Dockerfile lines, build args...
+  local tag=$1 extra=$2; shift 2
+  cp examples/hello/Dockerfile "$ctx/Dockerfile"
+  printf '%s\n' "$extra" >> "$ctx/Dockerfile"
+  DOCKER_BUILDKIT=0 docker build --quiet --tag "slipway-hello:$tag" "$@" "$ctx" 2>&1 >/dev/null | { grep -v -e DEPRECATED -e BuildKit -e environment-variable -e "^$" >&2 || true; }
+  echo "built slipway-hello:$tag"
+}
+build v1 ""
+build v2 "" --build-arg HELLO_VERSION=v2
+build v3 "" --build-arg HELLO_VERSION=v3
+build exit 'ENV HELLO_EXIT_AT_START=3' --build-arg HELLO_VERSION=exit
+build unhealthy 'ENV HELLO_FAIL_HEALTH=1' --build-arg HELLO_VERSION=unhealthy
+build healthcheck 'HEALTHCHECK --interval=1s --timeout=2s --retries=3 CMD ["/hello", "check"]' --build-arg HELLO_VERSION=healthcheck
