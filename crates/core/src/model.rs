@@ -31,9 +31,11 @@ impl ServiceKey {
         format!("{}-{}-{}", self.app, self.env, self.name)
     }
 
-    /// Name of the private Docker network shared by the tasks of this app and environment.
-    pub fn network(&self) -> String {
-        format!("slipway-{}-{}", self.app, self.env)
+    /// Name of the private Docker network shared by the tasks of this app and environment,
+    /// for the Slipway server (cluster) `cluster`.
+    pub fn network_for(&self, cluster: &str) -> String {
+        let short: String = cluster.chars().take(8).collect();
+        format!("slipway-{short}-{}-{}", self.app, self.env)
     }
 }
 
@@ -174,6 +176,55 @@ pub struct ServiceSpec {
     pub desired_count: u32,
     pub container: ContainerSpec,
     pub deployment: DeploymentConfig,
+}
+
+impl ServiceSpec {
+    /// Checks a spec that arrives over the API (the manifest parser checks the same rules
+    /// with line and column; this is the server's own line of defence).
+    pub fn validate(&self) -> Result<(), String> {
+        validate_name(&self.key.app).map_err(|e| format!("app: {e}"))?;
+        validate_name(&self.key.env).map_err(|e| format!("environment: {e}"))?;
+        validate_name(&self.key.name).map_err(|e| format!("service: {e}"))?;
+        let svc = &self.key.name;
+        if self.desired_count > 1000 {
+            return Err(format!(
+                "{svc}: count must be between 0 and 1000, got {}",
+                self.desired_count
+            ));
+        }
+        let d = &self.deployment;
+        if d.minimum_healthy_percent > 100 || d.maximum_percent < 100 {
+            return Err(format!(
+                "{svc}: minimum_healthy_percent must be at most 100 and maximum_percent at least 100"
+            ));
+        }
+        if d.minimum_healthy_percent == 100 && d.maximum_percent == 100 {
+            return Err(format!(
+                "{svc}: minimum 100% with maximum 100% allows no progress"
+            ));
+        }
+        let c = &self.container;
+        if c.image.trim().is_empty() {
+            return Err(format!("{svc}: image is empty"));
+        }
+        if c.port == Some(0) {
+            return Err(format!("{svc}: port must be between 1 and 65535"));
+        }
+        if let Some(m) = c.memory
+            && m < 6
+        {
+            return Err(format!("{svc}: memory must be at least 6 MiB"));
+        }
+        if let Some(h) = &c.http_health {
+            if !h.path.starts_with('/') {
+                return Err(format!("{svc}: http health check path must start with '/'"));
+            }
+            if h.port.or(c.port).is_none() {
+                return Err(format!("{svc}: http health check needs a port"));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Service types, with Copilot's names.

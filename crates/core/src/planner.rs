@@ -391,7 +391,7 @@ pub fn plan(input: PlanInput<'_>) -> Plan {
         new.sort_by_key(|x| (healthy(x), x.id.clone()));
         let surplus = new.len() - desired as usize;
         for x in new.drain(..surplus) {
-            if healthy(&x) {
+            if healthy(x) {
                 healthy_total -= 1;
             }
             stops.push((x, "Scaling in"));
@@ -403,7 +403,7 @@ pub fn plan(input: PlanInput<'_>) -> Plan {
     old_sorted.sort_by_key(|x| (healthy(x), x.id.clone()));
     let mut old_left = old_sorted.len() as u32;
     for x in old_sorted {
-        if !healthy(&x) {
+        if !healthy(x) {
             stops.push((x, "Replaced by a new deployment"));
             old_left -= 1;
         } else if healthy_total > min_healthy {

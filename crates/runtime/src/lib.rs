@@ -1,1 +1,664 @@
-//! stub
+//! Slipway's container runtime: the Docker Engine API, through bollard.
+//!
+//! This crate owns every call to the engine: listing Slipway's containers, creating,
+//! starting, stopping and removing them, resolving and pulling images, private networks,
+//! the event stream and logs. It knows the labels Slipway puts on containers and turns the
+//! engine's answers into small plain types; it makes no decisions (that is the planner's job)
+//! and touches no state store.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use bollard::Docker;
+use bollard::models::{
+    ContainerCreateBody, ContainerSummaryStateEnum, EndpointSettings, HealthConfig, HostConfig,
+    HostConfigLogConfig, NetworkCreateRequest, NetworkingConfig,
+};
+use bollard::query_parameters::{
+    CreateContainerOptions, CreateImageOptions, EventsOptions, InspectContainerOptions,
+    ListContainersOptions, ListNetworksOptions, LogsOptions, RemoveContainerOptions,
+    StopContainerOptions,
+};
+use futures_util::{Stream, StreamExt, TryStreamExt};
+use slipway_core::health::EngineHealth;
+use slipway_core::model::{ContainerSpec, PullPolicy, ServiceKey, labels};
+
+/// Label naming the Slipway server (cluster) that owns a container or network, so several
+/// servers can share one engine without touching each other's containers.
+pub const CLUSTER_LABEL: &str = "slipway.cluster";
+
+/// Errors from the engine.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    #[error(
+        "cannot reach the Docker engine ({0}); is it running and is /var/run/docker.sock accessible (DOCKER_HOST)?"
+    )]
+    Unreachable(String),
+    #[error("image {image:?} is not available: {reason}")]
+    ImageUnavailable { image: String, reason: String },
+    #[error("docker: {0}")]
+    Docker(#[from] bollard::errors::Error),
+}
+
+impl RuntimeError {
+    /// The engine answered 404 for the object asked about.
+    pub fn is_not_found(&self) -> bool {
+        matches!(
+            self,
+            RuntimeError::Docker(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404,
+                ..
+            })
+        )
+    }
+}
+
+pub type Result<T, E = RuntimeError> = std::result::Result<T, E>;
+
+/// The coarse state of a container.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ContainerState {
+    Created,
+    Running,
+    /// Stopped, dead, or being removed.
+    Exited,
+}
+
+/// One Slipway container as listed by the engine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerInfo {
+    pub id: String,
+    pub name: String,
+    pub service: ServiceKey,
+    pub task_id: String,
+    pub deployment_id: String,
+    pub revision: u32,
+    pub state: ContainerState,
+    pub health: EngineHealth,
+    /// The container's address on its app network.
+    pub ip: Option<String>,
+    /// Creation time (unix ms).
+    pub created_ms: i64,
+}
+
+/// What `inspect` adds for a container that stopped.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ExitInfo {
+    pub exit_code: Option<i64>,
+    pub oom_killed: bool,
+    pub error: Option<String>,
+    pub started_ms: Option<i64>,
+    pub finished_ms: Option<i64>,
+    /// Output of the last failing engine health check, if any.
+    pub health_output: Option<String>,
+}
+
+/// A resolved image.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageInfo {
+    /// `sha256:...` image id: what tasks are created from, so a moving tag cannot change
+    /// what a revision runs.
+    pub id: String,
+    pub repo_digest: Option<String>,
+    pub os: Option<String>,
+    pub architecture: Option<String>,
+}
+
+/// A container event of interest to the controller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerEvent {
+    pub container_id: String,
+    pub action: String,
+    pub service: Option<ServiceKey>,
+}
+
+/// Everything needed to create one task's container.
+#[derive(Debug, Clone)]
+pub struct TaskLaunch<'a> {
+    pub cluster: &'a str,
+    pub service: &'a ServiceKey,
+    pub task_id: &'a str,
+    pub deployment_id: &'a str,
+    pub revision: u32,
+    pub network: &'a str,
+    pub container: &'a ContainerSpec,
+    /// Extra environment (discovery variables) added to the spec's.
+    pub extra_env: &'a [(String, String)],
+}
+
+/// The Docker engine.
+#[derive(Debug, Clone)]
+pub struct DockerRuntime {
+    docker: Docker,
+}
+
+fn parse_rfc3339_ms(s: &str) -> Option<i64> {
+    // Docker writes e.g. 2026-11-21T23:46:49.123456789Z; zero time means "never".
+    if s.starts_with("0001-") {
+        return None;
+    }
+    let (date, rest) = s.split_once('T')?;
+    let mut d = date.split('-').map(|x| x.parse::<i64>().ok());
+    let (y, m, day) = (d.next()??, d.next()??, d.next()??);
+    let rest = rest.trim_end_matches('Z');
+    let (hms, frac) = rest.split_once('.').unwrap_or((rest, "0"));
+    let mut t = hms.split(':').map(|x| x.parse::<i64>().ok());
+    let (hh, mm, ss) = (t.next()??, t.next()??, t.next()??);
+    let frac: String = frac
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .chain("000".chars())
+        .take(3)
+        .collect();
+    let ms: i64 = frac.parse().ok()?;
+    // Days from civil date (Howard Hinnant's algorithm).
+    let y2 = if m <= 2 { y - 1 } else { y };
+    let era = y2.div_euclid(400);
+    let yoe = y2 - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some(((days * 86_400 + hh * 3600 + mm * 60 + ss) * 1000) + ms)
+}
+
+/// Reads health from a container's status line ("Up 3 seconds (healthy)"): the list endpoint
+/// of engines before API 1.52 carries health only there.
+fn health_from_status(status: &str) -> EngineHealth {
+    if status.contains("(healthy)") {
+        EngineHealth::Healthy
+    } else if status.contains("(unhealthy)") {
+        EngineHealth::Unhealthy
+    } else if status.contains("(health: starting)") {
+        EngineHealth::Starting
+    } else {
+        EngineHealth::None
+    }
+}
+
+impl DockerRuntime {
+    /// Connects to the local engine and negotiates the API version.
+    pub async fn connect() -> Result<Self> {
+        let docker = Docker::connect_with_local_defaults()
+            .map_err(|e| RuntimeError::Unreachable(e.to_string()))?;
+        let docker = docker
+            .negotiate_version()
+            .await
+            .map_err(|e| RuntimeError::Unreachable(e.to_string()))?;
+        docker
+            .ping()
+            .await
+            .map_err(|e| RuntimeError::Unreachable(e.to_string()))?;
+        Ok(Self { docker })
+    }
+
+    /// The engine's `os/arch`, for platform checks.
+    pub async fn platform(&self) -> Result<(String, String)> {
+        let v = self.docker.version().await?;
+        Ok((
+            v.os.unwrap_or_else(|| "linux".into()),
+            v.arch.unwrap_or_else(|| "amd64".into()),
+        ))
+    }
+
+    /// Every container of this cluster, running or not.
+    pub async fn list(&self, cluster: &str) -> Result<Vec<ContainerInfo>> {
+        let filters = HashMap::from([(
+            "label".to_owned(),
+            vec![format!("{CLUSTER_LABEL}={cluster}")],
+        )]);
+        let list = self
+            .docker
+            .list_containers(Some(ListContainersOptions {
+                all: true,
+                filters: Some(filters),
+                ..Default::default()
+            }))
+            .await?;
+        let mut out = Vec::with_capacity(list.len());
+        for c in list {
+            let labels = c.labels.unwrap_or_default();
+            let get = |k: &str| labels.get(k).cloned();
+            let (Some(id), Some(app), Some(env), Some(svc), Some(task)) = (
+                c.id,
+                get(labels::APP),
+                get(labels::ENV),
+                get(labels::SERVICE),
+                get(labels::TASK),
+            ) else {
+                continue;
+            };
+            let state = match c.state {
+                Some(ContainerSummaryStateEnum::RUNNING) => ContainerState::Running,
+                Some(ContainerSummaryStateEnum::CREATED) => ContainerState::Created,
+                _ => ContainerState::Exited,
+            };
+            let network = ServiceKey::new(&app, &env, &svc).network_for(cluster);
+            let ip = c
+                .network_settings
+                .and_then(|n| n.networks)
+                .and_then(|mut n| n.remove(&network))
+                .and_then(|e| e.ip_address)
+                .filter(|ip| !ip.is_empty());
+            out.push(ContainerInfo {
+                id,
+                name: c
+                    .names
+                    .and_then(|n| n.into_iter().next())
+                    .unwrap_or_default()
+                    .trim_start_matches('/')
+                    .to_owned(),
+                service: ServiceKey::new(app, env, svc),
+                task_id: task,
+                deployment_id: get(labels::DEPLOYMENT).unwrap_or_default(),
+                revision: get(labels::REVISION)
+                    .and_then(|r| r.parse().ok())
+                    .unwrap_or(0),
+                state,
+                health: health_from_status(c.status.as_deref().unwrap_or("")),
+                ip,
+                created_ms: c.created.unwrap_or(0) * 1000,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Details of a stopped container; `None` when it no longer exists.
+    pub async fn exit_info(&self, id: &str) -> Result<Option<ExitInfo>> {
+        let c = match self
+            .docker
+            .inspect_container(id, None::<InspectContainerOptions>)
+            .await
+        {
+            Ok(c) => c,
+            Err(e) => {
+                let e = RuntimeError::from(e);
+                return if e.is_not_found() { Ok(None) } else { Err(e) };
+            }
+        };
+        let st = c.state.unwrap_or_default();
+        let health_output = st
+            .health
+            .as_ref()
+            .and_then(|h| h.log.as_ref())
+            .and_then(|l| {
+                l.iter()
+                    .rev()
+                    .find(|r| r.exit_code.unwrap_or(0) != 0)
+                    .and_then(|r| r.output.clone())
+            });
+        Ok(Some(ExitInfo {
+            exit_code: st.exit_code,
+            oom_killed: st.oom_killed.unwrap_or(false),
+            error: st.error.filter(|e| !e.is_empty()),
+            started_ms: st.started_at.as_deref().and_then(parse_rfc3339_ms),
+            finished_ms: st.finished_at.as_deref().and_then(parse_rfc3339_ms),
+            health_output: health_output.map(|o| o.trim().chars().take(300).collect()),
+        }))
+    }
+
+    /// When a running container started (unix ms).
+    pub async fn started_at(&self, id: &str) -> Result<Option<i64>> {
+        Ok(self.exit_info(id).await?.and_then(|i| i.started_ms))
+    }
+
+    /// Resolves an image reference to an image id, pulling it when the policy says so.
+    pub async fn resolve_image(&self, image: &str, pull: PullPolicy) -> Result<ImageInfo> {
+        if pull == PullPolicy::Always {
+            self.pull(image).await?;
+        }
+        match self.docker.inspect_image(image).await {
+            Ok(i) => Ok(image_info(i)),
+            Err(e) => {
+                let e = RuntimeError::from(e);
+                if !e.is_not_found() {
+                    return Err(e);
+                }
+                if pull == PullPolicy::Always {
+                    return Err(RuntimeError::ImageUnavailable {
+                        image: image.into(),
+                        reason: "not found after pull".into(),
+                    });
+                }
+                self.pull(image).await?;
+                let i = self.docker.inspect_image(image).await?;
+                Ok(image_info(i))
+            }
+        }
+    }
+
+    async fn pull(&self, image: &str) -> Result<()> {
+        let (repo, tag) = split_tag(image);
+        let opts = CreateImageOptions {
+            from_image: Some(repo.to_owned()),
+            tag: Some(tag.to_owned()),
+            ..Default::default()
+        };
+        let mut stream = self.docker.create_image(Some(opts), None, None);
+        while let Some(item) = stream.next().await {
+            if let Err(e) = item {
+                return Err(RuntimeError::ImageUnavailable {
+                    image: image.into(),
+                    reason: format!("it is not in the local engine and pulling it failed: {e}"),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Creates the private network of an app environment if it does not exist.
+    pub async fn ensure_network(&self, cluster: &str, key: &ServiceKey) -> Result<String> {
+        let name = key.network_for(cluster);
+        let filters = HashMap::from([("name".to_owned(), vec![name.clone()])]);
+        let existing = self
+            .docker
+            .list_networks(Some(ListNetworksOptions {
+                filters: Some(filters),
+            }))
+            .await?;
+        if existing
+            .iter()
+            .any(|n| n.name.as_deref() == Some(name.as_str()))
+        {
+            return Ok(name);
+        }
+        let labels = HashMap::from([
+            (CLUSTER_LABEL.to_owned(), cluster.to_owned()),
+            (labels::APP.to_owned(), key.app.clone()),
+            (labels::ENV.to_owned(), key.env.clone()),
+        ]);
+        let req = NetworkCreateRequest {
+            name: name.clone(),
+            driver: Some("bridge".into()),
+            labels: Some(labels),
+            ..Default::default()
+        };
+        match self.docker.create_network(req).await {
+            Ok(_) => Ok(name),
+            // Lost a race with another creator: fine.
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 409, ..
+            }) => Ok(name),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Removes an app environment's network (when its last service is gone).
+    pub async fn remove_network(&self, cluster: &str, key: &ServiceKey) -> Result<()> {
+        match self.docker.remove_network(&key.network_for(cluster)).await {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                let e = RuntimeError::from(e);
+                if e.is_not_found() { Ok(()) } else { Err(e) }
+            }
+        }
+    }
+
+    /// Creates a task's container (not started). Returns its id.
+    pub async fn create(&self, t: &TaskLaunch<'_>) -> Result<String> {
+        let c = t.container;
+        let mut env: Vec<String> = c
+            .environment
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        env.extend(t.extra_env.iter().map(|(k, v)| format!("{k}={v}")));
+        let labels = HashMap::from([
+            (CLUSTER_LABEL.to_owned(), t.cluster.to_owned()),
+            (labels::APP.to_owned(), t.service.app.clone()),
+            (labels::ENV.to_owned(), t.service.env.clone()),
+            (labels::SERVICE.to_owned(), t.service.name.clone()),
+            (labels::TASK.to_owned(), t.task_id.to_owned()),
+            (labels::REVISION.to_owned(), t.revision.to_string()),
+            (labels::DEPLOYMENT.to_owned(), t.deployment_id.to_owned()),
+        ]);
+        let healthcheck = c.healthcheck.as_ref().map(|h| HealthConfig {
+            test: Some(h.test.clone()),
+            interval: Some(h.interval_ms as i64 * 1_000_000),
+            timeout: Some(h.timeout_ms as i64 * 1_000_000),
+            retries: Some(i64::from(h.retries)),
+            start_period: Some(h.start_period_ms as i64 * 1_000_000),
+            start_interval: None,
+        });
+        let aliases = vec![
+            t.service.name.clone(),
+            format!(
+                "{}.{}.{}.internal",
+                t.service.name, t.service.env, t.service.app
+            ),
+        ];
+        let host_config = HostConfig {
+            network_mode: Some(t.network.to_owned()),
+            nano_cpus: c.cpu.map(|cpu| i64::from(cpu) * 1_000_000_000 / 1024),
+            cpu_shares: c.cpu.map(i64::from),
+            memory: c.memory.map(|m| i64::from(m) * 1024 * 1024),
+            log_config: Some(HostConfigLogConfig {
+                typ: Some("json-file".into()),
+                config: Some(HashMap::from([
+                    ("max-size".into(), "10m".into()),
+                    ("max-file".into(), "3".into()),
+                ])),
+            }),
+            ..Default::default()
+        };
+        let body = ContainerCreateBody {
+            image: Some(c.image_digest.clone().unwrap_or_else(|| c.image.clone())),
+            env: Some(env),
+            cmd: c.command.clone(),
+            labels: Some(labels),
+            healthcheck,
+            stop_timeout: Some((c.stop_timeout_ms / 1000).max(1) as i64),
+            host_config: Some(host_config),
+            networking_config: Some(NetworkingConfig {
+                endpoints_config: Some(HashMap::from([(
+                    t.network.to_owned(),
+                    EndpointSettings {
+                        aliases: Some(aliases),
+                        ..Default::default()
+                    },
+                )])),
+            }),
+            ..Default::default()
+        };
+        let name = format!(
+            "{}-{}-{}-{}",
+            t.service.app, t.service.env, t.service.name, t.task_id
+        );
+        let opts = CreateContainerOptions {
+            name: Some(name),
+            ..Default::default()
+        };
+        Ok(self.docker.create_container(Some(opts), body).await?.id)
+    }
+
+    pub async fn start(&self, id: &str) -> Result<()> {
+        match self.docker.start_container(id, None).await {
+            Ok(()) => Ok(()),
+            // 304: already started.
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 304, ..
+            }) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The container's address on a network.
+    pub async fn address(&self, id: &str, network: &str) -> Result<Option<String>> {
+        let c = self
+            .docker
+            .inspect_container(id, None::<InspectContainerOptions>)
+            .await?;
+        Ok(c.network_settings
+            .and_then(|n| n.networks)
+            .and_then(|mut n| n.remove(network))
+            .and_then(|e| e.ip_address)
+            .filter(|ip| !ip.is_empty()))
+    }
+
+    /// SIGTERM, then SIGKILL after `timeout`. Waits until the container has stopped.
+    pub async fn stop(&self, id: &str, timeout: Duration) -> Result<()> {
+        let t = timeout.as_secs().clamp(0, i32::MAX as u64) as i32;
+        match self
+            .docker
+            .stop_container(
+                id,
+                Some(StopContainerOptions {
+                    t: Some(t),
+                    signal: None,
+                }),
+            )
+            .await
+        {
+            Ok(()) => Ok(()),
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 304 | 404,
+                ..
+            }) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Removes a container (forcibly); a missing container is not an error.
+    pub async fn remove(&self, id: &str) -> Result<()> {
+        let opts = RemoveContainerOptions {
+            force: true,
+            v: true,
+            ..Default::default()
+        };
+        match self.docker.remove_container(id, Some(opts)).await {
+            Ok(()) => Ok(()),
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404 | 409,
+                ..
+            }) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Container events (start, die, health changes, destroy) of this cluster.
+    pub fn events(
+        &self,
+        cluster: &str,
+    ) -> impl Stream<Item = Result<ContainerEvent>> + Send + 'static {
+        let filters = HashMap::from([
+            ("type".to_owned(), vec!["container".to_owned()]),
+            (
+                "label".to_owned(),
+                vec![format!("{CLUSTER_LABEL}={cluster}")],
+            ),
+        ]);
+        self.docker
+            .events(Some(EventsOptions {
+                filters: Some(filters),
+                ..Default::default()
+            }))
+            .map(|e| {
+                let e = e?;
+                let actor = e.actor.unwrap_or_default();
+                let attrs = actor.attributes.unwrap_or_default();
+                let service = match (
+                    attrs.get(labels::APP),
+                    attrs.get(labels::ENV),
+                    attrs.get(labels::SERVICE),
+                ) {
+                    (Some(a), Some(en), Some(s)) => Some(ServiceKey::new(a, en, s)),
+                    _ => None,
+                };
+                Ok(ContainerEvent {
+                    container_id: actor.id.unwrap_or_default(),
+                    action: e.action.unwrap_or_default(),
+                    service,
+                })
+            })
+    }
+
+    /// A container's log lines (stdout and stderr).
+    pub fn logs(
+        &self,
+        id: &str,
+        follow: bool,
+        since_secs: Option<i64>,
+        tail: Option<u32>,
+    ) -> impl Stream<Item = Result<String>> + Send + 'static {
+        let opts = LogsOptions {
+            follow,
+            stdout: true,
+            stderr: true,
+            since: since_secs.unwrap_or(0).clamp(0, i64::from(i32::MAX)) as i32,
+            tail: tail.map_or_else(|| "all".to_owned(), |t| t.to_string()),
+            ..Default::default()
+        };
+        self.docker
+            .logs(id, Some(opts))
+            .map_ok(|o| String::from_utf8_lossy(&o.into_bytes()).into_owned())
+            .map_err(RuntimeError::from)
+    }
+}
+
+fn image_info(i: bollard::models::ImageInspect) -> ImageInfo {
+    ImageInfo {
+        id: i.id.unwrap_or_default(),
+        repo_digest: i.repo_digests.and_then(|d| d.into_iter().next()),
+        os: i.os,
+        architecture: i.architecture,
+    }
+}
+
+/// Splits `repo[:tag]` (a registry port is not a tag); digests stay whole.
+pub fn split_tag(image: &str) -> (&str, &str) {
+    if let Some((repo, digest)) = image.split_once('@') {
+        let _ = digest;
+        return (repo, &image[repo.len() + 1..]);
+    }
+    let slash = image.rfind('/').map_or(0, |i| i + 1);
+    match image[slash..].rfind(':') {
+        Some(i) => (&image[..slash + i], &image[slash + i + 1..]),
+        None => (image, "latest"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tags_split() {
+        assert_eq!(split_tag("hello:v1"), ("hello", "v1"));
+        assert_eq!(split_tag("hello"), ("hello", "latest"));
+        assert_eq!(
+            split_tag("localhost:5000/a/b:c"),
+            ("localhost:5000/a/b", "c")
+        );
+        assert_eq!(
+            split_tag("localhost:5000/a/b"),
+            ("localhost:5000/a/b", "latest")
+        );
+    }
+
+    #[test]
+    fn health_parsed_from_status() {
+        assert_eq!(
+            health_from_status("Up 3 seconds (healthy)"),
+            EngineHealth::Healthy
+        );
+        assert_eq!(
+            health_from_status("Up 3 seconds (health: starting)"),
+            EngineHealth::Starting
+        );
+        assert_eq!(
+            health_from_status("Up 1 minute (unhealthy)"),
+            EngineHealth::Unhealthy
+        );
+        assert_eq!(health_from_status("Up 3 seconds"), EngineHealth::None);
+    }
+
+    #[test]
+    fn docker_times_parse() {
+        assert_eq!(parse_rfc3339_ms("1970-01-01T00:00:01.5Z"), Some(1500));
+        assert_eq!(
+            parse_rfc3339_ms("2026-11-21T23:46:49.123456789Z"),
+            Some(1_795_304_809_123)
+        );
+        assert_eq!(parse_rfc3339_ms("0001-01-01T00:00:00Z"), None);
+    }
+}

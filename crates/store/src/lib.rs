@@ -64,7 +64,7 @@ pub struct NewDeployment {
 
 #[derive(Debug, Clone)]
 pub enum RevisionChoice {
-    Register(ContainerSpec),
+    Register(Box<ContainerSpec>),
     Existing(u32),
 }
 
@@ -81,7 +81,11 @@ pub trait Store: Send + Sync + 'static {
     /// Forgets a service with its deployments, tasks and events (task definitions are kept).
     async fn remove_service(&self, key: &ServiceKey) -> Result<()>;
 
-    async fn get_task_definition(&self, family: &str, revision: u32) -> Result<Option<TaskDefinition>>;
+    async fn get_task_definition(
+        &self,
+        family: &str,
+        revision: u32,
+    ) -> Result<Option<TaskDefinition>>;
     async fn latest_task_definition(&self, family: &str) -> Result<Option<TaskDefinition>>;
 
     /// Records a deployment in one transaction: registers the task definition revision when

@@ -4,7 +4,9 @@ use std::path::Path;
 use std::str::FromStr;
 
 use async_trait::async_trait;
-use slipway_core::model::{Deployment, RolloutState, ServiceEvent, ServiceKey, Task, TaskDefinition, Timeline, MAX_EVENTS};
+use slipway_core::model::{
+    Deployment, MAX_EVENTS, RolloutState, ServiceEvent, ServiceKey, Task, TaskDefinition, Timeline,
+};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, SqlitePool};
 
@@ -35,7 +37,10 @@ impl SqliteStore {
     }
 
     async fn with_options(opts: SqliteConnectOptions, max: u32) -> Result<Self> {
-        let pool = SqlitePoolOptions::new().max_connections(max).connect_with(opts).await?;
+        let pool = SqlitePoolOptions::new()
+            .max_connections(max)
+            .connect_with(opts)
+            .await?;
         sqlx::migrate!("migrations/sqlite").run(&pool).await?;
         Ok(Self { pool })
     }
@@ -52,7 +57,10 @@ fn encode<T: serde::Serialize>(v: &T) -> Result<String> {
 #[async_trait]
 impl Store for SqliteStore {
     async fn get_meta(&self, key: &str) -> Result<Option<String>> {
-        let row = sqlx::query("SELECT value FROM meta WHERE key = ?").bind(key).fetch_optional(&self.pool).await?;
+        let row = sqlx::query("SELECT value FROM meta WHERE key = ?")
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await?;
         Ok(row.map(|r| r.get::<String, _>(0)))
     }
 
@@ -83,7 +91,11 @@ impl Store for SqliteStore {
                     .fetch_all(&self.pool)
                     .await?
             }
-            None => sqlx::query("SELECT body FROM services ORDER BY app, env, name").fetch_all(&self.pool).await?,
+            None => {
+                sqlx::query("SELECT body FROM services ORDER BY app, env, name")
+                    .fetch_all(&self.pool)
+                    .await?
+            }
         };
         rows.iter().map(|r| decode(r.get::<&str, _>(0))).collect()
     }
@@ -118,20 +130,27 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    async fn get_task_definition(&self, family: &str, revision: u32) -> Result<Option<TaskDefinition>> {
-        let row = sqlx::query("SELECT body FROM task_definitions WHERE family = ? AND revision = ?")
-            .bind(family)
-            .bind(i64::from(revision))
-            .fetch_optional(&self.pool)
-            .await?;
+    async fn get_task_definition(
+        &self,
+        family: &str,
+        revision: u32,
+    ) -> Result<Option<TaskDefinition>> {
+        let row =
+            sqlx::query("SELECT body FROM task_definitions WHERE family = ? AND revision = ?")
+                .bind(family)
+                .bind(i64::from(revision))
+                .fetch_optional(&self.pool)
+                .await?;
         row.map(|r| decode(r.get::<&str, _>(0))).transpose()
     }
 
     async fn latest_task_definition(&self, family: &str) -> Result<Option<TaskDefinition>> {
-        let row = sqlx::query("SELECT body FROM task_definitions WHERE family = ? ORDER BY revision DESC LIMIT 1")
-            .bind(family)
-            .fetch_optional(&self.pool)
-            .await?;
+        let row = sqlx::query(
+            "SELECT body FROM task_definitions WHERE family = ? ORDER BY revision DESC LIMIT 1",
+        )
+        .bind(family)
+        .fetch_optional(&self.pool)
+        .await?;
         row.map(|r| decode(r.get::<&str, _>(0))).transpose()
     }
 
@@ -141,12 +160,20 @@ impl Store for SqliteStore {
         let revision = match new.revision {
             RevisionChoice::Existing(r) => r,
             RevisionChoice::Register(container) => {
-                let next: i64 = sqlx::query("SELECT COALESCE(MAX(revision), 0) + 1 FROM task_definitions WHERE family = ?")
-                    .bind(&family)
-                    .fetch_one(&mut *tx)
-                    .await?
-                    .get(0);
-                let td = TaskDefinition { family: family.clone(), revision: next as u32, container, created_at: new.now };
+                let container = *container;
+                let next: i64 = sqlx::query(
+                    "SELECT COALESCE(MAX(revision), 0) + 1 FROM task_definitions WHERE family = ?",
+                )
+                .bind(&family)
+                .fetch_one(&mut *tx)
+                .await?
+                .get(0);
+                let td = TaskDefinition {
+                    family: family.clone(),
+                    revision: next as u32,
+                    container,
+                    created_at: new.now,
+                };
                 sqlx::query("INSERT INTO task_definitions (family, revision, body, created_at) VALUES (?, ?, ?, ?)")
                     .bind(&family)
                     .bind(next)
@@ -178,8 +205,13 @@ impl Store for SqliteStore {
             changed.push(d);
         }
         if let Some(failed_id) = &new.rollback_of {
-            let row = sqlx::query("SELECT body FROM deployments WHERE id = ?").bind(failed_id).fetch_optional(&mut *tx).await?;
-            let Some(row) = row else { return Err(StoreError::NotFound(format!("deployment {failed_id}"))) };
+            let row = sqlx::query("SELECT body FROM deployments WHERE id = ?")
+                .bind(failed_id)
+                .fetch_optional(&mut *tx)
+                .await?;
+            let Some(row) = row else {
+                return Err(StoreError::NotFound(format!("deployment {failed_id}")));
+            };
             let mut d: Deployment = decode(row.get::<&str, _>(0))?;
             d.state = RolloutState::RolledBack;
             d.rolled_back_by = Some(new.id.clone());
@@ -219,12 +251,13 @@ impl Store for SqliteStore {
             .bind(new.now)
             .execute(&mut *tx)
             .await?;
-        let existing = sqlx::query("SELECT body FROM services WHERE app = ? AND env = ? AND name = ?")
-            .bind(&new.key.app)
-            .bind(&new.key.env)
-            .bind(&new.key.name)
-            .fetch_optional(&mut *tx)
-            .await?;
+        let existing =
+            sqlx::query("SELECT body FROM services WHERE app = ? AND env = ? AND name = ?")
+                .bind(&new.key.app)
+                .bind(&new.key.env)
+                .bind(&new.key.name)
+                .fetch_optional(&mut *tx)
+                .await?;
         let created_at = match existing {
             Some(r) => decode::<ServiceRecord>(r.get::<&str, _>(0))?.created_at,
             None => new.now,
@@ -268,7 +301,10 @@ impl Store for SqliteStore {
     }
 
     async fn get_deployment(&self, id: &str) -> Result<Option<Deployment>> {
-        let row = sqlx::query("SELECT body FROM deployments WHERE id = ?").bind(id).fetch_optional(&self.pool).await?;
+        let row = sqlx::query("SELECT body FROM deployments WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
         row.map(|r| decode(r.get::<&str, _>(0))).transpose()
     }
 
@@ -320,7 +356,10 @@ impl Store for SqliteStore {
     }
 
     async fn get_task(&self, id: &str) -> Result<Option<Task>> {
-        let row = sqlx::query("SELECT body FROM tasks WHERE id = ?").bind(id).fetch_optional(&self.pool).await?;
+        let row = sqlx::query("SELECT body FROM tasks WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
         row.map(|r| decode(r.get::<&str, _>(0))).transpose()
     }
 
@@ -330,7 +369,12 @@ impl Store for SqliteStore {
         } else {
             "SELECT body FROM tasks WHERE app = ? AND env = ? AND name = ? AND last_status != 'STOPPED' ORDER BY created_at DESC, id"
         };
-        let rows = sqlx::query(sql).bind(&key.app).bind(&key.env).bind(&key.name).fetch_all(&self.pool).await?;
+        let rows = sqlx::query(sql)
+            .bind(&key.app)
+            .bind(&key.env)
+            .bind(&key.name)
+            .fetch_all(&self.pool)
+            .await?;
         rows.iter().map(|r| decode(r.get::<&str, _>(0))).collect()
     }
 
@@ -349,14 +393,16 @@ impl Store for SqliteStore {
 
     async fn add_event(&self, key: &ServiceKey, now: i64, message: &str) -> Result<()> {
         let mut tx = self.pool.begin().await?;
-        sqlx::query("INSERT INTO events (app, env, name, created_at, message) VALUES (?, ?, ?, ?, ?)")
-            .bind(&key.app)
-            .bind(&key.env)
-            .bind(&key.name)
-            .bind(now)
-            .bind(message)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            "INSERT INTO events (app, env, name, created_at, message) VALUES (?, ?, ?, ?, ?)",
+        )
+        .bind(&key.app)
+        .bind(&key.env)
+        .bind(&key.name)
+        .bind(now)
+        .bind(message)
+        .execute(&mut *tx)
+        .await?;
         sqlx::query(
             "DELETE FROM events WHERE app = ? AND env = ? AND name = ? AND id NOT IN
              (SELECT id FROM events WHERE app = ? AND env = ? AND name = ? ORDER BY id DESC LIMIT ?)",
@@ -386,7 +432,11 @@ impl Store for SqliteStore {
         .await?;
         Ok(rows
             .iter()
-            .map(|r| ServiceEvent { id: r.get(0), created_at: r.get(1), message: r.get(2) })
+            .map(|r| ServiceEvent {
+                id: r.get(0),
+                created_at: r.get(1),
+                message: r.get(2),
+            })
             .collect())
     }
 }
@@ -413,7 +463,13 @@ mod tests {
         }
     }
 
-    fn new(id: &str, key: &ServiceKey, revision: RevisionChoice, now: i64, rollback_of: Option<&str>) -> NewDeployment {
+    fn new(
+        id: &str,
+        key: &ServiceKey,
+        revision: RevisionChoice,
+        now: i64,
+        rollback_of: Option<&str>,
+    ) -> NewDeployment {
         NewDeployment {
             id: id.into(),
             key: key.clone(),
@@ -430,24 +486,56 @@ mod tests {
     async fn deployments_register_revisions_and_supersede() {
         let s = SqliteStore::memory().await.unwrap();
         let key = ServiceKey::new("shop", "default", "api");
-        let d1 = s.create_deployment(new("d1", &key, RevisionChoice::Register(container("a:1")), 1, None)).await.unwrap();
+        let d1 = s
+            .create_deployment(new(
+                "d1",
+                &key,
+                RevisionChoice::Register(Box::new(container("a:1"))),
+                1,
+                None,
+            ))
+            .await
+            .unwrap();
         assert_eq!(d1.revision, 1);
-        let d2 = s.create_deployment(new("d2", &key, RevisionChoice::Register(container("a:2")), 2, None)).await.unwrap();
+        let d2 = s
+            .create_deployment(new(
+                "d2",
+                &key,
+                RevisionChoice::Register(Box::new(container("a:2"))),
+                2,
+                None,
+            ))
+            .await
+            .unwrap();
         assert_eq!(d2.revision, 2);
         let d1 = s.get_deployment("d1").await.unwrap().unwrap();
         assert_eq!(d1.state, RolloutState::Failed);
         assert!(d1.reason.unwrap().contains("superseded by deployment d2"));
         let svc = s.get_service(&key).await.unwrap().unwrap();
         assert_eq!(svc.revision, 2);
-        assert_eq!(s.latest_task_definition(&key.family()).await.unwrap().unwrap().container.image, "a:2");
+        assert_eq!(
+            s.latest_task_definition(&key.family())
+                .await
+                .unwrap()
+                .unwrap()
+                .container
+                .image,
+            "a:2"
+        );
 
-        let d3 = s.create_deployment(new("d3", &key, RevisionChoice::Existing(1), 3, Some("d2"))).await.unwrap();
+        let d3 = s
+            .create_deployment(new("d3", &key, RevisionChoice::Existing(1), 3, Some("d2")))
+            .await
+            .unwrap();
         assert_eq!(d3.rollback_of.as_deref(), Some("d2"));
         let d2 = s.get_deployment("d2").await.unwrap().unwrap();
         assert_eq!(d2.state, RolloutState::RolledBack);
         assert_eq!(d2.rolled_back_by.as_deref(), Some("d3"));
         let list = s.list_deployments(&key, 10).await.unwrap();
-        assert_eq!(list.iter().map(|d| d.id.as_str()).collect::<Vec<_>>(), vec!["d3", "d2", "d1"]);
+        assert_eq!(
+            list.iter().map(|d| d.id.as_str()).collect::<Vec<_>>(),
+            vec!["d3", "d2", "d1"]
+        );
     }
 
     #[tokio::test]

@@ -25,13 +25,18 @@ fn env_u64(name: &str) -> Option<u64> {
 }
 
 fn port() -> u16 {
-    env_u64("PORT").and_then(|p| u16::try_from(p).ok()).unwrap_or(8080)
+    env_u64("PORT")
+        .and_then(|p| u16::try_from(p).ok())
+        .unwrap_or(8080)
 }
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if args.get(1).map(String::as_str) == Some("check") {
-        let port = args.get(2).and_then(|p| p.parse().ok()).unwrap_or_else(port);
+        let port = args
+            .get(2)
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(port);
         std::process::exit(if check(port) { 0 } else { 1 });
     }
     if let Some(code) = env_u64("HELLO_EXIT_AT_START") {
@@ -46,11 +51,15 @@ fn main() {
 }
 
 fn check(port: u16) -> bool {
-    let Ok(mut s) = TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_secs(2)) else {
+    let Ok(mut s) =
+        TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_secs(2))
+    else {
         return false;
     };
     let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
-    if s.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").is_err() {
+    if s.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .is_err()
+    {
         return false;
     }
     let mut buf = String::new();
@@ -91,8 +100,11 @@ fn serve() {
     {
         let app = app.clone();
         std::thread::spawn(move || {
-            let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT])
-                .expect("signal handler");
+            let mut signals = signal_hook::iterator::Signals::new([
+                signal_hook::consts::SIGTERM,
+                signal_hook::consts::SIGINT,
+            ])
+            .expect("signal handler");
             if let Some(sig) = signals.forever().next() {
                 let drain = Duration::from_millis(env_u64("HELLO_DRAIN_MS").unwrap_or(5000));
                 eprintln!("hello: signal {sig}, draining up to {drain:?}");
@@ -121,7 +133,9 @@ fn serve() {
 
 fn handle(conn: TcpStream, app: &App) {
     let _ = conn.set_read_timeout(Some(Duration::from_secs(30)));
-    let Ok(write_half) = conn.try_clone() else { return };
+    let Ok(write_half) = conn.try_clone() else {
+        return;
+    };
     let mut reader = BufReader::new(conn);
     let mut out = write_half;
     loop {
@@ -131,7 +145,10 @@ fn handle(conn: TcpStream, app: &App) {
             Ok(_) => {}
         }
         let mut parts = line.split_whitespace();
-        let (method, path) = (parts.next().unwrap_or("").to_owned(), parts.next().unwrap_or("/").to_owned());
+        let (method, path) = (
+            parts.next().unwrap_or("").to_owned(),
+            parts.next().unwrap_or("/").to_owned(),
+        );
         let mut keep_alive = parts.next() == Some("HTTP/1.1");
         let mut content_length = 0usize;
         loop {
@@ -165,9 +182,16 @@ fn handle(conn: TcpStream, app: &App) {
             "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nX-Hello-Version: {}\r\n{}\r\n",
             body.len(),
             app.version,
-            if keep_alive { "" } else { "Connection: close\r\n" }
+            if keep_alive {
+                ""
+            } else {
+                "Connection: close\r\n"
+            }
         );
-        let ok = out.write_all(head.as_bytes()).and_then(|_| out.write_all(body.as_bytes())).is_ok();
+        let ok = out
+            .write_all(head.as_bytes())
+            .and_then(|_| out.write_all(body.as_bytes()))
+            .is_ok();
         app.in_flight.fetch_sub(1, Ordering::SeqCst);
         if !ok || !keep_alive {
             return;
@@ -179,9 +203,14 @@ fn respond(app: &App, method: &str, path: &str) -> (&'static str, &'static str, 
     let uptime = app.started.elapsed();
     match (method, path) {
         ("GET" | "HEAD", "/healthz") => {
-            let failing = app.fail_health || app.fail_health_after.is_some_and(|after| uptime >= after);
+            let failing =
+                app.fail_health || app.fail_health_after.is_some_and(|after| uptime >= after);
             if failing {
-                ("503 Service Unavailable", "text/plain", "failing on purpose\n".into())
+                (
+                    "503 Service Unavailable",
+                    "text/plain",
+                    "failing on purpose\n".into(),
+                )
             } else {
                 ("200 OK", "text/plain", "ok\n".into())
             }
@@ -201,7 +230,11 @@ fn respond(app: &App, method: &str, path: &str) -> (&'static str, &'static str, 
                 uptime.as_millis()
             ),
         ),
-        _ => ("405 Method Not Allowed", "text/plain", "method not allowed\n".into()),
+        _ => (
+            "405 Method Not Allowed",
+            "text/plain",
+            "method not allowed\n".into(),
+        ),
     }
 }
 

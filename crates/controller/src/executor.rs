@@ -1,0 +1,407 @@
+//! The executor: carries out the planner's actions against the engine and the store.
+//!
+//! Every action is safe to repeat: starting a task first records it, creating its container
+//! is keyed by the task id, stopping an already stopped container succeeds, and reaping a
+//! container that is gone only updates the record. Long operations (container start, stop
+//! with its grace period) run in their own tasks and wake the service when done.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use slipway_core::model::{Deployment, RolloutState, ServiceKey, Task, TaskHealth, TaskStatus};
+use slipway_core::planner::{Action, Mark};
+use slipway_runtime::{ContainerInfo, ExitInfo, TaskLaunch};
+use slipway_store::{NewDeployment, RevisionChoice, ServiceRecord};
+
+use crate::{Controller, ControllerError, now_ms, random_id};
+
+/// Crash-loop back-off: the first crashes are replaced at once, then the delay doubles from
+/// one second up to five minutes.
+fn backoff_ms(streak: u32) -> Option<i64> {
+    const FREE: u32 = 3;
+    if streak < FREE {
+        return None;
+    }
+    Some((1000i64 << (streak - FREE).min(12)).min(300_000))
+}
+
+impl Controller {
+    pub(crate) async fn execute(
+        &self,
+        svc: &ServiceRecord,
+        deployments: &[Deployment],
+        rows: &[Task],
+        containers: &HashMap<&str, &ContainerInfo>,
+        exits: &HashMap<String, ExitInfo>,
+        actions: Vec<Action>,
+    ) -> Result<(), ControllerError> {
+        let store = &self.inner.store;
+        let key = &svc.key;
+        let now = now_ms();
+        let mut deps: HashMap<String, Deployment> = deployments
+            .iter()
+            .map(|d| (d.id.clone(), d.clone()))
+            .collect();
+        let mut dirty: Vec<String> = Vec::new();
+        let row = |id: &str| rows.iter().find(|t| t.id == id).cloned();
+        let mut stopped: Vec<String> = Vec::new();
+
+        for action in actions {
+            match action {
+                Action::Start {
+                    deployment_id,
+                    revision,
+                } => {
+                    let Some(td) = store.get_task_definition(&key.family(), revision).await? else {
+                        tracing::error!(service = %key, revision, "task definition missing; cannot start task");
+                        continue;
+                    };
+                    let id = random_id(6);
+                    let task = Task {
+                        id: id.clone(),
+                        service: key.clone(),
+                        deployment_id: deployment_id.clone(),
+                        revision,
+                        container_id: None,
+                        last_status: TaskStatus::Provisioning,
+                        desired_running: true,
+                        health: TaskHealth::Unknown,
+                        address: None,
+                        stop_code: None,
+                        stopped_reason: None,
+                        exit_code: None,
+                        created_at: now,
+                        started_at: None,
+                        healthy_at: None,
+                        stopped_at: None,
+                    };
+                    store.put_task(&task).await?;
+                    self.local().starting.insert(id.clone());
+                    let c = self.clone();
+                    let key = key.clone();
+                    tokio::spawn(async move {
+                        c.start_task(&key, task, td.container).await;
+                        c.local().starting.remove(&id);
+                        c.wake(&key);
+                    });
+                }
+                Action::Stop {
+                    task_id,
+                    code,
+                    reason,
+                } => {
+                    let Some(mut t) = row(&task_id) else { continue };
+                    if t.desired_running {
+                        t.desired_running = false;
+                        t.last_status = TaskStatus::Stopping;
+                        t.stop_code = Some(code);
+                        t.stopped_reason = Some(reason.clone());
+                        store.put_task(&t).await?;
+                        stopped.push(task_id.clone());
+                    }
+                    self.local().probes.remove(&task_id);
+                    if let Some(c) = containers.get(task_id.as_str()) {
+                        self.spawn_stop(key, &task_id, &c.id, svc, rows);
+                    }
+                }
+                Action::Reap {
+                    task_id,
+                    code,
+                    reason,
+                    exit_code,
+                    crashed,
+                } => {
+                    if let Some(c) = containers.get(task_id.as_str()) {
+                        self.inner.rt.remove(&c.id).await?;
+                    }
+                    self.local().probes.remove(&task_id);
+                    let Some(mut t) = row(&task_id) else { continue };
+                    let info = exits.get(&task_id);
+                    t.last_status = TaskStatus::Stopped;
+                    t.desired_running = false;
+                    t.health = TaskHealth::Unknown;
+                    t.exit_code = exit_code.or(t.exit_code);
+                    t.stopped_at = Some(info.and_then(|i| i.finished_ms).unwrap_or(now));
+                    if t.stop_code.is_none() || crashed {
+                        t.stop_code = Some(code);
+                    }
+                    if crashed || t.stopped_reason.is_none() {
+                        t.stopped_reason = Some(if reason.is_empty() {
+                            "Task stopped".to_owned()
+                        } else {
+                            reason.clone()
+                        });
+                    }
+                    store.put_task(&t).await?;
+                    if crashed {
+                        let msg = format!(
+                            "(service {}) task {} stopped: {}",
+                            key.name,
+                            task_id,
+                            t.stopped_reason.as_deref().unwrap_or("")
+                        );
+                        store.add_event(key, now, &msg).await?;
+                        let announce = {
+                            let mut l = self.local();
+                            let entry = l.backoff.entry(key.clone()).or_insert((0, 0));
+                            entry.0 += 1;
+                            match backoff_ms(entry.0) {
+                                Some(ms) => {
+                                    entry.1 = now + ms;
+                                    // Only the first step of a streak is announced.
+                                    (ms == 1000).then_some(ms)
+                                }
+                                None => None,
+                            }
+                        };
+                        if let Some(ms) = announce {
+                            let msg = format!(
+                                "(service {}) is unable to consistently start tasks successfully; retrying in {}s.",
+                                key.name,
+                                ms / 1000
+                            );
+                            store.add_event(key, now, &msg).await?;
+                        }
+                    }
+                }
+                Action::TaskHealthy { task_id } => {
+                    let Some(mut t) = row(&task_id) else { continue };
+                    t.healthy_at = Some(now);
+                    t.health = TaskHealth::Healthy;
+                    store.put_task(&t).await?;
+                    self.local().backoff.remove(key);
+                    if let Some(d) = deps
+                        .get_mut(&t.deployment_id)
+                        .filter(|d| d.timeline.first_healthy_at.is_none())
+                    {
+                        d.timeline.first_healthy_at = Some(now);
+                        dirty.push(d.id.clone());
+                    }
+                    // A rollback deployment adopts tasks of its revision.
+                    for d in deps.values_mut() {
+                        if d.state == RolloutState::InProgress
+                            && d.rollback_of.is_some()
+                            && d.revision == t.revision
+                            && d.timeline.first_healthy_at.is_none()
+                        {
+                            d.timeline.first_healthy_at = Some(now);
+                            dirty.push(d.id.clone());
+                        }
+                    }
+                }
+                Action::SetFailedTasks {
+                    deployment_id,
+                    failed_tasks,
+                } => {
+                    if let Some(d) = deps.get_mut(&deployment_id) {
+                        d.failed_tasks = failed_tasks;
+                        dirty.push(deployment_id);
+                    }
+                }
+                Action::Finish {
+                    deployment_id,
+                    state,
+                    reason,
+                } => {
+                    if let Some(d) = deps.get_mut(&deployment_id) {
+                        d.state = state;
+                        d.reason = Some(reason);
+                        d.timeline.finished_at = Some(now);
+                        if state == RolloutState::Succeeded && d.timeline.old_gone_at.is_none() {
+                            d.timeline.old_gone_at = Some(now);
+                        }
+                        dirty.push(deployment_id);
+                    }
+                }
+                Action::Mark {
+                    deployment_id,
+                    mark,
+                } => {
+                    if let Some(d) = deps.get_mut(&deployment_id) {
+                        match mark {
+                            Mark::FirstOldStopped => d.timeline.first_old_stopped_at = Some(now),
+                            Mark::OldGone => d.timeline.old_gone_at = Some(now),
+                        }
+                        dirty.push(deployment_id);
+                    }
+                }
+                Action::Rollback {
+                    failed_id,
+                    to_revision,
+                    reason,
+                } => {
+                    // Persist what this pass learned about the failed deployment first.
+                    if let Some(d) = deps.get_mut(&failed_id) {
+                        d.reason = Some(reason.clone());
+                        d.updated_at = now;
+                        store.put_deployment(d).await?;
+                    }
+                    dirty.retain(|id| id != &failed_id);
+                    let new = store
+                        .create_deployment(NewDeployment {
+                            id: format!("d-{}", random_id(6)),
+                            key: key.clone(),
+                            kind: svc.kind,
+                            desired_count: svc.desired_count,
+                            config: svc.config,
+                            revision: RevisionChoice::Existing(to_revision),
+                            rollback_of: Some(failed_id.clone()),
+                            now,
+                        })
+                        .await?;
+                    tracing::warn!(service = %key, failed = %failed_id, rollback = %new.id, %reason, "rolling back");
+                    self.local().backoff.remove(key);
+                    self.wake(key);
+                }
+                Action::Event(message) => {
+                    let message = message.replace("(service)", &format!("(service {})", key.name));
+                    let newest = store.list_events(key, 1).await?;
+                    let repeat = newest.first().is_some_and(|e| e.message == message);
+                    if !repeat || !message.contains("unable") {
+                        store.add_event(key, now, &message).await?;
+                    }
+                }
+            }
+        }
+        if !stopped.is_empty() {
+            let msg = format!(
+                "(service {}) has stopped {} running tasks: {}.",
+                key.name,
+                stopped.len(),
+                stopped
+                    .iter()
+                    .map(|t| format!("(task {t})"))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            );
+            store.add_event(key, now, &msg).await?;
+        }
+        dirty.sort();
+        dirty.dedup();
+        for id in dirty {
+            if let Some(d) = deps.get_mut(&id) {
+                d.updated_at = now;
+                store.put_deployment(d).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Creates and starts a task's container, recording the outcome on the task.
+    async fn start_task(
+        &self,
+        key: &ServiceKey,
+        mut task: Task,
+        container: slipway_core::model::ContainerSpec,
+    ) {
+        let store = &self.inner.store;
+        let rt = &self.inner.rt;
+        let result: Result<(), String> = async {
+            let network = {
+                let _guard = self.inner.network_lock.lock().await;
+                rt.ensure_network(&self.inner.cluster, key)
+                    .await
+                    .map_err(|e| e.to_string())?
+            };
+            let extra_env = vec![
+                ("SLIPWAY_APP".to_owned(), key.app.clone()),
+                ("SLIPWAY_ENV".to_owned(), key.env.clone()),
+                ("SLIPWAY_SERVICE".to_owned(), key.name.clone()),
+                ("SLIPWAY_TASK".to_owned(), task.id.clone()),
+                (
+                    "SLIPWAY_SERVICE_DISCOVERY_SUFFIX".to_owned(),
+                    format!("{}.{}.internal", key.env, key.app),
+                ),
+            ];
+            let launch = TaskLaunch {
+                cluster: &self.inner.cluster,
+                service: key,
+                task_id: &task.id,
+                deployment_id: &task.deployment_id,
+                revision: task.revision,
+                network: &network,
+                container: &container,
+                extra_env: &extra_env,
+            };
+            let id = rt.create(&launch).await.map_err(|e| e.to_string())?;
+            task.container_id = Some(id.clone());
+            task.last_status = TaskStatus::Pending;
+            store.put_task(&task).await.map_err(|e| e.to_string())?;
+            if let Err(e) = rt.start(&id).await {
+                let _ = rt.remove(&id).await;
+                task.container_id = None;
+                return Err(e.to_string());
+            }
+            task.last_status = TaskStatus::Running;
+            task.started_at = Some(now_ms());
+            task.address = rt.address(&id, &network).await.ok().flatten();
+            store.put_task(&task).await.map_err(|e| e.to_string())?;
+            Ok(())
+        }
+        .await;
+        if let Err(e) = result {
+            tracing::warn!(service = %key, task = %task.id, error = %e, "task failed to start");
+            task.stopped_reason = Some(format!("CannotStartContainerError: {e}"));
+            if let Err(e) = store.put_task(&task).await {
+                tracing::error!(error = %e, "cannot record failed start");
+            }
+        }
+    }
+
+    /// Starts a container that exists but never started (its starter died).
+    pub(crate) fn spawn_start_existing(
+        &self,
+        key: &ServiceKey,
+        task_id: String,
+        container_id: String,
+    ) {
+        self.local().starting.insert(task_id.clone());
+        let c = self.clone();
+        let key = key.clone();
+        tokio::spawn(async move {
+            if let Err(e) = c.inner.rt.start(&container_id).await {
+                tracing::warn!(task = %task_id, error = %e, "starting leftover container failed");
+                let _ = c.inner.rt.remove(&container_id).await;
+            }
+            c.local().starting.remove(&task_id);
+            c.wake(&key);
+        });
+    }
+
+    fn spawn_stop(
+        &self,
+        key: &ServiceKey,
+        task_id: &str,
+        container_id: &str,
+        svc: &ServiceRecord,
+        rows: &[Task],
+    ) {
+        if !self.local().stopping.insert(task_id.to_owned()) {
+            return;
+        }
+        let _ = (svc, rows);
+        let c = self.clone();
+        let key = key.clone();
+        let task_id = task_id.to_owned();
+        let container_id = container_id.to_owned();
+        tokio::spawn(async move {
+            let timeout = match c.inner.store.get_task(&task_id).await {
+                Ok(Some(t)) => match c
+                    .inner
+                    .store
+                    .get_task_definition(&key.family(), t.revision)
+                    .await
+                {
+                    Ok(Some(td)) => Duration::from_millis(td.container.stop_timeout_ms),
+                    _ => Duration::from_secs(30),
+                },
+                _ => Duration::from_secs(30),
+            };
+            if let Err(e) = c.inner.rt.stop(&container_id, timeout).await {
+                tracing::warn!(task = %task_id, error = %e, "stopping task failed; will retry");
+            }
+            c.local().stopping.remove(&task_id);
+            c.wake(&key);
+        });
+    }
+}

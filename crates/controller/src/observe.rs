@@ -1,0 +1,312 @@
+//! One reconcile pass: observe a service, plan, and hand the plan to the executor.
+
+use std::collections::{HashMap, HashSet};
+
+use slipway_core::health::{self, HealthInputs};
+use slipway_core::model::{ServiceKey, Task, TaskHealth, TaskStatus};
+use slipway_core::planner::{self, ObservedTask, PlanInput, TaskState};
+use slipway_runtime::{ContainerInfo, ContainerState};
+use slipway_store::ServiceRecord;
+
+use crate::{Controller, ControllerError, Probe, now_ms};
+
+/// Stopped task records are kept this long (ECS keeps them about an hour)...
+const STOPPED_TASK_RETENTION_MS: i64 = 60 * 60 * 1000;
+/// ...and at least this many per service regardless of age.
+const STOPPED_TASKS_KEPT: u32 = 20;
+
+impl Controller {
+    /// Reconciles the given services (every service, and orphan containers, when `None`).
+    pub(crate) async fn reconcile(
+        &self,
+        scope: Option<&HashSet<ServiceKey>>,
+    ) -> Result<(), ControllerError> {
+        let store = &self.inner.store;
+        tracing::trace!(?scope, "reconcile pass");
+        let containers = self.inner.rt.list(&self.inner.cluster).await?;
+        let services = store.list_services(None).await?;
+        let mut by_service: HashMap<ServiceKey, Vec<ContainerInfo>> = HashMap::new();
+        for c in containers {
+            by_service.entry(c.service.clone()).or_default().push(c);
+        }
+        if scope.is_none() {
+            // Orphans: containers of services this server does not know (deleted while the
+            // server was down, or created by a crashed deploy of a service never recorded).
+            let known: HashSet<&ServiceKey> = services.iter().map(|s| &s.key).collect();
+            for (key, list) in &by_service {
+                if !known.contains(key) {
+                    for c in list {
+                        tracing::info!(container = %c.name, service = %key, "removing orphan container");
+                        self.inner.rt.remove(&c.id).await?;
+                    }
+                }
+            }
+            let pruned = store
+                .prune_stopped_tasks(now_ms() - STOPPED_TASK_RETENTION_MS, STOPPED_TASKS_KEPT)
+                .await?;
+            if pruned > 0 {
+                tracing::debug!(pruned, "pruned stopped task records");
+            }
+        }
+        for svc in &services {
+            if scope.is_some_and(|s| !s.contains(&svc.key)) {
+                continue;
+            }
+            let list = by_service.remove(&svc.key).unwrap_or_default();
+            if let Err(e) = self.reconcile_service(svc, &list).await {
+                tracing::warn!(service = %svc.key, error = %e, "reconcile of service failed");
+                self.local()
+                    .requeue
+                    .insert(svc.key.clone(), now_ms() + 1000);
+            }
+        }
+        Ok(())
+    }
+
+    async fn reconcile_service(
+        &self,
+        svc: &ServiceRecord,
+        containers: &[ContainerInfo],
+    ) -> Result<(), ControllerError> {
+        let store = &self.inner.store;
+        let now = now_ms();
+        let key = &svc.key;
+        let deployments = store.active_deployments(key).await?;
+        let mut rows = store.list_tasks(key, false).await?;
+        let known: HashSet<String> = rows.iter().map(|t| t.id.clone()).collect();
+
+        // Adopt containers that have no live record (created by a process that crashed before
+        // writing it back); remove containers of tasks already recorded as stopped.
+        for c in containers {
+            if known.contains(&c.task_id) {
+                continue;
+            }
+            if let Some(t) = store.get_task(&c.task_id).await?
+                && t.last_status == TaskStatus::Stopped
+            {
+                self.inner.rt.remove(&c.id).await?;
+                continue;
+            }
+            let task = Task {
+                id: c.task_id.clone(),
+                service: key.clone(),
+                deployment_id: c.deployment_id.clone(),
+                revision: c.revision,
+                container_id: Some(c.id.clone()),
+                last_status: TaskStatus::Pending,
+                desired_running: true,
+                health: TaskHealth::Unknown,
+                address: c.ip.clone(),
+                stop_code: None,
+                stopped_reason: None,
+                exit_code: None,
+                created_at: c.created_ms,
+                started_at: None,
+                healthy_at: None,
+                stopped_at: None,
+            };
+            store.put_task(&task).await?;
+            rows.push(task);
+        }
+
+        let by_task: HashMap<&str, &ContainerInfo> =
+            containers.iter().map(|c| (c.task_id.as_str(), c)).collect();
+        let revisions: HashSet<u32> = rows.iter().map(|t| t.revision).collect();
+        let mut defs = HashMap::new();
+        for r in revisions {
+            if let Some(td) = store.get_task_definition(&key.family(), r).await? {
+                defs.insert(r, td);
+            }
+        }
+
+        let mut observed = Vec::with_capacity(rows.len());
+        let mut exits = HashMap::new();
+        for row in &mut rows {
+            let (starting, stopping) = {
+                let l = self.local();
+                (l.starting.contains(&row.id), l.stopping.contains(&row.id))
+            };
+            let _ = stopping;
+            let mut desired_running = row.desired_running;
+            let state = match by_task.get(row.id.as_str()) {
+                None if starting => TaskState::Pending,
+                None => {
+                    // No container: it failed to start (reason recorded), or the process that
+                    // was starting it died first (then it is not the task's fault).
+                    if row.stopped_reason.is_none() && row.started_at.is_none() {
+                        desired_running = false;
+                    }
+                    TaskState::Exited {
+                        exit_code: row.exit_code,
+                        ever_ran: row.started_at.is_some(),
+                        detail: row
+                            .stopped_reason
+                            .clone()
+                            .or_else(|| Some("container disappeared".into())),
+                    }
+                }
+                Some(c) => match c.state {
+                    ContainerState::Created if row.desired_running => {
+                        if !starting {
+                            self.spawn_start_existing(key, row.id.clone(), c.id.clone());
+                        }
+                        TaskState::Pending
+                    }
+                    ContainerState::Created => TaskState::Exited {
+                        exit_code: None,
+                        ever_ran: false,
+                        detail: None,
+                    },
+                    ContainerState::Running => {
+                        let started_at = row.started_at.unwrap_or(c.created_ms);
+                        let def = defs.get(&row.revision);
+                        let http = def.and_then(|d| d.container.http_health.clone());
+                        let port = def.and_then(|d| d.container.port);
+                        let health = {
+                            let mut l = self.local();
+                            let probe = match (&http, &c.ip) {
+                                (Some(check), Some(ip)) => {
+                                    let port = check.port.or(port).unwrap_or(80);
+                                    let url = format!("http://{ip}:{port}{}", check.path);
+                                    let p =
+                                        l.probes.entry(row.id.clone()).or_insert_with(|| Probe {
+                                            service: key.clone(),
+                                            url: url.clone(),
+                                            check: check.clone(),
+                                            state: Default::default(),
+                                            next_at: now,
+                                            in_flight: false,
+                                        });
+                                    p.url = url;
+                                    Some(p.state.clone())
+                                }
+                                _ => None,
+                            };
+                            let grace = svc.config.health_check_grace_period_ms;
+                            match (&http, &probe) {
+                                (Some(check), Some(p)) => health::assess(HealthInputs {
+                                    now,
+                                    started_at,
+                                    grace_period_ms: grace,
+                                    engine: c.health,
+                                    http: Some((check, p)),
+                                }),
+                                // An HTTP check without an address cannot pass yet.
+                                (Some(_), None) => TaskHealth::Unknown,
+                                _ => health::assess(HealthInputs {
+                                    now,
+                                    started_at,
+                                    grace_period_ms: grace,
+                                    engine: c.health,
+                                    http: None,
+                                }),
+                            }
+                        };
+                        let mut changed = false;
+                        if row.health != health {
+                            row.health = health;
+                            changed = true;
+                        }
+                        if row.desired_running && row.last_status != TaskStatus::Running {
+                            row.last_status = TaskStatus::Running;
+                            changed = true;
+                        }
+                        if row.started_at.is_none() {
+                            row.started_at = Some(started_at);
+                            changed = true;
+                        }
+                        if row.address.is_none() && c.ip.is_some() {
+                            row.address = c.ip.clone();
+                            changed = true;
+                        }
+                        if row.container_id.is_none() {
+                            row.container_id = Some(c.id.clone());
+                            changed = true;
+                        }
+                        if changed {
+                            store.put_task(row).await?;
+                        }
+                        if row.desired_running {
+                            TaskState::Running(health)
+                        } else {
+                            TaskState::Running(TaskHealth::Unknown)
+                        }
+                    }
+                    ContainerState::Exited => {
+                        let info = self.inner.rt.exit_info(&c.id).await?.unwrap_or_default();
+                        let mut detail = Vec::new();
+                        if info.oom_killed {
+                            detail.push(
+                                "OutOfMemoryError: container killed due to memory usage".to_owned(),
+                            );
+                        }
+                        if let Some(e) = &info.error {
+                            detail.push(e.clone());
+                        }
+                        if let Some(h) = &info.health_output {
+                            detail.push(format!("last health check output: {h}"));
+                        }
+                        let ever_ran = info.started_ms.is_some() || row.started_at.is_some();
+                        exits.insert(row.id.clone(), info.clone());
+                        TaskState::Exited {
+                            exit_code: info.exit_code,
+                            ever_ran,
+                            detail: if detail.is_empty() {
+                                None
+                            } else {
+                                Some(detail.join("; "))
+                            },
+                        }
+                    }
+                },
+            };
+            let newly_healthy = row.desired_running
+                && state == TaskState::Running(TaskHealth::Healthy)
+                && row.healthy_at.is_none();
+            observed.push(ObservedTask {
+                id: row.id.clone(),
+                deployment_id: row.deployment_id.clone(),
+                revision: row.revision,
+                desired_running,
+                state,
+                newly_healthy,
+            });
+        }
+
+        // A service being deleted is forgotten once nothing of it is left.
+        if svc.deleting && observed.is_empty() && containers.is_empty() {
+            store.remove_service(key).await?;
+            let others = store.list_services(Some(&key.app)).await?;
+            if !others.iter().any(|s| s.key.env == key.env) {
+                self.inner
+                    .rt
+                    .remove_network(&self.inner.cluster, key)
+                    .await?;
+            }
+            tracing::info!(service = %key, "service deleted");
+            return Ok(());
+        }
+
+        let backoff = self.local().backoff.get(key).map(|(_, until)| *until);
+        let plan = planner::plan(PlanInput {
+            now,
+            desired_count: svc.desired_count,
+            config: &svc.config,
+            deleting: svc.deleting,
+            deployments: &deployments,
+            tasks: &observed,
+            start_backoff_until: backoff,
+        });
+        if !plan.actions.is_empty() {
+            tracing::debug!(service = %key, actions = ?plan.actions, "plan");
+        }
+        self.execute(svc, &deployments, &rows, &by_task, &exits, plan.actions)
+            .await?;
+        if let Some(ms) = plan.requeue_after_ms {
+            self.local()
+                .requeue
+                .insert(key.clone(), now_ms() + ms as i64);
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,76 @@
+//! The HTTP health prober: probes each task's `http.healthcheck` on schedule and wakes the
+//! controller when a task's health changes.
+
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use crate::{Controller, now_ms};
+
+const TICK: Duration = Duration::from_millis(50);
+
+pub(crate) async fn run(c: Controller, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(TICK) => {}
+            _ = shutdown.changed() => return,
+        }
+        let now = now_ms();
+        let due: Vec<(String, String, u64)> = {
+            let mut l = c.local();
+            l.probes
+                .iter_mut()
+                .filter(|(_, p)| !p.in_flight && p.next_at <= now)
+                .map(|(id, p)| {
+                    p.in_flight = true;
+                    (id.clone(), p.url.clone(), p.check.timeout_ms)
+                })
+                .collect()
+        };
+        for (task, url, timeout_ms) in due {
+            let c = c.clone();
+            tokio::spawn(async move {
+                let result = match c
+                    .inner
+                    .http
+                    .get(&url)
+                    .timeout(Duration::from_millis(timeout_ms))
+                    .send()
+                    .await
+                {
+                    Ok(resp) => Ok(resp.status().as_u16()),
+                    Err(e) if e.is_timeout() => {
+                        Err(format!("GET {url} timed out after {timeout_ms} ms"))
+                    }
+                    Err(e) if e.is_connect() => {
+                        Err(format!("GET {url}: connection refused or unreachable"))
+                    }
+                    Err(e) => Err(format!("GET {url}: {e}")),
+                };
+                let now = now_ms();
+                let mut wake = None;
+                {
+                    let mut l = c.local();
+                    if let Some(p) = l.probes.get_mut(&task) {
+                        let outcome = match result {
+                            Ok(status) if p.check.accepts(status) => Ok(()),
+                            Ok(status) => Err(format!("GET {url} returned {status}")),
+                            Err(e) => Err(e),
+                        };
+                        let before = (p.state.healthy, p.state.failed_out(&p.check, now));
+                        p.state.record(&p.check, now, outcome);
+                        let after = (p.state.healthy, p.state.failed_out(&p.check, now));
+                        p.in_flight = false;
+                        p.next_at = now + p.state.next_probe_in_ms(&p.check) as i64;
+                        if before != after {
+                            wake = Some(p.service.clone());
+                        }
+                    }
+                }
+                if let Some(k) = wake {
+                    c.wake(&k);
+                }
+            });
+        }
+    }
+}

@@ -1,0 +1,171 @@
+//! The API client used by every verb except `server`, and where it finds the server.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, Result, anyhow, bail};
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
+use slipway_api::types::ErrorBody;
+use slipway_core::model::ServiceKey;
+
+/// Where `slipway login` keeps the server and token (mode 0600).
+pub fn config_path() -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_CONFIG_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")))?;
+    Some(base.join("slipway").join("config.json"))
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ClientConfig {
+    pub server: String,
+    pub token: String,
+}
+
+impl ClientConfig {
+    /// `SLIPWAY_SERVER` + `SLIPWAY_TOKEN`, else the file written by `slipway login`.
+    pub fn load() -> Result<Self> {
+        let env_server = std::env::var("SLIPWAY_SERVER")
+            .ok()
+            .filter(|s| !s.is_empty());
+        let env_token = std::env::var("SLIPWAY_TOKEN")
+            .ok()
+            .filter(|s| !s.is_empty());
+        if let (Some(server), Some(token)) = (&env_server, &env_token) {
+            return Ok(Self {
+                server: server.trim_end_matches('/').to_owned(),
+                token: token.trim().to_owned(),
+            });
+        }
+        let path = config_path()
+            .ok_or_else(|| anyhow!("cannot locate the config directory (HOME is not set)"))?;
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(_) => bail!(
+                "no server configured: set SLIPWAY_SERVER and SLIPWAY_TOKEN, or run `slipway login --server URL --token-file DATA_DIR/admin.token`"
+            ),
+        };
+        let mut cfg: ClientConfig = serde_json::from_str(&text)
+            .with_context(|| format!("{}: not a valid slipway config", path.display()))?;
+        if let Some(s) = env_server {
+            cfg.server = s;
+        }
+        if let Some(t) = env_token {
+            cfg.token = t;
+        }
+        cfg.server = cfg.server.trim_end_matches('/').to_owned();
+        Ok(cfg)
+    }
+}
+
+#[derive(Clone)]
+pub struct Client {
+    cfg: ClientConfig,
+    http: reqwest::Client,
+}
+
+/// Path segment of a service in the API.
+pub fn service_path(key: &ServiceKey) -> String {
+    format!("/services/{}/{}/{}", key.app, key.env, key.name)
+}
+
+impl Client {
+    pub fn new(cfg: ClientConfig) -> Result<Self> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .build()?;
+        Ok(Self { cfg, http })
+    }
+
+    pub fn from_env() -> Result<Self> {
+        Self::new(ClientConfig::load()?)
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}/api/v1{path}", self.cfg.server)
+    }
+
+    async fn send<T: DeserializeOwned>(&self, req: reqwest::RequestBuilder) -> Result<T> {
+        let resp = req.bearer_auth(&self.cfg.token).send().await.map_err(|e| {
+            anyhow!(
+                "cannot reach the Slipway server at {}: {e}; is `slipway server` running?",
+                self.cfg.server
+            )
+        })?;
+        let status = resp.status();
+        let bytes = resp.bytes().await?;
+        if !status.is_success() {
+            let msg = serde_json::from_slice::<ErrorBody>(&bytes)
+                .map(|b| b.error.message)
+                .unwrap_or_else(|_| String::from_utf8_lossy(&bytes).trim().to_owned());
+            bail!("{msg} (HTTP {})", status.as_u16());
+        }
+        serde_json::from_slice(&bytes)
+            .with_context(|| format!("unexpected answer from the server ({status})"))
+    }
+
+    pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T> {
+        self.send(self.http.get(self.url(path))).await
+    }
+
+    /// GET that maps 404 to `None`.
+    pub async fn get_opt<T: DeserializeOwned>(&self, path: &str) -> Result<Option<T>> {
+        let resp = self
+            .http
+            .get(self.url(path))
+            .bearer_auth(&self.cfg.token)
+            .send()
+            .await
+            .map_err(|e| {
+                anyhow!(
+                    "cannot reach the Slipway server at {}: {e}",
+                    self.cfg.server
+                )
+            })?;
+        if resp.status() == reqwest::StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        let status = resp.status();
+        let bytes = resp.bytes().await?;
+        if !status.is_success() {
+            let msg = serde_json::from_slice::<ErrorBody>(&bytes)
+                .map(|b| b.error.message)
+                .unwrap_or_else(|_| String::from_utf8_lossy(&bytes).trim().to_owned());
+            bail!("{msg} (HTTP {})", status.as_u16());
+        }
+        Ok(Some(serde_json::from_slice(&bytes)?))
+    }
+
+    pub async fn post<B: Serialize, T: DeserializeOwned>(&self, path: &str, body: &B) -> Result<T> {
+        self.send(self.http.post(self.url(path)).json(body)).await
+    }
+
+    pub async fn delete<T: DeserializeOwned>(&self, path: &str) -> Result<T> {
+        self.send(self.http.delete(self.url(path))).await
+    }
+
+    /// A streaming GET (logs).
+    pub async fn stream(&self, path: &str) -> Result<reqwest::Response> {
+        let resp = self
+            .http
+            .get(self.url(path))
+            .bearer_auth(&self.cfg.token)
+            .send()
+            .await
+            .map_err(|e| {
+                anyhow!(
+                    "cannot reach the Slipway server at {}: {e}",
+                    self.cfg.server
+                )
+            })?;
+        if !resp.status().is_success() {
+            let status = resp.status();
+            let bytes = resp.bytes().await?;
+            let msg = serde_json::from_slice::<ErrorBody>(&bytes)
+                .map(|b| b.error.message)
+                .unwrap_or_else(|_| String::from_utf8_lossy(&bytes).trim().to_owned());
+            bail!("{msg} (HTTP {})", status.as_u16());
+        }
+        Ok(resp)
+    }
+}

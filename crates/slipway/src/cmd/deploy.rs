@@ -1,0 +1,452 @@
+//! `slipway deploy`, and the wait-and-report loop shared with `rollback` and `restart`.
+
+use std::collections::HashMap;
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::Serialize;
+use slipway_api::types::{DeployOutcome, DeployRequest, DeployResponse, ServiceDetail};
+use slipway_core::manifest::DEFAULT_ENV;
+use slipway_core::model::{Deployment, RolloutState, ServiceKey, TaskHealth, TaskStatus};
+
+use crate::client::{Client, service_path};
+use crate::output::duration_ms;
+
+#[derive(Debug, Args)]
+pub struct DeployArgs {
+    /// The manifest.
+    #[arg(short = 'f', long = "file", default_value = "slipway.yml")]
+    file: PathBuf,
+    /// Environment to deploy (its overrides from `environments:` apply).
+    #[arg(long, default_value = DEFAULT_ENV)]
+    env: String,
+    /// Deploy only these services (default: all of the manifest).
+    services: Vec<String>,
+    /// Use this image for a service instead of the manifest's: SERVICE=REF (repeatable).
+    #[arg(long = "image", value_name = "SERVICE=REF")]
+    images: Vec<String>,
+    /// Return once the deployment is accepted instead of waiting for its outcome.
+    #[arg(long)]
+    no_wait: bool,
+    /// Give up waiting after this long (the deployment goes on in the server).
+    #[arg(long, default_value = "15m", value_parser = humantime::parse_duration)]
+    timeout: Duration,
+}
+
+pub async fn run(a: DeployArgs, json: bool) -> Result<ExitCode> {
+    let (shown, manifest) = super::read_manifest(&a.file)?;
+    let mut specs = manifest
+        .compile(&a.env)
+        .map_err(|e| anyhow::anyhow!("{}", e.with_file(&shown)))?;
+    if !a.services.is_empty() {
+        for s in &a.services {
+            if !specs.iter().any(|x| &x.key.name == s) {
+                let known: Vec<&str> = specs.iter().map(|x| x.key.name.as_str()).collect();
+                bail!(
+                    "{shown}: no service named {s:?} (services: {})",
+                    known.join(", ")
+                );
+            }
+        }
+        specs.retain(|x| a.services.contains(&x.key.name));
+    }
+    for o in &a.images {
+        let Some((svc, image)) = o.split_once('=') else {
+            bail!("--image {o:?}: write it as SERVICE=REF, e.g. --image web=slipway-hello:v2");
+        };
+        let Some(spec) = specs.iter_mut().find(|x| x.key.name == svc) else {
+            bail!("--image {o:?}: {shown} has no service named {svc:?}");
+        };
+        if image.trim().is_empty() {
+            bail!("--image {o:?}: the image reference is empty");
+        }
+        spec.container.image = image.trim().to_owned();
+    }
+    let client = Client::from_env()?;
+    let resp: DeployResponse = client
+        .post(
+            "/deploy",
+            &DeployRequest {
+                services: specs,
+                force: false,
+            },
+        )
+        .await
+        .context("deploy refused; nothing was changed")?;
+    let waits: Vec<Wait> = resp
+        .results
+        .iter()
+        .map(|r| Wait {
+            key: r.service.clone(),
+            deployment_id: r.deployment_id.clone(),
+            outcome: r.outcome,
+        })
+        .collect();
+    if a.no_wait {
+        if json {
+            crate::output::print_json(&resp)?;
+        } else {
+            for r in &resp.results {
+                println!(
+                    "{}: {:?} (revision {}, deployment {})",
+                    r.service.name,
+                    r.outcome,
+                    r.revision,
+                    r.deployment_id.as_deref().unwrap_or("-")
+                );
+            }
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    wait_and_report(&client, waits, a.timeout, json).await
+}
+
+/// One service to follow to its outcome.
+#[derive(Debug, Clone)]
+pub struct Wait {
+    pub key: ServiceKey,
+    pub deployment_id: Option<String>,
+    pub outcome: DeployOutcome,
+}
+
+#[derive(Debug, Serialize)]
+struct Report {
+    service: ServiceKey,
+    outcome: String,
+    reason: Option<String>,
+    deployment: Option<Deployment>,
+    /// The deployment that restored service after a rollback.
+    rollback: Option<Deployment>,
+    revision: u32,
+    healthy: u32,
+    desired: u32,
+    failed_tasks: Vec<FailedTask>,
+    addresses: Vec<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct FailedTask {
+    task: String,
+    reason: String,
+    exit_code: Option<i64>,
+}
+
+struct Progress {
+    bar: Option<ProgressBar>,
+    json: bool,
+}
+
+impl Progress {
+    fn new(json: bool) -> Self {
+        let bar = (!json && std::io::stderr().is_terminal()).then(|| {
+            let b = ProgressBar::new_spinner();
+            b.set_style(
+                ProgressStyle::with_template("{spinner} {msg}")
+                    .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+            );
+            b.enable_steady_tick(Duration::from_millis(120));
+            b
+        });
+        Self { bar, json }
+    }
+
+    fn line(&self, s: String) {
+        if self.json {
+            return;
+        }
+        match &self.bar {
+            Some(b) => b.println(s),
+            None => println!("{s}"),
+        }
+    }
+
+    fn status(&self, s: String) {
+        if let Some(b) = &self.bar {
+            b.set_message(s);
+        }
+    }
+
+    fn finish(&self) {
+        if let Some(b) = &self.bar {
+            b.finish_and_clear();
+        }
+    }
+}
+
+/// Follows deployments to their outcome, printing progress; exit 0 only if all succeeded.
+pub async fn wait_and_report(
+    client: &Client,
+    waits: Vec<Wait>,
+    timeout: Duration,
+    json: bool,
+) -> Result<ExitCode> {
+    let progress = Progress::new(json);
+    let started = Instant::now();
+    let mut seen: HashMap<String, (TaskStatus, TaskHealth, bool)> = HashMap::new();
+    let mut first = true;
+    let mut done: HashMap<usize, Report> = HashMap::new();
+    let mut announced_rollback: HashMap<usize, String> = HashMap::new();
+    while done.len() < waits.len() {
+        for (i, w) in waits.iter().enumerate() {
+            if done.contains_key(&i) {
+                continue;
+            }
+            let Some(detail) = client
+                .get_opt::<ServiceDetail>(&service_path(&w.key))
+                .await?
+            else {
+                bail!("service {} disappeared while deploying (deleted?)", w.key);
+            };
+            for t in &detail.tasks {
+                let now = (t.last_status, t.health, t.desired_running);
+                match seen.insert(t.id.clone(), now) {
+                    None if (!first
+                        || w.deployment_id.as_deref() == Some(t.deployment_id.as_str()))
+                        && t.last_status != TaskStatus::Stopped =>
+                    {
+                        progress.line(format!(
+                            "{}: task {} started (revision {})",
+                            w.key.name, t.id, t.revision
+                        ));
+                    }
+                    Some(before) => {
+                        if before.1 != TaskHealth::Healthy
+                            && t.health == TaskHealth::Healthy
+                            && t.desired_running
+                        {
+                            progress.line(format!(
+                                "{}: task {} healthy (revision {})",
+                                w.key.name, t.id, t.revision
+                            ));
+                        }
+                        if before.2 && !t.desired_running {
+                            progress.line(format!(
+                                "{}: task {} stopping: {}",
+                                w.key.name,
+                                t.id,
+                                t.stopped_reason.as_deref().unwrap_or("stopped")
+                            ));
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            let s = &detail.summary;
+            progress.status(format!(
+                "{}: {}/{} healthy, revision {}",
+                w.key.name, s.healthy, s.desired, s.revision
+            ));
+            match (&w.deployment_id, w.outcome) {
+                (Some(id), DeployOutcome::Deploying) => {
+                    let Some(d) = find_deployment(client, &detail, id).await? else {
+                        continue;
+                    };
+                    if !d.state.is_terminal() {
+                        continue;
+                    }
+                    let rollback = match &d.rolled_back_by {
+                        Some(rb) => {
+                            if announced_rollback.insert(i, rb.clone()).is_none() {
+                                progress.line(format!(
+                                    "{}: deployment {} {}: {}; rolling back",
+                                    w.key.name,
+                                    d.id,
+                                    d.state.as_str(),
+                                    d.reason.as_deref().unwrap_or("")
+                                ));
+                            }
+                            let Some(r) = find_deployment(client, &detail, rb).await? else {
+                                continue;
+                            };
+                            if !r.state.is_terminal() {
+                                continue;
+                            }
+                            Some(r)
+                        }
+                        None => None,
+                    };
+                    done.insert(i, report(&detail, Some(d), rollback));
+                }
+                _ => {
+                    // Only the count changed (or nothing): wait until it is met.
+                    if s.running == s.desired && s.healthy == s.desired {
+                        let mut r = report(&detail, None, None);
+                        r.outcome = if w.outcome == DeployOutcome::Unchanged {
+                            "UNCHANGED".into()
+                        } else {
+                            "SCALED".into()
+                        };
+                        done.insert(i, r);
+                    }
+                }
+            }
+        }
+        first = false;
+        if done.len() < waits.len() {
+            if started.elapsed() > timeout {
+                progress.finish();
+                bail!(
+                    "timed out after {} waiting for the deployment; it goes on in the server: follow it with `slipway status`",
+                    humantime::format_duration(timeout)
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+    progress.finish();
+    let mut reports: Vec<Report> = (0..waits.len()).filter_map(|i| done.remove(&i)).collect();
+    let ok = reports
+        .iter()
+        .all(|r| matches!(r.outcome.as_str(), "SUCCEEDED" | "UNCHANGED" | "SCALED"));
+    if json {
+        crate::output::print_json(&serde_json::json!({ "succeeded": ok, "results": reports }))?;
+    } else {
+        for r in &mut reports {
+            print_report(r, started.elapsed());
+        }
+    }
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+async fn find_deployment(
+    client: &Client,
+    detail: &ServiceDetail,
+    id: &str,
+) -> Result<Option<Deployment>> {
+    if let Some(d) = detail.deployments.iter().find(|d| d.id == id) {
+        return Ok(Some(d.clone()));
+    }
+    client
+        .get_opt::<Deployment>(&format!("/deployments/{id}"))
+        .await
+}
+
+fn report(detail: &ServiceDetail, d: Option<Deployment>, rollback: Option<Deployment>) -> Report {
+    let s = &detail.summary;
+    let port = detail.container.as_ref().and_then(|c| c.port);
+    let addresses = detail
+        .tasks
+        .iter()
+        .filter(|t| t.desired_running && t.health == TaskHealth::Healthy)
+        .filter_map(|t| {
+            t.address.as_ref().map(|a| match port {
+                Some(p) => format!("http://{a}:{p}"),
+                None => a.clone(),
+            })
+        })
+        .collect();
+    let failed_tasks = d
+        .as_ref()
+        .filter(|d| d.state != RolloutState::Succeeded)
+        .map(|d| {
+            detail
+                .tasks
+                .iter()
+                .filter(|t| t.deployment_id == d.id && t.stopped_reason.is_some())
+                .map(|t| FailedTask {
+                    task: t.id.clone(),
+                    reason: t.stopped_reason.clone().unwrap_or_default(),
+                    exit_code: t.exit_code,
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    Report {
+        service: s.service.clone(),
+        outcome: d
+            .as_ref()
+            .map_or("SUCCEEDED", |d| d.state.as_str())
+            .to_owned(),
+        reason: d.as_ref().and_then(|d| d.reason.clone()),
+        deployment: d,
+        rollback,
+        revision: s.revision,
+        healthy: s.healthy,
+        desired: s.desired,
+        failed_tasks,
+        addresses,
+    }
+}
+
+fn print_report(r: &Report, elapsed: Duration) {
+    let mark = if matches!(r.outcome.as_str(), "SUCCEEDED" | "UNCHANGED" | "SCALED") {
+        "✔"
+    } else {
+        "✘"
+    };
+    let name = &r.service.name;
+    match &r.deployment {
+        Some(d) => {
+            println!(
+                "{mark} {name}: {} (deployment {}, revision {}) after {}",
+                r.outcome,
+                d.id,
+                d.revision,
+                duration_ms(elapsed.as_millis() as i64)
+            );
+            if d.state == RolloutState::Succeeded {
+                let tl = &d.timeline;
+                let mut parts = Vec::new();
+                if let Some(h) = tl.first_healthy_at {
+                    parts.push(format!(
+                        "first healthy task after {}",
+                        duration_ms(h - d.created_at)
+                    ));
+                }
+                if let (Some(h), Some(g)) = (tl.first_healthy_at, tl.old_gone_at)
+                    && tl.first_old_stopped_at.is_some()
+                {
+                    parts.push(format!(
+                        "old and new versions both served for {}",
+                        duration_ms(g - h)
+                    ));
+                }
+                if let (Some(g), Some(_)) = (tl.old_gone_at, tl.first_old_stopped_at) {
+                    parts.push(format!(
+                        "old tasks gone after {}",
+                        duration_ms(g - d.created_at)
+                    ));
+                }
+                if !parts.is_empty() {
+                    println!("  {}", parts.join("; "));
+                }
+            } else {
+                if let Some(reason) = &r.reason {
+                    println!("  reason: {reason}");
+                }
+                for f in r.failed_tasks.iter().take(5) {
+                    println!("  task {}: {}", f.task, f.reason);
+                }
+                if r.failed_tasks.len() > 5 {
+                    println!("  ... and {} more failed tasks", r.failed_tasks.len() - 5);
+                }
+                if let Some(rb) = &r.rollback {
+                    println!(
+                        "  rolled back to revision {} (deployment {} {}); {}/{} tasks healthy",
+                        rb.revision,
+                        rb.id,
+                        rb.state.as_str(),
+                        r.healthy,
+                        r.desired
+                    );
+                }
+            }
+        }
+        None => println!(
+            "{mark} {name}: {} (revision {}), {}/{} tasks healthy",
+            r.outcome, r.revision, r.healthy, r.desired
+        ),
+    }
+    if !r.addresses.is_empty() {
+        println!("  answers at: {}", r.addresses.join(" "));
+    }
+}

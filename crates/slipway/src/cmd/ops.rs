@@ -1,0 +1,209 @@
+//! `slipway logs`, `rollback`, `scale`, `restart`, `delete`.
+
+use std::io::Write;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::{Result, bail};
+use clap::Args;
+use futures_util::StreamExt;
+use slipway_api::types::{
+    ActionResponse, DeployOutcome, RollbackRequest, ScaleRequest, ServiceDetail,
+};
+
+use super::Target;
+use super::deploy::{Wait, wait_and_report};
+use crate::client::{Client, service_path};
+
+#[derive(Debug, Args)]
+pub struct LogsArgs {
+    service: String,
+    /// Keep printing new lines.
+    #[arg(short = 'F', long)]
+    follow: bool,
+    /// Only lines newer than this (e.g. 10m).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    since: Option<Duration>,
+    /// Only the last N lines of each task.
+    #[arg(long)]
+    tail: Option<u32>,
+    #[command(flatten)]
+    target: Target,
+}
+
+#[derive(Debug, Args)]
+pub struct RollbackArgs {
+    service: String,
+    /// Roll back to this revision (default: the previous successful one).
+    #[arg(long = "to")]
+    to: Option<u32>,
+    #[arg(long)]
+    no_wait: bool,
+    #[arg(long, default_value = "15m", value_parser = humantime::parse_duration)]
+    timeout: Duration,
+    #[command(flatten)]
+    target: Target,
+}
+
+#[derive(Debug, Args)]
+pub struct ScaleArgs {
+    service: String,
+    /// The new desired count (0 to 1000).
+    count: i64,
+    #[arg(long)]
+    no_wait: bool,
+    #[arg(long, default_value = "15m", value_parser = humantime::parse_duration)]
+    timeout: Duration,
+    #[command(flatten)]
+    target: Target,
+}
+
+#[derive(Debug, Args)]
+pub struct RestartArgs {
+    service: String,
+    #[arg(long)]
+    no_wait: bool,
+    #[arg(long, default_value = "15m", value_parser = humantime::parse_duration)]
+    timeout: Duration,
+    #[command(flatten)]
+    target: Target,
+}
+
+#[derive(Debug, Args)]
+pub struct DeleteArgs {
+    service: String,
+    #[arg(long)]
+    no_wait: bool,
+    #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
+    timeout: Duration,
+    #[command(flatten)]
+    target: Target,
+}
+
+pub async fn logs(a: LogsArgs) -> Result<ExitCode> {
+    let client = Client::from_env()?;
+    let key = a.target.key(&a.service)?;
+    let mut q = vec![format!("follow={}", a.follow)];
+    if let Some(s) = a.since {
+        q.push(format!("since={}", s.as_secs()));
+    }
+    if let Some(t) = a.tail {
+        q.push(format!("tail={t}"));
+    }
+    let resp = client
+        .stream(&format!("{}/logs?{}", service_path(&key), q.join("&")))
+        .await?;
+    let mut body = resp.bytes_stream();
+    let mut out = std::io::stdout().lock();
+    while let Some(chunk) = body.next().await {
+        out.write_all(&chunk?)?;
+        out.flush()?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn follow(
+    client: &Client,
+    r: ActionResponse,
+    no_wait: bool,
+    timeout: Duration,
+    json: bool,
+) -> Result<ExitCode> {
+    if no_wait {
+        if json {
+            crate::output::print_json(&r)?;
+        } else {
+            println!("{}: {}", r.service.name, r.message);
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let outcome = if r.deployment_id.is_some() {
+        DeployOutcome::Deploying
+    } else {
+        DeployOutcome::Scaled
+    };
+    wait_and_report(
+        client,
+        vec![Wait {
+            key: r.service,
+            deployment_id: r.deployment_id,
+            outcome,
+        }],
+        timeout,
+        json,
+    )
+    .await
+}
+
+pub async fn rollback(a: RollbackArgs, json: bool) -> Result<ExitCode> {
+    let client = Client::from_env()?;
+    let key = a.target.key(&a.service)?;
+    let r: ActionResponse = client
+        .post(
+            &format!("{}/rollback", service_path(&key)),
+            &RollbackRequest { revision: a.to },
+        )
+        .await?;
+    if !json && !a.no_wait {
+        println!("{}: {}", key.name, r.message);
+    }
+    follow(&client, r, a.no_wait, a.timeout, json).await
+}
+
+pub async fn scale(a: ScaleArgs, json: bool) -> Result<ExitCode> {
+    if !(0..=1000).contains(&a.count) {
+        bail!("count must be between 0 and 1000, got {}", a.count);
+    }
+    let client = Client::from_env()?;
+    let key = a.target.key(&a.service)?;
+    let r: ActionResponse = client
+        .post(
+            &format!("{}/scale", service_path(&key)),
+            &ScaleRequest {
+                count: a.count as u32,
+            },
+        )
+        .await?;
+    follow(&client, r, a.no_wait, a.timeout, json).await
+}
+
+pub async fn restart(a: RestartArgs, json: bool) -> Result<ExitCode> {
+    let client = Client::from_env()?;
+    let key = a.target.key(&a.service)?;
+    let r: ActionResponse = client
+        .post(
+            &format!("{}/restart", service_path(&key)),
+            &serde_json::json!({}),
+        )
+        .await?;
+    if !json && !a.no_wait {
+        println!("{}: {}", key.name, r.message);
+    }
+    follow(&client, r, a.no_wait, a.timeout, json).await
+}
+
+pub async fn delete(a: DeleteArgs, json: bool) -> Result<ExitCode> {
+    let client = Client::from_env()?;
+    let key = a.target.key(&a.service)?;
+    let path = service_path(&key);
+    let r: ActionResponse = client.delete(&path).await?;
+    if !a.no_wait {
+        let started = Instant::now();
+        while client.get_opt::<ServiceDetail>(&path).await?.is_some() {
+            if started.elapsed() > a.timeout {
+                bail!("timed out waiting for {key} to be deleted; it goes on in the server");
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+    if json {
+        crate::output::print_json(&r)?;
+    } else {
+        println!(
+            "{}: {}",
+            key.name,
+            if a.no_wait { "deleting" } else { "deleted" }
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,258 @@
+//! `slipway status`, `slipway ps`, `slipway events`.
+
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::Args;
+use slipway_api::types::{ServiceDetail, ServiceSummary};
+use slipway_core::model::{Deployment, ServiceEvent, Task, TaskStatus};
+
+use super::Target;
+use crate::client::{Client, service_path};
+use crate::output::{ago, duration_ms, print_json, short_digest, table};
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// One service in detail (default: every service of the app; all apps without a manifest).
+    service: Option<String>,
+    #[command(flatten)]
+    target: Target,
+}
+
+#[derive(Debug, Args)]
+pub struct PsArgs {
+    /// Only this service's tasks.
+    service: Option<String>,
+    /// Include stopped tasks.
+    #[arg(short, long)]
+    all: bool,
+    #[command(flatten)]
+    target: Target,
+}
+
+#[derive(Debug, Args)]
+pub struct EventsArgs {
+    service: String,
+    /// How many events (at most 100).
+    #[arg(long, default_value_t = 20)]
+    limit: u32,
+    #[command(flatten)]
+    target: Target,
+}
+
+fn list_path(target: &Target, all_apps_ok: bool) -> Result<String> {
+    match target.app() {
+        Ok(app) => Ok(format!("/services?app={app}&env={}", target.env)),
+        Err(_) if all_apps_ok && target.app.is_none() => Ok("/services".to_owned()),
+        Err(e) => Err(e),
+    }
+}
+
+/// The timeline of a deployment, in words.
+pub fn timeline(d: &Deployment) -> Vec<(String, String)> {
+    let tl = &d.timeline;
+    let rel = |t: Option<i64>| t.map_or("-".to_owned(), |t| duration_ms(t - d.created_at));
+    let overlap = match (tl.first_healthy_at, tl.old_gone_at, tl.first_old_stopped_at) {
+        (Some(h), Some(g), Some(_)) => duration_ms(g - h),
+        (Some(_), Some(_), None) => "0.0s (no earlier version)".to_owned(),
+        _ => "-".to_owned(),
+    };
+    vec![
+        ("first healthy new task".into(), rel(tl.first_healthy_at)),
+        ("old and new both served".into(), overlap),
+        ("old tasks gone".into(), rel(tl.old_gone_at)),
+        ("finished".into(), rel(tl.finished_at)),
+    ]
+}
+
+pub async fn status(a: StatusArgs, json: bool) -> Result<ExitCode> {
+    let client = Client::from_env()?;
+    if let Some(svc) = &a.service {
+        let key = a.target.key(svc)?;
+        let detail: ServiceDetail = client.get(&service_path(&key)).await?;
+        if json {
+            print_json(&detail)?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        let s = &detail.summary;
+        println!("service:   {} ({})", key, s.kind.as_str());
+        println!(
+            "tasks:     {} desired, {} running, {} healthy",
+            s.desired, s.running, s.healthy
+        );
+        println!(
+            "revision:  {}:{} image {} {}",
+            key.family(),
+            s.revision,
+            s.image.as_deref().unwrap_or("-"),
+            s.image_digest
+                .as_deref()
+                .map(short_digest)
+                .unwrap_or_default()
+        );
+        let c = &detail.config;
+        println!(
+            "rollout:   minimum healthy {}%, maximum {}%, circuit breaker {}{}",
+            c.minimum_healthy_percent,
+            c.maximum_percent,
+            if c.circuit_breaker.enable {
+                "on"
+            } else {
+                "off"
+            },
+            if c.circuit_breaker.rollback {
+                " with rollback"
+            } else {
+                ""
+            }
+        );
+        if s.deleting {
+            println!("state:     being deleted");
+        }
+        if let Some(d) = &s.last_deployment {
+            println!(
+                "last deployment: {} {} (revision {}, started {}){}",
+                d.id,
+                d.state.as_str(),
+                d.revision,
+                ago(d.created_at),
+                d.reason
+                    .as_ref()
+                    .map(|r| format!(": {r}"))
+                    .unwrap_or_default()
+            );
+            for (k, v) in timeline(d) {
+                println!("  {k:<26} {v}");
+            }
+        }
+        println!();
+        print_tasks(
+            &detail
+                .tasks
+                .iter()
+                .filter(|t| t.last_status != TaskStatus::Stopped)
+                .cloned()
+                .collect::<Vec<_>>(),
+            detail.container.as_ref().and_then(|c| c.port),
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    let list: Vec<ServiceSummary> = client.get(&list_path(&a.target, true)?).await?;
+    if json {
+        print_json(&list)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    if list.is_empty() {
+        println!("No services. Deploy one with `slipway deploy`.");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut t = table(&[
+        "SERVICE",
+        "APP",
+        "ENV",
+        "DESIRED",
+        "RUNNING",
+        "HEALTHY",
+        "REVISION",
+        "IMAGE",
+        "LAST DEPLOYMENT",
+    ]);
+    for s in &list {
+        t.add_row(vec![
+            s.service.name.clone(),
+            s.service.app.clone(),
+            s.service.env.clone(),
+            s.desired.to_string(),
+            s.running.to_string(),
+            s.healthy.to_string(),
+            s.revision.to_string(),
+            s.image.clone().unwrap_or_default(),
+            s.last_deployment
+                .as_ref()
+                .map(|d| format!("{} {}", d.state.as_str(), ago(d.updated_at)))
+                .unwrap_or_default(),
+        ]);
+    }
+    println!("{t}");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_tasks(tasks: &[Task], port: Option<u16>) {
+    if tasks.is_empty() {
+        println!("No tasks.");
+        return;
+    }
+    let mut t = table(&[
+        "TASK",
+        "SERVICE",
+        "REVISION",
+        "STATUS",
+        "HEALTH",
+        "ADDRESS",
+        "STARTED",
+        "STOPPED REASON",
+    ]);
+    for task in tasks {
+        t.add_row(vec![
+            task.id.clone(),
+            task.service.name.clone(),
+            task.revision.to_string(),
+            task.last_status.as_str().to_owned(),
+            task.health.as_str().to_owned(),
+            task.address
+                .as_ref()
+                .map(|a| port.map_or(a.clone(), |p| format!("{a}:{p}")))
+                .unwrap_or_default(),
+            task.started_at.map(ago).unwrap_or_default(),
+            match (&task.stopped_reason, task.exit_code) {
+                (Some(r), _) => r.clone(),
+                _ => String::new(),
+            },
+        ]);
+    }
+    println!("{t}");
+}
+
+pub async fn ps(a: PsArgs, json: bool) -> Result<ExitCode> {
+    let client = Client::from_env()?;
+    let keys = match &a.service {
+        Some(s) => vec![a.target.key(s)?],
+        None => {
+            let list: Vec<ServiceSummary> = client.get(&list_path(&a.target, false)?).await?;
+            list.into_iter().map(|s| s.service).collect()
+        }
+    };
+    let mut tasks = Vec::new();
+    let mut port = None;
+    for k in keys {
+        let d: ServiceDetail = client.get(&service_path(&k)).await?;
+        port = port.or(d.container.as_ref().and_then(|c| c.port));
+        tasks.extend(
+            d.tasks
+                .into_iter()
+                .filter(|t| a.all || t.last_status != TaskStatus::Stopped),
+        );
+    }
+    if json {
+        print_json(&tasks)?;
+    } else {
+        print_tasks(&tasks, port);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn events(a: EventsArgs, json: bool) -> Result<ExitCode> {
+    let client = Client::from_env()?;
+    let key = a.target.key(&a.service)?;
+    let events: Vec<ServiceEvent> = client
+        .get(&format!("{}/events?limit={}", service_path(&key), a.limit))
+        .await?;
+    if json {
+        print_json(&events)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    for e in &events {
+        println!("{:>12}  {}", ago(e.created_at), e.message);
+    }
+    Ok(ExitCode::SUCCESS)
+}
