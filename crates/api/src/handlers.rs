@@ -533,3 +533,11 @@ pub(crate) async fn logs(
     )
         .into_response())
 }
+
+/// `GET /api/v1/info`: what this server is.
+pub(crate) async fn info(State(state): State<ApiState>) -> Json<serde_json::Value> {
+    Json(serde_json::json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "cluster": state.controller.cluster(),
+    }))
+}

@@ -46,6 +46,7 @@ pub fn router(state: ApiState) -> Router {
             post(handlers::restart),
         )
         .route("/deployments/{id}", get(handlers::get_deployment))
+        .route("/info", get(handlers::info))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::require_token,

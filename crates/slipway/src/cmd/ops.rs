@@ -49,6 +49,7 @@ pub struct RollbackArgs {
 pub struct ScaleArgs {
     service: String,
     /// The new desired count (0 to 1000).
+    #[arg(allow_negative_numbers = true)]
     count: i64,
     #[arg(long)]
     no_wait: bool,

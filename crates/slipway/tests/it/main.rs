@@ -1,0 +1,9 @@
+//! Integration tests: the real `slipway` binary (server and CLI) against the real Docker
+//! engine, with the example app's FROM-scratch images. One test binary for the crate.
+
+mod support;
+
+mod bad_input;
+mod crash;
+mod deploy;
+mod ops;

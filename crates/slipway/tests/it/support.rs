@@ -1,0 +1,301 @@
+//! Test support: a real `slipway server` process on an ephemeral port with its own data
+//! directory, the `slipway` CLI pointed at it, and Docker helpers. Everything a test creates
+//! carries its server's cluster label and is removed when the server handle drops.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::Once;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_slipway");
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
+}
+
+/// True when a Docker engine is reachable. Without one the test is skipped, unless
+/// `SLIPWAY_REQUIRE_DOCKER=1` (set by scripts/test.sh and CI), where that is a failure.
+pub fn docker() -> bool {
+    let ok = Command::new("docker").arg("info").stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok_and(|s| s.success());
+    if !ok {
+        if std::env::var("SLIPWAY_REQUIRE_DOCKER").is_ok_and(|v| v == "1") {
+            panic!("the Docker engine is not reachable, and SLIPWAY_REQUIRE_DOCKER=1");
+        }
+        eprintln!("skipping: no Docker engine reachable (set SLIPWAY_REQUIRE_DOCKER=1 to make this a failure)");
+        return false;
+    }
+    static IMAGES: Once = Once::new();
+    IMAGES.call_once(|| {
+        let tags = ["v1", "v2", "v3", "exit", "unhealthy", "healthcheck"];
+        let missing = tags.iter().any(|t| {
+            !Command::new("docker")
+                .args(["image", "inspect", &format!("slipway-hello:{t}")])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+        });
+        if missing {
+            let st = Command::new(repo_root().join("scripts/build-example.sh")).status().expect("run build-example.sh");
+            assert!(st.success(), "scripts/build-example.sh failed");
+        }
+    });
+    true
+}
+
+/// Output of one CLI run.
+#[derive(Debug)]
+pub struct Out {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Out {
+    fn from(o: Output) -> Self {
+        Out {
+            code: o.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        }
+    }
+
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {self:?}"))
+    }
+
+    #[track_caller]
+    pub fn ok(self) -> Self {
+        assert_eq!(self.code, 0, "command failed: {self:#?}");
+        self
+    }
+}
+
+/// A running `slipway server`.
+pub struct Server {
+    pub dir: tempfile::TempDir,
+    child: Option<Child>,
+    pub url: String,
+    pub token: String,
+    pub cluster: String,
+}
+
+impl Server {
+    pub fn start() -> Server {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Server { dir, child: None, url: String::new(), token: String::new(), cluster: String::new() };
+        s.spawn();
+        let info = s.cli(&["--json", "status"]).ok();
+        let _ = info;
+        s.cluster = s.api_get("/info")["cluster"].as_str().unwrap().to_owned();
+        s
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    fn spawn(&mut self) {
+        let data = self.data_dir();
+        let _ = std::fs::remove_file(data.join("api.addr"));
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.path().join("server.log")).unwrap();
+        let child = Command::new(BIN)
+            .args(["server", "--data-dir"])
+            .arg(&data)
+            .args(["--api-addr", "127.0.0.1:0"])
+            .env("SLIPWAY_LOG", "info,slipway_controller=debug")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn slipway server");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(addr) = std::fs::read_to_string(data.join("api.addr"))
+                && addr.ends_with('\n')
+            {
+                self.url = addr.trim().to_owned();
+                break;
+            }
+            assert!(Instant::now() < deadline, "server did not start; log:\n{}", self.log());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        self.token = std::fs::read_to_string(data.join("admin.token")).unwrap().trim().to_owned();
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
+    }
+
+    /// `kill -9` the server.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            c.kill().unwrap();
+            c.wait().unwrap();
+        }
+    }
+
+    /// Starts the server again on the same data directory.
+    pub fn restart(&mut self) {
+        self.kill9();
+        self.spawn();
+    }
+
+    /// Writes a manifest into the test's directory and returns its path.
+    pub fn manifest(&self, text: &str) -> PathBuf {
+        let p = self.dir.path().join("slipway.yml");
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    /// Runs the CLI against this server (in the test directory, so `slipway.yml` is found).
+    pub fn cli(&self, args: &[&str]) -> Out {
+        self.cli_env(args, &[("SLIPWAY_SERVER", &self.url), ("SLIPWAY_TOKEN", &self.token)])
+    }
+
+    pub fn cli_env(&self, args: &[&str], env: &[(&str, &str)]) -> Out {
+        let mut cmd = Command::new(BIN);
+        cmd.args(args)
+            .current_dir(self.dir.path())
+            .env_remove("SLIPWAY_SERVER")
+            .env_remove("SLIPWAY_TOKEN")
+            .env("HOME", self.dir.path())
+            .env("XDG_CONFIG_HOME", self.dir.path().join("config"));
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        Out::from(cmd.output().unwrap())
+    }
+
+    /// A raw authenticated GET of the API.
+    pub fn api_get(&self, path: &str) -> Value {
+        let out = Command::new("curl")
+            .args(["-fsS", "-H", &format!("Authorization: Bearer {}", self.token), &format!("{}/api/v1{path}", self.url)])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "GET {path}: {}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
+    /// Containers of this server: (id, task, revision, running).
+    pub fn containers(&self) -> Vec<Container> {
+        containers(&format!("slipway.cluster={}", self.cluster))
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill9();
+        let ids: Vec<String> = self.containers().into_iter().map(|c| c.id).collect();
+        if !ids.is_empty() {
+            let _ = Command::new("docker").arg("rm").arg("-f").args(&ids).output();
+        }
+        if let Ok(o) =
+            Command::new("docker").args(["network", "ls", "-q", "--filter", &format!("label=slipway.cluster={}", self.cluster)]).output()
+        {
+            let nets: Vec<String> = String::from_utf8_lossy(&o.stdout).split_whitespace().map(str::to_owned).collect();
+            if !nets.is_empty() {
+                let _ = Command::new("docker").args(["network", "rm"]).args(&nets).output();
+            }
+        }
+        if std::thread::panicking() {
+            eprintln!("---- server log ----\n{}", self.log());
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Container {
+    pub id: String,
+    pub task: String,
+    pub revision: String,
+    pub running: bool,
+    pub ip: String,
+}
+
+/// Containers matching a label filter, as the docker CLI sees them.
+pub fn containers(label: &str) -> Vec<Container> {
+    let out = Command::new("docker")
+        .args([
+            "ps",
+            "-a",
+            "--filter",
+            &format!("label={label}"),
+            "--format",
+            "{{.ID}}\t{{.Label \"slipway.task\"}}\t{{.Label \"slipway.revision\"}}\t{{.State}}",
+        ])
+        .output()
+        .unwrap();
+    let mut list: Vec<Container> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split('\t').collect();
+            (f.len() == 4).then(|| Container {
+                id: f[0].to_owned(),
+                task: f[1].to_owned(),
+                revision: f[2].to_owned(),
+                running: f[3] == "running",
+                ip: String::new(),
+            })
+        })
+        .collect();
+    let running: Vec<String> = list.iter().filter(|c| c.running).map(|c| c.id.clone()).collect();
+    if !running.is_empty() {
+        let out = Command::new("docker")
+            .arg("inspect")
+            .args(["-f", "{{.Id}} {{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}"])
+            .args(&running)
+            .output()
+            .unwrap();
+        for line in String::from_utf8_lossy(&out.stdout).lines() {
+            if let Some((id, ip)) = line.split_once(' ')
+                && let Some(c) = list.iter_mut().find(|c| id.starts_with(&c.id))
+            {
+                c.ip = ip.to_owned();
+            }
+        }
+    }
+    list
+}
+
+/// Polls `f` until it returns `Some`, or panics after `timeout` with `what`.
+#[track_caller]
+pub fn wait_for<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A manifest for one web service of the example app.
+pub fn web_manifest(app: &str, image: &str, count: u32, extra: &str) -> String {
+    format!(
+        "app: {app}\nservices:\n  web:\n    type: Load Balanced Web Service\n    image:\n      location: {image}\n      port: 8080\n    http:\n      path: /\n      healthcheck: /healthz\n    count: {count}\n    memory: 32\n{extra}"
+    )
+}
+
+/// A unique app name for a test.
+pub fn app_name(prefix: &str) -> String {
+    let n: u32 = rand::random::<u32>() % 100_000;
+    format!("{prefix}{n}")
+}
+
+/// A raw HTTP/1.1 GET over std's TcpStream (fast enough to sample many times a second).
+pub fn probe(ip: &str, port: u16, path: &str) -> Option<(u16, String)> {
+    use std::io::{Read, Write};
+    let addr: std::net::SocketAddr = format!("{ip}:{port}").parse().ok()?;
+    let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(300)).ok()?;
+    s.set_read_timeout(Some(Duration::from_millis(700))).ok()?;
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: {ip}\r\nConnection: close\r\n\r\n").as_bytes()).ok()?;
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).ok()?;
+    let status = buf.split_whitespace().nth(1)?.parse().ok()?;
+    let body = buf.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+    Some((status, body))
+}
