@@ -8,7 +8,12 @@ use crate::support::*;
 fn running_by_revision(s: &Server) -> (usize, usize, Vec<Container>) {
     let cs = s.containers();
     let rev = |c: &Container| c.revision.clone();
-    let newest = cs.iter().map(|c| c.revision.parse::<u32>().unwrap_or(0)).max().unwrap_or(0).to_string();
+    let newest = cs
+        .iter()
+        .map(|c| c.revision.parse::<u32>().unwrap_or(0))
+        .max()
+        .unwrap_or(0)
+        .to_string();
     let new = cs.iter().filter(|c| c.running && rev(c) == newest).count();
     let old = cs.iter().filter(|c| c.running && rev(c) != newest).count();
     (new, old, cs)
@@ -31,17 +36,42 @@ fn server_killed_mid_deploy_recovers() {
     let images = ["slipway-hello:v2", "slipway-hello:v1"];
     let points: [(&str, fn(&Server) -> bool); 5] = [
         ("right after the deploy was accepted", |_| true),
-        ("once a new container exists", |s| running_by_revision(s).2.iter().any(|c| c.revision == newest(s))),
-        ("once a new task answers its health check", |s| {
-            running_by_revision(s).2.iter().any(|c| c.revision == newest(s) && c.running && probe(&c.ip, 8080, "/healthz").is_some_and(|(st, _)| st == 200))
+        ("once a new container exists", |s| {
+            running_by_revision(s)
+                .2
+                .iter()
+                .any(|c| c.revision == newest(s))
         }),
-        ("once an old task was stopped", |s| running_by_revision(s).1 < 3),
-        ("once only one old task is left", |s| running_by_revision(s).1 <= 1),
+        ("once a new task answers its health check", |s| {
+            running_by_revision(s).2.iter().any(|c| {
+                c.revision == newest(s)
+                    && c.running
+                    && probe(&c.ip, 8080, "/healthz").is_some_and(|(st, _)| st == 200)
+            })
+        }),
+        ("once an old task was stopped", |s| {
+            running_by_revision(s).1 < 3
+        }),
+        ("once only one old task is left", |s| {
+            running_by_revision(s).1 <= 1
+        }),
     ];
     for (i, (what, reached)) in points.iter().enumerate() {
         let image = images[i % 2];
-        let out = s.cli(&["--json", "deploy", "--no-wait", "--image", &format!("web={image}")]).ok().json();
-        let id = out["results"][0]["deployment_id"].as_str().unwrap().to_owned();
+        let out = s
+            .cli(&[
+                "--json",
+                "deploy",
+                "--no-wait",
+                "--image",
+                &format!("web={image}"),
+            ])
+            .ok()
+            .json();
+        let id = out["results"][0]["deployment_id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
         wait_for(Duration::from_secs(30), what, || reached(&s).then_some(()));
         s.kill9();
         // The data plane is untouched while the server is down.
@@ -53,7 +83,10 @@ fn server_killed_mid_deploy_recovers() {
             let state = d["state"].as_str().unwrap().to_owned();
             (state != "IN_PROGRESS").then_some(state)
         });
-        assert!(outcome == "SUCCEEDED" || outcome == "ROLLED_BACK", "crash {what}: deployment ended {outcome}");
+        assert!(
+            outcome == "SUCCEEDED" || outcome == "ROLLED_BACK",
+            "crash {what}: deployment ended {outcome}"
+        );
         // Steady state: exactly three running tasks of one revision, nothing else.
         wait_for(Duration::from_secs(60), "exactly the desired tasks", || {
             let st = s.cli(&["--json", "status", "web"]).ok().json();
@@ -62,8 +95,12 @@ fn server_killed_mid_deploy_recovers() {
                 return None;
             }
             let cs = s.containers();
-            let revisions: std::collections::HashSet<&str> = cs.iter().map(|c| c.revision.as_str()).collect();
-            (cs.len() == 3 && cs.iter().all(|c| c.running) && revisions.len() == 1 && st["summary"]["healthy"] == 3)
+            let revisions: std::collections::HashSet<&str> =
+                cs.iter().map(|c| c.revision.as_str()).collect();
+            (cs.len() == 3
+                && cs.iter().all(|c| c.running)
+                && revisions.len() == 1
+                && st["summary"]["healthy"] == 3)
                 .then_some(())
         });
         eprintln!("crash {} ({what}): {outcome}", i + 1);
@@ -71,5 +108,10 @@ fn server_killed_mid_deploy_recovers() {
 }
 
 fn newest(s: &Server) -> String {
-    s.containers().iter().map(|c| c.revision.parse::<u32>().unwrap_or(0)).max().unwrap_or(0).to_string()
+    s.containers()
+        .iter()
+        .map(|c| c.revision.parse::<u32>().unwrap_or(0))
+        .max()
+        .unwrap_or(0)
+        .to_string()
 }

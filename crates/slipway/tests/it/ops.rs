@@ -5,7 +5,12 @@ use std::time::Duration;
 use crate::support::*;
 
 fn running_tasks(s: &Server) -> Vec<String> {
-    let mut t: Vec<String> = s.containers().into_iter().filter(|c| c.running).map(|c| c.task).collect();
+    let mut t: Vec<String> = s
+        .containers()
+        .into_iter()
+        .filter(|c| c.running)
+        .map(|c| c.task)
+        .collect();
     t.sort();
     t
 }
@@ -28,7 +33,9 @@ fn scale_restart_rollback_logs_delete() {
     s.cli(&["scale", "web", "4"]).ok();
     assert_eq!(running_tasks(&s).len(), 4);
     s.cli(&["scale", "web", "1"]).ok();
-    wait_for(Duration::from_secs(30), "one task", || (running_tasks(&s).len() == 1).then_some(()));
+    wait_for(Duration::from_secs(30), "one task", || {
+        (running_tasks(&s).len() == 1).then_some(())
+    });
     s.cli(&["scale", "web", "2"]).ok();
 
     // Restart replaces every task.
@@ -37,7 +44,10 @@ fn scale_restart_rollback_logs_delete() {
     assert!(out.stdout.contains("SUCCEEDED"), "{out:?}");
     let after = running_tasks(&s);
     assert_eq!(after.len(), 2);
-    assert!(before.iter().all(|t| !after.contains(t)), "restart kept old tasks: {before:?} {after:?}");
+    assert!(
+        before.iter().all(|t| !after.contains(t)),
+        "restart kept old tasks: {before:?} {after:?}"
+    );
 
     // Deploy v2, then roll back to the previous revision.
     s.cli(&["deploy", "--image", "web=slipway-hello:v2"]).ok();
@@ -53,15 +63,32 @@ fn scale_restart_rollback_logs_delete() {
     // Logs of every task, prefixed with the task id.
     let logs = s.cli(&["logs", "web"]).ok().stdout;
     let task = &running_tasks(&s)[0];
-    assert!(logs.contains(&format!("{task} | hello v1 listening on :8080")), "{logs}");
+    assert!(
+        logs.contains(&format!("{task} | hello v1 listening on :8080")),
+        "{logs}"
+    );
 
     // Variables and discovery environment reach the task.
     let c = s.containers().into_iter().find(|c| c.running).unwrap();
-    assert_eq!(probe(&c.ip, 8080, "/env/SLIPWAY_SERVICE_DISCOVERY_SUFFIX").unwrap().1, format!("default.{app}.internal"));
+    assert_eq!(
+        probe(&c.ip, 8080, "/env/SLIPWAY_SERVICE_DISCOVERY_SUFFIX")
+            .unwrap()
+            .1,
+        format!("default.{app}.internal")
+    );
 
     // login stores the server and token for later commands.
     let token_file = s.data_dir().join("admin.token");
-    let out = s.cli_env(&["login", "--server", &s.url, "--token-file", token_file.to_str().unwrap()], &[]);
+    let out = s.cli_env(
+        &[
+            "login",
+            "--server",
+            &s.url,
+            "--token-file",
+            token_file.to_str().unwrap(),
+        ],
+        &[],
+    );
     assert_eq!(out.code, 0, "{out:?}");
     let out = s.cli_env(&["status"], &[]);
     assert_eq!(out.code, 0, "{out:?}");
@@ -71,10 +98,19 @@ fn scale_restart_rollback_logs_delete() {
     s.cli(&["delete", "web"]).ok();
     assert!(s.containers().is_empty());
     let nets = std::process::Command::new("docker")
-        .args(["network", "ls", "-q", "--filter", &format!("label=slipway.cluster={}", s.cluster)])
+        .args([
+            "network",
+            "ls",
+            "-q",
+            "--filter",
+            &format!("label=slipway.cluster={}", s.cluster),
+        ])
         .output()
         .unwrap();
-    assert!(String::from_utf8_lossy(&nets.stdout).trim().is_empty(), "network left behind");
+    assert!(
+        String::from_utf8_lossy(&nets.stdout).trim().is_empty(),
+        "network left behind"
+    );
     let out = s.cli(&["status", "web"]);
     assert_ne!(out.code, 0);
     assert!(out.stderr.contains("not found"), "{out:?}");

@@ -12,18 +12,28 @@ use serde_json::Value;
 pub const BIN: &str = env!("CARGO_BIN_EXE_slipway");
 
 fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap()
 }
 
 /// True when a Docker engine is reachable. Without one the test is skipped, unless
 /// `SLIPWAY_REQUIRE_DOCKER=1` (set by scripts/test.sh and CI), where that is a failure.
 pub fn docker() -> bool {
-    let ok = Command::new("docker").arg("info").stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok_and(|s| s.success());
+    let ok = Command::new("docker")
+        .arg("info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
     if !ok {
         if std::env::var("SLIPWAY_REQUIRE_DOCKER").is_ok_and(|v| v == "1") {
             panic!("the Docker engine is not reachable, and SLIPWAY_REQUIRE_DOCKER=1");
         }
-        eprintln!("skipping: no Docker engine reachable (set SLIPWAY_REQUIRE_DOCKER=1 to make this a failure)");
+        eprintln!(
+            "skipping: no Docker engine reachable (set SLIPWAY_REQUIRE_DOCKER=1 to make this a failure)"
+        );
         return false;
     }
     static IMAGES: Once = Once::new();
@@ -38,7 +48,9 @@ pub fn docker() -> bool {
                 .is_ok_and(|s| s.success())
         });
         if missing {
-            let st = Command::new(repo_root().join("scripts/build-example.sh")).status().expect("run build-example.sh");
+            let st = Command::new(repo_root().join("scripts/build-example.sh"))
+                .status()
+                .expect("run build-example.sh");
             assert!(st.success(), "scripts/build-example.sh failed");
         }
     });
@@ -85,7 +97,13 @@ pub struct Server {
 impl Server {
     pub fn start() -> Server {
         let dir = tempfile::tempdir().unwrap();
-        let mut s = Server { dir, child: None, url: String::new(), token: String::new(), cluster: String::new() };
+        let mut s = Server {
+            dir,
+            child: None,
+            url: String::new(),
+            token: String::new(),
+            cluster: String::new(),
+        };
         s.spawn();
         let info = s.cli(&["--json", "status"]).ok();
         let _ = info;
@@ -100,7 +118,11 @@ impl Server {
     fn spawn(&mut self) {
         let data = self.data_dir();
         let _ = std::fs::remove_file(data.join("api.addr"));
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.path().join("server.log")).unwrap();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("server.log"))
+            .unwrap();
         let child = Command::new(BIN)
             .args(["server", "--data-dir"])
             .arg(&data)
@@ -119,10 +141,17 @@ impl Server {
                 self.url = addr.trim().to_owned();
                 break;
             }
-            assert!(Instant::now() < deadline, "server did not start; log:\n{}", self.log());
+            assert!(
+                Instant::now() < deadline,
+                "server did not start; log:\n{}",
+                self.log()
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
-        self.token = std::fs::read_to_string(data.join("admin.token")).unwrap().trim().to_owned();
+        self.token = std::fs::read_to_string(data.join("admin.token"))
+            .unwrap()
+            .trim()
+            .to_owned();
     }
 
     pub fn log(&self) -> String {
@@ -152,7 +181,13 @@ impl Server {
 
     /// Runs the CLI against this server (in the test directory, so `slipway.yml` is found).
     pub fn cli(&self, args: &[&str]) -> Out {
-        self.cli_env(args, &[("SLIPWAY_SERVER", &self.url), ("SLIPWAY_TOKEN", &self.token)])
+        self.cli_env(
+            args,
+            &[
+                ("SLIPWAY_SERVER", &self.url),
+                ("SLIPWAY_TOKEN", &self.token),
+            ],
+        )
     }
 
     pub fn cli_env(&self, args: &[&str], env: &[(&str, &str)]) -> Out {
@@ -172,10 +207,19 @@ impl Server {
     /// A raw authenticated GET of the API.
     pub fn api_get(&self, path: &str) -> Value {
         let out = Command::new("curl")
-            .args(["-fsS", "-H", &format!("Authorization: Bearer {}", self.token), &format!("{}/api/v1{path}", self.url)])
+            .args([
+                "-fsS",
+                "-H",
+                &format!("Authorization: Bearer {}", self.token),
+                &format!("{}/api/v1{path}", self.url),
+            ])
             .output()
             .unwrap();
-        assert!(out.status.success(), "GET {path}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "GET {path}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         serde_json::from_slice(&out.stdout).unwrap()
     }
 
@@ -190,14 +234,31 @@ impl Drop for Server {
         self.kill9();
         let ids: Vec<String> = self.containers().into_iter().map(|c| c.id).collect();
         if !ids.is_empty() {
-            let _ = Command::new("docker").arg("rm").arg("-f").args(&ids).output();
+            let _ = Command::new("docker")
+                .arg("rm")
+                .arg("-f")
+                .args(&ids)
+                .output();
         }
-        if let Ok(o) =
-            Command::new("docker").args(["network", "ls", "-q", "--filter", &format!("label=slipway.cluster={}", self.cluster)]).output()
+        if let Ok(o) = Command::new("docker")
+            .args([
+                "network",
+                "ls",
+                "-q",
+                "--filter",
+                &format!("label=slipway.cluster={}", self.cluster),
+            ])
+            .output()
         {
-            let nets: Vec<String> = String::from_utf8_lossy(&o.stdout).split_whitespace().map(str::to_owned).collect();
+            let nets: Vec<String> = String::from_utf8_lossy(&o.stdout)
+                .split_whitespace()
+                .map(str::to_owned)
+                .collect();
             if !nets.is_empty() {
-                let _ = Command::new("docker").args(["network", "rm"]).args(&nets).output();
+                let _ = Command::new("docker")
+                    .args(["network", "rm"])
+                    .args(&nets)
+                    .output();
             }
         }
         if std::thread::panicking() {
@@ -241,11 +302,18 @@ pub fn containers(label: &str) -> Vec<Container> {
             })
         })
         .collect();
-    let running: Vec<String> = list.iter().filter(|c| c.running).map(|c| c.id.clone()).collect();
+    let running: Vec<String> = list
+        .iter()
+        .filter(|c| c.running)
+        .map(|c| c.id.clone())
+        .collect();
     if !running.is_empty() {
         let out = Command::new("docker")
             .arg("inspect")
-            .args(["-f", "{{.Id}} {{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}"])
+            .args([
+                "-f",
+                "{{.Id}} {{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
+            ])
             .args(&running)
             .output()
             .unwrap();
@@ -268,7 +336,10 @@ pub fn wait_for<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Option<
         if let Some(v) = f() {
             return v;
         }
-        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 }
@@ -292,10 +363,16 @@ pub fn probe(ip: &str, port: u16, path: &str) -> Option<(u16, String)> {
     let addr: std::net::SocketAddr = format!("{ip}:{port}").parse().ok()?;
     let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(300)).ok()?;
     s.set_read_timeout(Some(Duration::from_millis(700))).ok()?;
-    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: {ip}\r\nConnection: close\r\n\r\n").as_bytes()).ok()?;
+    s.write_all(
+        format!("GET {path} HTTP/1.1\r\nHost: {ip}\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .ok()?;
     let mut buf = String::new();
     s.read_to_string(&mut buf).ok()?;
     let status = buf.split_whitespace().nth(1)?.parse().ok()?;
-    let body = buf.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+    let body = buf
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
     Some((status, body))
 }

@@ -1,0 +1,132 @@
+#!/usr/bin/env bash
+# Core platform benchmarks (run by hand; not part of the test suite).
+#
+#  1. Deploy of a 3-task service of the example app, `slipway deploy` to SUCCEEDED, against the
+#     physical limit measured in the same run: Docker's own create+start of 3 containers (in
+#     parallel, as Slipway does) plus the first passing health check of each.
+#  2. Time from `docker kill` of a task to its replacement starting (engine event times).
+#  3. Idle server RSS and CPU with 50 services / 150 tasks (HTTP health probes running).
+#
+# Usage: bench/core.sh [RUNS]   (default 5). Prints medians and ratios.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+runs=${1:-5}
+services=${SERVICES:-50}
+
+cargo build --quiet --release --locked -p slipway
+scripts/build-example.sh >/dev/null
+bin="$root/target/release/slipway"
+work=$(mktemp -d)
+server_pid=""
+cleanup() {
+  [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null || true
+  docker ps -aq --filter "label=slipway.bench=1" | xargs -r docker rm -f >/dev/null 2>&1 || true
+  if [ -n "${cluster:-}" ]; then
+    docker ps -aq --filter "label=slipway.cluster=$cluster" | xargs -r docker rm -f >/dev/null 2>&1 || true
+    docker network ls -q --filter "label=slipway.cluster=$cluster" | xargs -r docker network rm >/dev/null 2>&1 || true
+  fi
+  docker network rm slipway-bench-net >/dev/null 2>&1 || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+now_ms() { date +%s%3N; }
+median() { sort -n | awk '{a[NR]=$1} END {if (NR%2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2}'; }
+
+"$bin" server --data-dir "$work/data" --api-addr 127.0.0.1:0 >"$work/server.log" 2>&1 &
+server_pid=$!
+for _ in $(seq 100); do [ -s "$work/data/api.addr" ] && break; sleep 0.1; done
+export SLIPWAY_SERVER SLIPWAY_TOKEN
+SLIPWAY_SERVER=$(cat "$work/data/api.addr")
+SLIPWAY_TOKEN=$(cat "$work/data/admin.token")
+cluster=$(curl -fsS -H "Authorization: Bearer $SLIPWAY_TOKEN" "$SLIPWAY_SERVER/api/v1/info" | sed 's/.*"cluster":"\([^"]*\)".*/\1/')
+
+manifest() { # app count
+  cat <<YAML
+app: $1
+services:
+  web:
+    type: Load Balanced Web Service
+    image: { location: slipway-hello:v1, port: 8080 }
+    http: { path: /, healthcheck: /healthz }
+    count: $2
+    memory: 32
+YAML
+}
+
+echo "== 1. deploy of 3 tasks: slipway deploy vs docker create+start+first healthy (${runs} runs each)"
+docker network create slipway-bench-net >/dev/null
+phys=(); slip=()
+for i in $(seq "$runs"); do
+  # Physical limit: three containers created and started in parallel, then each polled until
+  # /healthz answers 200.
+  t0=$(now_ms)
+  ids=$(for _ in 1 2 3; do docker run -d --label slipway.bench=1 --network slipway-bench-net slipway-hello:v1 & done; wait)
+  for id in $ids; do
+    ip=$(docker inspect -f '{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}' "$id")
+    until curl -fs -o /dev/null --max-time 1 "http://$ip:8080/healthz"; do sleep 0.01; done
+  done
+  t1=$(now_ms)
+  phys+=($((t1 - t0)))
+  docker rm -f $ids >/dev/null
+
+  manifest "bench$i" 3 >"$work/slipway.yml"
+  t0=$(now_ms)
+  "$bin" deploy -f "$work/slipway.yml" >/dev/null
+  t1=$(now_ms)
+  slip+=($((t1 - t0)))
+  "$bin" delete web -f "$work/slipway.yml" >/dev/null
+done
+pm=$(printf '%s\n' "${phys[@]}" | median)
+sm=$(printf '%s\n' "${slip[@]}" | median)
+echo "  docker create+start+healthy (ms): ${phys[*]}  median $pm"
+echo "  slipway deploy to SUCCEEDED (ms): ${slip[*]}  median $sm"
+awk -v s="$sm" -v p="$pm" 'BEGIN { printf "  overhead: %.0f ms (ratio %.2fx)\n", s - p, s / p }'
+
+echo "== 2. docker kill -> replacement started (${runs} runs)"
+manifest benchkill 3 >"$work/slipway.yml"
+"$bin" deploy -f "$work/slipway.yml" >/dev/null
+rep=()
+for i in $(seq "$runs"); do
+  victim=$(docker ps -q --filter "label=slipway.cluster=$cluster" --filter label=slipway.app=benchkill | head -n1)
+  since=$(date +%s)
+  docker kill "$victim" >/dev/null
+  # Wait for the replacement to be started, then read both times from the engine's events.
+  for _ in $(seq 100); do
+    n=$(docker ps -q --filter "label=slipway.cluster=$cluster" --filter label=slipway.app=benchkill | wc -l)
+    [ "$n" -ge 3 ] && ! docker ps -q | grep -q "^$victim" && break
+    sleep 0.05
+  done
+  events=$(timeout 2 docker events --since "$since" --until "$(( $(date +%s) + 1 ))" \
+    --filter "label=slipway.cluster=$cluster" --filter type=container --format '{{.Action}} {{.ID}} {{.TimeNano}}' || true)
+  die=$(echo "$events" | awk -v v="$victim" '$1=="die" && index($2, v)==1 {print $3; exit}')
+  start=$(echo "$events" | awk -v v="$victim" '$1=="start" && index($2, v)!=1 {print $3; exit}')
+  rep+=($(( (start - die) / 1000000 )))
+  "$bin" deploy -f "$work/slipway.yml" >/dev/null   # waits until 3 healthy again
+  sleep 1
+done
+rm_=$(printf '%s\n' "${rep[@]}" | median)
+echo "  kill -> replacement started (ms): ${rep[*]}  median $rm_"
+"$bin" delete web -f "$work/slipway.yml" >/dev/null
+
+echo "== 3. idle server with $services services / $((services * 3)) tasks"
+for i in $(seq "$services"); do
+  manifest "idle$i" 3 >"$work/idle$i.yml"
+  "$bin" deploy --no-wait -f "$work/idle$i.yml" >/dev/null
+done
+for _ in $(seq 600); do
+  healthy=$("$bin" --json status -f "$work/idle1.yml" --app idle1 | grep -c '"state": "SUCCEEDED"' || true)
+  n=$(docker ps -q --filter "label=slipway.cluster=$cluster" | wc -l)
+  [ "$n" -ge $((services * 3)) ] && break
+  sleep 1
+done
+sleep 15
+ticks() { awk '{print $14 + $15}' "/proc/$server_pid/stat"; }
+hz=$(getconf CLK_TCK)
+c0=$(ticks); t0=$(now_ms)
+sleep 30
+c1=$(ticks); t1=$(now_ms)
+rss=$(awk '/VmRSS/ {print $2}' "/proc/$server_pid/status")
+awk -v c=$((c1 - c0)) -v hz="$hz" -v ms=$((t1 - t0)) -v rss="$rss" -v n="$(docker ps -q --filter "label=slipway.cluster=$cluster" | wc -l)" \
+  'BEGIN { printf "  %d tasks running; server RSS %.1f MB; CPU %.2f%% of one core over %.0f s idle\n", n, rss / 1024, 100 * c / hz / (ms / 1000), ms / 1000 }'
