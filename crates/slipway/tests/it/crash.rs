@@ -19,6 +19,9 @@ fn running_by_revision(s: &Server) -> (usize, usize, Vec<Container>) {
     (new, old, cs)
 }
 
+/// A condition on the observed containers at which to kill the server.
+type Reached = fn(&Server) -> bool;
+
 #[test]
 fn server_killed_mid_deploy_recovers() {
     if !docker() {
@@ -34,7 +37,7 @@ fn server_killed_mid_deploy_recovers() {
     ));
     s.cli(&["deploy"]).ok();
     let images = ["slipway-hello:v2", "slipway-hello:v1"];
-    let points: [(&str, fn(&Server) -> bool); 5] = [
+    let points: [(&str, Reached); 5] = [
         ("right after the deploy was accepted", |_| true),
         ("once a new container exists", |s| {
             running_by_revision(s)
