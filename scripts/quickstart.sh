@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
 # Slipway quickstart: builds Slipway and the example app, starts a server with SQLite state
 # in ./.slipway, deploys examples/hello (3 copies behind health checks) and prints where it
-# answers. Run it again to redeploy; `scripts/quickstart.sh down` removes the app and stops
-# the server; `scripts/quickstart.sh stop` stops only the server (the app keeps serving).
+# answers (through the ingress, http://127.0.0.1:8080/ unless SLIPWAY_QUICKSTART_INGRESS says
+# otherwise). Run it again to redeploy; `scripts/quickstart.sh down` removes the app and stops
+# the server and the ingress; `scripts/quickstart.sh stop` stops only the server (the app keeps
+# serving through the ingress).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 state="$root/.slipway"
 bin="$root/target/debug/slipway"
 addr="${SLIPWAY_QUICKSTART_ADDR:-127.0.0.1:7780}"
+ingress_addr="${SLIPWAY_QUICKSTART_INGRESS:-0.0.0.0:8080}"
 mkdir -p "$state"
 
 server_pid() {
@@ -34,7 +37,11 @@ case "${1:-up}" in
       SLIPWAY_SERVER=$(cat "$state/data/api.addr") SLIPWAY_TOKEN=$(cat "$state/data/admin.token") \
         "$bin" delete web -f examples/hello/slipway.yml || true
     fi
-    stop_server; exit 0 ;;
+    stop_server
+    # The ingress is the data plane: it outlives the server, so stop it explicitly.
+    ing=$(cat "$state/data/ingress/ingress.pid" 2>/dev/null || true)
+    if [ -n "$ing" ] && kill -0 "$ing" 2>/dev/null; then kill "$ing"; echo "Stopped the ingress (PID $ing)."; fi
+    exit 0 ;;
   up) ;;
   *) echo "usage: scripts/quickstart.sh [up|stop|down]" >&2; exit 2 ;;
 esac
@@ -52,7 +59,7 @@ scripts/build-example.sh
 if [ -z "$(server_pid)" ]; then
   echo "==> Starting the Slipway server on $addr (state in .slipway/data, log in .slipway/server.log)"
   rm -f "$state/data/api.addr"
-  nohup "$bin" server --data-dir "$state/data" --api-addr "$addr" >"$state/server.log" 2>&1 &
+  nohup "$bin" server --data-dir "$state/data" --api-addr "$addr" --ingress-addr "$ingress_addr" >"$state/server.log" 2>&1 &
   echo $! >"$state/server.pid"
   for _ in $(seq 100); do
     [ -s "$state/data/api.addr" ] && break

@@ -46,6 +46,7 @@ pub(crate) async fn deploy(
     for s in &req.services {
         s.validate().map_err(ApiError::bad_request)?;
     }
+    check_routes(&state, &req.services).await?;
     // Resolve every image before changing anything, so a bad image changes nothing.
     let rt = state.controller.runtime();
     let mut specs = req.services.clone();
@@ -536,8 +537,80 @@ pub(crate) async fn logs(
 
 /// `GET /api/v1/info`: what this server is.
 pub(crate) async fn info(State(state): State<ApiState>) -> Json<serde_json::Value> {
+    let ingress = state
+        .store
+        .get_meta("ingress_url")
+        .await
+        .ok()
+        .flatten()
+        .filter(|u| !u.is_empty());
     Json(serde_json::json!({
         "version": env!("CARGO_PKG_VERSION"),
         "cluster": state.controller.cluster(),
+        "ingress_url": ingress,
     }))
+}
+
+/// Refuses a deploy whose ingress routes (host + path) are already claimed by another service.
+async fn check_routes(
+    state: &ApiState,
+    specs: &[slipway_core::model::ServiceSpec],
+) -> Result<(), ApiError> {
+    let mut claimed: HashMap<(String, String), ServiceKey> = HashMap::new();
+    let norm = |p: &str| {
+        if p.len() > 1 {
+            p.trim_end_matches('/').to_owned()
+        } else {
+            p.to_owned()
+        }
+    };
+    let mut claim = |key: &ServiceKey,
+                     route: &slipway_core::model::HttpRoute|
+     -> Result<(), ApiError> {
+        let hosts: Vec<String> = if route.aliases.is_empty() {
+            vec![String::new()]
+        } else {
+            route.aliases.clone()
+        };
+        for h in hosts {
+            let k = (h.to_ascii_lowercase(), norm(&route.path));
+            if let Some(other) = claimed.insert(k.clone(), key.clone())
+                && &other != key
+            {
+                let host = if k.0.is_empty() {
+                    "any host".to_owned()
+                } else {
+                    k.0
+                };
+                return Err(ApiError::new(
+                    StatusCode::CONFLICT,
+                    "ROUTE_CONFLICT",
+                    format!(
+                        "route {} on {host} is already used by service {other}; choose another http.path or http.alias for {key}",
+                        k.1
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    };
+    for s in specs {
+        if let Some(r) = &s.container.http_route {
+            claim(&s.key, r)?;
+        }
+    }
+    for svc in state.store.list_services(None).await? {
+        if svc.deleting || specs.iter().any(|s| s.key == svc.key) {
+            continue;
+        }
+        if let Some(td) = state
+            .store
+            .get_task_definition(&svc.key.family(), svc.revision)
+            .await?
+            && let Some(r) = &td.container.http_route
+        {
+            claim(&svc.key, r)?;
+        }
+    }
+    Ok(())
 }

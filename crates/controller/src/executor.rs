@@ -93,7 +93,12 @@ impl Controller {
                     let Some(mut t) = row(&task_id) else { continue };
                     if t.desired_running {
                         t.desired_running = false;
-                        t.last_status = TaskStatus::Stopping;
+                        // Routed tasks are deregistered and drained first (DEACTIVATING).
+                        t.last_status = if self.has_ingress() && t.address.is_some() {
+                            TaskStatus::Deactivating
+                        } else {
+                            TaskStatus::Stopping
+                        };
                         t.stop_code = Some(code);
                         t.stopped_reason = Some(reason.clone());
                         store.put_task(&t).await?;
@@ -101,7 +106,7 @@ impl Controller {
                     }
                     self.local().probes.remove(&task_id);
                     if let Some(c) = containers.get(task_id.as_str()) {
-                        self.spawn_stop(key, &task_id, &c.id, svc, rows);
+                        self.spawn_stop(key, &task_id, &c.id);
                     }
                 }
                 Action::Reap {
@@ -368,35 +373,48 @@ impl Controller {
         });
     }
 
-    fn spawn_stop(
-        &self,
-        key: &ServiceKey,
-        task_id: &str,
-        container_id: &str,
-        svc: &ServiceRecord,
-        rows: &[Task],
-    ) {
+    fn spawn_stop(&self, key: &ServiceKey, task_id: &str, container_id: &str) {
         if !self.local().stopping.insert(task_id.to_owned()) {
             return;
         }
-        let _ = (svc, rows);
         let c = self.clone();
         let key = key.clone();
         let task_id = task_id.to_owned();
         let container_id = container_id.to_owned();
         tokio::spawn(async move {
-            let timeout = match c.inner.store.get_task(&task_id).await {
-                Ok(Some(t)) => match c
+            let task = c.inner.store.get_task(&task_id).await.ok().flatten();
+            let def = match &task {
+                Some(t) => c
                     .inner
                     .store
                     .get_task_definition(&key.family(), t.revision)
                     .await
-                {
-                    Ok(Some(td)) => Duration::from_millis(td.container.stop_timeout_ms),
-                    _ => Duration::from_secs(30),
-                },
-                _ => Duration::from_secs(30),
+                    .ok()
+                    .flatten(),
+                None => None,
             };
+            let timeout = def.as_ref().map_or(Duration::from_secs(30), |d| {
+                Duration::from_millis(d.container.stop_timeout_ms)
+            });
+            // Deregister from the ingress and let in-flight requests finish before SIGTERM.
+            let route = def.as_ref().and_then(|d| d.container.http_route.clone());
+            if let (Some(route), Some(mut t)) = (route, task)
+                && t.last_status == TaskStatus::Deactivating
+            {
+                if let Some(waited) = c
+                    .drain(
+                        &task_id,
+                        Duration::from_millis(route.deregistration_delay_ms),
+                    )
+                    .await
+                {
+                    tracing::debug!(task = %task_id, waited_ms = waited.as_millis() as u64, "drained");
+                }
+                t.last_status = TaskStatus::Stopping;
+                if let Err(e) = c.inner.store.put_task(&t).await {
+                    tracing::warn!(error = %e, "cannot record task state");
+                }
+            }
             if let Err(e) = c.inner.rt.stop(&container_id, timeout).await {
                 tracing::warn!(task = %task_id, error = %e, "stopping task failed; will retry");
             }

@@ -11,6 +11,7 @@
 mod executor;
 mod observe;
 mod prober;
+mod routing;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -77,6 +78,8 @@ struct Local {
     /// Crash-loop back-off per service: (consecutive crashes, no start before).
     backoff: HashMap<ServiceKey, (u32, i64)>,
     requeue: HashMap<ServiceKey, i64>,
+    /// The routing configuration last accepted by the ingress.
+    pushed: Option<slipway_ingress::RoutingConfig>,
 }
 
 struct Inner {
@@ -88,6 +91,9 @@ struct Inner {
     http: reqwest::Client,
     /// Serialises network creation: the engine allows duplicate network names.
     network_lock: tokio::sync::Mutex<()>,
+    ingress: Option<slipway_ingress::client::IngressClient>,
+    /// Serialises routing pushes so they reach the ingress in order.
+    ingress_lock: tokio::sync::Mutex<()>,
 }
 
 /// Handle to the running controller.
@@ -103,6 +109,7 @@ impl Controller {
         store: Arc<dyn Store>,
         rt: DockerRuntime,
         cluster: String,
+        ingress: Option<slipway_ingress::client::IngressClient>,
         shutdown: watch::Receiver<bool>,
     ) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
@@ -118,6 +125,8 @@ impl Controller {
             local: Mutex::new(Local::default()),
             http,
             network_lock: tokio::sync::Mutex::new(()),
+            ingress,
+            ingress_lock: tokio::sync::Mutex::new(()),
         });
         let c = Controller { inner };
         tokio::spawn(c.clone().run(rx, shutdown.clone()));
@@ -138,6 +147,11 @@ impl Controller {
     /// Asks for a reconcile pass of one service soon.
     pub fn wake(&self, key: &ServiceKey) {
         let _ = self.inner.wake.send(Wake::Service(key.clone()));
+    }
+
+    /// Whether tasks are routed through an ingress.
+    pub fn has_ingress(&self) -> bool {
+        self.inner.ingress.is_some()
     }
 
     /// Asks for a reconcile pass of every service soon.
@@ -204,6 +218,9 @@ impl Controller {
                 tracing::warn!(error = %e, "reconcile pass failed; retrying shortly");
                 next_resync = next_resync.min(tokio::time::Instant::now() + Duration::from_secs(1));
             }
+            // Register newly healthy tasks and forget stopped ones; a full pass re-sends the
+            // whole configuration in case the ingress restarted.
+            self.sync_ingress(all).await;
         }
     }
 

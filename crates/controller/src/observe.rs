@@ -168,12 +168,19 @@ impl Controller {
                                 (Some(check), Some(ip)) => {
                                     let port = check.port.or(port).unwrap_or(80);
                                     let url = format!("http://{ip}:{port}{}", check.path);
+                                    // A task recorded healthy (by this server before a
+                                    // restart) stays routable until probes say otherwise.
+                                    let was_healthy = row.health == TaskHealth::Healthy;
                                     let p =
                                         l.probes.entry(row.id.clone()).or_insert_with(|| Probe {
                                             service: key.clone(),
                                             url: url.clone(),
                                             check: check.clone(),
-                                            state: Default::default(),
+                                            state: slipway_core::health::ProbeState {
+                                                healthy: was_healthy,
+                                                ever_healthy: was_healthy,
+                                                ..Default::default()
+                                            },
                                             next_at: now,
                                             in_flight: false,
                                         });

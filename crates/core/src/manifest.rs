@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::model::{
     CircuitBreaker, CommandHealthCheck, ContainerSpec, DeploymentConfig, HttpHealthCheck,
-    PullPolicy, ServiceKey, ServiceKind, ServiceSpec, validate_name,
+    HttpRoute, PullPolicy, ServiceKey, ServiceKind, ServiceSpec, validate_name,
 };
 
 /// The environment used when `--env` is not given.
@@ -130,6 +130,15 @@ pub struct Http {
     pub path: Option<String>,
     #[serde(default)]
     pub healthcheck: Option<HttpHealth>,
+    /// Host names routed to the service (exact or `*.` wildcard).
+    #[serde(default)]
+    pub alias: Option<StringOrList>,
+    /// Remove the path prefix before forwarding.
+    #[serde(default)]
+    pub strip_prefix: Option<bool>,
+    /// How long stopping tasks may finish in-flight requests.
+    #[serde(default)]
+    pub deregistration_delay: Option<Dur>,
 }
 
 /// `http.healthcheck:` — a path, or the full form.
@@ -342,6 +351,9 @@ pub const HTTP_HEALTH_TIMEOUT_MS: u64 = 1000;
 pub const HTTP_HEALTHY_THRESHOLD: u32 = 2;
 pub const HTTP_UNHEALTHY_THRESHOLD: u32 = 3;
 pub const DEFAULT_STOP_TIMEOUT_MS: u64 = 30_000;
+/// ALB's default is 300 s; draining ends as soon as a task is idle, so a shorter bound suits
+/// fast deploys without cutting real requests short.
+pub const DEFAULT_DEREGISTRATION_DELAY_MS: u64 = 30_000;
 
 /// Parses manifest text. Errors carry the line and column of the offending node.
 pub fn parse(text: &str) -> Result<Manifest, ManifestError> {
@@ -401,6 +413,27 @@ impl Manifest {
                 ));
             }
             if let Some(h) = &svc.http {
+                for alias in h
+                    .alias
+                    .clone()
+                    .map(|a| match a {
+                        StringOrList::One(s) => vec![s],
+                        StringOrList::Many(v) => v,
+                    })
+                    .unwrap_or_default()
+                {
+                    let bare = alias.strip_prefix("*.").unwrap_or(&alias);
+                    let ok = !bare.is_empty()
+                        && bare.split('.').all(|l| {
+                            !l.is_empty()
+                                && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+                        });
+                    if !ok {
+                        return Err(ManifestError::unplaced(format!(
+                            "services.{name}.http.alias: {alias:?} is not a host name (or a '*.' wildcard)"
+                        )));
+                    }
+                }
                 if let Some(p) = &h.path
                     && !p.starts_with('/')
                 {
@@ -662,6 +695,25 @@ fn compile_service(
             healthcheck,
             http_health,
             stop_timeout_ms: svc.stop_timeout.map_or(DEFAULT_STOP_TIMEOUT_MS, Dur::ms),
+            http_route: (svc.kind.0 == ServiceKind::LoadBalancedWebService).then(|| {
+                let h = svc.http.as_ref();
+                HttpRoute {
+                    path: h
+                        .and_then(|h| h.path.clone())
+                        .unwrap_or_else(|| "/".to_owned()),
+                    aliases: h
+                        .and_then(|h| h.alias.clone())
+                        .map(|a| match a {
+                            StringOrList::One(s) => vec![s],
+                            StringOrList::Many(v) => v,
+                        })
+                        .unwrap_or_default(),
+                    strip_prefix: h.and_then(|h| h.strip_prefix).unwrap_or(false),
+                    deregistration_delay_ms: h
+                        .and_then(|h| h.deregistration_delay)
+                        .map_or(DEFAULT_DEREGISTRATION_DELAY_MS, Dur::ms),
+                }
+            }),
         },
         deployment,
     }

@@ -109,6 +109,23 @@ pub struct ContainerSpec {
     pub http_health: Option<HttpHealthCheck>,
     /// SIGTERM, then SIGKILL after this long.
     pub stop_timeout_ms: u64,
+    /// Ingress routes of a Load Balanced Web Service.
+    #[serde(default)]
+    pub http_route: Option<HttpRoute>,
+}
+
+/// How the ingress reaches a service.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HttpRoute {
+    /// Path prefix (`/` for everything).
+    pub path: String,
+    /// Host names (exact or `*.` wildcard); any host when empty.
+    #[serde(default)]
+    pub aliases: Vec<String>,
+    #[serde(default)]
+    pub strip_prefix: bool,
+    /// How long a stopping task may finish in-flight requests (draining ends early when idle).
+    pub deregistration_delay_ms: u64,
 }
 
 /// Circuit breaker settings (ECS `deploymentCircuitBreaker` plus its 2026 threshold option).

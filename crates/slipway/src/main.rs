@@ -6,6 +6,7 @@
 
 mod client;
 mod cmd;
+mod ingress;
 mod output;
 mod server;
 
@@ -28,6 +29,8 @@ pub struct Cli {
 enum Command {
     /// Run the Slipway server (API, controller and state) on this host.
     Server(server::ServerArgs),
+    /// Run the ingress (HTTP load balancer) alone; `slipway server` normally starts it.
+    Ingress(ingress::IngressArgs),
     /// Remember a server and its token for later commands.
     Login(cmd::login::LoginArgs),
     /// Deploy the services of a manifest and wait for the outcome.
@@ -53,6 +56,15 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let json = cli.json;
+    if let Command::Ingress(a) = cli.command {
+        return match ingress::run(a) {
+            Ok(code) => code,
+            Err(e) => {
+                output::print_error(&e, json);
+                ExitCode::FAILURE
+            }
+        };
+    }
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -66,6 +78,7 @@ fn main() -> ExitCode {
     let result = rt.block_on(async move {
         match cli.command {
             Command::Server(a) => server::run(a).await,
+            Command::Ingress(_) => unreachable!("handled before the runtime starts"),
             Command::Login(a) => cmd::login::run(a, json).await,
             Command::Deploy(a) => cmd::deploy::run(a, json).await,
             Command::Status(a) => cmd::status::status(a, json).await,

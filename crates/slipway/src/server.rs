@@ -27,6 +27,15 @@ pub struct ServerArgs {
     /// (written to DATA_DIR/api.addr).
     #[arg(long, default_value = DEFAULT_API_ADDR)]
     api_addr: SocketAddr,
+    /// Address the ingress (load balancer) listens on.
+    #[arg(long, default_value = crate::ingress::DEFAULT_INGRESS_ADDR)]
+    ingress_addr: SocketAddr,
+    /// Run without an ingress (tasks are reachable only at their container addresses).
+    #[arg(long)]
+    no_ingress: bool,
+    /// Largest request body the ingress accepts, in bytes.
+    #[arg(long, default_value_t = 100 * 1024 * 1024)]
+    ingress_max_body: u64,
     /// Log as JSON lines instead of text.
     #[arg(long)]
     log_json: bool,
@@ -41,7 +50,7 @@ pub fn default_data_dir() -> PathBuf {
         .join("slipway")
 }
 
-fn init_logging(json: bool) {
+pub fn init_logging(json: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("SLIPWAY_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let b = tracing_subscriber::fmt()
@@ -118,8 +127,54 @@ pub async fn run(args: ServerArgs) -> Result<ExitCode> {
         tracing::warn!(%addr, "the API listens on a non-loopback address; every call still needs the admin token");
     }
 
+    let mut ingress = if args.no_ingress {
+        None
+    } else {
+        Some(
+            crate::ingress::Supervised::start(
+                dir.join("ingress"),
+                args.ingress_addr,
+                args.ingress_max_body,
+            )
+            .await?,
+        )
+    };
+    let ingress_url = ingress.as_ref().and_then(|i| i.listen()).map(|l| {
+        let first = l
+            .split_whitespace()
+            .next()
+            .unwrap_or_default()
+            .replace("0.0.0.0", "127.0.0.1");
+        format!("http://{first}")
+    });
+    store
+        .set_meta("ingress_url", ingress_url.as_deref().unwrap_or(""))
+        .await?;
+
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
-    let controller = Controller::start(store.clone(), rt, cluster.clone(), shutdown_rx);
+    let controller = Controller::start(
+        store.clone(),
+        rt,
+        cluster.clone(),
+        ingress.as_ref().map(|i| i.client.clone()),
+        shutdown_rx.clone(),
+    );
+    if let Some(mut ing) = ingress.take() {
+        // Keep the data plane up: restart the ingress if it dies, then re-send the routes.
+        let controller = controller.clone();
+        let mut shutdown = shutdown_rx.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep(std::time::Duration::from_millis(500)) => {}
+                    _ = shutdown.changed() => return,
+                }
+                if ing.check().await {
+                    controller.wake_all();
+                }
+            }
+        });
+    }
     let app = slipway_api::router(ApiState { store, controller });
     write_private(&dir.join("api.addr"), &format!("http://{addr}\n"))?;
     tracing::info!(api = %format!("http://{addr}"), data_dir = %dir.display(), cluster = %cluster, "slipway server ready");

@@ -12,7 +12,9 @@ use sqlx::{Row, SqlitePool};
 
 use crate::{NewDeployment, Result, RevisionChoice, ServiceRecord, Store, StoreError};
 
-/// State in one SQLite file (WAL mode).
+/// State in one SQLite file (WAL mode). Write transactions start with `BEGIN IMMEDIATE`, so
+/// concurrent writers wait for each other (busy timeout) instead of failing when a read
+/// transaction cannot be upgraded.
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
@@ -116,7 +118,7 @@ impl Store for SqliteStore {
     }
 
     async fn remove_service(&self, key: &ServiceKey) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         for table in ["services", "deployments", "tasks", "events"] {
             let sql = format!("DELETE FROM {table} WHERE app = ? AND env = ? AND name = ?");
             sqlx::query(sqlx::AssertSqlSafe(sql))
@@ -155,7 +157,7 @@ impl Store for SqliteStore {
     }
 
     async fn create_deployment(&self, new: NewDeployment) -> Result<Deployment> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let family = new.key.family();
         let revision = match new.revision {
             RevisionChoice::Existing(r) => r,
@@ -392,7 +394,7 @@ impl Store for SqliteStore {
     }
 
     async fn add_event(&self, key: &ServiceKey, now: i64, message: &str) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         sqlx::query(
             "INSERT INTO events (app, env, name, created_at, message) VALUES (?, ?, ?, ?, ?)",
         )
@@ -460,6 +462,7 @@ mod tests {
             healthcheck: None,
             http_health: None,
             stop_timeout_ms: 30_000,
+            http_route: None,
         }
     }
 

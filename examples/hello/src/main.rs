@@ -69,6 +69,7 @@ fn check(port: u16) -> bool {
 
 struct App {
     version: String,
+    service: String,
     hostname: String,
     started: Instant,
     fail_health: bool,
@@ -79,6 +80,7 @@ struct App {
 fn serve() {
     let app = Arc::new(App {
         version: std::env::var("HELLO_VERSION").unwrap_or_else(|_| "dev".into()),
+        service: std::env::var("SLIPWAY_SERVICE").unwrap_or_default(),
         hostname: std::fs::read_to_string("/etc/hostname")
             .map(|h| h.trim().to_owned())
             .or_else(|_| std::env::var("HOSTNAME"))
@@ -223,7 +225,8 @@ fn respond(app: &App, method: &str, path: &str) -> (&'static str, &'static str, 
             "200 OK",
             "application/json",
             format!(
-                "{{\"app\":\"hello\",\"version\":\"{}\",\"hostname\":\"{}\",\"path\":\"{}\",\"uptime_ms\":{}}}\n",
+                "{{\"app\":\"hello\",\"service\":\"{}\",\"version\":\"{}\",\"hostname\":\"{}\",\"path\":\"{}\",\"uptime_ms\":{}}}\n",
+                escape(&app.service),
                 escape(&app.version),
                 escape(&app.hostname),
                 escape(path),

@@ -127,6 +127,8 @@ struct Report {
     desired: u32,
     failed_tasks: Vec<FailedTask>,
     addresses: Vec<String>,
+    #[serde(skip)]
+    route_path: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -300,6 +302,15 @@ pub async fn wait_and_report(
     }
     progress.finish();
     let mut reports: Vec<Report> = (0..waits.len()).filter_map(|i| done.remove(&i)).collect();
+    // Routed services answer through the ingress.
+    let info: serde_json::Value = client.get("/info").await.unwrap_or_default();
+    if let Some(base) = info["ingress_url"].as_str() {
+        for r in &mut reports {
+            if let Some(path) = r.route_path.take() {
+                r.addresses = vec![format!("{base}{path}")];
+            }
+        }
+    }
     let ok = reports
         .iter()
         .all(|r| matches!(r.outcome.as_str(), "SUCCEEDED" | "UNCHANGED" | "SCALED"));
@@ -374,6 +385,11 @@ fn report(detail: &ServiceDetail, d: Option<Deployment>, rollback: Option<Deploy
         desired: s.desired,
         failed_tasks,
         addresses,
+        route_path: detail
+            .container
+            .as_ref()
+            .and_then(|c| c.http_route.as_ref())
+            .map(|r| r.path.clone()),
     }
 }
 

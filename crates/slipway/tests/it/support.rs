@@ -89,6 +89,7 @@ impl Out {
 pub struct Server {
     pub dir: tempfile::TempDir,
     child: Option<Child>,
+    extra: Vec<String>,
     pub url: String,
     pub token: String,
     pub cluster: String,
@@ -96,19 +97,49 @@ pub struct Server {
 
 impl Server {
     pub fn start() -> Server {
+        Self::start_with(&[])
+    }
+
+    /// Starts a server with extra `slipway server` flags.
+    pub fn start_with(extra: &[&str]) -> Server {
         let dir = tempfile::tempdir().unwrap();
         let mut s = Server {
             dir,
             child: None,
+            extra: extra.iter().map(|x| (*x).to_owned()).collect(),
             url: String::new(),
             token: String::new(),
             cluster: String::new(),
         };
         s.spawn();
-        let info = s.cli(&["--json", "status"]).ok();
-        let _ = info;
         s.cluster = s.api_get("/info")["cluster"].as_str().unwrap().to_owned();
         s
+    }
+
+    /// The ingress' address (`127.0.0.1:PORT`).
+    pub fn ingress(&self) -> String {
+        std::fs::read_to_string(self.data_dir().join("ingress/ingress.addr"))
+            .unwrap()
+            .trim()
+            .to_owned()
+    }
+
+    /// The ingress process id.
+    pub fn ingress_pid(&self) -> Option<u32> {
+        std::fs::read_to_string(self.data_dir().join("ingress/ingress.pid"))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    }
+
+    /// Lines of the ingress' JSON access log.
+    pub fn access_log(&self) -> Vec<Value> {
+        std::fs::read_to_string(self.data_dir().join("ingress/access.log"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
     }
 
     pub fn data_dir(&self) -> PathBuf {
@@ -126,7 +157,8 @@ impl Server {
         let child = Command::new(BIN)
             .args(["server", "--data-dir"])
             .arg(&data)
-            .args(["--api-addr", "127.0.0.1:0"])
+            .args(["--api-addr", "127.0.0.1:0", "--ingress-addr", "127.0.0.1:0"])
+            .args(&self.extra)
             .env("SLIPWAY_LOG", "info,slipway_controller=debug")
             .stdout(Stdio::null())
             .stderr(log)
@@ -232,6 +264,9 @@ impl Server {
 impl Drop for Server {
     fn drop(&mut self) {
         self.kill9();
+        if let Some(pid) = self.ingress_pid() {
+            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+        }
         let ids: Vec<String> = self.containers().into_iter().map(|c| c.id).collect();
         if !ids.is_empty() {
             let _ = Command::new("docker")
@@ -375,4 +410,99 @@ pub fn probe(ip: &str, port: u16, path: &str) -> Option<(u16, String)> {
         .map(|(_, b)| b.to_owned())
         .unwrap_or_default();
     Some((status, body))
+}
+
+/// What a load run saw.
+#[derive(Debug, Default, Clone)]
+pub struct LoadReport {
+    pub ok: u64,
+    pub non_2xx: u64,
+    pub errors: u64,
+    pub versions: std::collections::BTreeMap<String, u64>,
+    pub first_problem: Option<String>,
+}
+
+/// Constant HTTP load: `conns` keep-alive connections sending GETs to `url` until stopped or
+/// `max` has passed (always bounded).
+pub struct Load {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    handle: std::thread::JoinHandle<LoadReport>,
+}
+
+impl Load {
+    pub fn start(url: &str, conns: usize, max: Duration) -> Load {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let url = url.to_owned();
+        let flag = stop.clone();
+        let handle = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let client = reqwest::Client::builder()
+                    .pool_max_idle_per_host(conns)
+                    .timeout(Duration::from_secs(10))
+                    .build()
+                    .unwrap();
+                let deadline = Instant::now() + max;
+                let mut tasks = Vec::new();
+                for _ in 0..conns {
+                    let client = client.clone();
+                    let url = url.clone();
+                    let flag = flag.clone();
+                    tasks.push(tokio::spawn(async move {
+                        let mut r = LoadReport::default();
+                        while !flag.load(Ordering::SeqCst) && Instant::now() < deadline {
+                            match client.get(&url).send().await {
+                                Ok(resp) => {
+                                    let status = resp.status();
+                                    let body = resp.text().await.unwrap_or_default();
+                                    if status.is_success() {
+                                        r.ok += 1;
+                                        if let Some(v) = serde_json::from_str::<Value>(&body)
+                                            .ok()
+                                            .and_then(|v| v["version"].as_str().map(str::to_owned))
+                                        {
+                                            *r.versions.entry(v).or_default() += 1;
+                                        }
+                                    } else {
+                                        r.non_2xx += 1;
+                                        r.first_problem.get_or_insert(format!("{status}: {body}"));
+                                    }
+                                }
+                                Err(e) => {
+                                    r.errors += 1;
+                                    r.first_problem.get_or_insert(format!("{e:?}"));
+                                }
+                            }
+                        }
+                        r
+                    }));
+                }
+                let mut total = LoadReport::default();
+                for t in tasks {
+                    let r = t.await.unwrap();
+                    total.ok += r.ok;
+                    total.non_2xx += r.non_2xx;
+                    total.errors += r.errors;
+                    for (k, v) in r.versions {
+                        *total.versions.entry(k).or_default() += v;
+                    }
+                    if total.first_problem.is_none() {
+                        total.first_problem = r.first_problem;
+                    }
+                }
+                total
+            })
+        });
+        Load { stop, handle }
+    }
+
+    pub fn stop(self) -> LoadReport {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.handle.join().unwrap()
+    }
 }

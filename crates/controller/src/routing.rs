@@ -1,0 +1,124 @@
+//! Keeps the ingress in step with the tasks: computes the routing configuration from the
+//! store (routable = running, healthy and still wanted; draining = being stopped) and pushes
+//! it, and drains a task before it is stopped.
+
+use std::time::Duration;
+
+use slipway_core::model::{TaskHealth, TaskStatus};
+use slipway_ingress::{RouteConfig, RoutingConfig, ServiceConfig, TargetConfig};
+
+use crate::{Controller, ControllerError};
+
+impl Controller {
+    /// The routing configuration the store describes.
+    pub(crate) async fn routing_config(&self) -> Result<RoutingConfig, ControllerError> {
+        let store = &self.inner.store;
+        let mut services = Vec::new();
+        for svc in store.list_services(None).await? {
+            let Some(td) = store
+                .get_task_definition(&svc.key.family(), svc.revision)
+                .await?
+            else {
+                continue;
+            };
+            let Some(route) = td.container.http_route.clone() else {
+                continue;
+            };
+            let mut targets = Vec::new();
+            for t in store.list_tasks(&svc.key, false).await? {
+                let Some(ip) = &t.address else { continue };
+                let port = if t.revision == td.revision {
+                    td.container.port
+                } else {
+                    store
+                        .get_task_definition(&svc.key.family(), t.revision)
+                        .await?
+                        .and_then(|d| d.container.port)
+                };
+                let Some(port) = port else { continue };
+                let Ok(addr) = format!("{ip}:{port}").parse() else {
+                    continue;
+                };
+                let routable = t.desired_running
+                    && t.health == TaskHealth::Healthy
+                    && t.last_status == TaskStatus::Running;
+                let draining = !t.desired_running && t.last_status != TaskStatus::Stopped;
+                if routable || draining {
+                    targets.push(TargetConfig {
+                        id: t.id.clone(),
+                        addr,
+                        draining,
+                    });
+                }
+            }
+            targets.sort_by(|a, b| a.id.cmp(&b.id));
+            let hosts: Vec<Option<String>> = if route.aliases.is_empty() {
+                vec![None]
+            } else {
+                route.aliases.iter().cloned().map(Some).collect()
+            };
+            let routes = hosts
+                .into_iter()
+                .map(|host| RouteConfig {
+                    host,
+                    path: route.path.clone(),
+                    strip_prefix: route.strip_prefix,
+                })
+                .collect();
+            services.push(ServiceConfig {
+                name: svc.key.to_string(),
+                routes,
+                targets,
+            });
+        }
+        Ok(RoutingConfig { services })
+    }
+
+    /// Pushes the routing configuration to the ingress when it changed (always when `force`).
+    pub(crate) async fn sync_ingress(&self, force: bool) {
+        let Some(ingress) = &self.inner.ingress else {
+            return;
+        };
+        let _guard = self.inner.ingress_lock.lock().await;
+        let cfg = match self.routing_config().await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot compute the routing configuration");
+                return;
+            }
+        };
+        if !force && self.local().pushed.as_ref() == Some(&cfg) {
+            return;
+        }
+        match ingress.push(&cfg).await {
+            Ok(()) => self.local().pushed = Some(cfg),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot update the ingress; will retry");
+                self.local().pushed = None;
+            }
+        }
+    }
+
+    /// Deregisters a task from the ingress and waits until its in-flight requests are done
+    /// (or `delay` passes). Returns how long it waited.
+    pub(crate) async fn drain(&self, task_id: &str, delay: Duration) -> Option<Duration> {
+        let ingress = self.inner.ingress.as_ref()?;
+        self.sync_ingress(false).await;
+        match ingress.drain(task_id, delay).await {
+            Ok(r) => {
+                if !r.drained {
+                    tracing::warn!(
+                        task = task_id,
+                        in_flight = r.in_flight,
+                        "deregistration delay passed with requests in flight"
+                    );
+                }
+                Some(Duration::from_millis(r.waited_ms))
+            }
+            Err(e) => {
+                tracing::warn!(task = task_id, error = %e, "cannot drain through the ingress; stopping anyway");
+                None
+            }
+        }
+    }
+}

@@ -1,0 +1,141 @@
+//! Counters the data path updates lock-free, rendered in Prometheus' text format.
+
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::table::Table;
+
+/// Upper bounds (seconds) of the latency histogram buckets.
+pub const BUCKETS: [f64; 12] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
+];
+
+/// Per-service counters.
+#[derive(Debug, Default)]
+pub struct ServiceStats {
+    /// Responses by status class: 1xx..5xx.
+    pub by_class: [AtomicU64; 5],
+    pub in_flight: AtomicU64,
+    pub buckets: [AtomicU64; BUCKETS.len()],
+    pub latency_sum_us: AtomicU64,
+    pub count: AtomicU64,
+}
+
+impl ServiceStats {
+    pub fn observe(&self, status: u16, micros: u64) {
+        let class = usize::from(status / 100).clamp(1, 5) - 1;
+        self.by_class[class].fetch_add(1, Ordering::Relaxed);
+        let secs = micros as f64 / 1e6;
+        if let Some(i) = BUCKETS.iter().position(|b| secs <= *b) {
+            self.buckets[i].fetch_add(1, Ordering::Relaxed);
+        }
+        self.latency_sum_us.fetch_add(micros, Ordering::Relaxed);
+        self.count.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Ingress-wide counters.
+#[derive(Debug, Default)]
+pub struct Global {
+    pub unrouted: AtomicU64,
+    pub retries: AtomicU64,
+    pub connect_errors: AtomicU64,
+    pub drains: AtomicU64,
+    pub rejected: AtomicU64,
+}
+
+/// Renders every metric.
+pub fn render(table: &Table, g: &Global) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "# TYPE slipway_ingress_requests_total counter");
+    for s in &table.services {
+        for (i, c) in s.stats.by_class.iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "slipway_ingress_requests_total{{service=\"{}\",status=\"{}xx\"}} {}",
+                s.name,
+                i + 1,
+                c.load(Ordering::Relaxed)
+            );
+        }
+    }
+    let _ = writeln!(
+        out,
+        "slipway_ingress_requests_total{{service=\"\",status=\"404\"}} {}",
+        g.unrouted.load(Ordering::Relaxed)
+    );
+    let _ = writeln!(
+        out,
+        "# TYPE slipway_ingress_request_duration_seconds histogram"
+    );
+    for s in &table.services {
+        let mut cumulative = 0;
+        for (i, b) in BUCKETS.iter().enumerate() {
+            cumulative += s.stats.buckets[i].load(Ordering::Relaxed);
+            let _ = writeln!(
+                out,
+                "slipway_ingress_request_duration_seconds_bucket{{service=\"{}\",le=\"{b}\"}} {cumulative}",
+                s.name
+            );
+        }
+        let count = s.stats.count.load(Ordering::Relaxed);
+        let _ = writeln!(
+            out,
+            "slipway_ingress_request_duration_seconds_bucket{{service=\"{}\",le=\"+Inf\"}} {count}",
+            s.name
+        );
+        let _ = writeln!(
+            out,
+            "slipway_ingress_request_duration_seconds_sum{{service=\"{}\"}} {}",
+            s.name,
+            s.stats.latency_sum_us.load(Ordering::Relaxed) as f64 / 1e6
+        );
+        let _ = writeln!(
+            out,
+            "slipway_ingress_request_duration_seconds_count{{service=\"{}\"}} {count}",
+            s.name
+        );
+    }
+    let _ = writeln!(out, "# TYPE slipway_ingress_in_flight gauge");
+    for s in &table.services {
+        let _ = writeln!(
+            out,
+            "slipway_ingress_in_flight{{service=\"{}\"}} {}",
+            s.name,
+            s.stats.in_flight.load(Ordering::Relaxed)
+        );
+    }
+    let _ = writeln!(out, "# TYPE slipway_ingress_target_healthy gauge");
+    for s in &table.services {
+        for t in &s.active {
+            let _ = writeln!(
+                out,
+                "slipway_ingress_target_healthy{{service=\"{}\",target=\"{}\"}} 1",
+                s.name, t.id
+            );
+        }
+    }
+    for t in &table.draining {
+        let _ = writeln!(
+            out,
+            "slipway_ingress_target_healthy{{service=\"\",target=\"{}\"}} 0",
+            t.id
+        );
+    }
+    for (name, v) in [
+        ("slipway_ingress_retries_total", &g.retries),
+        (
+            "slipway_ingress_upstream_connect_errors_total",
+            &g.connect_errors,
+        ),
+        ("slipway_ingress_drains_total", &g.drains),
+        ("slipway_ingress_rejected_requests_total", &g.rejected),
+    ] {
+        let _ = writeln!(
+            out,
+            "# TYPE {name} counter\n{name} {}",
+            v.load(Ordering::Relaxed)
+        );
+    }
+    out
+}

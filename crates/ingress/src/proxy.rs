@@ -1,0 +1,568 @@
+//! The data path: accept connections, route each request, pick a healthy target, forward,
+//! stream the response back, and account for it.
+//!
+//! Target choice is round robin over the service's routable targets, skipping targets that
+//! are passively marked down (unless all are). A connect failure (nothing was sent) is
+//! retried on a different target, up to [`MAX_ATTEMPTS`] within [`RETRY_BUDGET`]. Requests
+//! count as in flight on their target from the moment it is picked until the response body
+//! is finished, which is what draining waits for.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Request, Response, StatusCode, Uri};
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Empty, Full, Limited};
+use hyper::body::{Body, Frame, Incoming, SizeHint};
+use hyper::service::service_fn;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+
+use crate::metrics::Global;
+use crate::table::{Service, Table, Target};
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+pub type ProxyBody = BoxBody<Bytes, BoxError>;
+
+/// Attempts per request when connecting fails.
+pub const MAX_ATTEMPTS: usize = 3;
+/// Retries stop once this much time has passed since the request arrived.
+pub const RETRY_BUDGET: Duration = Duration::from_secs(1);
+/// Consecutive connect failures that mark a target down (passive health).
+pub const PASSIVE_FAILURES: u32 = 3;
+/// How long a passively failed target is skipped.
+pub const PASSIVE_DOWN: Duration = Duration::from_secs(2);
+/// Request bodies up to this size are buffered, so they can be retried on another target.
+pub const BUFFER_LIMIT: u64 = 1024 * 1024;
+
+/// Tunables of the data path.
+#[derive(Debug, Clone)]
+pub struct ProxyOptions {
+    pub max_body: u64,
+    pub connect_timeout: Duration,
+    pub response_header_timeout: Duration,
+    pub client_header_timeout: Duration,
+    pub idle_timeout: Duration,
+}
+
+impl Default for ProxyOptions {
+    fn default() -> Self {
+        Self {
+            max_body: 100 * 1024 * 1024,
+            connect_timeout: Duration::from_secs(5),
+            response_header_timeout: Duration::from_secs(30),
+            client_header_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// State shared by every connection.
+pub struct Shared {
+    pub table: ArcSwap<Table>,
+    pub global: Global,
+    pub opts: ProxyOptions,
+    pub started: Instant,
+    client: Client<HttpConnector, ProxyBody>,
+    access_log: Option<mpsc::Sender<String>>,
+}
+
+impl Shared {
+    pub fn new(opts: ProxyOptions, access_log: Option<mpsc::Sender<String>>) -> Self {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(opts.connect_timeout));
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(30))
+            .pool_max_idle_per_host(256)
+            .pool_timer(TokioTimer::new())
+            .build(connector);
+        Self {
+            table: ArcSwap::from_pointee(Table::default()),
+            global: Global::default(),
+            opts,
+            started: Instant::now(),
+            client,
+            access_log,
+        }
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
+    }
+}
+
+/// Accepts connections until the task is dropped.
+pub async fn serve(listener: TcpListener, shared: Arc<Shared>) {
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(x) => x,
+            Err(e) => {
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            let io = TokioIo::new(stream);
+            let svc = service_fn(move |req| handle(req, peer, shared.clone()));
+            let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+            builder
+                .http1()
+                .timer(TokioTimer::new())
+                .header_read_timeout(Some(Duration::from_secs(10)))
+                .max_buf_size(64 * 1024)
+                .keep_alive(true);
+            if let Err(e) = builder.serve_connection(io, svc).await {
+                tracing::trace!(error = %e, %peer, "connection ended with an error");
+            }
+        });
+    }
+}
+
+fn full(status: StatusCode, text: &'static str) -> Response<ProxyBody> {
+    let mut r = Response::new(
+        Full::new(Bytes::from_static(text.as_bytes()))
+            .map_err(|e| match e {})
+            .boxed(),
+    );
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    r
+}
+
+const HOP_BY_HOP: [HeaderName; 7] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+];
+
+fn strip_hop_by_hop(h: &mut HeaderMap) {
+    if let Some(extra) = h
+        .get(header::CONNECTION)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+    {
+        for name in extra.split(',') {
+            if let Ok(n) = HeaderName::from_bytes(name.trim().as_bytes()) {
+                h.remove(n);
+            }
+        }
+    }
+    for n in &HOP_BY_HOP {
+        h.remove(n);
+    }
+}
+
+fn host_of(req: &Request<Incoming>) -> String {
+    let raw = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .map(str::to_owned)
+        .or_else(|| req.uri().authority().map(|a| a.to_string()))
+        .unwrap_or_default();
+    if let Some(v6) = raw.strip_prefix('[') {
+        return v6.split(']').next().unwrap_or("").to_owned();
+    }
+    match raw.rsplit_once(':') {
+        Some((h, port)) if port.chars().all(|c| c.is_ascii_digit()) => h.to_owned(),
+        _ => raw,
+    }
+}
+
+fn request_id() -> String {
+    format!(
+        "{:016x}{:016x}",
+        rand::random::<u64>(),
+        rand::random::<u64>()
+    )
+}
+
+/// The request body in a form that can be sent (and, when buffered, sent again).
+enum ReqBody {
+    Buffered(Bytes),
+    Streaming(Option<ProxyBody>),
+}
+
+impl ReqBody {
+    fn take(&mut self) -> Option<ProxyBody> {
+        match self {
+            ReqBody::Buffered(b) if b.is_empty() => {
+                Some(Empty::new().map_err(|e| match e {}).boxed())
+            }
+            ReqBody::Buffered(b) => Some(Full::new(b.clone()).map_err(|e| match e {}).boxed()),
+            ReqBody::Streaming(s) => s.take(),
+        }
+    }
+}
+
+async fn handle(
+    req: Request<Incoming>,
+    peer: SocketAddr,
+    shared: Arc<Shared>,
+) -> Result<Response<ProxyBody>, Infallible> {
+    let start = Instant::now();
+    let table = shared.table.load_full();
+    let host = host_of(&req);
+    let path_and_query = req
+        .uri()
+        .path_and_query()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "/".into());
+    let path = req.uri().path().to_owned();
+    let Some(m) = table.route(&host, &path) else {
+        shared.global.unrouted.fetch_add(1, Ordering::Relaxed);
+        return Ok(full(
+            StatusCode::NOT_FOUND,
+            "no route for this host and path\n",
+        ));
+    };
+    let service = Arc::clone(m.service);
+    let upstream_path = match req.uri().query() {
+        Some(q) => format!("{}?{q}", m.path),
+        None => m.path.into_owned(),
+    };
+    let _ = path_and_query;
+
+    // Body: refuse what is too large, buffer what is small enough to retry.
+    let declared = req.body().size_hint().exact();
+    if declared.is_some_and(|n| n > shared.opts.max_body) {
+        shared.global.rejected.fetch_add(1, Ordering::Relaxed);
+        return Ok(full(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "request body too large\n",
+        ));
+    }
+    let (mut parts, body) = req.into_parts();
+    let mut body = match declared {
+        Some(0) => ReqBody::Buffered(Bytes::new()),
+        Some(n) if n <= BUFFER_LIMIT => match body.collect().await {
+            Ok(c) => ReqBody::Buffered(c.to_bytes()),
+            Err(_) => {
+                return Ok(full(
+                    StatusCode::BAD_REQUEST,
+                    "could not read the request body\n",
+                ));
+            }
+        },
+        _ if body.is_end_stream() => ReqBody::Buffered(Bytes::new()),
+        _ => ReqBody::Streaming(Some(
+            Limited::new(body, shared.opts.max_body as usize).boxed(),
+        )),
+    };
+
+    // Headers for the upstream request.
+    let rid = parts
+        .headers
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 200)
+        .map(str::to_owned)
+        .unwrap_or_else(request_id);
+    let method = parts.method.clone();
+    let user_agent = parts
+        .headers
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    let proto = format!("{:?}", parts.version);
+    strip_hop_by_hop(&mut parts.headers);
+    let xff = match parts
+        .headers
+        .get("x-forwarded-for")
+        .and_then(|v| v.to_str().ok())
+    {
+        Some(prev) => format!("{prev}, {}", peer.ip()),
+        None => peer.ip().to_string(),
+    };
+    if let Ok(v) = HeaderValue::from_str(&xff) {
+        parts.headers.insert("x-forwarded-for", v);
+    }
+    parts
+        .headers
+        .insert("x-forwarded-proto", HeaderValue::from_static("http"));
+    if let Ok(v) = HeaderValue::from_str(&host) {
+        parts.headers.insert("x-forwarded-host", v);
+    }
+    if let Ok(v) = HeaderValue::from_str(&rid) {
+        parts.headers.insert("x-request-id", v);
+    }
+
+    let mut tried: Vec<Arc<Target>> = Vec::with_capacity(MAX_ATTEMPTS);
+    let mut last_error = "no healthy target";
+    for attempt in 0..MAX_ATTEMPTS {
+        if attempt > 0 && start.elapsed() > RETRY_BUDGET {
+            break;
+        }
+        let Some(target) = pick(&service, &tried, &shared) else {
+            break;
+        };
+        let Some(req_body) = body.take() else { break };
+        let uri: Uri = match format!("http://{}{}", target.authority, upstream_path).parse() {
+            Ok(u) => u,
+            Err(_) => {
+                release(&target, &service);
+                return Ok(full(StatusCode::BAD_REQUEST, "invalid request path\n"));
+            }
+        };
+        let mut up = Request::new(req_body);
+        *up.method_mut() = parts.method.clone();
+        *up.uri_mut() = uri;
+        *up.headers_mut() = parts.headers.clone();
+        if attempt > 0 {
+            shared.global.retries.fetch_add(1, Ordering::Relaxed);
+        }
+        match tokio::time::timeout(
+            shared.opts.response_header_timeout,
+            shared.client.request(up),
+        )
+        .await
+        {
+            Ok(Ok(resp)) => {
+                target.connect_failures.store(0, Ordering::Relaxed);
+                target.requests.fetch_add(1, Ordering::Relaxed);
+                let (mut rparts, rbody) = resp.into_parts();
+                strip_hop_by_hop(&mut rparts.headers);
+                let status = rparts.status.as_u16();
+                let log = shared.access_log.clone().map(|tx| LogLine {
+                    tx,
+                    service: service.name.clone(),
+                    target: target.id.clone(),
+                    status,
+                    rid: rid.clone(),
+                    client: peer,
+                    method: method.to_string(),
+                    host: host.clone(),
+                    path: path.clone(),
+                    proto: proto.clone(),
+                    user_agent: user_agent.clone(),
+                });
+                let tracked = Tracked {
+                    inner: rbody,
+                    bytes: 0,
+                    guard: Some(Guard {
+                        target,
+                        service: service.clone(),
+                        start,
+                        status,
+                        log,
+                    }),
+                };
+                return Ok(Response::from_parts(
+                    rparts,
+                    tracked.map_err(BoxError::from).boxed(),
+                ));
+            }
+            Ok(Err(e)) if e.is_connect() => {
+                shared.global.connect_errors.fetch_add(1, Ordering::Relaxed);
+                let n = target.connect_failures.fetch_add(1, Ordering::Relaxed) + 1;
+                if n >= PASSIVE_FAILURES {
+                    target.down_until.store(
+                        shared.now_ms() + PASSIVE_DOWN.as_millis() as u64,
+                        Ordering::Relaxed,
+                    );
+                }
+                release(&target, &service);
+                tried.push(target);
+                last_error = "upstream connection failed";
+                continue;
+            }
+            Ok(Err(e)) => {
+                // The request may have reached the target (it died mid-request). Safe methods
+                // with a buffered body are retried elsewhere; others get a 502.
+                tracing::debug!(error = %e, target = %target.id, "upstream request failed");
+                release(&target, &service);
+                let safe = matches!(
+                    method,
+                    http::Method::GET | http::Method::HEAD | http::Method::OPTIONS
+                );
+                if safe && matches!(body, ReqBody::Buffered(_)) {
+                    target.connect_failures.fetch_add(1, Ordering::Relaxed);
+                    tried.push(target);
+                    last_error = "upstream connection failed";
+                    continue;
+                }
+                service
+                    .stats
+                    .observe(502, start.elapsed().as_micros() as u64);
+                return Ok(full(StatusCode::BAD_GATEWAY, "upstream error\n"));
+            }
+            Err(_) => {
+                release(&target, &service);
+                service
+                    .stats
+                    .observe(504, start.elapsed().as_micros() as u64);
+                return Ok(full(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    "upstream did not answer in time\n",
+                ));
+            }
+        }
+    }
+    service
+        .stats
+        .observe(503, start.elapsed().as_micros() as u64);
+    let _ = last_error;
+    Ok(full(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "no healthy target could take the request\n",
+    ))
+}
+
+/// Picks a target and counts the request in flight on it. A target being drained is never
+/// picked: the in-flight count is raised before the draining flag is checked, and the drainer
+/// sets the flag before it reads the count, so one of the two always sees the other.
+fn pick(service: &Service, tried: &[Arc<Target>], shared: &Shared) -> Option<Arc<Target>> {
+    let n = service.active.len();
+    if n == 0 {
+        return None;
+    }
+    let now = shared.now_ms();
+    let start = service.next.fetch_add(1, Ordering::Relaxed);
+    for pass in 0..2 {
+        for i in 0..n {
+            let t = &service.active[(start + i) % n];
+            if tried.iter().any(|x| Arc::ptr_eq(x, t)) {
+                continue;
+            }
+            // First pass skips passively failed targets; the second fails open.
+            if pass == 0 && t.down_until.load(Ordering::Relaxed) > now {
+                continue;
+            }
+            t.in_flight.fetch_add(1, Ordering::SeqCst);
+            if t.draining.load(Ordering::SeqCst) {
+                t.in_flight.fetch_sub(1, Ordering::SeqCst);
+                continue;
+            }
+            service.stats.in_flight.fetch_add(1, Ordering::Relaxed);
+            return Some(Arc::clone(t));
+        }
+    }
+    None
+}
+
+fn release(target: &Target, service: &Service) {
+    target.in_flight.fetch_sub(1, Ordering::SeqCst);
+    service.stats.in_flight.fetch_sub(1, Ordering::Relaxed);
+}
+
+struct LogLine {
+    tx: mpsc::Sender<String>,
+    service: String,
+    target: String,
+    status: u16,
+    rid: String,
+    client: SocketAddr,
+    method: String,
+    host: String,
+    path: String,
+    proto: String,
+    user_agent: String,
+}
+
+/// Ends a request's accounting when its response body is done (or dropped).
+struct Guard {
+    target: Arc<Target>,
+    service: Arc<Service>,
+    start: Instant,
+    status: u16,
+    log: Option<LogLine>,
+}
+
+impl Guard {
+    fn finish(self, bytes: u64) {
+        let micros = self.start.elapsed().as_micros() as u64;
+        release(&self.target, &self.service);
+        self.service.stats.observe(self.status, micros);
+        if let Some(l) = self.log {
+            let line = serde_json::json!({
+                "time_ms": std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64),
+                "service": l.service,
+                "target": l.target,
+                "status": l.status,
+                "duration_ms": micros as f64 / 1000.0,
+                "bytes": bytes,
+                "request_id": l.rid,
+                "client_ip": l.client.ip().to_string(),
+                "client_port": l.client.port(),
+                "method": l.method,
+                "host": l.host,
+                "path": l.path,
+                "proto": l.proto,
+                "user_agent": l.user_agent,
+            });
+            // A full log queue drops the line rather than slowing requests.
+            let _ = l.tx.try_send(line.to_string());
+        }
+    }
+}
+
+/// A response body that finishes its request's accounting when it ends.
+struct Tracked {
+    inner: Incoming,
+    bytes: u64,
+    guard: Option<Guard>,
+}
+
+impl Drop for Tracked {
+    fn drop(&mut self) {
+        if let Some(g) = self.guard.take() {
+            g.finish(self.bytes);
+        }
+    }
+}
+
+impl Body for Tracked {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let this = &mut *self;
+        let poll = std::pin::Pin::new(&mut this.inner).poll_frame(cx);
+        match &poll {
+            std::task::Poll::Ready(Some(Ok(f))) => {
+                if let Some(d) = f.data_ref() {
+                    this.bytes += d.len() as u64;
+                }
+            }
+            std::task::Poll::Ready(None) | std::task::Poll::Ready(Some(Err(_))) => {
+                if let Some(g) = this.guard.take() {
+                    g.finish(this.bytes);
+                }
+            }
+            std::task::Poll::Pending => {}
+        }
+        poll
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}

@@ -1,0 +1,426 @@
+//! The routing table: its declarative form (what the controller sends and what is persisted)
+//! and its compiled form (what the data path reads, swapped atomically).
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+
+use serde::{Deserialize, Serialize};
+
+use crate::metrics::ServiceStats;
+
+/// The whole routing configuration, as pushed by the controller.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoutingConfig {
+    pub services: Vec<ServiceConfig>,
+}
+
+/// One routed service: its routes and its targets.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceConfig {
+    /// Service name as it appears in logs and metrics (`app/env/service`).
+    pub name: String,
+    pub routes: Vec<RouteConfig>,
+    pub targets: Vec<TargetConfig>,
+}
+
+/// Requests whose host and path match go to the service.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct RouteConfig {
+    /// Exact host (`shop.example.com`), single-label wildcard (`*.example.com`), or any host.
+    #[serde(default)]
+    pub host: Option<String>,
+    /// Path prefix, matched on segment boundaries (`/users` matches `/users` and `/users/1`).
+    pub path: String,
+    /// Remove the prefix before forwarding.
+    #[serde(default)]
+    pub strip_prefix: bool,
+}
+
+/// A task's address and whether it still takes new requests.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TargetConfig {
+    pub id: String,
+    pub addr: SocketAddr,
+    /// Draining: no new requests; in-flight ones finish.
+    #[serde(default)]
+    pub draining: bool,
+}
+
+/// A configuration the ingress refuses.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    #[error("route {host}{path} is claimed by both {a} and {b}")]
+    Conflict {
+        host: String,
+        path: String,
+        a: String,
+        b: String,
+    },
+    #[error("route path {0:?} must start with '/'")]
+    BadPath(String),
+    #[error("route host {0:?} is not a valid host name or '*.' wildcard")]
+    BadHost(String),
+}
+
+impl RoutingConfig {
+    /// Checks paths, hosts and that no two services claim the same host and path.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let mut seen: HashMap<(Option<String>, String), &str> = HashMap::new();
+        for s in &self.services {
+            for r in &s.routes {
+                if !r.path.starts_with('/') {
+                    return Err(ConfigError::BadPath(r.path.clone()));
+                }
+                if let Some(h) = &r.host {
+                    let bare = h.strip_prefix("*.").unwrap_or(h);
+                    let ok = !bare.is_empty()
+                        && bare.split('.').all(|l| {
+                            !l.is_empty()
+                                && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+                        });
+                    if !ok {
+                        return Err(ConfigError::BadHost(h.clone()));
+                    }
+                }
+                let key = (
+                    r.host.as_ref().map(|h| h.to_ascii_lowercase()),
+                    normalize(&r.path),
+                );
+                if let Some(other) = seen.insert(key.clone(), &s.name)
+                    && other != s.name
+                {
+                    return Err(ConfigError::Conflict {
+                        host: key.0.unwrap_or_default(),
+                        path: key.1,
+                        a: other.to_owned(),
+                        b: s.name.clone(),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn normalize(path: &str) -> String {
+    if path.len() > 1 {
+        path.trim_end_matches('/').to_owned()
+    } else {
+        path.to_owned()
+    }
+}
+
+/// Live state of one target, kept across table swaps (in-flight counts, passive health).
+#[derive(Debug)]
+pub struct Target {
+    pub id: String,
+    pub addr: SocketAddr,
+    pub authority: String,
+    pub draining: AtomicBool,
+    pub in_flight: AtomicUsize,
+    /// Consecutive connect failures.
+    pub connect_failures: AtomicU32,
+    /// Passively marked down until this time (ms since the ingress started).
+    pub down_until: AtomicU64,
+    pub requests: AtomicU64,
+}
+
+impl Target {
+    pub fn new(id: &str, addr: SocketAddr) -> Self {
+        Self {
+            id: id.to_owned(),
+            addr,
+            authority: addr.to_string(),
+            draining: AtomicBool::new(false),
+            in_flight: AtomicUsize::new(0),
+            connect_failures: AtomicU32::new(0),
+            down_until: AtomicU64::new(0),
+            requests: AtomicU64::new(0),
+        }
+    }
+}
+
+/// A compiled service.
+#[derive(Debug)]
+pub struct Service {
+    pub name: String,
+    /// Targets taking new requests.
+    pub active: Vec<Arc<Target>>,
+    pub next: AtomicUsize,
+    pub stats: Arc<ServiceStats>,
+}
+
+#[derive(Debug)]
+struct CompiledRoute {
+    path: String,
+    strip_prefix: bool,
+    service: usize,
+}
+
+/// The compiled table: routes by host kind, each list sorted longest prefix first.
+#[derive(Debug, Default)]
+pub struct Table {
+    pub services: Vec<Arc<Service>>,
+    exact: HashMap<String, Vec<CompiledRoute>>,
+    wildcard: HashMap<String, Vec<CompiledRoute>>,
+    any: Vec<CompiledRoute>,
+    /// Targets no longer routable whose in-flight requests may still run.
+    pub draining: Vec<Arc<Target>>,
+}
+
+/// What a request matched.
+pub struct Match<'a> {
+    pub service: &'a Arc<Service>,
+    /// The path to forward (prefix removed when the route strips it).
+    pub path: std::borrow::Cow<'a, str>,
+}
+
+fn prefix_matches(prefix: &str, path: &str) -> bool {
+    if prefix == "/" {
+        return true;
+    }
+    let prefix = prefix.trim_end_matches('/');
+    path == prefix || (path.starts_with(prefix) && path.as_bytes().get(prefix.len()) == Some(&b'/'))
+}
+
+impl Table {
+    /// Compiles a configuration, reusing live target state from `previous` so in-flight
+    /// counts and passive health survive the swap.
+    pub fn compile(cfg: &RoutingConfig, previous: &Table) -> Table {
+        let mut old_targets: HashMap<&str, &Arc<Target>> = HashMap::new();
+        let mut old_stats: HashMap<&str, &Arc<ServiceStats>> = HashMap::new();
+        for s in &previous.services {
+            old_stats.insert(&s.name, &s.stats);
+            for t in &s.active {
+                old_targets.insert(&t.id, t);
+            }
+        }
+        for t in previous.all_targets() {
+            old_targets.entry(&t.id).or_insert(t);
+        }
+        let mut table = Table::default();
+        let mut draining = Vec::new();
+        for (i, s) in cfg.services.iter().enumerate() {
+            let mut active = Vec::new();
+            for t in &s.targets {
+                let target = match old_targets.get(t.id.as_str()) {
+                    Some(existing) if existing.addr == t.addr => Arc::clone(existing),
+                    _ => Arc::new(Target::new(&t.id, t.addr)),
+                };
+                if t.draining {
+                    target.draining.store(true, Ordering::SeqCst);
+                    draining.push(target);
+                } else {
+                    target.draining.store(false, Ordering::SeqCst);
+                    active.push(target);
+                }
+            }
+            let stats = old_stats
+                .get(s.name.as_str())
+                .map_or_else(|| Arc::new(ServiceStats::default()), |s| Arc::clone(s));
+            table.services.push(Arc::new(Service {
+                name: s.name.clone(),
+                active,
+                next: AtomicUsize::new(0),
+                stats,
+            }));
+            for r in &s.routes {
+                let route = CompiledRoute {
+                    path: normalize(&r.path),
+                    strip_prefix: r.strip_prefix,
+                    service: i,
+                };
+                match r.host.as_deref().map(str::to_ascii_lowercase) {
+                    Some(h) if h.starts_with("*.") => table
+                        .wildcard
+                        .entry(h[2..].to_owned())
+                        .or_default()
+                        .push(route),
+                    Some(h) => table.exact.entry(h).or_default().push(route),
+                    None => table.any.push(route),
+                }
+            }
+        }
+        for list in table
+            .exact
+            .values_mut()
+            .chain(table.wildcard.values_mut())
+            .chain(std::iter::once(&mut table.any))
+        {
+            list.sort_by_key(|r| std::cmp::Reverse(r.path.len()));
+        }
+        table.draining = draining;
+        table
+    }
+
+    /// Every target known to the table, routable or draining.
+    pub fn all_targets(&self) -> impl Iterator<Item = &Arc<Target>> {
+        self.services
+            .iter()
+            .flat_map(|s| s.active.iter())
+            .chain(self.draining.iter())
+    }
+
+    /// Finds the service for a host (without port) and path.
+    pub fn route<'a>(&'a self, host: &str, path: &'a str) -> Option<Match<'a>> {
+        let host = host.to_ascii_lowercase();
+        let pick = |list: &'a [CompiledRoute]| list.iter().find(|r| prefix_matches(&r.path, path));
+        let found = self
+            .exact
+            .get(&host)
+            .and_then(|l| pick(l))
+            .or_else(|| {
+                host.split_once('.')
+                    .and_then(|(_, parent)| self.wildcard.get(parent))
+                    .and_then(|l| pick(l))
+            })
+            .or_else(|| pick(&self.any))?;
+        let service = &self.services[found.service];
+        let path = if found.strip_prefix && found.path != "/" {
+            let rest = &path[found.path.len()..];
+            if rest.is_empty() {
+                std::borrow::Cow::Borrowed("/")
+            } else {
+                std::borrow::Cow::Borrowed(rest)
+            }
+        } else {
+            std::borrow::Cow::Borrowed(path)
+        };
+        Some(Match { service, path })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn svc(
+        name: &str,
+        routes: &[(Option<&str>, &str, bool)],
+        targets: &[(&str, &str, bool)],
+    ) -> ServiceConfig {
+        ServiceConfig {
+            name: name.into(),
+            routes: routes
+                .iter()
+                .map(|(h, p, s)| RouteConfig {
+                    host: h.map(str::to_owned),
+                    path: (*p).into(),
+                    strip_prefix: *s,
+                })
+                .collect(),
+            targets: targets
+                .iter()
+                .map(|(id, a, d)| TargetConfig {
+                    id: (*id).into(),
+                    addr: a.parse().unwrap(),
+                    draining: *d,
+                })
+                .collect(),
+        }
+    }
+
+    fn cfg() -> RoutingConfig {
+        RoutingConfig {
+            services: vec![
+                svc(
+                    "api",
+                    &[(None, "/", false)],
+                    &[("a1", "127.0.0.1:1", false)],
+                ),
+                svc(
+                    "users",
+                    &[(None, "/users", false)],
+                    &[("u1", "127.0.0.1:2", false)],
+                ),
+                svc(
+                    "products",
+                    &[(None, "/products/", true)],
+                    &[("p1", "127.0.0.1:3", false), ("p2", "127.0.0.1:4", true)],
+                ),
+                svc("admin", &[(Some("admin.example.com"), "/", false)], &[]),
+                svc("tenant", &[(Some("*.example.com"), "/", false)], &[]),
+            ],
+        }
+    }
+
+    #[test]
+    fn longest_prefix_on_segment_boundaries() {
+        let t = Table::compile(&cfg(), &Table::default());
+        let name = |h: &str, p: &str| {
+            t.route(h, p)
+                .map(|m| (m.service.name.clone(), m.path.into_owned()))
+        };
+        assert_eq!(name("x", "/users"), Some(("users".into(), "/users".into())));
+        assert_eq!(
+            name("x", "/users/7"),
+            Some(("users".into(), "/users/7".into()))
+        );
+        assert_eq!(name("x", "/usersx"), Some(("api".into(), "/usersx".into())));
+        assert_eq!(
+            name("x", "/products/9"),
+            Some(("products".into(), "/9".into())),
+            "prefix stripped"
+        );
+        assert_eq!(
+            name("x", "/products"),
+            Some(("products".into(), "/".into()))
+        );
+        assert_eq!(
+            name("admin.example.com", "/users"),
+            Some(("admin".into(), "/users".into())),
+            "exact host wins"
+        );
+        assert_eq!(
+            name("a.example.com", "/"),
+            Some(("tenant".into(), "/".into()))
+        );
+        assert_eq!(
+            name("a.b.example.com", "/"),
+            Some(("api".into(), "/".into())),
+            "wildcard is one label"
+        );
+    }
+
+    #[test]
+    fn no_route_without_catch_all() {
+        let mut c = cfg();
+        c.services.remove(0);
+        let t = Table::compile(&c, &Table::default());
+        assert!(t.route("x", "/").is_none());
+    }
+
+    #[test]
+    fn draining_targets_are_not_routable_and_state_survives_swaps() {
+        let t1 = Table::compile(&cfg(), &Table::default());
+        let products = t1.services.iter().find(|s| s.name == "products").unwrap();
+        assert_eq!(products.active.len(), 1);
+        products.active[0].in_flight.fetch_add(2, Ordering::SeqCst);
+        let mut c = cfg();
+        c.services[2].targets[0].draining = true;
+        let t2 = Table::compile(&c, &t1);
+        let p = t2.services.iter().find(|s| s.name == "products").unwrap();
+        assert!(p.active.is_empty());
+        let p1 = t2.all_targets().find(|t| t.id == "p1").unwrap();
+        assert_eq!(
+            p1.in_flight.load(Ordering::SeqCst),
+            2,
+            "in-flight count carried over"
+        );
+        assert!(p1.draining.load(Ordering::SeqCst));
+    }
+
+    #[test]
+    fn conflicts_are_rejected() {
+        let mut c = cfg();
+        c.services
+            .push(svc("other", &[(None, "/users/", false)], &[]));
+        assert!(matches!(c.validate(), Err(ConfigError::Conflict { .. })));
+        let mut c = cfg();
+        c.services.push(svc("bad", &[(None, "users", false)], &[]));
+        assert_eq!(c.validate(), Err(ConfigError::BadPath("users".into())));
+        assert!(cfg().validate().is_ok());
+    }
+}
