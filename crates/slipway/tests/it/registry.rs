@@ -597,3 +597,85 @@ fn multi_platform_index_and_skopeo_round_trip() {
     let tags: Value = serde_json::from_str(&tags.stdout).unwrap();
     assert_eq!(tags["Tags"], serde_json::json!(["v1"]));
 }
+
+#[test]
+fn oci_layout_image_from_umoci_keeps_oci_media_types() {
+    if !docker() || !tool("skopeo") || !tool("umoci") {
+        return;
+    }
+    let s = Server::start();
+    let pw = password(&s, false);
+    let creds = format!("slipway:{pw}");
+    let dir = tempfile::tempdir().unwrap();
+    let lay = dir.path().join("lay");
+    let file = dir.path().join("hello.txt");
+    std::fs::write(&file, "made by umoci\n").unwrap();
+    let umoci = |args: &[&str]| {
+        let o = Command::new("umoci").args(args).output().unwrap();
+        assert!(
+            o.status.success(),
+            "umoci {args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    };
+    let image = format!("{}:v1", lay.display());
+    umoci(&["init", "--layout", lay.to_str().unwrap()]);
+    umoci(&["new", "--image", &image]);
+    umoci(&[
+        "insert",
+        "--image",
+        &image,
+        file.to_str().unwrap(),
+        "/hello.txt",
+    ]);
+    let layout_index: Value =
+        serde_json::from_slice(&std::fs::read(lay.join("index.json")).unwrap()).unwrap();
+    let digest = layout_index["manifests"][0]["digest"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    let target = format!("docker://{}/oci/img:v1", host(&s));
+    skopeo(&[
+        "copy",
+        "--dest-tls-verify=false",
+        "--dest-creds",
+        &creds,
+        &format!("oci:{image}"),
+        &target,
+    ])
+    .ok();
+    let (st, h, body) = curl(
+        &s,
+        "GET",
+        "/v2/oci/img/manifests/v1",
+        &["Accept: application/vnd.oci.image.manifest.v1+json"],
+        None,
+    );
+    assert_eq!(st, 200, "{h}");
+    assert_eq!(
+        header(&h, "content-type"),
+        "application/vnd.oci.image.manifest.v1+json"
+    );
+    assert_eq!(header(&h, "docker-content-digest"), digest);
+    assert_eq!(sha256_hex(&body), digest);
+
+    // Pulled back into a new OCI layout: the same manifest digest.
+    let back = dir.path().join("back");
+    skopeo(&[
+        "copy",
+        "--src-tls-verify=false",
+        "--src-creds",
+        &creds,
+        &target,
+        &format!("oci:{}:v1", back.display()),
+    ])
+    .ok();
+    let back_index: Value =
+        serde_json::from_slice(&std::fs::read(back.join("index.json")).unwrap()).unwrap();
+    assert_eq!(back_index["manifests"][0]["digest"], digest.as_str());
+    assert_eq!(
+        back_index["manifests"][0]["mediaType"],
+        "application/vnd.oci.image.manifest.v1+json"
+    );
+}
