@@ -137,6 +137,7 @@ impl Registry {
         for uuid in self.inner.db.stale_uploads(before).await? {
             self.inner.db.delete_upload(&uuid).await?;
             self.inner.blobs.remove_upload(&uuid).await;
+            self.forget_upload(&uuid);
             tracing::info!(uuid, "dropped an abandoned upload");
         }
         Ok(())

@@ -469,6 +469,31 @@ async fn monolithic_uploads() {
 }
 
 #[tokio::test]
+async fn large_blobs_stream_through_chunks() {
+    let r = Reg::new().await;
+    // 12 MiB in three streamed PATCHes, well past any default request body limit.
+    let data: Vec<u8> = (0..12u32 << 20).map(|i| (i % 253) as u8).collect();
+    let loc = start(&r, "big").await;
+    for chunk in data.chunks(4 << 20) {
+        let resp = r.req(Method::PATCH, &loc, &[], chunk.to_vec()).await;
+        assert_eq!(resp.status, StatusCode::ACCEPTED);
+    }
+    let d = sha256(&data);
+    let resp = r
+        .req(Method::PUT, &format!("{loc}?digest={d}"), &[], vec![])
+        .await;
+    assert_eq!(resp.status, StatusCode::CREATED);
+    let got = r
+        .req(Method::GET, &format!("/v2/big/blobs/{d}"), &[], vec![])
+        .await;
+    assert_eq!(got.header("content-length"), (12u32 << 20).to_string());
+    assert!(got.body.as_ref() == data.as_slice());
+    // Monolithic as well.
+    let mono: Vec<u8> = data.iter().rev().copied().collect();
+    r.push_blob("big", &mono).await;
+}
+
+#[tokio::test]
 async fn sha512_blobs() {
     let r = Reg::new().await;
     let data = b"sha512 content".to_vec();
