@@ -51,6 +51,16 @@ enum Command {
     Restart(cmd::ops::RestartArgs),
     /// Stop a service's tasks and forget it.
     Delete(cmd::ops::DeleteArgs),
+    /// The built-in registry: credentials for `docker login`.
+    Registry {
+        #[command(subcommand)]
+        cmd: cmd::registry::RegistryCmd,
+    },
+    /// Repositories of the built-in registry.
+    Repo {
+        #[command(subcommand)]
+        cmd: cmd::registry::RepoCmd,
+    },
 }
 
 fn main() -> ExitCode {
@@ -89,6 +99,8 @@ fn main() -> ExitCode {
             Command::Scale(a) => cmd::ops::scale(a, json).await,
             Command::Restart(a) => cmd::ops::restart(a, json).await,
             Command::Delete(a) => cmd::ops::delete(a, json).await,
+            Command::Registry { cmd } => cmd::registry::registry(cmd, json).await,
+            Command::Repo { cmd } => cmd::registry::repo(cmd, json).await,
         }
     });
     match result {

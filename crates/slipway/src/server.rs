@@ -11,6 +11,7 @@ use anyhow::{Context, Result};
 use clap::Args;
 use slipway_api::{ApiState, TOKEN_META_KEY, hash_token};
 use slipway_controller::{Controller, random_id};
+use slipway_registry::{AdminCheck, Registry, RegistryConfig};
 use slipway_runtime::DockerRuntime;
 use slipway_store::{SqliteStore, Store};
 use tokio::sync::watch;
@@ -93,6 +94,20 @@ async fn ensure_admin_token(store: &dyn Store, dir: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Lets the registry accept the admin token (only its hash is stored) as a password.
+struct StoreAdminCheck(Arc<dyn Store>);
+
+#[async_trait::async_trait]
+impl AdminCheck for StoreAdminCheck {
+    async fn is_admin_token(&self, secret: &str) -> bool {
+        use subtle::ConstantTimeEq;
+        match self.0.get_meta(TOKEN_META_KEY).await {
+            Ok(Some(hash)) => bool::from(hash_token(secret).as_bytes().ct_eq(hash.as_bytes())),
+            _ => false,
+        }
+    }
+}
+
 pub async fn run(args: ServerArgs) -> Result<ExitCode> {
     init_logging(args.log_json);
     let dir = args.data_dir.unwrap_or_else(default_data_dir);
@@ -113,6 +128,17 @@ pub async fn run(args: ServerArgs) -> Result<ExitCode> {
             id
         }
     };
+    let registry = Registry::open(RegistryConfig::new(
+        dir.join("registry"),
+        Arc::new(StoreAdminCheck(store.clone())),
+    ))
+    .await
+    .with_context(|| {
+        format!(
+            "cannot open the registry in {}",
+            dir.join("registry").display()
+        )
+    })?;
     let rt = DockerRuntime::connect().await?;
     let listener = tokio::net::TcpListener::bind(args.api_addr)
         .await
@@ -152,6 +178,7 @@ pub async fn run(args: ServerArgs) -> Result<ExitCode> {
         .await?;
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    registry.spawn_janitor(shutdown_rx.clone());
     let controller = Controller::start(
         store.clone(),
         rt,
@@ -175,7 +202,10 @@ pub async fn run(args: ServerArgs) -> Result<ExitCode> {
             }
         });
     }
-    let app = slipway_api::router(ApiState { store, controller });
+    // One listener: the native API, the registry (/v2/) and the registry's API routes.
+    let app = slipway_api::router(ApiState { store, controller })
+        .merge(registry.router())
+        .merge(registry.admin_router());
     write_private(&dir.join("api.addr"), &format!("http://{addr}\n"))?;
     tracing::info!(api = %format!("http://{addr}"), data_dir = %dir.display(), cluster = %cluster, "slipway server ready");
 

@@ -3,6 +3,7 @@
 pub mod deploy;
 pub mod login;
 pub mod ops;
+pub mod registry;
 pub mod status;
 
 use std::path::{Path, PathBuf};

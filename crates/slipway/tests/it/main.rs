@@ -8,3 +8,4 @@ mod crash;
 mod deploy;
 mod ingress;
 mod ops;
+mod registry;

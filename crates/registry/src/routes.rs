@@ -1,0 +1,1353 @@
+//! The distribution API (`/v2/...`) and the token endpoint (`/v2/token`).
+//!
+//! Repository names contain slashes, so one catch-all route parses the path itself, from
+//! the right: `<name>/manifests/<ref>`, `<name>/blobs/<digest>`, `<name>/blobs/uploads/[<id>]`,
+//! `<name>/tags/list`, `<name>/referrers/<digest>`.
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::any;
+use serde_json::{Value, json};
+use tokio::io::AsyncSeekExt;
+
+use crate::Registry;
+use crate::auth::{self, Action, Claims, Rights};
+use crate::db::{NewManifest, PutManifestError};
+use crate::error::{Code, OciError};
+use crate::names::{Algorithm, Digest, validate_name, validate_tag};
+use crate::storage::WriteError;
+
+pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+pub const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
+
+type Result<T, E = OciError> = std::result::Result<T, E>;
+
+pub fn router(reg: Registry) -> Router {
+    Router::new()
+        .route("/v2", any(dispatch))
+        .route("/v2/", any(dispatch))
+        .route("/v2/{*rest}", any(dispatch))
+        .with_state(reg)
+}
+
+async fn dispatch(
+    State(reg): State<Registry>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let mut resp = match handle(&reg, &method, &uri, &headers, body).await {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::debug!(%method, path = uri.path(), code = e.code.as_str(), message = %e.message, "registry error");
+            e.into_response()
+        }
+    };
+    resp.headers_mut().insert(
+        "docker-distribution-api-version",
+        HeaderValue::from_static("registry/2.0"),
+    );
+    resp
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Route<'a> {
+    Ping,
+    Token,
+    Catalog,
+    Tags(&'a str),
+    Manifest(&'a str, &'a str),
+    Blob(&'a str, &'a str),
+    Uploads(&'a str),
+    Upload(&'a str, &'a str),
+    Referrers(&'a str, &'a str),
+}
+
+impl<'a> Route<'a> {
+    fn parse(path: &'a str) -> Option<Route<'a>> {
+        let p = path.strip_prefix("/v2")?;
+        if p.is_empty() || p == "/" {
+            return Some(Route::Ping);
+        }
+        let p = p.strip_prefix('/')?;
+        match p {
+            "token" => return Some(Route::Token),
+            "_catalog" => return Some(Route::Catalog),
+            _ => {}
+        }
+        if let Some(name) = p.strip_suffix("/tags/list") {
+            return Some(Route::Tags(name));
+        }
+        if let Some(name) = p
+            .strip_suffix("/blobs/uploads/")
+            .or_else(|| p.strip_suffix("/blobs/uploads"))
+        {
+            return Some(Route::Uploads(name));
+        }
+        let (prefix, last) = p.rsplit_once('/')?;
+        if let Some(name) = prefix.strip_suffix("/blobs/uploads") {
+            return Some(Route::Upload(name, last));
+        }
+        if let Some(name) = prefix.strip_suffix("/manifests") {
+            return Some(Route::Manifest(name, last));
+        }
+        if let Some(name) = prefix.strip_suffix("/blobs") {
+            return Some(Route::Blob(name, last));
+        }
+        if let Some(name) = prefix.strip_suffix("/referrers") {
+            return Some(Route::Referrers(name, last));
+        }
+        None
+    }
+
+    fn name(&self) -> Option<&'a str> {
+        match *self {
+            Route::Ping | Route::Token | Route::Catalog => None,
+            Route::Tags(n)
+            | Route::Manifest(n, _)
+            | Route::Blob(n, _)
+            | Route::Uploads(n)
+            | Route::Upload(n, _)
+            | Route::Referrers(n, _) => Some(n),
+        }
+    }
+}
+
+/// Decoded query parameters (repeatable).
+struct Query(Vec<(String, String)>);
+
+impl Query {
+    fn parse(q: Option<&str>) -> Self {
+        Query(
+            form_urlencoded::parse(q.unwrap_or("").as_bytes())
+                .into_owned()
+                .collect(),
+        )
+    }
+
+    fn get(&self, k: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(key, _)| key == k)
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn all(&self, k: &str) -> Vec<String> {
+        self.0
+            .iter()
+            .filter(|(key, _)| key == k)
+            .map(|(_, v)| v.clone())
+            .collect()
+    }
+}
+
+/// Who is calling.
+enum Principal {
+    /// HTTP Basic with a registry password (or the admin token).
+    Basic(Rights),
+    /// A token from the token endpoint.
+    Token(Claims),
+}
+
+impl Principal {
+    fn rights(&self) -> Rights {
+        match self {
+            Principal::Basic(r) => *r,
+            Principal::Token(c) => c.rights,
+        }
+    }
+
+    fn may(&self, repo: &str, a: Action) -> bool {
+        match self {
+            Principal::Basic(r) => r.allows(a),
+            Principal::Token(c) => c.grants(repo, a),
+        }
+    }
+}
+
+/// What a request needs.
+enum Need<'a> {
+    Login,
+    Catalog,
+    Repo(&'a str, Action),
+}
+
+async fn check_password(reg: &Registry, password: &str) -> Option<Rights> {
+    if let Some(r) = reg.inner.keys.check_password(password) {
+        return Some(r);
+    }
+    reg.inner
+        .admin
+        .is_admin_token(password)
+        .await
+        .then_some(Rights::Push)
+}
+
+async fn authenticate(reg: &Registry, headers: &HeaderMap) -> Option<Principal> {
+    let v = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    if let Some(t) = v.strip_prefix("Bearer ") {
+        return reg
+            .inner
+            .keys
+            .check_token(t.trim(), &reg.inner.service)
+            .map(Principal::Token);
+    }
+    let (_, pass) = auth::parse_basic(v)?;
+    check_password(reg, &pass).await.map(Principal::Basic)
+}
+
+fn realm(headers: &HeaderMap) -> String {
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("localhost");
+    let proto = headers
+        .get("x-forwarded-proto")
+        .and_then(|h| h.to_str().ok())
+        .filter(|p| *p == "https" || *p == "http")
+        .unwrap_or("http");
+    format!("{proto}://{host}/v2/token")
+}
+
+fn challenge(reg: &Registry, headers: &HeaderMap, need: &Need<'_>, insufficient: bool) -> OciError {
+    let mut v = format!(
+        "Bearer realm=\"{}\",service=\"{}\"",
+        realm(headers),
+        reg.inner.service
+    );
+    match need {
+        Need::Login => {}
+        Need::Catalog => v.push_str(",scope=\"registry:catalog:*\""),
+        Need::Repo(name, a) => {
+            let actions = match a {
+                Action::Pull => "pull",
+                Action::Push => "pull,push",
+                Action::Delete => "delete",
+            };
+            v.push_str(&format!(",scope=\"repository:{name}:{actions}\""));
+        }
+    }
+    if insufficient {
+        v.push_str(",error=\"insufficient_scope\"");
+    }
+    OciError::new(
+        Code::Unauthorized,
+        "authentication required: log in with a password from `slipway registry password`",
+    )
+    .with_header(header::WWW_AUTHENTICATE, &v)
+}
+
+fn authorize(
+    reg: &Registry,
+    headers: &HeaderMap,
+    p: Option<&Principal>,
+    need: &Need<'_>,
+) -> Result<()> {
+    let Some(p) = p else {
+        return Err(challenge(reg, headers, need, false));
+    };
+    let ok = match (p, need) {
+        (_, Need::Login) => true,
+        (Principal::Basic(_), Need::Catalog) => true,
+        (Principal::Token(c), Need::Catalog) => c.grants_catalog(),
+        (p, Need::Repo(name, a)) => p.may(name, *a),
+    };
+    if ok {
+        return Ok(());
+    }
+    let could = match need {
+        Need::Repo(_, a) => p.rights().allows(*a),
+        _ => true,
+    };
+    if could && matches!(p, Principal::Token(_)) {
+        Err(challenge(reg, headers, need, true))
+    } else {
+        Err(OciError::new(
+            Code::Denied,
+            format!(
+                "requested access to the resource is denied: this credential may only {}",
+                p.rights().describe()
+            ),
+        ))
+    }
+}
+
+fn unsupported(method: &Method) -> OciError {
+    OciError::new(
+        Code::Unsupported,
+        format!("{method} is not supported on this endpoint"),
+    )
+}
+
+fn not_found() -> OciError {
+    OciError::new(Code::Unsupported, "no such registry endpoint").with_status(StatusCode::NOT_FOUND)
+}
+
+async fn handle(
+    reg: &Registry,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Response> {
+    let route = Route::parse(uri.path()).ok_or_else(not_found)?;
+    let q = Query::parse(uri.query());
+    if route == Route::Token {
+        return token(reg, method, &q, headers).await;
+    }
+    if let Some(name) = route.name() {
+        validate_name(name).map_err(|m| OciError::new(Code::NameInvalid, m))?;
+    }
+    let (get, head) = (method == Method::GET, method == Method::HEAD);
+    let need = match (&route, method) {
+        (Route::Ping, _) if get || head => Need::Login,
+        (Route::Catalog, _) if get => Need::Catalog,
+        (Route::Tags(n), _) if get => Need::Repo(n, Action::Pull),
+        (Route::Referrers(n, _), _) if get => Need::Repo(n, Action::Pull),
+        (Route::Manifest(n, _) | Route::Blob(n, _), _) if get || head => {
+            Need::Repo(n, Action::Pull)
+        }
+        (Route::Manifest(n, _), &Method::PUT) => Need::Repo(n, Action::Push),
+        (Route::Manifest(n, _) | Route::Blob(n, _), &Method::DELETE) => {
+            Need::Repo(n, Action::Delete)
+        }
+        (Route::Uploads(n), &Method::POST) => Need::Repo(n, Action::Push),
+        (Route::Upload(n, _), m)
+            if get || [Method::PATCH, Method::PUT, Method::DELETE].contains(m) =>
+        {
+            Need::Repo(n, Action::Push)
+        }
+        _ => return Err(unsupported(method)),
+    };
+    let principal = authenticate(reg, headers).await;
+    authorize(reg, headers, principal.as_ref(), &need)?;
+    let principal = principal.expect("authorized");
+    match route {
+        Route::Ping => Ok((
+            [(header::CONTENT_TYPE, "application/json")],
+            if head { "" } else { "{}" },
+        )
+            .into_response()),
+        Route::Token => unreachable!("handled above"),
+        Route::Catalog => catalog(reg, &q).await,
+        Route::Tags(name) => tags_list(reg, name, &q).await,
+        Route::Referrers(name, d) => referrers(reg, name, d, &q).await,
+        Route::Manifest(name, r) => match *method {
+            Method::PUT => put_manifest(reg, name, r, &q, headers, body).await,
+            Method::DELETE => delete_manifest(reg, name, r).await,
+            _ => get_manifest(reg, name, r, head).await,
+        },
+        Route::Blob(name, d) => match *method {
+            Method::DELETE => delete_blob(reg, name, d).await,
+            _ => get_blob(reg, name, d, head, headers).await,
+        },
+        Route::Uploads(name) => start_upload(reg, name, &q, &principal, headers, body).await,
+        Route::Upload(name, id) => match *method {
+            Method::PATCH => patch_upload(reg, name, id, headers, body).await,
+            Method::PUT => put_upload(reg, name, id, &q, headers, body).await,
+            Method::DELETE => cancel_upload(reg, name, id).await,
+            _ => upload_status(reg, name, id).await,
+        },
+    }
+}
+
+// ---- token endpoint ----
+
+async fn token(
+    reg: &Registry,
+    method: &Method,
+    q: &Query,
+    headers: &HeaderMap,
+) -> Result<Response> {
+    if method != Method::GET {
+        return Err(unsupported(method));
+    }
+    let creds = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(auth::parse_basic);
+    let rights = match &creds {
+        Some((_, pass)) => check_password(reg, pass).await,
+        None => None,
+    };
+    let Some(rights) = rights else {
+        return Err(OciError::new(
+            Code::Unauthorized,
+            "invalid username or password: use any username and a password from `slipway registry password`",
+        )
+        .with_header(header::WWW_AUTHENTICATE, "Basic realm=\"slipway\""));
+    };
+    let user = creds.map(|(u, _)| u).unwrap_or_default();
+    let now = auth::now_secs();
+    let claims = Claims {
+        iss: reg.inner.service.clone(),
+        aud: reg.inner.service.clone(),
+        sub: q.get("account").map_or(user, str::to_owned),
+        exp: now + auth::TOKEN_TTL_SECS,
+        nbf: now,
+        iat: now,
+        jti: auth::random_hex(12),
+        access: auth::grant(&q.all("scope"), rights),
+        rights,
+    };
+    let token = reg.inner.keys.issue_token(&claims);
+    Ok(axum::Json(json!({
+        "token": token,
+        "access_token": token,
+        "expires_in": auth::TOKEN_TTL_SECS,
+        "issued_at": auth::rfc3339(now),
+    }))
+    .into_response())
+}
+
+// ---- helpers ----
+
+fn parse_digest(s: &str) -> Result<Digest> {
+    Digest::parse(s).map_err(|m| OciError::new(Code::DigestInvalid, m))
+}
+
+fn hv(s: &str) -> HeaderValue {
+    HeaderValue::from_str(s).unwrap_or_else(|_| HeaderValue::from_static(""))
+}
+
+fn empty(status: StatusCode, headers: Vec<(header::HeaderName, String)>) -> Response {
+    let mut r = Response::new(Body::empty());
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert(header::CONTENT_LENGTH, HeaderValue::from_static("0"));
+    for (k, v) in headers {
+        r.headers_mut().insert(k, hv(&v));
+    }
+    r
+}
+
+fn digest_header() -> header::HeaderName {
+    header::HeaderName::from_static("docker-content-digest")
+}
+
+fn uuid_header() -> header::HeaderName {
+    header::HeaderName::from_static("docker-upload-uuid")
+}
+
+fn valid_upload_id(id: &str) -> bool {
+    id.len() == 32
+        && id
+            .bytes()
+            .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c))
+}
+
+/// `n` and `last` of a paginated list; `n` absent means everything.
+fn pagination(q: &Query) -> Result<(Option<i64>, Option<String>)> {
+    let n = match q.get("n") {
+        Some(v) => Some(v.parse::<i64>().ok().filter(|n| *n >= 0).ok_or_else(|| {
+            OciError::new(Code::Unsupported, format!("invalid page size n={v}"))
+                .with_status(StatusCode::BAD_REQUEST)
+        })?),
+        None => None,
+    };
+    Ok((n, q.get("last").map(str::to_owned)))
+}
+
+/// A page of a list, with `Link` to the next one when there is more.
+fn page(
+    items: Vec<String>,
+    n: Option<i64>,
+    base: &str,
+    key: &str,
+    extra: (&str, Value),
+) -> Response {
+    let mut items = items;
+    let mut link = None;
+    if let Some(n) = n
+        && items.len() as i64 > n
+    {
+        items.truncate(n as usize);
+        if let Some(last) = items.last() {
+            let enc: String = form_urlencoded::byte_serialize(last.as_bytes()).collect();
+            link = Some(format!("<{base}?n={n}&last={enc}>; rel=\"next\""));
+        }
+    }
+    let mut body = serde_json::Map::new();
+    if !extra.0.is_empty() {
+        body.insert(extra.0.to_owned(), extra.1);
+    }
+    body.insert(key.to_owned(), json!(items));
+    let mut r = axum::Json(Value::Object(body)).into_response();
+    if let Some(l) = link {
+        r.headers_mut().insert(header::LINK, hv(&l));
+    }
+    r
+}
+
+async fn require_repo(reg: &Registry, name: &str) -> Result<()> {
+    if reg.inner.db.get_repo(name).await?.is_none() {
+        return Err(OciError::new(
+            Code::NameUnknown,
+            format!("repository {name} is not known to this registry"),
+        ));
+    }
+    Ok(())
+}
+
+// ---- discovery ----
+
+async fn catalog(reg: &Registry, q: &Query) -> Result<Response> {
+    let (n, last) = pagination(q)?;
+    let repos = reg
+        .inner
+        .db
+        .list_repos(last.as_deref(), n.map_or(-1, |n| n + 1))
+        .await?;
+    let names = repos.into_iter().map(|r| r.name).collect();
+    Ok(page(
+        names,
+        n,
+        "/v2/_catalog",
+        "repositories",
+        ("", Value::Null),
+    ))
+}
+
+async fn tags_list(reg: &Registry, name: &str, q: &Query) -> Result<Response> {
+    require_repo(reg, name).await?;
+    let (n, last) = pagination(q)?;
+    let tags = reg
+        .inner
+        .db
+        .list_tags(name, last.as_deref(), n.map_or(-1, |n| n + 1))
+        .await?;
+    Ok(page(
+        tags,
+        n,
+        &format!("/v2/{name}/tags/list"),
+        "tags",
+        ("name", json!(name)),
+    ))
+}
+
+async fn referrers(reg: &Registry, name: &str, d: &str, q: &Query) -> Result<Response> {
+    let d = parse_digest(d)?;
+    let filter = q.get("artifactType");
+    let rows = reg.inner.db.referrers(name, &d.to_string()).await?;
+    let manifests: Vec<Value> = rows
+        .into_iter()
+        .filter(|m| filter.is_none_or(|f| m.artifact_type.as_deref() == Some(f)))
+        .map(|m| {
+            let mut desc = json!({
+                "mediaType": m.media_type,
+                "digest": m.digest,
+                "size": m.size,
+            });
+            if let Some(at) = m.artifact_type {
+                desc["artifactType"] = json!(at);
+            }
+            if let Some(a) = m
+                .annotations
+                .and_then(|a| serde_json::from_str::<Value>(&a).ok())
+            {
+                desc["annotations"] = a;
+            }
+            desc
+        })
+        .collect();
+    let body = json!({ "schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": manifests });
+    let mut r = (
+        [(header::CONTENT_TYPE, OCI_INDEX)],
+        serde_json::to_vec(&body).expect("JSON serialises"),
+    )
+        .into_response();
+    if filter.is_some() {
+        r.headers_mut().insert(
+            "oci-filters-applied",
+            HeaderValue::from_static("artifactType"),
+        );
+    }
+    Ok(r)
+}
+
+// ---- blobs ----
+
+/// A `Range: bytes=...` request: `Ok(None)` to serve everything, `Err` when unsatisfiable.
+fn parse_range(v: &str, size: u64) -> Result<Option<(u64, u64)>, ()> {
+    let Some(spec) = v.trim().strip_prefix("bytes=") else {
+        return Ok(None);
+    };
+    if spec.contains(',') {
+        return Ok(None);
+    }
+    let (a, b) = spec.split_once('-').ok_or(())?;
+    let num = |s: &str| s.trim().parse::<u64>().map_err(|_| ());
+    match (a.trim(), b.trim()) {
+        ("", "") => Err(()),
+        ("", n) => {
+            let n = num(n)?;
+            if n == 0 || size == 0 {
+                return Err(());
+            }
+            Ok(Some((size.saturating_sub(n), size - 1)))
+        }
+        (a, "") => {
+            let a = num(a)?;
+            if a >= size {
+                return Err(());
+            }
+            Ok(Some((a, size - 1)))
+        }
+        (a, b) => {
+            let (a, b) = (num(a)?, num(b)?);
+            if a > b || a >= size {
+                return Err(());
+            }
+            Ok(Some((a, b.min(size - 1))))
+        }
+    }
+}
+
+async fn get_blob(
+    reg: &Registry,
+    name: &str,
+    d: &str,
+    head: bool,
+    headers: &HeaderMap,
+) -> Result<Response> {
+    let d = parse_digest(d)?;
+    let ds = d.to_string();
+    if reg.inner.db.repo_blob(name, &ds).await?.is_none() {
+        return Err(OciError::new(
+            Code::BlobUnknown,
+            format!("blob {ds} is not in repository {name}"),
+        ));
+    }
+    let (mut file, size) = match reg.inner.blobs.open_blob(&d).await {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(OciError::new(
+                Code::BlobUnknown,
+                format!("blob {ds} is missing from storage"),
+            ));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let range = match headers.get(header::RANGE).and_then(|v| v.to_str().ok()) {
+        Some(v) => parse_range(v, size).map_err(|()| {
+            OciError::new(Code::RangeInvalid, format!("range {v} cannot be satisfied"))
+                .with_header(header::CONTENT_RANGE, &format!("bytes */{size}"))
+        })?,
+        None => None,
+    };
+    let (status, start, len) = match range {
+        Some((a, b)) => (StatusCode::PARTIAL_CONTENT, a, b - a + 1),
+        None => (StatusCode::OK, 0, size),
+    };
+    let body = if head {
+        Body::empty()
+    } else {
+        file.seek(std::io::SeekFrom::Start(start)).await?;
+        use tokio::io::AsyncReadExt;
+        Body::from_stream(tokio_util::io::ReaderStream::with_capacity(
+            file.take(len),
+            64 * 1024,
+        ))
+    };
+    let mut r = Response::new(body);
+    *r.status_mut() = status;
+    let h = r.headers_mut();
+    h.insert(header::CONTENT_LENGTH, hv(&len.to_string()));
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
+    h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    h.insert(digest_header(), hv(&ds));
+    h.insert(header::ETAG, hv(&format!("\"{ds}\"")));
+    if status == StatusCode::PARTIAL_CONTENT {
+        h.insert(
+            header::CONTENT_RANGE,
+            hv(&format!("bytes {start}-{}/{size}", start + len - 1)),
+        );
+    }
+    Ok(r)
+}
+
+async fn delete_blob(reg: &Registry, name: &str, d: &str) -> Result<Response> {
+    let d = parse_digest(d)?.to_string();
+    if reg.inner.db.unlink_blob(name, &d).await? {
+        Ok(empty(StatusCode::ACCEPTED, vec![]))
+    } else {
+        Err(OciError::new(
+            Code::BlobUnknown,
+            format!("blob {d} is not in repository {name}"),
+        ))
+    }
+}
+
+// ---- uploads ----
+
+fn upload_location(name: &str, id: &str) -> String {
+    format!("/v2/{name}/blobs/uploads/{id}")
+}
+
+fn range_value(received: u64) -> String {
+    format!("0-{}", received.saturating_sub(1))
+}
+
+fn upload_unknown(id: &str) -> OciError {
+    OciError::new(
+        Code::BlobUploadUnknown,
+        format!("upload {id} is not known (finished, cancelled or never started)"),
+    )
+}
+
+fn blob_created(name: &str, d: &Digest) -> Response {
+    empty(
+        StatusCode::CREATED,
+        vec![
+            (header::LOCATION, format!("/v2/{name}/blobs/{d}")),
+            (digest_header(), d.to_string()),
+        ],
+    )
+}
+
+/// `Content-Range: <start>-<end>` of a chunk, if given.
+fn content_range(headers: &HeaderMap) -> Result<Option<(u64, u64)>> {
+    let Some(v) = headers.get(header::CONTENT_RANGE) else {
+        return Ok(None);
+    };
+    let bad = || {
+        OciError::new(
+            Code::RangeInvalid,
+            "malformed Content-Range; expected <start>-<end>",
+        )
+    };
+    let s = v.to_str().map_err(|_| bad())?.trim();
+    let s = s
+        .strip_prefix("bytes ")
+        .or_else(|| s.strip_prefix("bytes="))
+        .unwrap_or(s);
+    let s = s.split('/').next().unwrap_or(s);
+    let (a, b) = s.split_once('-').ok_or_else(bad)?;
+    let a: u64 = a.trim().parse().map_err(|_| bad())?;
+    let b: u64 = b.trim().parse().map_err(|_| bad())?;
+    if b < a {
+        return Err(bad());
+    }
+    Ok(Some((a, b)))
+}
+
+fn out_of_order(id: &str, name: &str, received: u64, start: u64) -> OciError {
+    OciError::new(
+        Code::RangeInvalid,
+        format!("chunk starts at {start} but the upload has {received} bytes; resume from there"),
+    )
+    .with_header(header::RANGE, &range_value(received))
+    .with_header(header::LOCATION, &upload_location(name, id))
+    .with_header(uuid_header(), id)
+}
+
+async fn start_upload(
+    reg: &Registry,
+    name: &str,
+    q: &Query,
+    principal: &Principal,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Response> {
+    if let Some(m) = q.get("mount")
+        && let Ok(d) = Digest::parse(m)
+    {
+        let ds = d.to_string();
+        let source = match q.get("from") {
+            Some(from) => {
+                validate_name(from).is_ok()
+                    && principal.may(from, Action::Pull)
+                    && reg.inner.db.repo_blob(from, &ds).await?.is_some()
+            }
+            None => {
+                principal.rights().allows(Action::Pull)
+                    && reg.inner.db.blob_size(&ds).await?.is_some()
+            }
+        };
+        if source && reg.inner.blobs.blob_exists(&d).await {
+            reg.inner.db.ensure_repo(name).await?;
+            reg.inner.db.link_blob(name, &ds).await?;
+            return Ok(blob_created(name, &d));
+        }
+        // Not mountable: fall back to a normal upload session (never an error).
+    }
+    reg.inner.db.ensure_repo(name).await?;
+    let id = auth::random_hex(16);
+    reg.inner.blobs.create_upload(&id).await?;
+    reg.inner.db.create_upload(&id, name).await?;
+    if let Some(d) = q.get("digest") {
+        // Monolithic upload: the whole blob in the POST.
+        let d = match parse_digest(d) {
+            Ok(d) => d,
+            Err(e) => {
+                discard_upload(reg, &id).await?;
+                return Err(e);
+            }
+        };
+        return finish_upload(reg, name, &id, &d, headers, body).await;
+    }
+    Ok(empty(
+        StatusCode::ACCEPTED,
+        vec![
+            (header::LOCATION, upload_location(name, &id)),
+            (header::RANGE, "0-0".into()),
+            (uuid_header(), id),
+        ],
+    ))
+}
+
+/// The upload's recorded length, checking it belongs to `name`.
+async fn load_upload(reg: &Registry, name: &str, id: &str) -> Result<u64> {
+    if !valid_upload_id(id) {
+        return Err(upload_unknown(id));
+    }
+    match reg.inner.db.get_upload(id).await? {
+        Some((repo, received)) if repo == name => Ok(received),
+        _ => Err(upload_unknown(id)),
+    }
+}
+
+async fn discard_upload(reg: &Registry, id: &str) -> Result<()> {
+    reg.inner.db.delete_upload(id).await?;
+    reg.inner.blobs.remove_upload(id).await;
+    reg.forget_upload(id);
+    Ok(())
+}
+
+/// Appends a body at `received`, keeping the incremental SHA-256 when it is in step.
+async fn append_body(
+    reg: &Registry,
+    id: &str,
+    received: u64,
+    body: Body,
+    limit: Option<u64>,
+    cache: &mut crate::UploadCache,
+) -> Result<u64> {
+    let mut hasher = match cache.take() {
+        Some((n, h)) if n == received => Some(h),
+        _ if received == 0 => Some(Algorithm::Sha256.hasher()),
+        _ => None,
+    };
+    match reg
+        .inner
+        .blobs
+        .append(id, received, body, limit, hasher.as_mut())
+        .await
+    {
+        Ok(n) => {
+            if let Some(h) = hasher {
+                *cache = Some((n, h));
+            }
+            Ok(n)
+        }
+        Err(WriteError::TooLong) => Err(OciError::new(
+            Code::RangeInvalid,
+            "the chunk is longer than its Content-Range",
+        )),
+        Err(WriteError::Body(e)) => Err(OciError::new(
+            Code::BlobUploadInvalid,
+            format!("the upload body was cut off: {e}"),
+        )),
+        Err(WriteError::Io(e)) => Err(e.into()),
+    }
+}
+
+/// Appends one chunk (PATCH or the body of the final PUT), honouring `Content-Range`.
+async fn append_chunk(
+    reg: &Registry,
+    name: &str,
+    id: &str,
+    received: u64,
+    headers: &HeaderMap,
+    body: Body,
+    cache: &mut crate::UploadCache,
+) -> Result<u64> {
+    let range = content_range(headers)?;
+    let limit = match range {
+        Some((start, end)) => {
+            if start != received {
+                return Err(out_of_order(id, name, received, start));
+            }
+            Some(end - start + 1)
+        }
+        None => None,
+    };
+    let n = append_body(reg, id, received, body, limit, cache).await?;
+    if let Some(l) = limit
+        && n - received != l
+    {
+        *cache = None;
+        return Err(OciError::new(
+            Code::RangeInvalid,
+            format!(
+                "the chunk has {} bytes but its Content-Range announced {l}",
+                n - received
+            ),
+        ));
+    }
+    Ok(n)
+}
+
+async fn patch_upload(
+    reg: &Registry,
+    name: &str,
+    id: &str,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Response> {
+    let received = load_upload(reg, name, id).await?;
+    let lock = reg.upload_lock(id);
+    let mut cache = lock.lock().await;
+    // Re-read under the lock: another request may have appended meanwhile.
+    let received = match reg.inner.db.get_upload(id).await? {
+        Some((_, r)) => r,
+        None => return Err(upload_unknown(id)),
+    }
+    .max(received);
+    let n = append_chunk(reg, name, id, received, headers, body, &mut cache).await?;
+    reg.inner.db.set_upload_received(id, n).await?;
+    Ok(empty(
+        StatusCode::ACCEPTED,
+        vec![
+            (header::LOCATION, upload_location(name, id)),
+            (header::RANGE, range_value(n)),
+            (uuid_header(), id.to_owned()),
+        ],
+    ))
+}
+
+async fn put_upload(
+    reg: &Registry,
+    name: &str,
+    id: &str,
+    q: &Query,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Response> {
+    load_upload(reg, name, id).await?;
+    let d = parse_digest(q.get("digest").ok_or_else(|| {
+        OciError::new(Code::DigestInvalid, "the final PUT needs ?digest=<digest>")
+    })?)?;
+    finish_upload(reg, name, id, &d, headers, body).await
+}
+
+/// Appends the last bytes, checks the digest and moves the blob into place.
+async fn finish_upload(
+    reg: &Registry,
+    name: &str,
+    id: &str,
+    d: &Digest,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Response> {
+    let lock = reg.upload_lock(id);
+    let mut cache = lock.lock().await;
+    let Some((_, received)) = reg.inner.db.get_upload(id).await? else {
+        return Err(upload_unknown(id));
+    };
+    let n = append_chunk(reg, name, id, received, headers, body, &mut cache).await?;
+    let actual = match cache.take() {
+        Some((len, h)) if len == n && d.algorithm() == Algorithm::Sha256 => h.finish(),
+        _ => reg.inner.blobs.hash_upload(id, d.algorithm()).await?,
+    };
+    if &actual != d {
+        drop(cache);
+        discard_upload(reg, id).await?;
+        return Err(OciError::new(
+            Code::DigestInvalid,
+            format!("the uploaded content has digest {actual}, not {d}; the upload was discarded"),
+        ));
+    }
+    reg.inner.blobs.commit_upload(id, d).await?;
+    reg.inner
+        .db
+        .finish_upload(Some(id), name, &d.to_string(), n)
+        .await?;
+    drop(cache);
+    reg.forget_upload(id);
+    Ok(blob_created(name, d))
+}
+
+async fn upload_status(reg: &Registry, name: &str, id: &str) -> Result<Response> {
+    let received = load_upload(reg, name, id).await?;
+    Ok(empty(
+        StatusCode::NO_CONTENT,
+        vec![
+            (header::LOCATION, upload_location(name, id)),
+            (header::RANGE, range_value(received)),
+            (uuid_header(), id.to_owned()),
+        ],
+    ))
+}
+
+async fn cancel_upload(reg: &Registry, name: &str, id: &str) -> Result<Response> {
+    load_upload(reg, name, id).await?;
+    let lock = reg.upload_lock(id);
+    let _held = lock.lock().await;
+    discard_upload(reg, id).await?;
+    Ok(empty(StatusCode::NO_CONTENT, vec![]))
+}
+
+// ---- manifests ----
+
+enum Reference {
+    Tag(String),
+    Digest(Digest),
+}
+
+fn parse_reference(r: &str) -> Result<Reference> {
+    if r.contains(':') {
+        Ok(Reference::Digest(parse_digest(r)?))
+    } else {
+        validate_tag(r).map_err(|m| OciError::new(Code::TagInvalid, m))?;
+        Ok(Reference::Tag(r.to_owned()))
+    }
+}
+
+fn manifest_unknown(name: &str, r: &str) -> OciError {
+    OciError::new(
+        Code::ManifestUnknown,
+        format!("manifest {r} is not in repository {name}"),
+    )
+}
+
+async fn get_manifest(reg: &Registry, name: &str, r: &str, head: bool) -> Result<Response> {
+    let reference = parse_reference(r)?;
+    require_repo(reg, name).await?;
+    let digest = match reference {
+        Reference::Digest(d) => d.to_string(),
+        Reference::Tag(t) => reg
+            .inner
+            .db
+            .resolve_tag(name, &t)
+            .await?
+            .ok_or_else(|| manifest_unknown(name, r))?,
+    };
+    let row = reg
+        .inner
+        .db
+        .get_manifest(name, &digest)
+        .await?
+        .ok_or_else(|| manifest_unknown(name, r))?;
+    let d = Digest::parse(&digest).map_err(OciError::internal)?;
+    let body = if head {
+        Body::empty()
+    } else {
+        let bytes = reg.inner.blobs.read_small(&d, row.size as u64 + 1).await?;
+        if bytes.len() as i64 != row.size {
+            return Err(OciError::internal(format!(
+                "stored manifest {digest} has {} bytes, expected {}",
+                bytes.len(),
+                row.size
+            )));
+        }
+        Body::from(bytes)
+    };
+    let mut resp = Response::new(body);
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, hv(&row.media_type));
+    h.insert(header::CONTENT_LENGTH, hv(&row.size.to_string()));
+    h.insert(digest_header(), hv(&digest));
+    h.insert(header::ETAG, hv(&format!("\"{digest}\"")));
+    Ok(resp)
+}
+
+fn invalid(msg: impl Into<String>) -> OciError {
+    OciError::new(Code::ManifestInvalid, msg)
+}
+
+/// A descriptor's digest, checked.
+fn descriptor_digest(v: &Value, what: &str) -> Result<Digest> {
+    let d = v
+        .get("digest")
+        .and_then(Value::as_str)
+        .ok_or_else(|| invalid(format!("{what} has no digest")))?;
+    if v.get("size").and_then(Value::as_i64).is_none_or(|s| s < 0) {
+        return Err(invalid(format!("{what} has no valid size")));
+    }
+    Digest::parse(d).map_err(|m| invalid(format!("{what}: {m}")))
+}
+
+/// Layers that registries need not hold: non-distributable ones (with `urls`).
+fn is_foreign(layer: &Value) -> bool {
+    let has_urls = layer
+        .get("urls")
+        .and_then(Value::as_array)
+        .is_some_and(|u| !u.is_empty());
+    let mt = layer.get("mediaType").and_then(Value::as_str).unwrap_or("");
+    has_urls || mt.contains("nondistributable") || mt.contains(".foreign.")
+}
+
+async fn put_manifest(
+    reg: &Registry,
+    name: &str,
+    r: &str,
+    q: &Query,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Response> {
+    let reference = parse_reference(r)?;
+    let max = reg.inner.max_manifest_bytes;
+    let too_big = || {
+        invalid(format!("the manifest is larger than {max} bytes"))
+            .with_status(StatusCode::PAYLOAD_TOO_LARGE)
+    };
+    if headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        .is_some_and(|l| l > max as u64)
+    {
+        return Err(too_big());
+    }
+    let bytes = axum::body::to_bytes(body, max)
+        .await
+        .map_err(|_| too_big())?;
+    let doc: Value = serde_json::from_slice(&bytes)
+        .map_err(|e| invalid(format!("the manifest is not valid JSON: {e}")))?;
+    if !doc.is_object() {
+        return Err(invalid("the manifest is not a JSON object"));
+    }
+    if doc.get("schemaVersion").and_then(Value::as_i64) != Some(2) {
+        return Err(invalid("only schemaVersion 2 manifests are supported"));
+    }
+    let declared = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.split(';').next().unwrap_or("").trim().to_owned())
+        .filter(|v| !v.is_empty() && v != "application/octet-stream" && v != "application/json");
+    let inner_type = doc.get("mediaType").and_then(Value::as_str);
+    let media_type = match (declared.as_deref(), inner_type) {
+        (Some(h), Some(b)) if h != b => {
+            return Err(invalid(format!(
+                "Content-Type {h} does not match the manifest's mediaType {b}"
+            )));
+        }
+        (Some(h), _) => h.to_owned(),
+        (None, Some(b)) => b.to_owned(),
+        (None, None) if doc.get("manifests").is_some() => OCI_INDEX.to_owned(),
+        (None, None) => OCI_MANIFEST.to_owned(),
+    };
+    let is_index = match media_type.as_str() {
+        OCI_MANIFEST | DOCKER_MANIFEST => false,
+        OCI_INDEX | DOCKER_LIST => true,
+        other => {
+            return Err(invalid(format!(
+                "unsupported manifest media type {other}; OCI image manifests and indexes and Docker schema 2 manifests and lists are"
+            )));
+        }
+    };
+    let digest = match &reference {
+        Reference::Digest(d) => {
+            let actual = d.algorithm().digest_of(&bytes);
+            if &actual != d {
+                return Err(OciError::new(
+                    Code::DigestInvalid,
+                    format!("the manifest has digest {actual}, not {d}"),
+                ));
+            }
+            actual
+        }
+        Reference::Tag(_) => Algorithm::Sha256.digest_of(&bytes),
+    };
+    let mut tags: Vec<String> = Vec::new();
+    if let Reference::Tag(t) = &reference {
+        tags.push(t.clone());
+    }
+    for t in q.all("tag") {
+        validate_tag(&t).map_err(|m| OciError::new(Code::TagInvalid, m))?;
+        if !tags.contains(&t) {
+            tags.push(t);
+        }
+    }
+    require_repo_or_create(reg, name).await?;
+
+    let mut refs: Vec<(String, &'static str)> = Vec::new();
+    let missing = |what: &str, d: &Digest| {
+        OciError::new(
+            Code::ManifestBlobUnknown,
+            format!("{what} {d} is not in repository {name}; push it first"),
+        )
+    };
+    if is_index {
+        let children = doc
+            .get("manifests")
+            .and_then(Value::as_array)
+            .ok_or_else(|| invalid("an index needs a manifests array"))?;
+        for (i, c) in children.iter().enumerate() {
+            let d = descriptor_digest(c, &format!("manifests[{i}]"))?;
+            if reg
+                .inner
+                .db
+                .get_manifest(name, &d.to_string())
+                .await?
+                .is_none()
+            {
+                return Err(missing("manifest", &d));
+            }
+            refs.push((d.to_string(), "manifest"));
+        }
+    } else {
+        let config = doc
+            .get("config")
+            .ok_or_else(|| invalid("an image manifest needs a config descriptor"))?;
+        let cd = descriptor_digest(config, "config")?;
+        if reg
+            .inner
+            .db
+            .repo_blob(name, &cd.to_string())
+            .await?
+            .is_none()
+        {
+            return Err(missing("config blob", &cd));
+        }
+        refs.push((cd.to_string(), "blob"));
+        let layers = match doc.get("layers") {
+            Some(Value::Array(l)) => l.as_slice(),
+            None => &[],
+            Some(_) => return Err(invalid("layers must be an array")),
+        };
+        for (i, l) in layers.iter().enumerate() {
+            let d = descriptor_digest(l, &format!("layers[{i}]"))?;
+            if is_foreign(l) {
+                continue;
+            }
+            if reg
+                .inner
+                .db
+                .repo_blob(name, &d.to_string())
+                .await?
+                .is_none()
+            {
+                return Err(missing("layer", &d));
+            }
+            refs.push((d.to_string(), "blob"));
+        }
+    }
+    let subject = match doc.get("subject") {
+        Some(s) => Some(descriptor_digest(s, "subject")?.to_string()),
+        None => None,
+    };
+    let artifact_type = doc
+        .get("artifactType")
+        .and_then(Value::as_str)
+        .or_else(|| {
+            (!is_index)
+                .then(|| doc.pointer("/config/mediaType").and_then(Value::as_str))
+                .flatten()
+        })
+        .map(str::to_owned);
+    let annotations = doc
+        .get("annotations")
+        .filter(|a| a.is_object())
+        .map(Value::to_string);
+
+    reg.inner.blobs.put_small(&digest, &bytes).await?;
+    let new = NewManifest {
+        digest: digest.to_string(),
+        media_type,
+        size: bytes.len() as i64,
+        artifact_type,
+        subject: subject.clone(),
+        annotations,
+        refs,
+        tags,
+    };
+    match reg.inner.db.put_manifest(name, &new).await {
+        Ok(()) => {}
+        Err(PutManifestError::TagImmutable {
+            repo,
+            tag,
+            existing,
+        }) => {
+            return Err(OciError::new(
+                Code::TagInvalid,
+                format!(
+                    "tag {tag} already exists in immutable repository {repo} (it points to {existing}); push under a new tag"
+                ),
+            ));
+        }
+        Err(PutManifestError::Db(e)) => return Err(e.into()),
+    }
+    let mut hs = vec![
+        (header::LOCATION, format!("/v2/{name}/manifests/{digest}")),
+        (digest_header(), digest.to_string()),
+    ];
+    if let Some(s) = subject {
+        hs.push((header::HeaderName::from_static("oci-subject"), s));
+    }
+    Ok(empty(StatusCode::CREATED, hs))
+}
+
+async fn require_repo_or_create(reg: &Registry, name: &str) -> Result<()> {
+    reg.inner.db.ensure_repo(name).await?;
+    Ok(())
+}
+
+async fn delete_manifest(reg: &Registry, name: &str, r: &str) -> Result<Response> {
+    let deleted = match parse_reference(r)? {
+        Reference::Digest(d) => reg.inner.db.delete_manifest(name, &d.to_string()).await?,
+        Reference::Tag(t) => reg.inner.db.delete_tag(name, &t).await?,
+    };
+    if deleted {
+        Ok(empty(StatusCode::ACCEPTED, vec![]))
+    } else {
+        Err(manifest_unknown(name, r))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_parse_from_the_right() {
+        assert_eq!(Route::parse("/v2/"), Some(Route::Ping));
+        assert_eq!(Route::parse("/v2"), Some(Route::Ping));
+        assert_eq!(Route::parse("/v2/token"), Some(Route::Token));
+        assert_eq!(Route::parse("/v2/a/b/tags/list"), Some(Route::Tags("a/b")));
+        assert_eq!(
+            Route::parse("/v2/a/manifests/v1"),
+            Some(Route::Manifest("a", "v1"))
+        );
+        assert_eq!(
+            Route::parse("/v2/a/blobs/uploads/"),
+            Some(Route::Uploads("a"))
+        );
+        assert_eq!(
+            Route::parse("/v2/a/b/blobs/uploads/xyz"),
+            Some(Route::Upload("a/b", "xyz"))
+        );
+        assert_eq!(
+            Route::parse("/v2/a/blobs/sha256:x"),
+            Some(Route::Blob("a", "sha256:x"))
+        );
+        assert_eq!(
+            Route::parse("/v2/a/referrers/sha256:x"),
+            Some(Route::Referrers("a", "sha256:x"))
+        );
+        assert_eq!(Route::parse("/v2/a/whatever"), None);
+        assert_eq!(Route::parse("/v3/"), None);
+    }
+
+    #[test]
+    fn ranges() {
+        assert_eq!(parse_range("bytes=0-9", 100), Ok(Some((0, 9))));
+        assert_eq!(parse_range("bytes=50-", 100), Ok(Some((50, 99))));
+        assert_eq!(parse_range("bytes=-10", 100), Ok(Some((90, 99))));
+        assert_eq!(parse_range("bytes=90-500", 100), Ok(Some((90, 99))));
+        assert_eq!(parse_range("bytes=50-0", 100), Err(()));
+        assert_eq!(parse_range("bytes=100-200", 100), Err(()));
+        assert_eq!(parse_range("bytes=x-1", 100), Err(()));
+        assert_eq!(parse_range("items=0-1", 100), Ok(None));
+    }
+}

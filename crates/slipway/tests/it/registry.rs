@@ -1,0 +1,681 @@
+//! The built-in registry with real clients: `docker login/push/pull`, cross-repository
+//! mounts, pull-only credentials, immutable repositories, an upload resumed across a server
+//! restart, `docker manifest` indexes, and `skopeo copy --all` to and from Debian's
+//! docker-registry (distribution 2.8.2).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use crate::support::*;
+
+/// `host:port` of the server's registry.
+fn host(s: &Server) -> String {
+    s.url.trim_start_matches("http://").to_owned()
+}
+
+fn docker_config(s: &Server) -> PathBuf {
+    let d = s.dir.path().join("docker-config");
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// Runs `docker` with the test's own client config (credentials never touch the user's).
+fn docker_cmd(s: &Server, args: &[&str], stdin: Option<&str>) -> Out {
+    let mut cmd = Command::new("docker");
+    cmd.args(args)
+        .env("DOCKER_CONFIG", docker_config(s))
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("run docker");
+    if let Some(input) = stdin {
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+    }
+    let o = child.wait_with_output().unwrap();
+    Out {
+        code: o.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+    }
+}
+
+fn docker_login(s: &Server, user: &str, password: &str) {
+    docker_cmd(
+        s,
+        &["login", &host(s), "-u", user, "--password-stdin"],
+        Some(password),
+    )
+    .ok();
+}
+
+/// A registry password from `slipway registry password`.
+fn password(s: &Server, pull_only: bool) -> String {
+    let mut args = vec!["registry", "password"];
+    if pull_only {
+        args.push("--pull-only");
+    }
+    let out = s.cli(&args).ok();
+    let pw = out.stdout.trim().to_owned();
+    assert_eq!(out.stdout.lines().count(), 1, "prints only the password");
+    assert!(!pw.is_empty());
+    pw
+}
+
+/// Removes the local image references a test created, however it ends.
+struct Refs(Vec<String>);
+
+impl Refs {
+    fn tag(&mut self, s: &Server, from: &str, to: &str) {
+        docker_cmd(s, &["tag", from, to], None).ok();
+        self.0.push(to.to_owned());
+    }
+}
+
+impl Drop for Refs {
+    fn drop(&mut self) {
+        if !self.0.is_empty() {
+            let _ = Command::new("docker").arg("rmi").args(&self.0).output();
+        }
+    }
+}
+
+/// The digest `docker push` reports.
+fn pushed_digest(out: &Out) -> String {
+    let line = out
+        .stdout
+        .lines()
+        .find(|l| l.contains("digest: sha256:"))
+        .unwrap_or_else(|| panic!("no digest in {out:?}"));
+    line.split_whitespace()
+        .find(|w| w.starts_with("sha256:"))
+        .unwrap()
+        .to_owned()
+}
+
+#[test]
+fn docker_login_push_pull_and_mount() {
+    if !docker() {
+        return;
+    }
+    let s = Server::start();
+    let h = host(&s);
+    let mut refs = Refs(Vec::new());
+    docker_login(&s, "slipway", &password(&s, false));
+
+    let team = format!("{h}/team/hello:v1");
+    refs.tag(&s, "slipway-hello:v1", &team);
+    let push = docker_cmd(&s, &["push", &team], None).ok();
+    let digest = pushed_digest(&push);
+
+    docker_cmd(&s, &["rmi", &team], None).ok();
+    let pull = docker_cmd(&s, &["pull", &team], None).ok();
+    assert!(pull.stdout.contains(&digest), "{pull:?}");
+    let inspect = docker_cmd(&s, &["image", "inspect", "-f", "{{.Id}}", &team], None).ok();
+    let original = docker_cmd(
+        &s,
+        &["image", "inspect", "-f", "{{.Id}}", "slipway-hello:v1"],
+        None,
+    )
+    .ok();
+    assert_eq!(
+        inspect.stdout, original.stdout,
+        "the pulled image is the pushed one"
+    );
+
+    // The same image into a second repository: its layer is mounted, not uploaded.
+    let other = format!("{h}/other/hello:v1");
+    refs.tag(&s, "slipway-hello:v1", &other);
+    let push2 = docker_cmd(&s, &["push", &other], None).ok();
+    assert!(
+        push2.stdout.contains("Mounted from team/hello"),
+        "{push2:?}"
+    );
+    assert_eq!(pushed_digest(&push2), digest);
+
+    let repos = s.cli(&["--json", "repo", "ls"]).ok().json();
+    let names: Vec<&str> = repos
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["other/hello", "team/hello"]);
+    let images = s
+        .cli(&["--json", "repo", "images", "team/hello"])
+        .ok()
+        .json();
+    let img = &images.as_array().unwrap()[0];
+    assert_eq!(img["digest"], digest.as_str());
+    assert_eq!(img["tags"], serde_json::json!(["v1"]));
+    assert_eq!(img["platforms"], serde_json::json!(["linux/amd64"]));
+    assert!(img["size"].as_i64().unwrap() > 100_000, "{img}");
+    let table = s.cli(&["repo", "images", "team/hello"]).ok();
+    assert!(
+        table.stdout.contains("linux/amd64") && table.stdout.contains("v1"),
+        "{table:?}"
+    );
+}
+
+#[test]
+fn pull_only_credentials_cannot_push() {
+    if !docker() {
+        return;
+    }
+    let s = Server::start();
+    let h = host(&s);
+    let mut refs = Refs(Vec::new());
+    // The admin token works as a password with full rights.
+    docker_login(&s, "admin", &s.token);
+    let v1 = format!("{h}/team/app:v1");
+    refs.tag(&s, "slipway-hello:v1", &v1);
+    docker_cmd(&s, &["push", &v1], None).ok();
+
+    docker_login(&s, "ci", &password(&s, true));
+    let v2 = format!("{h}/team/app:v2");
+    refs.tag(&s, "slipway-hello:v2", &v2);
+    let denied = docker_cmd(&s, &["push", &v2], None);
+    assert_ne!(denied.code, 0, "{denied:?}");
+    assert!(denied.stderr.contains("denied"), "{denied:?}");
+    docker_cmd(&s, &["rmi", &v1], None).ok();
+    docker_cmd(&s, &["pull", &v1], None).ok();
+    let tags = s.cli(&["--json", "repo", "images", "team/app"]).ok().json();
+    assert_eq!(
+        tags.as_array().unwrap().len(),
+        1,
+        "nothing was pushed: {tags}"
+    );
+
+    // A wrong password does not log in.
+    let bad = docker_cmd(
+        &s,
+        &["login", &h, "-u", "x", "--password-stdin"],
+        Some("not-a-password"),
+    );
+    assert_ne!(bad.code, 0, "{bad:?}");
+}
+
+#[test]
+fn repo_verbs_and_immutable_tags() {
+    if !docker() {
+        return;
+    }
+    let s = Server::start();
+    let h = host(&s);
+    let mut refs = Refs(Vec::new());
+    let created = s
+        .cli(&["repo", "create", "team/locked", "--immutable"])
+        .ok();
+    assert!(created.stdout.contains("immutable"), "{created:?}");
+    let dup = s.cli(&["repo", "create", "team/locked"]);
+    assert_ne!(dup.code, 0);
+    assert!(
+        dup.stderr.starts_with("error: ") && dup.stderr.contains("already exists"),
+        "{dup:?}"
+    );
+    let bad = s.cli(&["repo", "create", "Team/../x"]);
+    assert_ne!(bad.code, 0);
+    assert_eq!(bad.stderr.lines().count(), 1, "{bad:?}");
+
+    docker_login(&s, "slipway", &password(&s, false));
+    let tag = format!("{h}/team/locked:v1");
+    refs.tag(&s, "slipway-hello:v1", &tag);
+    docker_cmd(&s, &["push", &tag], None).ok();
+    // The same image again is fine; another image under the same tag is refused.
+    docker_cmd(&s, &["push", &tag], None).ok();
+    refs.tag(&s, "slipway-hello:v2", &tag);
+    let moved = docker_cmd(&s, &["push", &tag], None);
+    assert_ne!(moved.code, 0, "{moved:?}");
+    assert!(moved.stderr.contains("immutable"), "{moved:?}");
+    let images = s
+        .cli(&["--json", "repo", "images", "team/locked"])
+        .ok()
+        .json();
+    assert_eq!(images.as_array().unwrap().len(), 1, "{images}");
+
+    let refused = s.cli(&["repo", "delete", "team/locked"]);
+    assert_ne!(refused.code, 0);
+    assert!(refused.stderr.contains("--force"), "{refused:?}");
+    s.cli(&["repo", "delete", "team/locked", "--force"]).ok();
+    let ls = s.cli(&["--json", "repo", "ls"]).ok().json();
+    assert_eq!(ls, serde_json::json!([]));
+    let ls = s.cli(&["repo", "ls"]).ok();
+    assert!(ls.stdout.contains("no repositories"), "{ls:?}");
+    let gone = s.cli(&["repo", "images", "team/locked"]);
+    assert_ne!(gone.code, 0);
+    assert!(gone.stderr.contains("not found"), "{gone:?}");
+}
+
+/// curl against the registry with the admin token as a Basic password; returns
+/// (status, headers, body).
+fn curl(
+    s: &Server,
+    method: &str,
+    path: &str,
+    headers: &[&str],
+    body: Option<&Path>,
+) -> (u16, String, Vec<u8>) {
+    let dir = tempfile::tempdir().unwrap();
+    let hdr = dir.path().join("h");
+    let out_body = dir.path().join("b");
+    let mut cmd = Command::new("curl");
+    cmd.args(["-sS", "-X", method, "-u", &format!("admin:{}", s.token)])
+        .arg("-D")
+        .arg(&hdr)
+        .arg("-o")
+        .arg(&out_body);
+    for h in headers {
+        cmd.args(["-H", h]);
+    }
+    if let Some(b) = body {
+        cmd.arg("--data-binary").arg(format!("@{}", b.display()));
+    }
+    cmd.arg(format!("{}{path}", s.url));
+    let o = cmd.output().unwrap();
+    assert!(
+        o.status.success(),
+        "curl {path}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let headers = std::fs::read_to_string(&hdr).unwrap();
+    let status = headers.split_whitespace().nth(1).unwrap().parse().unwrap();
+    (
+        status,
+        headers,
+        std::fs::read(&out_body).unwrap_or_default(),
+    )
+}
+
+fn header(headers: &str, name: &str) -> String {
+    headers
+        .lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case(name).then(|| v.trim().to_owned())
+        })
+        .unwrap_or_else(|| panic!("no {name} in {headers}"))
+}
+
+#[test]
+fn upload_resumes_after_server_restart() {
+    if !docker() {
+        return;
+    }
+    let mut s = Server::start();
+    let data: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+    let (a, b) = data.split_at(120_000);
+    let dir = tempfile::tempdir().unwrap();
+    let (pa, pb) = (dir.path().join("a"), dir.path().join("b"));
+    std::fs::write(&pa, a).unwrap();
+    std::fs::write(&pb, b).unwrap();
+
+    let (st, h, _) = curl(&s, "POST", "/v2/team/big/blobs/uploads/", &[], None);
+    assert_eq!(st, 202, "{h}");
+    let loc = header(&h, "location");
+    let ct = "Content-Type: application/octet-stream";
+    let (st, h, _) = curl(
+        &s,
+        "PATCH",
+        &loc,
+        &[ct, &format!("Content-Range: 0-{}", a.len() - 1)],
+        Some(&pa),
+    );
+    assert_eq!(st, 202, "{h}");
+    assert_eq!(header(&h, "range"), format!("0-{}", a.len() - 1));
+
+    s.kill9();
+    s.restart();
+
+    let (st, h, _) = curl(&s, "GET", &loc, &[], None);
+    assert_eq!(st, 204, "{h}");
+    assert_eq!(header(&h, "range"), format!("0-{}", a.len() - 1));
+    let end = data.len() - 1;
+    let (st, h, _) = curl(
+        &s,
+        "PATCH",
+        &loc,
+        &[ct, &format!("Content-Range: {}-{end}", a.len())],
+        Some(&pb),
+    );
+    assert_eq!(st, 202, "{h}");
+    let digest = format!("sha256:{}", hex::encode(Sha256::digest(&data)));
+    let (st, h, _) = curl(&s, "PUT", &format!("{loc}?digest={digest}"), &[], None);
+    assert_eq!(st, 201, "{h}");
+    let (st, _, body) = curl(
+        &s,
+        "GET",
+        &format!("/v2/team/big/blobs/{digest}"),
+        &[],
+        None,
+    );
+    assert_eq!(st, 200);
+    assert!(
+        body == data,
+        "the blob read back differs from what was uploaded"
+    );
+}
+
+/// Whether a Debian tool is installed; without it the test is skipped, unless
+/// `SLIPWAY_REQUIRE_DOCKER=1`, where that is a failure (`.ci/run` installs them).
+fn tool(name: &str) -> bool {
+    let ok = Command::new("sh")
+        .args(["-c", &format!("command -v {name}")])
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        if std::env::var("SLIPWAY_REQUIRE_DOCKER").is_ok_and(|v| v == "1") {
+            panic!(
+                "{name} is not installed: apt-get install skopeo docker-registry (.ci/run does)"
+            );
+        }
+        eprintln!("skipping: {name} is not installed");
+    }
+    ok
+}
+
+/// Debian's docker-registry (distribution 2.8.2) on a free loopback port, stopped on drop.
+struct RefRegistry {
+    child: Child,
+    addr: String,
+    _dir: tempfile::TempDir,
+}
+
+impl RefRegistry {
+    fn start() -> RefRegistry {
+        let dir = tempfile::tempdir().unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let addr = format!("127.0.0.1:{port}");
+        let cfg = dir.path().join("config.yml");
+        std::fs::write(
+            &cfg,
+            format!(
+                "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {addr}\n",
+                dir.path().join("data").display()
+            ),
+        )
+        .unwrap();
+        let child = Command::new("docker-registry")
+            .arg("serve")
+            .arg(&cfg)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.path().join("log")).unwrap())
+            .spawn()
+            .expect("start docker-registry");
+        let r = RefRegistry {
+            child,
+            addr,
+            _dir: dir,
+        };
+        let (ip, port) = r.addr.split_once(':').unwrap();
+        let port: u16 = port.parse().unwrap();
+        wait_for(Duration::from_secs(20), "docker-registry to answer", || {
+            probe(ip, port, "/v2/").filter(|(st, _)| *st == 200)
+        });
+        r
+    }
+}
+
+impl Drop for RefRegistry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn skopeo(args: &[&str]) -> Out {
+    let o = Command::new("skopeo").args(args).output().unwrap();
+    Out {
+        code: o.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+    }
+}
+
+fn sha256_hex(b: &[u8]) -> String {
+    format!("sha256:{}", hex::encode(Sha256::digest(b)))
+}
+
+#[test]
+fn multi_platform_index_and_skopeo_round_trip() {
+    if !docker() || !tool("skopeo") || !tool("docker-registry") {
+        return;
+    }
+    let s = Server::start();
+    let h = host(&s);
+    let mut refs = Refs(Vec::new());
+    let pw = password(&s, false);
+    docker_login(&s, "slipway", &pw);
+    let creds = format!("slipway:{pw}");
+
+    // A two-platform index made by `docker manifest` and read back unchanged.
+    let (amd, arm, multi) = (
+        format!("{h}/team/multi:amd64"),
+        format!("{h}/team/multi:arm64"),
+        format!("{h}/team/multi:v1"),
+    );
+    refs.tag(&s, "slipway-hello:v1", &amd);
+    refs.tag(&s, "slipway-hello:v2", &arm);
+    docker_cmd(&s, &["push", &amd], None).ok();
+    docker_cmd(&s, &["push", &arm], None).ok();
+    docker_cmd(
+        &s,
+        &["manifest", "create", "--insecure", &multi, &amd, &arm],
+        None,
+    )
+    .ok();
+    docker_cmd(
+        &s,
+        &[
+            "manifest",
+            "annotate",
+            "--arch",
+            "arm64",
+            "--variant",
+            "v8",
+            &multi,
+            &arm,
+        ],
+        None,
+    )
+    .ok();
+    let pushed = docker_cmd(&s, &["manifest", "push", "--insecure", &multi], None).ok();
+    let index_digest = pushed.stdout.trim().to_owned();
+    assert!(index_digest.starts_with("sha256:"), "{pushed:?}");
+    let raw = skopeo(&[
+        "inspect",
+        "--tls-verify=false",
+        "--creds",
+        &creds,
+        "--raw",
+        &format!("docker://{multi}"),
+    ])
+    .ok();
+    assert_eq!(
+        sha256_hex(raw.stdout.as_bytes()),
+        index_digest,
+        "served byte-for-byte"
+    );
+    let index: Value = serde_json::from_str(&raw.stdout).unwrap();
+    assert_eq!(
+        index["mediaType"],
+        "application/vnd.docker.distribution.manifest.list.v2+json"
+    );
+    assert_eq!(index["manifests"].as_array().unwrap().len(), 2);
+    let images = s
+        .cli(&["--json", "repo", "images", "team/multi"])
+        .ok()
+        .json();
+    let listed = images
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["digest"] == index_digest.as_str())
+        .unwrap_or_else(|| panic!("index not listed: {images}"));
+    assert_eq!(
+        listed["platforms"],
+        serde_json::json!(["linux/amd64", "linux/arm64/v8"])
+    );
+
+    // skopeo copy --all: Slipway → docker-registry 2.8.2 → Slipway, digests identical.
+    let reference = RefRegistry::start();
+    let there = format!("docker://{}/mirror/multi:v1", reference.addr);
+    skopeo(&[
+        "copy",
+        "--all",
+        "--src-tls-verify=false",
+        "--dest-tls-verify=false",
+        "--src-creds",
+        &creds,
+        &format!("docker://{multi}"),
+        &there,
+    ])
+    .ok();
+    let raw_there = skopeo(&["inspect", "--tls-verify=false", "--raw", &there]).ok();
+    assert_eq!(sha256_hex(raw_there.stdout.as_bytes()), index_digest);
+    let back = format!("docker://{h}/copied/multi:v1");
+    skopeo(&[
+        "copy",
+        "--all",
+        "--src-tls-verify=false",
+        "--dest-tls-verify=false",
+        "--dest-creds",
+        &creds,
+        &there,
+        &back,
+    ])
+    .ok();
+    let raw_back = skopeo(&[
+        "inspect",
+        "--tls-verify=false",
+        "--creds",
+        &creds,
+        "--raw",
+        &back,
+    ])
+    .ok();
+    assert_eq!(raw_back.stdout, raw.stdout);
+    // Every child came along.
+    for m in index["manifests"].as_array().unwrap() {
+        let d = m["digest"].as_str().unwrap();
+        let child = skopeo(&[
+            "inspect",
+            "--tls-verify=false",
+            "--creds",
+            &creds,
+            "--raw",
+            &format!("docker://{h}/copied/multi@{d}"),
+        ])
+        .ok();
+        assert_eq!(sha256_hex(child.stdout.as_bytes()), d);
+    }
+    let tags = skopeo(&[
+        "list-tags",
+        "--tls-verify=false",
+        "--creds",
+        &creds,
+        &format!("docker://{h}/copied/multi"),
+    ])
+    .ok();
+    let tags: Value = serde_json::from_str(&tags.stdout).unwrap();
+    assert_eq!(tags["Tags"], serde_json::json!(["v1"]));
+}
+
+#[test]
+fn oci_layout_image_from_umoci_keeps_oci_media_types() {
+    if !docker() || !tool("skopeo") || !tool("umoci") {
+        return;
+    }
+    let s = Server::start();
+    let pw = password(&s, false);
+    let creds = format!("slipway:{pw}");
+    let dir = tempfile::tempdir().unwrap();
+    let lay = dir.path().join("lay");
+    let file = dir.path().join("hello.txt");
+    std::fs::write(&file, "made by umoci\n").unwrap();
+    let umoci = |args: &[&str]| {
+        let o = Command::new("umoci").args(args).output().unwrap();
+        assert!(
+            o.status.success(),
+            "umoci {args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    };
+    let image = format!("{}:v1", lay.display());
+    umoci(&["init", "--layout", lay.to_str().unwrap()]);
+    umoci(&["new", "--image", &image]);
+    umoci(&[
+        "insert",
+        "--image",
+        &image,
+        file.to_str().unwrap(),
+        "/hello.txt",
+    ]);
+    let layout_index: Value =
+        serde_json::from_slice(&std::fs::read(lay.join("index.json")).unwrap()).unwrap();
+    let digest = layout_index["manifests"][0]["digest"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    let target = format!("docker://{}/oci/img:v1", host(&s));
+    skopeo(&[
+        "copy",
+        "--dest-tls-verify=false",
+        "--dest-creds",
+        &creds,
+        &format!("oci:{image}"),
+        &target,
+    ])
+    .ok();
+    let (st, h, body) = curl(
+        &s,
+        "GET",
+        "/v2/oci/img/manifests/v1",
+        &["Accept: application/vnd.oci.image.manifest.v1+json"],
+        None,
+    );
+    assert_eq!(st, 200, "{h}");
+    assert_eq!(
+        header(&h, "content-type"),
+        "application/vnd.oci.image.manifest.v1+json"
+    );
+    assert_eq!(header(&h, "docker-content-digest"), digest);
+    assert_eq!(sha256_hex(&body), digest);
+
+    // Pulled back into a new OCI layout: the same manifest digest.
+    let back = dir.path().join("back");
+    skopeo(&[
+        "copy",
+        "--src-tls-verify=false",
+        "--src-creds",
+        &creds,
+        &target,
+        &format!("oci:{}:v1", back.display()),
+    ])
+    .ok();
+    let back_index: Value =
+        serde_json::from_slice(&std::fs::read(back.join("index.json")).unwrap()).unwrap();
+    assert_eq!(back_index["manifests"][0]["digest"], digest.as_str());
+    assert_eq!(
+        back_index["manifests"][0]["mediaType"],
+        "application/vnd.oci.image.manifest.v1+json"
+    );
+}
