@@ -373,7 +373,7 @@ impl Controller {
         });
     }
 
-    fn spawn_stop(&self, key: &ServiceKey, task_id: &str, container_id: &str) {
+    pub(crate) fn spawn_stop(&self, key: &ServiceKey, task_id: &str, container_id: &str) {
         if !self.local().stopping.insert(task_id.to_owned()) {
             return;
         }
@@ -421,5 +421,21 @@ impl Controller {
             c.local().stopping.remove(&task_id);
             c.wake(&key);
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::backoff_ms;
+
+    #[test]
+    fn crash_loop_backoff_doubles_up_to_five_minutes() {
+        assert_eq!(backoff_ms(1), None);
+        assert_eq!(backoff_ms(2), None);
+        assert_eq!(backoff_ms(3), Some(1000));
+        assert_eq!(backoff_ms(4), Some(2000));
+        assert_eq!(backoff_ms(8), Some(32_000));
+        assert_eq!(backoff_ms(20), Some(300_000));
+        assert_eq!(backoff_ms(u32::MAX), Some(300_000));
     }
 }

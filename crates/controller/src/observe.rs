@@ -126,7 +126,14 @@ impl Controller {
                 let l = self.local();
                 (l.starting.contains(&row.id), l.stopping.contains(&row.id))
             };
-            let _ = stopping;
+            // A stop this process did not start (the server restarted mid-stop) is resumed.
+            if !row.desired_running
+                && !stopping
+                && let Some(c) = by_task.get(row.id.as_str())
+                && matches!(c.state, ContainerState::Running | ContainerState::Created)
+            {
+                self.spawn_stop(key, &row.id, &c.id);
+            }
             let mut desired_running = row.desired_running;
             let state = match by_task.get(row.id.as_str()) {
                 None if starting => TaskState::Pending,

@@ -18,8 +18,8 @@ use crate::client::{Client, service_path};
 #[derive(Debug, Args)]
 pub struct LogsArgs {
     service: String,
-    /// Keep printing new lines.
-    #[arg(short = 'F', long)]
+    /// Keep printing new lines (like `docker logs -f`).
+    #[arg(short = 'f', long)]
     follow: bool,
     /// Only lines newer than this (e.g. 10m).
     #[arg(long, value_parser = humantime::parse_duration)]
@@ -27,8 +27,15 @@ pub struct LogsArgs {
     /// Only the last N lines of each task.
     #[arg(long)]
     tail: Option<u32>,
-    #[command(flatten)]
-    target: Target,
+    /// Manifest that names the app (here `-f` means --follow, so the manifest is --file only).
+    #[arg(long = "file", default_value = "slipway.yml")]
+    file: std::path::PathBuf,
+    /// App name (default: the `app:` of the manifest).
+    #[arg(long)]
+    app: Option<String>,
+    /// Environment.
+    #[arg(long, default_value = slipway_core::manifest::DEFAULT_ENV)]
+    env: String,
 }
 
 #[derive(Debug, Args)]
@@ -83,7 +90,12 @@ pub struct DeleteArgs {
 
 pub async fn logs(a: LogsArgs) -> Result<ExitCode> {
     let client = Client::from_env()?;
-    let key = a.target.key(&a.service)?;
+    let target = Target {
+        file: a.file.clone(),
+        app: a.app.clone(),
+        env: a.env.clone(),
+    };
+    let key = target.key(&a.service)?;
     let mut q = vec![format!("follow={}", a.follow)];
     if let Some(s) = a.since {
         q.push(format!("since={}", s.as_secs()));

@@ -68,6 +68,40 @@ fn scale_restart_rollback_logs_delete() {
         "{logs}"
     );
 
+    // `logs -f` streams: it prints the existing lines and keeps running.
+    let mut follow = std::process::Command::new(BIN)
+        .args(["logs", "web", "-f"])
+        .current_dir(s.dir.path())
+        .env("SLIPWAY_SERVER", &s.url)
+        .env("SLIPWAY_TOKEN", &s.token)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = follow.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let first = rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("logs -f printed nothing");
+    assert!(first.contains(" | "), "{first}");
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        follow.try_wait().unwrap().is_none(),
+        "logs -f exited instead of following"
+    );
+    follow.kill().unwrap();
+    let _ = follow.wait();
+
     // Variables and discovery environment reach the task.
     let c = s.containers().into_iter().find(|c| c.running).unwrap();
     assert_eq!(
