@@ -171,7 +171,7 @@ impl Controller {
                 }
                 Action::TaskHealthy { task_id } => {
                     let Some(mut t) = row(&task_id) else { continue };
-                    t.healthy_at = Some(now);
+                    let healthy_at = *t.healthy_at.get_or_insert(now);
                     t.health = TaskHealth::Healthy;
                     store.put_task(&t).await?;
                     self.local().backoff.remove(key);
@@ -179,7 +179,7 @@ impl Controller {
                         .get_mut(&t.deployment_id)
                         .filter(|d| d.timeline.first_healthy_at.is_none())
                     {
-                        d.timeline.first_healthy_at = Some(now);
+                        d.timeline.first_healthy_at = Some(healthy_at);
                         dirty.push(d.id.clone());
                     }
                     // A rollback deployment adopts tasks of its revision.
@@ -189,7 +189,7 @@ impl Controller {
                             && d.revision == t.revision
                             && d.timeline.first_healthy_at.is_none()
                         {
-                            d.timeline.first_healthy_at = Some(now);
+                            d.timeline.first_healthy_at = Some(healthy_at);
                             dirty.push(d.id.clone());
                         }
                     }

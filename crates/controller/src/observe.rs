@@ -120,6 +120,7 @@ impl Controller {
         }
 
         let mut observed = Vec::with_capacity(rows.len());
+        let mut newly_healthy_ids: Vec<String> = Vec::new();
         let mut exits = HashMap::new();
         for row in &mut rows {
             let (starting, stopping) = {
@@ -221,6 +222,16 @@ impl Controller {
                             row.health = health;
                             changed = true;
                         }
+                        // Record the first pass at once, in the same write that makes the
+                        // task routable, so no request can predate it.
+                        let first_healthy = health == TaskHealth::Healthy
+                            && row.desired_running
+                            && row.healthy_at.is_none();
+                        if first_healthy {
+                            row.healthy_at = Some(now);
+                            newly_healthy_ids.push(row.id.clone());
+                            changed = true;
+                        }
                         if row.desired_running && row.last_status != TaskStatus::Running {
                             row.last_status = TaskStatus::Running;
                             changed = true;
@@ -274,9 +285,7 @@ impl Controller {
                     }
                 },
             };
-            let newly_healthy = row.desired_running
-                && state == TaskState::Running(TaskHealth::Healthy)
-                && row.healthy_at.is_none();
+            let newly_healthy = newly_healthy_ids.contains(&row.id);
             observed.push(ObservedTask {
                 id: row.id.clone(),
                 deployment_id: row.deployment_id.clone(),

@@ -125,6 +125,8 @@ pub struct Target {
     /// Passively marked down until this time (ms since the ingress started).
     pub down_until: AtomicU64,
     pub requests: AtomicU64,
+    /// Turns true when the target starts draining: upgraded connections (WebSockets) close.
+    pub drain_signal: tokio::sync::watch::Sender<bool>,
 }
 
 impl Target {
@@ -138,6 +140,7 @@ impl Target {
             connect_failures: AtomicU32::new(0),
             down_until: AtomicU64::new(0),
             requests: AtomicU64::new(0),
+            drain_signal: tokio::sync::watch::channel(false).0,
         }
     }
 }
@@ -211,9 +214,11 @@ impl Table {
                 };
                 if t.draining {
                     target.draining.store(true, Ordering::SeqCst);
+                    target.drain_signal.send_replace(true);
                     draining.push(target);
                 } else {
                     target.draining.store(false, Ordering::SeqCst);
+                    target.drain_signal.send_replace(false);
                     active.push(target);
                 }
             }

@@ -6,6 +6,7 @@
 //! - `GET /` answers `{"version": ..., "hostname": ..., "uptime_ms": ...}`.
 //! - `GET /healthz` answers `ok` (or 503 when told to fail).
 //! - `GET /env/NAME` answers the value of an environment variable (for tests of injection).
+//! - `GET /ws` upgrades to a WebSocket that echoes text and binary messages.
 //! - `hello check [PORT]` probes `/healthz` on loopback: a container `HEALTHCHECK`.
 //!
 //! Knobs (environment): `PORT` (8080), `HELLO_VERSION`, `HELLO_START_DELAY_MS` (sleep before
@@ -153,6 +154,7 @@ fn handle(conn: TcpStream, app: &App) {
         );
         let mut keep_alive = parts.next() == Some("HTTP/1.1");
         let mut content_length = 0usize;
+        let mut ws_key: Option<String> = None;
         loop {
             let mut h = String::new();
             match reader.read_line(&mut h) {
@@ -164,6 +166,9 @@ fn handle(conn: TcpStream, app: &App) {
                 break;
             }
             if let Some((k, v)) = h.split_once(':') {
+                if k.trim().eq_ignore_ascii_case("sec-websocket-key") {
+                    ws_key = Some(v.trim().to_owned());
+                }
                 let (k, v) = (k.trim().to_ascii_lowercase(), v.trim().to_ascii_lowercase());
                 if k == "connection" {
                     keep_alive = v != "close";
@@ -177,6 +182,12 @@ fn handle(conn: TcpStream, app: &App) {
             if reader.read_exact(&mut body).is_err() {
                 return;
             }
+        }
+        if path == "/ws" {
+            if let Some(key) = ws_key.take() {
+                websocket(reader, out, &key, app);
+            }
+            return;
         }
         app.in_flight.fetch_add(1, Ordering::SeqCst);
         let (status, content_type, body) = respond(app, &method, &path);
@@ -250,4 +261,171 @@ fn escape(s: &str) -> String {
             c => vec![c],
         })
         .collect()
+}
+
+/// Serves an echo WebSocket on an upgraded connection (RFC 6455, no extensions).
+fn websocket(mut reader: BufReader<TcpStream>, mut out: TcpStream, key: &str, app: &App) {
+    let accept = base64(&sha1(
+        format!("{key}258EAFA5-E914-47DA-95CA-C5AB0DC85B11").as_bytes(),
+    ));
+    let head = format!(
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\nX-Hello-Version: {}\r\n\r\n",
+        app.version
+    );
+    if out.write_all(head.as_bytes()).is_err() {
+        return;
+    }
+    let _ = out.set_read_timeout(None);
+    let _ = reader.get_ref().set_read_timeout(None);
+    loop {
+        let mut h = [0u8; 2];
+        if reader.read_exact(&mut h).is_err() {
+            return;
+        }
+        let opcode = h[0] & 0x0f;
+        let masked = h[1] & 0x80 != 0;
+        let mut len = u64::from(h[1] & 0x7f);
+        if len == 126 {
+            let mut b = [0u8; 2];
+            if reader.read_exact(&mut b).is_err() {
+                return;
+            }
+            len = u64::from(u16::from_be_bytes(b));
+        } else if len == 127 {
+            let mut b = [0u8; 8];
+            if reader.read_exact(&mut b).is_err() {
+                return;
+            }
+            len = u64::from_be_bytes(b);
+        }
+        if len > 1 << 20 {
+            return;
+        }
+        let mut mask = [0u8; 4];
+        if masked && reader.read_exact(&mut mask).is_err() {
+            return;
+        }
+        let mut payload = vec![0u8; len as usize];
+        if reader.read_exact(&mut payload).is_err() {
+            return;
+        }
+        if masked {
+            for (i, b) in payload.iter_mut().enumerate() {
+                *b ^= mask[i % 4];
+            }
+        }
+        let reply_opcode = match opcode {
+            0x1 | 0x2 => opcode,
+            0x9 => 0xA,
+            0x8 => {
+                let _ = out.write_all(&frame(0x8, &payload));
+                return;
+            }
+            _ => continue,
+        };
+        if out.write_all(&frame(reply_opcode, &payload)).is_err() {
+            return;
+        }
+    }
+}
+
+/// An unmasked server frame with FIN set.
+fn frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
+    let mut f = vec![0x80 | opcode];
+    match payload.len() {
+        n if n < 126 => f.push(n as u8),
+        n if n <= 0xffff => {
+            f.push(126);
+            f.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        n => {
+            f.push(127);
+            f.extend_from_slice(&(n as u64).to_be_bytes());
+        }
+    }
+    f.extend_from_slice(payload);
+    f
+}
+
+/// SHA-1, only for the WebSocket handshake (RFC 3174).
+fn sha1(data: &[u8]) -> [u8; 20] {
+    let mut h: [u32; 5] = [0x67452301, 0xEFCDAB89, 0x98BADCFE, 0x10325476, 0xC3D2E1F0];
+    let mut msg = data.to_vec();
+    let bit_len = (data.len() as u64) * 8;
+    msg.push(0x80);
+    while msg.len() % 64 != 56 {
+        msg.push(0);
+    }
+    msg.extend_from_slice(&bit_len.to_be_bytes());
+    for chunk in msg.chunks(64) {
+        let mut w = [0u32; 80];
+        for i in 0..16 {
+            w[i] = u32::from_be_bytes([
+                chunk[4 * i],
+                chunk[4 * i + 1],
+                chunk[4 * i + 2],
+                chunk[4 * i + 3],
+            ]);
+        }
+        for i in 16..80 {
+            w[i] = (w[i - 3] ^ w[i - 8] ^ w[i - 14] ^ w[i - 16]).rotate_left(1);
+        }
+        let [mut a, mut b, mut c, mut d, mut e] = h;
+        for (i, wi) in w.iter().enumerate() {
+            let (f, k) = match i {
+                0..=19 => ((b & c) | (!b & d), 0x5A827999),
+                20..=39 => (b ^ c ^ d, 0x6ED9EBA1),
+                40..=59 => ((b & c) | (b & d) | (c & d), 0x8F1BBCDC),
+                _ => (b ^ c ^ d, 0xCA62C1D6),
+            };
+            let t = a
+                .rotate_left(5)
+                .wrapping_add(f)
+                .wrapping_add(e)
+                .wrapping_add(k)
+                .wrapping_add(*wi);
+            e = d;
+            d = c;
+            c = b.rotate_left(30);
+            b = a;
+            a = t;
+        }
+        for (x, y) in h.iter_mut().zip([a, b, c, d, e]) {
+            *x = x.wrapping_add(y);
+        }
+    }
+    let mut out = [0u8; 20];
+    for (i, x) in h.iter().enumerate() {
+        out[4 * i..4 * i + 4].copy_from_slice(&x.to_be_bytes());
+    }
+    out
+}
+
+fn base64(data: &[u8]) -> String {
+    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut s = String::new();
+    for c in data.chunks(3) {
+        let n = (u32::from(c[0]) << 16)
+            | (u32::from(*c.get(1).unwrap_or(&0)) << 8)
+            | u32::from(*c.get(2).unwrap_or(&0));
+        for i in 0..4 {
+            if i <= c.len() {
+                s.push(A[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                s.push('=');
+            }
+        }
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn websocket_accept_matches_rfc_6455_example() {
+        let accept = super::base64(&super::sha1(
+            b"dGhlIHNhbXBsZSBub25jZQ==258EAFA5-E914-47DA-95CA-C5AB0DC85B11",
+        ));
+        assert_eq!(accept, "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
+    }
 }

@@ -98,15 +98,27 @@ fn rolling_update_keeps_three_healthy_and_never_more_than_six() {
     let sampler = {
         let stop = stop.clone();
         std::thread::spawn(move || {
+            // One engine API call per sample (the docker CLI is too slow on a busy machine).
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            let engine = rt
+                .block_on(slipway_runtime::DockerRuntime::connect())
+                .unwrap();
             let started = std::time::Instant::now();
             let mut samples = Vec::new();
             while !stop.load(Ordering::SeqCst) {
-                let cs = containers(&format!("slipway.cluster={cluster}"));
-                let running = cs.iter().filter(|c| c.running).count();
+                let cs = rt.block_on(engine.list(&cluster)).unwrap();
+                let running = cs
+                    .iter()
+                    .filter(|c| c.state != slipway_runtime::ContainerState::Exited)
+                    .count();
                 let healthy = cs
                     .iter()
-                    .filter(|c| c.running && !c.ip.is_empty())
-                    .filter(|c| probe(&c.ip, 8080, "/healthz").is_some_and(|(st, _)| st == 200))
+                    .filter(|c| c.state == slipway_runtime::ContainerState::Running)
+                    .filter_map(|c| c.ip.as_deref())
+                    .filter(|ip| probe(ip, 8080, "/healthz").is_some_and(|(st, _)| st == 200))
                     .count();
                 samples.push((running, healthy));
                 std::thread::sleep(Duration::from_millis(40));

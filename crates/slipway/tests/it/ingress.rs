@@ -377,3 +377,69 @@ fn hostile_clients_get_4xx_and_others_are_unaffected() {
         "well-behaved clients were affected: {report:?}"
     );
 }
+
+fn read_frame(c: &mut TcpStream) -> (u8, Vec<u8>) {
+    let mut h = [0u8; 2];
+    c.read_exact(&mut h).unwrap();
+    let len = (h[1] & 0x7f) as usize;
+    assert!(len < 126, "test frames are short");
+    let mut payload = vec![0u8; len];
+    c.read_exact(&mut payload).unwrap();
+    (h[0], payload)
+}
+
+#[test]
+fn websockets_are_proxied_and_closed_with_1001_at_drain() {
+    if !docker() {
+        return;
+    }
+    let s = Server::start();
+    s.manifest(&lb_manifest(&app_name("ws"), &[("web", "/")], 1));
+    s.cli(&["deploy"]).ok();
+    let mut c = TcpStream::connect(s.ingress()).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    c.write_all(
+        b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+    )
+    .unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        c.read_exact(&mut byte).unwrap();
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&head).into_owned();
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    assert!(head.contains("s3pPLMBiTxaQ9kYGzzhZRbK+xOo="), "{head}");
+
+    // A masked text frame is echoed back.
+    let mask = [1u8, 2, 3, 4];
+    let mut f = vec![0x81, 0x80 | 4];
+    f.extend(mask);
+    f.extend(b"ping".iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    c.write_all(&f).unwrap();
+    assert_eq!(read_frame(&mut c), (0x81, b"ping".to_vec()));
+
+    // A deploy drains the old task: its WebSocket gets a close frame with 1001 (going away).
+    let deploy = {
+        let (url, token, dir) = (s.url.clone(), s.token.clone(), s.dir.path().to_owned());
+        std::thread::spawn(move || {
+            std::process::Command::new(BIN)
+                .args(["deploy", "--image", "web=slipway-hello:v2"])
+                .current_dir(dir)
+                .env("SLIPWAY_SERVER", url)
+                .env("SLIPWAY_TOKEN", token)
+                .output()
+                .unwrap()
+        })
+    };
+    let (op, payload) = read_frame(&mut c);
+    assert_eq!(op, 0x88, "expected a close frame");
+    assert_eq!(payload, vec![0x03, 0xE9], "close code 1001");
+    let out = deploy.join().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
