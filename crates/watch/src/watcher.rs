@@ -74,6 +74,26 @@ pub struct Watcher {
     registry: RegistryClient,
     store: StateStore,
     http: reqwest::Client,
+    /// Compose models by project, re-read only when a file changes.
+    models: std::sync::Mutex<HashMap<String, (Vec<Fingerprint>, Model)>>,
+}
+
+/// What identifies a version of a file: path, size, modification time.
+type Fingerprint = (std::path::PathBuf, u64, Option<std::time::SystemTime>);
+
+fn fingerprint(project: &Project) -> Vec<Fingerprint> {
+    project
+        .files
+        .iter()
+        .cloned()
+        .chain(std::iter::once(project.dir.join(".env")))
+        .map(|p| {
+            let m = std::fs::metadata(&p).ok();
+            let len = m.as_ref().map_or(0, std::fs::Metadata::len);
+            let mtime = m.and_then(|m| m.modified().ok());
+            (p, len, mtime)
+        })
+        .collect()
 }
 
 /// A failure while updating, with the text for logs and the webhook.
@@ -92,6 +112,7 @@ impl Watcher {
             registry,
             store,
             http: reqwest::Client::new(),
+            models: std::sync::Mutex::new(HashMap::new()),
         }
     }
 
@@ -109,8 +130,26 @@ impl Watcher {
         let docker_config = DockerConfig::load_default().map_err(|e| e.to_string());
         let mut digests: HashMap<String, Result<String, CheckError>> = HashMap::new();
         for project in &self.cfg.projects {
-            let model = match self.cfg.compose.model(project).await {
-                Ok(m) => m,
+            let fp = fingerprint(project);
+            let cached = self
+                .models
+                .lock()
+                .unwrap()
+                .get(&project.name)
+                .filter(|(f, _)| *f == fp)
+                .map(|(_, m)| m.clone());
+            let model = match cached {
+                Some(m) => Ok(m),
+                None => self.cfg.compose.model(project).await,
+            };
+            let model = match model {
+                Ok(m) => {
+                    self.models
+                        .lock()
+                        .unwrap()
+                        .insert(project.name.clone(), (fp, m.clone()));
+                    m
+                }
                 Err(e) => {
                     let msg = format!(
                         "compose project {} ({}): {e}; nothing changed",
