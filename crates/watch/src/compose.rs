@@ -425,3 +425,92 @@ version: '3.9'
         assert_eq!(Project::from_dir(&dir, Some("X-1")).unwrap().name, "x-1");
     }
 }
+
+/// A watch list file (`slipway watch --config FILE`): projects and, per project, services
+/// watched without the label. Relative paths are relative to the file.
+///
+/// ```yaml
+/// projects:
+///   - dir: /srv/shop
+///     services: [web, worker]
+///   - files: [blog/docker-compose.yml, blog/prod.yml]
+///     name: blog
+/// ```
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WatchFile {
+    projects: Vec<WatchEntry>,
+}
+
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WatchEntry {
+    dir: Option<PathBuf>,
+    #[serde(default)]
+    files: Vec<PathBuf>,
+    name: Option<String>,
+    #[serde(default)]
+    services: Vec<String>,
+}
+
+/// Reads a watch list file: each project with the services it names.
+pub fn read_watch_file(path: &Path) -> Result<Vec<(Project, Vec<String>)>, ComposeError> {
+    let shown = path.display().to_string();
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| ComposeError::NoFile(format!("{shown}: cannot read the watch list ({e})")))?;
+    let file: WatchFile =
+        serde_saphyr::from_str(&text).map_err(|e| ComposeError::NoFile(format!("{shown}: {e}")))?;
+    let base = path.parent().unwrap_or(Path::new("."));
+    let mut out = Vec::new();
+    for (i, e) in file.projects.into_iter().enumerate() {
+        let project = match (&e.dir, e.files.is_empty()) {
+            (Some(d), true) => Project::from_dir(&base.join(d), e.name.as_deref())?,
+            (None, false) => {
+                let files: Vec<PathBuf> = e.files.iter().map(|f| base.join(f)).collect();
+                Project::from_files(&files, e.name.as_deref())?
+            }
+            _ => {
+                return Err(ComposeError::NoFile(format!(
+                    "{shown}: projects[{i}] needs either `dir:` or `files:`"
+                )));
+            }
+        };
+        out.push((project, e.services));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod watch_file_tests {
+    use super::*;
+
+    #[test]
+    fn watch_list_file() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir(d.path().join("shop")).unwrap();
+        std::fs::write(d.path().join("shop/compose.yml"), "services: {}\n").unwrap();
+        std::fs::write(d.path().join("b.yml"), "services: {}\n").unwrap();
+        let list = d.path().join("watch.yml");
+        std::fs::write(
+            &list,
+            "projects:\n  - dir: shop\n    services: [web]\n  - files: [b.yml]\n    name: Blog\n",
+        )
+        .unwrap();
+        let got = read_watch_file(&list).unwrap();
+        assert_eq!(got.len(), 2);
+        assert_eq!(got[0].0.name, "shop");
+        assert_eq!(got[0].1, ["web"]);
+        assert_eq!(got[1].0.name, "blog");
+        assert!(got[1].1.is_empty());
+        std::fs::write(&list, "projects:\n  - name: x\n").unwrap();
+        let e = read_watch_file(&list).unwrap_err().to_string();
+        assert!(e.contains("needs either `dir:` or `files:`"), "{e}");
+        std::fs::write(&list, "projects:\n  - dir: shop\n    sevices: [web]\n").unwrap();
+        assert!(
+            read_watch_file(&list)
+                .unwrap_err()
+                .to_string()
+                .contains("sevices")
+        );
+    }
+}

@@ -215,24 +215,48 @@ impl RegistryClient {
         scope: &str,
         creds: Option<&Credentials>,
     ) -> Result<(String, Duration), CheckError> {
-        let mut query: Vec<(&str, &str)> = vec![("scope", scope)];
-        if let Some(s) = service {
-            query.push(("service", s));
-        }
-        if let Some(c) = creds
-            && c.username != "<token>"
-        {
-            query.push(("account", &c.username));
-        }
-        let mut url = reqwest::Url::parse(realm).map_err(|e| CheckError::Protocol {
+        let bad_realm = |e: String| CheckError::Protocol {
             registry: image.registry.clone(),
             reason: format!("token realm {realm:?} is not a URL: {e}"),
-        })?;
-        url.query_pairs_mut().extend_pairs(&query);
-        let mut req = self.http.get(url);
-        if let Some(c) = creds {
-            req = req.basic_auth(&c.username, Some(&c.password));
-        }
+        };
+        let req = match creds {
+            // An identity token (docker stores the token server's refresh token with the
+            // username `<token>`): the OAuth2 refresh grant, as the docker daemon does.
+            Some(c) if c.username == "<token>" => {
+                let mut form = form_urlencoded::Serializer::new(String::new());
+                form.append_pair("grant_type", "refresh_token")
+                    .append_pair("refresh_token", &c.password)
+                    .append_pair("scope", scope)
+                    .append_pair("client_id", "slipway-watch");
+                if let Some(s) = service {
+                    form.append_pair("service", s);
+                }
+                let url = reqwest::Url::parse(realm).map_err(|e| bad_realm(e.to_string()))?;
+                self.http
+                    .post(url)
+                    .header(
+                        reqwest::header::CONTENT_TYPE,
+                        "application/x-www-form-urlencoded",
+                    )
+                    .body(form.finish())
+            }
+            _ => {
+                let mut query: Vec<(&str, &str)> = vec![("scope", scope)];
+                if let Some(s) = service {
+                    query.push(("service", s));
+                }
+                if let Some(c) = creds {
+                    query.push(("account", &c.username));
+                }
+                let mut url = reqwest::Url::parse(realm).map_err(|e| bad_realm(e.to_string()))?;
+                url.query_pairs_mut().extend_pairs(&query);
+                let mut req = self.http.get(url);
+                if let Some(c) = creds {
+                    req = req.basic_auth(&c.username, Some(&c.password));
+                }
+                req
+            }
+        };
         let resp = self.send(req, &image.registry).await?;
         let status = resp.status();
         if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {

@@ -21,8 +21,10 @@ use crate::webhook;
 #[derive(Debug, Clone)]
 pub struct Config {
     pub projects: Vec<Project>,
-    /// Services watched by name, besides the ones labelled `slipway.watch=true`.
+    /// Services watched by name in every project, besides the labelled ones.
     pub services: Vec<String>,
+    /// Services watched by name in one project (from a watch list file).
+    pub project_services: HashMap<String, Vec<String>>,
     pub health_timeout: Duration,
     /// Without a health check: how long a new container must stay up.
     pub settle: Duration,
@@ -164,7 +166,15 @@ impl Watcher {
             let watched: Vec<&ServiceDef> = model
                 .services
                 .iter()
-                .filter(|s| s.watched_by_label() || self.cfg.services.contains(&s.name))
+                .filter(|s| {
+                    s.watched_by_label()
+                        || self.cfg.services.contains(&s.name)
+                        || self
+                            .cfg
+                            .project_services
+                            .get(&project.name)
+                            .is_some_and(|l| l.contains(&s.name))
+                })
                 .collect();
             if watched.is_empty() {
                 warn!(project = %project.name, "compose project {} has no watched service: add the label slipway.watch=true to a service (or pass --service NAME)", project.name);

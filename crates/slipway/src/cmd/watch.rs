@@ -2,6 +2,7 @@
 //! health checks, rollback and pruning (the job of seed 000's cron scripts and Watchtower).
 //! `slipway watch status` shows what the watcher knows.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -59,6 +60,9 @@ struct RunArgs {
     /// Compose files of one project, as `docker-compose -f` takes them (repeatable).
     #[arg(short = 'f', long = "file", value_name = "FILE")]
     files: Vec<PathBuf>,
+    /// A watch list file: `projects: [{dir: DIR | files: [..], name:, services: [..]}]`.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
     /// Project name when one project is given (default: as compose derives it).
     #[arg(short = 'p', long = "project-name")]
     project_name: Option<String>,
@@ -160,7 +164,7 @@ fn init_logs(a: &RunArgs, json: bool) -> Result<()> {
     Ok(())
 }
 
-fn projects(a: &RunArgs) -> Result<Vec<Project>> {
+fn projects(a: &RunArgs) -> Result<(Vec<Project>, HashMap<String, Vec<String>>)> {
     let one = a.projects.len() + usize::from(!a.files.is_empty()) <= 1;
     if a.project_name.is_some() && !one {
         bail!("--project-name names one project; give one --project DIR or one set of -f files");
@@ -172,6 +176,13 @@ fn projects(a: &RunArgs) -> Result<Vec<Project>> {
     }
     if !a.files.is_empty() {
         out.push(Project::from_files(&a.files, name)?);
+    }
+    let mut listed = HashMap::new();
+    if let Some(file) = &a.config {
+        for (p, services) in slipway_watch::compose::read_watch_file(file)? {
+            listed.insert(p.name.clone(), services);
+            out.push(p);
+        }
     }
     if out.is_empty() {
         let cwd = std::env::current_dir().context("cannot read the current directory")?;
@@ -187,12 +198,12 @@ fn projects(a: &RunArgs) -> Result<Vec<Project>> {
             w[0]
         );
     }
-    Ok(out)
+    Ok((out, listed))
 }
 
 async fn watch(a: RunArgs, json: bool) -> Result<ExitCode> {
     init_logs(&a, json)?;
-    let projects = projects(&a)?;
+    let (projects, project_services) = projects(&a)?;
     let state_dir = a.state_dir.clone().unwrap_or_else(state::default_dir);
     let state_dir = std::path::absolute(&state_dir).unwrap_or(state_dir);
     let store = StateStore::open(&state_dir)?;
@@ -201,6 +212,7 @@ async fn watch(a: RunArgs, json: bool) -> Result<ExitCode> {
     let cfg = Config {
         projects,
         services: a.services.clone(),
+        project_services,
         health_timeout: a.health_timeout,
         settle: a.settle,
         keep: a.keep,

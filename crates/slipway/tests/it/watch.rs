@@ -596,6 +596,29 @@ fn update_then_rollback_through_slipway_registry() {
     assert!(out.stderr.contains("which was rolled back"), "{out:#?}");
     assert_eq!(p.container("web").0, before);
     assert_eq!(hook.events().len(), 2);
+
+    // Daemon mode: a good version pushed next is picked up within one interval.
+    let v4 = d.push("slipway-hello:v3", &repo, "stable");
+    let out = w.run(
+        &[
+            &project[..],
+            &[
+                "--interval",
+                "1s",
+                "--cycles",
+                "2",
+                "--health-timeout",
+                "60s",
+            ],
+        ]
+        .concat(),
+    );
+    assert_eq!(out.code, 0, "{out:#?}");
+    assert_eq!(p.version("web"), "v3");
+    let st = w.status();
+    let web = status_of(&st, &p.name, "web");
+    assert_eq!(web["running_digest"], v4.as_str());
+    assert_eq!(web["failed_digest"], Value::Null);
 }
 
 #[test]
@@ -621,14 +644,18 @@ fn several_projects_update_independently_with_docker_registry() {
         ),
     );
     a.up(&["web", "db"]);
-    // B: a watched api without any health check.
+    // B: an api without any health check, watched because a watch list names it.
     let b = Project::new(
         tmp.path(),
         "wpb",
-        &format!(
-            "services:\n  api:\n    image: {api}:prod\n    labels:\n      slipway.watch: \"true\"\n"
-        ),
+        &format!("services:\n  api:\n    image: {api}:prod\n"),
     );
+    let list = tmp.path().join("watch.yml");
+    std::fs::write(
+        &list,
+        format!("projects:\n  - dir: {}\n    services: [api]\n", b.name),
+    )
+    .unwrap();
     b.up(&[]);
     // C: a compose file with an error.
     let c = Project::new(
@@ -639,10 +666,12 @@ fn several_projects_update_independently_with_docker_registry() {
     let w = Watch::new(tmp.path());
     let args = |extra: &[&str]| -> Vec<String> {
         let mut v: Vec<String> = Vec::new();
-        for p in [&a.dir, &b.dir, &c.dir] {
+        for p in [&a.dir, &c.dir] {
             v.push("--project".into());
             v.push(p.display().to_string());
         }
+        v.push("--config".into());
+        v.push(list.display().to_string());
         v.extend(
             [
                 "--once",
