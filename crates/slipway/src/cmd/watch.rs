@@ -164,7 +164,10 @@ fn init_logs(a: &RunArgs, json: bool) -> Result<()> {
     Ok(())
 }
 
-fn projects(a: &RunArgs) -> Result<(Vec<Project>, HashMap<String, Vec<String>>)> {
+/// Services a watch list names, per project.
+type Listed = HashMap<String, Vec<String>>;
+
+fn projects(a: &RunArgs) -> Result<(Vec<Project>, Listed)> {
     let one = a.projects.len() + usize::from(!a.files.is_empty()) <= 1;
     if a.project_name.is_some() && !one {
         bail!("--project-name names one project; give one --project DIR or one set of -f files");
