@@ -6,6 +6,9 @@
 //! engine's answers into small plain types; it makes no decisions (that is the planner's job)
 //! and touches no state store.
 
+mod compose;
+pub use compose::{ContainerDetails, Health, ImageDetails, PullAuth};
+
 use std::collections::HashMap;
 use std::time::Duration;
 

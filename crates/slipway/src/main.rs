@@ -61,6 +61,9 @@ enum Command {
         #[command(subcommand)]
         cmd: cmd::registry::RepoCmd,
     },
+    /// Keep docker compose services on the newest image of their tag (health-gated, with
+    /// rollback); `slipway watch status` shows what it knows.
+    Watch(Box<cmd::watch::WatchArgs>),
 }
 
 fn main() -> ExitCode {
@@ -101,6 +104,7 @@ fn main() -> ExitCode {
             Command::Delete(a) => cmd::ops::delete(a, json).await,
             Command::Registry { cmd } => cmd::registry::registry(cmd, json).await,
             Command::Repo { cmd } => cmd::registry::repo(cmd, json).await,
+            Command::Watch(a) => cmd::watch::run(*a, json).await,
         }
     });
     match result {

@@ -5,6 +5,7 @@ pub mod login;
 pub mod ops;
 pub mod registry;
 pub mod status;
+pub mod watch;
 
 use std::path::{Path, PathBuf};
 

@@ -9,3 +9,4 @@ mod deploy;
 mod ingress;
 mod ops;
 mod registry;
+mod watch;
