@@ -40,6 +40,16 @@ pub struct ServerArgs {
     /// Log as JSON lines instead of text.
     #[arg(long)]
     log_json: bool,
+    /// How often registry garbage collection runs (`0s` turns the schedule off;
+    /// `slipway registry gc` runs it on demand).
+    #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
+    registry_gc_interval: std::time::Duration,
+    /// Unreferenced blobs younger than this, or used by a request this recently, are kept.
+    #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
+    registry_gc_grace: std::time::Duration,
+    /// How often repositories' lifecycle policies are applied (`0s` turns it off).
+    #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
+    registry_lifecycle_interval: std::time::Duration,
 }
 
 /// The per-user default data directory.
@@ -108,6 +118,106 @@ impl AdminCheck for StoreAdminCheck {
     }
 }
 
+/// How long the engine's internal pull passwords live: one pull.
+const INTERNAL_PULL_TTL_SECS: u64 = 600;
+
+/// Gives the engine a short-lived pull-only password for this server's own registry, so
+/// deploys pull from it with no `docker login` on the host.
+struct InternalPull {
+    registry: Registry,
+    /// `host:port` spellings of this server's registry.
+    hosts: Vec<String>,
+}
+
+impl slipway_runtime::PullCredentials for InternalPull {
+    fn credentials_for(&self, registry: &str) -> Option<(String, String)> {
+        self.hosts
+            .iter()
+            .any(|h| h.eq_ignore_ascii_case(registry))
+            .then(|| {
+                (
+                    "slipway-internal".to_owned(),
+                    self.registry.internal_pull_password(INTERNAL_PULL_TTL_SECS),
+                )
+            })
+    }
+}
+
+/// The `host:port` names under which the registry at `addr` is reachable from this host.
+fn own_registry_hosts(addr: SocketAddr, extra_names: &[String]) -> Vec<String> {
+    let port = addr.port();
+    let mut hosts = vec![format!("localhost:{port}")];
+    if addr.ip().is_unspecified() || addr.ip().is_loopback() {
+        hosts.push(format!("127.0.0.1:{port}"));
+    }
+    if !addr.ip().is_unspecified() {
+        hosts.push(addr.to_string());
+    }
+    for n in extra_names {
+        hosts.push(format!("{n}:{port}"));
+    }
+    hosts.sort();
+    hosts.dedup();
+    hosts
+}
+
+/// What running tasks and the last successful release of each service use, for the
+/// registry's lifecycle safety rule.
+struct StoreInUse(Arc<dyn Store>);
+
+#[async_trait::async_trait]
+impl slipway_registry::lifecycle::InUse for StoreInUse {
+    async fn images_in_use(&self) -> Result<Vec<String>, String> {
+        use slipway_core::model::RolloutState;
+        let s = &self.0;
+        let mut out = Vec::new();
+        let mut push = |td: Option<slipway_core::model::TaskDefinition>| {
+            if let Some(td) = td {
+                out.extend(td.container.image_digest);
+            }
+        };
+        for svc in s.list_services(None).await.map_err(|e| e.to_string())? {
+            let family = svc.key.family();
+            let mut revisions = std::collections::BTreeSet::new();
+            for t in s
+                .list_tasks(&svc.key, false)
+                .await
+                .map_err(|e| e.to_string())?
+            {
+                revisions.insert(t.revision);
+            }
+            for d in s
+                .active_deployments(&svc.key)
+                .await
+                .map_err(|e| e.to_string())?
+            {
+                revisions.insert(d.revision);
+            }
+            if let Some(d) = s
+                .list_deployments(&svc.key, 1000)
+                .await
+                .map_err(|e| e.to_string())?
+                .into_iter()
+                .find(|d| d.state == RolloutState::Succeeded)
+            {
+                revisions.insert(d.revision);
+            }
+            for r in revisions {
+                push(
+                    s.get_task_definition(&family, r)
+                        .await
+                        .map_err(|e| e.to_string())?,
+                );
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn schedule(d: std::time::Duration) -> Option<std::time::Duration> {
+    (!d.is_zero()).then_some(d)
+}
+
 pub async fn run(args: ServerArgs) -> Result<ExitCode> {
     init_logging(args.log_json);
     let dir = args.data_dir.unwrap_or_else(default_data_dir);
@@ -128,18 +238,20 @@ pub async fn run(args: ServerArgs) -> Result<ExitCode> {
             id
         }
     };
-    let registry = Registry::open(RegistryConfig::new(
+    let mut reg_cfg = RegistryConfig::new(
         dir.join("registry"),
         Arc::new(StoreAdminCheck(store.clone())),
-    ))
-    .await
-    .with_context(|| {
+    );
+    reg_cfg.gc_grace = args.registry_gc_grace;
+    reg_cfg.gc_interval = schedule(args.registry_gc_interval);
+    reg_cfg.lifecycle_interval = schedule(args.registry_lifecycle_interval);
+    reg_cfg.in_use = Some(Arc::new(StoreInUse(store.clone())));
+    let registry = Registry::open(reg_cfg).await.with_context(|| {
         format!(
             "cannot open the registry in {}",
             dir.join("registry").display()
         )
     })?;
-    let rt = DockerRuntime::connect().await?;
     let listener = tokio::net::TcpListener::bind(args.api_addr)
         .await
         .with_context(|| {
@@ -149,6 +261,12 @@ pub async fn run(args: ServerArgs) -> Result<ExitCode> {
             )
         })?;
     let addr = listener.local_addr()?;
+    let rt = DockerRuntime::connect()
+        .await?
+        .with_credentials(Arc::new(InternalPull {
+            registry: registry.clone(),
+            hosts: own_registry_hosts(addr, &[]),
+        }));
     if !addr.ip().is_loopback() {
         tracing::warn!(%addr, "the API listens on a non-loopback address; every call still needs the admin token");
     }

@@ -679,3 +679,59 @@ fn oci_layout_image_from_umoci_keeps_oci_media_types() {
         "application/vnd.oci.image.manifest.v1+json"
     );
 }
+
+/// A deploy whose image lives in the built-in registry: the engine pulls it with internal
+/// credentials (the host never ran `docker login` for the engine), and the revision pins
+/// the repo digest.
+#[test]
+fn deploy_pulls_from_the_built_in_registry_with_internal_credentials() {
+    if !docker() {
+        return;
+    }
+    let s = Server::start();
+    let h = host(&s);
+    let mut refs = Refs(Vec::new());
+    docker_login(&s, "slipway", &password(&s, false));
+    let name = format!("it/pulled{}", rand::random::<u32>() % 100_000);
+    let image = format!("{h}/{name}:v1");
+    refs.tag(&s, "slipway-hello:v2", &image);
+    let digest = pushed_digest(&docker_cmd(&s, &["push", &image], None).ok());
+    // Forget the client's login and the local reference: only the engine's own pull with
+    // the server's internal credentials can bring the image back.
+    docker_cmd(&s, &["logout", &h], None).ok();
+    docker_cmd(&s, &["rmi", &image], None).ok();
+    let anonymous = docker_cmd(&s, &["pull", &image], None);
+    assert_ne!(
+        anonymous.code, 0,
+        "anonymous pulls are refused: {anonymous:?}"
+    );
+
+    s.manifest(&web_manifest(&app_name("regpull"), &image, 2, ""));
+    let out = s.cli(&["deploy"]).ok();
+    assert!(out.stdout.contains("SUCCEEDED"), "{out:?}");
+    let status = s.cli(&["--json", "status", "web"]).ok().json();
+    assert_eq!(
+        status["summary"]["image_digest"].as_str().unwrap(),
+        format!("{h}/{name}@{digest}"),
+        "the revision pins the repo digest: {status}"
+    );
+    let running: Vec<Container> = s.containers().into_iter().filter(|c| c.running).collect();
+    assert_eq!(running.len(), 2);
+    for c in &running {
+        let (code, body) = probe(&c.ip, 8080, "/").expect("the task answers");
+        assert_eq!(code, 200);
+        assert!(body.contains("v2"), "{body}");
+    }
+    let repo_digests = docker_cmd(
+        &s,
+        &["image", "inspect", "-f", "{{json .RepoDigests}}", &image],
+        None,
+    )
+    .ok();
+    assert!(
+        repo_digests
+            .stdout
+            .contains(&format!("{h}/{name}@{digest}")),
+        "{repo_digests:?}"
+    );
+}
