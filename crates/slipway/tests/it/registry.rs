@@ -734,4 +734,60 @@ fn deploy_pulls_from_the_built_in_registry_with_internal_credentials() {
             .contains(&format!("{h}/{name}@{digest}")),
         "{repo_digests:?}"
     );
+
+    // The lifecycle safety rule: a policy keeping only the newest image would expire the
+    // running one; it is kept (and reported), in the preview and in the run alike.
+    docker_login(&s, "slipway", &password(&s, false));
+    let newer = format!("{h}/{name}:v3");
+    refs.tag(&s, "slipway-hello:v3", &newer);
+    let newer_digest = pushed_digest(&docker_cmd(&s, &["push", &newer], None).ok());
+    let bad = s.manifest(r#"{"rules":[{"rulePriority":3,"selection":{"tagStatus":"any","countType":"sinceImagePushed","countNumber":1},"action":{"type":"expire"}}]}"#);
+    let refused = s.cli(&["repo", "policy", "set", &name, bad.to_str().unwrap()]);
+    assert_ne!(refused.code, 0);
+    assert!(
+        refused.stderr.contains("rule with rulePriority 3")
+            && refused.stderr.contains("requires countUnit \"days\""),
+        "{refused:?}"
+    );
+    let policy = r#"{"rules":[{"rulePriority":1,"description":"newest only","selection":{"tagStatus":"any","countType":"imageCountMoreThan","countNumber":1},"action":{"type":"expire"}}]}"#;
+    let file = s.manifest(policy);
+    s.cli(&["repo", "policy", "set", &name, file.to_str().unwrap()])
+        .ok();
+    let got = s.cli(&["repo", "policy", "get", &name]).ok();
+    assert_eq!(got.stdout.trim(), policy);
+    let preview = s
+        .cli(&["--json", "repo", "policy", "preview", &name])
+        .ok()
+        .json();
+    assert_eq!(preview["expired"], serde_json::json!([]), "{preview}");
+    assert_eq!(
+        preview["protected"],
+        serde_json::json!([digest]),
+        "{preview}"
+    );
+    let run = s
+        .cli(&["--json", "repo", "policy", "run", &name])
+        .ok()
+        .json();
+    assert_eq!(run["expired"], preview["expired"]);
+    assert_eq!(run["protected"], preview["protected"]);
+    let images = s.cli(&["--json", "repo", "images", &name]).ok().json();
+    let kept: Vec<&str> = images
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["digest"].as_str().unwrap())
+        .collect();
+    assert!(kept.contains(&digest.as_str()) && kept.contains(&newer_digest.as_str()));
+    let human = s.cli(&["repo", "policy", "preview", &name]).ok();
+    assert!(
+        human.stdout.contains("in use by a running task"),
+        "{human:?}"
+    );
+    let gc = s
+        .cli(&["--json", "registry", "gc", "--dry-run"])
+        .ok()
+        .json();
+    assert_eq!(gc["dry_run"], true);
+    assert_eq!(gc["grace_secs"], 3600);
 }
