@@ -50,6 +50,20 @@ pub struct ServerArgs {
     /// How often repositories' lifecycle policies are applied (`0s` turns it off).
     #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
     registry_lifecycle_interval: std::time::Duration,
+    /// Serve TLS on the API address with this certificate chain (PEM; reloaded when it
+    /// changes and on SIGHUP). Plain HTTP stays available to loopback clients.
+    #[arg(long, requires = "tls_key", conflicts_with = "tls_auto")]
+    tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Serve TLS with a certificate from a private CA made on first start in DATA_DIR/ca
+    /// (`slipway registry ca` prints it for clients).
+    #[arg(long)]
+    tls_auto: bool,
+    /// Extra host name or address the --tls-auto certificate covers (repeatable).
+    #[arg(long = "tls-san", value_name = "NAME")]
+    tls_sans: Vec<String>,
 }
 
 /// The per-user default data directory.
@@ -238,20 +252,6 @@ pub async fn run(args: ServerArgs) -> Result<ExitCode> {
             id
         }
     };
-    let mut reg_cfg = RegistryConfig::new(
-        dir.join("registry"),
-        Arc::new(StoreAdminCheck(store.clone())),
-    );
-    reg_cfg.gc_grace = args.registry_gc_grace;
-    reg_cfg.gc_interval = schedule(args.registry_gc_interval);
-    reg_cfg.lifecycle_interval = schedule(args.registry_lifecycle_interval);
-    reg_cfg.in_use = Some(Arc::new(StoreInUse(store.clone())));
-    let registry = Registry::open(reg_cfg).await.with_context(|| {
-        format!(
-            "cannot open the registry in {}",
-            dir.join("registry").display()
-        )
-    })?;
     let listener = tokio::net::TcpListener::bind(args.api_addr)
         .await
         .with_context(|| {
@@ -261,11 +261,75 @@ pub async fn run(args: ServerArgs) -> Result<ExitCode> {
             )
         })?;
     let addr = listener.local_addr()?;
+    let tls_on = args.tls_auto || args.tls_cert.is_some();
+    // With TLS on a specific non-loopback address, local clients keep plain HTTP on
+    // 127.0.0.1 at the same port.
+    let mut listeners = vec![listener];
+    if tls_on && !addr.ip().is_loopback() && !addr.ip().is_unspecified() {
+        let local = SocketAddr::from(([127, 0, 0, 1], addr.port()));
+        match tokio::net::TcpListener::bind(local).await {
+            Ok(l) => listeners.push(l),
+            Err(e) => tracing::warn!(%local, error = %e, "no plain loopback listener"),
+        }
+    }
+    let local_url = if addr.ip().is_unspecified() || listeners.len() > 1 {
+        format!("http://127.0.0.1:{}", addr.port())
+    } else if tls_on && !addr.ip().is_loopback() {
+        format!("https://{addr}")
+    } else {
+        format!("http://{addr}")
+    };
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let cert_names = crate::tls::certificate_names(addr, &args.tls_sans);
+    let tls = if args.tls_auto {
+        Some(crate::tls::serve_auto(
+            &dir,
+            &cert_names,
+            shutdown_rx.clone(),
+        )?)
+    } else if let (Some(c), Some(k)) = (&args.tls_cert, &args.tls_key) {
+        Some(crate::tls::serve_files(
+            c.clone(),
+            k.clone(),
+            shutdown_rx.clone(),
+        )?)
+    } else {
+        None
+    };
+    let mut reg_cfg = RegistryConfig::new(
+        dir.join("registry"),
+        Arc::new(StoreAdminCheck(store.clone())),
+    );
+    reg_cfg.gc_grace = args.registry_gc_grace;
+    reg_cfg.gc_interval = schedule(args.registry_gc_interval);
+    reg_cfg.lifecycle_interval = schedule(args.registry_lifecycle_interval);
+    reg_cfg.in_use = Some(Arc::new(StoreInUse(store.clone())));
+    if let Some(ca) = tls.as_ref().and_then(|t| t.ca_pem.clone()) {
+        let port = addr.port();
+        let mut hosts: Vec<String> = cert_names
+            .iter()
+            .filter(|n| !["localhost", "127.0.0.1", "::1"].contains(&n.as_str()))
+            .map(|n| format!("{n}:{port}"))
+            .collect();
+        if !addr.ip().is_unspecified() {
+            hosts.insert(0, addr.to_string());
+        }
+        reg_cfg.ca = Some(slipway_registry::CaInfo {
+            certificate: ca,
+            hosts,
+        });
+    }
+    let registry = Registry::open(reg_cfg).await.with_context(|| {
+        format!(
+            "cannot open the registry in {}",
+            dir.join("registry").display()
+        )
+    })?;
     let rt = DockerRuntime::connect()
         .await?
         .with_credentials(Arc::new(InternalPull {
             registry: registry.clone(),
-            hosts: own_registry_hosts(addr, &[]),
+            hosts: own_registry_hosts(addr, &args.tls_sans),
         }));
     if !addr.ip().is_loopback() {
         tracing::warn!(%addr, "the API listens on a non-loopback address; every call still needs the admin token");
@@ -295,7 +359,6 @@ pub async fn run(args: ServerArgs) -> Result<ExitCode> {
         .set_meta("ingress_url", ingress_url.as_deref().unwrap_or(""))
         .await?;
 
-    let (shutdown_tx, shutdown_rx) = watch::channel(false);
     registry.spawn_janitor(shutdown_rx.clone());
     let controller = Controller::start(
         store.clone(),
@@ -324,8 +387,8 @@ pub async fn run(args: ServerArgs) -> Result<ExitCode> {
     let app = slipway_api::router(ApiState { store, controller })
         .merge(registry.router())
         .merge(registry.admin_router());
-    write_private(&dir.join("api.addr"), &format!("http://{addr}\n"))?;
-    tracing::info!(api = %format!("http://{addr}"), data_dir = %dir.display(), cluster = %cluster, "slipway server ready");
+    write_private(&dir.join("api.addr"), &format!("{local_url}\n"))?;
+    tracing::info!(api = %local_url, tls = tls.is_some(), data_dir = %dir.display(), cluster = %cluster, "slipway server ready");
 
     let signal = async move {
         let mut term =
@@ -337,8 +400,18 @@ pub async fn run(args: ServerArgs) -> Result<ExitCode> {
         tracing::info!("shutting down; containers keep running");
         let _ = shutdown_tx.send(true);
     };
-    axum::serve(listener, app)
-        .with_graceful_shutdown(signal)
-        .await?;
+    match tls {
+        Some(tls) => {
+            let stop = shutdown_rx.clone();
+            tokio::spawn(signal);
+            crate::tls::serve(listeners, app, tls.acceptor, stop).await?;
+        }
+        None => {
+            let listener = listeners.remove(0);
+            axum::serve(listener, app)
+                .with_graceful_shutdown(signal)
+                .await?;
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }

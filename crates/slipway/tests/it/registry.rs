@@ -791,3 +791,149 @@ fn deploy_pulls_from_the_built_in_registry_with_internal_credentials() {
     assert_eq!(gc["dry_run"], true);
     assert_eq!(gc["grace_secs"], 3600);
 }
+
+/// A veth pair whose host end has a non-loopback address, its peer in a network namespace
+/// the test creates; removed on drop.
+struct TestNet {
+    ns: String,
+    host_if: String,
+    pub addr: String,
+}
+
+impl TestNet {
+    fn create() -> Option<TestNet> {
+        let n = rand::random::<u16>() % 200 + 20;
+        let ns = format!("slwtls{n}");
+        let host_if = format!("vslw{n}a");
+        let addr = format!("10.213.{n}.1");
+        let sh = |args: &[&str]| {
+            Command::new("ip")
+                .args(args)
+                .output()
+                .is_ok_and(|o| o.status.success())
+        };
+        let net = TestNet {
+            ns: ns.clone(),
+            host_if: host_if.clone(),
+            addr: addr.clone(),
+        };
+        let peer = format!("vslw{n}b");
+        let ok = sh(&["netns", "add", &ns])
+            && sh(&[
+                "link", "add", &host_if, "type", "veth", "peer", "name", &peer,
+            ])
+            && sh(&["link", "set", &peer, "netns", &ns])
+            && sh(&["addr", "add", &format!("{addr}/24"), "dev", &host_if])
+            && sh(&["link", "set", &host_if, "up"])
+            && sh(&[
+                "-n",
+                &ns,
+                "addr",
+                "add",
+                &format!("10.213.{n}.2/24"),
+                "dev",
+                &peer,
+            ])
+            && sh(&["-n", &ns, "link", "set", &peer, "up"]);
+        ok.then_some(net)
+    }
+}
+
+impl Drop for TestNet {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.host_if])
+            .output();
+        let _ = Command::new("ip").args(["netns", "del", &self.ns]).output();
+    }
+}
+
+/// Removes a directory however the test ends.
+struct RemoveDir(PathBuf);
+
+impl Drop for RemoveDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// `--tls-auto`: a docker engine that trusts the generated CA (certs.d, no insecure
+/// registry setting) logs in, pushes and pulls over TLS at a non-loopback address; plain
+/// HTTP is refused there and still served on loopback.
+#[test]
+fn docker_pushes_and_pulls_over_tls_with_the_private_ca() {
+    if !docker() {
+        return;
+    }
+    let Some(net) = TestNet::create() else {
+        panic!("cannot create a test network namespace and veth pair (needs root and `ip`)");
+    };
+    let s = Server::start_with(&["--api-addr", &format!("{}:0", net.addr), "--tls-auto"]);
+    assert!(s.url.starts_with("http://127.0.0.1:"), "{}", s.url);
+    let port = s.url.rsplit(':').next().unwrap().to_owned();
+    let remote = format!("{}:{port}", net.addr);
+
+    let ca = s.cli(&["registry", "ca"]).ok();
+    assert!(
+        ca.stdout.starts_with("-----BEGIN CERTIFICATE-----"),
+        "{ca:?}"
+    );
+    assert!(
+        ca.stderr
+            .contains(&format!("/etc/docker/certs.d/{remote}/ca.crt")),
+        "{ca:?}"
+    );
+    let key_mode = std::fs::metadata(s.data_dir().join("ca/ca.key"))
+        .unwrap()
+        .permissions();
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(key_mode.mode() & 0o777, 0o600);
+    let certs = PathBuf::from(format!("/etc/docker/certs.d/{remote}"));
+    std::fs::create_dir_all(&certs).unwrap();
+    let _certs = RemoveDir(certs.clone());
+    std::fs::write(certs.join("ca.crt"), &ca.stdout).unwrap();
+    let ca_file = s.dir.path().join("ca.crt");
+    std::fs::write(&ca_file, &ca.stdout).unwrap();
+
+    // Plain HTTP from a non-loopback peer is refused; TLS verified by the CA answers.
+    let plain = Command::new("curl")
+        .args(["-sS", "-o", "/dev/null", "-w", "%{http_code}"])
+        .arg(format!("http://{remote}/v2/"))
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&plain.stdout), "400");
+    let tls = Command::new("curl")
+        .args(["-sS", "-o", "/dev/null", "-w", "%{http_code}", "--cacert"])
+        .arg(&ca_file)
+        .arg(format!("https://{remote}/v2/"))
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&tls.stdout), "401", "{tls:?}");
+
+    let mut refs = Refs(Vec::new());
+    let pw = password(&s, false);
+    docker_cmd(
+        &s,
+        &["login", &remote, "-u", "slipway", "--password-stdin"],
+        Some(&pw),
+    )
+    .ok();
+    let image = format!("{remote}/tls/hello:v1");
+    refs.tag(&s, "slipway-hello:v1", &image);
+    let digest = pushed_digest(&docker_cmd(&s, &["push", &image], None).ok());
+    docker_cmd(&s, &["rmi", &image], None).ok();
+    let pull = docker_cmd(&s, &["pull", &image], None).ok();
+    assert!(pull.stdout.contains(&digest), "{pull:?}");
+    // The same registry over plain HTTP on loopback.
+    let local = Command::new("curl")
+        .args(["-sS", "-o", "/dev/null", "-w", "%{http_code}"])
+        .arg(format!("http://127.0.0.1:{port}/v2/"))
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&local.stdout), "401");
+    let images = s
+        .cli(&["--json", "repo", "images", "tls/hello"])
+        .ok()
+        .json();
+    assert_eq!(images[0]["digest"], digest.as_str());
+}
