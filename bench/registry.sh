@@ -77,7 +77,7 @@ upload() { # host repo file digest -> ms
   case $loc in http*) ;; *) loc="http://$host$loc";; esac
   case $loc in *\?*) loc="$loc&digest=$digest";; *) loc="$loc?digest=$digest";; esac
   # shellcheck disable=SC2046
-  curl -fsS $(auth "$host") -X PUT -H 'Content-Type: application/octet-stream' --data-binary @"$file" -o /dev/null "$loc"
+  curl -fsS $(auth "$host") -X PUT -H "Content-Type: application/octet-stream" -T "$file" -o /dev/null "$loc"
   t1=$(now_ms); echo $((t1 - t0))
 }
 get_blob() { # host repo digest -> ms
@@ -96,36 +96,40 @@ for i in $(seq "$runs"); do
 done
 
 # --- 3, 4: docker push / pull of a 5-layer ~200 MB image ---
+# Each run builds an image with new random layers, so every push uploads every layer (no
+# cross-repository mount, no "layer exists"), and every pull downloads them.
 ctx="$work/ctx"; mkdir -p "$ctx"
-printf 'FROM scratch\n' >"$ctx/Dockerfile"
-for l in 1 2 3 4 5; do head -c 40M /dev/urandom >"$ctx/layer$l"; printf 'COPY layer%s /layer%s\n' "$l" "$l" >>"$ctx/Dockerfile"; done
-DOCKER_BUILDKIT=0 docker build -q -t slipway-regbench:img "$ctx" >/dev/null 2>&1
-image_id=$(docker image inspect -f '{{.Id}}' slipway-regbench:img)
+build_image() { # run -> image id
+  printf 'FROM scratch\n' >"$ctx/Dockerfile"
+  for l in 1 2 3 4 5; do head -c 40M /dev/urandom >"$ctx/layer$l"; printf 'COPY layer%s /layer%s\n' "$l" "$l" >>"$ctx/Dockerfile"; done
+  DOCKER_BUILDKIT=0 docker build -q -t "slipway-regbench:run$1" "$ctx" >/dev/null 2>&1
+  docker image inspect -f '{{.Id}}' "slipway-regbench:run$1"
+}
 for i in $(seq "$runs"); do
+  image_id=$(build_image "$i")
   for who in slipway ref; do
     host=$([ $who = slipway ] && echo "$slipway_host" || echo "$ref_host")
-    docker tag slipway-regbench:img "$host/bench/img$i:v1"
-    t0=$(now_ms); docker push -q "$host/bench/img$i:v1" >/dev/null; t1=$(now_ms)
+    docker tag "$image_id" "$host/bench/img:run$i"
+    t0=$(now_ms); docker push -q "$host/bench/img:run$i" >/dev/null; t1=$(now_ms)
     push[$who]+="$((t1 - t0)) "
   done
-done
-for i in $(seq "$runs"); do
   for who in slipway ref; do
     host=$([ $who = slipway ] && echo "$slipway_host" || echo "$ref_host")
     docker rmi -f "$image_id" >/dev/null 2>&1 || true
-    t0=$(now_ms); docker pull -q "$host/bench/img1:v1" >/dev/null; t1=$(now_ms)
+    t0=$(now_ms); docker pull -q "$host/bench/img:run$i" >/dev/null; t1=$(now_ms)
     pull[$who]+="$((t1 - t0)) "
   done
+  docker rmi -f "$image_id" >/dev/null 2>&1 || true
 done
-docker tag "$image_id" slipway-regbench:img
+image_id=""
 
 # --- 5: manifest GET p50/p99, 32 concurrent clients ---
 declare -A p50 p99
 for who in slipway ref; do
   host=$([ $who = slipway ] && echo "$slipway_host" || echo "$ref_host")
   hargs=(-n 6400 -c 32 -H "Accept: application/vnd.docker.distribution.manifest.v2+json")
-  [ $who = slipway ] && hargs+=(-a "slipway:$password")
-  hey "${hargs[@]}" "http://$host/v2/bench/img1/manifests/v1" >"$work/hey.$who"
+  [ $who = slipway ] && hargs+=(-H "Authorization: Basic $(printf 'slipway:%s' "$password" | base64 -w0)")
+  hey "${hargs[@]}" "http://$host/v2/bench/img/manifests/run1" >"$work/hey.$who"
   grep -q '\[200\]' "$work/hey.$who" || { echo "manifest GET failed for $who:"; cat "$work/hey.$who"; exit 1; }
   p50[$who]=$(awk '/50% in/{printf "%.2f", $3*1000}' "$work/hey.$who")
   p99[$who]=$(awk '/99% in/{printf "%.2f", $3*1000}' "$work/hey.$who")
