@@ -58,7 +58,7 @@ pub(crate) async fn deploy(
                 format!("service {}: {e}; build or load the image on this host, or check its name and tag", s.key.name),
             )
         })?;
-        s.container.image_digest = Some(info.id);
+        s.container.image_digest = Some(info.pinned());
     }
     let now = now_ms();
     let mut results = Vec::new();
@@ -403,11 +403,12 @@ pub(crate) async fn restart(
                 e.to_string(),
             )
         })?;
-    let revision = if td.container.image_digest.as_deref() == Some(info.id.as_str()) {
+    let pinned = info.pinned();
+    let revision = if td.container.image_digest.as_deref() == Some(pinned.as_str()) {
         RevisionChoice::Existing(td.revision)
     } else {
         let mut c = td.container.clone();
-        c.image_digest = Some(info.id.clone());
+        c.image_digest = Some(pinned);
         RevisionChoice::Register(Box::new(c))
     };
     let now = now_ms();

@@ -9,11 +9,17 @@
 //! | `PATCH /api/v1/repositories/NAME` `{"immutable": bool}` | switch tag mutability |
 //! | `DELETE /api/v1/repositories/NAME[?force=true]` | delete (refused when not empty unless forced) |
 //! | `GET /api/v1/repositories/NAME/images` | images: tags, digest, size, pushed at, platforms |
+//! | `PUT /api/v1/repositories/NAME/lifecycle-policy` (ECR policy JSON) | set (validated) |
+//! | `GET / DELETE /api/v1/repositories/NAME/lifecycle-policy` | get / remove the policy |
+//! | `POST /api/v1/repositories/NAME/lifecycle-policy/preview` | what a run would expire |
+//! | `POST /api/v1/repositories/NAME/lifecycle-policy/run` | apply the policy now |
+//! | `POST /api/v1/registry/gc` `{"dry_run": bool}` | garbage collection now |
 //!
 //! Errors use the native API's body, `{"error": {"code", "message"}}`.
 
 use std::collections::{HashMap, HashSet};
 
+use axum::body::Bytes;
 use axum::extract::{Path, Query, Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::Next;
@@ -135,6 +141,8 @@ type AResult<T> = Result<Json<T>, AdminError>;
 pub(crate) fn router(reg: Registry) -> Router {
     Router::new()
         .route("/api/v1/registry/password", post(password))
+        .route("/api/v1/registry/gc", post(gc))
+        .route("/api/v1/registry/ca", get(ca))
         .route(
             "/api/v1/repositories",
             get(list_repositories).post(create_repository),
@@ -143,7 +151,9 @@ pub(crate) fn router(reg: Registry) -> Router {
             "/api/v1/repositories/{*name}",
             get(get_repository)
                 .delete(delete_repository)
-                .patch(update_repository),
+                .patch(update_repository)
+                .put(put_policy)
+                .post(post_repository),
         )
         .route_layer(axum::middleware::from_fn_with_state(
             reg.clone(),
@@ -253,6 +263,11 @@ async fn list_repositories(State(reg): State<Registry>) -> AResult<Vec<Repositor
 /// `GET .../NAME` or `GET .../NAME/images` (a name's last component is never `images`
 /// for this purpose: the images listing wins).
 async fn get_repository(State(reg): State<Registry>, Path(name): Path<String>) -> Response {
+    if let Some(repo) = name.strip_suffix("/lifecycle-policy") {
+        return get_policy(&reg, repo)
+            .await
+            .unwrap_or_else(IntoResponse::into_response);
+    }
     let result = match name.strip_suffix("/images") {
         Some(repo) => images(&reg, repo).await.map(IntoResponse::into_response),
         None => {
@@ -285,9 +300,20 @@ async fn delete_repository(
     State(reg): State<Registry>,
     Path(name): Path<String>,
     Query(q): Query<DeleteQuery>,
-) -> AResult<DeleteResponse> {
+) -> Response {
+    if let Some(repo) = name.strip_suffix("/lifecycle-policy") {
+        return delete_policy(&reg, repo)
+            .await
+            .unwrap_or_else(IntoResponse::into_response);
+    }
+    delete_repo(&reg, name, q)
+        .await
+        .map_or_else(IntoResponse::into_response, IntoResponse::into_response)
+}
+
+async fn delete_repo(reg: &Registry, name: String, q: DeleteQuery) -> AResult<DeleteResponse> {
     check_name(&name)?;
-    let i = info(&reg, &name).await?.ok_or_else(|| no_repo(&name))?;
+    let i = info(reg, &name).await?.ok_or_else(|| no_repo(&name))?;
     if (i.tags > 0 || i.manifests > 0) && !q.force {
         return Err(AdminError::new(
             StatusCode::CONFLICT,
@@ -392,4 +418,162 @@ async fn images(reg: &Registry, name: &str) -> AResult<Vec<ImageInfo>> {
         });
     }
     Ok(Json(out))
+}
+
+/// `POST /api/v1/registry/gc`
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct GcRequest {
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
+async fn gc(
+    State(reg): State<Registry>,
+    body: Option<Json<GcRequest>>,
+) -> AResult<crate::gc::GcReport> {
+    let req = body.map(|b| b.0).unwrap_or_default();
+    Ok(Json(reg.gc(req.dry_run).await?))
+}
+
+/// A repository's lifecycle policy.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PolicyResponse {
+    pub repository: String,
+    /// The policy's JSON text as stored.
+    pub policy: Option<String>,
+}
+
+fn policy_not_set(name: &str) -> AdminError {
+    AdminError::new(
+        StatusCode::NOT_FOUND,
+        "LIFECYCLE_POLICY_NOT_FOUND",
+        format!(
+            "repository {name} has no lifecycle policy; `slipway repo policy set {name} FILE` sets one"
+        ),
+    )
+}
+
+async fn get_policy(reg: &Registry, name: &str) -> Result<Response, AdminError> {
+    check_name(name)?;
+    if reg.inner.db.get_repo(name).await?.is_none() {
+        return Err(no_repo(name));
+    }
+    let policy = reg.lifecycle_policy(name).await?;
+    if policy.is_none() {
+        return Err(policy_not_set(name));
+    }
+    Ok(Json(PolicyResponse {
+        repository: name.to_owned(),
+        policy,
+    })
+    .into_response())
+}
+
+async fn delete_policy(reg: &Registry, name: &str) -> Result<Response, AdminError> {
+    check_name(name)?;
+    if reg.lifecycle_policy(name).await?.is_none() {
+        return Err(policy_not_set(name));
+    }
+    reg.set_lifecycle_policy(name, None)
+        .await?
+        .map_err(|e| AdminError::new(StatusCode::BAD_REQUEST, "INVALID_PARAMETER", e.0))?;
+    Ok(Json(PolicyResponse {
+        repository: name.to_owned(),
+        policy: None,
+    })
+    .into_response())
+}
+
+/// `PUT .../NAME/lifecycle-policy` with the policy's JSON text as the body.
+async fn put_policy(
+    State(reg): State<Registry>,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> AResult<PolicyResponse> {
+    let Some(repo) = name.strip_suffix("/lifecycle-policy") else {
+        return Err(AdminError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "UNSUPPORTED",
+            "PUT is only supported on .../lifecycle-policy",
+        ));
+    };
+    check_name(repo)?;
+    let text = std::str::from_utf8(&body).map_err(|_| {
+        AdminError::new(
+            StatusCode::BAD_REQUEST,
+            "INVALID_PARAMETER",
+            "the policy is not UTF-8",
+        )
+    })?;
+    match reg.set_lifecycle_policy(repo, Some(text)).await? {
+        Ok(true) => Ok(Json(PolicyResponse {
+            repository: repo.to_owned(),
+            policy: Some(text.to_owned()),
+        })),
+        Ok(false) => Err(no_repo(repo)),
+        Err(e) => Err(AdminError::new(
+            StatusCode::BAD_REQUEST,
+            "INVALID_PARAMETER",
+            format!("Lifecycle policy validation failure: {}", e.0),
+        )),
+    }
+}
+
+/// `POST .../NAME/lifecycle-policy/preview` and `.../run`.
+async fn post_repository(State(reg): State<Registry>, Path(name): Path<String>) -> Response {
+    let (repo, dry_run) = if let Some(r) = name.strip_suffix("/lifecycle-policy/preview") {
+        (r, true)
+    } else if let Some(r) = name.strip_suffix("/lifecycle-policy/run") {
+        (r, false)
+    } else {
+        return AdminError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "UNSUPPORTED",
+            "POST is only supported on .../lifecycle-policy/preview and .../run",
+        )
+        .into_response();
+    };
+    let r: Result<Response, AdminError> = async {
+        check_name(repo)?;
+        if reg.inner.db.get_repo(repo).await?.is_none() {
+            return Err(no_repo(repo));
+        }
+        let report = reg
+            .apply_lifecycle(repo, dry_run, crate::db::now_ms())
+            .await?
+            .ok_or_else(|| policy_not_set(repo))?;
+        Ok(Json(report).into_response())
+    }
+    .await;
+    r.unwrap_or_else(IntoResponse::into_response)
+}
+
+/// `GET /api/v1/registry/ca`: the private CA that issued the server's certificate.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CaResponse {
+    /// PEM.
+    pub certificate: String,
+    /// How to make Docker trust it.
+    pub instruction: String,
+}
+
+async fn ca(State(reg): State<Registry>) -> AResult<CaResponse> {
+    let Some(ca) = &reg.inner.ca else {
+        return Err(AdminError::new(
+            StatusCode::NOT_FOUND,
+            "NO_CA",
+            "this server has no private CA: it serves plain HTTP, or TLS with --tls-cert/--tls-key certificates; start it with --tls-auto for a generated CA",
+        ));
+    };
+    let host = ca
+        .hosts
+        .first()
+        .cloned()
+        .unwrap_or_else(|| "HOST:PORT".into());
+    Ok(Json(CaResponse {
+        certificate: ca.certificate.clone(),
+        instruction: format!(
+            "# trust it in Docker on each client host: sudo mkdir -p /etc/docker/certs.d/{host} && slipway registry ca | sudo tee /etc/docker/certs.d/{host}/ca.crt"
+        ),
+    }))
 }

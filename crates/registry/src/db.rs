@@ -560,4 +560,118 @@ impl Db {
             .map(|r| (r.get("child"), r.get("kind"), r.get("size")))
             .collect())
     }
+
+    // ---- garbage collection ----
+
+    /// Blobs created before `cutoff` (unix ms) that no manifest is, refers to (config,
+    /// layers, index children) or names as its subject: (digest, size).
+    pub async fn gc_candidates(&self, cutoff: i64) -> Result<Vec<(String, i64)>> {
+        let rows = sqlx::query(GC_UNREFERENCED)
+            .bind(cutoff)
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| (r.get("digest"), r.get("size")))
+            .collect())
+    }
+
+    /// Deletes the rows (blob and its repository links) of those `digests` that are still
+    /// unreferenced and older than `cutoff`, in one transaction under the write lock (the
+    /// same lock a manifest write commits under). Returns the digests deleted.
+    pub async fn gc_sweep(&self, digests: &[String], cutoff: i64) -> Result<Vec<String>> {
+        let _w = self.write.lock().await;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let still: std::collections::HashSet<String> = sqlx::query(GC_UNREFERENCED)
+            .bind(cutoff)
+            .fetch_all(&mut *tx)
+            .await?
+            .iter()
+            .map(|r| r.get("digest"))
+            .collect();
+        let mut deleted = Vec::new();
+        for d in digests.iter().filter(|d| still.contains(*d)) {
+            sqlx::query("DELETE FROM repo_blobs WHERE digest = ?")
+                .bind(d)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query("DELETE FROM blobs WHERE digest = ?")
+                .bind(d)
+                .execute(&mut *tx)
+                .await?;
+            deleted.push(d.clone());
+        }
+        tx.commit().await?;
+        Ok(deleted)
+    }
+
+    /// Which of `digests` have a blob row.
+    pub async fn known_blobs(
+        &self,
+        digests: &[String],
+    ) -> Result<std::collections::HashSet<String>> {
+        let mut out = std::collections::HashSet::new();
+        for d in digests {
+            if self.blob_size(d).await?.is_some() {
+                out.insert(d.clone());
+            }
+        }
+        Ok(out)
+    }
+
+    // ---- lifecycle ----
+
+    pub async fn lifecycle_policy(&self, name: &str) -> Result<Option<String>> {
+        let row = sqlx::query("SELECT lifecycle_policy FROM repositories WHERE name = ?")
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.and_then(|r| r.get("lifecycle_policy")))
+    }
+
+    /// Sets (or, with `None`, removes) a repository's policy; `false` if there is no such
+    /// repository.
+    pub async fn set_lifecycle_policy(&self, name: &str, policy: Option<&str>) -> Result<bool> {
+        let _w = self.write.lock().await;
+        let r = sqlx::query("UPDATE repositories SET lifecycle_policy = ? WHERE name = ?")
+            .bind(policy)
+            .bind(name)
+            .execute(&self.pool)
+            .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    /// Every (manifest, child, kind) reference of a repository.
+    pub async fn repo_refs(&self, repo: &str) -> Result<Vec<(String, String, String)>> {
+        let rows = sqlx::query("SELECT manifest, child, kind FROM manifest_refs WHERE repo = ?")
+            .bind(repo)
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| (r.get("manifest"), r.get("child"), r.get("kind")))
+            .collect())
+    }
+
+    /// (digest, subject) of the manifests of a repository that have a subject.
+    pub async fn repo_subjects(&self, repo: &str) -> Result<Vec<(String, String)>> {
+        let rows = sqlx::query(
+            "SELECT digest, subject FROM manifests WHERE repo = ? AND subject IS NOT NULL",
+        )
+        .bind(repo)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| (r.get("digest"), r.get("subject")))
+            .collect())
+    }
 }
+
+/// Blobs older than `?1` that nothing references.
+const GC_UNREFERENCED: &str = "SELECT b.digest, b.size FROM blobs b
+     WHERE b.created_at < ?1
+       AND NOT EXISTS (SELECT 1 FROM manifests m WHERE m.digest = b.digest)
+       AND NOT EXISTS (SELECT 1 FROM manifest_refs r WHERE r.child = b.digest)
+       AND NOT EXISTS (SELECT 1 FROM manifests s WHERE s.subject = b.digest)
+     ORDER BY b.digest";

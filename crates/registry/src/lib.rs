@@ -16,13 +16,15 @@
 //!   to another digest (`TAG_INVALID`); pushing the same digest again succeeds.
 //! * **Auth** follows the Docker token protocol, see [`auth`].
 //!
-//! Not yet here: lifecycle policies, garbage collection (deleted manifests, blobs and
-//! repositories leave their files on disk until GC exists), TLS.
+//! * **Garbage collection** is online, see [`gc`]; **lifecycle policies** (ECR's JSON
+//!   format) expire images by rule, see [`lifecycle`]. Both also run on a schedule.
 
 pub mod admin;
 pub mod auth;
 mod db;
 mod error;
+pub mod gc;
+pub mod lifecycle;
 pub mod names;
 mod routes;
 mod storage;
@@ -54,6 +56,26 @@ pub struct RegistryConfig {
     pub max_manifest_bytes: usize,
     /// Upload sessions untouched for this long are dropped (checked at start and hourly).
     pub upload_ttl: std::time::Duration,
+    /// Unreferenced blobs younger than this (or used this recently) are never collected.
+    pub gc_grace: std::time::Duration,
+    /// How often garbage collection runs (`None`: only on demand).
+    pub gc_interval: Option<std::time::Duration>,
+    /// How often lifecycle policies are applied (`None`: only on demand).
+    pub lifecycle_interval: Option<std::time::Duration>,
+    /// What images running tasks and the last successful releases use (the safety rule of
+    /// lifecycle policies).
+    pub in_use: Option<Arc<dyn lifecycle::InUse>>,
+    /// The private CA `slipway registry ca` prints, when the server made one.
+    pub ca: Option<CaInfo>,
+}
+
+/// The server's private CA, as `GET /api/v1/registry/ca` shows it.
+#[derive(Debug, Clone)]
+pub struct CaInfo {
+    /// PEM.
+    pub certificate: String,
+    /// `host:port` names clients reach the registry at (the first is shown in the hint).
+    pub hosts: Vec<String>,
 }
 
 impl RegistryConfig {
@@ -64,6 +86,11 @@ impl RegistryConfig {
             admin,
             max_manifest_bytes: DEFAULT_MAX_MANIFEST_BYTES,
             upload_ttl: std::time::Duration::from_secs(7 * 24 * 3600),
+            gc_grace: std::time::Duration::from_secs(3600),
+            gc_interval: Some(std::time::Duration::from_secs(3600)),
+            lifecycle_interval: Some(std::time::Duration::from_secs(3600)),
+            in_use: None,
+            ca: None,
         }
     }
 }
@@ -81,6 +108,15 @@ pub(crate) struct Inner {
     pub(crate) max_manifest_bytes: usize,
     upload_ttl: std::time::Duration,
     uploads: std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<UploadCache>>>>,
+    /// Held shared by writes that make a blob referenced, exclusively by the GC sweep.
+    pub(crate) gc_lock: tokio::sync::RwLock<()>,
+    /// Blobs used by recent requests (digest → unix ms), protected from GC for the grace.
+    pub(crate) touched: std::sync::Mutex<HashMap<String, i64>>,
+    pub(crate) gc_grace: std::time::Duration,
+    gc_interval: Option<std::time::Duration>,
+    lifecycle_interval: Option<std::time::Duration>,
+    pub(crate) in_use: Option<Arc<dyn lifecycle::InUse>>,
+    pub(crate) ca: Option<CaInfo>,
 }
 
 /// The registry: cheap to clone, shared by its routers.
@@ -106,26 +142,50 @@ impl Registry {
                 max_manifest_bytes: cfg.max_manifest_bytes,
                 upload_ttl: cfg.upload_ttl,
                 uploads: std::sync::Mutex::new(HashMap::new()),
+                gc_lock: tokio::sync::RwLock::new(()),
+                touched: std::sync::Mutex::new(HashMap::new()),
+                gc_grace: cfg.gc_grace,
+                gc_interval: cfg.gc_interval,
+                lifecycle_interval: cfg.lifecycle_interval,
+                in_use: cfg.in_use,
+                ca: cfg.ca,
             }),
         };
         reg.purge_stale_uploads().await?;
         Ok(reg)
     }
 
-    /// Runs the hourly purge of abandoned uploads until `stop` turns true.
-    pub fn spawn_janitor(&self, mut stop: tokio::sync::watch::Receiver<bool>) {
+    /// Runs the hourly purge of abandoned uploads, and lifecycle policies and garbage
+    /// collection on their schedules, until `stop` turns true.
+    pub fn spawn_janitor(&self, stop: tokio::sync::watch::Receiver<bool>) {
         let reg = self.clone();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(std::time::Duration::from_secs(3600));
-            tick.tick().await;
-            loop {
-                tokio::select! {
-                    _ = tick.tick() => {
-                        if let Err(e) = reg.purge_stale_uploads().await {
-                            tracing::warn!(error = %e, "purging stale uploads failed");
-                        }
+        every(
+            Some(std::time::Duration::from_secs(3600)),
+            stop.clone(),
+            move || {
+                let reg = reg.clone();
+                async move {
+                    if let Err(e) = reg.purge_stale_uploads().await {
+                        tracing::warn!(error = %e, "purging stale uploads failed");
                     }
-                    _ = stop.changed() => break,
+                }
+            },
+        );
+        let reg = self.clone();
+        every(self.inner.lifecycle_interval, stop.clone(), move || {
+            let reg = reg.clone();
+            async move {
+                if let Err(e) = reg.apply_lifecycle_all().await {
+                    tracing::warn!(error = %e, "applying lifecycle policies failed");
+                }
+            }
+        });
+        let reg = self.clone();
+        every(self.inner.gc_interval, stop, move || {
+            let reg = reg.clone();
+            async move {
+                if let Err(e) = reg.gc(false).await {
+                    tracing::warn!(error = %e, "registry garbage collection failed");
                 }
             }
         });
@@ -161,6 +221,12 @@ impl Registry {
             .issue_password(rights, auth::PASSWORD_TTL_SECS)
     }
 
+    /// A pull-only password living `ttl_secs`, for the engine's pulls of deployed images
+    /// (internal credentials: hosts need no `docker login`).
+    pub fn internal_pull_password(&self, ttl_secs: u64) -> String {
+        self.inner.keys.issue_password(Rights::Pull, ttl_secs).0
+    }
+
     pub(crate) fn upload_lock(&self, uuid: &str) -> Arc<tokio::sync::Mutex<UploadCache>> {
         let mut map = self.inner.uploads.lock().expect("upload map lock");
         map.entry(uuid.to_owned())
@@ -175,4 +241,27 @@ impl Registry {
             .expect("upload map lock")
             .remove(uuid);
     }
+}
+
+/// Runs `f` every `period` (first after one period) until `stop` turns true.
+fn every<F, Fut>(
+    period: Option<std::time::Duration>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+    f: F,
+) where
+    F: Fn() -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    let Some(period) = period else { return };
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(period);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tick.tick().await;
+        loop {
+            tokio::select! {
+                _ = tick.tick() => f().await,
+                _ = stop.changed() => break,
+            }
+        }
+    });
 }

@@ -624,6 +624,8 @@ async fn get_blob(
             format!("blob {ds} is not in repository {name}"),
         ));
     }
+    // A client that saw the blob may now push a manifest naming it: keep it from GC.
+    reg.touch(&ds);
     let (mut file, size) = match reg.inner.blobs.open_blob(&d).await {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -762,6 +764,7 @@ async fn start_upload(
         && let Ok(d) = Digest::parse(m)
     {
         let ds = d.to_string();
+        let _gc = reg.inner.gc_lock.read().await;
         let source = match q.get("from") {
             Some(from) => {
                 validate_name(from).is_ok()
@@ -776,6 +779,7 @@ async fn start_upload(
         if source && reg.inner.blobs.blob_exists(&d).await {
             reg.inner.db.ensure_repo(name).await?;
             reg.inner.db.link_blob(name, &ds).await?;
+            reg.touch(&ds);
             return Ok(blob_created(name, &d));
         }
         // Not mountable: fall back to a normal upload session (never an error).
@@ -967,11 +971,16 @@ async fn finish_upload(
             format!("the uploaded content has digest {actual}, not {d}; the upload was discarded"),
         ));
     }
-    reg.inner.blobs.commit_upload(id, d).await?;
-    reg.inner
-        .db
-        .finish_upload(Some(id), name, &d.to_string(), n)
-        .await?;
+    {
+        // GC must not delete this digest between "its file exists" and the row commit.
+        let _gc = reg.inner.gc_lock.read().await;
+        reg.inner.blobs.commit_upload(id, d).await?;
+        reg.inner
+            .db
+            .finish_upload(Some(id), name, &d.to_string(), n)
+            .await?;
+        reg.touch(&d.to_string());
+    }
     drop(cache);
     reg.forget_upload(id);
     Ok(blob_created(name, d))
@@ -1170,6 +1179,8 @@ async fn put_manifest(
         }
     }
     require_repo_or_create(reg, name).await?;
+    // From the reference checks to the commit, GC cannot sweep what this manifest names.
+    let _gc = reg.inner.gc_lock.read().await;
 
     let mut refs: Vec<(String, &'static str)> = Vec::new();
     let missing = |what: &str, d: &Digest| {
@@ -1262,6 +1273,10 @@ async fn put_manifest(
         refs,
         tags,
     };
+    for (child, _) in &new.refs {
+        reg.touch(child);
+    }
+    reg.touch(&new.digest);
     match reg.inner.db.put_manifest(name, &new).await {
         Ok(()) => {}
         Err(PutManifestError::TagImmutable {

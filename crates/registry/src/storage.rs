@@ -60,6 +60,18 @@ impl BlobStore {
             .join(d.hex())
     }
 
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Deletes a blob's file (garbage collection).
+    pub async fn remove_blob(&self, d: &Digest) -> std::io::Result<()> {
+        match tokio::fs::remove_file(self.blob_path(d)).await {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
+    }
+
     pub fn upload_path(&self, uuid: &str) -> PathBuf {
         self.root.join("uploads").join(uuid)
     }

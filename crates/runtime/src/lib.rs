@@ -10,9 +10,11 @@ mod compose;
 pub use compose::{ContainerDetails, Health, ImageDetails, PullAuth};
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bollard::Docker;
+use bollard::auth::DockerCredentials;
 use bollard::models::{
     ContainerCreateBody, ContainerSummaryStateEnum, EndpointSettings, HealthConfig, HostConfig,
     HostConfigLogConfig, NetworkCreateRequest, NetworkingConfig,
@@ -129,10 +131,34 @@ pub struct TaskLaunch<'a> {
     pub extra_env: &'a [(String, String)],
 }
 
+/// Supplies the credentials the engine pulls with, per registry host (`host:port`). The
+/// server implements it for its own registry (a short-lived internal pull password), so
+/// hosts need no `docker login`.
+pub trait PullCredentials: Send + Sync + 'static {
+    /// `(username, password)` for `registry`, or `None` to pull anonymously.
+    fn credentials_for(&self, registry: &str) -> Option<(String, String)>;
+}
+
 /// The Docker engine.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct DockerRuntime {
     docker: Docker,
+    credentials: Option<Arc<dyn PullCredentials>>,
+}
+
+impl std::fmt::Debug for DockerRuntime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DockerRuntime")
+            .field("credentials", &self.credentials.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The registry host of an image reference (`127.0.0.1:5000/team/app:v1` →
+/// `127.0.0.1:5000`), or `None` for Docker Hub names.
+pub fn registry_host(image: &str) -> Option<&str> {
+    let (first, _) = image.split_once('/')?;
+    (first.contains('.') || first.contains(':') || first == "localhost").then_some(first)
 }
 
 fn parse_rfc3339_ms(s: &str) -> Option<i64> {
@@ -192,7 +218,17 @@ impl DockerRuntime {
             .ping()
             .await
             .map_err(|e| RuntimeError::Unreachable(e.to_string()))?;
-        Ok(Self { docker })
+        Ok(Self {
+            docker,
+            credentials: None,
+        })
+    }
+
+    /// Pulls with credentials from `source` (for the built-in registry).
+    #[must_use]
+    pub fn with_credentials(mut self, source: Arc<dyn PullCredentials>) -> Self {
+        self.credentials = Some(source);
+        self
     }
 
     /// The engine's `os/arch`, for platform checks.
@@ -311,7 +347,7 @@ impl DockerRuntime {
             self.pull(image).await?;
         }
         match self.docker.inspect_image(image).await {
-            Ok(i) => Ok(image_info(i)),
+            Ok(i) => Ok(image_info(image, i)),
             Err(e) => {
                 let e = RuntimeError::from(e);
                 if !e.is_not_found() {
@@ -325,19 +361,33 @@ impl DockerRuntime {
                 }
                 self.pull(image).await?;
                 let i = self.docker.inspect_image(image).await?;
-                Ok(image_info(i))
+                Ok(image_info(image, i))
             }
         }
     }
 
-    async fn pull(&self, image: &str) -> Result<()> {
+    /// Pulls an image, with the credentials [`PullCredentials`] gives for its registry.
+    pub async fn pull(&self, image: &str) -> Result<()> {
         let (repo, tag) = split_tag(image);
         let opts = CreateImageOptions {
             from_image: Some(repo.to_owned()),
             tag: Some(tag.to_owned()),
             ..Default::default()
         };
-        let mut stream = self.docker.create_image(Some(opts), None, None);
+        let creds = registry_host(image).and_then(|host| {
+            let (username, password) = self.credentials.as_ref()?.credentials_for(host)?;
+            tracing::debug!(
+                registry = host,
+                "pulling with internal registry credentials"
+            );
+            Some(DockerCredentials {
+                username: Some(username),
+                password: Some(password),
+                serveraddress: Some(host.to_owned()),
+                ..Default::default()
+            })
+        });
+        let mut stream = self.docker.create_image(Some(opts), None, creds);
         while let Some(item) = stream.next().await {
             if let Err(e) = item {
                 return Err(RuntimeError::ImageUnavailable {
@@ -471,7 +521,24 @@ impl DockerRuntime {
             name: Some(name),
             ..Default::default()
         };
-        Ok(self.docker.create_container(Some(opts), body).await?.id)
+        match self
+            .docker
+            .create_container(Some(opts.clone()), body.clone())
+            .await
+        {
+            Ok(r) => Ok(r.id),
+            Err(e) => {
+                let e = RuntimeError::from(e);
+                // A pinned registry image this engine no longer has: pull it by digest.
+                let pinned = body.image.as_deref().unwrap_or_default();
+                if e.is_not_found() && pinned.contains('@') && registry_host(pinned).is_some() {
+                    tracing::info!(image = pinned, "pulling a pinned image the engine lost");
+                    self.pull(pinned).await?;
+                    return Ok(self.docker.create_container(Some(opts), body).await?.id);
+                }
+                Err(e)
+            }
+        }
     }
 
     pub async fn start(&self, id: &str) -> Result<()> {
@@ -598,10 +665,24 @@ impl DockerRuntime {
     }
 }
 
-fn image_info(i: bollard::models::ImageInspect) -> ImageInfo {
+impl ImageInfo {
+    /// What a revision pins: the repo digest (`repo@sha256:...`) when the image came from a
+    /// registry, else the engine's image id.
+    pub fn pinned(&self) -> String {
+        self.repo_digest.clone().unwrap_or_else(|| self.id.clone())
+    }
+}
+
+fn image_info(image: &str, i: bollard::models::ImageInspect) -> ImageInfo {
+    // The repo digest of the repository asked for (an image may carry several).
+    let (repo, _) = split_tag(image);
+    let repo_digest = i.repo_digests.and_then(|d| {
+        d.into_iter()
+            .find(|rd| rd.split_once('@').is_some_and(|(r, _)| r == repo))
+    });
     ImageInfo {
         id: i.id.unwrap_or_default(),
-        repo_digest: i.repo_digests.and_then(|d| d.into_iter().next()),
+        repo_digest,
         os: i.os,
         architecture: i.architecture,
     }
@@ -623,6 +704,18 @@ pub fn split_tag(image: &str) -> (&str, &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn registry_hosts() {
+        assert_eq!(
+            registry_host("127.0.0.1:5000/a/b:c"),
+            Some("127.0.0.1:5000")
+        );
+        assert_eq!(registry_host("localhost/a"), Some("localhost"));
+        assert_eq!(registry_host("ghcr.io/a/b"), Some("ghcr.io"));
+        assert_eq!(registry_host("team/app:v1"), None);
+        assert_eq!(registry_host("hello"), None);
+    }
 
     #[test]
     fn tags_split() {

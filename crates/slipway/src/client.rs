@@ -140,6 +140,22 @@ impl Client {
         self.send(self.http.post(self.url(path)).json(body)).await
     }
 
+    /// PUT with a raw JSON text body (a lifecycle policy, sent as written).
+    pub async fn put_text<T: DeserializeOwned>(&self, path: &str, body: String) -> Result<T> {
+        self.send(
+            self.http
+                .put(self.url(path))
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(body),
+        )
+        .await
+    }
+
+    /// POST without a body.
+    pub async fn post_empty<T: DeserializeOwned>(&self, path: &str) -> Result<T> {
+        self.send(self.http.post(self.url(path))).await
+    }
+
     pub async fn delete<T: DeserializeOwned>(&self, path: &str) -> Result<T> {
         self.send(self.http.delete(self.url(path))).await
     }

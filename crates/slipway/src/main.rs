@@ -9,6 +9,7 @@ mod cmd;
 mod ingress;
 mod output;
 mod server;
+mod tls;
 
 use std::process::ExitCode;
 

@@ -40,6 +40,30 @@ pub struct ServerArgs {
     /// Log as JSON lines instead of text.
     #[arg(long)]
     log_json: bool,
+    /// How often registry garbage collection runs (`0s` turns the schedule off;
+    /// `slipway registry gc` runs it on demand).
+    #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
+    registry_gc_interval: std::time::Duration,
+    /// Unreferenced blobs younger than this, or used by a request this recently, are kept.
+    #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
+    registry_gc_grace: std::time::Duration,
+    /// How often repositories' lifecycle policies are applied (`0s` turns it off).
+    #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
+    registry_lifecycle_interval: std::time::Duration,
+    /// Serve TLS on the API address with this certificate chain (PEM; reloaded when it
+    /// changes and on SIGHUP). Plain HTTP stays available to loopback clients.
+    #[arg(long, requires = "tls_key", conflicts_with = "tls_auto")]
+    tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Serve TLS with a certificate from a private CA made on first start in DATA_DIR/ca
+    /// (`slipway registry ca` prints it for clients).
+    #[arg(long)]
+    tls_auto: bool,
+    /// Extra host name or address the --tls-auto certificate covers (repeatable).
+    #[arg(long = "tls-san", value_name = "NAME")]
+    tls_sans: Vec<String>,
 }
 
 /// The per-user default data directory.
@@ -108,6 +132,106 @@ impl AdminCheck for StoreAdminCheck {
     }
 }
 
+/// How long the engine's internal pull passwords live: one pull.
+const INTERNAL_PULL_TTL_SECS: u64 = 600;
+
+/// Gives the engine a short-lived pull-only password for this server's own registry, so
+/// deploys pull from it with no `docker login` on the host.
+struct InternalPull {
+    registry: Registry,
+    /// `host:port` spellings of this server's registry.
+    hosts: Vec<String>,
+}
+
+impl slipway_runtime::PullCredentials for InternalPull {
+    fn credentials_for(&self, registry: &str) -> Option<(String, String)> {
+        self.hosts
+            .iter()
+            .any(|h| h.eq_ignore_ascii_case(registry))
+            .then(|| {
+                (
+                    "slipway-internal".to_owned(),
+                    self.registry.internal_pull_password(INTERNAL_PULL_TTL_SECS),
+                )
+            })
+    }
+}
+
+/// The `host:port` names under which the registry at `addr` is reachable from this host.
+fn own_registry_hosts(addr: SocketAddr, extra_names: &[String]) -> Vec<String> {
+    let port = addr.port();
+    let mut hosts = vec![format!("localhost:{port}")];
+    if addr.ip().is_unspecified() || addr.ip().is_loopback() {
+        hosts.push(format!("127.0.0.1:{port}"));
+    }
+    if !addr.ip().is_unspecified() {
+        hosts.push(addr.to_string());
+    }
+    for n in extra_names {
+        hosts.push(format!("{n}:{port}"));
+    }
+    hosts.sort();
+    hosts.dedup();
+    hosts
+}
+
+/// What running tasks and the last successful release of each service use, for the
+/// registry's lifecycle safety rule.
+struct StoreInUse(Arc<dyn Store>);
+
+#[async_trait::async_trait]
+impl slipway_registry::lifecycle::InUse for StoreInUse {
+    async fn images_in_use(&self) -> Result<Vec<String>, String> {
+        use slipway_core::model::RolloutState;
+        let s = &self.0;
+        let mut out = Vec::new();
+        let mut push = |td: Option<slipway_core::model::TaskDefinition>| {
+            if let Some(td) = td {
+                out.extend(td.container.image_digest);
+            }
+        };
+        for svc in s.list_services(None).await.map_err(|e| e.to_string())? {
+            let family = svc.key.family();
+            let mut revisions = std::collections::BTreeSet::new();
+            for t in s
+                .list_tasks(&svc.key, false)
+                .await
+                .map_err(|e| e.to_string())?
+            {
+                revisions.insert(t.revision);
+            }
+            for d in s
+                .active_deployments(&svc.key)
+                .await
+                .map_err(|e| e.to_string())?
+            {
+                revisions.insert(d.revision);
+            }
+            if let Some(d) = s
+                .list_deployments(&svc.key, 1000)
+                .await
+                .map_err(|e| e.to_string())?
+                .into_iter()
+                .find(|d| d.state == RolloutState::Succeeded)
+            {
+                revisions.insert(d.revision);
+            }
+            for r in revisions {
+                push(
+                    s.get_task_definition(&family, r)
+                        .await
+                        .map_err(|e| e.to_string())?,
+                );
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn schedule(d: std::time::Duration) -> Option<std::time::Duration> {
+    (!d.is_zero()).then_some(d)
+}
+
 pub async fn run(args: ServerArgs) -> Result<ExitCode> {
     init_logging(args.log_json);
     let dir = args.data_dir.unwrap_or_else(default_data_dir);
@@ -128,18 +252,6 @@ pub async fn run(args: ServerArgs) -> Result<ExitCode> {
             id
         }
     };
-    let registry = Registry::open(RegistryConfig::new(
-        dir.join("registry"),
-        Arc::new(StoreAdminCheck(store.clone())),
-    ))
-    .await
-    .with_context(|| {
-        format!(
-            "cannot open the registry in {}",
-            dir.join("registry").display()
-        )
-    })?;
-    let rt = DockerRuntime::connect().await?;
     let listener = tokio::net::TcpListener::bind(args.api_addr)
         .await
         .with_context(|| {
@@ -149,6 +261,76 @@ pub async fn run(args: ServerArgs) -> Result<ExitCode> {
             )
         })?;
     let addr = listener.local_addr()?;
+    let tls_on = args.tls_auto || args.tls_cert.is_some();
+    // With TLS on a specific non-loopback address, local clients keep plain HTTP on
+    // 127.0.0.1 at the same port.
+    let mut listeners = vec![listener];
+    if tls_on && !addr.ip().is_loopback() && !addr.ip().is_unspecified() {
+        let local = SocketAddr::from(([127, 0, 0, 1], addr.port()));
+        match tokio::net::TcpListener::bind(local).await {
+            Ok(l) => listeners.push(l),
+            Err(e) => tracing::warn!(%local, error = %e, "no plain loopback listener"),
+        }
+    }
+    let local_url = if addr.ip().is_unspecified() || listeners.len() > 1 {
+        format!("http://127.0.0.1:{}", addr.port())
+    } else if tls_on && !addr.ip().is_loopback() {
+        format!("https://{addr}")
+    } else {
+        format!("http://{addr}")
+    };
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let cert_names = crate::tls::certificate_names(addr, &args.tls_sans);
+    let tls = if args.tls_auto {
+        Some(crate::tls::serve_auto(
+            &dir,
+            &cert_names,
+            shutdown_rx.clone(),
+        )?)
+    } else if let (Some(c), Some(k)) = (&args.tls_cert, &args.tls_key) {
+        Some(crate::tls::serve_files(
+            c.clone(),
+            k.clone(),
+            shutdown_rx.clone(),
+        )?)
+    } else {
+        None
+    };
+    let mut reg_cfg = RegistryConfig::new(
+        dir.join("registry"),
+        Arc::new(StoreAdminCheck(store.clone())),
+    );
+    reg_cfg.gc_grace = args.registry_gc_grace;
+    reg_cfg.gc_interval = schedule(args.registry_gc_interval);
+    reg_cfg.lifecycle_interval = schedule(args.registry_lifecycle_interval);
+    reg_cfg.in_use = Some(Arc::new(StoreInUse(store.clone())));
+    if let Some(ca) = tls.as_ref().and_then(|t| t.ca_pem.clone()) {
+        let port = addr.port();
+        let mut hosts: Vec<String> = cert_names
+            .iter()
+            .filter(|n| !["localhost", "127.0.0.1", "::1"].contains(&n.as_str()))
+            .map(|n| format!("{n}:{port}"))
+            .collect();
+        if !addr.ip().is_unspecified() {
+            hosts.insert(0, addr.to_string());
+        }
+        reg_cfg.ca = Some(slipway_registry::CaInfo {
+            certificate: ca,
+            hosts,
+        });
+    }
+    let registry = Registry::open(reg_cfg).await.with_context(|| {
+        format!(
+            "cannot open the registry in {}",
+            dir.join("registry").display()
+        )
+    })?;
+    let rt = DockerRuntime::connect()
+        .await?
+        .with_credentials(Arc::new(InternalPull {
+            registry: registry.clone(),
+            hosts: own_registry_hosts(addr, &args.tls_sans),
+        }));
     if !addr.ip().is_loopback() {
         tracing::warn!(%addr, "the API listens on a non-loopback address; every call still needs the admin token");
     }
@@ -177,7 +359,6 @@ pub async fn run(args: ServerArgs) -> Result<ExitCode> {
         .set_meta("ingress_url", ingress_url.as_deref().unwrap_or(""))
         .await?;
 
-    let (shutdown_tx, shutdown_rx) = watch::channel(false);
     registry.spawn_janitor(shutdown_rx.clone());
     let controller = Controller::start(
         store.clone(),
@@ -206,8 +387,8 @@ pub async fn run(args: ServerArgs) -> Result<ExitCode> {
     let app = slipway_api::router(ApiState { store, controller })
         .merge(registry.router())
         .merge(registry.admin_router());
-    write_private(&dir.join("api.addr"), &format!("http://{addr}\n"))?;
-    tracing::info!(api = %format!("http://{addr}"), data_dir = %dir.display(), cluster = %cluster, "slipway server ready");
+    write_private(&dir.join("api.addr"), &format!("{local_url}\n"))?;
+    tracing::info!(api = %local_url, tls = tls.is_some(), data_dir = %dir.display(), cluster = %cluster, "slipway server ready");
 
     let signal = async move {
         let mut term =
@@ -219,8 +400,18 @@ pub async fn run(args: ServerArgs) -> Result<ExitCode> {
         tracing::info!("shutting down; containers keep running");
         let _ = shutdown_tx.send(true);
     };
-    axum::serve(listener, app)
-        .with_graceful_shutdown(signal)
-        .await?;
+    match tls {
+        Some(tls) => {
+            let stop = shutdown_rx.clone();
+            tokio::spawn(signal);
+            crate::tls::serve(listeners, app, tls.acceptor, stop).await?;
+        }
+        None => {
+            let listener = listeners.remove(0);
+            axum::serve(listener, app)
+                .with_graceful_shutdown(signal)
+                .await?;
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }

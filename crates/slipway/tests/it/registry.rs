@@ -679,3 +679,261 @@ fn oci_layout_image_from_umoci_keeps_oci_media_types() {
         "application/vnd.oci.image.manifest.v1+json"
     );
 }
+
+/// A deploy whose image lives in the built-in registry: the engine pulls it with internal
+/// credentials (the host never ran `docker login` for the engine), and the revision pins
+/// the repo digest.
+#[test]
+fn deploy_pulls_from_the_built_in_registry_with_internal_credentials() {
+    if !docker() {
+        return;
+    }
+    let s = Server::start();
+    let h = host(&s);
+    let mut refs = Refs(Vec::new());
+    docker_login(&s, "slipway", &password(&s, false));
+    let name = format!("it/pulled{}", rand::random::<u32>() % 100_000);
+    let image = format!("{h}/{name}:v1");
+    refs.tag(&s, "slipway-hello:v2", &image);
+    let digest = pushed_digest(&docker_cmd(&s, &["push", &image], None).ok());
+    // Forget the client's login and the local reference: only the engine's own pull with
+    // the server's internal credentials can bring the image back.
+    docker_cmd(&s, &["logout", &h], None).ok();
+    docker_cmd(&s, &["rmi", &image], None).ok();
+    let anonymous = docker_cmd(&s, &["pull", &image], None);
+    assert_ne!(
+        anonymous.code, 0,
+        "anonymous pulls are refused: {anonymous:?}"
+    );
+
+    s.manifest(&web_manifest(&app_name("regpull"), &image, 2, ""));
+    let out = s.cli(&["deploy"]).ok();
+    assert!(out.stdout.contains("SUCCEEDED"), "{out:?}");
+    let status = s.cli(&["--json", "status", "web"]).ok().json();
+    assert_eq!(
+        status["summary"]["image_digest"].as_str().unwrap(),
+        format!("{h}/{name}@{digest}"),
+        "the revision pins the repo digest: {status}"
+    );
+    let running: Vec<Container> = s.containers().into_iter().filter(|c| c.running).collect();
+    assert_eq!(running.len(), 2);
+    for c in &running {
+        let (code, body) = probe(&c.ip, 8080, "/").expect("the task answers");
+        assert_eq!(code, 200);
+        assert!(body.contains("v2"), "{body}");
+    }
+    let repo_digests = docker_cmd(
+        &s,
+        &["image", "inspect", "-f", "{{json .RepoDigests}}", &image],
+        None,
+    )
+    .ok();
+    assert!(
+        repo_digests
+            .stdout
+            .contains(&format!("{h}/{name}@{digest}")),
+        "{repo_digests:?}"
+    );
+
+    // The lifecycle safety rule: a policy keeping only the newest image would expire the
+    // running one; it is kept (and reported), in the preview and in the run alike.
+    docker_login(&s, "slipway", &password(&s, false));
+    let newer = format!("{h}/{name}:v3");
+    refs.tag(&s, "slipway-hello:v3", &newer);
+    let newer_digest = pushed_digest(&docker_cmd(&s, &["push", &newer], None).ok());
+    let bad = s.manifest(r#"{"rules":[{"rulePriority":3,"selection":{"tagStatus":"any","countType":"sinceImagePushed","countNumber":1},"action":{"type":"expire"}}]}"#);
+    let refused = s.cli(&["repo", "policy", "set", &name, bad.to_str().unwrap()]);
+    assert_ne!(refused.code, 0);
+    assert!(
+        refused.stderr.contains("rule with rulePriority 3")
+            && refused.stderr.contains("requires countUnit \"days\""),
+        "{refused:?}"
+    );
+    let policy = r#"{"rules":[{"rulePriority":1,"description":"newest only","selection":{"tagStatus":"any","countType":"imageCountMoreThan","countNumber":1},"action":{"type":"expire"}}]}"#;
+    let file = s.manifest(policy);
+    s.cli(&["repo", "policy", "set", &name, file.to_str().unwrap()])
+        .ok();
+    let got = s.cli(&["repo", "policy", "get", &name]).ok();
+    assert_eq!(got.stdout.trim(), policy);
+    let preview = s
+        .cli(&["--json", "repo", "policy", "preview", &name])
+        .ok()
+        .json();
+    assert_eq!(preview["expired"], serde_json::json!([]), "{preview}");
+    assert_eq!(
+        preview["protected"],
+        serde_json::json!([digest]),
+        "{preview}"
+    );
+    let run = s
+        .cli(&["--json", "repo", "policy", "run", &name])
+        .ok()
+        .json();
+    assert_eq!(run["expired"], preview["expired"]);
+    assert_eq!(run["protected"], preview["protected"]);
+    let images = s.cli(&["--json", "repo", "images", &name]).ok().json();
+    let kept: Vec<&str> = images
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["digest"].as_str().unwrap())
+        .collect();
+    assert!(kept.contains(&digest.as_str()) && kept.contains(&newer_digest.as_str()));
+    let human = s.cli(&["repo", "policy", "preview", &name]).ok();
+    assert!(
+        human.stdout.contains("in use by a running task"),
+        "{human:?}"
+    );
+    let gc = s
+        .cli(&["--json", "registry", "gc", "--dry-run"])
+        .ok()
+        .json();
+    assert_eq!(gc["dry_run"], true);
+    assert_eq!(gc["grace_secs"], 3600);
+}
+
+/// A veth pair whose host end has a non-loopback address, its peer in a network namespace
+/// the test creates; removed on drop.
+struct TestNet {
+    ns: String,
+    host_if: String,
+    pub addr: String,
+}
+
+impl TestNet {
+    fn create() -> Option<TestNet> {
+        let n = rand::random::<u16>() % 200 + 20;
+        let ns = format!("slwtls{n}");
+        let host_if = format!("vslw{n}a");
+        let addr = format!("10.213.{n}.1");
+        let sh = |args: &[&str]| {
+            Command::new("ip")
+                .args(args)
+                .output()
+                .is_ok_and(|o| o.status.success())
+        };
+        let net = TestNet {
+            ns: ns.clone(),
+            host_if: host_if.clone(),
+            addr: addr.clone(),
+        };
+        let peer = format!("vslw{n}b");
+        let ok = sh(&["netns", "add", &ns])
+            && sh(&[
+                "link", "add", &host_if, "type", "veth", "peer", "name", &peer,
+            ])
+            && sh(&["link", "set", &peer, "netns", &ns])
+            && sh(&["addr", "add", &format!("{addr}/24"), "dev", &host_if])
+            && sh(&["link", "set", &host_if, "up"])
+            && sh(&[
+                "-n",
+                &ns,
+                "addr",
+                "add",
+                &format!("10.213.{n}.2/24"),
+                "dev",
+                &peer,
+            ])
+            && sh(&["-n", &ns, "link", "set", &peer, "up"]);
+        ok.then_some(net)
+    }
+}
+
+impl Drop for TestNet {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.host_if])
+            .output();
+        let _ = Command::new("ip").args(["netns", "del", &self.ns]).output();
+    }
+}
+
+/// Removes a directory however the test ends.
+struct RemoveDir(PathBuf);
+
+impl Drop for RemoveDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// `--tls-auto`: a docker engine that trusts the generated CA (certs.d, no insecure
+/// registry setting) logs in, pushes and pulls over TLS at a non-loopback address; plain
+/// HTTP is refused there and still served on loopback.
+#[test]
+fn docker_pushes_and_pulls_over_tls_with_the_private_ca() {
+    if !docker() {
+        return;
+    }
+    let Some(net) = TestNet::create() else {
+        panic!("cannot create a test network namespace and veth pair (needs root and `ip`)");
+    };
+    let s = Server::start_with(&["--api-addr", &format!("{}:0", net.addr), "--tls-auto"]);
+    assert!(s.url.starts_with("http://127.0.0.1:"), "{}", s.url);
+    let port = s.url.rsplit(':').next().unwrap().to_owned();
+    let remote = format!("{}:{port}", net.addr);
+
+    let ca = s.cli(&["registry", "ca"]).ok();
+    assert!(
+        ca.stdout.starts_with("-----BEGIN CERTIFICATE-----"),
+        "{ca:?}"
+    );
+    assert!(
+        ca.stderr
+            .contains(&format!("/etc/docker/certs.d/{remote}/ca.crt")),
+        "{ca:?}"
+    );
+    let key_mode = std::fs::metadata(s.data_dir().join("ca/ca.key"))
+        .unwrap()
+        .permissions();
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(key_mode.mode() & 0o777, 0o600);
+    let certs = PathBuf::from(format!("/etc/docker/certs.d/{remote}"));
+    std::fs::create_dir_all(&certs).unwrap();
+    let _certs = RemoveDir(certs.clone());
+    std::fs::write(certs.join("ca.crt"), &ca.stdout).unwrap();
+    let ca_file = s.dir.path().join("ca.crt");
+    std::fs::write(&ca_file, &ca.stdout).unwrap();
+
+    // Plain HTTP from a non-loopback peer is refused; TLS verified by the CA answers.
+    let plain = Command::new("curl")
+        .args(["-sS", "-o", "/dev/null", "-w", "%{http_code}"])
+        .arg(format!("http://{remote}/v2/"))
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&plain.stdout), "400");
+    let tls = Command::new("curl")
+        .args(["-sS", "-o", "/dev/null", "-w", "%{http_code}", "--cacert"])
+        .arg(&ca_file)
+        .arg(format!("https://{remote}/v2/"))
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&tls.stdout), "401", "{tls:?}");
+
+    let mut refs = Refs(Vec::new());
+    let pw = password(&s, false);
+    docker_cmd(
+        &s,
+        &["login", &remote, "-u", "slipway", "--password-stdin"],
+        Some(&pw),
+    )
+    .ok();
+    let image = format!("{remote}/tls/hello:v1");
+    refs.tag(&s, "slipway-hello:v1", &image);
+    let digest = pushed_digest(&docker_cmd(&s, &["push", &image], None).ok());
+    docker_cmd(&s, &["rmi", &image], None).ok();
+    let pull = docker_cmd(&s, &["pull", &image], None).ok();
+    assert!(pull.stdout.contains(&digest), "{pull:?}");
+    // The same registry over plain HTTP on loopback.
+    let local = Command::new("curl")
+        .args(["-sS", "-o", "/dev/null", "-w", "%{http_code}"])
+        .arg(format!("http://127.0.0.1:{port}/v2/"))
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&local.stdout), "401");
+    let images = s
+        .cli(&["--json", "repo", "images", "tls/hello"])
+        .ok()
+        .json();
+    assert_eq!(images[0]["digest"], digest.as_str());
+}

@@ -157,7 +157,12 @@ impl Server {
         let child = Command::new(BIN)
             .args(["server", "--data-dir"])
             .arg(&data)
-            .args(["--api-addr", "127.0.0.1:0", "--ingress-addr", "127.0.0.1:0"])
+            .args(if self.extra.iter().any(|a| a == "--api-addr") {
+                &[][..]
+            } else {
+                &["--api-addr", "127.0.0.1:0"][..]
+            })
+            .args(["--ingress-addr", "127.0.0.1:0"])
             .args(&self.extra)
             .env("SLIPWAY_LOG", "info,slipway_controller=debug")
             .stdout(Stdio::null())

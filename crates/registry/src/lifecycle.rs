@@ -1,0 +1,983 @@
+//! Lifecycle policies in Amazon ECR's JSON format.
+//!
+//! ```json
+//! {"rules": [{"rulePriority": 1, "description": "keep 10 prod images",
+//!             "selection": {"tagStatus": "tagged", "tagPatternList": ["prod*"],
+//!                           "countType": "imageCountMoreThan", "countNumber": 10},
+//!             "action": {"type": "expire"}}]}
+//! ```
+//!
+//! * [`parse_policy`] validates as ECR does: unique positive `rulePriority`; `tagStatus`
+//!   `tagged` needs exactly one of `tagPrefixList` / `tagPatternList` (non-empty, at most 4
+//!   `*` per pattern), `untagged` and `any` take neither; at most one `untagged` rule; at
+//!   most one `any` rule and it has the highest priority; `countType` `imageCountMoreThan`
+//!   (no `countUnit`) or `sinceImagePushed` (`countUnit: days`); `countNumber` ≥ 1;
+//!   `action.type` `expire`; no unknown fields. Errors name the rule.
+//! * [`evaluate`] is pure (the clock is an argument): rules run in ascending priority; each
+//!   selects its images (newest push first) — a `tagPrefixList` / `tagPatternList` matches
+//!   when **every** entry matches **some** tag of the image — and marks those beyond
+//!   `countNumber`, or pushed more than `countNumber` days ago. An image selected by a
+//!   higher-priority rule is never expired by a later one (later rules still count it, as
+//!   ECR does), so each image is expired by at most one rule.
+//! * **Safety rule** (Slipway's, not ECR's): an image that a running task or the last
+//!   successful release of a service uses is never expired; it still counts for its rules.
+//! * An "image" is a top-level manifest: untagged children of an index, and untagged
+//!   referrers (signatures, SBOMs) whose subject is in the repository, follow their parent:
+//!   they are deleted with it when nothing retained still refers to them.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::Registry;
+use crate::error::RegistryError;
+
+/// Largest policy text ECR accepts.
+pub const MAX_POLICY_CHARS: usize = 30_720;
+/// Most `*` wildcards ECR accepts in one tag pattern.
+pub const MAX_WILDCARDS: usize = 4;
+const DAY_MS: i64 = 86_400_000;
+
+/// What the server's running tasks and last successful releases use: image references
+/// (`repo@sha256:...`) or image ids / digests (`sha256:...`).
+#[async_trait]
+pub trait InUse: Send + Sync + 'static {
+    async fn images_in_use(&self) -> Result<Vec<String>, String>;
+}
+
+/// An invalid policy; the message names the rule.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid lifecycle policy: {0}")]
+pub struct PolicyError(pub String);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TagStatus {
+    Tagged,
+    Untagged,
+    Any,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Count {
+    /// `imageCountMoreThan`: keep the N most recently pushed.
+    MoreThan(u64),
+    /// `sinceImagePushed` in days.
+    SincePushedDays(u64),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rule {
+    pub priority: i64,
+    pub description: Option<String>,
+    pub tag_status: TagStatus,
+    pub prefixes: Vec<String>,
+    pub patterns: Vec<String>,
+    pub count: Count,
+}
+
+/// A validated policy, rules in ascending priority.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Policy {
+    pub rules: Vec<Rule>,
+}
+
+fn check_keys(
+    obj: &serde_json::Map<String, Value>,
+    allowed: &[&str],
+    what: &str,
+) -> Result<(), String> {
+    for k in obj.keys() {
+        if !allowed.contains(&k.as_str()) {
+            return Err(format!(
+                "{what} has an unknown field {k:?} (allowed: {})",
+                allowed.join(", ")
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn string_list(
+    sel: &serde_json::Map<String, Value>,
+    key: &str,
+) -> Result<Option<Vec<String>>, String> {
+    let Some(v) = sel.get(key) else {
+        return Ok(None);
+    };
+    let arr = v
+        .as_array()
+        .ok_or_else(|| format!("{key} must be an array of strings"))?;
+    if arr.is_empty() {
+        return Err(format!("{key} must not be empty"));
+    }
+    let mut out = Vec::new();
+    for x in arr {
+        let s = x
+            .as_str()
+            .ok_or_else(|| format!("{key} must be an array of strings"))?;
+        if s.is_empty() {
+            return Err(format!("{key} must not contain an empty string"));
+        }
+        out.push(s.to_owned());
+    }
+    Ok(Some(out))
+}
+
+fn parse_rule(i: usize, v: &Value) -> Result<Rule, PolicyError> {
+    let obj = v
+        .as_object()
+        .ok_or_else(|| PolicyError(format!("rules[{i}] must be an object")))?;
+    let priority = match obj.get("rulePriority") {
+        Some(p) => p.as_i64().filter(|p| *p >= 1).ok_or_else(|| {
+            PolicyError(format!(
+                "rules[{i}]: rulePriority must be an integer of at least 1, got {p}"
+            ))
+        })?,
+        None => return Err(PolicyError(format!("rules[{i}]: rulePriority is required"))),
+    };
+    let named = |m: String| PolicyError(format!("rule with rulePriority {priority}: {m}"));
+    check_keys(
+        obj,
+        &["rulePriority", "description", "selection", "action"],
+        "the rule",
+    )
+    .map_err(named)?;
+    let description = match obj.get("description") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(_) => return Err(named("description must be a string".into())),
+    };
+    let action = obj
+        .get("action")
+        .and_then(Value::as_object)
+        .ok_or_else(|| named("action is required and must be an object".into()))?;
+    check_keys(action, &["type"], "action").map_err(named)?;
+    match action.get("type").and_then(Value::as_str) {
+        Some("expire") => {}
+        Some(t) => {
+            return Err(named(format!(
+                "action type {t:?} is not supported; the only action type is \"expire\""
+            )));
+        }
+        None => return Err(named("action.type is required (\"expire\")".into())),
+    }
+    let sel = obj
+        .get("selection")
+        .and_then(Value::as_object)
+        .ok_or_else(|| named("selection is required and must be an object".into()))?;
+    check_keys(
+        sel,
+        &[
+            "tagStatus",
+            "tagPrefixList",
+            "tagPatternList",
+            "countType",
+            "countUnit",
+            "countNumber",
+        ],
+        "selection",
+    )
+    .map_err(named)?;
+    let tag_status = match sel.get("tagStatus").and_then(Value::as_str) {
+        Some("tagged") => TagStatus::Tagged,
+        Some("untagged") => TagStatus::Untagged,
+        Some("any") => TagStatus::Any,
+        Some(s) => {
+            return Err(named(format!(
+                "tagStatus {s:?} is invalid; use \"tagged\", \"untagged\" or \"any\""
+            )));
+        }
+        None => return Err(named("selection.tagStatus is required".into())),
+    };
+    let prefixes = string_list(sel, "tagPrefixList").map_err(named)?;
+    let patterns = string_list(sel, "tagPatternList").map_err(named)?;
+    match tag_status {
+        TagStatus::Tagged => match (&prefixes, &patterns) {
+            (None, None) => {
+                return Err(named(
+                    "tagStatus \"tagged\" requires tagPrefixList or tagPatternList".into(),
+                ));
+            }
+            (Some(_), Some(_)) => {
+                return Err(named(
+                    "tagPrefixList and tagPatternList cannot both be specified".into(),
+                ));
+            }
+            _ => {}
+        },
+        TagStatus::Untagged | TagStatus::Any => {
+            if prefixes.is_some() || patterns.is_some() {
+                let s = if tag_status == TagStatus::Any {
+                    "any"
+                } else {
+                    "untagged"
+                };
+                return Err(named(format!(
+                    "tagPrefixList and tagPatternList can only be used with tagStatus \"tagged\", not \"{s}\""
+                )));
+            }
+        }
+    }
+    for p in patterns.iter().flatten() {
+        let n = p.matches('*').count();
+        if n > MAX_WILDCARDS {
+            return Err(named(format!(
+                "tag pattern {p:?} has {n} wildcards; at most {MAX_WILDCARDS} are allowed"
+            )));
+        }
+    }
+    let number = match sel.get("countNumber") {
+        Some(n) => n.as_u64().filter(|n| *n >= 1).ok_or_else(|| {
+            named(format!(
+                "countNumber must be an integer of at least 1, got {n}"
+            ))
+        })?,
+        None => return Err(named("selection.countNumber is required".into())),
+    };
+    let unit = sel.get("countUnit");
+    let count = match sel.get("countType").and_then(Value::as_str) {
+        Some("imageCountMoreThan") => {
+            if unit.is_some() {
+                return Err(named(
+                    "countUnit cannot be used with countType \"imageCountMoreThan\"".into(),
+                ));
+            }
+            Count::MoreThan(number)
+        }
+        Some("sinceImagePushed") => {
+            match unit.and_then(Value::as_str) {
+                Some("days") => {}
+                Some(u) => {
+                    return Err(named(format!(
+                        "countUnit {u:?} is invalid; the only unit is \"days\""
+                    )));
+                }
+                None => {
+                    return Err(named(
+                        "countType \"sinceImagePushed\" requires countUnit \"days\"".into(),
+                    ));
+                }
+            }
+            Count::SincePushedDays(number)
+        }
+        Some(t @ ("sinceImagePulled" | "sinceImageTransitioned")) => {
+            return Err(named(format!(
+                "countType {t:?} is not supported; use \"imageCountMoreThan\" or \"sinceImagePushed\""
+            )));
+        }
+        Some(t) => {
+            return Err(named(format!(
+                "countType {t:?} is invalid; use \"imageCountMoreThan\" or \"sinceImagePushed\""
+            )));
+        }
+        None => return Err(named("selection.countType is required".into())),
+    };
+    Ok(Rule {
+        priority,
+        description,
+        tag_status,
+        prefixes: prefixes.unwrap_or_default(),
+        patterns: patterns.unwrap_or_default(),
+        count,
+    })
+}
+
+/// Parses and validates a policy's JSON text.
+pub fn parse_policy(text: &str) -> Result<Policy, PolicyError> {
+    if text.chars().count() > MAX_POLICY_CHARS {
+        return Err(PolicyError(format!(
+            "the policy text is longer than {MAX_POLICY_CHARS} characters"
+        )));
+    }
+    let v: Value = serde_json::from_str(text)
+        .map_err(|e| PolicyError(format!("the policy is not valid JSON: {e}")))?;
+    let obj = v
+        .as_object()
+        .ok_or_else(|| PolicyError("the policy must be a JSON object with \"rules\"".into()))?;
+    check_keys(obj, &["rules"], "the policy").map_err(PolicyError)?;
+    let rules = obj
+        .get("rules")
+        .and_then(Value::as_array)
+        .ok_or_else(|| PolicyError("\"rules\" is required and must be an array".into()))?;
+    if rules.is_empty() {
+        return Err(PolicyError(
+            "\"rules\" must contain at least one rule".into(),
+        ));
+    }
+    let mut parsed = rules
+        .iter()
+        .enumerate()
+        .map(|(i, r)| parse_rule(i, r))
+        .collect::<Result<Vec<_>, _>>()?;
+    parsed.sort_by_key(|r| r.priority);
+    for w in parsed.windows(2) {
+        if w[0].priority == w[1].priority {
+            return Err(PolicyError(format!(
+                "rulePriority {} is used by more than one rule; priorities must be unique",
+                w[0].priority
+            )));
+        }
+    }
+    let untagged: Vec<i64> = parsed
+        .iter()
+        .filter(|r| r.tag_status == TagStatus::Untagged)
+        .map(|r| r.priority)
+        .collect();
+    if untagged.len() > 1 {
+        return Err(PolicyError(format!(
+            "rules with rulePriority {untagged:?} all select untagged images; only one rule may"
+        )));
+    }
+    let any: Vec<i64> = parsed
+        .iter()
+        .filter(|r| r.tag_status == TagStatus::Any)
+        .map(|r| r.priority)
+        .collect();
+    if any.len() > 1 {
+        return Err(PolicyError(format!(
+            "rules with rulePriority {any:?} all have tagStatus \"any\"; only one rule may"
+        )));
+    }
+    let highest = parsed.last().map_or(0, |r| r.priority);
+    if let Some(&p) = any.first()
+        && p != highest
+    {
+        return Err(PolicyError(format!(
+            "rule with rulePriority {p}: a rule with tagStatus \"any\" must have the highest rulePriority ({highest} is higher)"
+        )));
+    }
+    Ok(Policy { rules: parsed })
+}
+
+/// `*` matches any run of characters (also empty); everything else is literal.
+pub fn glob_match(pattern: &str, s: &str) -> bool {
+    let parts: Vec<&str> = pattern.split('*').collect();
+    if parts.len() == 1 {
+        return pattern == s;
+    }
+    let (first, last) = (parts[0], parts[parts.len() - 1]);
+    if !s.starts_with(first) || s.len() < first.len() + last.len() || !s.ends_with(last) {
+        return false;
+    }
+    let mut rest = &s[first.len()..s.len() - last.len()];
+    for mid in &parts[1..parts.len() - 1] {
+        match rest.find(mid) {
+            Some(i) => rest = &rest[i + mid.len()..],
+            None => return false,
+        }
+    }
+    true
+}
+
+/// An image as the evaluator sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Image {
+    pub digest: String,
+    pub tags: Vec<String>,
+    /// Unix ms.
+    pub pushed_at: i64,
+    /// In use by a running task or a last successful release: never expired.
+    pub protected: bool,
+}
+
+/// An image a rule expires.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Expiry {
+    pub digest: String,
+    pub tags: Vec<String>,
+    pub pushed_at: i64,
+    pub rule_priority: i64,
+}
+
+impl Rule {
+    /// Whether the rule's tag selection matches the image.
+    pub fn selects(&self, img: &Image) -> bool {
+        match self.tag_status {
+            TagStatus::Any => true,
+            TagStatus::Untagged => img.tags.is_empty(),
+            TagStatus::Tagged => {
+                !img.tags.is_empty()
+                    && self
+                        .prefixes
+                        .iter()
+                        .all(|p| img.tags.iter().any(|t| t.starts_with(p.as_str())))
+                    && self
+                        .patterns
+                        .iter()
+                        .all(|p| img.tags.iter().any(|t| glob_match(p, t)))
+            }
+        }
+    }
+}
+
+/// The images a policy expires at `now_ms`, oldest first. Pure: same input, same answer.
+pub fn evaluate(policy: &Policy, images: &[Image], now_ms: i64) -> Vec<Expiry> {
+    let mut claimed: HashSet<usize> = HashSet::new();
+    let mut expired: Vec<(usize, i64)> = Vec::new();
+    let mut order: Vec<usize> = (0..images.len()).collect();
+    // Newest first; ties broken by digest so the answer does not depend on input order.
+    order.sort_by(|&a, &b| {
+        images[b]
+            .pushed_at
+            .cmp(&images[a].pushed_at)
+            .then_with(|| images[a].digest.cmp(&images[b].digest))
+    });
+    for rule in &policy.rules {
+        let selected: Vec<usize> = order
+            .iter()
+            .copied()
+            .filter(|&i| rule.selects(&images[i]))
+            .collect();
+        let marked: Vec<usize> = match rule.count {
+            Count::MoreThan(n) => selected
+                .iter()
+                .copied()
+                .skip(usize::try_from(n).unwrap_or(usize::MAX))
+                .collect(),
+            Count::SincePushedDays(d) => {
+                let cutoff = now_ms.saturating_sub(
+                    i64::try_from(d)
+                        .unwrap_or(i64::MAX / DAY_MS)
+                        .saturating_mul(DAY_MS),
+                );
+                selected
+                    .iter()
+                    .copied()
+                    .filter(|&i| images[i].pushed_at < cutoff)
+                    .collect()
+            }
+        };
+        for i in marked {
+            if !claimed.contains(&i) && !images[i].protected {
+                expired.push((i, rule.priority));
+            }
+        }
+        claimed.extend(selected);
+    }
+    expired.sort_by(|a, b| {
+        images[a.0]
+            .pushed_at
+            .cmp(&images[b.0].pushed_at)
+            .then_with(|| images[a.0].digest.cmp(&images[b.0].digest))
+    });
+    expired
+        .into_iter()
+        .map(|(i, p)| Expiry {
+            digest: images[i].digest.clone(),
+            tags: images[i].tags.clone(),
+            pushed_at: images[i].pushed_at,
+            rule_priority: p,
+        })
+        .collect()
+}
+
+/// A repository's manifests as lifecycle sees them.
+#[derive(Debug, Clone, Default)]
+pub struct RepoContents {
+    /// (digest, tags, pushed_at) of every manifest.
+    pub manifests: Vec<(String, Vec<String>, i64)>,
+    /// (manifest, child, kind) references.
+    pub refs: Vec<(String, String, String)>,
+    /// (manifest, subject).
+    pub subjects: Vec<(String, String)>,
+}
+
+/// What applying a policy to a repository deletes (or, in a preview, would delete).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LifecycleReport {
+    pub repository: String,
+    pub dry_run: bool,
+    /// Images expired by a rule, oldest first.
+    pub expired: Vec<Expiry>,
+    /// Untagged index children and referrers deleted with them.
+    pub also_deleted: Vec<String>,
+    /// Images kept only by the safety rule (in use by a task or a last good release).
+    pub protected: Vec<String>,
+}
+
+/// The plan for one repository: pure, given its contents, what is in use and the clock.
+pub fn plan(
+    repository: &str,
+    policy: &Policy,
+    contents: &RepoContents,
+    in_use: &HashSet<String>,
+    now_ms: i64,
+) -> LifecycleReport {
+    let present: HashSet<&str> = contents.manifests.iter().map(|m| m.0.as_str()).collect();
+    let tagged: HashSet<&str> = contents
+        .manifests
+        .iter()
+        .filter(|m| !m.1.is_empty())
+        .map(|m| m.0.as_str())
+        .collect();
+    let mut children: HashMap<&str, Vec<&str>> = HashMap::new();
+    let mut blobs: HashMap<&str, Vec<&str>> = HashMap::new();
+    for (m, c, kind) in &contents.refs {
+        if kind == "manifest" {
+            children.entry(m).or_default().push(c);
+        } else {
+            blobs.entry(m).or_default().push(c);
+        }
+    }
+    let is_child: HashSet<&str> = children.values().flatten().copied().collect();
+    let is_referrer: HashSet<&str> = contents
+        .subjects
+        .iter()
+        .filter(|(_, s)| present.contains(s.as_str()))
+        .map(|(m, _)| m.as_str())
+        .collect();
+    // A manifest is used if it, its config, or (for an index) a child is in use.
+    let uses = |d: &str| -> bool {
+        let direct = |d: &str| {
+            in_use.contains(d)
+                || blobs
+                    .get(d)
+                    .is_some_and(|b| b.iter().any(|x| in_use.contains(*x)))
+        };
+        direct(d) || children.get(d).is_some_and(|c| c.iter().any(|x| direct(x)))
+    };
+    let images: Vec<Image> = contents
+        .manifests
+        .iter()
+        .filter(|(d, tags, _)| {
+            !tags.is_empty() || !(is_child.contains(d.as_str()) || is_referrer.contains(d.as_str()))
+        })
+        .map(|(d, tags, at)| Image {
+            digest: d.clone(),
+            tags: tags.clone(),
+            pushed_at: *at,
+            protected: uses(d),
+        })
+        .collect();
+    let expired = evaluate(policy, &images, now_ms);
+    let protected: Vec<String> = {
+        let unprotected: Vec<Image> = images
+            .iter()
+            .map(|i| Image {
+                protected: false,
+                ..i.clone()
+            })
+            .collect();
+        let would: HashSet<String> = evaluate(policy, &unprotected, now_ms)
+            .into_iter()
+            .map(|e| e.digest)
+            .collect();
+        images
+            .iter()
+            .filter(|i| i.protected && would.contains(&i.digest))
+            .map(|i| i.digest.clone())
+            .collect()
+    };
+    // Cascade: children and referrers of deleted manifests that nothing retained needs.
+    let mut deleted: BTreeSet<String> = expired.iter().map(|e| e.digest.clone()).collect();
+    let mut also = BTreeSet::new();
+    loop {
+        let mut grew = false;
+        for (d, tags, _) in &contents.manifests {
+            if deleted.contains(d) || !tags.is_empty() || tagged.contains(d.as_str()) || uses(d) {
+                continue;
+            }
+            let parents: Vec<&str> = children
+                .iter()
+                .filter(|(_, c)| c.contains(&d.as_str()))
+                .map(|(p, _)| *p)
+                .collect();
+            let subject = contents
+                .subjects
+                .iter()
+                .find(|(m, _)| m == d)
+                .map(|(_, s)| s.as_str())
+                .filter(|s| present.contains(s));
+            let orphaned_child =
+                !parents.is_empty() && parents.iter().all(|p| deleted.contains(*p));
+            let orphaned_referrer = subject.is_some_and(|s| deleted.contains(s));
+            if orphaned_child || orphaned_referrer {
+                deleted.insert(d.clone());
+                also.insert(d.clone());
+                grew = true;
+            }
+        }
+        if !grew {
+            break;
+        }
+    }
+    LifecycleReport {
+        repository: repository.to_owned(),
+        dry_run: true,
+        expired,
+        also_deleted: also.into_iter().collect(),
+        protected,
+    }
+}
+
+/// The digest part of an in-use reference (`repo@sha256:x` or `sha256:x`).
+fn in_use_digest(s: &str) -> Option<&str> {
+    let d = s.rsplit_once('@').map_or(s, |(_, d)| d);
+    d.contains(':').then_some(d)
+}
+
+impl Registry {
+    /// Stores a validated policy (or removes it with `None`); `Ok(false)` if there is no
+    /// such repository.
+    pub async fn set_lifecycle_policy(
+        &self,
+        repo: &str,
+        text: Option<&str>,
+    ) -> Result<Result<bool, PolicyError>, RegistryError> {
+        if let Some(t) = text
+            && let Err(e) = parse_policy(t)
+        {
+            return Ok(Err(e));
+        }
+        Ok(Ok(self.inner.db.set_lifecycle_policy(repo, text).await?))
+    }
+
+    pub async fn lifecycle_policy(&self, repo: &str) -> Result<Option<String>, RegistryError> {
+        self.inner.db.lifecycle_policy(repo).await
+    }
+
+    async fn in_use_set(&self) -> Result<HashSet<String>, RegistryError> {
+        let Some(src) = &self.inner.in_use else {
+            return Ok(HashSet::new());
+        };
+        let list = src.images_in_use().await.map_err(|e| {
+            RegistryError::Corrupt(format!(
+                "cannot tell which images are in use ({e}); nothing expired"
+            ))
+        })?;
+        Ok(list
+            .iter()
+            .filter_map(|s| in_use_digest(s))
+            .map(str::to_owned)
+            .collect())
+    }
+
+    async fn contents(&self, repo: &str) -> Result<RepoContents, RegistryError> {
+        let manifests = self
+            .inner
+            .db
+            .manifests_with_tags(repo)
+            .await?
+            .into_iter()
+            .map(|(m, tags)| (m.digest, tags, m.pushed_at))
+            .collect();
+        Ok(RepoContents {
+            manifests,
+            refs: self.inner.db.repo_refs(repo).await?,
+            subjects: self.inner.db.repo_subjects(repo).await?,
+        })
+    }
+
+    /// Applies (or with `dry_run`, previews) a repository's policy at `now_ms`. `None` when
+    /// the repository has no policy.
+    pub async fn apply_lifecycle(
+        &self,
+        repo: &str,
+        dry_run: bool,
+        now_ms: i64,
+    ) -> Result<Option<LifecycleReport>, RegistryError> {
+        let Some(text) = self.inner.db.lifecycle_policy(repo).await? else {
+            return Ok(None);
+        };
+        let policy = parse_policy(&text).map_err(|e| RegistryError::Corrupt(e.to_string()))?;
+        let in_use = self.in_use_set().await?;
+        let contents = self.contents(repo).await?;
+        let mut report = plan(repo, &policy, &contents, &in_use, now_ms);
+        report.dry_run = dry_run;
+        if !dry_run {
+            for d in report
+                .expired
+                .iter()
+                .map(|e| &e.digest)
+                .chain(report.also_deleted.iter())
+            {
+                self.inner.db.delete_manifest(repo, d).await?;
+            }
+            if !report.expired.is_empty() {
+                tracing::info!(
+                    repository = repo,
+                    expired = report.expired.len(),
+                    also_deleted = report.also_deleted.len(),
+                    "lifecycle policy expired images"
+                );
+            }
+        }
+        Ok(Some(report))
+    }
+
+    /// Applies every repository's policy now.
+    pub async fn apply_lifecycle_all(&self) -> Result<Vec<LifecycleReport>, RegistryError> {
+        let mut out = Vec::new();
+        for r in self.inner.db.list_repos(None, -1).await? {
+            if let Some(rep) = self
+                .apply_lifecycle(&r.name, false, crate::db::now_ms())
+                .await?
+            {
+                out.push(rep);
+            }
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn img(d: &str, tags: &[&str], days_ago: i64) -> Image {
+        Image {
+            digest: d.into(),
+            tags: tags.iter().map(|t| (*t).to_owned()).collect(),
+            pushed_at: NOW - days_ago * DAY_MS,
+            protected: false,
+        }
+    }
+
+    const NOW: i64 = 1_800_000_000_000;
+
+    fn digests(e: &[Expiry]) -> Vec<&str> {
+        e.iter().map(|x| x.digest.as_str()).collect()
+    }
+
+    fn err(text: &str) -> String {
+        parse_policy(text).unwrap_err().0
+    }
+
+    #[test]
+    fn validation_matches_ecr() {
+        let ok = r#"{"rules":[{"rulePriority":1,"description":"d","selection":{"tagStatus":"tagged","tagPatternList":["prod*"],"countType":"imageCountMoreThan","countNumber":3},"action":{"type":"expire"}},
+            {"rulePriority":5,"selection":{"tagStatus":"untagged","countType":"sinceImagePushed","countUnit":"days","countNumber":14},"action":{"type":"expire"}},
+            {"rulePriority":9,"selection":{"tagStatus":"any","countType":"imageCountMoreThan","countNumber":100},"action":{"type":"expire"}}]}"#;
+        let p = parse_policy(ok).unwrap();
+        assert_eq!(
+            p.rules.iter().map(|r| r.priority).collect::<Vec<_>>(),
+            [1, 5, 9]
+        );
+
+        let rule = |prio: i64, sel: &str| {
+            format!(r#"{{"rulePriority":{prio},"selection":{sel},"action":{{"type":"expire"}}}}"#)
+        };
+        let pol = |rules: &[String]| format!(r#"{{"rules":[{}]}}"#, rules.join(","));
+        let count = r#""countType":"imageCountMoreThan","countNumber":1"#;
+        let cases: Vec<(String, &str)> = vec![
+            (pol(&[rule(1, &format!(r#"{{"tagStatus":"tagged",{count}}}"#))]), "rule with rulePriority 1: tagStatus \"tagged\" requires tagPrefixList or tagPatternList"),
+            (pol(&[rule(2, &format!(r#"{{"tagStatus":"untagged","tagPrefixList":["a"],{count}}}"#))]), "rule with rulePriority 2: tagPrefixList and tagPatternList can only be used with tagStatus \"tagged\""),
+            (pol(&[rule(3, &format!(r#"{{"tagStatus":"tagged","tagPrefixList":["a"],"tagPatternList":["b"],{count}}}"#))]), "cannot both be specified"),
+            (pol(&[rule(4, &format!(r#"{{"tagStatus":"tagged","tagPatternList":["*a*b*c*d*"],{count}}}"#))]), "rule with rulePriority 4: tag pattern \"*a*b*c*d*\" has 5 wildcards"),
+            (pol(&[rule(1, &format!(r#"{{"tagStatus":"any",{count}}}"#)), rule(2, &format!(r#"{{"tagStatus":"untagged",{count}}}"#))]), "rule with rulePriority 1: a rule with tagStatus \"any\" must have the highest rulePriority"),
+            (pol(&[rule(1, &format!(r#"{{"tagStatus":"untagged",{count}}}"#)), rule(2, &format!(r#"{{"tagStatus":"untagged",{count}}}"#))]), "only one rule may"),
+            (pol(&[rule(7, &format!(r#"{{"tagStatus":"untagged",{count}}}"#)), rule(7, &format!(r#"{{"tagStatus":"tagged","tagPrefixList":["x"],{count}}}"#))]), "rulePriority 7 is used by more than one rule"),
+            (pol(&[rule(1, r#"{"tagStatus":"untagged","countType":"sinceImagePushed","countNumber":1}"#)]), "rule with rulePriority 1: countType \"sinceImagePushed\" requires countUnit \"days\""),
+            (pol(&[rule(1, r#"{"tagStatus":"untagged","countType":"imageCountMoreThan","countUnit":"days","countNumber":1}"#)]), "countUnit cannot be used with countType \"imageCountMoreThan\""),
+            (pol(&[rule(1, r#"{"tagStatus":"untagged","countType":"imageCountMoreThan","countNumber":0}"#)]), "rule with rulePriority 1: countNumber must be an integer of at least 1"),
+            (pol(&[rule(1, r#"{"tagStatus":"untagged","countType":"sinceImagePushed","countUnit":"hours","countNumber":1}"#)]), "countUnit \"hours\" is invalid"),
+            (pol(&[rule(1, r#"{"tagStatus":"sometimes","countType":"imageCountMoreThan","countNumber":1}"#)]), "tagStatus \"sometimes\" is invalid"),
+            (pol(&[rule(1, r#"{"tagStatus":"untagged","countType":"imageCountMoreThan","countNumber":1,"extra":1}"#)]), "selection has an unknown field \"extra\""),
+            (pol(&[rule(0, r#"{"tagStatus":"untagged","countType":"imageCountMoreThan","countNumber":1}"#)]), "rules[0]: rulePriority must be an integer of at least 1"),
+            (pol(&[rule(1, &format!(r#"{{"tagStatus":"tagged","tagPrefixList":[],{count}}}"#))]), "tagPrefixList must not be empty"),
+            (r#"{"rules":[]}"#.to_owned(), "at least one rule"),
+            ("[1]".to_owned(), "must be a JSON object"),
+            (r#"{"rules":[{"rulePriority":1,"selection":{"tagStatus":"untagged","countType":"imageCountMoreThan","countNumber":1},"action":{"type":"transition"}}]}"#.to_owned(), "rule with rulePriority 1: action type \"transition\" is not supported"),
+        ];
+        for (text, want) in cases {
+            let e = err(&text);
+            assert!(e.contains(want), "{text}\n  gave: {e}\n  want: {want}");
+        }
+    }
+
+    #[test]
+    fn globs() {
+        assert!(glob_match("prod*", "prod-1"));
+        assert!(glob_match("*", ""));
+        assert!(glob_match("*-rc*", "v1-rc2"));
+        assert!(glob_match("a*b*c", "abc"));
+        assert!(!glob_match("a*b*c", "acb"));
+        assert!(!glob_match("prod", "prod-1"));
+        assert!(glob_match("a*a", "aa"));
+        assert!(!glob_match("a*a", "a"));
+    }
+
+    /// The example of ECR's documentation ("Filtering on multiple rules").
+    #[test]
+    fn ecr_multiple_rules_example() {
+        let p = parse_policy(r#"{"rules":[
+          {"rulePriority":1,"selection":{"tagStatus":"tagged","tagPrefixList":["alpha"],"countType":"imageCountMoreThan","countNumber":1},"action":{"type":"expire"}},
+          {"rulePriority":2,"selection":{"tagStatus":"tagged","tagPrefixList":["beta"],"countType":"imageCountMoreThan","countNumber":1},"action":{"type":"expire"}}]}"#).unwrap();
+        let images = [
+            img("A", &["alpha-1", "beta-1"], 10),
+            img("B", &["beta-2", "prod-1"], 9),
+            img("C", &["alpha-2"], 8),
+            img("D", &["beta-3"], 7),
+            img("E", &["prod-2"], 6),
+        ];
+        let e = evaluate(&p, &images, NOW);
+        assert_eq!(digests(&e), ["A", "B"]);
+        assert_eq!(e[0].rule_priority, 1);
+        assert_eq!(e[1].rule_priority, 2);
+    }
+
+    #[test]
+    fn higher_rules_protect_and_protected_images_survive() {
+        let p = parse_policy(r#"{"rules":[
+          {"rulePriority":1,"selection":{"tagStatus":"tagged","tagPatternList":["prod*"],"countType":"imageCountMoreThan","countNumber":9999},"action":{"type":"expire"}},
+          {"rulePriority":2,"selection":{"tagStatus":"any","countType":"sinceImagePushed","countUnit":"days","countNumber":30},"action":{"type":"expire"}}]}"#).unwrap();
+        let mut images = vec![
+            img("old-prod", &["prod-1"], 100),
+            img("old-dev", &["dev-1"], 100),
+            img("old-untagged", &[], 40),
+            img("new-dev", &["dev-2"], 1),
+            img("running", &["dev-0"], 200),
+        ];
+        images[4].protected = true;
+        assert_eq!(
+            digests(&evaluate(&p, &images, NOW)),
+            ["old-dev", "old-untagged"]
+        );
+        // The clock moves: 30 more days expire new-dev too.
+        assert_eq!(
+            digests(&evaluate(&p, &images, NOW + 30 * DAY_MS)),
+            ["old-dev", "old-untagged", "new-dev"]
+        );
+    }
+
+    #[test]
+    fn plan_cascades_to_children_and_referrers_and_respects_in_use() {
+        let p = parse_policy(r#"{"rules":[{"rulePriority":1,"selection":{"tagStatus":"any","countType":"imageCountMoreThan","countNumber":1},"action":{"type":"expire"}}]}"#).unwrap();
+        let contents = RepoContents {
+            manifests: vec![
+                ("idx-old".into(), vec!["v1".into()], 1),
+                ("child-old".into(), vec![], 1),
+                ("shared".into(), vec![], 1),
+                ("sig".into(), vec![], 2),
+                ("idx-new".into(), vec!["v2".into()], 5),
+                ("child-new".into(), vec![], 5),
+                ("in-use".into(), vec!["v0".into()], 0),
+            ],
+            refs: vec![
+                ("idx-old".into(), "child-old".into(), "manifest".into()),
+                ("idx-old".into(), "shared".into(), "manifest".into()),
+                ("idx-new".into(), "child-new".into(), "manifest".into()),
+                ("idx-new".into(), "shared".into(), "manifest".into()),
+                ("in-use".into(), "sha256:cfg".into(), "blob".into()),
+            ],
+            subjects: vec![("sig".into(), "idx-old".into())],
+        };
+        let in_use: HashSet<String> = ["sha256:cfg".to_owned()].into();
+        let r = plan("r", &p, &contents, &in_use, NOW);
+        assert_eq!(digests(&r.expired), ["idx-old"]);
+        assert_eq!(r.also_deleted, ["child-old", "sig"]);
+        assert_eq!(r.protected, ["in-use"]);
+    }
+
+    fn arb_policy() -> impl Strategy<Value = Policy> {
+        let rule = (
+            0..3u8,
+            prop::sample::select(vec!["a", "b", "v1", "prod", "x*", "*1"]),
+            any::<bool>(),
+            1..5u64,
+        );
+        prop::collection::vec(rule, 1..5).prop_map(|rs| {
+            let mut rules: Vec<Rule> = Vec::new();
+            let mut untagged = false;
+            for (i, (status, tag, by_count, n)) in rs.into_iter().enumerate() {
+                let tag_status = match status {
+                    0 => TagStatus::Tagged,
+                    1 if !untagged => {
+                        untagged = true;
+                        TagStatus::Untagged
+                    }
+                    _ => TagStatus::Tagged,
+                };
+                let (prefixes, patterns) = if tag.contains('*') {
+                    (vec![], vec![tag.to_owned()])
+                } else {
+                    (vec![tag.to_owned()], vec![])
+                };
+                let tagged = tag_status == TagStatus::Tagged;
+                rules.push(Rule {
+                    priority: i as i64 * 2 + 1,
+                    description: None,
+                    tag_status,
+                    prefixes: if tagged { prefixes } else { vec![] },
+                    patterns: if tagged { patterns } else { vec![] },
+                    count: if by_count {
+                        Count::MoreThan(n)
+                    } else {
+                        Count::SincePushedDays(n)
+                    },
+                });
+            }
+            Policy { rules }
+        })
+    }
+
+    fn arb_images() -> impl Strategy<Value = Vec<Image>> {
+        let tag = prop::sample::select(vec!["a1", "b2", "v1", "prod-1", "x9", "latest"]);
+        prop::collection::vec(
+            (prop::collection::vec(tag, 0..3), 0..10i64, any::<bool>()),
+            0..12,
+        )
+        .prop_map(|v| {
+            v.into_iter()
+                .enumerate()
+                .map(|(i, (tags, days, protected))| Image {
+                    digest: format!("sha256:{i:04}"),
+                    tags: tags.into_iter().map(str::to_owned).collect(),
+                    pushed_at: NOW - days * DAY_MS - i as i64,
+                    protected,
+                })
+                .collect()
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn evaluation_invariants(policy in arb_policy(), images in arb_images(), later in 0..20i64) {
+            let e = evaluate(&policy, &images, NOW);
+            let by: HashMap<&str, &Image> = images.iter().map(|i| (i.digest.as_str(), i)).collect();
+            let mut seen = HashSet::new();
+            for x in &e {
+                prop_assert!(seen.insert(x.digest.clone()), "expired twice");
+                let im = by[x.digest.as_str()];
+                prop_assert!(!im.protected, "a protected image expired");
+                let rule = policy.rules.iter().find(|r| r.priority == x.rule_priority).unwrap();
+                prop_assert!(rule.selects(im));
+                // No higher-priority rule selected it.
+                for r in policy.rules.iter().filter(|r| r.priority < x.rule_priority) {
+                    prop_assert!(!r.selects(im));
+                }
+                if let Count::SincePushedDays(d) = rule.count {
+                    prop_assert!(im.pushed_at < NOW - d as i64 * DAY_MS);
+                }
+            }
+            // imageCountMoreThan n keeps at least the n newest images it selects.
+            for r in &policy.rules {
+                if let Count::MoreThan(n) = r.count {
+                    let mut sel: Vec<&Image> = images.iter().filter(|i| r.selects(i)).collect();
+                    sel.sort_by(|a, b| b.pushed_at.cmp(&a.pushed_at).then_with(|| a.digest.cmp(&b.digest)));
+                    for keep in sel.iter().take(n as usize) {
+                        prop_assert!(!e.iter().any(|x| x.digest == keep.digest && x.rule_priority == r.priority));
+                    }
+                }
+            }
+            // Oldest first.
+            for w in e.windows(2) {
+                prop_assert!(w[0].pushed_at <= w[1].pushed_at);
+            }
+            // Input order does not matter.
+            let mut rev = images.clone();
+            rev.reverse();
+            prop_assert_eq!(&evaluate(&policy, &rev, NOW), &e);
+            // With only age rules, a later clock expires a superset.
+            if policy.rules.iter().all(|r| matches!(r.count, Count::SincePushedDays(_))) {
+                let later_e: HashSet<String> = evaluate(&policy, &images, NOW + later * DAY_MS).into_iter().map(|x| x.digest).collect();
+                for x in &e {
+                    prop_assert!(later_e.contains(&x.digest));
+                }
+            }
+        }
+    }
+}

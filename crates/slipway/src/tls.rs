@@ -1,0 +1,362 @@
+//! TLS on the API address (and so on the registry: `docker` on other hosts needs it).
+//!
+//! * `--tls-cert FILE --tls-key FILE`: PEM files, reloaded when their mtime changes (checked
+//!   every 2 s) and on `SIGHUP`; a broken new pair keeps the old one serving.
+//! * `--tls-auto`: on first start a private CA is made in `DATA_DIR/ca/` (`ca.crt`, `ca.key`
+//!   mode 0600); it issues the server certificate (`server.crt`, `server.key`) for
+//!   `localhost`, the host name, the loopback addresses, the bound address (or, when bound to
+//!   every interface, the machine's addresses) and each `--tls-san`. The certificate is
+//!   issued again when that list changes. `slipway registry ca` prints the CA for clients.
+//!
+//! One port serves both: a connection whose first byte is a TLS handshake gets TLS; plain
+//! HTTP is served only to loopback peers (the CLI, the local engine's pulls) and refused
+//! otherwise. When the API address is a specific non-loopback address, a second, plain
+//! listener on `127.0.0.1` with the same port keeps the local clients working.
+
+use std::net::SocketAddr;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, SystemTime};
+
+use anyhow::{Context, Result, bail};
+use axum::Router;
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+
+fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// Reads a certificate chain and key (PEM).
+fn load_pair(cert: &Path, key: &Path) -> Result<CertifiedKey> {
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+        .with_context(|| format!("cannot read the certificate {}", cert.display()))?
+        .collect::<Result<_, _>>()
+        .with_context(|| format!("{} is not a PEM certificate chain", cert.display()))?;
+    if chain.is_empty() {
+        bail!("{} holds no certificate", cert.display());
+    }
+    let k = PrivateKeyDer::from_pem_file(key)
+        .with_context(|| format!("cannot read the private key {}", key.display()))?;
+    CertifiedKey::from_der(chain, k, &provider()).with_context(|| {
+        format!(
+            "{} and {} do not make a usable certificate and key pair",
+            cert.display(),
+            key.display()
+        )
+    })
+}
+
+/// Serves whatever pair was loaded last.
+#[derive(Debug)]
+struct Resolver(RwLock<Arc<CertifiedKey>>);
+
+impl ResolvesServerCert for Resolver {
+    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.0.read().expect("cert lock").clone())
+    }
+}
+
+fn mtimes(cert: &Path, key: &Path) -> Option<(SystemTime, SystemTime)> {
+    let m = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    Some((m(cert)?, m(key)?))
+}
+
+/// A TLS setup ready to serve.
+pub struct Tls {
+    pub acceptor: tokio_rustls::TlsAcceptor,
+    /// The private CA's certificate (PEM) with `--tls-auto`.
+    pub ca_pem: Option<String>,
+}
+
+/// Loads `cert`/`key` and keeps reloading them on change and on SIGHUP.
+pub fn serve_files(cert: PathBuf, key: PathBuf, mut stop: watch::Receiver<bool>) -> Result<Tls> {
+    let resolver = Arc::new(Resolver(RwLock::new(Arc::new(load_pair(&cert, &key)?))));
+    let mut config = rustls::ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .context("TLS protocol versions")?
+        .with_no_client_auth()
+        .with_cert_resolver(resolver.clone());
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    tokio::spawn(async move {
+        let mut seen = mtimes(&cert, &key);
+        let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+        loop {
+            let forced = tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(2)) => false,
+                _ = async { match hup.as_mut() { Some(h) => { h.recv().await; } None => std::future::pending().await } } => true,
+                _ = stop.changed() => return,
+            };
+            let now = mtimes(&cert, &key);
+            if !forced && now == seen {
+                continue;
+            }
+            seen = now;
+            match load_pair(&cert, &key) {
+                Ok(k) => {
+                    *resolver.0.write().expect("cert lock") = Arc::new(k);
+                    tracing::info!(cert = %cert.display(), "reloaded the TLS certificate");
+                }
+                Err(e) => {
+                    tracing::warn!(error = %format!("{e:#}"), "kept the previous TLS certificate")
+                }
+            }
+        }
+    });
+    Ok(Tls {
+        acceptor: tokio_rustls::TlsAcceptor::from(Arc::new(config)),
+        ca_pem: None,
+    })
+}
+
+fn write_file(path: &Path, contents: &str, private: bool) -> Result<()> {
+    use std::io::Write;
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(if private { 0o600 } else { 0o644 })
+        .open(&tmp)
+        .with_context(|| format!("cannot write {}", tmp.display()))?;
+    f.write_all(contents.as_bytes())?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)?;
+    Ok(())
+}
+
+const CA_NAME: &str = "Slipway private CA";
+
+fn ca_params() -> Result<rcgen::CertificateParams> {
+    let mut p = rcgen::CertificateParams::new(Vec::<String>::new())?;
+    p.distinguished_name
+        .push(rcgen::DnType::CommonName, CA_NAME);
+    p.distinguished_name
+        .push(rcgen::DnType::OrganizationName, "Slipway");
+    p.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    p.key_usages = vec![
+        rcgen::KeyUsagePurpose::KeyCertSign,
+        rcgen::KeyUsagePurpose::CrlSign,
+        rcgen::KeyUsagePurpose::DigitalSignature,
+    ];
+    Ok(p)
+}
+
+/// The IPv4 addresses of this machine's interfaces (from `/proc/net/fib_trie`).
+fn local_addresses() -> Vec<String> {
+    let text = std::fs::read_to_string("/proc/net/fib_trie").unwrap_or_default();
+    let mut out = Vec::new();
+    let mut last = None;
+    for line in text.lines() {
+        let t = line.trim_start_matches([' ', '|', '+', '-']).trim();
+        if line.contains("/32 host LOCAL") {
+            if let Some(ip) = last.take() {
+                out.push(ip);
+            }
+        } else if t.parse::<std::net::Ipv4Addr>().is_ok() {
+            last = Some(t.to_owned());
+        }
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// The names the server certificate covers.
+pub fn certificate_names(bound: SocketAddr, extra: &[String]) -> Vec<String> {
+    let mut names = vec!["localhost".to_owned(), "127.0.0.1".into(), "::1".into()];
+    if let Ok(h) = std::fs::read_to_string("/proc/sys/kernel/hostname") {
+        let h = h.trim();
+        if !h.is_empty() {
+            names.push(h.to_owned());
+        }
+    }
+    if bound.ip().is_unspecified() {
+        names.extend(local_addresses());
+    } else {
+        names.push(bound.ip().to_string());
+    }
+    names.extend(extra.iter().cloned());
+    names.sort();
+    names.dedup();
+    names
+}
+
+/// Makes (or reuses) the private CA and a server certificate for `names`, then serves it
+/// (reloading like `--tls-cert`).
+pub fn serve_auto(dir: &Path, names: &[String], stop: watch::Receiver<bool>) -> Result<Tls> {
+    let ca_dir = dir.join("ca");
+    std::fs::create_dir_all(&ca_dir)
+        .with_context(|| format!("cannot create {}", ca_dir.display()))?;
+    let (ca_key_path, ca_crt_path) = (ca_dir.join("ca.key"), ca_dir.join("ca.crt"));
+    let ca_key = if ca_key_path.exists() {
+        rcgen::KeyPair::from_pem(&std::fs::read_to_string(&ca_key_path)?)
+            .with_context(|| format!("{} is not a usable key", ca_key_path.display()))?
+    } else {
+        let key = rcgen::KeyPair::generate()?;
+        let cert = ca_params()?.self_signed(&key)?;
+        write_file(&ca_key_path, &key.serialize_pem(), true)?;
+        write_file(&ca_crt_path, &cert.pem(), false)?;
+        tracing::info!(path = %ca_crt_path.display(), "created a private CA; `slipway registry ca` prints it");
+        key
+    };
+    let ca_pem = std::fs::read_to_string(&ca_crt_path)
+        .with_context(|| format!("cannot read {}", ca_crt_path.display()))?;
+    let (crt, key, names_file) = (
+        ca_dir.join("server.crt"),
+        ca_dir.join("server.key"),
+        ca_dir.join("server.names"),
+    );
+    let wanted = names.join("\n");
+    let current = std::fs::read_to_string(&names_file).unwrap_or_default();
+    if current != wanted || !crt.exists() || !key.exists() {
+        let issuer = rcgen::Issuer::new(ca_params()?, &ca_key);
+        let mut p = rcgen::CertificateParams::new(names.to_vec())?;
+        p.distinguished_name
+            .push(rcgen::DnType::CommonName, "Slipway server");
+        p.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
+        p.key_usages = vec![
+            rcgen::KeyUsagePurpose::DigitalSignature,
+            rcgen::KeyUsagePurpose::KeyEncipherment,
+        ];
+        let year = 1970
+            + SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs() / 31_556_952) as i32;
+        p.not_before = rcgen::date_time_ymd(year - 1, 1, 1);
+        p.not_after = rcgen::date_time_ymd(year + 2, 1, 1);
+        let server_key = rcgen::KeyPair::generate()?;
+        let cert = p.signed_by(&server_key, &issuer)?;
+        write_file(&key, &server_key.serialize_pem(), true)?;
+        write_file(&crt, &format!("{}{}", cert.pem(), ca_pem), false)?;
+        write_file(&names_file, &wanted, false)?;
+        tracing::info!(names = %names.join(","), "issued the server certificate from the private CA");
+    }
+    let mut tls = serve_files(crt, key, stop)?;
+    tls.ca_pem = Some(ca_pem);
+    Ok(tls)
+}
+
+/// Serves `app` on `listeners`: TLS to anyone, plain HTTP to loopback peers only.
+pub async fn serve(
+    listeners: Vec<TcpListener>,
+    app: Router,
+    tls: tokio_rustls::TlsAcceptor,
+    mut stop: watch::Receiver<bool>,
+) -> Result<()> {
+    let (conn_tx, mut conn_rx) = tokio::sync::mpsc::channel::<(TcpStream, SocketAddr)>(64);
+    for l in listeners {
+        let tx = conn_tx.clone();
+        tokio::spawn(async move {
+            loop {
+                match l.accept().await {
+                    Ok(c) => {
+                        if tx.send(c).await.is_err() {
+                            return;
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                }
+            }
+        });
+    }
+    drop(conn_tx);
+    loop {
+        let (stream, peer) = tokio::select! {
+            c = conn_rx.recv() => match c { Some(c) => c, None => return Ok(()) },
+            _ = stop.changed() => return Ok(()),
+        };
+        let app = app.clone();
+        let tls = tls.clone();
+        tokio::spawn(async move {
+            if let Err(e) = connection(stream, peer, app, tls).await {
+                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            }
+        });
+    }
+}
+
+async fn connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    app: Router,
+    tls: tokio_rustls::TlsAcceptor,
+) -> Result<()> {
+    use hyper_util::rt::TokioIo;
+    use hyper_util::service::TowerToHyperService;
+    use tower::ServiceExt;
+    let _ = stream.set_nodelay(true);
+    let mut first = [0u8; 1];
+    let n = tokio::time::timeout(Duration::from_secs(30), stream.peek(&mut first)).await??;
+    let http = hyper::server::conn::http1::Builder::new();
+    if n == 1 && first[0] == 0x16 {
+        let s = tokio::time::timeout(Duration::from_secs(30), tls.accept(stream)).await??;
+        // Tell the handlers (the token realm) that this request came over TLS.
+        let svc = app.map_request(|mut req: axum::http::Request<hyper::body::Incoming>| {
+            req.headers_mut().insert(
+                "x-forwarded-proto",
+                axum::http::HeaderValue::from_static("https"),
+            );
+            req
+        });
+        http.serve_connection(TokioIo::new(s), TowerToHyperService::new(svc))
+            .with_upgrades()
+            .await?;
+    } else if peer.ip().is_loopback() {
+        http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(app))
+            .with_upgrades()
+            .await?;
+    } else {
+        use tokio::io::AsyncWriteExt;
+        let mut stream = stream;
+        let body = "this server requires TLS from non-loopback clients: use https://\n";
+        let _ = stream
+            .write_all(
+                format!(
+                    "HTTP/1.1 400 Bad Request\r\ncontent-type: text/plain\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                )
+                .as_bytes(),
+            )
+            .await;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_cover_loopback_and_the_bound_address() {
+        let n = certificate_names("10.1.2.3:443".parse().unwrap(), &["reg.example".into()]);
+        for want in ["localhost", "127.0.0.1", "10.1.2.3", "reg.example"] {
+            assert!(n.iter().any(|x| x == want), "{want} in {n:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn auto_ca_issues_a_loadable_certificate_and_reuses_the_ca() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_tx, rx) = watch::channel(false);
+        let names = vec!["localhost".to_owned(), "10.9.9.9".to_owned()];
+        let a = serve_auto(dir.path(), &names, rx.clone()).unwrap();
+        let mode = std::fs::metadata(dir.path().join("ca/ca.key"))
+            .unwrap()
+            .permissions();
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(mode.mode() & 0o777, 0o600);
+        let b = serve_auto(dir.path(), &["localhost".to_owned()], rx).unwrap();
+        assert_eq!(a.ca_pem, b.ca_pem, "the CA is made once");
+        assert!(a.ca_pem.unwrap().starts_with("-----BEGIN CERTIFICATE-----"));
+    }
+}
