@@ -24,6 +24,7 @@ pub mod auth;
 mod db;
 mod error;
 pub mod names;
+mod repos;
 mod routes;
 mod storage;
 

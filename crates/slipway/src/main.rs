@@ -61,6 +61,11 @@ enum Command {
         #[command(subcommand)]
         cmd: cmd::registry::RepoCmd,
     },
+    /// Access keys of the AWS-compatible API (`aws ecs`/`aws ecr` with --endpoint-url).
+    AccessKey {
+        #[command(subcommand)]
+        cmd: cmd::access_key::AccessKeyCmd,
+    },
 }
 
 fn main() -> ExitCode {
@@ -101,6 +106,7 @@ fn main() -> ExitCode {
             Command::Delete(a) => cmd::ops::delete(a, json).await,
             Command::Registry { cmd } => cmd::registry::registry(cmd, json).await,
             Command::Repo { cmd } => cmd::registry::repo(cmd, json).await,
+            Command::AccessKey { cmd } => cmd::access_key::run(cmd, json).await,
         }
     });
     match result {
