@@ -7,7 +7,8 @@ use serde_json::{Map, Value, json};
 use slipway_controller::{now_ms, random_id};
 use slipway_core::model::{
     CircuitBreaker, CommandHealthCheck, ContainerSpec, Deployment, DeploymentConfig, PullPolicy,
-    RolloutState, ServiceKey, ServiceKind, Task, TaskDefinition, TaskStatus, validate_name,
+    RolloutState, ServiceKey, ServiceKind, Task, TaskDefinition, TaskHealth, TaskStatus,
+    validate_name,
 };
 use slipway_store::{NewDeployment, RevisionChoice, ServiceRecord};
 
@@ -204,12 +205,10 @@ async fn cluster_json(call: &Call<'_>, c: &Cluster, status: &str) -> AwsResult {
             services += 1;
         }
         for t in call.state.store.list_tasks(&svc.key, false).await? {
-            match t.last_status {
-                TaskStatus::Running => running += 1,
-                TaskStatus::Provisioning | TaskStatus::Pending | TaskStatus::Activating => {
-                    pending += 1
-                }
-                _ => {}
+            if is_running(&t) {
+                running += 1;
+            } else if is_pending(&t) {
+                pending += 1;
             }
         }
     }
@@ -518,9 +517,12 @@ fn to_container(req: &RegisterReq) -> AwsResult<ContainerSpec> {
         port,
         command,
         environment,
-        cpu: num(d.cpu, "cpu", 0, 1 << 20)?
-            .filter(|c| *c > 0)
-            .or(task_num(&req.cpu, "cpu")?),
+        // A container's `cpu` is a relative share on ECS (CpuShares), not a limit: only the
+        // task-level `cpu` (a hard limit, as on Fargate) becomes Slipway's CPU limit.
+        cpu: {
+            num(d.cpu, "cpu", 0, 1 << 20)?;
+            task_num(&req.cpu, "cpu")?
+        },
         memory,
         healthcheck,
         http_health: None,
@@ -1051,9 +1053,23 @@ fn rollout(d: &Deployment) -> (&'static str, String) {
     }
 }
 
+/// The ECS `lastStatus` of a task: a running container whose health is not known yet is
+/// still ACTIVATING (ECS registers and checks a task before it counts as RUNNING), so
+/// `runningCount` and `aws ecs wait services-stable` count only tasks that are serving.
+fn ecs_status(t: &Task) -> TaskStatus {
+    match (t.last_status, t.health) {
+        (TaskStatus::Running, TaskHealth::Unknown) => TaskStatus::Activating,
+        (s, _) => s,
+    }
+}
+
+fn is_running(t: &Task) -> bool {
+    ecs_status(t) == TaskStatus::Running
+}
+
 fn is_pending(t: &Task) -> bool {
     matches!(
-        t.last_status,
+        ecs_status(t),
         TaskStatus::Provisioning | TaskStatus::Pending | TaskStatus::Activating
     )
 }
@@ -1103,10 +1119,7 @@ async fn service_json(call: &Call<'_>, c: &Cluster, svc: &ServiceRecord) -> AwsR
             }
         };
         let (state, reason) = rollout(d);
-        let running = live
-            .iter()
-            .filter(|t| t.last_status == TaskStatus::Running)
-            .count();
+        let running = live.iter().filter(|t| is_running(t)).count();
         let pending = live.iter().filter(|t| is_pending(t)).count();
         let desired = if is_primary {
             svc.desired_count as usize
@@ -1128,10 +1141,7 @@ async fn service_json(call: &Call<'_>, c: &Cluster, svc: &ServiceRecord) -> AwsR
             "rolloutStateReason": reason,
         }));
     }
-    let running = tasks
-        .iter()
-        .filter(|t| t.last_status == TaskStatus::Running)
-        .count();
+    let running = tasks.iter().filter(|t| is_running(t)).count();
     let pending = tasks.iter().filter(|t| is_pending(t)).count();
     let events: Vec<Value> = store
         .list_events(key, 100)
@@ -1502,7 +1512,7 @@ async fn task_json(call: &Call<'_>, c: &Cluster, t: &Task) -> AwsResult {
         "taskArn": task_arn,
         "name": container_name,
         "image": td.as_ref().map(|d| d.container.image.clone()),
-        "lastStatus": t.last_status.as_str(),
+        "lastStatus": ecs_status(t).as_str(),
         "healthStatus": t.health.as_str(),
         "networkBindings": [],
         "networkInterfaces": [],
@@ -1520,7 +1530,7 @@ async fn task_json(call: &Call<'_>, c: &Cluster, t: &Task) -> AwsResult {
         "taskArn": task_arn,
         "clusterArn": c.arn(call),
         "taskDefinitionArn": td_arn(call, &source),
-        "lastStatus": t.last_status.as_str(),
+        "lastStatus": ecs_status(t).as_str(),
         "desiredStatus": if t.desired_running { "RUNNING" } else { "STOPPED" },
         "healthStatus": t.health.as_str(),
         "containers": [container],
@@ -1572,7 +1582,7 @@ mod tests {
         assert_eq!(c.image, "slipway-hello:v1");
         assert_eq!(c.port, Some(8080));
         assert_eq!(c.memory, Some(200));
-        assert_eq!(c.cpu, Some(10));
+        assert_eq!(c.cpu, None, "a container's cpu is a share, not a limit");
         assert_eq!(c.environment.get("A").map(String::as_str), Some("1"));
         assert_eq!(c.command, Some(vec!["serve".to_owned()]));
         let h = c.healthcheck.unwrap();
