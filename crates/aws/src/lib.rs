@@ -203,7 +203,15 @@ async fn handle(
             .get(header::HOST)
             .and_then(|v| v.to_str().ok())
             .unwrap_or("127.0.0.1");
-        format!("http://{host}")
+        // Behind a TLS-terminating proxy the registry is reached over https.
+        let scheme = match headers
+            .get("x-forwarded-proto")
+            .and_then(|v| v.to_str().ok())
+        {
+            Some("https") => "https",
+            _ => "http",
+        };
+        format!("{scheme}://{host}")
     };
     let call = Call {
         state: &state,
