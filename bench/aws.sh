@@ -37,8 +37,8 @@ SLIPWAY_SERVER=$(cat "$work/data/api.addr")
 SLIPWAY_TOKEN=$(cat "$work/data/admin.token")
 cluster=$(curl -fsS -H "Authorization: Bearer $SLIPWAY_TOKEN" "$SLIPWAY_SERVER/api/v1/info" | sed 's/.*"cluster":"\([^"]*\)".*/\1/')
 key=$("$bin" --json access-key create --name bench)
-id=$(echo "$key" | sed 's/.*"AccessKeyId": *"\([^"]*\)".*/\1/')
-secret=$(echo "$key" | sed 's/.*"SecretAccessKey": *"\([^"]*\)".*/\1/')
+id=$(echo "$key" | python3 -c 'import json, sys; print(json.load(sys.stdin)["AccessKeyId"])')
+secret=$(echo "$key" | python3 -c 'import json, sys; print(json.load(sys.stdin)["SecretAccessKey"])')
 T=AmazonEC2ContainerServiceV20141113
 
 echo "== setup: 100 services (desired count 0, so no containers)"

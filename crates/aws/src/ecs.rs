@@ -133,17 +133,9 @@ async fn created_clusters(call: &Call<'_>) -> AwsResult<Vec<String>> {
 }
 
 /// Every cluster: `default`, the ones created through ECS and one per app environment that
-/// has services.
+/// has services (a created cluster wins over an app environment of the same name).
 async fn all_clusters(call: &Call<'_>) -> AwsResult<Vec<Cluster>> {
     let mut out: BTreeMap<String, Cluster> = BTreeMap::new();
-    for svc in call.state.store.list_services(None).await? {
-        let name = cluster_name(&svc.key.app, &svc.key.env);
-        out.entry(name.clone()).or_insert(Cluster {
-            name,
-            app: svc.key.app.clone(),
-            env: svc.key.env.clone(),
-        });
-    }
     let mut names = created_clusters(call).await?;
     names.push("default".into());
     for name in names {
@@ -153,11 +145,27 @@ async fn all_clusters(call: &Call<'_>) -> AwsResult<Vec<Cluster>> {
             name,
         });
     }
+    for svc in call.state.store.list_services(None).await? {
+        let name = cluster_name(&svc.key.app, &svc.key.env);
+        out.entry(name.clone()).or_insert(Cluster {
+            name,
+            app: svc.key.app.clone(),
+            env: svc.key.env.clone(),
+        });
+    }
     Ok(out.into_values().collect())
 }
 
 async fn find_cluster(call: &Call<'_>, cluster: Option<&str>) -> AwsResult<Cluster> {
     let name = name_of(cluster.unwrap_or("default"));
+    // Clusters created through ECS (and `default`) first: one query, no service scan.
+    if name == "default" || created_clusters(call).await?.iter().any(|c| c == name) {
+        return Ok(Cluster {
+            name: name.to_owned(),
+            app: name.to_owned(),
+            env: ECS_ENV.into(),
+        });
+    }
     all_clusters(call)
         .await?
         .into_iter()
@@ -1322,9 +1330,9 @@ async fn describe_services(call: &Call<'_>, req: DescribeServicesReq) -> AwsResu
         return Err(AwsError::invalid("services can have at most 10 items."));
     }
     let c = find_cluster(call, req.cluster.as_deref()).await?;
-    let mut services = Vec::new();
-    let mut failures = Vec::new();
-    for n in &names {
+    // The services are described concurrently (the store's connections work in parallel).
+    let c = &c;
+    let views = futures_util::future::try_join_all(names.iter().map(|n| async move {
         let name = name_of(n);
         let found = if validate_name(name).is_ok() {
             call.state.store.get_service(&c.key(name)).await?
@@ -1332,8 +1340,19 @@ async fn describe_services(call: &Call<'_>, req: DescribeServicesReq) -> AwsResu
             None
         };
         match found {
-            Some(svc) => services.push(service_json(call, &c, &svc).await?),
-            None => failures.push(json!({ "arn": c.service_arn(call, name), "reason": "MISSING" })),
+            Some(svc) => Ok::<_, AwsError>(Ok(service_json(call, c, &svc).await?)),
+            None => Ok(Err(
+                json!({ "arn": c.service_arn(call, name), "reason": "MISSING" }),
+            )),
+        }
+    }))
+    .await?;
+    let mut services = Vec::new();
+    let mut failures = Vec::new();
+    for v in views {
+        match v {
+            Ok(s) => services.push(s),
+            Err(f) => failures.push(f),
         }
     }
     Ok(json!({ "services": services, "failures": failures }))

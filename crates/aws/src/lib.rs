@@ -179,6 +179,15 @@ async fn handle(
                 Protocol::Unknown(t.clone())
             }
         }
+        // STS speaks the query protocol (a form body); a JSON body without a target is a
+        // client that forgot X-Amz-Target.
+        None if headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|c| c.starts_with("application/x-amz-json")) =>
+        {
+            Protocol::Unknown("(none)".into())
+        }
         None => Protocol::Sts,
     };
     let expected_service = match &proto {
