@@ -18,6 +18,8 @@ echo "==> cargo clippy"
 cargo clippy --locked --workspace --all-targets -- -D warnings
 echo "==> example app images"
 scripts/build-example.sh
+echo "==> aws CLI (PyPI, into target/awscli) for the AWS-compatibility tests"
+scripts/install-awscli.sh
 echo "==> tests"
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --locked --workspace --no-fail-fast

@@ -272,6 +272,19 @@ pub struct TaskDefinition {
     pub revision: u32,
     pub container: ContainerSpec,
     pub created_at: i64,
+    /// Set when this revision copies another task definition (`family:revision`): a service
+    /// of the ECS front door runs a task definition of another family through a pinned copy
+    /// in its own family.
+    #[serde(default)]
+    pub source: Option<String>,
+    /// The task definition as registered through the ECS API (a JSON object), echoed back
+    /// by `DescribeTaskDefinition`.
+    #[serde(default)]
+    pub ecs: Option<String>,
+    /// Set by `DeregisterTaskDefinition` (status INACTIVE): existing services keep it, new
+    /// services and updates may not use it.
+    #[serde(default)]
+    pub deregistered_at: Option<i64>,
 }
 
 impl TaskDefinition {

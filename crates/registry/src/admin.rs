@@ -218,7 +218,10 @@ fn no_repo(name: &str) -> AdminError {
     )
 }
 
-async fn info(reg: &Registry, name: &str) -> Result<Option<RepositoryInfo>, AdminError> {
+pub(crate) async fn info(
+    reg: &Registry,
+    name: &str,
+) -> Result<Option<RepositoryInfo>, crate::RegistryError> {
     let Some(r) = reg.inner.db.get_repo(name).await? else {
         return Ok(None);
     };
@@ -360,6 +363,14 @@ async fn images(reg: &Registry, name: &str) -> AResult<Vec<ImageInfo>> {
     if reg.inner.db.get_repo(name).await?.is_none() {
         return Err(no_repo(name));
     }
+    Ok(Json(image_list(reg, name).await?))
+}
+
+/// The images of an existing repository, newest first.
+pub(crate) async fn image_list(
+    reg: &Registry,
+    name: &str,
+) -> Result<Vec<ImageInfo>, crate::RegistryError> {
     let all = reg.inner.db.manifests_with_tags(name).await?;
     // Sizes and children of every manifest, then the top-level ones (not an index's child,
     // or tagged) are the images.
@@ -417,7 +428,7 @@ async fn images(reg: &Registry, name: &str) -> AResult<Vec<ImageInfo>> {
             platforms,
         });
     }
-    Ok(Json(out))
+    Ok(out)
 }
 
 /// `POST /api/v1/registry/gc`

@@ -26,6 +26,7 @@ mod error;
 pub mod gc;
 pub mod lifecycle;
 pub mod names;
+mod repos;
 mod routes;
 mod storage;
 

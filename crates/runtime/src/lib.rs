@@ -482,7 +482,10 @@ impl DockerRuntime {
         ];
         let host_config = HostConfig {
             network_mode: Some(t.network.to_owned()),
-            nano_cpus: c.cpu.map(|cpu| i64::from(cpu) * 1_000_000_000 / 1024),
+            // Docker refuses less than 0.01 CPU.
+            nano_cpus: c
+                .cpu
+                .map(|cpu| (i64::from(cpu) * 1_000_000_000 / 1024).max(10_000_000)),
             cpu_shares: c.cpu.map(i64::from),
             memory: c.memory.map(|m| i64::from(m) * 1024 * 1024),
             log_config: Some(HostConfigLogConfig {

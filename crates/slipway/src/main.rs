@@ -65,6 +65,11 @@ enum Command {
     /// Keep docker compose services on the newest image of their tag (health-gated, with
     /// rollback); `slipway watch status` shows what it knows.
     Watch(Box<cmd::watch::WatchArgs>),
+    /// Access keys of the AWS-compatible API (`aws ecs`/`aws ecr` with --endpoint-url).
+    AccessKey {
+        #[command(subcommand)]
+        cmd: cmd::access_key::AccessKeyCmd,
+    },
 }
 
 fn main() -> ExitCode {
@@ -106,6 +111,7 @@ fn main() -> ExitCode {
             Command::Registry { cmd } => cmd::registry::registry(cmd, json).await,
             Command::Repo { cmd } => cmd::registry::repo(cmd, json).await,
             Command::Watch(a) => cmd::watch::run(*a, json).await,
+            Command::AccessKey { cmd } => cmd::access_key::run(cmd, json).await,
         }
     });
     match result {

@@ -383,11 +383,24 @@ pub async fn run(args: ServerArgs) -> Result<ExitCode> {
             }
         });
     }
-    // One listener: the native API, the registry (/v2/) and the registry's API routes.
+    // One listener: the native API, the registry (/v2/) and the registry's API routes, and
+    // the AWS-compatible API (`POST /`: ECS, ECR, STS; `/api/v1/access-keys`).
+    let aws = slipway_aws::router(slipway_aws::AwsState {
+        store: store.clone(),
+        controller: controller.clone(),
+        registry: registry.clone(),
+    });
     let app = slipway_api::router(ApiState { store, controller })
         .merge(registry.router())
-        .merge(registry.admin_router());
-    write_private(&dir.join("api.addr"), &format!("{local_url}\n"))?;
+        .merge(registry.admin_router())
+        .merge(aws);
+    write_private(
+        &dir.join("api.addr"),
+        &format!(
+            "{local_url}
+"
+        ),
+    )?;
     tracing::info!(api = %local_url, tls = tls.is_some(), data_dir = %dir.display(), cluster = %cluster, "slipway server ready");
 
     let signal = async move {

@@ -62,6 +62,19 @@ pub struct NewDeployment {
     pub now: i64,
 }
 
+/// An access key of the AWS-compatible API (SigV4). The secret is stored as is: SigV4
+/// verification re-signs each request with it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccessKey {
+    pub id: String,
+    pub secret: String,
+    pub name: Option<String>,
+    /// Read-only keys may only call operations that change nothing.
+    pub read_only: bool,
+    pub created_at: i64,
+    pub revoked_at: Option<i64>,
+}
+
 #[derive(Debug, Clone)]
 pub enum RevisionChoice {
     Register(Box<ContainerSpec>),
@@ -87,6 +100,18 @@ pub trait Store: Send + Sync + 'static {
         revision: u32,
     ) -> Result<Option<TaskDefinition>>;
     async fn latest_task_definition(&self, family: &str) -> Result<Option<TaskDefinition>>;
+    /// Registers the next revision of `family` (`family`, `revision` and `created_at` of
+    /// `td` are filled in) and returns it.
+    async fn register_task_definition(&self, td: TaskDefinition) -> Result<TaskDefinition>;
+    /// Replaces a registered revision (deregistration).
+    async fn put_task_definition(&self, td: &TaskDefinition) -> Result<()>;
+    /// Every task definition revision, by family and revision.
+    async fn list_task_definitions(&self) -> Result<Vec<TaskDefinition>>;
+
+    async fn put_access_key(&self, key: &AccessKey) -> Result<()>;
+    async fn get_access_key(&self, id: &str) -> Result<Option<AccessKey>>;
+    /// Access keys, oldest first.
+    async fn list_access_keys(&self) -> Result<Vec<AccessKey>>;
 
     /// Records a deployment in one transaction: registers the task definition revision when
     /// asked, updates the service, marks older in-progress deployments as superseded (FAILED)

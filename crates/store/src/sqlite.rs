@@ -10,7 +10,7 @@ use slipway_core::model::{
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, SqlitePool};
 
-use crate::{NewDeployment, Result, RevisionChoice, ServiceRecord, Store, StoreError};
+use crate::{AccessKey, NewDeployment, Result, RevisionChoice, ServiceRecord, Store, StoreError};
 
 /// State in one SQLite file (WAL mode). Write transactions start with `BEGIN IMMEDIATE`, so
 /// concurrent writers wait for each other (busy timeout) instead of failing when a read
@@ -156,6 +156,74 @@ impl Store for SqliteStore {
         row.map(|r| decode(r.get::<&str, _>(0))).transpose()
     }
 
+    async fn register_task_definition(&self, mut td: TaskDefinition) -> Result<TaskDefinition> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let next: i64 = sqlx::query(
+            "SELECT COALESCE(MAX(revision), 0) + 1 FROM task_definitions WHERE family = ?",
+        )
+        .bind(&td.family)
+        .fetch_one(&mut *tx)
+        .await?
+        .get(0);
+        td.revision = next as u32;
+        sqlx::query(
+            "INSERT INTO task_definitions (family, revision, body, created_at) VALUES (?, ?, ?, ?)",
+        )
+        .bind(&td.family)
+        .bind(next)
+        .bind(encode(&td)?)
+        .bind(td.created_at)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(td)
+    }
+
+    async fn put_task_definition(&self, td: &TaskDefinition) -> Result<()> {
+        sqlx::query("UPDATE task_definitions SET body = ? WHERE family = ? AND revision = ?")
+            .bind(encode(td)?)
+            .bind(&td.family)
+            .bind(i64::from(td.revision))
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn list_task_definitions(&self) -> Result<Vec<TaskDefinition>> {
+        let rows = sqlx::query("SELECT body FROM task_definitions ORDER BY family, revision")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(|r| decode(r.get::<&str, _>(0))).collect()
+    }
+
+    async fn put_access_key(&self, key: &AccessKey) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO access_keys (id, body, created_at) VALUES (?, ?, ?)
+             ON CONFLICT (id) DO UPDATE SET body = excluded.body",
+        )
+        .bind(&key.id)
+        .bind(encode(key)?)
+        .bind(key.created_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn get_access_key(&self, id: &str) -> Result<Option<AccessKey>> {
+        let row = sqlx::query("SELECT body FROM access_keys WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| decode(r.get::<&str, _>(0))).transpose()
+    }
+
+    async fn list_access_keys(&self) -> Result<Vec<AccessKey>> {
+        let rows = sqlx::query("SELECT body FROM access_keys ORDER BY created_at, id")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(|r| decode(r.get::<&str, _>(0))).collect()
+    }
+
     async fn create_deployment(&self, new: NewDeployment) -> Result<Deployment> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let family = new.key.family();
@@ -175,6 +243,9 @@ impl Store for SqliteStore {
                     revision: next as u32,
                     container,
                     created_at: new.now,
+                    source: None,
+                    ecs: None,
+                    deregistered_at: None,
                 };
                 sqlx::query("INSERT INTO task_definitions (family, revision, body, created_at) VALUES (?, ?, ?, ?)")
                     .bind(&family)
@@ -483,6 +554,57 @@ mod tests {
             rollback_of: rollback_of.map(str::to_owned),
             now,
         }
+    }
+
+    #[tokio::test]
+    async fn task_definitions_and_access_keys() {
+        let s = SqliteStore::memory().await.unwrap();
+        let td = |image: &str| TaskDefinition {
+            family: "web".into(),
+            revision: 0,
+            container: container(image),
+            created_at: 5,
+            source: None,
+            ecs: Some("{}".into()),
+            deregistered_at: None,
+        };
+        assert_eq!(
+            s.register_task_definition(td("a:1"))
+                .await
+                .unwrap()
+                .revision,
+            1
+        );
+        let mut two = s.register_task_definition(td("a:2")).await.unwrap();
+        assert_eq!(two.revision, 2);
+        two.deregistered_at = Some(9);
+        s.put_task_definition(&two).await.unwrap();
+        let all = s.list_task_definitions().await.unwrap();
+        assert_eq!(all.len(), 2);
+        assert_eq!(all[1].deregistered_at, Some(9));
+        // Revisions are never reused.
+        assert_eq!(
+            s.register_task_definition(td("a:3"))
+                .await
+                .unwrap()
+                .revision,
+            3
+        );
+
+        let mut k = AccessKey {
+            id: "AKIA1".into(),
+            secret: "s".into(),
+            name: Some("ci".into()),
+            read_only: true,
+            created_at: 1,
+            revoked_at: None,
+        };
+        s.put_access_key(&k).await.unwrap();
+        k.revoked_at = Some(2);
+        s.put_access_key(&k).await.unwrap();
+        assert_eq!(s.get_access_key("AKIA1").await.unwrap(), Some(k.clone()));
+        assert_eq!(s.list_access_keys().await.unwrap(), vec![k]);
+        assert!(s.get_access_key("nope").await.unwrap().is_none());
     }
 
     #[tokio::test]

@@ -1,5 +1,6 @@
 //! The client verbs.
 
+pub mod access_key;
 pub mod deploy;
 pub mod login;
 pub mod ops;

@@ -1,0 +1,1656 @@
+//! The ECS subset (`AmazonEC2ContainerServiceV20141113.*`), mapped onto Slipway's model.
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+use slipway_controller::{now_ms, random_id};
+use slipway_core::model::{
+    CircuitBreaker, CommandHealthCheck, ContainerSpec, Deployment, DeploymentConfig, PullPolicy,
+    RolloutState, ServiceKey, ServiceKind, Task, TaskDefinition, TaskHealth, TaskStatus,
+    validate_name,
+};
+use slipway_store::{NewDeployment, RevisionChoice, ServiceRecord};
+
+use crate::{AwsError, AwsResult, Call, parse, require_write, ts};
+
+const CLUSTERS_META: &str = "ecs_clusters";
+/// How long a rolled-back deployment stays in `deployments[]` after it failed.
+pub(crate) const FAILED_LINGER_MS: i64 = 20_000;
+/// The environment of clusters created through ECS.
+const ECS_ENV: &str = "default";
+/// Fields of a described task definition that `RegisterTaskDefinition` does not take.
+const READ_ONLY_TD: [&str; 9] = [
+    "taskDefinitionArn",
+    "revision",
+    "status",
+    "registeredAt",
+    "registeredBy",
+    "compatibilities",
+    "requiresAttributes",
+    "deregisteredAt",
+    "tags",
+];
+
+pub(crate) async fn dispatch(call: &Call<'_>, op: &str, body: &[u8]) -> AwsResult {
+    const WRITES: [&str; 12] = [
+        "CreateCluster",
+        "DeleteCluster",
+        "RegisterTaskDefinition",
+        "DeregisterTaskDefinition",
+        "CreateService",
+        "UpdateService",
+        "DeleteService",
+        "RunTask",
+        "StartTask",
+        "StopTask",
+        "TagResource",
+        "UntagResource",
+    ];
+    if WRITES.contains(&op) {
+        require_write(call, "ecs", op)?;
+    }
+    match op {
+        "CreateCluster" => create_cluster(call, parse(body)?).await,
+        "DescribeClusters" => describe_clusters(call, parse(body)?).await,
+        "ListClusters" => list_clusters(call).await,
+        "DeleteCluster" => delete_cluster(call, parse(body)?).await,
+        "RegisterTaskDefinition" => register_task_definition(call, body).await,
+        "DescribeTaskDefinition" => describe_task_definition(call, parse(body)?).await,
+        "ListTaskDefinitions" => list_task_definitions(call, parse(body)?).await,
+        "ListTaskDefinitionFamilies" => list_families(call, parse(body)?).await,
+        "DeregisterTaskDefinition" => deregister_task_definition(call, parse(body)?).await,
+        "CreateService" => create_service(call, parse(body)?).await,
+        "UpdateService" => update_service(call, parse(body)?).await,
+        "DescribeServices" => describe_services(call, parse(body)?).await,
+        "ListServices" => list_services(call, parse(body)?).await,
+        "DeleteService" => delete_service(call, parse(body)?).await,
+        "ListTasks" => list_tasks(call, parse(body)?).await,
+        "DescribeTasks" => describe_tasks(call, parse(body)?).await,
+        "RunTask" | "StartTask" | "StopTask" | "TagResource" | "UntagResource" => {
+            Err(AwsError::client(
+                "UnsupportedFeatureException",
+                format!("{op} is not supported by Slipway yet: tasks run as part of services"),
+            ))
+        }
+        _ => Err(AwsError::client(
+            "UnknownOperationException",
+            format!("unknown ECS operation {op}"),
+        )),
+    }
+}
+
+// ---------------------------------------------------------------- names and ARNs
+
+/// The last path segment of an ARN, or the input when it is a name.
+fn name_of(s: &str) -> &str {
+    if s.starts_with("arn:") {
+        s.rsplit('/').next().unwrap_or(s)
+    } else {
+        s
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Cluster {
+    name: String,
+    app: String,
+    env: String,
+}
+
+impl Cluster {
+    fn arn(&self, call: &Call<'_>) -> String {
+        call.arn("ecs", &format!("cluster/{}", self.name))
+    }
+
+    fn key(&self, service: &str) -> ServiceKey {
+        ServiceKey::new(&self.app, &self.env, service)
+    }
+
+    fn service_arn(&self, call: &Call<'_>, service: &str) -> String {
+        call.arn("ecs", &format!("service/{}/{service}", self.name))
+    }
+
+    fn task_arn(&self, call: &Call<'_>, id: &str) -> String {
+        call.arn("ecs", &format!("task/{}/{id}", self.name))
+    }
+}
+
+/// The cluster name of a Slipway app environment.
+fn cluster_name(app: &str, env: &str) -> String {
+    if env == ECS_ENV {
+        app.to_owned()
+    } else {
+        format!("{app}-{env}")
+    }
+}
+
+async fn created_clusters(call: &Call<'_>) -> AwsResult<Vec<String>> {
+    Ok(match call.state.store.get_meta(CLUSTERS_META).await? {
+        Some(s) => serde_json::from_str(&s).unwrap_or_default(),
+        None => Vec::new(),
+    })
+}
+
+/// Every cluster: `default`, the ones created through ECS and one per app environment that
+/// has services (a created cluster wins over an app environment of the same name).
+async fn all_clusters(call: &Call<'_>) -> AwsResult<Vec<Cluster>> {
+    let mut out: BTreeMap<String, Cluster> = BTreeMap::new();
+    let mut names = created_clusters(call).await?;
+    names.push("default".into());
+    for name in names {
+        out.entry(name.clone()).or_insert(Cluster {
+            app: name.clone(),
+            env: ECS_ENV.into(),
+            name,
+        });
+    }
+    for svc in call.state.store.list_services(None).await? {
+        let name = cluster_name(&svc.key.app, &svc.key.env);
+        out.entry(name.clone()).or_insert(Cluster {
+            name,
+            app: svc.key.app.clone(),
+            env: svc.key.env.clone(),
+        });
+    }
+    Ok(out.into_values().collect())
+}
+
+async fn find_cluster(call: &Call<'_>, cluster: Option<&str>) -> AwsResult<Cluster> {
+    let name = name_of(cluster.unwrap_or("default"));
+    // Clusters created through ECS (and `default`) first: one query, no service scan.
+    if name == "default" || created_clusters(call).await?.iter().any(|c| c == name) {
+        return Ok(Cluster {
+            name: name.to_owned(),
+            app: name.to_owned(),
+            env: ECS_ENV.into(),
+        });
+    }
+    all_clusters(call)
+        .await?
+        .into_iter()
+        .find(|c| c.name == name)
+        .ok_or_else(|| AwsError::client("ClusterNotFoundException", "Cluster not found."))
+}
+
+fn check_service_name(name: &str) -> AwsResult<()> {
+    validate_name(name).map_err(|e| {
+        AwsError::invalid(format!(
+            "serviceName: {e} (Slipway service names are DNS labels of at most 40 characters)"
+        ))
+    })
+}
+
+// ---------------------------------------------------------------- clusters
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct CreateClusterReq {
+    cluster_name: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ClusterReq {
+    cluster: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct DescribeClustersReq {
+    clusters: Option<Vec<String>>,
+}
+
+async fn cluster_json(call: &Call<'_>, c: &Cluster, status: &str) -> AwsResult {
+    let mut services = 0;
+    let mut running = 0;
+    let mut pending = 0;
+    for svc in call.state.store.list_services(Some(&c.app)).await? {
+        if svc.key.env != c.env {
+            continue;
+        }
+        if !svc.deleting {
+            services += 1;
+        }
+        for t in call.state.store.list_tasks(&svc.key, false).await? {
+            if is_running(&t) {
+                running += 1;
+            } else if is_pending(&t) {
+                pending += 1;
+            }
+        }
+    }
+    Ok(json!({
+        "clusterArn": c.arn(call),
+        "clusterName": c.name,
+        "status": status,
+        "registeredContainerInstancesCount": 1,
+        "runningTasksCount": running,
+        "pendingTasksCount": pending,
+        "activeServicesCount": services,
+        "statistics": [],
+        "tags": [],
+        "settings": [{"name": "containerInsights", "value": "disabled"}],
+        "capacityProviders": [],
+        "defaultCapacityProviderStrategy": [],
+    }))
+}
+
+async fn create_cluster(call: &Call<'_>, req: CreateClusterReq) -> AwsResult {
+    let name = req.cluster_name.unwrap_or_else(|| "default".into());
+    validate_name(&name).map_err(|e| {
+        AwsError::invalid(format!(
+            "clusterName: {e} (Slipway cluster names are DNS labels of at most 40 characters)"
+        ))
+    })?;
+    let existing = all_clusters(call).await?;
+    let c = match existing.into_iter().find(|c| c.name == name) {
+        Some(c) => c,
+        None => {
+            let mut names = created_clusters(call).await?;
+            names.push(name.clone());
+            call.state
+                .store
+                .set_meta(
+                    CLUSTERS_META,
+                    &serde_json::to_string(&names).unwrap_or_default(),
+                )
+                .await?;
+            Cluster {
+                app: name.clone(),
+                env: ECS_ENV.into(),
+                name,
+            }
+        }
+    };
+    Ok(json!({ "cluster": cluster_json(call, &c, "ACTIVE").await? }))
+}
+
+async fn describe_clusters(call: &Call<'_>, req: DescribeClustersReq) -> AwsResult {
+    let wanted = req.clusters.unwrap_or_else(|| vec!["default".into()]);
+    if wanted.len() > 100 {
+        return Err(AwsError::invalid("clusters can have at most 100 items."));
+    }
+    let all = all_clusters(call).await?;
+    let mut clusters = Vec::new();
+    let mut failures = Vec::new();
+    for w in &wanted {
+        match all.iter().find(|c| c.name == name_of(w)) {
+            Some(c) => clusters.push(cluster_json(call, c, "ACTIVE").await?),
+            None => failures.push(json!({
+                "arn": call.arn("ecs", &format!("cluster/{}", name_of(w))),
+                "reason": "MISSING",
+            })),
+        }
+    }
+    Ok(json!({ "clusters": clusters, "failures": failures }))
+}
+
+async fn list_clusters(call: &Call<'_>) -> AwsResult {
+    let arns: Vec<String> = all_clusters(call)
+        .await?
+        .iter()
+        .map(|c| c.arn(call))
+        .collect();
+    Ok(json!({ "clusterArns": arns }))
+}
+
+async fn delete_cluster(call: &Call<'_>, req: ClusterReq) -> AwsResult {
+    let c = find_cluster(
+        call,
+        Some(
+            req.cluster
+                .as_deref()
+                .ok_or_else(|| AwsError::invalid("cluster is required"))?,
+        ),
+    )
+    .await?;
+    let services = call.state.store.list_services(Some(&c.app)).await?;
+    if services.iter().any(|s| s.key.env == c.env) {
+        return Err(AwsError::client(
+            "ClusterContainsServicesException",
+            "The Cluster cannot be deleted while Services are active.",
+        ));
+    }
+    let mut names = created_clusters(call).await?;
+    names.retain(|n| n != &c.name);
+    call.state
+        .store
+        .set_meta(
+            CLUSTERS_META,
+            &serde_json::to_string(&names).unwrap_or_default(),
+        )
+        .await?;
+    Ok(json!({ "cluster": cluster_json(call, &c, "INACTIVE").await? }))
+}
+
+// ---------------------------------------------------------------- task definitions
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+#[allow(dead_code)]
+struct PortMappingReq {
+    container_port: Option<i64>,
+    host_port: Option<i64>,
+    protocol: Option<String>,
+    name: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct KeyValueReq {
+    name: Option<String>,
+    value: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct HealthCheckReq {
+    command: Option<Vec<String>>,
+    interval: Option<i64>,
+    timeout: Option<i64>,
+    retries: Option<i64>,
+    start_period: Option<i64>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+#[allow(dead_code)]
+struct ContainerDefReq {
+    name: Option<String>,
+    image: Option<String>,
+    essential: Option<bool>,
+    cpu: Option<i64>,
+    memory: Option<i64>,
+    memory_reservation: Option<i64>,
+    port_mappings: Option<Vec<PortMappingReq>>,
+    environment: Option<Vec<KeyValueReq>>,
+    command: Option<Vec<String>>,
+    entry_point: Option<Vec<String>>,
+    health_check: Option<HealthCheckReq>,
+    stop_timeout: Option<i64>,
+    start_timeout: Option<i64>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+#[allow(dead_code)]
+struct RegisterReq {
+    family: Option<String>,
+    container_definitions: Option<Vec<ContainerDefReq>>,
+    cpu: Option<String>,
+    memory: Option<String>,
+    network_mode: Option<String>,
+    requires_compatibilities: Option<Vec<String>>,
+    execution_role_arn: Option<String>,
+    task_role_arn: Option<String>,
+}
+
+fn check_family(f: &str) -> AwsResult<()> {
+    if f.is_empty()
+        || f.len() > 255
+        || !f
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
+        return Err(AwsError::client(
+            "ClientException",
+            format!(
+                "Family contains invalid characters or is too long: {f:?} (up to 255 letters, numbers, hyphens and underscores)"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// The ContainerSpec Slipway runs for a task definition: its first essential container.
+fn to_container(req: &RegisterReq) -> AwsResult<ContainerSpec> {
+    let defs = req
+        .container_definitions
+        .as_deref()
+        .filter(|d| !d.is_empty())
+        .ok_or_else(|| AwsError::client("ClientException", "Container list cannot be empty."))?;
+    for d in defs {
+        if d.name.as_deref().is_none_or(str::is_empty) {
+            return Err(AwsError::client(
+                "ClientException",
+                "Container.name should not be null or empty.",
+            ));
+        }
+        if d.image.as_deref().is_none_or(|i| i.trim().is_empty()) {
+            return Err(AwsError::client(
+                "ClientException",
+                "Container.image should not be null or empty.",
+            ));
+        }
+    }
+    if !defs.iter().any(|d| d.essential.unwrap_or(true)) {
+        return Err(AwsError::client(
+            "ClientException",
+            "A task definition must have at least one essential container.",
+        ));
+    }
+    let d = defs
+        .iter()
+        .find(|d| d.essential.unwrap_or(true))
+        .expect("checked above");
+    let num = |v: Option<i64>, what: &str, lo: i64, hi: i64| -> AwsResult<Option<u32>> {
+        match v {
+            None => Ok(None),
+            Some(x) if (lo..=hi).contains(&x) => Ok(Some(x as u32)),
+            Some(x) => Err(AwsError::client(
+                "ClientException",
+                format!("{what} must be between {lo} and {hi}, got {x}"),
+            )),
+        }
+    };
+    let task_num = |v: &Option<String>, what: &str| -> AwsResult<Option<u32>> {
+        match v {
+            None => Ok(None),
+            Some(s) => s.trim().parse::<u32>().map(Some).map_err(|_| {
+                AwsError::client(
+                    "ClientException",
+                    format!("task {what} {s:?} must be a number (CPU units or MiB)"),
+                )
+            }),
+        }
+    };
+    let port = match d.port_mappings.as_deref().and_then(|p| p.first()) {
+        Some(p) => Some(
+            p.container_port
+                .filter(|c| (1..=65535).contains(c))
+                .ok_or_else(|| {
+                    AwsError::client(
+                        "ClientException",
+                        "portMappings.containerPort must be between 1 and 65535",
+                    )
+                })? as u16,
+        ),
+        None => None,
+    };
+    let mut environment = BTreeMap::new();
+    for kv in d.environment.iter().flatten() {
+        let Some(name) = kv.name.clone().filter(|n| !n.is_empty()) else {
+            return Err(AwsError::client(
+                "ClientException",
+                "environment variables need a name",
+            ));
+        };
+        environment.insert(name, kv.value.clone().unwrap_or_default());
+    }
+    let healthcheck = match &d.health_check {
+        None => None,
+        Some(h) => {
+            let cmd = h.command.clone().unwrap_or_default();
+            if !matches!(cmd.first().map(String::as_str), Some("CMD" | "CMD-SHELL")) {
+                return Err(AwsError::client(
+                    "ClientException",
+                    "healthCheck.command must start with CMD or CMD-SHELL",
+                ));
+            }
+            let secs = |v: Option<i64>, d: i64, lo: i64, hi: i64, what: &str| -> AwsResult<u64> {
+                let x = v.unwrap_or(d);
+                if (lo..=hi).contains(&x) {
+                    Ok(x as u64 * 1000)
+                } else {
+                    Err(AwsError::client(
+                        "ClientException",
+                        format!("healthCheck.{what} must be between {lo} and {hi}, got {x}"),
+                    ))
+                }
+            };
+            Some(CommandHealthCheck {
+                test: cmd,
+                interval_ms: secs(h.interval, 30, 5, 300, "interval")?,
+                timeout_ms: secs(h.timeout, 5, 2, 120, "timeout")?,
+                retries: secs(h.retries, 3, 1, 10, "retries")? as u32 / 1000,
+                start_period_ms: secs(h.start_period, 0, 0, 300, "startPeriod")?,
+            })
+        }
+    };
+    let command = match (&d.entry_point, &d.command) {
+        (Some(ep), cmd) if !ep.is_empty() => {
+            let mut all = ep.clone();
+            all.extend(cmd.clone().unwrap_or_default());
+            Some(all)
+        }
+        (_, cmd) => cmd.clone().filter(|c| !c.is_empty()),
+    };
+    let memory = num(d.memory.or(d.memory_reservation), "memory", 6, 1 << 20)?
+        .or(task_num(&req.memory, "memory")?);
+    Ok(ContainerSpec {
+        image: d.image.clone().unwrap_or_default().trim().to_owned(),
+        image_digest: None,
+        pull: PullPolicy::Missing,
+        port,
+        command,
+        environment,
+        // A container's `cpu` is a relative share on ECS (CpuShares), not a limit: only the
+        // task-level `cpu` (a hard limit, as on Fargate) becomes Slipway's CPU limit.
+        cpu: {
+            num(d.cpu, "cpu", 0, 1 << 20)?;
+            task_num(&req.cpu, "cpu")?
+        },
+        memory,
+        healthcheck,
+        http_health: None,
+        stop_timeout_ms: num(d.stop_timeout, "stopTimeout", 0, 3600)?.unwrap_or(30) as u64 * 1000,
+        http_route: None,
+    })
+}
+
+/// The registration as echoed: read-only fields dropped, ECS defaults filled in.
+fn normalized(raw: &Value) -> Value {
+    let mut o = raw.as_object().cloned().unwrap_or_default();
+    for k in READ_ONLY_TD {
+        o.remove(k);
+    }
+    if let Some(Value::Array(defs)) = o.get_mut("containerDefinitions") {
+        for d in defs.iter_mut() {
+            if let Value::Object(m) = d {
+                m.entry("cpu").or_insert(json!(0));
+                m.entry("essential").or_insert(json!(true));
+                m.entry("portMappings").or_insert(json!([]));
+                m.entry("environment").or_insert(json!([]));
+                m.entry("mountPoints").or_insert(json!([]));
+                m.entry("volumesFrom").or_insert(json!([]));
+                if let Some(Value::Array(pms)) = m.get_mut("portMappings") {
+                    for p in pms.iter_mut() {
+                        if let Value::Object(pm) = p {
+                            pm.entry("protocol").or_insert(json!("tcp"));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    o.entry("volumes").or_insert(json!([]));
+    o.entry("placementConstraints").or_insert(json!([]));
+    Value::Object(o)
+}
+
+/// A task definition of a manifest deploy, described in ECS terms.
+fn synthesized(td: &TaskDefinition) -> Value {
+    let c = &td.container;
+    let mut def = json!({
+        "name": td.family,
+        "image": c.image,
+        "cpu": c.cpu.unwrap_or(0),
+        "essential": true,
+        "portMappings": c.port.map(|p| vec![json!({"containerPort": p, "hostPort": 0, "protocol": "tcp"})]).unwrap_or_default(),
+        "environment": c.environment.iter().map(|(k, v)| json!({"name": k, "value": v})).collect::<Vec<_>>(),
+        "mountPoints": [],
+        "volumesFrom": [],
+        "stopTimeout": c.stop_timeout_ms / 1000,
+    });
+    if let Some(m) = c.memory {
+        def["memory"] = json!(m);
+    }
+    if let Some(cmd) = &c.command {
+        def["command"] = json!(cmd);
+    }
+    if let Some(h) = &c.healthcheck {
+        def["healthCheck"] = json!({
+            "command": h.test,
+            "interval": h.interval_ms / 1000,
+            "timeout": h.timeout_ms / 1000,
+            "retries": h.retries,
+            "startPeriod": h.start_period_ms / 1000,
+        });
+    }
+    json!({
+        "family": td.family,
+        "containerDefinitions": [def],
+        "networkMode": "bridge",
+        "volumes": [],
+        "placementConstraints": [],
+    })
+}
+
+fn td_arn(call: &Call<'_>, id: &str) -> String {
+    call.arn("ecs", &format!("task-definition/{id}"))
+}
+
+fn td_json(call: &Call<'_>, td: &TaskDefinition) -> Value {
+    let mut o: Map<String, Value> = td
+        .ecs
+        .as_deref()
+        .and_then(|s| serde_json::from_str::<Value>(s).ok())
+        .and_then(|v| v.as_object().cloned())
+        .unwrap_or_else(|| synthesized(td).as_object().cloned().unwrap_or_default());
+    o.insert("taskDefinitionArn".into(), json!(td_arn(call, &td.id())));
+    o.insert("family".into(), json!(td.family));
+    o.insert("revision".into(), json!(td.revision));
+    o.insert(
+        "status".into(),
+        json!(if td.deregistered_at.is_some() {
+            "INACTIVE"
+        } else {
+            "ACTIVE"
+        }),
+    );
+    o.insert("compatibilities".into(), json!(["EC2"]));
+    o.insert("requiresAttributes".into(), json!([]));
+    o.insert("registeredAt".into(), ts(td.created_at));
+    o.insert(
+        "registeredBy".into(),
+        json!(format!("arn:aws:iam::{}:root", crate::ACCOUNT_ID)),
+    );
+    if let Some(d) = td.deregistered_at {
+        o.insert("deregisteredAt".into(), ts(d));
+    }
+    Value::Object(o)
+}
+
+/// Resolves `family`, `family:revision` or an ARN.
+async fn find_td(call: &Call<'_>, r: &str) -> AwsResult<TaskDefinition> {
+    let s = match r.split_once("task-definition/") {
+        Some((_, rest)) if r.starts_with("arn:") => rest,
+        _ => r,
+    };
+    let not_found = || AwsError::client("ClientException", "Unable to describe task definition.");
+    if let Some((family, rev)) = s.rsplit_once(':') {
+        let rev: u32 = rev.parse().map_err(|_| not_found())?;
+        return call
+            .state
+            .store
+            .get_task_definition(family, rev)
+            .await?
+            .ok_or_else(not_found);
+    }
+    let all: Vec<TaskDefinition> = call
+        .state
+        .store
+        .list_task_definitions()
+        .await?
+        .into_iter()
+        .filter(|t| t.family == s && t.deregistered_at.is_none())
+        .collect();
+    all.iter()
+        .rfind(|t| t.source.is_none())
+        .or(all.last())
+        .cloned()
+        .ok_or_else(not_found)
+}
+
+async fn register_task_definition(call: &Call<'_>, body: &[u8]) -> AwsResult {
+    let req: RegisterReq = parse(body)?;
+    let raw: Value = parse(body)?;
+    let family = req
+        .family
+        .clone()
+        .ok_or_else(|| AwsError::client("ClientException", "Family cannot be empty."))?;
+    check_family(&family)?;
+    let container = to_container(&req)?;
+    let mut echo = normalized(&raw);
+    echo["family"] = json!(family);
+    let td = call
+        .state
+        .store
+        .register_task_definition(TaskDefinition {
+            family,
+            revision: 0,
+            container,
+            created_at: now_ms(),
+            source: None,
+            ecs: Some(echo.to_string()),
+            deregistered_at: None,
+        })
+        .await?;
+    Ok(
+        json!({ "taskDefinition": td_json(call, &td), "tags": raw.get("tags").cloned().unwrap_or(json!([])) }),
+    )
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct TdReq {
+    task_definition: Option<String>,
+}
+
+async fn describe_task_definition(call: &Call<'_>, req: TdReq) -> AwsResult {
+    let r = req
+        .task_definition
+        .ok_or_else(|| AwsError::client("ClientException", "taskDefinition is required."))?;
+    let td = find_td(call, &r).await?;
+    Ok(json!({ "taskDefinition": td_json(call, &td), "tags": [] }))
+}
+
+async fn deregister_task_definition(call: &Call<'_>, req: TdReq) -> AwsResult {
+    let r = req
+        .task_definition
+        .ok_or_else(|| AwsError::client("ClientException", "taskDefinition is required."))?;
+    if !name_of(&r).contains(':') {
+        return Err(AwsError::client(
+            "ClientException",
+            "A revision must be specified: family:revision or its ARN.",
+        ));
+    }
+    let mut td = find_td(call, &r).await?;
+    if td.deregistered_at.is_none() {
+        td.deregistered_at = Some(now_ms());
+        call.state.store.put_task_definition(&td).await?;
+    }
+    Ok(json!({ "taskDefinition": td_json(call, &td) }))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ListTdReq {
+    family_prefix: Option<String>,
+    status: Option<String>,
+    sort: Option<String>,
+    max_results: Option<i64>,
+    next_token: Option<String>,
+}
+
+fn page<T: Clone>(
+    items: &[T],
+    max: Option<i64>,
+    token: Option<&str>,
+) -> AwsResult<(Vec<T>, Option<String>)> {
+    let start: usize = match token {
+        None => 0,
+        Some(t) => t
+            .parse()
+            .map_err(|_| AwsError::invalid("nextToken is not valid"))?,
+    };
+    let max = match max {
+        None => 100,
+        Some(m) if (1..=100).contains(&m) => m as usize,
+        Some(m) => {
+            return Err(AwsError::invalid(format!(
+                "maxResults must be between 1 and 100, got {m}"
+            )));
+        }
+    };
+    let end = (start + max).min(items.len());
+    let slice = items.get(start..end).unwrap_or_default().to_vec();
+    Ok((slice, (end < items.len()).then(|| end.to_string())))
+}
+
+fn status_filter(s: Option<&str>) -> AwsResult<Option<bool>> {
+    match s {
+        None | Some("ACTIVE") => Ok(Some(true)),
+        Some("INACTIVE") => Ok(Some(false)),
+        Some("ALL") => Ok(None),
+        Some("DELETE_IN_PROGRESS") => Ok(Some(false)),
+        Some(o) => Err(AwsError::invalid(format!(
+            "status must be ACTIVE, INACTIVE or DELETE_IN_PROGRESS, got {o}"
+        ))),
+    }
+}
+
+async fn list_task_definitions(call: &Call<'_>, req: ListTdReq) -> AwsResult {
+    let active = status_filter(req.status.as_deref())?;
+    let mut tds: Vec<TaskDefinition> = call
+        .state
+        .store
+        .list_task_definitions()
+        .await?
+        .into_iter()
+        .filter(|t| t.source.is_none())
+        .filter(|t| {
+            req.family_prefix
+                .as_deref()
+                .is_none_or(|p| t.family.starts_with(p))
+        })
+        .filter(|t| active.is_none_or(|a| a == t.deregistered_at.is_none()))
+        .collect();
+    match req.sort.as_deref() {
+        None | Some("ASC") => {}
+        Some("DESC") => tds.reverse(),
+        Some(o) => {
+            return Err(AwsError::invalid(format!(
+                "sort must be ASC or DESC, got {o}"
+            )));
+        }
+    }
+    let arns: Vec<String> = tds.iter().map(|t| td_arn(call, &t.id())).collect();
+    let (arns, next) = page(&arns, req.max_results, req.next_token.as_deref())?;
+    Ok(json!({ "taskDefinitionArns": arns, "nextToken": next }))
+}
+
+async fn list_families(call: &Call<'_>, req: ListTdReq) -> AwsResult {
+    let active = status_filter(req.status.as_deref())?;
+    let mut fams: BTreeMap<String, bool> = BTreeMap::new();
+    for t in call.state.store.list_task_definitions().await? {
+        if t.source.is_some() {
+            continue;
+        }
+        if req
+            .family_prefix
+            .as_deref()
+            .is_some_and(|p| !t.family.starts_with(p))
+        {
+            continue;
+        }
+        *fams.entry(t.family.clone()).or_default() |= t.deregistered_at.is_none();
+    }
+    let names: Vec<String> = fams
+        .into_iter()
+        .filter(|(_, any_active)| active.is_none_or(|a| a == *any_active))
+        .map(|(f, _)| f)
+        .collect();
+    let (names, next) = page(&names, req.max_results, req.next_token.as_deref())?;
+    Ok(json!({ "families": names, "nextToken": next }))
+}
+
+// ---------------------------------------------------------------- services
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct BreakerReq {
+    enable: Option<bool>,
+    rollback: Option<bool>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct DeploymentConfigReq {
+    maximum_percent: Option<i64>,
+    minimum_healthy_percent: Option<i64>,
+    deployment_circuit_breaker: Option<BreakerReq>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct CreateServiceReq {
+    cluster: Option<String>,
+    service_name: Option<String>,
+    task_definition: Option<String>,
+    desired_count: Option<i64>,
+    deployment_configuration: Option<DeploymentConfigReq>,
+    health_check_grace_period_seconds: Option<i64>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct UpdateServiceReq {
+    cluster: Option<String>,
+    service: Option<String>,
+    task_definition: Option<String>,
+    desired_count: Option<i64>,
+    force_new_deployment: Option<bool>,
+    deployment_configuration: Option<DeploymentConfigReq>,
+    health_check_grace_period_seconds: Option<i64>,
+}
+
+fn apply_config(
+    mut c: DeploymentConfig,
+    req: Option<&DeploymentConfigReq>,
+    grace: Option<i64>,
+) -> AwsResult<DeploymentConfig> {
+    if let Some(r) = req {
+        if let Some(m) = r.maximum_percent {
+            if !(100..=1000).contains(&m) {
+                return Err(AwsError::invalid(format!(
+                    "maximumPercent must be between 100 and 1000, got {m}"
+                )));
+            }
+            c.maximum_percent = m as u32;
+        }
+        if let Some(m) = r.minimum_healthy_percent {
+            if !(0..=100).contains(&m) {
+                return Err(AwsError::invalid(format!(
+                    "minimumHealthyPercent must be between 0 and 100, got {m}"
+                )));
+            }
+            c.minimum_healthy_percent = m as u32;
+        }
+        if let Some(b) = &r.deployment_circuit_breaker {
+            c.circuit_breaker = CircuitBreaker {
+                enable: b.enable.unwrap_or(false),
+                rollback: b.rollback.unwrap_or(false),
+                threshold: c.circuit_breaker.threshold,
+            };
+        }
+        if c.minimum_healthy_percent == 100 && c.maximum_percent == 100 {
+            return Err(AwsError::invalid(
+                "minimumHealthyPercent 100 with maximumPercent 100 allows no deployment to progress",
+            ));
+        }
+    }
+    if let Some(g) = grace {
+        if !(0..=2_147_483_647).contains(&g) {
+            return Err(AwsError::invalid(
+                "healthCheckGracePeriodSeconds must be between 0 and 2147483647",
+            ));
+        }
+        c.health_check_grace_period_ms = g as u64 * 1000;
+    }
+    Ok(c)
+}
+
+fn desired(v: Option<i64>) -> AwsResult<Option<u32>> {
+    match v {
+        None => Ok(None),
+        Some(n) if (0..=1000).contains(&n) => Ok(Some(n as u32)),
+        Some(n) => Err(AwsError::invalid(format!(
+            "desiredCount must be between 0 and 1000 on Slipway, got {n}"
+        ))),
+    }
+}
+
+/// True when the image names a registry host (`host[:port]/...`): only those are pulled.
+fn has_registry_host(image: &str) -> bool {
+    image.split_once('/').is_some_and(|(first, _)| {
+        first.contains('.') || first.contains(':') || first == "localhost"
+    })
+}
+
+/// Pins the image of `c` to what the engine resolves now. An image that cannot be resolved
+/// stays unpinned: its tasks fail to start and the deployment fails visibly, as on ECS.
+async fn pin(call: &Call<'_>, mut c: ContainerSpec, repull: bool) -> ContainerSpec {
+    let rt = call.state.controller.runtime();
+    let mut info = None;
+    if repull && has_registry_host(&c.image) {
+        match rt.resolve_image(&c.image, PullPolicy::Always).await {
+            Ok(i) => info = Some(i),
+            Err(e) => {
+                tracing::info!(image = %c.image, error = %e, "pull failed; using the local image")
+            }
+        }
+    }
+    if info.is_none() {
+        match rt.resolve_image(&c.image, PullPolicy::Missing).await {
+            Ok(i) => info = Some(i),
+            Err(e) => tracing::warn!(image = %c.image, error = %e, "image not available"),
+        }
+    }
+    c.image_digest = info.map(|i| i.id);
+    c
+}
+
+/// The ECS task definition (`family:revision`) a service revision runs.
+async fn source_of(call: &Call<'_>, key: &ServiceKey, revision: u32) -> AwsResult<String> {
+    Ok(
+        match call
+            .state
+            .store
+            .get_task_definition(&key.family(), revision)
+            .await?
+        {
+            Some(td) => td.source.clone().unwrap_or_else(|| td.id()),
+            None => format!("{}:{revision}", key.family()),
+        },
+    )
+}
+
+/// Starts a deployment of `td` for a service.
+#[allow(clippy::too_many_arguments)]
+async fn start_deployment(
+    call: &Call<'_>,
+    key: &ServiceKey,
+    current: Option<&ServiceRecord>,
+    td: &TaskDefinition,
+    desired_count: u32,
+    config: DeploymentConfig,
+    repull: bool,
+) -> AwsResult<Deployment> {
+    let store = &call.state.store;
+    let container = pin(call, td.container.clone(), repull).await;
+    let source = td.source.clone().unwrap_or_else(|| td.id());
+    let current_td = match current {
+        Some(s) => store.get_task_definition(&key.family(), s.revision).await?,
+        None => None,
+    };
+    let revision = match current_td.filter(|c| {
+        c.container == container && c.source.clone().unwrap_or_else(|| c.id()) == source
+    }) {
+        Some(c) => c.revision,
+        None if td.family == key.family() && td.container == container => td.revision,
+        None => {
+            store
+                .register_task_definition(TaskDefinition {
+                    family: key.family(),
+                    revision: 0,
+                    container,
+                    created_at: now_ms(),
+                    source: Some(source.clone()),
+                    ecs: td.ecs.clone(),
+                    deregistered_at: None,
+                })
+                .await?
+                .revision
+        }
+    };
+    let now = now_ms();
+    let d = store
+        .create_deployment(NewDeployment {
+            id: format!("d-{}", random_id(6)),
+            key: key.clone(),
+            kind: current.map_or(ServiceKind::BackendService, |s| s.kind),
+            desired_count,
+            config,
+            revision: RevisionChoice::Existing(revision),
+            rollback_of: None,
+            now,
+        })
+        .await?;
+    store
+        .add_event(
+            key,
+            now,
+            &format!(
+                "(service {}) deployment ecs-svc/{} started: task definition {source} (revision {revision}).",
+                key.name, d.id
+            ),
+        )
+        .await?;
+    call.state.controller.wake(key);
+    Ok(d)
+}
+
+fn rollout(d: &Deployment) -> (&'static str, String) {
+    match d.state {
+        RolloutState::InProgress => (
+            "IN_PROGRESS",
+            format!("ECS deployment ecs-svc/{} in progress.", d.id),
+        ),
+        RolloutState::Succeeded => (
+            "COMPLETED",
+            format!("ECS deployment ecs-svc/{} completed.", d.id),
+        ),
+        RolloutState::Failed | RolloutState::RolledBack => (
+            "FAILED",
+            d.reason
+                .clone()
+                .unwrap_or_else(|| format!("ECS deployment ecs-svc/{} failed.", d.id)),
+        ),
+    }
+}
+
+/// The ECS `lastStatus` of a task: a running container whose health is not known yet is
+/// still ACTIVATING (ECS registers and checks a task before it counts as RUNNING), so
+/// `runningCount` and `aws ecs wait services-stable` count only tasks that are serving.
+fn ecs_status(t: &Task) -> TaskStatus {
+    match (t.last_status, t.health) {
+        (TaskStatus::Running, TaskHealth::Unknown) => TaskStatus::Activating,
+        (s, _) => s,
+    }
+}
+
+fn is_running(t: &Task) -> bool {
+    ecs_status(t) == TaskStatus::Running
+}
+
+fn is_pending(t: &Task) -> bool {
+    matches!(
+        ecs_status(t),
+        TaskStatus::Provisioning | TaskStatus::Pending | TaskStatus::Activating
+    )
+}
+
+async fn service_json(call: &Call<'_>, c: &Cluster, svc: &ServiceRecord) -> AwsResult {
+    let store = &call.state.store;
+    let key = &svc.key;
+    let tasks = store.list_tasks(key, false).await?;
+    let deps = store.list_deployments(key, 10).await?;
+    let primary = deps.first();
+    let now = now_ms();
+    // Tasks of each deployment; a rollback deployment owns the tasks of its revision that
+    // it adopted.
+    let owner = |t: &Task| -> String {
+        match primary {
+            Some(p) if p.rollback_of.is_some() && t.revision == p.revision => p.id.clone(),
+            _ => t.deployment_id.clone(),
+        }
+    };
+    let mut by_dep: HashMap<String, Vec<&Task>> = HashMap::new();
+    for t in &tasks {
+        by_dep.entry(owner(t)).or_default().push(t);
+    }
+    let mut sources: HashMap<u32, String> = HashMap::new();
+    let mut deployments = Vec::new();
+    for (i, d) in deps.iter().enumerate() {
+        let live = by_dep.get(&d.id).map(Vec::as_slice).unwrap_or_default();
+        let is_primary = i == 0;
+        // A rolled-back deployment stays listed (rolloutState FAILED) while the rollback
+        // runs and for a short while after: Slipway's rollback adopts the tasks of the
+        // previous revision, so it can finish at once, and pollers must still see the failure.
+        let rolled_back_now = primary.is_some_and(|p| {
+            p.state == RolloutState::InProgress && p.rollback_of.as_deref() == Some(d.id.as_str())
+        }) || (d.state == RolloutState::RolledBack
+            && d.timeline
+                .finished_at
+                .is_some_and(|f| now - f < FAILED_LINGER_MS));
+        if !is_primary && live.is_empty() && !rolled_back_now {
+            continue;
+        }
+        let src = match sources.get(&d.revision) {
+            Some(s) => s.clone(),
+            None => {
+                let s = source_of(call, key, d.revision).await?;
+                sources.insert(d.revision, s.clone());
+                s
+            }
+        };
+        let (state, reason) = rollout(d);
+        let running = live.iter().filter(|t| is_running(t)).count();
+        let pending = live.iter().filter(|t| is_pending(t)).count();
+        let desired = if is_primary {
+            svc.desired_count as usize
+        } else {
+            live.iter().filter(|t| t.desired_running).count()
+        };
+        deployments.push(json!({
+            "id": format!("ecs-svc/{}", d.id),
+            "status": if is_primary { "PRIMARY" } else { "ACTIVE" },
+            "taskDefinition": td_arn(call, &src),
+            "desiredCount": desired,
+            "pendingCount": pending,
+            "runningCount": running,
+            "failedTasks": d.failed_tasks,
+            "createdAt": ts(d.created_at),
+            "updatedAt": ts(d.updated_at),
+            "launchType": "EC2",
+            "rolloutState": state,
+            "rolloutStateReason": reason,
+        }));
+    }
+    let running = tasks.iter().filter(|t| is_running(t)).count();
+    let pending = tasks.iter().filter(|t| is_pending(t)).count();
+    let events: Vec<Value> = store
+        .list_events(key, 100)
+        .await?
+        .into_iter()
+        .map(|e| json!({ "id": e.id.to_string(), "createdAt": ts(e.created_at), "message": e.message }))
+        .collect();
+    let source = source_of(call, key, svc.revision).await?;
+    let cb = svc.config.circuit_breaker;
+    Ok(json!({
+        "serviceArn": c.service_arn(call, &key.name),
+        "serviceName": key.name,
+        "clusterArn": c.arn(call),
+        "loadBalancers": [],
+        "serviceRegistries": [],
+        "status": if svc.deleting { "DRAINING" } else { "ACTIVE" },
+        "desiredCount": svc.desired_count,
+        "runningCount": running,
+        "pendingCount": pending,
+        "launchType": "EC2",
+        "taskDefinition": td_arn(call, &source),
+        "deploymentConfiguration": {
+            "deploymentCircuitBreaker": { "enable": cb.enable, "rollback": cb.rollback },
+            "maximumPercent": svc.config.maximum_percent,
+            "minimumHealthyPercent": svc.config.minimum_healthy_percent,
+        },
+        "deployments": deployments,
+        "events": events,
+        "createdAt": ts(svc.created_at),
+        "placementConstraints": [],
+        "placementStrategy": [],
+        "schedulingStrategy": "REPLICA",
+        "deploymentController": { "type": "ECS" },
+        "healthCheckGracePeriodSeconds": svc.config.health_check_grace_period_ms / 1000,
+        "createdBy": format!("arn:aws:iam::{}:root", crate::ACCOUNT_ID),
+        "enableECSManagedTags": false,
+        "propagateTags": "NONE",
+        "enableExecuteCommand": false,
+    }))
+}
+
+async fn active_td(call: &Call<'_>, r: &str) -> AwsResult<TaskDefinition> {
+    let td = find_td(call, r).await?;
+    if td.deregistered_at.is_some() {
+        return Err(AwsError::client(
+            "ClientException",
+            format!("TaskDefinition {} is inactive", td.id()),
+        ));
+    }
+    Ok(td)
+}
+
+async fn create_service(call: &Call<'_>, req: CreateServiceReq) -> AwsResult {
+    let c = find_cluster(call, req.cluster.as_deref()).await?;
+    let name = req
+        .service_name
+        .ok_or_else(|| AwsError::invalid("serviceName is required"))?;
+    check_service_name(&name)?;
+    let tdr = req
+        .task_definition
+        .ok_or_else(|| AwsError::invalid("taskDefinition is required"))?;
+    let desired_count = desired(req.desired_count)?.unwrap_or(1);
+    let config = apply_config(
+        DeploymentConfig::default(),
+        req.deployment_configuration.as_ref(),
+        req.health_check_grace_period_seconds,
+    )?;
+    let td = active_td(call, &tdr).await?;
+    let key = c.key(&name);
+    if call.state.store.get_service(&key).await?.is_some() {
+        return Err(AwsError::invalid("Creation of service was not idempotent."));
+    }
+    start_deployment(call, &key, None, &td, desired_count, config, false).await?;
+    let svc = call
+        .state
+        .store
+        .get_service(&key)
+        .await?
+        .ok_or_else(|| AwsError::server("the service vanished"))?;
+    Ok(json!({ "service": service_json(call, &c, &svc).await? }))
+}
+
+async fn get_active_service(call: &Call<'_>, c: &Cluster, name: &str) -> AwsResult<ServiceRecord> {
+    let svc = call
+        .state
+        .store
+        .get_service(&c.key(name))
+        .await?
+        .ok_or_else(|| AwsError::client("ServiceNotFoundException", "Service not found."))?;
+    if svc.deleting {
+        return Err(AwsError::client(
+            "ServiceNotActiveException",
+            "Service was not ACTIVE.",
+        ));
+    }
+    Ok(svc)
+}
+
+async fn update_service(call: &Call<'_>, req: UpdateServiceReq) -> AwsResult {
+    let c = find_cluster(call, req.cluster.as_deref()).await?;
+    let name = req
+        .service
+        .as_deref()
+        .map(name_of)
+        .ok_or_else(|| AwsError::invalid("service is required"))?
+        .to_owned();
+    let desired_count = desired(req.desired_count)?;
+    let mut svc = get_active_service(call, &c, &name).await?;
+    let config = apply_config(
+        svc.config,
+        req.deployment_configuration.as_ref(),
+        req.health_check_grace_period_seconds,
+    )?;
+    let target = match &req.task_definition {
+        Some(r) => Some(active_td(call, r).await?),
+        None => None,
+    };
+    let current_source = source_of(call, &svc.key, svc.revision).await?;
+    let changes_td = target
+        .as_ref()
+        .is_some_and(|t| t.source.clone().unwrap_or_else(|| t.id()) != current_source);
+    let force = req.force_new_deployment.unwrap_or(false);
+    let key = svc.key.clone();
+    if changes_td || force {
+        let td = match target {
+            Some(t) => t,
+            None => find_td(call, &current_source).await?,
+        };
+        start_deployment(
+            call,
+            &key,
+            Some(&svc),
+            &td,
+            desired_count.unwrap_or(svc.desired_count),
+            config,
+            force,
+        )
+        .await?;
+    } else if desired_count.is_some_and(|d| d != svc.desired_count) || config != svc.config {
+        let now = now_ms();
+        let before = svc.desired_count;
+        svc.desired_count = desired_count.unwrap_or(before);
+        svc.config = config;
+        svc.updated_at = now;
+        call.state.store.put_service(&svc).await?;
+        if before != svc.desired_count {
+            call.state
+                .store
+                .add_event(
+                    &key,
+                    now,
+                    &format!(
+                        "(service {}) desired count changed from {before} to {}.",
+                        key.name, svc.desired_count
+                    ),
+                )
+                .await?;
+        }
+        call.state.controller.wake(&key);
+    }
+    let svc = get_active_service(call, &c, &name).await?;
+    Ok(json!({ "service": service_json(call, &c, &svc).await? }))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct DescribeServicesReq {
+    cluster: Option<String>,
+    services: Option<Vec<String>>,
+}
+
+async fn describe_services(call: &Call<'_>, req: DescribeServicesReq) -> AwsResult {
+    let names = req.services.unwrap_or_default();
+    if names.is_empty() {
+        return Err(AwsError::invalid("Services cannot be empty."));
+    }
+    if names.len() > 10 {
+        return Err(AwsError::invalid("services can have at most 10 items."));
+    }
+    let c = find_cluster(call, req.cluster.as_deref()).await?;
+    // The services are described concurrently (the store's connections work in parallel).
+    let c = &c;
+    let views = futures_util::future::try_join_all(names.iter().map(|n| async move {
+        let name = name_of(n);
+        let found = if validate_name(name).is_ok() {
+            call.state.store.get_service(&c.key(name)).await?
+        } else {
+            None
+        };
+        match found {
+            Some(svc) => Ok::<_, AwsError>(Ok(service_json(call, c, &svc).await?)),
+            None => Ok(Err(
+                json!({ "arn": c.service_arn(call, name), "reason": "MISSING" }),
+            )),
+        }
+    }))
+    .await?;
+    let mut services = Vec::new();
+    let mut failures = Vec::new();
+    for v in views {
+        match v {
+            Ok(s) => services.push(s),
+            Err(f) => failures.push(f),
+        }
+    }
+    Ok(json!({ "services": services, "failures": failures }))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ListServicesReq {
+    cluster: Option<String>,
+    max_results: Option<i64>,
+    next_token: Option<String>,
+}
+
+async fn list_services(call: &Call<'_>, req: ListServicesReq) -> AwsResult {
+    let c = find_cluster(call, req.cluster.as_deref()).await?;
+    let arns: Vec<String> = call
+        .state
+        .store
+        .list_services(Some(&c.app))
+        .await?
+        .into_iter()
+        .filter(|s| s.key.env == c.env && !s.deleting)
+        .map(|s| c.service_arn(call, &s.key.name))
+        .collect();
+    let (arns, next) = page(
+        &arns,
+        req.max_results.or(Some(10)),
+        req.next_token.as_deref(),
+    )?;
+    Ok(json!({ "serviceArns": arns, "nextToken": next }))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct DeleteServiceReq {
+    cluster: Option<String>,
+    service: Option<String>,
+    force: Option<bool>,
+}
+
+async fn delete_service(call: &Call<'_>, req: DeleteServiceReq) -> AwsResult {
+    let c = find_cluster(call, req.cluster.as_deref()).await?;
+    let name = req
+        .service
+        .as_deref()
+        .map(name_of)
+        .ok_or_else(|| AwsError::invalid("service is required"))?
+        .to_owned();
+    let mut svc = get_active_service(call, &c, &name).await?;
+    if svc.desired_count > 0 && !req.force.unwrap_or(false) {
+        return Err(AwsError::invalid(
+            "The service cannot be stopped while it is scaled above 0.",
+        ));
+    }
+    svc.deleting = true;
+    svc.updated_at = now_ms();
+    call.state.store.put_service(&svc).await?;
+    call.state
+        .store
+        .add_event(
+            &svc.key,
+            svc.updated_at,
+            &format!("(service {}) is being deleted.", svc.key.name),
+        )
+        .await?;
+    call.state.controller.wake(&svc.key);
+    Ok(json!({ "service": service_json(call, &c, &svc).await? }))
+}
+
+// ---------------------------------------------------------------- tasks
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ListTasksReq {
+    cluster: Option<String>,
+    service_name: Option<String>,
+    family: Option<String>,
+    desired_status: Option<String>,
+    max_results: Option<i64>,
+    next_token: Option<String>,
+}
+
+async fn list_tasks(call: &Call<'_>, req: ListTasksReq) -> AwsResult {
+    let c = find_cluster(call, req.cluster.as_deref()).await?;
+    let want_running = match req.desired_status.as_deref() {
+        None | Some("RUNNING") => true,
+        Some("STOPPED") => false,
+        Some(o) => {
+            return Err(AwsError::invalid(format!(
+                "desiredStatus must be RUNNING or STOPPED, got {o}"
+            )));
+        }
+    };
+    let mut arns = Vec::new();
+    for svc in call.state.store.list_services(Some(&c.app)).await? {
+        if svc.key.env != c.env {
+            continue;
+        }
+        if req
+            .service_name
+            .as_deref()
+            .is_some_and(|s| name_of(s) != svc.key.name)
+        {
+            continue;
+        }
+        for t in call.state.store.list_tasks(&svc.key, !want_running).await? {
+            if t.desired_running != want_running {
+                continue;
+            }
+            if let Some(f) = &req.family {
+                let src = source_of(call, &svc.key, t.revision).await?;
+                if src.rsplit_once(':').map(|x| x.0) != Some(f.as_str()) {
+                    continue;
+                }
+            }
+            arns.push(c.task_arn(call, &t.id));
+        }
+    }
+    let (arns, next) = page(&arns, req.max_results, req.next_token.as_deref())?;
+    Ok(json!({ "taskArns": arns, "nextToken": next }))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct DescribeTasksReq {
+    cluster: Option<String>,
+    tasks: Option<Vec<String>>,
+}
+
+async fn describe_tasks(call: &Call<'_>, req: DescribeTasksReq) -> AwsResult {
+    let ids = req.tasks.unwrap_or_default();
+    if ids.is_empty() {
+        return Err(AwsError::invalid("Tasks cannot be empty."));
+    }
+    if ids.len() > 100 {
+        return Err(AwsError::invalid("tasks can have at most 100 items."));
+    }
+    let c = find_cluster(call, req.cluster.as_deref()).await?;
+    let mut tasks = Vec::new();
+    let mut failures = Vec::new();
+    for r in &ids {
+        let id = name_of(r);
+        match call.state.store.get_task(id).await? {
+            Some(t) if t.service.app == c.app && t.service.env == c.env => {
+                tasks.push(task_json(call, &c, &t).await?)
+            }
+            _ => failures.push(json!({ "arn": c.task_arn(call, id), "reason": "MISSING" })),
+        }
+    }
+    Ok(json!({ "tasks": tasks, "failures": failures }))
+}
+
+async fn task_json(call: &Call<'_>, c: &Cluster, t: &Task) -> AwsResult {
+    let td = call
+        .state
+        .store
+        .get_task_definition(&t.service.family(), t.revision)
+        .await?;
+    let source = td
+        .as_ref()
+        .map(|d| d.source.clone().unwrap_or_else(|| d.id()))
+        .unwrap_or_else(|| format!("{}:{}", t.service.family(), t.revision));
+    let task_arn = c.task_arn(call, &t.id);
+    let container_name = td
+        .as_ref()
+        .and_then(|d| d.ecs.as_deref())
+        .and_then(|s| serde_json::from_str::<Value>(s).ok())
+        .and_then(|v| {
+            v["containerDefinitions"][0]["name"]
+                .as_str()
+                .map(str::to_owned)
+        })
+        .unwrap_or_else(|| t.service.family());
+    let mut container = json!({
+        "containerArn": call.arn("ecs", &format!("container/{}/{}/{}", c.name, t.id, container_name)),
+        "taskArn": task_arn,
+        "name": container_name,
+        "image": td.as_ref().map(|d| d.container.image.clone()),
+        "lastStatus": ecs_status(t).as_str(),
+        "healthStatus": t.health.as_str(),
+        "networkBindings": [],
+        "networkInterfaces": [],
+    });
+    if let Some(d) = td.as_ref().and_then(|d| d.container.image_digest.clone()) {
+        container["imageDigest"] = json!(d);
+    }
+    if let Some(x) = t.exit_code {
+        container["exitCode"] = json!(x);
+    }
+    if let Some(r) = &t.stopped_reason {
+        container["reason"] = json!(r);
+    }
+    let mut o = json!({
+        "taskArn": task_arn,
+        "clusterArn": c.arn(call),
+        "taskDefinitionArn": td_arn(call, &source),
+        "lastStatus": ecs_status(t).as_str(),
+        "desiredStatus": if t.desired_running { "RUNNING" } else { "STOPPED" },
+        "healthStatus": t.health.as_str(),
+        "containers": [container],
+        "group": format!("service:{}", t.service.name),
+        "startedBy": format!("ecs-svc/{}", t.deployment_id),
+        "createdAt": ts(t.created_at),
+        "launchType": "EC2",
+        "attachments": [],
+        "overrides": { "containerOverrides": [] },
+        "version": 1,
+    });
+    if let Some(s) = t.started_at {
+        o["startedAt"] = ts(s);
+    }
+    if let Some(s) = t.stopped_at {
+        o["stoppedAt"] = ts(s);
+    }
+    if let Some(s) = t.stop_code {
+        o["stopCode"] = json!(s.as_str());
+    }
+    if let Some(r) = &t.stopped_reason {
+        o["stoppedReason"] = json!(r);
+    }
+    Ok(o)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(v: Value) -> RegisterReq {
+        serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn container_definitions_map_onto_a_container_spec() {
+        let r = req(json!({
+            "family": "web",
+            "containerDefinitions": [{
+                "name": "web", "image": "slipway-hello:v1", "memory": 200, "cpu": 10,
+                "portMappings": [{"containerPort": 8080, "hostPort": 80}],
+                "environment": [{"name": "A", "value": "1"}],
+                "command": ["serve"],
+                "healthCheck": {"command": ["CMD", "/hello", "check"], "interval": 5},
+                "stopTimeout": 7
+            }]
+        }));
+        let c = to_container(&r).unwrap();
+        assert_eq!(c.image, "slipway-hello:v1");
+        assert_eq!(c.port, Some(8080));
+        assert_eq!(c.memory, Some(200));
+        assert_eq!(c.cpu, None, "a container's cpu is a share, not a limit");
+        assert_eq!(c.environment.get("A").map(String::as_str), Some("1"));
+        assert_eq!(c.command, Some(vec!["serve".to_owned()]));
+        let h = c.healthcheck.unwrap();
+        assert_eq!((h.interval_ms, h.timeout_ms, h.retries), (5000, 5000, 3));
+        assert_eq!(c.stop_timeout_ms, 7000);
+    }
+
+    #[test]
+    fn bad_container_definitions_are_client_errors() {
+        for v in [
+            json!({"family": "f", "containerDefinitions": []}),
+            json!({"family": "f", "containerDefinitions": [{"name": "a"}]}),
+            json!({"family": "f", "containerDefinitions": [{"image": "a"}]}),
+            json!({"family": "f", "containerDefinitions": [{"name": "a", "image": "b", "essential": false}]}),
+            json!({"family": "f", "containerDefinitions": [{"name": "a", "image": "b", "healthCheck": {"command": ["curl"]}}]}),
+            json!({"family": "f", "containerDefinitions": [{"name": "a", "image": "b", "portMappings": [{"containerPort": 0}]}]}),
+        ] {
+            let e = to_container(&req(v.clone())).unwrap_err();
+            assert_eq!(e.kind, "ClientException", "{v}");
+        }
+        assert!(check_family("web_1-x").is_ok());
+        assert!(check_family("web:1").is_err());
+    }
+
+    #[test]
+    fn registrations_echo_defaults_and_drop_read_only_fields() {
+        let n = normalized(&json!({
+            "family": "f", "revision": 4, "status": "ACTIVE", "compatibilities": ["EC2"],
+            "containerDefinitions": [{"name": "a", "image": "b", "portMappings": [{"containerPort": 80}]}]
+        }));
+        assert!(n.get("revision").is_none() && n.get("status").is_none());
+        let d = &n["containerDefinitions"][0];
+        assert_eq!(d["cpu"], 0);
+        assert_eq!(d["essential"], true);
+        assert_eq!(d["environment"], json!([]));
+        assert_eq!(d["mountPoints"], json!([]));
+        assert_eq!(d["portMappings"][0]["protocol"], "tcp");
+        assert_eq!(n["volumes"], json!([]));
+    }
+
+    #[test]
+    fn names_and_hosts() {
+        assert_eq!(name_of("arn:aws:ecs:us-east-1:0:service/c/web"), "web");
+        assert_eq!(name_of("web"), "web");
+        assert_eq!(cluster_name("shop", "default"), "shop");
+        assert_eq!(cluster_name("shop", "prod"), "shop-prod");
+        assert!(has_registry_host("127.0.0.1:5000/app:latest"));
+        assert!(has_registry_host("registry.example.com/app"));
+        assert!(!has_registry_host("slipway-hello:v1"));
+        assert!(!has_registry_host("library/nginx"));
+    }
+}

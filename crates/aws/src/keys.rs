@@ -1,0 +1,178 @@
+//! Access keys of the AWS-compatible API, managed through the native API with the admin
+//! token: `POST /api/v1/access-keys`, `GET /api/v1/access-keys`,
+//! `DELETE /api/v1/access-keys/ID` (revoke).
+
+use axum::Json;
+use axum::extract::{Path, Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use slipway_api::{TOKEN_META_KEY, hash_token};
+use slipway_controller::{now_ms, random_id};
+use slipway_store::AccessKey;
+use subtle::ConstantTimeEq;
+
+use crate::AwsState;
+
+/// `POST /api/v1/access-keys`
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct CreateAccessKey {
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub read_only: bool,
+}
+
+/// The one answer that shows the secret (IAM's `AccessKey` shape).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AccessKeyCreated {
+    #[serde(rename = "AccessKeyId")]
+    pub access_key_id: String,
+    #[serde(rename = "SecretAccessKey")]
+    pub secret_access_key: String,
+    #[serde(rename = "UserName", skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(rename = "ReadOnly")]
+    pub read_only: bool,
+    #[serde(rename = "Status")]
+    pub status: String,
+}
+
+/// A key as listed: never the secret.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AccessKeyInfo {
+    pub id: String,
+    pub name: Option<String>,
+    pub read_only: bool,
+    pub created_at: i64,
+    pub revoked_at: Option<i64>,
+}
+
+fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
+    (
+        status,
+        Json(serde_json::json!({ "error": { "code": code, "message": message.into() } })),
+    )
+        .into_response()
+}
+
+pub(crate) async fn require_admin(
+    State(state): State<AwsState>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let presented = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(hash_token);
+    let ok = match (presented, state.store.get_meta(TOKEN_META_KEY).await) {
+        (Some(p), Ok(Some(expected))) => bool::from(p.as_bytes().ct_eq(expected.as_bytes())),
+        _ => false,
+    };
+    if ok {
+        next.run(req).await
+    } else {
+        error(
+            StatusCode::UNAUTHORIZED,
+            "UNAUTHORIZED",
+            "missing or invalid API token; set SLIPWAY_TOKEN or run `slipway login`",
+        )
+    }
+}
+
+fn internal(e: impl std::fmt::Display) -> Response {
+    error(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL", e.to_string())
+}
+
+pub(crate) async fn create(
+    State(state): State<AwsState>,
+    body: Option<Json<CreateAccessKey>>,
+) -> Response {
+    let req = body.map(|b| b.0).unwrap_or_default();
+    if let Some(n) = &req.name
+        && (n.is_empty()
+            || n.len() > 64
+            || !n
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "+=,.@_-".contains(c)))
+    {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "BAD_REQUEST",
+            format!("name {n:?} must be 1 to 64 letters, digits or +=,.@_-"),
+        );
+    }
+    let key = AccessKey {
+        id: format!("AKIA{}", random_id(8).to_ascii_uppercase()),
+        secret: random_id(20),
+        name: req.name,
+        read_only: req.read_only,
+        created_at: now_ms(),
+        revoked_at: None,
+    };
+    if let Err(e) = state.store.put_access_key(&key).await {
+        return internal(e);
+    }
+    tracing::info!(id = %key.id, read_only = key.read_only, "created an access key");
+    (
+        StatusCode::CREATED,
+        Json(AccessKeyCreated {
+            access_key_id: key.id,
+            secret_access_key: key.secret,
+            name: key.name,
+            read_only: key.read_only,
+            status: "Active".into(),
+        }),
+    )
+        .into_response()
+}
+
+pub(crate) async fn list(State(state): State<AwsState>) -> Response {
+    match state.store.list_access_keys().await {
+        Ok(keys) => Json(
+            keys.into_iter()
+                .map(|k| AccessKeyInfo {
+                    id: k.id,
+                    name: k.name,
+                    read_only: k.read_only,
+                    created_at: k.created_at,
+                    revoked_at: k.revoked_at,
+                })
+                .collect::<Vec<_>>(),
+        )
+        .into_response(),
+        Err(e) => internal(e),
+    }
+}
+
+pub(crate) async fn revoke(State(state): State<AwsState>, Path(id): Path<String>) -> Response {
+    let mut key = match state.store.get_access_key(&id).await {
+        Ok(Some(k)) => k,
+        Ok(None) => {
+            return error(
+                StatusCode::NOT_FOUND,
+                "NOT_FOUND",
+                format!("access key {id} not found; `slipway access-key ls` lists them"),
+            );
+        }
+        Err(e) => return internal(e),
+    };
+    if key.revoked_at.is_none() {
+        key.revoked_at = Some(now_ms());
+        if let Err(e) = state.store.put_access_key(&key).await {
+            return internal(e);
+        }
+        tracing::info!(id = %key.id, "revoked an access key");
+    }
+    Json(AccessKeyInfo {
+        id: key.id,
+        name: key.name,
+        read_only: key.read_only,
+        created_at: key.created_at,
+        revoked_at: key.revoked_at,
+    })
+    .into_response()
+}

@@ -1,0 +1,440 @@
+//! Slipway's AWS-compatible front door: the ECS and ECR subsets over AWS JSON 1.1 and STS
+//! `GetCallerIdentity` over the query protocol, all on `POST /` of the server's API address,
+//! authenticated with SigV4 access keys (`slipway access-key create`).
+//!
+//! One model, two front doors: ECS clusters, task definitions, services and tasks are views
+//! of Slipway's own apps, environments, task definition revisions, services, deployments
+//! and tasks; ECR repositories and images are the built-in registry's.
+//!
+//! | ECS | Slipway |
+//! | --- | --- |
+//! | cluster `C` | app `C`, environment `default` (a manifest's app `A` environment `E` shows as cluster `A-E`, or `A` for `default`) |
+//! | service `S` of cluster `C` | service `C/default/S` |
+//! | task definition `F:N` | task definition revision `F:N` (a service runs a pinned copy in its own family) |
+//! | deployment `ecs-svc/ID` | deployment `ID` |
+
+mod ecr;
+mod ecs;
+mod keys;
+pub mod sigv4;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use serde_json::Value;
+use slipway_controller::Controller;
+use slipway_registry::Registry;
+use slipway_store::{AccessKey, Store, StoreError};
+
+pub use keys::{AccessKeyCreated, AccessKeyInfo, CreateAccessKey};
+
+/// The fixed account id of every ARN.
+pub const ACCOUNT_ID: &str = "000000000000";
+/// Region used in ARNs when a request does not name one.
+pub const DEFAULT_REGION: &str = "us-east-1";
+
+/// Shared state of the AWS front door.
+#[derive(Clone)]
+pub struct AwsState {
+    pub store: Arc<dyn Store>,
+    pub controller: Controller,
+    pub registry: Registry,
+}
+
+/// An AWS error: HTTP status, error shape name and message.
+#[derive(Debug, Clone)]
+pub struct AwsError {
+    pub status: StatusCode,
+    pub kind: &'static str,
+    pub message: String,
+}
+
+impl AwsError {
+    pub fn new(status: StatusCode, kind: &'static str, message: impl Into<String>) -> Self {
+        AwsError {
+            status,
+            kind,
+            message: message.into(),
+        }
+    }
+
+    pub fn client(kind: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, kind, message)
+    }
+
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Self::client("InvalidParameterException", message)
+    }
+
+    pub fn server(message: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "ServerException",
+            message,
+        )
+    }
+
+    fn json_response(&self, request_id: &str) -> Response {
+        let body = serde_json::json!({ "__type": self.kind, "message": self.message });
+        let mut r = (self.status, body.to_string()).into_response();
+        let h = r.headers_mut();
+        h.insert(header::CONTENT_TYPE, HeaderValue::from_static(JSON_1_1));
+        if let Ok(v) = HeaderValue::from_str(self.kind) {
+            h.insert("x-amzn-errortype", v);
+        }
+        if let Ok(v) = HeaderValue::from_str(request_id) {
+            h.insert("x-amzn-requestid", v);
+        }
+        r
+    }
+}
+
+impl From<StoreError> for AwsError {
+    fn from(e: StoreError) -> Self {
+        tracing::error!(error = %e, "store error in the AWS API");
+        AwsError::server(e.to_string())
+    }
+}
+
+pub(crate) type AwsResult<T = Value> = Result<T, AwsError>;
+
+const JSON_1_1: &str = "application/x-amz-json-1.1";
+const ECS_PREFIX: &str = "AmazonEC2ContainerServiceV20141113.";
+const ECR_PREFIX: &str = "AmazonEC2ContainerRegistry_V20150921.";
+
+/// What a request is, once authenticated.
+pub(crate) struct Call<'a> {
+    pub state: &'a AwsState,
+    pub key: AccessKey,
+    pub region: String,
+    /// `scheme://host[:port]` the client used: the registry's address for ECR.
+    pub origin: String,
+}
+
+impl Call<'_> {
+    pub fn arn(&self, service: &str, resource: &str) -> String {
+        format!("arn:aws:{service}:{}:{ACCOUNT_ID}:{resource}", self.region)
+    }
+}
+
+/// The router: `POST /` (ECS, ECR, STS) and the native access-key routes under
+/// `/api/v1/access-keys` (admin token).
+pub fn router(state: AwsState) -> Router {
+    let keys = Router::new()
+        .route("/api/v1/access-keys", get(keys::list).post(keys::create))
+        .route("/api/v1/access-keys/{id}", delete(keys::revoke))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            keys::require_admin,
+        ));
+    Router::new()
+        .route("/", post(handle))
+        .merge(keys)
+        .with_state(state)
+}
+
+fn request_id() -> String {
+    let r = slipway_controller::random_id(16);
+    format!(
+        "{}-{}-{}-{}-{}",
+        &r[0..8],
+        &r[8..12],
+        &r[12..16],
+        &r[16..20],
+        &r[20..32]
+    )
+}
+
+enum Protocol {
+    Ecs(String),
+    Ecr(String),
+    Sts,
+    Unknown(String),
+}
+
+async fn handle(
+    State(state): State<AwsState>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let rid = request_id();
+    let target = headers
+        .get("x-amz-target")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let proto = match &target {
+        Some(t) => {
+            if let Some(op) = t.strip_prefix(ECS_PREFIX) {
+                Protocol::Ecs(op.to_owned())
+            } else if let Some(op) = t.strip_prefix(ECR_PREFIX) {
+                Protocol::Ecr(op.to_owned())
+            } else {
+                Protocol::Unknown(t.clone())
+            }
+        }
+        // STS speaks the query protocol (a form body); a JSON body without a target is a
+        // client that forgot X-Amz-Target.
+        None if headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|c| c.starts_with("application/x-amz-json")) =>
+        {
+            Protocol::Unknown("(none)".into())
+        }
+        None => Protocol::Sts,
+    };
+    let expected_service = match &proto {
+        Protocol::Ecs(_) => Some("ecs"),
+        Protocol::Ecr(_) => Some("ecr"),
+        Protocol::Sts => Some("sts"),
+        Protocol::Unknown(_) => None,
+    };
+    let auth = authenticate(&state, &method, &uri, &headers, &body, expected_service).await;
+    let (key, region) = match auth {
+        Ok(k) => k,
+        Err(e) => {
+            tracing::info!(error = %e.message, kind = e.kind, "AWS API request refused");
+            return match proto {
+                Protocol::Sts => sts_error(&e, &rid),
+                _ => e.json_response(&rid),
+            };
+        }
+    };
+    let origin = {
+        let host = headers
+            .get(header::HOST)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("127.0.0.1");
+        // Behind a TLS-terminating proxy the registry is reached over https.
+        let scheme = match headers
+            .get("x-forwarded-proto")
+            .and_then(|v| v.to_str().ok())
+        {
+            Some("https") => "https",
+            _ => "http",
+        };
+        format!("{scheme}://{host}")
+    };
+    let call = Call {
+        state: &state,
+        key,
+        region,
+        origin,
+    };
+    match proto {
+        Protocol::Sts => sts(&call, &body, &rid),
+        Protocol::Unknown(t) => AwsError::client(
+            "UnknownOperationException",
+            format!("unknown X-Amz-Target {t}"),
+        )
+        .json_response(&rid),
+        Protocol::Ecs(op) | Protocol::Ecr(op) if op.is_empty() => {
+            AwsError::client("UnknownOperationException", "empty operation name")
+                .json_response(&rid)
+        }
+        Protocol::Ecs(op) => json_reply(ecs::dispatch(&call, &op, &body).await, &rid),
+        Protocol::Ecr(op) => json_reply(ecr::dispatch(&call, &op, &body).await, &rid),
+    }
+}
+
+fn json_reply(r: AwsResult, rid: &str) -> Response {
+    match r {
+        Ok(mut v) => {
+            // Absent members are left out, not null (`nextToken` on the last page).
+            if let Value::Object(m) = &mut v {
+                m.retain(|_, x| !x.is_null());
+            }
+            let mut resp = (StatusCode::OK, v.to_string()).into_response();
+            let h = resp.headers_mut();
+            h.insert(header::CONTENT_TYPE, HeaderValue::from_static(JSON_1_1));
+            if let Ok(v) = HeaderValue::from_str(rid) {
+                h.insert("x-amzn-requestid", v);
+            }
+            resp
+        }
+        Err(e) => {
+            if e.status.is_server_error() {
+                tracing::error!(error = %e.message, "AWS API request failed");
+            }
+            e.json_response(rid)
+        }
+    }
+}
+
+/// Parses a JSON 1.1 request body (empty means `{}`) into `T`.
+pub(crate) fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> AwsResult<T> {
+    let body: &[u8] = if body.iter().all(u8::is_ascii_whitespace) {
+        b"{}"
+    } else {
+        body
+    };
+    let v: Value = serde_json::from_slice(body).map_err(|e| {
+        AwsError::client(
+            "SerializationException",
+            format!("the body is not JSON: {e}"),
+        )
+    })?;
+    if !v.is_object() {
+        return Err(AwsError::client(
+            "SerializationException",
+            "the body must be a JSON object",
+        ));
+    }
+    serde_json::from_value(v).map_err(|e| AwsError::client("SerializationException", e.to_string()))
+}
+
+/// Verifies the SigV4 signature; returns the key and the region of its scope.
+async fn authenticate(
+    state: &AwsState,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: &[u8],
+    expected_service: Option<&str>,
+) -> Result<(AccessKey, String), AwsError> {
+    let forbidden = |kind: &'static str, m: String| AwsError::new(StatusCode::FORBIDDEN, kind, m);
+    let value = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(|| {
+            forbidden(
+                "MissingAuthenticationTokenException",
+                "Missing Authentication Token".into(),
+            )
+        })?;
+    let auth = sigv4::parse_authorization(value)
+        .map_err(|e| forbidden("IncompleteSignatureException", e.to_string()))?;
+    if let Some(svc) = expected_service
+        && auth.service != svc
+    {
+        return Err(forbidden(
+            "InvalidSignatureException",
+            format!(
+                "Credential should be scoped to correct service: '{svc}', not '{}'",
+                auth.service
+            ),
+        ));
+    }
+    let req = sigv4::Request {
+        method: method.as_str(),
+        path: uri.path(),
+        query: uri.query().unwrap_or(""),
+        headers: headers
+            .iter()
+            .filter_map(|(n, v)| Some((n.as_str().to_owned(), v.to_str().ok()?.to_owned())))
+            .collect(),
+        body,
+    };
+    let now = slipway_controller::now_ms() / 1000;
+    let key = state
+        .store
+        .get_access_key(&auth.access_key)
+        .await?
+        .filter(|k| k.revoked_at.is_none())
+        .ok_or_else(|| {
+            forbidden(
+                "UnrecognizedClientException",
+                "The security token included in the request is invalid.".into(),
+            )
+        })?;
+    let amz_date = sigv4::check_date(&req, &auth, now).map_err(|e| match e {
+        sigv4::SigError::Expired(_) => forbidden("InvalidSignatureException", e.to_string()),
+        _ => forbidden("IncompleteSignatureException", e.to_string()),
+    })?;
+    sigv4::verify(&req, &auth, amz_date, &key.secret)
+        .map_err(|e| forbidden("InvalidSignatureException", e.to_string()))?;
+    Ok((key, auth.region))
+}
+
+/// A read-only key may not call `op`.
+pub(crate) fn require_write(call: &Call<'_>, service: &str, op: &str) -> AwsResult<()> {
+    if call.key.read_only {
+        return Err(AwsError::client(
+            "AccessDeniedException",
+            format!(
+                "User: arn:aws:iam::{ACCOUNT_ID}:user/{} is not authorized to perform: {service}:{op} (read-only access key)",
+                call.key.name.as_deref().unwrap_or(&call.key.id)
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn xml_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+fn xml_response(status: StatusCode, body: String, rid: &str) -> Response {
+    let mut r = (status, body).into_response();
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/xml"));
+    if let Ok(v) = HeaderValue::from_str(rid) {
+        r.headers_mut().insert("x-amzn-requestid", v);
+    }
+    r
+}
+
+fn sts_error(e: &AwsError, rid: &str) -> Response {
+    // STS names its errors differently from the JSON services.
+    let code = match e.kind {
+        "UnrecognizedClientException" => "InvalidClientTokenId",
+        "InvalidSignatureException" => "SignatureDoesNotMatch",
+        other => other,
+    };
+    xml_response(
+        e.status,
+        format!(
+            "<ErrorResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\"><Error><Type>Sender</Type><Code>{code}</Code><Message>{}</Message></Error><RequestId>{rid}</RequestId></ErrorResponse>",
+            xml_escape(&e.message)
+        ),
+        rid,
+    )
+}
+
+/// STS over the query protocol: only `GetCallerIdentity`.
+fn sts(call: &Call<'_>, body: &[u8], rid: &str) -> Response {
+    let params: Vec<(String, String)> = form_urlencoded::parse(body).into_owned().collect();
+    let action = params
+        .iter()
+        .find(|(k, _)| k == "Action")
+        .map(|(_, v)| v.as_str());
+    match action {
+        Some("GetCallerIdentity") => {
+            let user = call.key.name.as_deref().unwrap_or(&call.key.id);
+            xml_response(
+                StatusCode::OK,
+                format!(
+                    "<GetCallerIdentityResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\"><GetCallerIdentityResult><Arn>arn:aws:iam::{ACCOUNT_ID}:user/{}</Arn><UserId>{}</UserId><Account>{ACCOUNT_ID}</Account></GetCallerIdentityResult><ResponseMetadata><RequestId>{rid}</RequestId></ResponseMetadata></GetCallerIdentityResponse>",
+                    xml_escape(user),
+                    xml_escape(&call.key.id)
+                ),
+                rid,
+            )
+        }
+        other => sts_error(
+            &AwsError::client(
+                "InvalidAction",
+                format!(
+                    "Could not find operation {} for version 2011-06-15 (Slipway's STS answers GetCallerIdentity only)",
+                    other.unwrap_or("(none)")
+                ),
+            ),
+            rid,
+        ),
+    }
+}
+
+/// Epoch seconds (fractional) from unix milliseconds: the JSON 1.1 timestamp format.
+pub(crate) fn ts(ms: i64) -> Value {
+    serde_json::json!(ms as f64 / 1000.0)
+}
