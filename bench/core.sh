@@ -21,6 +21,7 @@ work=$(mktemp -d)
 server_pid=""
 cleanup() {
   [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null || true
+  [ -f "$work/data/ingress/ingress.pid" ] && kill "$(cat "$work/data/ingress/ingress.pid")" 2>/dev/null || true
   docker ps -aq --filter "label=slipway.bench=1" | xargs -r docker rm -f >/dev/null 2>&1 || true
   if [ -n "${cluster:-}" ]; then
     docker ps -aq --filter "label=slipway.cluster=$cluster" | xargs -r docker rm -f >/dev/null 2>&1 || true
