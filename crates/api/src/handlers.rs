@@ -130,31 +130,21 @@ pub(crate) async fn deploy(
             Some(td) if same_container => RevisionChoice::Existing(td.revision),
             _ => RevisionChoice::Register(Box::new(spec.container.clone())),
         };
-        let d = state
-            .store
-            .create_deployment(NewDeployment {
-                id: format!("d-{}", random_id(6)),
-                key: spec.key.clone(),
-                kind: spec.kind,
-                desired_count: spec.desired_count,
-                config: spec.deployment,
-                revision,
-                rollback_of: None,
-                now,
-            })
-            .await?;
-        state
-            .store
-            .add_event(
-                &spec.key,
-                now,
-                &format!(
+        let d = start_deployment(
+            &state,
+            &spec.key,
+            spec.kind,
+            spec.desired_count,
+            spec.deployment,
+            revision,
+            |d| {
+                format!(
                     "(service {}) deployment {} started: revision {}.",
                     spec.key.name, d.id, d.revision
-                ),
-            )
-            .await?;
-        state.controller.wake(&spec.key);
+                )
+            },
+        )
+        .await?;
         results.push(DeployResult {
             service: spec.key.clone(),
             outcome: DeployOutcome::Deploying,
@@ -346,32 +336,21 @@ pub(crate) async fn rollback(
                 })?
         }
     };
-    let now = now_ms();
-    let d = state
-        .store
-        .create_deployment(NewDeployment {
-            id: format!("d-{}", random_id(6)),
-            key: key.clone(),
-            kind: svc.kind,
-            desired_count: svc.desired_count,
-            config: svc.config,
-            revision: RevisionChoice::Existing(revision),
-            rollback_of: None,
-            now,
-        })
-        .await?;
-    state
-        .store
-        .add_event(
-            &key,
-            now,
-            &format!(
+    let d = start_deployment(
+        &state,
+        &key,
+        svc.kind,
+        svc.desired_count,
+        svc.config,
+        RevisionChoice::Existing(revision),
+        |d| {
+            format!(
                 "(service {}) rollback to revision {revision} started: deployment {}.",
                 key.name, d.id
-            ),
-        )
-        .await?;
-    state.controller.wake(&key);
+            )
+        },
+    )
+    .await?;
     Ok(Json(ActionResponse {
         service: key,
         deployment_id: Some(d.id),
@@ -411,32 +390,21 @@ pub(crate) async fn restart(
         c.image_digest = Some(pinned);
         RevisionChoice::Register(Box::new(c))
     };
-    let now = now_ms();
-    let d = state
-        .store
-        .create_deployment(NewDeployment {
-            id: format!("d-{}", random_id(6)),
-            key: key.clone(),
-            kind: svc.kind,
-            desired_count: svc.desired_count,
-            config: svc.config,
-            revision,
-            rollback_of: None,
-            now,
-        })
-        .await?;
-    state
-        .store
-        .add_event(
-            &key,
-            now,
-            &format!(
+    let d = start_deployment(
+        &state,
+        &key,
+        svc.kind,
+        svc.desired_count,
+        svc.config,
+        revision,
+        |d| {
+            format!(
                 "(service {}) forced new deployment {} (revision {}).",
                 key.name, d.id, d.revision
-            ),
-        )
-        .await?;
-    state.controller.wake(&key);
+            )
+        },
+    )
+    .await?;
     Ok(Json(ActionResponse {
         service: key,
         deployment_id: Some(d.id),
@@ -614,4 +582,34 @@ async fn check_routes(
         }
     }
     Ok(())
+}
+
+/// Records a new deployment of a service, logs its start as a service event and wakes the
+/// controller: the one way every verb (deploy, rollback, restart) starts a rollout.
+async fn start_deployment(
+    state: &ApiState,
+    key: &ServiceKey,
+    kind: slipway_core::model::ServiceKind,
+    desired_count: u32,
+    config: slipway_core::model::DeploymentConfig,
+    revision: RevisionChoice,
+    event: impl FnOnce(&slipway_core::model::Deployment) -> String,
+) -> Result<slipway_core::model::Deployment, ApiError> {
+    let now = now_ms();
+    let d = state
+        .store
+        .create_deployment(NewDeployment {
+            id: format!("d-{}", random_id(6)),
+            key: key.clone(),
+            kind,
+            desired_count,
+            config,
+            revision,
+            rollback_of: None,
+            now,
+        })
+        .await?;
+    state.store.add_event(key, now, &event(&d)).await?;
+    state.controller.wake(key);
+    Ok(d)
 }
