@@ -4,6 +4,7 @@
 #   slipway-hello:exit             exits at once with code 3
 #   slipway-hello:unhealthy        runs, but /healthz answers 503
 #   slipway-hello:healthcheck      v1 with a Docker HEALTHCHECK (`/hello check`)
+#   slipway-shop-base:v1           examples/shop's server binary, the base of its Dockerfiles
 # Nothing is pulled from a registry. Safe to run concurrently (serialised by a lock).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -13,7 +14,7 @@ exec 9>target/.build-example.lock
 flock 9
 
 target=x86_64-unknown-linux-gnu
-RUSTFLAGS="-C target-feature=+crt-static" cargo build --quiet --release --locked -p hello --target "$target"
+RUSTFLAGS="-C target-feature=+crt-static" cargo build --quiet --release --locked -p hello -p shop-server --target "$target"
 ctx=$(mktemp -d)
 trap 'rm -rf "$ctx"' EXIT
 cp "target/$target/release/hello" "$ctx/hello"
@@ -32,3 +33,11 @@ build v3 "" --build-arg HELLO_VERSION=v3
 build exit 'ENV HELLO_EXIT_AT_START=3' --build-arg HELLO_VERSION=exit
 build unhealthy 'ENV HELLO_FAIL_HEALTH=1' --build-arg HELLO_VERSION=unhealthy
 build healthcheck 'HEALTHCHECK --interval=1s --timeout=2s --retries=3 CMD ["/hello", "check"]' --build-arg HELLO_VERSION=healthcheck
+
+# examples/shop's base image: the shop server alone; its services' Dockerfiles add their data.
+shop=$(mktemp -d)
+trap 'rm -rf "$ctx" "$shop"' EXIT
+cp "target/$target/release/shop-server" "$shop/shop-server"
+printf '%s\n' 'FROM scratch' 'COPY shop-server /shop-server' 'ENV PORT=8080' 'EXPOSE 8080' 'ENTRYPOINT ["/shop-server"]' > "$shop/Dockerfile"
+DOCKER_BUILDKIT=0 docker build --quiet --tag slipway-shop-base:v1 "$shop" 2>&1 >/dev/null | { grep -v -e DEPRECATED -e BuildKit -e environment-variable -e "^$" >&2 || true; }
+echo "built slipway-shop-base:v1"

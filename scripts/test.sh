@@ -13,11 +13,12 @@ fi
 export SLIPWAY_REQUIRE_DOCKER=1
 
 # The tests' real peers, from Debian's packages when missing (needs root or passwordless apt):
-# command:package. skopeo, docker-registry (distribution 2.8.2) and umoci are the registry
-# tests' real peers; docker-compose (v1) is what `slipway watch` drives; jq and python3 (with
-# venv, for the aws CLI from PyPI) are the AWS tests'.
+# command:package. openssl (s_client) shows which certificate the ingress' TLS listener serves;
+# skopeo, docker-registry (distribution 2.8.2) and umoci are the registry tests' real peers;
+# docker-compose (v1) is what `slipway watch` drives; jq and python3 (with venv, for the aws
+# CLI from PyPI) are the AWS tests'.
 need=()
-for pair in curl:curl flock:util-linux skopeo:skopeo docker-registry:docker-registry umoci:umoci docker-compose:docker-compose jq:jq python3:python3; do
+for pair in curl:curl openssl:openssl flock:util-linux skopeo:skopeo docker-registry:docker-registry umoci:umoci docker-compose:docker-compose jq:jq python3:python3; do
   command -v "${pair%%:*}" >/dev/null 2>&1 || need+=("${pair#*:}")
 done
 python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || need+=(python3-venv)

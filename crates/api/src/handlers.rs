@@ -21,14 +21,17 @@ use crate::types::{
 
 type ApiResult<T> = Result<Json<T>, ApiError>;
 
-fn key_of(app: String, env: String, name: String) -> Result<ServiceKey, ApiError> {
+pub(crate) fn key_of(app: String, env: String, name: String) -> Result<ServiceKey, ApiError> {
     for (what, v) in [("app", &app), ("environment", &env), ("service", &name)] {
         validate_name(v).map_err(|e| ApiError::bad_request(format!("{what}: {e}")))?;
     }
     Ok(ServiceKey::new(app, env, name))
 }
 
-async fn service_or_404(state: &ApiState, key: &ServiceKey) -> Result<ServiceRecord, ApiError> {
+pub(crate) async fn service_or_404(
+    state: &ApiState,
+    key: &ServiceKey,
+) -> Result<ServiceRecord, ApiError> {
     state
         .store
         .get_service(key)
@@ -40,26 +43,7 @@ pub(crate) async fn deploy(
     State(state): State<ApiState>,
     Json(req): Json<DeployRequest>,
 ) -> ApiResult<DeployResponse> {
-    if req.services.is_empty() {
-        return Err(ApiError::bad_request("no service to deploy"));
-    }
-    for s in &req.services {
-        s.validate().map_err(ApiError::bad_request)?;
-    }
-    check_routes(&state, &req.services).await?;
-    // Resolve every image before changing anything, so a bad image changes nothing.
-    let rt = state.controller.runtime();
-    let mut specs = req.services.clone();
-    for s in &mut specs {
-        let info = rt.resolve_image(&s.container.image, s.container.pull).await.map_err(|e| {
-            ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "IMAGE_UNAVAILABLE",
-                format!("service {}: {e}; build or load the image on this host, or check its name and tag", s.key.name),
-            )
-        })?;
-        s.container.image_digest = Some(info.pinned());
-    }
+    let specs = checked_specs(&state, &req.services).await?;
     let now = now_ms();
     let mut results = Vec::new();
     for spec in specs {
@@ -154,6 +138,95 @@ pub(crate) async fn deploy(
         });
     }
     Ok(Json(DeployResponse { results }))
+}
+
+/// Checks the specs of a deploy (or diff) request completely and resolves them: validation,
+/// route conflicts, images and secrets. Nothing is changed, so bad input changes nothing.
+pub(crate) async fn checked_specs(
+    state: &ApiState,
+    services: &[slipway_core::model::ServiceSpec],
+) -> Result<Vec<slipway_core::model::ServiceSpec>, ApiError> {
+    if services.is_empty() {
+        return Err(ApiError::bad_request("no service in the request"));
+    }
+    for s in services {
+        s.validate().map_err(ApiError::bad_request)?;
+    }
+    check_routes(state, services).await?;
+    let mut specs = services.to_vec();
+    for s in &mut specs {
+        resolve_spec(state, s).await?;
+    }
+    Ok(specs)
+}
+
+/// Pins what a spec names to what it will run: the image to a digest (refusing one built for
+/// another platform) and each secret to a version. Shared by deploy and diff.
+pub(crate) async fn resolve_spec(
+    state: &ApiState,
+    s: &mut slipway_core::model::ServiceSpec,
+) -> Result<(), ApiError> {
+    let rt = state.controller.runtime();
+    // A client that pushed the image names its digest: deploy exactly that.
+    let wanted = match s.container.image_digest.take() {
+        Some(d) if d.starts_with("sha256:") && !s.container.image.contains('@') => {
+            format!("{}@{d}", slipway_runtime::split_tag(&s.container.image).0)
+        }
+        _ => s.container.image.clone(),
+    };
+    let info = rt
+        .resolve_image(&wanted, s.container.pull)
+        .await
+        .map_err(|e| match e {
+            slipway_runtime::RuntimeError::PlatformMismatch { .. } => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "PLATFORM_MISMATCH",
+                format!("service {}: {e}", s.key.name),
+            ),
+            e => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "IMAGE_UNAVAILABLE",
+                format!(
+                    "service {}: {e}; build or load the image on this host, or check its name and tag",
+                    s.key.name
+                ),
+            ),
+        })?;
+    s.container.image_digest = Some(info.pinned());
+    pin_secrets(state, &s.key.name, &mut s.container.secrets).await
+}
+
+/// Pins each secret reference to a version: the current one unless the request names one.
+/// A missing secret refuses the deploy.
+pub(crate) async fn pin_secrets(
+    state: &ApiState,
+    service: &str,
+    secrets: &mut std::collections::BTreeMap<String, slipway_core::model::SecretRef>,
+) -> Result<(), ApiError> {
+    for (var, r) in secrets.iter_mut() {
+        slipway_core::manifest::check_secret_name(&r.name)
+            .map_err(|m| ApiError::bad_request(format!("service {service}: secrets.{var}: {m}")))?;
+        let found = match r.version {
+            Some(v) => state
+                .store
+                .get_secret(&r.name, Some(v))
+                .await?
+                .map(|(v, _)| v),
+            None => state.store.current_secret_version(&r.name).await?,
+        };
+        let Some(version) = found else {
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "SECRET_NOT_FOUND",
+                format!(
+                    "service {service}: secret {:?} (variable {var}) does not exist; set it with `slipway secret set {}`",
+                    r.name, r.name
+                ),
+            ));
+        };
+        r.version = Some(version);
+    }
+    Ok(())
 }
 
 async fn summary(state: &ApiState, svc: &ServiceRecord) -> Result<ServiceSummary, ApiError> {
@@ -383,11 +456,20 @@ pub(crate) async fn restart(
             )
         })?;
     let pinned = info.pinned();
-    let revision = if td.container.image_digest.as_deref() == Some(pinned.as_str()) {
+    // Like ECS, a forced new deployment reads secrets anew: their current versions.
+    let mut secrets = td.container.secrets.clone();
+    for r in secrets.values_mut() {
+        r.version = None;
+    }
+    pin_secrets(&state, &key.name, &mut secrets).await?;
+    let revision = if td.container.image_digest.as_deref() == Some(pinned.as_str())
+        && td.container.secrets == secrets
+    {
         RevisionChoice::Existing(td.revision)
     } else {
         let mut c = td.container.clone();
         c.image_digest = Some(pinned);
+        c.secrets = secrets;
         RevisionChoice::Register(Box::new(c))
     };
     let d = start_deployment(
@@ -445,10 +527,10 @@ pub(crate) async fn delete_service(
 #[derive(Debug, Deserialize)]
 pub(crate) struct LogsQuery {
     #[serde(default)]
-    follow: bool,
+    pub(crate) follow: bool,
     /// Only lines newer than this many seconds.
-    since: Option<i64>,
-    tail: Option<u32>,
+    pub(crate) since: Option<i64>,
+    pub(crate) tail: Option<u32>,
 }
 
 pub(crate) async fn logs(
@@ -459,6 +541,20 @@ pub(crate) async fn logs(
     let key = key_of(app, env, name)?;
     service_or_404(&state, &key).await?;
     let tasks = state.store.list_tasks(&key, true).await?;
+    let streams = log_streams(&state, tasks, &q, |t| t.id.clone());
+    Ok(log_response(streams))
+}
+
+pub(crate) type LogStream =
+    futures_util::stream::BoxStream<'static, Result<String, std::io::Error>>;
+
+/// One stream of log lines per task container, each line prefixed with `label(task) | `.
+pub(crate) fn log_streams(
+    state: &ApiState,
+    tasks: Vec<slipway_core::model::Task>,
+    q: &LogsQuery,
+    label: impl Fn(&slipway_core::model::Task) -> String,
+) -> Vec<LogStream> {
     let since = q.since.map(|s| now_ms() / 1000 - s);
     let rt = state.controller.runtime().clone();
     let mut streams = Vec::new();
@@ -471,7 +567,7 @@ pub(crate) async fn logs(
             continue;
         }
         if !q.follow || t.last_status != TaskStatus::Stopped {
-            let prefix = format!("{} | ", t.id);
+            let prefix = format!("{} | ", label(&t));
             let s = rt
                 .logs(
                     &cid,
@@ -496,12 +592,17 @@ pub(crate) async fn logs(
             streams.push(s.boxed());
         }
     }
+    streams
+}
+
+/// The merged streams as a `text/plain` response.
+pub(crate) fn log_response(streams: Vec<LogStream>) -> Response {
     let merged = futures_util::stream::select_all(streams);
-    Ok((
+    (
         [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
         Body::from_stream(merged),
     )
-        .into_response())
+        .into_response()
 }
 
 /// `GET /api/v1/info`: what this server is.
@@ -517,6 +618,7 @@ pub(crate) async fn info(State(state): State<ApiState>) -> Json<serde_json::Valu
         "version": env!("CARGO_PKG_VERSION"),
         "cluster": state.controller.cluster(),
         "ingress_url": ingress,
+        "platform": state.controller.runtime().host_platform(),
     }))
 }
 

@@ -7,6 +7,8 @@
 
 mod auth;
 mod handlers;
+mod ops;
+pub mod secrets;
 pub mod types;
 
 use std::sync::Arc;
@@ -46,7 +48,16 @@ pub fn router(state: ApiState) -> Router {
             post(handlers::restart),
         )
         .route("/deployments/{id}", get(handlers::get_deployment))
+        .route("/services/{app}/{env}/{name}/exec", post(ops::exec))
+        .route("/diff", post(ops::diff))
+        .route("/apps/{app}", axum::routing::delete(ops::delete_app))
+        .route("/logs", get(ops::app_logs))
         .route("/info", get(handlers::info))
+        .route("/secrets", get(secrets::list))
+        .route(
+            "/secrets/{*name}",
+            axum::routing::put(secrets::set).delete(secrets::delete),
+        )
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::require_token,

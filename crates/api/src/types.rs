@@ -154,3 +154,50 @@ impl From<slipway_store::StoreError> for ApiError {
         ApiError::internal(e)
     }
 }
+
+/// `POST /api/v1/services/{app}/{env}/{name}/exec`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ExecRequest {
+    /// The command and its arguments (no shell is involved).
+    pub cmd: Vec<String>,
+    /// The task to run it in (default: the oldest healthy task).
+    #[serde(default)]
+    pub task: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ExecResponse {
+    pub task: String,
+    /// The command's exit code (`None` if the engine did not report one).
+    pub exit_code: Option<i64>,
+    /// Standard output and standard error, interleaved.
+    pub output: String,
+    /// The output was longer than the cap and was cut.
+    pub truncated: bool,
+}
+
+/// `POST /api/v1/diff` (same body as `/deploy`): what a deploy would change.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DiffResponse {
+    pub results: Vec<DiffResult>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DiffResult {
+    #[serde(flatten)]
+    pub diff: slipway_core::diff::ServiceDiff,
+    /// Why a deploy would start a deployment although nothing differs, and the like.
+    pub note: Option<String>,
+}
+
+/// `DELETE /api/v1/apps/{app}[?env=ENV]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DeleteAppResponse {
+    pub app: String,
+    pub env: Option<String>,
+    /// Services now being deleted (their tasks stop, then they are forgotten).
+    pub services: Vec<ServiceKey>,
+    /// Docker networks removed (those of environments with no service left).
+    pub networks: Vec<String>,
+    pub message: String,
+}

@@ -365,11 +365,35 @@ struct ContainerDefReq {
     memory_reservation: Option<i64>,
     port_mappings: Option<Vec<PortMappingReq>>,
     environment: Option<Vec<KeyValueReq>>,
+    secrets: Option<Vec<SecretReq>>,
     command: Option<Vec<String>>,
     entry_point: Option<Vec<String>>,
     health_check: Option<HealthCheckReq>,
     stop_timeout: Option<i64>,
     start_timeout: Option<i64>,
+}
+
+/// `containerDefinitions[].secrets[]`: `valueFrom` names a Slipway secret, directly or as
+/// the name inside a Secrets Manager or SSM parameter ARN.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SecretReq {
+    name: Option<String>,
+    value_from: Option<String>,
+}
+
+fn secret_name_from(value_from: &str) -> &str {
+    if let Some((_, rest)) = value_from.split_once(":secret:") {
+        // Secrets Manager appends a six-character suffix to ARNs: `name-AbCdEf`.
+        return match rest.rsplit_once('-') {
+            Some((name, suffix)) if suffix.len() == 6 => name,
+            _ => rest,
+        };
+    }
+    if let Some((_, rest)) = value_from.split_once(":parameter/") {
+        return rest;
+    }
+    value_from
 }
 
 #[derive(Deserialize)]
@@ -478,6 +502,22 @@ fn to_container(req: &RegisterReq) -> AwsResult<ContainerSpec> {
         };
         environment.insert(name, kv.value.clone().unwrap_or_default());
     }
+    let mut secrets = BTreeMap::new();
+    for sr in d.secrets.iter().flatten() {
+        let (Some(name), Some(from)) = (
+            sr.name.clone().filter(|n| !n.is_empty()),
+            sr.value_from.as_deref().filter(|v| !v.is_empty()),
+        ) else {
+            return Err(AwsError::client(
+                "ClientException",
+                "secrets need a name and a valueFrom",
+            ));
+        };
+        let secret = secret_name_from(from);
+        slipway_core::manifest::check_secret_name(secret)
+            .map_err(|m| AwsError::client("ClientException", format!("secrets.valueFrom: {m}")))?;
+        secrets.insert(name, slipway_core::model::SecretRef::latest(secret));
+    }
     let healthcheck = match &d.health_check {
         None => None,
         Some(h) => {
@@ -525,6 +565,7 @@ fn to_container(req: &RegisterReq) -> AwsResult<ContainerSpec> {
         port,
         command,
         environment,
+        secrets,
         // A container's `cpu` is a relative share on ECS (CpuShares), not a limit: only the
         // task-level `cpu` (a hard limit, as on Fargate) becomes Slipway's CPU limit.
         cpu: {

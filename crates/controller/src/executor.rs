@@ -292,6 +292,43 @@ impl Controller {
         Ok(())
     }
 
+    /// The secret variables of a container, decrypted. Errors name the secret, never a value.
+    async fn secret_env(
+        &self,
+        container: &slipway_core::model::ContainerSpec,
+    ) -> Result<Vec<(String, String)>, String> {
+        let mut out = Vec::with_capacity(container.secrets.len());
+        for (var, r) in &container.secrets {
+            let found = self
+                .inner
+                .store
+                .get_secret(&r.name, r.version)
+                .await
+                .map_err(|e| e.to_string())?;
+            let Some((_, sealed)) = found else {
+                return Err(match r.version {
+                    Some(v) => format!(
+                        "secret {:?} version {v} (variable {var}) no longer exists",
+                        r.name
+                    ),
+                    None => format!(
+                        "secret {:?} (variable {var}) does not exist; set it with `slipway secret set {}`",
+                        r.name, r.name
+                    ),
+                });
+            };
+            let plain = self
+                .inner
+                .secrets
+                .open(&r.name, &sealed)
+                .map_err(|e| e.to_string())?;
+            let value = String::from_utf8(plain)
+                .map_err(|_| format!("secret {:?} is not UTF-8 text", r.name))?;
+            out.push((var.clone(), value));
+        }
+        Ok(out)
+    }
+
     /// Creates and starts a task's container, recording the outcome on the task.
     async fn start_task(
         &self,
@@ -308,7 +345,8 @@ impl Controller {
                     .await
                     .map_err(|e| e.to_string())?
             };
-            let extra_env = vec![
+            let mut extra_env = self.secret_env(&container).await?;
+            extra_env.extend([
                 ("SLIPWAY_APP".to_owned(), key.app.clone()),
                 ("SLIPWAY_ENV".to_owned(), key.env.clone()),
                 ("SLIPWAY_SERVICE".to_owned(), key.name.clone()),
@@ -317,7 +355,7 @@ impl Controller {
                     "SLIPWAY_SERVICE_DISCOVERY_SUFFIX".to_owned(),
                     format!("{}.{}.internal", key.env, key.app),
                 ),
-            ];
+            ]);
             let launch = TaskLaunch {
                 cluster: &self.inner.cluster,
                 service: key,

@@ -12,6 +12,7 @@ mod executor;
 mod observe;
 mod prober;
 mod routing;
+pub mod secrets;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -94,6 +95,7 @@ struct Inner {
     ingress: Option<slipway_ingress::client::IngressClient>,
     /// Serialises routing pushes so they reach the ingress in order.
     ingress_lock: tokio::sync::Mutex<()>,
+    secrets: secrets::SecretBox,
 }
 
 /// Handle to the running controller.
@@ -110,13 +112,17 @@ impl Controller {
         rt: DockerRuntime,
         cluster: String,
         ingress: Option<slipway_ingress::client::IngressClient>,
+        secrets: secrets::SecretBox,
         shutdown: watch::Receiver<bool>,
     ) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
+        // reqwest is built with rustls (for `slipway watch`) and needs a process-wide crypto
+        // provider; ring, as everywhere in Slipway (a no-op when one is installed).
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let http = reqwest::Client::builder()
             .pool_max_idle_per_host(0)
             .build()
-            .expect("HTTP client without TLS always builds");
+            .expect("an HTTP client with the default TLS setup builds");
         let inner = Arc::new(Inner {
             store,
             rt,
@@ -127,6 +133,7 @@ impl Controller {
             network_lock: tokio::sync::Mutex::new(()),
             ingress,
             ingress_lock: tokio::sync::Mutex::new(()),
+            secrets,
         });
         let c = Controller { inner };
         tokio::spawn(c.clone().run(rx, shutdown.clone()));
@@ -142,6 +149,11 @@ impl Controller {
 
     pub fn runtime(&self) -> &DockerRuntime {
         &self.inner.rt
+    }
+
+    /// Seals and opens secret values.
+    pub fn secrets(&self) -> &secrets::SecretBox {
+        &self.inner.secrets
     }
 
     /// Asks for a reconcile pass of one service soon.

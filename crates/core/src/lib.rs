@@ -9,10 +9,14 @@
 //! - [`manifest`] parses and validates `slipway.yml` and compiles it into service specs.
 //! - [`model`] holds the domain types shared by every shell (services, task definitions,
 //!   deployments, tasks, events).
+//! - [`diff`] compares what runs with what a deploy would apply.
 //! - [`health`] turns raw container observations into a task's health.
 //! - [`planner`] turns desired and observed state into actions.
+//! - [`schema`] generates the JSON Schema of `slipway.yml` from the manifest's types.
 
+pub mod diff;
 pub mod health;
 pub mod manifest;
 pub mod model;
 pub mod planner;
+pub mod schema;

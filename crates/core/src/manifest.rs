@@ -12,12 +12,13 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
 
+use schemars::JsonSchema;
 use serde::de::{self, Deserializer};
 use serde::{Deserialize, Serialize};
 
 use crate::model::{
     CircuitBreaker, CommandHealthCheck, ContainerSpec, DeploymentConfig, HttpHealthCheck,
-    HttpRoute, PullPolicy, ServiceKey, ServiceKind, ServiceSpec, validate_name,
+    HttpRoute, PullPolicy, SecretRef, ServiceKey, ServiceKind, ServiceSpec, validate_name,
 };
 
 /// The environment used when `--env` is not given.
@@ -75,59 +76,200 @@ impl fmt::Display for ManifestError {
 }
 
 /// A parsed `slipway.yml`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Manifest {
+    /// The app's name: lowercase letters, digits and '-', starting with a letter.
+    #[schemars(with = "String", pattern(crate::schema::NAME_PATTERN))]
     pub app: serde_saphyr::Spanned<String>,
+    /// The app's services, by name.
+    #[schemars(extend("propertyNames" = crate::schema::name_rule(), "minProperties" = 1))]
     pub services: BTreeMap<String, Service>,
+    /// Per-environment overrides (`slipway deploy --env NAME`), by environment name.
     #[serde(default)]
+    #[schemars(extend("propertyNames" = crate::schema::name_rule()))]
     pub environments: BTreeMap<String, Environment>,
 }
 
 /// One service as written in the manifest.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Service {
+    /// Load Balanced Web Service (routed by the ingress), Backend Service or Worker Service.
     #[serde(rename = "type")]
     pub kind: Kind,
-    pub image: Image,
+    /// The image to run: `location` (pull) or `build` (build from source), and its port.
+    #[schemars(with = "Image")]
+    pub image: serde_saphyr::Spanned<Image>,
+    /// Ingress route and HTTP health check (Load Balanced Web Service).
     #[serde(default)]
     pub http: Option<Http>,
+    /// A container health check run by the engine.
     #[serde(default)]
     pub healthcheck: Option<ContainerHealth>,
+    /// Desired number of tasks (default 1).
     #[serde(default)]
     pub count: Option<Count>,
+    /// CPU units, 1024 = one core.
     #[serde(default)]
     pub cpu: Option<Cpu>,
+    /// Memory limit in MiB.
     #[serde(default)]
     pub memory: Option<Memory>,
+    /// Environment variables.
     #[serde(default)]
     pub variables: BTreeMap<String, String>,
+    /// Overrides the image's command: a string (split on spaces) or a list.
     #[serde(default)]
     pub command: Option<StringOrList>,
+    /// Rolling update and circuit breaker settings.
     #[serde(default)]
     pub deployment: Option<Deploy>,
+    /// How long a task may take to stop before it is killed (default 30s).
     #[serde(default)]
     pub stop_timeout: Option<Dur>,
+    /// Secrets injected as environment variables: `VARIABLE: secret-name`.
+    #[serde(default)]
+    #[schemars(with = "BTreeMap<String, String>")]
+    pub secrets: BTreeMap<String, serde_saphyr::Spanned<String>>,
+    /// The platform images are built for (`linux/amd64`); Copilot's `platform`.
+    #[serde(default)]
+    #[schemars(
+        with = "Option<String>",
+        pattern(r"^[A-Za-z0-9_]+/[A-Za-z0-9_]+(/[A-Za-z0-9_]+)?$")
+    )]
+    pub platform: Option<serde_saphyr::Spanned<String>>,
 }
 
-/// `image:` — where the service's image comes from.
-#[derive(Debug, Clone, Deserialize)]
+/// `image:` — where the service's image comes from: a `location` to pull, or a `build` to
+/// build from source (exactly one of the two).
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Image {
-    pub location: serde_saphyr::Spanned<String>,
+    /// An image to pull: `registry/repo:tag` or `...@sha256:...`.
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub location: Option<serde_saphyr::Spanned<String>>,
+    /// Build the image from source: a directory, a Dockerfile path, or the full form.
+    #[serde(default)]
+    #[schemars(with = "Option<Build>")]
+    pub build: Option<serde_saphyr::Spanned<Build>>,
+    /// The port the container listens on.
     #[serde(default)]
     pub port: Option<Port>,
+    /// When to pull the image: `missing` (default) or `always`.
     #[serde(default)]
     pub pull: Option<PullPolicy>,
 }
 
+/// `image.build:` — a directory holding a `Dockerfile`, a Dockerfile path (Copilot's
+/// `build: ./api/Dockerfile`), or the full form.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum Build {
+    Path(String),
+    Full(BuildFull),
+}
+
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BuildFull {
+    /// The build context (default: the Dockerfile's directory).
+    #[serde(default)]
+    pub context: Option<String>,
+    /// The Dockerfile (default: `Dockerfile` in the context).
+    #[serde(default)]
+    pub dockerfile: Option<String>,
+    /// `--build-arg`s.
+    #[serde(default)]
+    pub args: BTreeMap<String, String>,
+    /// The stage to build (`--target`).
+    #[serde(default)]
+    pub target: Option<String>,
+}
+
+/// A service's build, resolved: paths are relative to the manifest's directory.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BuildSpec {
+    pub context: String,
+    /// Relative to `context`.
+    pub dockerfile: String,
+    pub args: BTreeMap<String, String>,
+    pub target: Option<String>,
+    pub platform: Option<String>,
+}
+
+impl Build {
+    /// Resolves the short and full forms. A short form whose last component looks like a
+    /// Dockerfile (`Dockerfile`, `Dockerfile.dev`, `api.Dockerfile`) names the Dockerfile and
+    /// its directory is the context; anything else names the context directory.
+    pub fn resolve(&self, platform: Option<&str>) -> BuildSpec {
+        fn is_dockerfile(path: &str) -> bool {
+            let last = path.rsplit('/').next().unwrap_or(path).to_ascii_lowercase();
+            last.starts_with("dockerfile") || last.ends_with(".dockerfile")
+        }
+        fn parent(path: &str) -> (String, String) {
+            match path.rsplit_once('/') {
+                Some((dir, file)) if !dir.is_empty() => (dir.to_owned(), file.to_owned()),
+                Some((_, file)) => ("/".to_owned(), file.to_owned()),
+                None => (".".to_owned(), path.to_owned()),
+            }
+        }
+        let (context, dockerfile, args, target) = match self {
+            Build::Path(p) if is_dockerfile(p) => {
+                let (dir, file) = parent(p.trim_end_matches('/'));
+                (dir, file, BTreeMap::new(), None)
+            }
+            Build::Path(p) => (
+                p.trim_end_matches('/').to_owned(),
+                "Dockerfile".to_owned(),
+                BTreeMap::new(),
+                None,
+            ),
+            Build::Full(f) => {
+                let (context, dockerfile) = match (&f.context, &f.dockerfile) {
+                    (Some(c), Some(d)) => {
+                        // Copilot writes the Dockerfile relative to the manifest; make it
+                        // relative to the context when it lies inside it.
+                        let c = c.trim_end_matches('/').to_owned();
+                        let d = d.trim_start_matches("./");
+                        let cc = c.trim_start_matches("./");
+                        let rel = if cc == "." || cc.is_empty() {
+                            d.to_owned()
+                        } else {
+                            d.strip_prefix(&format!("{cc}/")).unwrap_or(d).to_owned()
+                        };
+                        (c, rel)
+                    }
+                    (Some(c), None) => (c.trim_end_matches('/').to_owned(), "Dockerfile".into()),
+                    (None, Some(d)) => parent(d),
+                    (None, None) => (".".to_owned(), "Dockerfile".to_owned()),
+                };
+                (context, dockerfile, f.args.clone(), f.target.clone())
+            }
+        };
+        BuildSpec {
+            context: if context.is_empty() {
+                ".".into()
+            } else {
+                context
+            },
+            dockerfile,
+            args,
+            target,
+            platform: platform.map(str::to_owned),
+        }
+    }
+}
+
 /// `http:` — routing and the HTTP health check of a Load Balanced Web Service.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Http {
+    /// The ingress' path prefix routed to the service (default `/`; longest prefix wins).
     #[serde(default)]
     pub path: Option<String>,
+    /// The HTTP health check: a path, or the full form.
     #[serde(default)]
     pub healthcheck: Option<HttpHealth>,
     /// Host names routed to the service (exact or `*.` wildcard).
@@ -142,14 +284,14 @@ pub struct Http {
 }
 
 /// `http.healthcheck:` — a path, or the full form.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(untagged)]
 pub enum HttpHealth {
     Path(String),
     Full(HttpHealthFull),
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HttpHealthFull {
     pub path: String,
@@ -170,7 +312,7 @@ pub struct HttpHealthFull {
 }
 
 /// `healthcheck:` — a container health check run by the engine.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ContainerHealth {
     pub command: StringOrList,
@@ -185,7 +327,7 @@ pub struct ContainerHealth {
 }
 
 /// `deployment:` — rolling update and circuit breaker settings.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Deploy {
     /// Copilot's shorthand: `default` (min 100 / max 200) or `recreate` (min 0 / max 100).
@@ -205,7 +347,7 @@ pub struct Deploy {
     pub timeout: Option<Dur>,
 }
 
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Rolling {
     Default,
@@ -213,7 +355,7 @@ pub enum Rolling {
 }
 
 /// `environments.NAME:` — per-environment overrides.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Environment {
     #[serde(default)]
@@ -221,7 +363,7 @@ pub struct Environment {
 }
 
 /// What an environment may change in a service.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Override {
     #[serde(default)]
@@ -233,7 +375,21 @@ pub struct Override {
     #[serde(default)]
     pub variables: BTreeMap<String, String>,
     #[serde(default)]
+    #[schemars(with = "BTreeMap<String, String>")]
+    pub secrets: BTreeMap<String, serde_saphyr::Spanned<String>>,
+    #[serde(default)]
+    pub http: Option<OverrideHttp>,
+    #[serde(default)]
     pub deployment: Option<Deploy>,
+}
+
+/// What an environment may change in a service's `http:`.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OverrideHttp {
+    /// Replaces the service's host names in this environment.
+    #[serde(default)]
+    pub alias: Option<StringOrList>,
 }
 
 /// Service type, with Copilot's names and short aliases.
@@ -260,7 +416,7 @@ impl<'de> Deserialize<'de> for Kind {
 }
 
 /// A string or a list of strings (`command: "a b"` or `command: [a, b]`).
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq, JsonSchema)]
 #[serde(untagged)]
 pub enum StringOrList {
     One(String),
@@ -268,6 +424,14 @@ pub enum StringOrList {
 }
 
 impl StringOrList {
+    /// The items as written (a single string is one item).
+    pub fn into_list(self) -> Vec<String> {
+        match self {
+            StringOrList::One(s) => vec![s],
+            StringOrList::Many(v) => v,
+        }
+    }
+
     fn into_vec(self) -> Vec<String> {
         match self {
             StringOrList::One(s) => s.split_whitespace().map(str::to_owned).collect(),
@@ -292,6 +456,21 @@ macro_rules! ranged {
                     )));
                 }
                 Ok($name(v as u32))
+            }
+        }
+
+        impl JsonSchema for $name {
+            fn schema_name() -> std::borrow::Cow<'static, str> {
+                stringify!($name).into()
+            }
+
+            fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+                schemars::json_schema!({
+                    "description": format!("{}: {} to {}", $what, $lo, $hi),
+                    "type": "integer",
+                    "minimum": $lo,
+                    "maximum": $hi,
+                })
             }
         }
     };
@@ -397,14 +576,40 @@ impl Manifest {
         for (name, svc) in &self.services {
             validate_name(name)
                 .map_err(|m| ManifestError::unplaced(format!("services.{name}: {m}")))?;
-            let loc = svc.image.location.referenced;
-            if svc.image.location.value.trim().is_empty() {
-                return Err(ManifestError::at(
-                    loc,
-                    format!("services.{name}.image.location is empty"),
-                ));
+            let image = &svc.image.value;
+            let loc = svc.image.referenced;
+            match (&image.location, &image.build) {
+                (Some(_), Some(_)) => {
+                    return Err(ManifestError::at(
+                        loc,
+                        format!(
+                            "services.{name}.image: give either location (an image to pull) or build (a Dockerfile to build), not both"
+                        ),
+                    ));
+                }
+                (None, None) => {
+                    return Err(ManifestError::at(
+                        loc,
+                        format!(
+                            "services.{name}.image needs location (an image to pull, e.g. registry/repo:tag) or build (a directory with a Dockerfile, e.g. ./{name})"
+                        ),
+                    ));
+                }
+                (Some(l), None) if l.value.trim().is_empty() => {
+                    return Err(ManifestError::at(
+                        l.referenced,
+                        format!("services.{name}.image.location is empty"),
+                    ));
+                }
+                (None, Some(b)) => check_build(name, b)?,
+                _ => {}
             }
-            if svc.kind.0 == ServiceKind::LoadBalancedWebService && svc.image.port.is_none() {
+            if let Some(p) = &svc.platform {
+                check_platform(&p.value).map_err(|m| {
+                    ManifestError::at(p.referenced, format!("services.{name}.platform: {m}"))
+                })?;
+            }
+            if svc.kind.0 == ServiceKind::LoadBalancedWebService && image.port.is_none() {
                 return Err(ManifestError::at(
                     loc,
                     format!(
@@ -412,28 +617,9 @@ impl Manifest {
                     ),
                 ));
             }
+            check_secrets(name, &svc.secrets, &svc.variables)?;
             if let Some(h) = &svc.http {
-                for alias in h
-                    .alias
-                    .clone()
-                    .map(|a| match a {
-                        StringOrList::One(s) => vec![s],
-                        StringOrList::Many(v) => v,
-                    })
-                    .unwrap_or_default()
-                {
-                    let bare = alias.strip_prefix("*.").unwrap_or(&alias);
-                    let ok = !bare.is_empty()
-                        && bare.split('.').all(|l| {
-                            !l.is_empty()
-                                && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
-                        });
-                    if !ok {
-                        return Err(ManifestError::unplaced(format!(
-                            "services.{name}.http.alias: {alias:?} is not a host name (or a '*.' wildcard)"
-                        )));
-                    }
-                }
+                check_aliases(&format!("services.{name}.http.alias"), h.alias.as_ref())?;
                 if let Some(p) = &h.path
                     && !p.starts_with('/')
                 {
@@ -451,7 +637,7 @@ impl Manifest {
                             "services.{name}.http.healthcheck must be a path starting with '/', got {path:?}"
                         )));
                     }
-                    if svc.image.port.is_none()
+                    if image.port.is_none()
                         && !matches!(hc, HttpHealth::Full(HttpHealthFull { port: Some(_), .. }))
                     {
                         return Err(ManifestError::unplaced(format!(
@@ -493,6 +679,20 @@ impl Manifest {
                 for k in o.variables.keys() {
                     check_var_name(svc, k)?;
                 }
+                let mut vars = self.services[svc].variables.clone();
+                vars.extend(o.variables.clone());
+                check_secrets(svc, &o.secrets, &vars)?;
+                if let Some(h) = &o.http {
+                    if self.services[svc].kind.0 != ServiceKind::LoadBalancedWebService {
+                        return Err(ManifestError::unplaced(format!(
+                            "environments.{env}.services.{svc}.http: only a Load Balanced Web Service has http routes"
+                        )));
+                    }
+                    check_aliases(
+                        &format!("environments.{env}.services.{svc}.http.alias"),
+                        h.alias.as_ref(),
+                    )?;
+                }
             }
         }
         Ok(())
@@ -523,6 +723,143 @@ impl Manifest {
         }
         Ok(out)
     }
+}
+
+impl Manifest {
+    /// The build of a service whose image is built from source (`image.build`).
+    pub fn build_of(&self, service: &str) -> Option<BuildSpec> {
+        let svc = self.services.get(service)?;
+        let b = svc.image.value.build.as_ref()?;
+        Some(
+            b.value
+                .resolve(svc.platform.as_ref().map(|p| p.value.as_str())),
+        )
+    }
+
+    /// An error about a service's secret reference (`VARIABLE: name`), placed where the
+    /// reference is written (an environment's override wins).
+    pub fn secret_error(
+        &self,
+        env: &str,
+        service: &str,
+        var: &str,
+        message: &str,
+    ) -> ManifestError {
+        let from_env = self
+            .environments
+            .get(env)
+            .and_then(|e| e.services.get(service))
+            .and_then(|o| o.secrets.get(var));
+        let message = format!("services.{service}.secrets.{var}: {message}");
+        match from_env.or_else(|| self.services.get(service)?.secrets.get(var)) {
+            Some(s) => ManifestError::at(s.referenced, message),
+            None => ManifestError::unplaced(message),
+        }
+    }
+}
+
+fn check_aliases(field: &str, alias: Option<&StringOrList>) -> Result<(), ManifestError> {
+    for alias in alias
+        .cloned()
+        .map(StringOrList::into_list)
+        .unwrap_or_default()
+    {
+        let bare = alias.strip_prefix("*.").unwrap_or(&alias);
+        let ok = !bare.is_empty()
+            && bare
+                .split('.')
+                .all(|l| !l.is_empty() && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'));
+        if !ok {
+            return Err(ManifestError::unplaced(format!(
+                "{field}: {alias:?} is not a host name (or a '*.' wildcard)"
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn check_build(name: &str, b: &serde_saphyr::Spanned<Build>) -> Result<(), ManifestError> {
+    let at =
+        |m: String| ManifestError::at(b.referenced, format!("services.{name}.image.build: {m}"));
+    match &b.value {
+        Build::Path(p) if p.trim().is_empty() => Err(at("the path is empty".into())),
+        Build::Path(_) => Ok(()),
+        Build::Full(f) => {
+            for k in f.args.keys() {
+                let ok = !k.is_empty()
+                    && !k.starts_with(|c: char| c.is_ascii_digit())
+                    && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+                if !ok {
+                    return Err(at(format!(
+                        "args: {k:?} is not a valid build argument name"
+                    )));
+                }
+            }
+            if f.context.as_deref().is_some_and(|c| c.trim().is_empty())
+                || f.dockerfile.as_deref().is_some_and(|d| d.trim().is_empty())
+            {
+                return Err(at("context and dockerfile must not be empty".into()));
+            }
+            Ok(())
+        }
+    }
+}
+
+/// `os/arch[/variant]`, as Docker writes platforms.
+pub fn check_platform(p: &str) -> Result<(), String> {
+    let parts: Vec<&str> = p.split('/').collect();
+    let ok = (2..=3).contains(&parts.len())
+        && parts
+            .iter()
+            .all(|x| !x.is_empty() && x.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{p:?} is not a platform; write it as os/arch, e.g. linux/amd64 or linux/arm64"
+        ))
+    }
+}
+
+/// Secret names: letters, digits and `/ _ . -` (e.g. `shop/db-password`).
+pub fn check_secret_name(n: &str) -> Result<(), String> {
+    let ok = !n.is_empty()
+        && n.len() <= 200
+        && !n.starts_with('/')
+        && !n.ends_with('/')
+        && !n.contains("//")
+        && n.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '/' | '_' | '.' | '-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{n:?} is not a secret name (letters, digits, '/', '_', '.', '-', e.g. shop/db-password)"
+        ))
+    }
+}
+
+fn check_secrets(
+    svc: &str,
+    secrets: &BTreeMap<String, serde_saphyr::Spanned<String>>,
+    variables: &BTreeMap<String, String>,
+) -> Result<(), ManifestError> {
+    for (var, name) in secrets {
+        let at = |m: String| {
+            ManifestError::at(
+                name.referenced,
+                format!("services.{svc}.secrets.{var}: {m}"),
+            )
+        };
+        check_var_name(svc, var)?;
+        check_secret_name(&name.value).map_err(at)?;
+        if variables.contains_key(var) {
+            return Err(at(format!(
+                "{var} is also set under variables; a variable comes from one place, remove one of them"
+            )));
+        }
+    }
+    Ok(())
 }
 
 fn check_var_name(svc: &str, k: &str) -> Result<(), ManifestError> {
@@ -603,9 +940,22 @@ fn compile_service(
     ov: Option<&Override>,
 ) -> ServiceSpec {
     let mut environment = svc.variables.clone();
+    let mut secrets: BTreeMap<String, SecretRef> = svc
+        .secrets
+        .iter()
+        .map(|(k, v)| (k.clone(), SecretRef::latest(&v.value)))
+        .collect();
     if let Some(o) = ov {
         environment.extend(o.variables.clone());
+        for (k, v) in &o.secrets {
+            environment.remove(k);
+            secrets.insert(k.clone(), SecretRef::latest(&v.value));
+        }
+        for k in o.variables.keys() {
+            secrets.remove(k);
+        }
     }
+    let image = &svc.image.value;
     let deploy = ov
         .and_then(|o| o.deployment.clone())
         .or_else(|| svc.deployment.clone())
@@ -684,10 +1034,16 @@ fn compile_service(
         kind: svc.kind.0,
         desired_count: ov.and_then(|o| o.count).or(svc.count).map_or(1, |c| c.0),
         container: ContainerSpec {
-            image: svc.image.location.value.trim().to_owned(),
+            // A built image is named by `slipway deploy` once it is pushed.
+            image: image
+                .location
+                .as_ref()
+                .map(|l| l.value.trim().to_owned())
+                .unwrap_or_default(),
             image_digest: None,
-            pull: svc.image.pull.unwrap_or_default(),
-            port: svc.image.port.map(|p| p.0 as u16),
+            pull: image.pull.unwrap_or_default(),
+            port: image.port.map(|p| p.0 as u16),
+            secrets,
             command: svc.command.clone().map(StringOrList::into_vec),
             environment,
             cpu: ov.and_then(|o| o.cpu).or(svc.cpu).map(|c| c.0),
@@ -701,12 +1057,11 @@ fn compile_service(
                     path: h
                         .and_then(|h| h.path.clone())
                         .unwrap_or_else(|| "/".to_owned()),
-                    aliases: h
+                    aliases: ov
+                        .and_then(|o| o.http.as_ref())
                         .and_then(|h| h.alias.clone())
-                        .map(|a| match a {
-                            StringOrList::One(s) => vec![s],
-                            StringOrList::Many(v) => v,
-                        })
+                        .or_else(|| h.and_then(|h| h.alias.clone()))
+                        .map(StringOrList::into_list)
                         .unwrap_or_default(),
                     strip_prefix: h.and_then(|h| h.strip_prefix).unwrap_or(false),
                     deregistration_delay_ms: h
@@ -885,5 +1240,148 @@ environments:
         );
         assert!(e.message.contains("invalid duration"), "{e}");
         assert_eq!(e.line, Some(6));
+    }
+
+    const SHOP: &str = "\
+app: shop
+services:
+  gateway:
+    type: web
+    image:
+      build: ./gateway
+      port: 8080
+    http:
+      path: /
+      alias: shop.example.com
+    secrets:
+      API_KEY: shop/api-key
+  users:
+    type: backend
+    image:
+      build: users/Dockerfile.prod
+      port: 8080
+    platform: linux/amd64
+  products:
+    type: backend
+    image:
+      build:
+        context: .
+        dockerfile: products/Dockerfile
+        args: {FLAVOUR: dry}
+        target: final
+      port: 8080
+environments:
+  prod:
+    services:
+      gateway:
+        count: 2
+        secrets: {API_KEY: shop/prod-api-key, DB: shop/db}
+        http: {alias: [shop.com, www.shop.com]}
+";
+
+    #[test]
+    fn builds_resolve_short_and_full_forms() {
+        let m = parse(SHOP).unwrap();
+        let g = m.build_of("gateway").unwrap();
+        assert_eq!(
+            (g.context.as_str(), g.dockerfile.as_str()),
+            ("./gateway", "Dockerfile")
+        );
+        let u = m.build_of("users").unwrap();
+        assert_eq!(
+            (u.context.as_str(), u.dockerfile.as_str()),
+            ("users", "Dockerfile.prod")
+        );
+        assert_eq!(u.platform.as_deref(), Some("linux/amd64"));
+        let p = m.build_of("products").unwrap();
+        assert_eq!(
+            (p.context.as_str(), p.dockerfile.as_str()),
+            (".", "products/Dockerfile")
+        );
+        assert_eq!(p.args.get("FLAVOUR").map(String::as_str), Some("dry"));
+        assert_eq!(p.target.as_deref(), Some("final"));
+        // A built service's image is named at deploy time.
+        assert!(
+            m.compile(DEFAULT_ENV)
+                .unwrap()
+                .iter()
+                .all(|s| s.container.image.is_empty())
+        );
+        let m = parse("app: a\nservices:\n  s:\n    type: backend\n    image: {location: x:1}\n")
+            .unwrap();
+        assert!(m.build_of("s").is_none());
+        let full = Build::Full(BuildFull {
+            context: Some("./api".into()),
+            dockerfile: Some("./api/docker/Dockerfile".into()),
+            args: BTreeMap::new(),
+            target: None,
+        });
+        assert_eq!(full.resolve(None).dockerfile, "docker/Dockerfile");
+    }
+
+    #[test]
+    fn secrets_and_aliases_follow_environment_overrides() {
+        let m = parse(SHOP).unwrap();
+        let base = m.compile(DEFAULT_ENV).unwrap();
+        let g = base.iter().find(|s| s.key.name == "gateway").unwrap();
+        assert_eq!(
+            g.container.secrets["API_KEY"],
+            SecretRef::latest("shop/api-key")
+        );
+        assert_eq!(
+            g.container.http_route.as_ref().unwrap().aliases,
+            ["shop.example.com"]
+        );
+        let prod = m.compile("prod").unwrap();
+        let g = prod.iter().find(|s| s.key.name == "gateway").unwrap();
+        assert_eq!(g.container.secrets["API_KEY"].name, "shop/prod-api-key");
+        assert_eq!(g.container.secrets["DB"].name, "shop/db");
+        assert_eq!(g.desired_count, 2);
+        assert_eq!(
+            g.container.http_route.as_ref().unwrap().aliases,
+            ["shop.com", "www.shop.com"]
+        );
+        assert!(!g.container.environment.contains_key("API_KEY"));
+        let e = m.secret_error("prod", "gateway", "DB", "secret \"shop/db\" does not exist");
+        assert_eq!(e.line, Some(33), "{e}");
+    }
+
+    #[test]
+    fn image_and_secret_mistakes_are_placed() {
+        let e = err(
+            "app: a\nservices:\n  s:\n    type: backend\n    image: {location: x:1, build: ./s}\n",
+        );
+        assert!(e.message.contains("not both"), "{e}");
+        assert_eq!(e.line, Some(5));
+        let e = err("app: a\nservices:\n  s:\n    type: backend\n    image:\n      port: 80\n");
+        assert!(
+            e.message.contains("needs location") && e.message.contains("build"),
+            "{e}"
+        );
+        assert_eq!(e.line, Some(6));
+        let e =
+            err("app: a\nservices:\n  s:\n    type: backend\n    image: {build: {dockerfil: x}}\n");
+        assert_eq!(e.line, Some(5), "{e}");
+        let e = err(
+            "app: a\nservices:\n  s:\n    type: backend\n    image: {build: ./s}\n    secrets:\n      DB: 'bad name'\n",
+        );
+        assert!(e.message.contains("not a secret name"), "{e}");
+        assert_eq!(e.line, Some(7));
+        let e = err(
+            "app: a\nservices:\n  s:\n    type: backend\n    image: {build: ./s}\n    variables: {DB: x}\n    secrets: {DB: shop/db}\n",
+        );
+        assert!(e.message.contains("also set under variables"), "{e}");
+        let e = err(
+            "app: a\nservices:\n  s:\n    type: backend\n    image: {build: ./s}\n    platform: amd64\n",
+        );
+        assert!(e.message.contains("os/arch"), "{e}");
+        assert_eq!(e.line, Some(6));
+        let e = err(
+            "app: a\nservices:\n  s:\n    type: backend\n    image: {build: ./s}\nenvironments:\n  prod:\n    services:\n      s: {http: {alias: x.com}}\n",
+        );
+        assert!(
+            e.message.contains("only a Load Balanced Web Service"),
+            "{e}"
+        );
     }
 }

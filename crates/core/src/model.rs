@@ -46,7 +46,9 @@ impl fmt::Display for ServiceKey {
 }
 
 /// When to pull an image before starting a task.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum PullPolicy {
     /// Pull only when the image is not present in the local engine (the default).
@@ -112,6 +114,30 @@ pub struct ContainerSpec {
     /// Ingress routes of a Load Balanced Web Service.
     #[serde(default)]
     pub http_route: Option<HttpRoute>,
+    /// Environment variables whose values come from the secret store, by variable. Only
+    /// names and versions live here: values are decrypted when a task's container is created.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub secrets: BTreeMap<String, SecretRef>,
+}
+
+/// A reference to one version of a stored secret.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SecretRef {
+    pub name: String,
+    /// Pinned by the server at deploy time (the latest version then); a release records the
+    /// versions it used, so a rollback restores them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<u32>,
+}
+
+impl SecretRef {
+    /// A reference to whatever version is current when the deploy is made.
+    pub fn latest(name: &str) -> Self {
+        Self {
+            name: name.to_owned(),
+            version: None,
+        }
+    }
 }
 
 /// How the ingress reaches a service.

@@ -17,7 +17,9 @@
 //! - tasks that exit on their own, or fail health checks, are stopped and replaced; while the
 //!   target is in progress they count towards its circuit breaker, which fails the deployment
 //!   and, with rollback, starts a deployment of the last `SUCCEEDED` revision;
-//! - a deployment that runs past its timeout fails the same way.
+//! - a deployment that runs past its timeout fails the same way;
+//! - an older deployment still in progress when a newer one becomes the target ends FAILED
+//!   ("superseded by deployment ...").
 
 use crate::model::{Deployment, DeploymentConfig, RolloutState, StopCode, TaskHealth};
 
@@ -172,6 +174,19 @@ pub fn plan(input: PlanInput<'_>) -> Plan {
     tasks.sort_by(|a, b| a.id.cmp(&b.id));
 
     let mut target = target(input.deployments).cloned();
+    // A newer deployment took over (ECS: it became primary): older ones still in progress
+    // end now with the reason, so no deployment stays IN_PROGRESS forever.
+    if let Some(t) = &target {
+        for d in input.deployments {
+            if d.state == RolloutState::InProgress && d.id != t.id {
+                p.actions.push(Action::Finish {
+                    deployment_id: d.id.clone(),
+                    state: RolloutState::Failed,
+                    reason: format!("superseded by deployment {}", t.id),
+                });
+            }
+        }
+    }
     let mut failures = 0u32;
     let counting = |t: &Option<Deployment>, task: &ObservedTask| {
         t.as_ref()

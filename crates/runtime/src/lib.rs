@@ -7,7 +7,9 @@
 //! and touches no state store.
 
 mod compose;
+mod ops;
 pub use compose::{ContainerDetails, Health, ImageDetails, PullAuth};
+pub use ops::{ExecOutput, LOCAL_RUN_LABEL, LocalRun};
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -41,6 +43,14 @@ pub enum RuntimeError {
     Unreachable(String),
     #[error("image {image:?} is not available: {reason}")]
     ImageUnavailable { image: String, reason: String },
+    #[error(
+        "image {image:?} is built for {image_platform} but this host runs {host_platform}; rebuild it for the host (docker build --platform {host_platform}, or `platform: {host_platform}` in slipway.yml) or push a multi-platform image"
+    )]
+    PlatformMismatch {
+        image: String,
+        image_platform: String,
+        host_platform: String,
+    },
     #[error("docker: {0}")]
     Docker(#[from] bollard::errors::Error),
 }
@@ -144,6 +154,8 @@ pub trait PullCredentials: Send + Sync + 'static {
 pub struct DockerRuntime {
     docker: Docker,
     credentials: Option<Arc<dyn PullCredentials>>,
+    /// The engine's `os`/`arch` (Go names: linux/amd64), read once at connect.
+    host_platform: (String, String),
 }
 
 impl std::fmt::Debug for DockerRuntime {
@@ -218,9 +230,18 @@ impl DockerRuntime {
             .ping()
             .await
             .map_err(|e| RuntimeError::Unreachable(e.to_string()))?;
+        let v = docker
+            .version()
+            .await
+            .map_err(|e| RuntimeError::Unreachable(e.to_string()))?;
+        let host_platform = (
+            v.os.unwrap_or_else(|| "linux".into()),
+            v.arch.unwrap_or_else(|| "amd64".into()),
+        );
         Ok(Self {
             docker,
             credentials: None,
+            host_platform,
         })
     }
 
@@ -342,7 +363,44 @@ impl DockerRuntime {
     }
 
     /// Resolves an image reference to an image id, pulling it when the policy says so.
+    ///
+    /// An image built for another platform than the engine's is refused here, before any
+    /// task is created from it ([`RuntimeError::PlatformMismatch`]).
     pub async fn resolve_image(&self, image: &str, pull: PullPolicy) -> Result<ImageInfo> {
+        let info = self.resolve_image_any(image, pull).await?;
+        self.check_platform(image, &info)?;
+        Ok(info)
+    }
+
+    /// `os/arch` of the engine.
+    pub fn host_platform(&self) -> String {
+        format!("{}/{}", self.host_platform.0, self.host_platform.1)
+    }
+
+    fn check_platform(&self, image: &str, info: &ImageInfo) -> Result<()> {
+        let os = info
+            .os
+            .as_deref()
+            .filter(|s| !s.is_empty())
+            .unwrap_or("linux");
+        // An image without an architecture in its config runs anywhere its binaries do;
+        // only a declared, different one is refused.
+        let Some(arch) = info.architecture.as_deref().filter(|s| !s.is_empty()) else {
+            return Ok(());
+        };
+        if os != self.host_platform.0
+            || normalize_arch(arch) != normalize_arch(&self.host_platform.1)
+        {
+            return Err(RuntimeError::PlatformMismatch {
+                image: image.to_owned(),
+                image_platform: format!("{os}/{arch}"),
+                host_platform: self.host_platform(),
+            });
+        }
+        Ok(())
+    }
+
+    async fn resolve_image_any(&self, image: &str, pull: PullPolicy) -> Result<ImageInfo> {
         if pull == PullPolicy::Always {
             self.pull(image).await?;
         }
@@ -390,9 +448,18 @@ impl DockerRuntime {
         let mut stream = self.docker.create_image(Some(opts), None, creds);
         while let Some(item) = stream.next().await {
             if let Err(e) = item {
+                let text = e.to_string();
+                if text.contains("no matching manifest") {
+                    return Err(RuntimeError::PlatformMismatch {
+                        image: image.into(),
+                        image_platform:
+                            "other platforms only (its index has no entry for this host)".into(),
+                        host_platform: self.host_platform(),
+                    });
+                }
                 return Err(RuntimeError::ImageUnavailable {
                     image: image.into(),
-                    reason: format!("it is not in the local engine and pulling it failed: {e}"),
+                    reason: format!("it is not in the local engine and pulling it failed: {text}"),
                 });
             }
         }
@@ -673,6 +740,15 @@ impl ImageInfo {
     /// registry, else the engine's image id.
     pub fn pinned(&self) -> String {
         self.repo_digest.clone().unwrap_or_else(|| self.id.clone())
+    }
+}
+
+/// Go architecture names, with the kernel's spellings folded in.
+fn normalize_arch(a: &str) -> &str {
+    match a {
+        "x86_64" | "x86-64" => "amd64",
+        "aarch64" | "arm64/v8" => "arm64",
+        other => other,
     }
 }
 

@@ -81,25 +81,48 @@ impl Client {
         Self::new(ClientConfig::load()?)
     }
 
+    /// The server's base URL (`http://host:port`), where the built-in registry answers too.
+    pub fn server(&self) -> &str {
+        &self.cfg.server
+    }
+
+    /// The HTTP client, for requests outside `/api/v1` (the registry's `/v2/`).
+    pub fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
     fn url(&self, path: &str) -> String {
         format!("{}/api/v1{path}", self.cfg.server)
     }
 
-    async fn send<T: DeserializeOwned>(&self, req: reqwest::RequestBuilder) -> Result<T> {
-        let resp = req.bearer_auth(&self.cfg.token).send().await.map_err(|e| {
+    /// Sends an authenticated request; a connection failure becomes one line naming the
+    /// server.
+    async fn call(&self, req: reqwest::RequestBuilder) -> Result<reqwest::Response> {
+        req.bearer_auth(&self.cfg.token).send().await.map_err(|e| {
             anyhow!(
                 "cannot reach the Slipway server at {}: {e}; is `slipway server` running?",
                 self.cfg.server
             )
-        })?;
+        })
+    }
+
+    /// The error of a failed answer: the API's message, else its body, with the status.
+    async fn failure(resp: reqwest::Response) -> anyhow::Error {
         let status = resp.status();
-        let bytes = resp.bytes().await?;
+        let bytes = resp.bytes().await.unwrap_or_default();
+        let msg = serde_json::from_slice::<ErrorBody>(&bytes)
+            .map(|b| b.error.message)
+            .unwrap_or_else(|_| String::from_utf8_lossy(&bytes).trim().to_owned());
+        anyhow!("{msg} (HTTP {})", status.as_u16())
+    }
+
+    async fn send<T: DeserializeOwned>(&self, req: reqwest::RequestBuilder) -> Result<T> {
+        let resp = self.call(req).await?;
+        let status = resp.status();
         if !status.is_success() {
-            let msg = serde_json::from_slice::<ErrorBody>(&bytes)
-                .map(|b| b.error.message)
-                .unwrap_or_else(|_| String::from_utf8_lossy(&bytes).trim().to_owned());
-            bail!("{msg} (HTTP {})", status.as_u16());
+            return Err(Self::failure(resp).await);
         }
+        let bytes = resp.bytes().await?;
         serde_json::from_slice(&bytes)
             .with_context(|| format!("unexpected answer from the server ({status})"))
     }
@@ -110,30 +133,14 @@ impl Client {
 
     /// GET that maps 404 to `None`.
     pub async fn get_opt<T: DeserializeOwned>(&self, path: &str) -> Result<Option<T>> {
-        let resp = self
-            .http
-            .get(self.url(path))
-            .bearer_auth(&self.cfg.token)
-            .send()
-            .await
-            .map_err(|e| {
-                anyhow!(
-                    "cannot reach the Slipway server at {}: {e}",
-                    self.cfg.server
-                )
-            })?;
+        let resp = self.call(self.http.get(self.url(path))).await?;
         if resp.status() == reqwest::StatusCode::NOT_FOUND {
             return Ok(None);
         }
-        let status = resp.status();
-        let bytes = resp.bytes().await?;
-        if !status.is_success() {
-            let msg = serde_json::from_slice::<ErrorBody>(&bytes)
-                .map(|b| b.error.message)
-                .unwrap_or_else(|_| String::from_utf8_lossy(&bytes).trim().to_owned());
-            bail!("{msg} (HTTP {})", status.as_u16());
+        if !resp.status().is_success() {
+            return Err(Self::failure(resp).await);
         }
-        Ok(Some(serde_json::from_slice(&bytes)?))
+        Ok(Some(serde_json::from_slice(&resp.bytes().await?)?))
     }
 
     pub async fn post<B: Serialize, T: DeserializeOwned>(&self, path: &str, body: &B) -> Result<T> {
@@ -151,6 +158,10 @@ impl Client {
         .await
     }
 
+    pub async fn put<B: Serialize, T: DeserializeOwned>(&self, path: &str, body: &B) -> Result<T> {
+        self.send(self.http.put(self.url(path)).json(body)).await
+    }
+
     /// POST without a body.
     pub async fn post_empty<T: DeserializeOwned>(&self, path: &str) -> Result<T> {
         self.send(self.http.post(self.url(path))).await
@@ -162,25 +173,9 @@ impl Client {
 
     /// A streaming GET (logs).
     pub async fn stream(&self, path: &str) -> Result<reqwest::Response> {
-        let resp = self
-            .http
-            .get(self.url(path))
-            .bearer_auth(&self.cfg.token)
-            .send()
-            .await
-            .map_err(|e| {
-                anyhow!(
-                    "cannot reach the Slipway server at {}: {e}",
-                    self.cfg.server
-                )
-            })?;
+        let resp = self.call(self.http.get(self.url(path))).await?;
         if !resp.status().is_success() {
-            let status = resp.status();
-            let bytes = resp.bytes().await?;
-            let msg = serde_json::from_slice::<ErrorBody>(&bytes)
-                .map(|b| b.error.message)
-                .unwrap_or_else(|_| String::from_utf8_lossy(&bytes).trim().to_owned());
-            bail!("{msg} (HTTP {})", status.as_u16());
+            return Err(Self::failure(resp).await);
         }
         Ok(resp)
     }

@@ -10,7 +10,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use slipway_ingress::client::IngressClient;
-use slipway_ingress::{IngressOptions, ProxyOptions};
+use slipway_ingress::{IngressOptions, ProxyOptions, TlsOptions};
 
 /// Default listener of the ingress (the ALB's port 80 role; 8080 needs no privileges).
 pub const DEFAULT_INGRESS_ADDR: &str = "0.0.0.0:8080";
@@ -20,9 +20,11 @@ pub struct IngressArgs {
     /// Where the routing table, control socket and access log live.
     #[arg(long)]
     data_dir: PathBuf,
-    /// Listener address (repeatable).
+    /// Listener address, plain HTTP/1.1 and h2c (repeatable).
     #[arg(long = "addr", default_value = DEFAULT_INGRESS_ADDR)]
     addrs: Vec<SocketAddr>,
+    #[command(flatten)]
+    tls: IngressTlsArgs,
     /// JSON access log (one line per request, capped and rotated); `off` to disable.
     #[arg(long, default_value = "access.log")]
     access_log: String,
@@ -37,6 +39,68 @@ pub struct IngressArgs {
     workers: Option<usize>,
 }
 
+/// TLS listeners of the ingress (`slipway ingress --tls-*`).
+#[derive(Debug, Clone, Default, Args)]
+pub struct IngressTlsArgs {
+    /// TLS listener address (repeatable): HTTPS with HTTP/2 and HTTP/1.1 by ALPN. Needs
+    /// --tls-cert/--tls-key or --tls-dir.
+    #[arg(long = "tls-addr", value_name = "HOST:PORT")]
+    pub tls_addrs: Vec<SocketAddr>,
+    /// Default certificate chain (PEM): for names no --tls-dir pair matches, and clients that
+    /// send no name. Reloaded when the file changes.
+    #[arg(long = "tls-cert", value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// Private key (PEM) of --tls-cert.
+    #[arg(long = "tls-key", value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Directory of NAME.crt/NAME.key pairs, one per host name (`*.example.com.crt` or
+    /// `_.example.com.crt` for a wildcard); SNI picks the exact name, then the wildcard,
+    /// then --tls-cert. Pairs are added, replaced and removed as the files change.
+    #[arg(long = "tls-dir", value_name = "DIR")]
+    pub tls_dir: Option<PathBuf>,
+}
+
+impl IngressTlsArgs {
+    /// The ingress' TLS setup, or `None` without TLS listeners.
+    pub fn options(&self) -> Result<Option<TlsOptions>> {
+        let has_certs = self.tls_cert.is_some() || self.tls_dir.is_some();
+        match (self.tls_addrs.is_empty(), has_certs) {
+            (true, false) => Ok(None),
+            (true, true) => bail!("a TLS certificate was given but no TLS listener address"),
+            (false, false) => bail!("a TLS listener needs --tls-cert/--tls-key or --tls-dir"),
+            (false, true) => Ok(Some(TlsOptions {
+                addrs: self.tls_addrs.clone(),
+                default_pair: self.tls_cert.clone().zip(self.tls_key.clone()),
+                dir: self.tls_dir.clone(),
+            })),
+        }
+    }
+
+    /// The same flags for a `slipway ingress` command line, with paths made absolute.
+    fn to_args(&self) -> Result<Vec<std::ffi::OsString>> {
+        let mut out: Vec<std::ffi::OsString> = Vec::new();
+        for a in &self.tls_addrs {
+            out.push("--tls-addr".into());
+            out.push(a.to_string().into());
+        }
+        for (flag, path) in [
+            ("--tls-cert", &self.tls_cert),
+            ("--tls-key", &self.tls_key),
+            ("--tls-dir", &self.tls_dir),
+        ] {
+            if let Some(p) = path {
+                out.push(flag.into());
+                out.push(
+                    std::path::absolute(p)
+                        .with_context(|| format!("cannot resolve {}", p.display()))?
+                        .into(),
+                );
+            }
+        }
+        Ok(out)
+    }
+}
+
 /// Runs the ingress in this process (its own runtime, so `--workers` applies).
 pub fn run(a: IngressArgs) -> Result<ExitCode> {
     crate::server::init_logging(false);
@@ -45,6 +109,7 @@ pub fn run(a: IngressArgs) -> Result<ExitCode> {
         rt.worker_threads(w.max(1));
     }
     let rt = rt.enable_all().build()?;
+    let tls = a.tls.options()?;
     let access_log = (a.access_log != "off").then(|| {
         let p = PathBuf::from(&a.access_log);
         if p.is_absolute() {
@@ -62,6 +127,7 @@ pub fn run(a: IngressArgs) -> Result<ExitCode> {
             max_body: a.max_body,
             ..Default::default()
         },
+        tls,
     };
     rt.block_on(async move {
         let shutdown = async {
@@ -82,10 +148,11 @@ pub struct Supervised {
     dir: PathBuf,
     addr: SocketAddr,
     max_body: u64,
+    tls: IngressTlsArgs,
     child: Option<Child>,
 }
 
-fn spawn(dir: &Path, addr: SocketAddr, max_body: u64) -> Result<Child> {
+fn spawn(dir: &Path, addr: SocketAddr, max_body: u64, tls: &IngressTlsArgs) -> Result<Child> {
     std::fs::create_dir_all(dir)?;
     let log = std::fs::OpenOptions::new()
         .create(true)
@@ -101,6 +168,7 @@ fn spawn(dir: &Path, addr: SocketAddr, max_body: u64) -> Result<Child> {
         .arg(addr.to_string())
         .arg("--max-body")
         .arg(max_body.to_string())
+        .args(tls.to_args()?)
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log)
@@ -114,7 +182,13 @@ fn spawn(dir: &Path, addr: SocketAddr, max_body: u64) -> Result<Child> {
 
 impl Supervised {
     /// Re-attaches to a running ingress, or starts one and waits until it answers.
-    pub async fn start(dir: PathBuf, addr: SocketAddr, max_body: u64) -> Result<Self> {
+    pub async fn start(
+        dir: PathBuf,
+        addr: SocketAddr,
+        max_body: u64,
+        tls: IngressTlsArgs,
+    ) -> Result<Self> {
+        tls.options()?;
         let client = IngressClient::new(&dir);
         if client.ping().await {
             tracing::info!(dir = %dir.display(), "re-attached to the running ingress");
@@ -123,6 +197,7 @@ impl Supervised {
                 dir,
                 addr,
                 max_body,
+                tls,
                 child: None,
             });
         }
@@ -131,6 +206,7 @@ impl Supervised {
             dir,
             addr,
             max_body,
+            tls,
             child: None,
         };
         s.respawn().await?;
@@ -139,7 +215,7 @@ impl Supervised {
 
     async fn respawn(&mut self) -> Result<()> {
         let _ = std::fs::remove_file(slipway_ingress::addr_path(&self.dir));
-        let mut child = spawn(&self.dir, self.addr, self.max_body)?;
+        let mut child = spawn(&self.dir, self.addr, self.max_body, &self.tls)?;
         for _ in 0..200 {
             if self.client.ping().await {
                 tracing::info!(pid = child.id(), listen = %self.listen().unwrap_or_default(), "ingress started");

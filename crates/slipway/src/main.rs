@@ -32,6 +32,10 @@ enum Command {
     Server(server::ServerArgs),
     /// Run the ingress (HTTP load balancer) alone; `slipway server` normally starts it.
     Ingress(ingress::IngressArgs),
+    /// Write a first slipway.yml from the Dockerfiles of a source tree (like `copilot init`).
+    Init(cmd::init::InitArgs),
+    /// Print the JSON Schema of slipway.yml (for editors: `# yaml-language-server: $schema=`).
+    Schema,
     /// Remember a server and its token for later commands.
     Login(cmd::login::LoginArgs),
     /// Deploy the services of a manifest and wait for the outcome.
@@ -50,8 +54,16 @@ enum Command {
     Scale(cmd::ops::ScaleArgs),
     /// Replace every task of a service (re-resolving a mutable image tag).
     Restart(cmd::ops::RestartArgs),
-    /// Stop a service's tasks and forget it.
+    /// Stop a service's tasks and forget it; with --app and no SERVICE, a whole app (or one
+    /// of its environments) with its networks.
     Delete(cmd::ops::DeleteArgs),
+    /// Run a service's image on this machine's Docker engine in the foreground, with the
+    /// manifest's variables; Ctrl-C stops and removes it.
+    Run(cmd::run::RunArgs),
+    /// Run a command in a running task of a service (`slipway exec web -- CMD ARGS`).
+    Exec(cmd::exec::ExecArgs),
+    /// Show what `slipway deploy` would change, without changing anything.
+    Diff(cmd::diff::DiffArgs),
     /// The built-in registry: credentials for `docker login`.
     Registry {
         #[command(subcommand)]
@@ -65,6 +77,11 @@ enum Command {
     /// Keep docker compose services on the newest image of their tag (health-gated, with
     /// rollback); `slipway watch status` shows what it knows.
     Watch(Box<cmd::watch::WatchArgs>),
+    /// Secrets injected into services as environment variables (values never printed).
+    Secret {
+        #[command(subcommand)]
+        cmd: cmd::secret::SecretCmd,
+    },
     /// Access keys of the AWS-compatible API (`aws ecs`/`aws ecr` with --endpoint-url).
     AccessKey {
         #[command(subcommand)]
@@ -72,18 +89,45 @@ enum Command {
     },
 }
 
+/// Runs a verb that waits for a deployment; Ctrl-C stops the waiting (not the deployment),
+/// says what goes on in the server, and exits with 130 at once.
+async fn interruptible(
+    verb: impl std::future::Future<Output = anyhow::Result<ExitCode>>,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    tokio::select! {
+        r = verb => r,
+        _ = tokio::signal::ctrl_c() => {
+            let code = cmd::deploy::report_interrupt(json);
+            // Nothing of this process needs to finish: leave without waiting for it.
+            std::process::exit(i32::from(code));
+        }
+    }
+}
+
 fn main() -> ExitCode {
+    // reqwest is built with rustls but no default crypto provider: every HTTP client in this
+    // process (API client, controller probes) uses ring, as the server's own TLS does.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = Cli::parse();
     let json = cli.json;
-    if let Command::Ingress(a) = cli.command {
-        return match ingress::run(a) {
-            Ok(code) => code,
-            Err(e) => {
-                output::print_error(&e, json);
-                ExitCode::FAILURE
-            }
-        };
+    // Verbs that need no async runtime.
+    let result = match cli.command {
+        Command::Ingress(a) => ingress::run(a),
+        Command::Init(a) => cmd::init::run(a, json),
+        Command::Schema => cmd::schema::run(),
+        command => return run_async(command, json),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            output::print_error(&e, json);
+            ExitCode::FAILURE
+        }
     }
+}
+
+fn run_async(command: Command, json: bool) -> ExitCode {
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -95,23 +139,38 @@ fn main() -> ExitCode {
         }
     };
     let result = rt.block_on(async move {
-        match cli.command {
+        match command {
             Command::Server(a) => server::run(a).await,
-            Command::Ingress(_) => unreachable!("handled before the runtime starts"),
+            Command::Ingress(_) | Command::Init(_) | Command::Schema => {
+                unreachable!("handled before the runtime starts")
+            }
             Command::Login(a) => cmd::login::run(a, json).await,
-            Command::Deploy(a) => cmd::deploy::run(a, json).await,
+            Command::Deploy(a) => interruptible(cmd::deploy::run(a, json), json).await,
             Command::Status(a) => cmd::status::status(a, json).await,
             Command::Ps(a) => cmd::status::ps(a, json).await,
             Command::Events(a) => cmd::status::events(a, json).await,
             Command::Logs(a) => cmd::ops::logs(a).await,
-            Command::Rollback(a) => cmd::ops::rollback(a, json).await,
-            Command::Scale(a) => cmd::ops::scale(a, json).await,
-            Command::Restart(a) => cmd::ops::restart(a, json).await,
+            Command::Rollback(a) => {
+                cmd::deploy::REQUEST_SENT.store(true, std::sync::atomic::Ordering::SeqCst);
+                interruptible(cmd::ops::rollback(a, json), json).await
+            }
+            Command::Scale(a) => {
+                cmd::deploy::REQUEST_SENT.store(true, std::sync::atomic::Ordering::SeqCst);
+                interruptible(cmd::ops::scale(a, json), json).await
+            }
+            Command::Restart(a) => {
+                cmd::deploy::REQUEST_SENT.store(true, std::sync::atomic::Ordering::SeqCst);
+                interruptible(cmd::ops::restart(a, json), json).await
+            }
             Command::Delete(a) => cmd::ops::delete(a, json).await,
+            Command::Run(a) => cmd::run::run(a, json).await,
+            Command::Exec(a) => cmd::exec::run(a, json).await,
+            Command::Diff(a) => cmd::diff::run(a, json).await,
             Command::Registry { cmd } => cmd::registry::registry(cmd, json).await,
             Command::Repo { cmd } => cmd::registry::repo(cmd, json).await,
             Command::Watch(a) => cmd::watch::run(*a, json).await,
             Command::AccessKey { cmd } => cmd::access_key::run(cmd, json).await,
+            Command::Secret { cmd } => cmd::secret::run(cmd, json).await,
         }
     });
     match result {

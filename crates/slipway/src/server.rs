@@ -37,6 +37,20 @@ pub struct ServerArgs {
     /// Largest request body the ingress accepts, in bytes.
     #[arg(long, default_value_t = 100 * 1024 * 1024)]
     ingress_max_body: u64,
+    /// HTTPS listener of the ingress (repeatable; HTTP/2 and HTTP/1.1 by ALPN). Needs
+    /// --ingress-tls-cert/--ingress-tls-key or --ingress-tls-dir.
+    #[arg(long = "ingress-tls-addr", value_name = "HOST:PORT")]
+    ingress_tls_addrs: Vec<SocketAddr>,
+    /// The ingress' default certificate chain (PEM), reloaded when it changes.
+    #[arg(long, value_name = "FILE", requires = "ingress_tls_key")]
+    ingress_tls_cert: Option<PathBuf>,
+    /// Private key (PEM) of --ingress-tls-cert.
+    #[arg(long, value_name = "FILE", requires = "ingress_tls_cert")]
+    ingress_tls_key: Option<PathBuf>,
+    /// Directory of NAME.crt/NAME.key pairs the ingress picks by SNI (exact name, then
+    /// `*.`/`_.` wildcard, then --ingress-tls-cert); reloaded when the files change.
+    #[arg(long, value_name = "DIR")]
+    ingress_tls_dir: Option<PathBuf>,
     /// Log as JSON lines instead of text.
     #[arg(long)]
     log_json: bool,
@@ -343,6 +357,12 @@ pub async fn run(args: ServerArgs) -> Result<ExitCode> {
                 dir.join("ingress"),
                 args.ingress_addr,
                 args.ingress_max_body,
+                crate::ingress::IngressTlsArgs {
+                    tls_addrs: args.ingress_tls_addrs.clone(),
+                    tls_cert: args.ingress_tls_cert.clone(),
+                    tls_key: args.ingress_tls_key.clone(),
+                    tls_dir: args.ingress_tls_dir.clone(),
+                },
             )
             .await?,
         )
@@ -360,11 +380,14 @@ pub async fn run(args: ServerArgs) -> Result<ExitCode> {
         .await?;
 
     registry.spawn_janitor(shutdown_rx.clone());
+    let secrets = slipway_controller::secrets::SecretBox::load_or_create(&dir)
+        .context("loading the secret store's key")?;
     let controller = Controller::start(
         store.clone(),
         rt,
         cluster.clone(),
         ingress.as_ref().map(|i| i.client.clone()),
+        secrets,
         shutdown_rx.clone(),
     );
     if let Some(mut ing) = ingress.take() {

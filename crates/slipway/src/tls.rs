@@ -19,38 +19,18 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use axum::Router;
-use rustls::crypto::CryptoProvider;
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
-fn provider() -> Arc<CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
-}
+use slipway_ingress::tls::provider;
 
-/// Reads a certificate chain and key (PEM).
+/// Reads a certificate chain and key (PEM) that belong together (shared with the ingress).
 fn load_pair(cert: &Path, key: &Path) -> Result<CertifiedKey> {
-    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
-        .with_context(|| format!("cannot read the certificate {}", cert.display()))?
-        .collect::<Result<_, _>>()
-        .with_context(|| format!("{} is not a PEM certificate chain", cert.display()))?;
-    if chain.is_empty() {
-        bail!("{} holds no certificate", cert.display());
-    }
-    let k = PrivateKeyDer::from_pem_file(key)
-        .with_context(|| format!("cannot read the private key {}", key.display()))?;
-    CertifiedKey::from_der(chain, k, &provider()).with_context(|| {
-        format!(
-            "{} and {} do not make a usable certificate and key pair",
-            cert.display(),
-            key.display()
-        )
-    })
+    Ok(slipway_ingress::tls::load_pair(cert, key)?)
 }
 
 /// Serves whatever pair was loaded last.

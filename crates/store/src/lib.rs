@@ -75,6 +75,17 @@ pub struct AccessKey {
     pub revoked_at: Option<i64>,
 }
 
+/// What may be shown of a secret: never its value.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SecretInfo {
+    pub name: String,
+    /// The current version.
+    pub version: u32,
+    /// How many versions are kept (old ones stay for rollbacks).
+    pub versions: u32,
+    pub updated_at: i64,
+}
+
 #[derive(Debug, Clone)]
 pub enum RevisionChoice {
     Register(Box<ContainerSpec>),
@@ -112,6 +123,18 @@ pub trait Store: Send + Sync + 'static {
     async fn get_access_key(&self, id: &str) -> Result<Option<AccessKey>>;
     /// Access keys, oldest first.
     async fn list_access_keys(&self) -> Result<Vec<AccessKey>>;
+
+    /// Stores a new version of a secret (already sealed by the caller); returns its version.
+    /// A deleted secret set again continues its version numbers.
+    async fn put_secret(&self, name: &str, sealed: &[u8], now: i64) -> Result<u32>;
+    /// One version of a secret, sealed; `None` for the current version. Versions of a
+    /// deleted secret stay readable so running releases keep working until replaced.
+    async fn get_secret(&self, name: &str, version: Option<u32>) -> Result<Option<(u32, Vec<u8>)>>;
+    /// The current version of a secret that is not deleted.
+    async fn current_secret_version(&self, name: &str) -> Result<Option<u32>>;
+    async fn list_secrets(&self) -> Result<Vec<SecretInfo>>;
+    /// Marks a secret deleted (new deploys cannot use it). Returns false when there was none.
+    async fn delete_secret(&self, name: &str, now: i64) -> Result<bool>;
 
     /// Records a deployment in one transaction: registers the task definition revision when
     /// asked, updates the service, marks older in-progress deployments as superseded (FAILED)

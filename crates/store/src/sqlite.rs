@@ -10,7 +10,9 @@ use slipway_core::model::{
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, SqlitePool};
 
-use crate::{AccessKey, NewDeployment, Result, RevisionChoice, ServiceRecord, Store, StoreError};
+use crate::{
+    AccessKey, NewDeployment, Result, RevisionChoice, SecretInfo, ServiceRecord, Store, StoreError,
+};
 
 /// State in one SQLite file (WAL mode). Write transactions start with `BEGIN IMMEDIATE`, so
 /// concurrent writers wait for each other (busy timeout) instead of failing when a read
@@ -222,6 +224,89 @@ impl Store for SqliteStore {
             .fetch_all(&self.pool)
             .await?;
         rows.iter().map(|r| decode(r.get::<&str, _>(0))).collect()
+    }
+
+    async fn put_secret(&self, name: &str, sealed: &[u8], now: i64) -> Result<u32> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let next: i64 =
+            sqlx::query("SELECT COALESCE(MAX(version), 0) + 1 FROM secrets WHERE name = ?")
+                .bind(name)
+                .fetch_one(&mut *tx)
+                .await?
+                .get(0);
+        sqlx::query("UPDATE secrets SET deleted_at = NULL WHERE name = ?")
+            .bind(name)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("INSERT INTO secrets (name, version, sealed, created_at) VALUES (?, ?, ?, ?)")
+            .bind(name)
+            .bind(next)
+            .bind(sealed)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(next as u32)
+    }
+
+    async fn get_secret(&self, name: &str, version: Option<u32>) -> Result<Option<(u32, Vec<u8>)>> {
+        let row = match version {
+            Some(v) => {
+                sqlx::query("SELECT version, sealed FROM secrets WHERE name = ? AND version = ?")
+                    .bind(name)
+                    .bind(i64::from(v))
+                    .fetch_optional(&self.pool)
+                    .await?
+            }
+            None => {
+                sqlx::query(
+                    "SELECT version, sealed FROM secrets WHERE name = ? AND deleted_at IS NULL
+                     ORDER BY version DESC LIMIT 1",
+                )
+                .bind(name)
+                .fetch_optional(&self.pool)
+                .await?
+            }
+        };
+        Ok(row.map(|r| (r.get::<i64, _>(0) as u32, r.get::<Vec<u8>, _>(1))))
+    }
+
+    async fn current_secret_version(&self, name: &str) -> Result<Option<u32>> {
+        let v: Option<i64> =
+            sqlx::query("SELECT MAX(version) FROM secrets WHERE name = ? AND deleted_at IS NULL")
+                .bind(name)
+                .fetch_one(&self.pool)
+                .await?
+                .get(0);
+        Ok(v.map(|v| v as u32))
+    }
+
+    async fn list_secrets(&self) -> Result<Vec<SecretInfo>> {
+        let rows = sqlx::query(
+            "SELECT name, MAX(version), COUNT(*), MAX(created_at) FROM secrets
+             WHERE deleted_at IS NULL GROUP BY name ORDER BY name",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| SecretInfo {
+                name: r.get(0),
+                version: r.get::<i64, _>(1) as u32,
+                versions: r.get::<i64, _>(2) as u32,
+                updated_at: r.get(3),
+            })
+            .collect())
+    }
+
+    async fn delete_secret(&self, name: &str, now: i64) -> Result<bool> {
+        let r =
+            sqlx::query("UPDATE secrets SET deleted_at = ? WHERE name = ? AND deleted_at IS NULL")
+                .bind(now)
+                .bind(name)
+                .execute(&self.pool)
+                .await?;
+        Ok(r.rows_affected() > 0)
     }
 
     async fn create_deployment(&self, new: NewDeployment) -> Result<Deployment> {
@@ -522,6 +607,7 @@ mod tests {
 
     fn container(image: &str) -> ContainerSpec {
         ContainerSpec {
+            secrets: Default::default(),
             image: image.into(),
             image_digest: None,
             pull: PullPolicy::Missing,
@@ -554,6 +640,38 @@ mod tests {
             rollback_of: rollback_of.map(str::to_owned),
             now,
         }
+    }
+
+    #[tokio::test]
+    async fn secrets_keep_every_version() {
+        let s = SqliteStore::memory().await.unwrap();
+        assert_eq!(s.current_secret_version("shop/db").await.unwrap(), None);
+        assert_eq!(s.put_secret("shop/db", b"one", 1).await.unwrap(), 1);
+        assert_eq!(s.put_secret("shop/db", b"two", 2).await.unwrap(), 2);
+        assert_eq!(s.put_secret("other", b"x", 3).await.unwrap(), 1);
+        assert_eq!(
+            s.get_secret("shop/db", None).await.unwrap(),
+            Some((2, b"two".to_vec()))
+        );
+        assert_eq!(
+            s.get_secret("shop/db", Some(1)).await.unwrap(),
+            Some((1, b"one".to_vec()))
+        );
+        let all = s.list_secrets().await.unwrap();
+        assert_eq!(all.len(), 2);
+        assert_eq!(
+            (all[1].name.as_str(), all[1].version, all[1].versions),
+            ("shop/db", 2, 2)
+        );
+        assert!(s.delete_secret("shop/db", 4).await.unwrap());
+        assert!(!s.delete_secret("shop/db", 5).await.unwrap());
+        assert_eq!(s.current_secret_version("shop/db").await.unwrap(), None);
+        assert_eq!(s.get_secret("shop/db", None).await.unwrap(), None);
+        // Pinned versions stay readable for the releases that use them.
+        assert!(s.get_secret("shop/db", Some(2)).await.unwrap().is_some());
+        // Set again: numbering continues, never reusing a version.
+        assert_eq!(s.put_secret("shop/db", b"three", 6).await.unwrap(), 3);
+        assert_eq!(s.list_secrets().await.unwrap().len(), 2);
     }
 
     #[tokio::test]

@@ -12,6 +12,7 @@ pub mod logfile;
 pub mod reference;
 pub mod registry;
 pub mod state;
+pub mod tls;
 pub mod watcher;
 pub mod webhook;
 

@@ -140,8 +140,7 @@ impl ImageRef {
 
     /// Whether the registry is on this host (Docker talks plain HTTP to those).
     pub fn is_loopback(&self) -> bool {
-        let host = host_only(&self.registry);
-        host == "localhost" || host == "::1" || host == "[::1]" || host.starts_with("127.")
+        is_loopback_registry(&self.registry)
     }
 
     /// Picks out this repository's digest from an image's `RepoDigests`.
@@ -154,6 +153,12 @@ impl ImageRef {
                 .then_some(d)
         })
     }
+}
+
+/// Whether a registry (`host[:port]`) is on loopback, which Docker treats as insecure.
+pub fn is_loopback_registry(registry: &str) -> bool {
+    let host = host_only(registry);
+    host == "localhost" || host == "::1" || host.starts_with("127.")
 }
 
 fn host_only(registry: &str) -> &str {

@@ -75,7 +75,8 @@ pub struct Watcher {
     docker: DockerRuntime,
     registry: RegistryClient,
     store: StateStore,
-    http: reqwest::Client,
+    /// For webhooks (an error when the system's CA roots cannot be loaded).
+    http: Result<reqwest::Client, String>,
     /// Compose models by project, re-read only when a file changes.
     models: std::sync::Mutex<HashMap<String, (Vec<Fingerprint>, Model)>>,
 }
@@ -113,7 +114,7 @@ impl Watcher {
             docker,
             registry,
             store,
-            http: reqwest::Client::new(),
+            http: crate::tls::https_client(Duration::from_secs(10)).map_err(|e| e.to_string()),
             models: std::sync::Mutex::new(HashMap::new()),
         }
     }
@@ -633,7 +634,11 @@ impl Watcher {
             reason: rep.reason.clone(),
             time_ms: now_ms(),
         };
-        if let Err(e) = webhook::send(&self.http, url, &ev).await {
+        let sent = match &self.http {
+            Ok(c) => webhook::send(c, url, &ev).await,
+            Err(e) => Err(format!("cannot send the webhook to {url}: {e}")),
+        };
+        if let Err(e) = sent {
             warn!(project = %rep.project, service = %rep.service, "{e}");
         }
     }

@@ -321,6 +321,42 @@ fn timeout_fails_the_deployment() {
 }
 
 #[test]
+fn older_in_progress_deployment_is_superseded() {
+    let deps = [
+        deployment("d1", 1, RolloutState::Succeeded, 0),
+        deployment("d2", 2, RolloutState::InProgress, 10),
+        deployment("d3", 3, RolloutState::InProgress, 20),
+    ];
+    let tasks = [
+        task("a", "d1", 1, healthy()),
+        task("b", "d2", 2, TaskState::Pending),
+    ];
+    let cfg = config(100, 200);
+    let p = plan(PlanInput {
+        now: 21,
+        desired_count: 1,
+        config: &cfg,
+        deleting: false,
+        deployments: &deps,
+        tasks: &tasks,
+        start_backoff_until: None,
+    });
+    assert!(p.actions.contains(&Action::Finish {
+        deployment_id: "d2".into(),
+        state: RolloutState::Failed,
+        reason: "superseded by deployment d3".into(),
+    }));
+    assert!(
+        !p.actions
+            .iter()
+            .any(|a| matches!(a, Action::Finish { deployment_id, .. } if deployment_id != "d2"))
+    );
+    // The superseded deployment's task is not serving: it stops (d3 starts its own once
+    // there is room under maximum percent).
+    assert_eq!(stops(&p), vec!["b"]);
+}
+
+#[test]
 fn deleting_stops_everything() {
     let deps = [deployment("d1", 1, RolloutState::Succeeded, 0)];
     let cfg = config(100, 200);

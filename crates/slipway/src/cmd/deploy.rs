@@ -36,6 +36,41 @@ pub struct DeployArgs {
     /// Give up waiting after this long (the deployment goes on in the server).
     #[arg(long, default_value = "15m", value_parser = humantime::parse_duration)]
     timeout: Duration,
+    /// Build images for this platform (os/arch) instead of the manifest's `platform`.
+    #[arg(long)]
+    platform: Option<String>,
+}
+
+/// Refuses a deploy whose secrets do not exist before anything is built, naming the place in
+/// the manifest that refers to them.
+async fn check_secrets(
+    client: &Client,
+    manifest: &slipway_core::manifest::Manifest,
+    env: &str,
+    specs: &[slipway_core::model::ServiceSpec],
+    shown: &str,
+) -> Result<()> {
+    if specs.iter().all(|s| s.container.secrets.is_empty()) {
+        return Ok(());
+    }
+    let known: Vec<slipway_store::SecretInfo> = client.get("/secrets").await?;
+    for s in specs {
+        for (var, r) in &s.container.secrets {
+            if !known.iter().any(|k| k.name == r.name) {
+                let e = manifest.secret_error(
+                    env,
+                    &s.key.name,
+                    var,
+                    &format!(
+                        "secret {:?} does not exist; set it with `slipway secret set {}` (nothing was deployed)",
+                        r.name, r.name
+                    ),
+                );
+                bail!("{}", e.with_file(shown));
+            }
+        }
+    }
+    Ok(())
 }
 
 pub async fn run(a: DeployArgs, json: bool) -> Result<ExitCode> {
@@ -67,7 +102,69 @@ pub async fn run(a: DeployArgs, json: bool) -> Result<ExitCode> {
         }
         spec.container.image = image.trim().to_owned();
     }
+    if let Some(p) = &a.platform {
+        slipway_core::manifest::check_platform(p)
+            .map_err(|m| anyhow::anyhow!("--platform: {m}"))?;
+    }
     let client = Client::from_env()?;
+    check_secrets(&client, &manifest, &a.env, &specs, &shown).await?;
+    // Build and push what the manifest builds from source (unless --image named an image).
+    let manifest_dir = a
+        .file
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."))
+        .to_owned();
+    let mut built = Vec::new();
+    let mut creds = None;
+    // Refuse a build for another platform than the hosts' before building anything.
+    let wanted: Vec<(String, String)> = specs
+        .iter()
+        .filter(|s| s.container.image.is_empty())
+        .filter_map(|s| {
+            let b = manifest.build_of(&s.key.name)?;
+            let p = a.platform.clone().or(b.platform)?;
+            Some((s.key.name.clone(), p))
+        })
+        .collect();
+    if !wanted.is_empty() {
+        let info: serde_json::Value = client.get("/info").await?;
+        if let Some(host) = info["platform"].as_str() {
+            for (svc, p) in &wanted {
+                if p != host {
+                    bail!(
+                        "services.{svc}: the image would be built for {p} but the hosts run {host}; build for the hosts (--platform {host}, or `platform: {host}` in {shown}); nothing was built or deployed"
+                    );
+                }
+            }
+        }
+    }
+    for spec in &mut specs {
+        if !spec.container.image.is_empty() {
+            continue;
+        }
+        let Some(b) = manifest.build_of(&spec.key.name) else {
+            continue;
+        };
+        if creds.is_none() {
+            creds = Some(super::build::registry_creds(&client).await?);
+        }
+        let out = super::build::build_and_push(
+            &client,
+            creds.as_ref().expect("set above"),
+            &manifest_dir,
+            &spec.key.app,
+            &spec.key.name,
+            &b,
+            a.platform.as_deref(),
+            false,
+        )
+        .await?;
+        spec.container.image = out.image.clone();
+        spec.container.image_digest = Some(out.digest.clone());
+        built.push(out);
+    }
+    REQUEST_SENT.store(true, std::sync::atomic::Ordering::SeqCst);
     let resp: DeployResponse = client
         .post(
             "/deploy",
@@ -103,7 +200,64 @@ pub async fn run(a: DeployArgs, json: bool) -> Result<ExitCode> {
         }
         return Ok(ExitCode::SUCCESS);
     }
-    wait_and_report(&client, waits, a.timeout, json).await
+    wait_and_report(&client, waits, built, a.timeout, json).await
+}
+
+/// What `wait_and_report` is still waiting for: `(service, deployment id)`, so an
+/// interrupted command can say what goes on in the server.
+static WAITING: std::sync::Mutex<Vec<(ServiceKey, Option<String>)>> =
+    std::sync::Mutex::new(Vec::new());
+
+fn set_waiting(f: impl FnOnce(&mut Vec<(ServiceKey, Option<String>)>)) {
+    f(&mut WAITING.lock().unwrap_or_else(|p| p.into_inner()));
+}
+
+/// Ctrl-C while a verb waits for an outcome: one line saying what goes on in the server.
+/// Returns the exit code (130, as shells report SIGINT).
+/// Set once a change request has gone to the server (before that, Ctrl-C deploys nothing).
+pub static REQUEST_SENT: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+pub fn report_interrupt(json: bool) -> u8 {
+    let waiting = WAITING.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let what: Vec<String> = waiting
+        .iter()
+        .map(|(k, d)| match d {
+            Some(id) => format!("deployment {id} of {}", k.name),
+            None => format!("the change of {}", k.name),
+        })
+        .collect();
+    if json {
+        let list: Vec<serde_json::Value> = waiting
+            .iter()
+            .map(|(k, d)| serde_json::json!({ "service": k, "deployment_id": d }))
+            .collect();
+        println!(
+            "{}",
+            serde_json::json!({ "interrupted": true, "goes_on": list })
+        );
+    } else {
+        if std::io::stderr().is_terminal() {
+            // Clear the spinner's line.
+            eprint!("\r\x1b[2K");
+        }
+        match waiting.as_slice() {
+            [] if !REQUEST_SENT.load(std::sync::atomic::Ordering::SeqCst) => eprintln!(
+                "interrupted before anything was sent to the server: nothing was deployed"
+            ),
+            [] => eprintln!(
+                "interrupted: the server may have accepted the request; check with slipway status"
+            ),
+            [(k, _)] => eprintln!(
+                "interrupted: {} goes on in the server; follow it with slipway status {}",
+                what[0], k.name
+            ),
+            _ => eprintln!(
+                "interrupted: {} go on in the server; follow them with slipway status",
+                what.join(", ")
+            ),
+        }
+    }
+    130
 }
 
 /// One service to follow to its outcome.
@@ -127,6 +281,9 @@ struct Report {
     desired: u32,
     failed_tasks: Vec<FailedTask>,
     addresses: Vec<String>,
+    /// How the app's other services reach a Backend Service (by name on its private network).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    discovery: Option<String>,
     #[serde(skip)]
     route_path: Option<String>,
 }
@@ -184,9 +341,16 @@ impl Progress {
 pub async fn wait_and_report(
     client: &Client,
     waits: Vec<Wait>,
+    builds: Vec<super::build::Built>,
     timeout: Duration,
     json: bool,
 ) -> Result<ExitCode> {
+    set_waiting(|w| {
+        *w = waits
+            .iter()
+            .map(|x| (x.key.clone(), x.deployment_id.clone()))
+            .collect();
+    });
     let progress = Progress::new(json);
     let started = Instant::now();
     let mut seen: HashMap<String, (TaskStatus, TaskHealth, bool)> = HashMap::new();
@@ -272,6 +436,7 @@ pub async fn wait_and_report(
                         }
                         None => None,
                     };
+                    set_waiting(|x| x.retain(|(k, _)| k != &w.key));
                     done.insert(i, report(&detail, Some(d), rollback));
                 }
                 _ => {
@@ -283,6 +448,7 @@ pub async fn wait_and_report(
                         } else {
                             "SCALED".into()
                         };
+                        set_waiting(|x| x.retain(|(k, _)| k != &w.key));
                         done.insert(i, r);
                     }
                 }
@@ -315,7 +481,11 @@ pub async fn wait_and_report(
         .iter()
         .all(|r| matches!(r.outcome.as_str(), "SUCCEEDED" | "UNCHANGED" | "SCALED"));
     if json {
-        crate::output::print_json(&serde_json::json!({ "succeeded": ok, "results": reports }))?;
+        let mut out = serde_json::json!({ "succeeded": ok, "results": reports });
+        if !builds.is_empty() {
+            out["builds"] = serde_json::to_value(&builds)?;
+        }
+        crate::output::print_json(&out)?;
     } else {
         for r in &mut reports {
             print_report(r, started.elapsed());
@@ -385,6 +555,17 @@ fn report(detail: &ServiceDetail, d: Option<Deployment>, rollback: Option<Deploy
         desired: s.desired,
         failed_tasks,
         addresses,
+        discovery: (s.kind == slipway_core::model::ServiceKind::BackendService)
+            .then(|| {
+                let k = &s.service;
+                port.map(|p| {
+                    format!(
+                        "http://{}:{p} (or {}.{}.{}.internal)",
+                        k.name, k.name, k.env, k.app
+                    )
+                })
+            })
+            .flatten(),
         route_path: detail
             .container
             .as_ref()
@@ -462,7 +643,9 @@ fn print_report(r: &Report, elapsed: Duration) {
             r.outcome, r.revision, r.healthy, r.desired
         ),
     }
-    if !r.addresses.is_empty() {
+    if let Some(d) = &r.discovery {
+        println!("  the app's other services reach it at {d}");
+    } else if !r.addresses.is_empty() {
         println!("  answers at: {}", r.addresses.join(" "));
     }
 }

@@ -1,10 +1,18 @@
 //! The client verbs.
 
 pub mod access_key;
+pub mod build;
+pub mod delete_app;
 pub mod deploy;
+pub mod diff;
+pub mod exec;
+pub mod init;
 pub mod login;
 pub mod ops;
 pub mod registry;
+pub mod run;
+pub mod schema;
+pub mod secret;
 pub mod status;
 pub mod watch;
 

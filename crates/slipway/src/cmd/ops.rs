@@ -17,7 +17,11 @@ use crate::client::{Client, service_path};
 
 #[derive(Debug, Args)]
 pub struct LogsArgs {
-    service: String,
+    /// The service (default: every service of the app, lines prefixed `service/task`).
+    service: Option<String>,
+    /// Every service of the app (the same as leaving SERVICE out).
+    #[arg(long, conflicts_with = "service")]
+    all: bool,
     /// Keep printing new lines (like `docker logs -f`).
     #[arg(short = 'f', long)]
     follow: bool,
@@ -79,13 +83,25 @@ pub struct RestartArgs {
 
 #[derive(Debug, Args)]
 pub struct DeleteArgs {
-    service: String,
+    /// The service to delete; leave it out and pass --app to delete every service of an app.
+    pub(crate) service: Option<String>,
+    /// Return once the deletion is accepted instead of waiting until everything is gone.
     #[arg(long)]
-    no_wait: bool,
+    pub(crate) no_wait: bool,
     #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
-    timeout: Duration,
-    #[command(flatten)]
-    target: Target,
+    pub(crate) timeout: Duration,
+    /// Manifest that names the app (used for SERVICE when --app is not given).
+    #[arg(short = 'f', long = "file", default_value = "slipway.yml")]
+    pub(crate) file: std::path::PathBuf,
+    /// App name (default for SERVICE: the `app:` of the manifest).
+    #[arg(long)]
+    pub(crate) app: Option<String>,
+    /// Environment (default: `default` for SERVICE; every environment for a whole app).
+    #[arg(long)]
+    pub(crate) env: Option<String>,
+    /// Delete a whole app without asking.
+    #[arg(long)]
+    pub(crate) yes: bool,
 }
 
 pub async fn logs(a: LogsArgs) -> Result<ExitCode> {
@@ -95,7 +111,6 @@ pub async fn logs(a: LogsArgs) -> Result<ExitCode> {
         app: a.app.clone(),
         env: a.env.clone(),
     };
-    let key = target.key(&a.service)?;
     let mut q = vec![format!("follow={}", a.follow)];
     if let Some(s) = a.since {
         q.push(format!("since={}", s.as_secs()));
@@ -103,9 +118,19 @@ pub async fn logs(a: LogsArgs) -> Result<ExitCode> {
     if let Some(t) = a.tail {
         q.push(format!("tail={t}"));
     }
-    let resp = client
-        .stream(&format!("{}/logs?{}", service_path(&key), q.join("&")))
-        .await?;
+    let path = match a.service.as_deref().filter(|_| !a.all) {
+        Some(service) => {
+            let key = target.key(service)?;
+            format!("{}/logs?{}", service_path(&key), q.join("&"))
+        }
+        None => format!(
+            "/logs?app={}&env={}&{}",
+            target.app()?,
+            target.env,
+            q.join("&")
+        ),
+    };
+    let resp = client.stream(&path).await?;
     let mut body = resp.bytes_stream();
     let mut out = std::io::stdout().lock();
     while let Some(chunk) = body.next().await {
@@ -142,6 +167,7 @@ async fn follow(
             deployment_id: r.deployment_id,
             outcome,
         }],
+        Vec::new(),
         timeout,
         json,
     )
@@ -196,8 +222,19 @@ pub async fn restart(a: RestartArgs, json: bool) -> Result<ExitCode> {
 }
 
 pub async fn delete(a: DeleteArgs, json: bool) -> Result<ExitCode> {
+    let Some(service) = a.service.clone() else {
+        return super::delete_app::run(a, json).await;
+    };
+    let target = Target {
+        file: a.file.clone(),
+        app: a.app.clone(),
+        env: a
+            .env
+            .clone()
+            .unwrap_or_else(|| slipway_core::manifest::DEFAULT_ENV.to_owned()),
+    };
     let client = Client::from_env()?;
-    let key = a.target.key(&a.service)?;
+    let key = target.key(&service)?;
     let path = service_path(&key);
     let r: ActionResponse = client.delete(&path).await?;
     if !a.no_wait {

@@ -794,14 +794,14 @@ fn deploy_pulls_from_the_built_in_registry_with_internal_credentials() {
 
 /// A veth pair whose host end has a non-loopback address, its peer in a network namespace
 /// the test creates; removed on drop.
-struct TestNet {
+pub(crate) struct TestNet {
     ns: String,
     host_if: String,
     pub addr: String,
 }
 
 impl TestNet {
-    fn create() -> Option<TestNet> {
+    pub(crate) fn create() -> Option<TestNet> {
         let n = rand::random::<u16>() % 200 + 20;
         let ns = format!("slwtls{n}");
         let host_if = format!("vslw{n}a");
@@ -849,7 +849,7 @@ impl Drop for TestNet {
 }
 
 /// Removes a directory however the test ends.
-struct RemoveDir(PathBuf);
+pub(crate) struct RemoveDir(pub(crate) PathBuf);
 
 impl Drop for RemoveDir {
     fn drop(&mut self) {

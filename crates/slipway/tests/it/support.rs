@@ -11,7 +11,7 @@ use serde_json::Value;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_slipway");
 
-fn repo_root() -> PathBuf {
+pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../..")
         .canonicalize()
@@ -39,9 +39,13 @@ pub fn docker() -> bool {
     static IMAGES: Once = Once::new();
     IMAGES.call_once(|| {
         let tags = ["v1", "v2", "v3", "exit", "unhealthy", "healthcheck"];
-        let missing = tags.iter().any(|t| {
+        let images = tags
+            .iter()
+            .map(|t| format!("slipway-hello:{t}"))
+            .chain(["slipway-shop-base:v1".to_owned()]);
+        let missing = images.into_iter().any(|i| {
             !Command::new("docker")
-                .args(["image", "inspect", &format!("slipway-hello:{t}")])
+                .args(["image", "inspect", &i])
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .status()
@@ -399,8 +403,14 @@ pub fn app_name(prefix: &str) -> String {
 
 /// A raw HTTP/1.1 GET over std's TcpStream (fast enough to sample many times a second).
 pub fn probe(ip: &str, port: u16, path: &str) -> Option<(u16, String)> {
+    probe_host(&format!("{ip}:{port}"), ip, path)
+}
+
+/// [`probe`] of `addr` (`ip:port`) with a `Host` header (ingress routes by host name).
+pub fn probe_host(addr: &str, host: &str, path: &str) -> Option<(u16, String)> {
     use std::io::{Read, Write};
-    let addr: std::net::SocketAddr = format!("{ip}:{port}").parse().ok()?;
+    let ip = host;
+    let addr: std::net::SocketAddr = addr.parse().ok()?;
     let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(300)).ok()?;
     s.set_read_timeout(Some(Duration::from_millis(700))).ok()?;
     s.write_all(
@@ -447,6 +457,7 @@ impl Load {
                 .build()
                 .unwrap();
             rt.block_on(async move {
+                let _ = rustls::crypto::ring::default_provider().install_default();
                 let client = reqwest::Client::builder()
                     .pool_max_idle_per_host(conns)
                     .timeout(Duration::from_secs(10))

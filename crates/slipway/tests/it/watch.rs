@@ -1,7 +1,8 @@
 //! `slipway watch` against the real engine, docker-compose (v1, Debian), Slipway's own
 //! registry (token auth, credentials from a credential helper) and Debian's docker-registry
 //! (distribution 2.8.2): updates, rollback with a webhook, several projects, broken input,
-//! unreachable registries and wrong credentials, the request budget and the log cap.
+//! unreachable registries and wrong credentials, the request budget and the log cap, and an
+//! HTTPS registry trusted through Docker's certs.d (and one that is not trusted).
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -11,6 +12,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+use crate::registry::{RemoveDir, TestNet};
 use crate::support::*;
 
 /// Whether docker-compose and docker-registry are installed (a failure under
@@ -852,6 +854,118 @@ fn unreachable_registry_and_wrong_credentials_change_nothing() {
     // --once reports the error in its exit code.
     let out = w.run(&["--project", p.dir.to_str().unwrap(), "--once"]);
     assert_eq!(out.code, 1, "{out:#?}");
+}
+
+/// An HTTPS registry: Slipway's with `--tls-auto` on a non-loopback address (a veth the test
+/// makes), so the docker daemon and the watcher both treat it as secure: TLS only, verified.
+/// Without its CA the watcher logs one clear line per check naming the registry and where
+/// the CA goes, changes nothing and keeps running; with the CA in
+/// `/etc/docker/certs.d/HOST:PORT/ca.crt` (where the daemon reads it too) it sees the new
+/// digest over HTTPS and the service is updated, the daemon pulling over HTTPS.
+#[test]
+fn https_registry_trusted_through_certs_d() {
+    if !docker() || !tools() {
+        return;
+    }
+    let Some(net) = TestNet::create() else {
+        panic!("cannot create a test network namespace and veth pair (needs root and `ip`)");
+    };
+    let s = Server::start_with(&["--api-addr", &format!("{}:0", net.addr), "--tls-auto"]);
+    let port = s.url.rsplit(':').next().unwrap().to_owned();
+    let remote = format!("{}:{port}", net.addr);
+    let ca = s.cli(&["registry", "ca"]).ok().stdout;
+    let certs = PathBuf::from(format!("/etc/docker/certs.d/{remote}"));
+    std::fs::create_dir_all(&certs).unwrap();
+    let _certs = RemoveDir(certs.clone());
+    std::fs::write(certs.join("ca.crt"), &ca).unwrap();
+
+    let tmp = tempfile::tempdir().unwrap();
+    let password = s
+        .cli(&["registry", "password"])
+        .ok()
+        .stdout
+        .trim()
+        .to_owned();
+    let mut d = Docker::new(tmp.path());
+    d.login(&remote, &password);
+    let repo = format!("{remote}/team/{}", app_name("tls"));
+    d.push("slipway-hello:v1", &repo, "stable");
+    let p = Project::new(
+        tmp.path(),
+        "wt",
+        &format!(
+            "services:\n  web:\n    image: {repo}:stable\n    labels: [\"slipway.watch=true\"]\n{HEALTHY_WEB}"
+        ),
+    );
+    p.up(&[]);
+    let mut w = Watch::new(tmp.path());
+    w.use_helper(tmp.path(), &password);
+    let v2 = d.push("slipway-hello:v2", &repo, "stable");
+    let before = p.container("web").0;
+
+    // Certificates from a directory without this registry's CA: untrusted, nothing changed.
+    let elsewhere = tmp.path().join("certs.d");
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    let log = tmp.path().join("untrusted.log");
+    let dir = p.dir.to_str().unwrap();
+    let out = w.run(&[
+        "--project",
+        dir,
+        "--certs-dir",
+        elsewhere.to_str().unwrap(),
+        "--interval",
+        "100ms",
+        "--cycles",
+        "3",
+        "--log-file",
+        log.to_str().unwrap(),
+    ]);
+    assert_eq!(out.code, 0, "the daemon keeps running: {out:#?}");
+    let lines = log_lines(&log);
+    let errors: Vec<&str> = lines
+        .iter()
+        .filter(|l| l["level"] == "ERROR")
+        .map(message)
+        .collect();
+    assert_eq!(errors.len(), 3, "one line per check: {errors:#?}");
+    let ca_file = format!("{}/{remote}/ca.crt", elsewhere.display());
+    assert!(
+        errors
+            .iter()
+            .all(|m| m.contains(&format!("registry {remote}"))
+                && m.contains("does not trust")
+                && m.contains("unknown authority")
+                && m.contains(&ca_file)
+                && m.contains("nothing changed")),
+        "{errors:#?}"
+    );
+    assert_eq!(p.container("web").0, before, "nothing was recreated");
+    assert_eq!(p.version("web"), "v1");
+    let out = w.run(&[
+        "--project",
+        dir,
+        "--certs-dir",
+        elsewhere.to_str().unwrap(),
+        "--once",
+    ]);
+    assert_eq!(out.code, 1, "{out:#?}");
+
+    // The CA where Docker keeps it (the default): the new digest is seen over HTTPS, pulled
+    // and running, healthy.
+    let out = w.run(&["--project", dir, "--once", "--health-timeout", "60s"]);
+    assert_eq!(out.code, 0, "{out:#?}");
+    assert!(out.stderr.contains("updated to"), "{out:#?}");
+    assert_eq!(p.version("web"), "v2");
+    assert_eq!(
+        p.inspect("web", "{{.Config.Image}}"),
+        format!("{repo}@{v2}")
+    );
+    assert_eq!(p.inspect("web", "{{.State.Health.Status}}"), "healthy");
+    let st = w.status();
+    assert_eq!(
+        status_of(&st, &p.name, "web")["running_digest"],
+        v2.as_str()
+    );
 }
 
 #[test]

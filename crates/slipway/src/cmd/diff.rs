@@ -1,0 +1,202 @@
+//! `slipway diff`: what `slipway deploy` would change, without changing anything.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, anyhow, bail};
+use clap::Args;
+use serde_json::Value;
+use slipway_api::types::{DeployRequest, DiffResponse};
+use slipway_core::diff::DiffStatus;
+use slipway_core::manifest::DEFAULT_ENV;
+use slipway_core::model::ServiceSpec;
+
+use crate::client::Client;
+
+#[derive(Debug, Args)]
+pub struct DiffArgs {
+    /// The manifest.
+    #[arg(short = 'f', long = "file", default_value = "slipway.yml")]
+    file: PathBuf,
+    /// Environment to compare (its overrides from `environments:` apply).
+    #[arg(long, default_value = DEFAULT_ENV)]
+    env: String,
+    /// Compare only these services (default: all of the manifest).
+    services: Vec<String>,
+    /// Exit with 1 when there are changes (and 0 when there are none), like `git diff
+    /// --exit-code`.
+    #[arg(long)]
+    exit_code: bool,
+}
+
+/// The specs a deploy of `file` in `env` sends, limited to `only` when not empty.
+pub fn compile_specs(
+    file: &std::path::Path,
+    env: &str,
+    only: &[String],
+) -> Result<Vec<ServiceSpec>> {
+    let (shown, manifest) = super::read_manifest(file)?;
+    let mut specs = manifest
+        .compile(env)
+        .map_err(|e| anyhow!("{}", e.with_file(&shown)))?;
+    for s in only {
+        if !specs.iter().any(|x| &x.key.name == s) {
+            let known: Vec<&str> = specs.iter().map(|x| x.key.name.as_str()).collect();
+            bail!(
+                "{shown}: no service named {s:?} (services: {})",
+                known.join(", ")
+            );
+        }
+    }
+    if !only.is_empty() {
+        specs.retain(|x| only.contains(&x.key.name));
+    }
+    Ok(specs)
+}
+
+pub async fn run(a: DiffArgs, json: bool) -> Result<ExitCode> {
+    let mut specs = compile_specs(&a.file, &a.env, &a.services)?;
+    let client = Client::from_env()?;
+    // Services built from source: their version is known without building. One the
+    // registry has is compared like any image; one it lacks would be built by a deploy.
+    let (_, manifest) = super::read_manifest(&a.file)?;
+    let manifest_dir = a
+        .file
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."))
+        .to_owned();
+    let mut to_build: Vec<(String, String)> = Vec::new();
+    let mut creds = None;
+    for spec in &mut specs {
+        let Some(b) = manifest.build_of(&spec.key.name) else {
+            continue;
+        };
+        if creds.is_none() {
+            creds = Some(super::build::registry_creds(&client).await?);
+        }
+        let found = super::build::locate(
+            &client,
+            creds.as_ref().expect("set above"),
+            &manifest_dir,
+            &spec.key.app,
+            &spec.key.name,
+            &b,
+            None,
+        )
+        .await?;
+        match found.digest {
+            Some(d) => {
+                spec.container.image = found.image;
+                spec.container.image_digest = Some(d);
+            }
+            None => to_build.push((spec.key.name.clone(), found.image)),
+        }
+    }
+    specs.retain(|s| !to_build.iter().any(|(n, _)| *n == s.key.name));
+    if specs.is_empty() {
+        return print_builds_only(&to_build, json, a.exit_code);
+    }
+    let resp: DiffResponse = client
+        .post(
+            "/diff",
+            &DeployRequest {
+                services: specs,
+                force: false,
+            },
+        )
+        .await
+        .context("cannot compare with the server")?;
+    let changed = !to_build.is_empty()
+        || resp
+            .results
+            .iter()
+            .any(|r| r.diff.status != DiffStatus::Unchanged);
+    if json {
+        crate::output::print_json(&serde_json::json!({
+            "changed": changed,
+            "results": resp.results,
+            "builds": builds_json(&to_build),
+        }))?;
+    } else if !changed {
+        println!("no changes");
+    } else {
+        print_new_versions(&to_build);
+        for r in &resp.results {
+            let d = &r.diff;
+            let name = &d.service.name;
+            match d.status {
+                DiffStatus::Unchanged => {
+                    println!("= {name}: no changes");
+                    continue;
+                }
+                DiffStatus::New => println!("+ {name}: new service"),
+                DiffStatus::Changed if d.new_deployment => {
+                    println!("~ {name}: a deploy starts a new deployment")
+                }
+                DiffStatus::Changed => println!("~ {name}: changes apply without a new deployment"),
+            }
+            if let Some(n) = &r.note {
+                println!("    ({n})");
+            }
+            for c in &d.changes {
+                match (&c.old, &c.new) {
+                    (None, Some(n)) => println!("    + {}: {}", c.path, show(n)),
+                    (Some(o), None) => println!("    - {}: {}", c.path, show(o)),
+                    (Some(o), Some(n)) => {
+                        println!("    ~ {}: {} → {}", c.path, show(o), show(n))
+                    }
+                    (None, None) => {}
+                }
+            }
+        }
+    }
+    Ok(if a.exit_code && changed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn builds_json(to_build: &[(String, String)]) -> Value {
+    Value::Array(
+        to_build
+            .iter()
+            .map(|(s, i)| serde_json::json!({"service": s, "image": i}))
+            .collect(),
+    )
+}
+
+/// Services a deploy would build (their new version is not in the registry yet).
+fn print_new_versions(to_build: &[(String, String)]) {
+    for (name, image) in to_build {
+        println!(
+            "~ {name}: a deploy builds and pushes a new version, {image}, and starts a new deployment"
+        );
+    }
+}
+
+fn print_builds_only(
+    to_build: &[(String, String)],
+    json: bool,
+    exit_code: bool,
+) -> Result<ExitCode> {
+    if json {
+        crate::output::print_json(&serde_json::json!({
+            "changed": true,
+            "results": [],
+            "builds": builds_json(to_build),
+        }))?;
+    } else {
+        print_new_versions(to_build);
+    }
+    Ok(if exit_code {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn show(v: &Value) -> String {
+    v.to_string()
+}

@@ -1,0 +1,1013 @@
+//! `slipway init`: writes a first `slipway.yml` from the Dockerfiles of a source tree, the way
+//! `copilot init` starts a Copilot app.
+//!
+//! Each Dockerfile found (at most [`MAX_DEPTH`] directories down) becomes a service named after
+//! its directory (the root Dockerfile's service after the app). The app name, each service's
+//! type and its port are asked on the terminal, or taken from defaults with `--yes`; the
+//! written manifest is parsed and compiled before it is written, so it always deploys as is.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs;
+use std::io::{self, BufRead, IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use serde::Serialize;
+use slipway_core::manifest::{self, DEFAULT_ENV};
+use slipway_core::model::{ServiceKind, validate_name};
+
+/// How many directories below DIR are searched for Dockerfiles.
+pub const MAX_DEPTH: usize = 3;
+/// Directories never searched (besides hidden ones).
+const SKIP_DIRS: &[&str] = &["target", "node_modules"];
+/// Service names that mark the app's entry point: with several Dockerfiles, the first of these
+/// present is the Load Balanced Web Service.
+const WEB_NAMES: &[&str] = &["api", "gateway", "web", "frontend", "app"];
+/// The port assumed when a Dockerfile has no `EXPOSE`.
+pub const DEFAULT_PORT: u16 = 8080;
+const MANIFEST: &str = "slipway.yml";
+
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// The app's source directory; slipway.yml is written there.
+    #[arg(default_value = ".")]
+    dir: PathBuf,
+    /// Take the defaults without asking (needed when stdin is not a terminal).
+    #[arg(short = 'y', long)]
+    yes: bool,
+    /// App name (default: the directory's name).
+    #[arg(long)]
+    app: Option<String>,
+    /// A service's type, and optionally its Dockerfile (relative to DIR); TYPE is web, backend,
+    /// worker or Copilot's name. Repeatable.
+    #[arg(long = "service", value_name = "NAME=TYPE[:DOCKERFILE]")]
+    services: Vec<String>,
+    /// Overwrite an existing slipway.yml.
+    #[arg(long)]
+    force: bool,
+}
+
+/// A Dockerfile found under DIR.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Found {
+    /// Relative to DIR, with `/` separators.
+    pub path: String,
+    /// The first `EXPOSE`d port, if any.
+    pub port: Option<u16>,
+}
+
+/// One service of the manifest to write.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Planned {
+    pub name: String,
+    #[serde(rename = "type", serialize_with = "kind_name")]
+    pub kind: ServiceKind,
+    pub port: u16,
+    /// `image.build` as written: the Dockerfile's directory, or the Dockerfile's path when it
+    /// is not named plainly `Dockerfile`.
+    pub build: String,
+}
+
+fn kind_name<S: serde::Serializer>(k: &ServiceKind, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(k.as_str())
+}
+
+#[derive(Debug, Serialize)]
+struct Summary<'a> {
+    file: String,
+    app: &'a str,
+    services: &'a [Planned],
+    /// Dockerfiles found but not used (variants of a directory's main Dockerfile).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    skipped: Vec<String>,
+}
+
+/// What `--service NAME=TYPE[:DOCKERFILE]` asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct ServiceFlag {
+    name: String,
+    kind: ServiceKind,
+    dockerfile: Option<String>,
+}
+
+pub fn run(a: InitArgs, json: bool) -> Result<ExitCode> {
+    let dir = &a.dir;
+    if !dir.is_dir() {
+        bail!(
+            "{}: not a directory; pass the app's source directory (default: the current one)",
+            dir.display()
+        );
+    }
+    let target = dir.join(MANIFEST);
+    if target.exists() && !a.force {
+        bail!(
+            "{} already exists; edit it, or pass --force to overwrite it",
+            target.display()
+        );
+    }
+    let interactive = !a.yes;
+    if interactive && !io::stdin().is_terminal() {
+        bail!(
+            "stdin is not a terminal, so slipway init cannot ask its questions; pass --yes to take the defaults (and --app/--service to change them)"
+        );
+    }
+    let flags = a
+        .services
+        .iter()
+        .map(|s| parse_service_flag(s))
+        .collect::<Result<Vec<_>>>()?;
+
+    let (found, skipped) = find_dockerfiles(dir)?;
+    if found.is_empty() && flags.iter().all(|f| f.dockerfile.is_none()) {
+        bail!(
+            "no Dockerfile found in {} (searched {MAX_DEPTH} directories deep, skipping hidden directories, target and node_modules); add a Dockerfile for each service (or run slipway init in the app's source directory), or name one with --service NAME=TYPE:path/to/Dockerfile",
+            dir.display()
+        );
+    }
+
+    let mut prompt = interactive.then(|| Prompt::new(io::stdin().lock()));
+    let default_app = a
+        .app
+        .clone()
+        .unwrap_or_else(|| normalise_name(&dir_name(dir), "app"));
+    let app = match (&a.app, prompt.as_mut()) {
+        (None, Some(p)) => p.ask_name("App name", &default_app)?,
+        _ => default_app,
+    };
+    validate_name(&app).map_err(|e| anyhow::anyhow!("app: {e}"))?;
+
+    let mut named = name_services(&app, &found);
+    for f in &flags {
+        match (&f.dockerfile, named.iter().position(|(n, _)| *n == f.name)) {
+            (Some(df), pos) => {
+                let path = dir.join(df);
+                let text = fs::read_to_string(&path).with_context(|| {
+                    format!(
+                        "--service {}: cannot read {} (the Dockerfile is relative to {})",
+                        f.name,
+                        path.display(),
+                        dir.display()
+                    )
+                })?;
+                let df = df.trim_start_matches("./").to_owned();
+                let entry = Found {
+                    path: df,
+                    port: exposed_port(&text),
+                };
+                match pos {
+                    Some(i) => named[i].1 = entry,
+                    None => named.push((f.name.clone(), entry)),
+                }
+            }
+            (None, Some(_)) => {}
+            (None, None) => {
+                let known: Vec<&str> = named.iter().map(|(n, _)| n.as_str()).collect();
+                bail!(
+                    "--service {}: no Dockerfile was found for a service of that name (found: {}); name its Dockerfile: --service {}=TYPE:path/to/Dockerfile",
+                    f.name,
+                    if known.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        known.join(", ")
+                    },
+                    f.name
+                );
+            }
+        }
+    }
+    named.sort_by(|a, b| a.0.cmp(&b.0));
+
+    let names: Vec<&str> = named.iter().map(|(n, _)| n.as_str()).collect();
+    let root = named
+        .iter()
+        .find(|(_, f)| is_root(&f.path))
+        .map(|(n, _)| n.as_str());
+    let mut kinds = default_kinds(&names, root);
+    for f in &flags {
+        if let Some(i) = names.iter().position(|n| *n == f.name) {
+            kinds[i] = f.kind;
+        }
+    }
+
+    if let Some(p) = prompt.as_mut() {
+        p.say(&format!(
+            "Found {} Dockerfile{} in {}:",
+            named.len(),
+            if named.len() == 1 { "" } else { "s" },
+            dir.display()
+        ))?;
+        for (name, f) in &named {
+            p.say(&format!("  {name:<16} {}", f.path))?;
+        }
+    }
+    let mut planned = Vec::new();
+    for (i, (name, f)) in named.iter().enumerate() {
+        let mut kind = kinds[i];
+        let mut port = f.port.unwrap_or(DEFAULT_PORT);
+        if let Some(p) = prompt.as_mut() {
+            p.say(&format!("\nService {name} ({}):", f.path))?;
+            if !flags.iter().any(|fl| fl.name == *name) {
+                kind = p.ask_kind(kind)?;
+            }
+            port = p.ask_port(port)?;
+        }
+        planned.push(Planned {
+            name: name.clone(),
+            kind,
+            port,
+            build: build_field(&f.path),
+        });
+    }
+
+    let text = render(&app, &planned);
+    // What is written must deploy as is: parse and compile it first.
+    let m = manifest::parse(&text)
+        .and_then(|m| m.compile(DEFAULT_ENV).map(|_| m))
+        .map_err(|e| anyhow::anyhow!("internal error: the manifest slipway init made does not parse ({}); please report it", e.with_file(MANIFEST)))?;
+    debug_assert_eq!(m.services.len(), planned.len());
+    fs::write(&target, &text).with_context(|| format!("cannot write {}", target.display()))?;
+
+    let shown = target.display().to_string();
+    if json {
+        crate::output::print_json(&Summary {
+            file: shown,
+            app: &app,
+            services: &planned,
+            skipped,
+        })?;
+    } else {
+        println!("Wrote {shown} for app {app}:");
+        let width = planned.iter().map(|s| s.name.len()).max().unwrap_or(0);
+        for s in &planned {
+            println!(
+                "  {:<width$}  {:<26} port {:<5}  build {}",
+                s.name,
+                s.kind.as_str(),
+                s.port,
+                s.build
+            );
+        }
+        if !skipped.is_empty() {
+            println!(
+                "Not used (variants of a directory's Dockerfile): {}",
+                skipped.join(", ")
+            );
+        }
+        let cd = if dir == Path::new(".") {
+            String::new()
+        } else {
+            format!("cd {} && ", dir.display())
+        };
+        println!("Next: review {shown}, then run: {cd}slipway deploy");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The last component of a directory's path (of its absolute form, for `.`).
+fn dir_name(dir: &Path) -> String {
+    let abs = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
+    abs.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// Turns any text into a name the manifest accepts: lowercase letters, digits and `-`,
+/// starting with a letter, at most 40 characters. `fallback` is used when nothing is left.
+pub fn normalise_name(raw: &str, fallback: &str) -> String {
+    let mut out = String::new();
+    for c in raw.chars() {
+        let c = c.to_ascii_lowercase();
+        if c.is_ascii_lowercase() || c.is_ascii_digit() {
+            out.push(c);
+        } else if !out.is_empty() && !out.ends_with('-') {
+            out.push('-');
+        }
+    }
+    let mut out = out.trim_matches('-').to_owned();
+    if out.starts_with(|c: char| c.is_ascii_digit()) {
+        out = format!("{fallback}-{out}");
+    }
+    out.truncate(40);
+    let out = out.trim_end_matches('-').to_owned();
+    if out.is_empty() {
+        fallback.to_owned()
+    } else {
+        out
+    }
+}
+
+/// Whether a file name is a Dockerfile: `Dockerfile`, `Dockerfile.*` or `*.Dockerfile`
+/// (any case), but not a `.dockerignore` beside one.
+pub fn is_dockerfile(name: &str) -> bool {
+    let n = name.to_ascii_lowercase();
+    if n.ends_with(".dockerignore") {
+        return false;
+    }
+    n == "dockerfile"
+        || n.starts_with("dockerfile.")
+        || (n.ends_with(".dockerfile") && n.len() > 11)
+}
+
+/// How a Dockerfile ranks against others of the same directory (lower wins): `Dockerfile`,
+/// then production variants, then any other variant (`.dev`, `.test`, ...).
+fn rank(file: &str) -> u8 {
+    let n = file.to_ascii_lowercase();
+    match n.strip_prefix("dockerfile") {
+        Some("") => 0,
+        Some(".prod" | ".production" | ".release") => 1,
+        _ => 2,
+    }
+}
+
+/// Finds the Dockerfiles under `dir` (at most [`MAX_DEPTH`] directories down, skipping hidden
+/// directories, `target` and `node_modules`). Of several `Dockerfile`/`Dockerfile.*` in one
+/// directory only the best ranked is kept; the others are returned second. `X.Dockerfile`
+/// files are each their own service. Paths are relative to `dir`, sorted.
+pub fn find_dockerfiles(dir: &Path) -> Result<(Vec<Found>, Vec<String>)> {
+    let mut files = Vec::new();
+    walk(dir, "", 0, &mut files)
+        .with_context(|| format!("cannot search {} for Dockerfiles", dir.display()))?;
+    files.sort();
+    // Per directory, the plain/variant Dockerfiles compete; `X.Dockerfile` do not.
+    let mut best: BTreeMap<String, (u8, String)> = BTreeMap::new();
+    let mut kept = Vec::new();
+    let mut skipped = Vec::new();
+    for rel in &files {
+        let (parent, file) = rel.rsplit_once('/').unwrap_or(("", rel));
+        if file.to_ascii_lowercase().starts_with("dockerfile") {
+            let r = rank(file);
+            match best.get(parent) {
+                Some((br, _)) if *br <= r => skipped.push(rel.clone()),
+                Some((_, bpath)) => {
+                    skipped.push(bpath.clone());
+                    best.insert(parent.to_owned(), (r, rel.clone()));
+                }
+                None => {
+                    best.insert(parent.to_owned(), (r, rel.clone()));
+                }
+            }
+        } else {
+            kept.push(rel.clone());
+        }
+    }
+    kept.extend(best.into_values().map(|(_, p)| p));
+    kept.sort();
+    skipped.sort();
+    let mut found = Vec::new();
+    for rel in kept {
+        let text = fs::read_to_string(dir.join(&rel)).unwrap_or_default();
+        found.push(Found {
+            port: exposed_port(&text),
+            path: rel,
+        });
+    }
+    Ok((found, skipped))
+}
+
+fn walk(dir: &Path, rel: &str, depth: usize, out: &mut Vec<String>) -> io::Result<()> {
+    for entry in fs::read_dir(dir)? {
+        let entry = entry?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let ft = entry.file_type()?;
+        let path = entry.path();
+        let child = if rel.is_empty() {
+            name.clone()
+        } else {
+            format!("{rel}/{name}")
+        };
+        if ft.is_dir() {
+            if depth < MAX_DEPTH && !name.starts_with('.') && !SKIP_DIRS.contains(&name.as_str()) {
+                walk(&path, &child, depth + 1, out)?;
+            }
+        } else if (ft.is_file() || (ft.is_symlink() && path.is_file())) && is_dockerfile(&name) {
+            out.push(child);
+        }
+    }
+    Ok(())
+}
+
+/// Names the services: a `X.Dockerfile` after X, any other after its directory, the root
+/// Dockerfile after the app. Clashes get `-2`, `-3`, ...
+pub fn name_services(app: &str, found: &[Found]) -> Vec<(String, Found)> {
+    let mut taken = BTreeSet::new();
+    let mut out = Vec::new();
+    for f in found {
+        let (parent, file) = f.path.rsplit_once('/').unwrap_or(("", &f.path));
+        let lower = file.to_ascii_lowercase();
+        let base = if lower.ends_with(".dockerfile") && !lower.starts_with("dockerfile") {
+            normalise_name(&file[..file.len() - ".dockerfile".len()], "svc")
+        } else if parent.is_empty() {
+            app.to_owned()
+        } else {
+            normalise_name(parent.rsplit('/').next().unwrap_or(parent), "svc")
+        };
+        let mut name = base.clone();
+        let mut n = 2;
+        while taken.contains(&name) {
+            let suffix = format!("-{n}");
+            let mut b = base.clone();
+            b.truncate(40 - suffix.len());
+            name = format!("{}{suffix}", b.trim_end_matches('-'));
+            n += 1;
+        }
+        taken.insert(name.clone());
+        out.push((name, f.clone()));
+    }
+    out
+}
+
+/// The types `--yes` gives: one service is a Load Balanced Web Service; of several, the one
+/// named like an entry point ([`WEB_NAMES`], in that order), else the root Dockerfile's, else
+/// the first; the others are Backend Services.
+pub fn default_kinds(names: &[&str], root: Option<&str>) -> Vec<ServiceKind> {
+    let web = WEB_NAMES
+        .iter()
+        .find_map(|w| names.iter().position(|n| n == w))
+        .or_else(|| root.and_then(|r| names.iter().position(|n| *n == r)))
+        .unwrap_or(0);
+    (0..names.len())
+        .map(|i| {
+            if i == web {
+                ServiceKind::LoadBalancedWebService
+            } else {
+                ServiceKind::BackendService
+            }
+        })
+        .collect()
+}
+
+/// The first port a Dockerfile `EXPOSE`s: `EXPOSE 3000`, `EXPOSE 80/tcp 443`, or a variable
+/// with a default from `ARG`/`ENV` or `${VAR:-default}`.
+pub fn exposed_port(dockerfile: &str) -> Option<u16> {
+    let mut vars: BTreeMap<String, String> = BTreeMap::new();
+    let mut logical = String::new();
+    let mut lines = Vec::new();
+    for line in dockerfile.lines() {
+        let t = line.trim();
+        if t.starts_with('#') {
+            continue;
+        }
+        if let Some(cont) = t.strip_suffix('\\') {
+            logical.push_str(cont);
+            logical.push(' ');
+            continue;
+        }
+        logical.push_str(t);
+        lines.push(std::mem::take(&mut logical));
+    }
+    for line in lines {
+        let mut words = line.split_whitespace();
+        let Some(instr) = words.next() else { continue };
+        match instr.to_ascii_uppercase().as_str() {
+            "ARG" | "ENV" => {
+                let rest: Vec<&str> = words.collect();
+                if rest.iter().any(|w| w.contains('=')) {
+                    for w in rest {
+                        if let Some((k, v)) = w.split_once('=') {
+                            vars.insert(k.to_owned(), v.trim_matches('"').to_owned());
+                        }
+                    }
+                } else if let [k, v, ..] = rest.as_slice() {
+                    vars.insert((*k).to_owned(), v.trim_matches('"').to_owned());
+                }
+            }
+            "EXPOSE" => {
+                let first = words.next()?;
+                let value = expand(first, &vars)?;
+                let port = value.split(['/', '-']).next()?;
+                return port.parse::<u16>().ok().filter(|p| *p > 0);
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+/// Expands `$VAR`, `${VAR}` and `${VAR:-default}` when the whole word is one variable.
+fn expand(word: &str, vars: &BTreeMap<String, String>) -> Option<String> {
+    let (body, suffix) = match word.find('/') {
+        Some(i) => (&word[..i], &word[i..]),
+        None => (word, ""),
+    };
+    let Some(var) = body.strip_prefix('$') else {
+        return Some(word.to_owned());
+    };
+    let var = var
+        .strip_prefix('{')
+        .and_then(|v| v.strip_suffix('}'))
+        .unwrap_or(var);
+    let (name, default) = match var.split_once(":-").or_else(|| var.split_once('-')) {
+        Some((n, d)) => (n, Some(d)),
+        None => (var, None),
+    };
+    let value = vars
+        .get(name)
+        .filter(|v| !v.is_empty())
+        .cloned()
+        .or(default.map(str::to_owned))?;
+    Some(format!("{value}{suffix}"))
+}
+
+/// Whether a Dockerfile is DIR's own (`Dockerfile` or `Dockerfile.*` at the top), whose
+/// service is named after the app.
+fn is_root(path: &str) -> bool {
+    !path.contains('/') && path.to_ascii_lowercase().starts_with("dockerfile")
+}
+
+/// `image.build` for a Dockerfile: its directory (`./api`, `.`) when it is plainly named
+/// `Dockerfile`, else its path (`./api/Dockerfile.prod`).
+pub fn build_field(path: &str) -> String {
+    let rel = |p: &str| {
+        if p.starts_with('/') || p.starts_with("../") {
+            p.to_owned()
+        } else {
+            format!("./{p}")
+        }
+    };
+    match path.rsplit_once('/') {
+        Some(("", "Dockerfile")) => "/".to_owned(),
+        Some((dir, "Dockerfile")) => rel(dir),
+        None if path == "Dockerfile" => ".".to_owned(),
+        _ => rel(path),
+    }
+}
+
+fn parse_kind(s: &str) -> Option<ServiceKind> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "1" | "load balanced web service" | "lb" | "lbws" | "web" => {
+            Some(ServiceKind::LoadBalancedWebService)
+        }
+        "2" | "backend service" | "backend" => Some(ServiceKind::BackendService),
+        "3" | "worker service" | "worker" => Some(ServiceKind::WorkerService),
+        _ => None,
+    }
+}
+
+fn parse_service_flag(s: &str) -> Result<ServiceFlag> {
+    let usage =
+        "write it as NAME=TYPE or NAME=TYPE:path/to/Dockerfile, TYPE being web, backend or worker";
+    let Some((name, rest)) = s.split_once('=') else {
+        bail!("--service {s:?}: {usage}");
+    };
+    let (kind, dockerfile) = match rest.split_once(':') {
+        Some((k, d)) if !d.trim().is_empty() => (k, Some(d.trim().to_owned())),
+        Some((k, _)) => (k, None),
+        None => (rest, None),
+    };
+    let name = name.trim();
+    validate_name(name).map_err(|e| anyhow::anyhow!("--service {s:?}: service {e}"))?;
+    let Some(kind) = parse_kind(kind).filter(|_| !kind.trim().chars().all(|c| c.is_ascii_digit()))
+    else {
+        bail!("--service {s:?}: unknown service type {kind:?}; {usage}");
+    };
+    Ok(ServiceFlag {
+        name: name.to_owned(),
+        kind,
+        dockerfile,
+    })
+}
+
+/// Quotes a YAML scalar when it is not plainly safe.
+fn scalar(s: &str) -> String {
+    let plain = !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '/' | '_' | '-'))
+        && !s.starts_with('-');
+    if plain {
+        s.to_owned()
+    } else {
+        serde_json::to_string(s).unwrap_or_default()
+    }
+}
+
+/// The manifest's text, with comments on what to do next.
+pub fn render(app: &str, services: &[Planned]) -> String {
+    let webs = services
+        .iter()
+        .filter(|s| s.kind == ServiceKind::LoadBalancedWebService)
+        .count();
+    let mut y = String::new();
+    y.push_str(&format!(
+        "\
+# slipway.yml, written by `slipway init`. Field names follow AWS Copilot's manifests.
+# Editor completion and checks: `slipway schema > .slipway.schema.json`, then make this the
+# first line:  # yaml-language-server: $schema=.slipway.schema.json
+#
+# Next steps:
+#   1. Check each service's type, port and health check path below.
+#   2. Secrets: store a value once with `slipway secret set {app}/db-password` (it reads stdin)
+#      and reference it under a service as `secrets: {{DB_PASSWORD: {app}/db-password}}`.
+#   3. Deploy (after `slipway login`): `slipway deploy` builds the images, pushes them to
+#      Slipway's registry and rolls the services out; `slipway status` shows them.
+app: {app}
+services:
+"
+    ));
+    for (i, s) in services.iter().enumerate() {
+        if i > 0 {
+            y.push('\n');
+        }
+        y.push_str(&format!("  {}:\n", s.name));
+        let note = match s.kind {
+            ServiceKind::LoadBalancedWebService => "routed from the ingress at http.path",
+            ServiceKind::BackendService => "reachable only from the app's other services",
+            ServiceKind::WorkerService => "no port is routed to it",
+        };
+        y.push_str(&format!("    type: {}   # {note}\n", s.kind.as_str()));
+        y.push_str("    image:\n");
+        y.push_str(&format!("      build: {}\n", scalar(&s.build)));
+        y.push_str(&format!("      port: {}\n", s.port));
+        if s.kind == ServiceKind::LoadBalancedWebService {
+            let path = if webs > 1 {
+                format!("/{}", s.name)
+            } else {
+                "/".to_owned()
+            };
+            y.push_str("    http:\n");
+            y.push_str(&format!("      path: {path}\n"));
+            if webs > 1 {
+                y.push_str(&format!(
+                    "      # strip_prefix: true   # forward {path}/x to the service as /x\n"
+                ));
+            }
+            y.push_str(
+                "      healthcheck: /   # a path that answers 2xx/3xx once the service is ready\n",
+            );
+        }
+        y.push_str("    count: 1\n");
+        y.push_str("    # variables: {LOG_LEVEL: info}\n");
+    }
+    let first = services.first().map_or("api", |s| s.name.as_str());
+    y.push('\n');
+    y.push_str(&format!(
+        "\
+# Environments: overrides deployed with `slipway deploy --env prod`.
+# environments:
+#   prod:
+#     services:
+#       {first}:
+#         count: 2
+"
+    ));
+    y
+}
+
+/// Plain prompts on stderr, answers from stdin.
+struct Prompt<R> {
+    input: R,
+}
+
+impl<R: BufRead> Prompt<R> {
+    fn new(input: R) -> Self {
+        Prompt { input }
+    }
+
+    fn say(&mut self, line: &str) -> Result<()> {
+        writeln!(io::stderr(), "{line}")?;
+        Ok(())
+    }
+
+    /// One answer; empty means the default. End of input is an error.
+    fn ask(&mut self, question: &str) -> Result<String> {
+        let mut err = io::stderr();
+        write!(err, "{question}: ")?;
+        err.flush()?;
+        let mut line = String::new();
+        if self.input.read_line(&mut line)? == 0 {
+            bail!("no answer to {question:?} (stdin closed); pass --yes to take the defaults");
+        }
+        Ok(line.trim().to_owned())
+    }
+
+    fn ask_name(&mut self, what: &str, default: &str) -> Result<String> {
+        loop {
+            let a = self.ask(&format!("{what} [{default}]"))?;
+            if a.is_empty() {
+                return Ok(default.to_owned());
+            }
+            match validate_name(&a) {
+                Ok(()) => return Ok(a),
+                Err(e) => self.say(&format!("  {e}"))?,
+            }
+        }
+    }
+
+    fn ask_kind(&mut self, default: ServiceKind) -> Result<ServiceKind> {
+        let n = match default {
+            ServiceKind::LoadBalancedWebService => 1,
+            ServiceKind::BackendService => 2,
+            ServiceKind::WorkerService => 3,
+        };
+        self.say("  1) Load Balanced Web Service  2) Backend Service  3) Worker Service")?;
+        loop {
+            let a = self.ask(&format!("  Type [{n}]"))?;
+            if a.is_empty() {
+                return Ok(default);
+            }
+            match parse_kind(&a) {
+                Some(k) => return Ok(k),
+                None => self.say("  answer 1, 2, 3, web, backend or worker")?,
+            }
+        }
+    }
+
+    fn ask_port(&mut self, default: u16) -> Result<u16> {
+        loop {
+            let a = self.ask(&format!("  Port [{default}]"))?;
+            if a.is_empty() {
+                return Ok(default);
+            }
+            match a.parse::<u16>() {
+                Ok(p) if p > 0 => return Ok(p),
+                _ => self.say("  a port is a number from 1 to 65535")?,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tree(files: &[(&str, &str)]) -> tempfile::TempDir {
+        let d = tempfile::tempdir().unwrap();
+        for (path, text) in files {
+            let p = d.path().join(path);
+            fs::create_dir_all(p.parent().unwrap()).unwrap();
+            fs::write(p, text).unwrap();
+        }
+        d
+    }
+
+    fn plan(app: &str, dir: &Path) -> Vec<Planned> {
+        let (found, _) = find_dockerfiles(dir).unwrap();
+        let named = name_services(app, &found);
+        let names: Vec<&str> = named.iter().map(|(n, _)| n.as_str()).collect();
+        let root = named
+            .iter()
+            .find(|(_, f)| is_root(&f.path))
+            .map(|(n, _)| n.as_str());
+        let kinds = default_kinds(&names, root);
+        named
+            .iter()
+            .zip(kinds)
+            .map(|((name, f), kind)| Planned {
+                name: name.clone(),
+                kind,
+                port: f.port.unwrap_or(DEFAULT_PORT),
+                build: build_field(&f.path),
+            })
+            .collect()
+    }
+
+    /// The rendered manifest parses, compiles, and says what was planned.
+    fn check(app: &str, planned: &[Planned]) -> manifest::Manifest {
+        let text = render(app, planned);
+        let m = manifest::parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+        let specs = m.compile(DEFAULT_ENV).unwrap();
+        assert_eq!(specs.len(), planned.len());
+        for p in planned {
+            let s = specs.iter().find(|s| s.key.name == p.name).unwrap();
+            assert_eq!(s.kind, p.kind, "{}", p.name);
+            assert_eq!(s.container.port, Some(p.port), "{}", p.name);
+            assert_eq!(s.desired_count, 1);
+            assert!(m.build_of(&p.name).is_some());
+        }
+        m
+    }
+
+    #[test]
+    fn names_are_normalised() {
+        assert_eq!(normalise_name("My_Shop App", "app"), "my-shop-app");
+        assert_eq!(normalise_name("--Users--", "svc"), "users");
+        assert_eq!(normalise_name("2fa", "svc"), "svc-2fa");
+        assert_eq!(normalise_name("日本", "app"), "app");
+        let long = normalise_name(&"a-".repeat(40), "x");
+        assert!(long.len() <= 40 && validate_name(&long).is_ok(), "{long}");
+        for raw in ["Payments.API", "x", "___", "9", "Ünïcode-svc", "a--b"] {
+            let n = normalise_name(raw, "svc");
+            assert!(validate_name(&n).is_ok(), "{raw} -> {n}");
+        }
+    }
+
+    #[test]
+    fn dockerfile_names() {
+        for yes in [
+            "Dockerfile",
+            "dockerfile",
+            "Dockerfile.prod",
+            "api.Dockerfile",
+        ] {
+            assert!(is_dockerfile(yes), "{yes}");
+        }
+        for no in [
+            "Dockerfile.dockerignore",
+            ".dockerignore",
+            "docker-compose.yml",
+            ".Dockerfile",
+            "README.md",
+        ] {
+            assert!(!is_dockerfile(no), "{no}");
+        }
+    }
+
+    #[test]
+    fn finds_dockerfiles_within_depth_and_skips_noise() {
+        let d = tree(&[
+            ("api/Dockerfile", "FROM scratch\nEXPOSE 3000\n"),
+            ("api/Dockerfile.dev", "FROM scratch\n"),
+            ("services/users/Dockerfile", "FROM scratch\n"),
+            ("a/b/c/Dockerfile", "FROM scratch\n"),
+            ("a/b/c/d/Dockerfile", "FROM scratch\n"),
+            ("node_modules/x/Dockerfile", "FROM scratch\n"),
+            ("target/Dockerfile", "FROM scratch\n"),
+            (".git/Dockerfile", "FROM scratch\n"),
+            (".devcontainer/Dockerfile", "FROM scratch\n"),
+            ("tools/worker.Dockerfile", "FROM scratch\n"),
+            ("only/Dockerfile.dev", "FROM scratch\n"),
+            ("only/Dockerfile.prod", "FROM scratch\n"),
+        ]);
+        let (found, skipped) = find_dockerfiles(d.path()).unwrap();
+        let paths: Vec<&str> = found.iter().map(|f| f.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "a/b/c/Dockerfile",
+                "api/Dockerfile",
+                "only/Dockerfile.prod",
+                "services/users/Dockerfile",
+                "tools/worker.Dockerfile"
+            ]
+        );
+        assert_eq!(skipped, ["api/Dockerfile.dev", "only/Dockerfile.dev"]);
+        assert_eq!(found[1].port, Some(3000));
+        let named = name_services("shop", &found);
+        let names: Vec<&str> = named.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["c", "api", "only", "users", "worker"]);
+    }
+
+    #[test]
+    fn root_dockerfile_is_the_app_and_clashes_are_numbered() {
+        let found = [
+            Found {
+                path: "Dockerfile".into(),
+                port: None,
+            },
+            Found {
+                path: "shop/Dockerfile".into(),
+                port: None,
+            },
+            Found {
+                path: "x/shop/Dockerfile".into(),
+                port: None,
+            },
+        ];
+        let names: Vec<String> = name_services("shop", &found)
+            .into_iter()
+            .map(|(n, _)| n)
+            .collect();
+        assert_eq!(names, ["shop", "shop-2", "shop-3"]);
+    }
+
+    #[test]
+    fn exposed_ports() {
+        assert_eq!(exposed_port("FROM x\nexpose 3000/tcp 9090\n"), Some(3000));
+        assert_eq!(exposed_port("FROM x\nEXPOSE \\\n  5000\n"), Some(5000));
+        assert_eq!(exposed_port("ARG PORT=7000\nEXPOSE $PORT\n"), Some(7000));
+        assert_eq!(
+            exposed_port("ENV PORT 7001\nEXPOSE ${PORT}/tcp\n"),
+            Some(7001)
+        );
+        assert_eq!(exposed_port("EXPOSE ${PORT:-4000}\n"), Some(4000));
+        assert_eq!(exposed_port("EXPOSE 8000-8010\n"), Some(8000));
+        assert_eq!(exposed_port("# EXPOSE 1\nFROM x\n"), None);
+        assert_eq!(exposed_port("EXPOSE $UNKNOWN\n"), None);
+        assert_eq!(exposed_port("FROM x\nCMD [\"run\"]\n"), None);
+    }
+
+    #[test]
+    fn defaults_pick_one_web_service() {
+        use ServiceKind::*;
+        assert_eq!(default_kinds(&["users"], None), [LoadBalancedWebService]);
+        assert_eq!(
+            default_kinds(&["api", "products", "users"], None),
+            [LoadBalancedWebService, BackendService, BackendService]
+        );
+        assert_eq!(
+            default_kinds(&["app", "gateway", "x"], None),
+            [BackendService, LoadBalancedWebService, BackendService]
+        );
+        assert_eq!(
+            default_kinds(&["jobs", "shop"], Some("shop")),
+            [BackendService, LoadBalancedWebService]
+        );
+        assert_eq!(
+            default_kinds(&["jobs", "mail"], None),
+            [LoadBalancedWebService, BackendService]
+        );
+    }
+
+    #[test]
+    fn written_manifest_parses_and_compiles() {
+        let d = tree(&[
+            ("api/Dockerfile", "FROM scratch\nEXPOSE 3000\n"),
+            ("users/Dockerfile", "FROM scratch\n"),
+            ("products/Dockerfile.prod", "FROM scratch\nEXPOSE 9000\n"),
+            ("Dockerfile", "FROM scratch\n"),
+        ]);
+        let planned = plan("shop", d.path());
+        let m = check("shop", &planned);
+        let api = m.build_of("api").unwrap();
+        assert_eq!(
+            (api.context.as_str(), api.dockerfile.as_str()),
+            ("./api", "Dockerfile")
+        );
+        let p = m.build_of("products").unwrap();
+        assert_eq!(
+            (p.context.as_str(), p.dockerfile.as_str()),
+            ("./products", "Dockerfile.prod")
+        );
+        assert_eq!(m.build_of("shop").unwrap().context, ".");
+        let specs = m.compile(DEFAULT_ENV).unwrap();
+        let api = specs.iter().find(|s| s.key.name == "api").unwrap();
+        assert_eq!(api.container.port, Some(3000));
+        assert_eq!(api.container.http_route.as_ref().unwrap().path, "/");
+        assert_eq!(api.container.http_health.as_ref().unwrap().path, "/");
+        let users = specs.iter().find(|s| s.key.name == "users").unwrap();
+        assert_eq!(users.kind, ServiceKind::BackendService);
+        assert_eq!(users.container.port, Some(DEFAULT_PORT));
+
+        // Several web services each get their own path; odd paths are quoted.
+        let mut planned = planned;
+        for p in &mut planned {
+            p.kind = match p.name.as_str() {
+                "users" => ServiceKind::WorkerService,
+                _ => ServiceKind::LoadBalancedWebService,
+            };
+            if p.name == "products" {
+                p.build = "./we ird: dir #1".into();
+            }
+        }
+        let m = check("shop", &planned);
+        let specs = m.compile(DEFAULT_ENV).unwrap();
+        for (name, path) in [
+            ("api", "/api"),
+            ("shop", "/shop"),
+            ("products", "/products"),
+        ] {
+            let s = specs.iter().find(|s| s.key.name == name).unwrap();
+            assert_eq!(s.container.http_route.as_ref().unwrap().path, path);
+        }
+        let users = specs.iter().find(|s| s.key.name == "users").unwrap();
+        assert!(users.container.http_route.is_none());
+        assert_eq!(m.build_of("products").unwrap().context, "./we ird: dir #1");
+    }
+
+    #[test]
+    fn build_fields() {
+        assert_eq!(build_field("Dockerfile"), ".");
+        assert_eq!(build_field("api/Dockerfile"), "./api");
+        assert_eq!(build_field("api/Dockerfile.prod"), "./api/Dockerfile.prod");
+        assert_eq!(build_field("worker.Dockerfile"), "./worker.Dockerfile");
+        assert_eq!(build_field("../shared/Dockerfile"), "../shared");
+        assert_eq!(build_field("/src/x/Dockerfile"), "/src/x");
+        assert!(is_root("Dockerfile") && is_root("Dockerfile.prod"));
+        assert!(!is_root("worker.Dockerfile") && !is_root("api/Dockerfile"));
+    }
+
+    #[test]
+    fn service_flags() {
+        let f = parse_service_flag("users=worker").unwrap();
+        assert_eq!(
+            (f.name.as_str(), f.kind, f.dockerfile),
+            ("users", ServiceKind::WorkerService, None)
+        );
+        let f = parse_service_flag("mail=Backend Service:mail/Dockerfile.prod").unwrap();
+        assert_eq!(f.kind, ServiceKind::BackendService);
+        assert_eq!(f.dockerfile.as_deref(), Some("mail/Dockerfile.prod"));
+        assert!(parse_service_flag("users").is_err());
+        assert!(parse_service_flag("users=lambda").is_err());
+        assert!(parse_service_flag("users=2").is_err());
+        assert!(parse_service_flag("Users=web").is_err());
+    }
+
+    #[test]
+    fn prompts_take_defaults_and_reask() {
+        let input = b"\nweb\nnope\n3\n99999\n8081\n" as &[u8];
+        let mut p = Prompt::new(input);
+        assert_eq!(p.ask_name("App name", "shop").unwrap(), "shop");
+        assert_eq!(
+            p.ask_kind(ServiceKind::BackendService).unwrap(),
+            ServiceKind::LoadBalancedWebService
+        );
+        assert_eq!(
+            p.ask_kind(ServiceKind::BackendService).unwrap(),
+            ServiceKind::WorkerService
+        );
+        assert_eq!(p.ask_port(8080).unwrap(), 8081);
+        let e = p.ask_port(8080).unwrap_err();
+        assert!(e.to_string().contains("--yes"), "{e}");
+    }
+}
