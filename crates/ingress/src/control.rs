@@ -60,8 +60,8 @@ async fn put_config(
     if *current == cfg {
         return Ok(StatusCode::NO_CONTENT);
     }
-    let table = Table::compile(&cfg, &s.shared.table.load());
-    s.shared.table.store(Arc::new(table));
+    let table = Table::compile(&cfg, &s.shared.table());
+    s.shared.set_table(table);
     crate::persist(&s.persist, &cfg).map_err(|e| {
         (
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -80,7 +80,7 @@ async fn drain(
     let deadline = started + Duration::from_millis(req.timeout_ms);
     s.shared.global.drains.fetch_add(1, Ordering::Relaxed);
     loop {
-        let table = s.shared.table.load();
+        let table = s.shared.table();
         let target = table.all_targets().find(|t| t.id == req.target).cloned();
         let in_flight = match &target {
             // Only a target that no longer takes new requests can be drained.
@@ -100,5 +100,5 @@ async fn drain(
 }
 
 async fn metrics(State(s): State<ControlState>) -> String {
-    crate::metrics::render(&s.shared.table.load(), &s.shared.global)
+    crate::metrics::render(&s.shared.table(), &s.shared.global)
 }

@@ -13,6 +13,7 @@
 //! - [`control`]: the control API on a Unix socket.
 //! - [`client`]: the controller's side of the control API.
 //! - [`metrics`]: Prometheus counters.
+//! - [`tls`]: TLS listeners' certificates (files, SNI, reload) and ALPN (`h2`, `http/1.1`).
 //!
 //! This crate may use the network and its own files; it knows nothing of containers.
 
@@ -21,6 +22,7 @@ pub mod control;
 pub mod metrics;
 pub mod proxy;
 pub mod table;
+pub mod tls;
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -32,6 +34,7 @@ use tokio::sync::mpsc;
 
 pub use proxy::ProxyOptions;
 pub use table::{ConfigError, RouteConfig, RoutingConfig, ServiceConfig, TargetConfig};
+pub use tls::{TlsError, TlsOptions};
 
 /// Files of the ingress inside its data directory.
 pub fn socket_path(dir: &Path) -> PathBuf {
@@ -42,6 +45,10 @@ pub fn routes_path(dir: &Path) -> PathBuf {
 }
 pub fn addr_path(dir: &Path) -> PathBuf {
     dir.join("ingress.addr")
+}
+/// The TLS listeners' addresses (one line, space separated), when there are any.
+pub fn tls_addr_path(dir: &Path) -> PathBuf {
+    dir.join("ingress-tls.addr")
 }
 pub fn pid_path(dir: &Path) -> PathBuf {
     dir.join("ingress.pid")
@@ -56,6 +63,8 @@ pub struct IngressOptions {
     pub access_log: Option<PathBuf>,
     pub access_log_max_bytes: u64,
     pub proxy: ProxyOptions,
+    /// TLS listeners and their certificates, if any.
+    pub tls: Option<TlsOptions>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -69,6 +78,8 @@ pub enum IngressError {
     Io(#[from] std::io::Error),
     #[error("stored routes are unreadable: {0}")]
     Routes(#[from] serde_json::Error),
+    #[error(transparent)]
+    Tls(#[from] TlsError),
 }
 
 fn write_atomic(path: &Path, data: &[u8]) -> std::io::Result<()> {
@@ -104,21 +115,24 @@ pub async fn run(
         Ok(bytes) => serde_json::from_slice::<RoutingConfig>(&bytes)?,
         Err(_) => RoutingConfig::default(),
     };
-    shared.table.store(Arc::new(table::Table::compile(
-        &config,
-        &table::Table::default(),
-    )));
+    shared.set_table(table::Table::compile(&config, &table::Table::default()));
 
-    let mut bound = Vec::new();
-    for addr in &opts.addrs {
-        let l = TcpListener::bind(addr)
-            .await
-            .map_err(|source| IngressError::Bind {
-                addr: *addr,
-                source,
-            })?;
-        bound.push(l);
-    }
+    let tls = opts.tls.as_ref().map(tls::Tls::start).transpose()?;
+    let bind = |addrs: Vec<SocketAddr>| async move {
+        let mut bound = Vec::new();
+        for addr in addrs {
+            let l = TcpListener::bind(addr)
+                .await
+                .map_err(|source| IngressError::Bind { addr, source })?;
+            bound.push(l);
+        }
+        Ok::<_, IngressError>(bound)
+    };
+    let bound = bind(opts.addrs.clone()).await?;
+    let bound_tls = match &opts.tls {
+        Some(t) => bind(t.addrs.clone()).await?,
+        None => Vec::new(),
+    };
     let sock = socket_path(&opts.data_dir);
     let _ = std::fs::remove_file(&sock);
     let control = UnixListener::bind(&sock)?;
@@ -127,24 +141,44 @@ pub async fn run(
         config: Arc::new(tokio::sync::Mutex::new(config)),
         persist: routes,
     };
-    let addrs: Vec<String> = bound
-        .iter()
-        .filter_map(|l| l.local_addr().ok())
-        .map(|a| a.to_string())
-        .collect();
+    let local = |ls: &[TcpListener]| -> Vec<String> {
+        ls.iter()
+            .filter_map(|l| l.local_addr().ok())
+            .map(|a| a.to_string())
+            .collect()
+    };
+    let addrs = local(&bound);
+    let tls_addrs = local(&bound_tls);
     write_atomic(
         &addr_path(&opts.data_dir),
         format!("{}\n", addrs.join(" ")).as_bytes(),
     )?;
+    if tls.is_some() {
+        write_atomic(
+            &tls_addr_path(&opts.data_dir),
+            format!("{}\n", tls_addrs.join(" ")).as_bytes(),
+        )?;
+    } else {
+        let _ = std::fs::remove_file(tls_addr_path(&opts.data_dir));
+    }
     write_atomic(
         &pid_path(&opts.data_dir),
         format!("{}\n", std::process::id()).as_bytes(),
     )?;
-    tracing::info!(listen = %addrs.join(" "), control = %sock.display(), "slipway ingress ready");
+    tracing::info!(listen = %addrs.join(" "), listen_tls = %tls_addrs.join(" "), control = %sock.display(), "slipway ingress ready");
 
     let mut tasks = Vec::new();
     for l in bound {
-        tasks.push(tokio::spawn(proxy::serve(l, shared.clone())));
+        tasks.push(tokio::spawn(proxy::serve(l, shared.clone(), None)));
+    }
+    if let Some(tls) = &tls {
+        for l in bound_tls {
+            tasks.push(tokio::spawn(proxy::serve(
+                l,
+                shared.clone(),
+                Some(tls.acceptor.clone()),
+            )));
+        }
     }
     tasks.push(tokio::spawn(async move {
         if let Err(e) = axum::serve(control, control::router(state)).await {
@@ -156,6 +190,7 @@ pub async fn run(
         t.abort();
     }
     let _ = std::fs::remove_file(&sock);
+    drop(tls);
     Ok(())
 }
 

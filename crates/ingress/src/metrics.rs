@@ -42,6 +42,19 @@ pub struct Global {
     pub connect_errors: AtomicU64,
     pub drains: AtomicU64,
     pub rejected: AtomicU64,
+    pub tls_handshake_errors: AtomicU64,
+    /// Requests by protocol ([`PROTOCOLS`]) and by TLS (index 1) or not (0).
+    pub by_protocol: [[AtomicU64; 2]; PROTOCOLS.len()],
+}
+
+/// Protocols counted apart; anything else counts as the first.
+pub const PROTOCOLS: [&str; 3] = ["HTTP/1.1", "HTTP/1.0", "HTTP/2"];
+
+impl Global {
+    pub fn count_protocol(&self, proto: &str, tls: bool) {
+        let i = PROTOCOLS.iter().position(|p| *p == proto).unwrap_or(0);
+        self.by_protocol[i][usize::from(tls)].fetch_add(1, Ordering::Relaxed);
+    }
 }
 
 /// Renders every metric.
@@ -122,6 +135,20 @@ pub fn render(table: &Table, g: &Global) -> String {
             t.id
         );
     }
+    let _ = writeln!(
+        out,
+        "# TYPE slipway_ingress_requests_by_protocol_total counter"
+    );
+    for (i, p) in PROTOCOLS.iter().enumerate() {
+        for (tls, c) in g.by_protocol[i].iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "slipway_ingress_requests_by_protocol_total{{protocol=\"{p}\",tls=\"{}\"}} {}",
+                tls == 1,
+                c.load(Ordering::Relaxed)
+            );
+        }
+    }
     for (name, v) in [
         ("slipway_ingress_retries_total", &g.retries),
         (
@@ -130,6 +157,10 @@ pub fn render(table: &Table, g: &Global) -> String {
         ),
         ("slipway_ingress_drains_total", &g.drains),
         ("slipway_ingress_rejected_requests_total", &g.rejected),
+        (
+            "slipway_ingress_tls_handshake_errors_total",
+            &g.tls_handshake_errors,
+        ),
     ] {
         let _ = writeln!(
             out,

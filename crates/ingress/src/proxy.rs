@@ -3,9 +3,12 @@
 //!
 //! Target choice is round robin over the service's routable targets, skipping targets that
 //! are passively marked down (unless all are). A connect failure (nothing was sent) is
-//! retried on a different target, up to [`MAX_ATTEMPTS`] within [`RETRY_BUDGET`]. Requests
-//! count as in flight on their target from the moment it is picked until the response body
-//! is finished, which is what draining waits for.
+//! retried on a different target, up to [`MAX_ATTEMPTS`]; a safe request whose target died
+//! mid-request is retried within [`RETRY_BUDGET`]. A connect attempt gives up as soon as its
+//! target leaves the routing table ([`Connector`]): a dead task's address does not refuse
+//! connections, it swallows them until ARP gives up (about 3 s). Requests count as in flight
+//! on their target from the moment it is picked until the response body is finished, which
+//! is what draining waits for.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -25,7 +28,8 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpListener;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
+use tokio_rustls::TlsAcceptor;
 
 use crate::metrics::Global;
 use crate::table::{Service, Table, Target};
@@ -35,7 +39,8 @@ pub type ProxyBody = BoxBody<Bytes, BoxError>;
 
 /// Attempts per request when connecting fails.
 pub const MAX_ATTEMPTS: usize = 3;
-/// Retries stop once this much time has passed since the request arrived.
+/// Retries of requests that may have reached their target stop once this much time has
+/// passed since the request arrived. Connect failures are always retried (nothing was sent).
 pub const RETRY_BUDGET: Duration = Duration::from_secs(1);
 /// Consecutive connect failures that mark a target down (passive health).
 pub const PASSIVE_FAILURES: u32 = 3;
@@ -68,26 +73,36 @@ impl Default for ProxyOptions {
 
 /// State shared by every connection.
 pub struct Shared {
-    pub table: ArcSwap<Table>,
+    table: Arc<ArcSwap<Table>>,
+    /// Bumped on every table swap; connect attempts watch it (see [`Connector`]).
+    table_changes: watch::Sender<()>,
     pub global: Global,
     pub opts: ProxyOptions,
     pub started: Instant,
-    client: Client<HttpConnector, ProxyBody>,
+    client: Client<Connector, ProxyBody>,
     access_log: Option<mpsc::Sender<String>>,
 }
 
 impl Shared {
     pub fn new(opts: ProxyOptions, access_log: Option<mpsc::Sender<String>>) -> Self {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(opts.connect_timeout));
+        let mut http = HttpConnector::new();
+        http.set_nodelay(true);
+        http.set_connect_timeout(Some(opts.connect_timeout));
+        let table = Arc::new(ArcSwap::from_pointee(Table::default()));
+        let table_changes = watch::Sender::new(());
+        let connector = Connector {
+            http,
+            table: Arc::clone(&table),
+            changes: table_changes.clone(),
+        };
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(30))
             .pool_max_idle_per_host(256)
             .pool_timer(TokioTimer::new())
             .build(connector);
         Self {
-            table: ArcSwap::from_pointee(Table::default()),
+            table,
+            table_changes,
             global: Global::default(),
             opts,
             started: Instant::now(),
@@ -96,13 +111,86 @@ impl Shared {
         }
     }
 
+    /// The routing table requests are served from now.
+    pub fn table(&self) -> arc_swap::Guard<Arc<Table>> {
+        self.table.load()
+    }
+
+    /// Swaps in a new routing table; connect attempts to targets it no longer has give up.
+    pub fn set_table(&self, table: Table) {
+        self.table.store(Arc::new(table));
+        self.table_changes.send_replace(());
+    }
+
     fn now_ms(&self) -> u64 {
         self.started.elapsed().as_millis() as u64
     }
 }
 
-/// Accepts connections until the task is dropped.
-pub async fn serve(listener: TcpListener, shared: Arc<Shared>) {
+/// Connects to targets like [`HttpConnector`], but gives up as soon as the target's address
+/// is no longer in the routing table. A task that dies is taken out of the table by the
+/// controller within moments, while a connect to its vanished address would hang until ARP
+/// gives up (about 3 s on Linux); the request is retried on another target instead.
+#[derive(Clone)]
+struct Connector {
+    http: HttpConnector,
+    table: Arc<ArcSwap<Table>>,
+    changes: watch::Sender<()>,
+}
+
+impl Connector {
+    fn routed(table: &ArcSwap<Table>, authority: &str) -> bool {
+        table.load().all_targets().any(|t| t.authority == authority)
+    }
+}
+
+impl tower_service::Service<Uri> for Connector {
+    type Response = <HttpConnector as tower_service::Service<Uri>>::Response;
+    type Error = BoxError;
+    type Future = std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<Self::Response, BoxError>> + Send>,
+    >;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), BoxError>> {
+        self.http.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, uri: Uri) -> Self::Future {
+        let authority = uri.authority().map(|a| a.as_str().to_owned());
+        // Subscribed before the first look, so no swap between the two goes unseen.
+        let mut changes = self.changes.subscribe();
+        let table = Arc::clone(&self.table);
+        let connect = self.http.call(uri);
+        Box::pin(async move {
+            let Some(authority) = authority else {
+                return connect.await.map_err(Into::into);
+            };
+            if !Self::routed(&table, &authority) {
+                return Err(format!("target {authority} left the routing table").into());
+            }
+            tokio::pin!(connect);
+            loop {
+                tokio::select! {
+                    r = &mut connect => return r.map_err(Into::into),
+                    Ok(()) = changes.changed() => {
+                        if !Self::routed(&table, &authority) {
+                            return Err(format!("target {authority} left the routing table").into());
+                        }
+                    }
+                }
+            }
+        })
+    }
+}
+
+/// Accepts connections until the task is dropped. With `tls`, each connection is a TLS
+/// handshake first (ALPN `h2` or `http/1.1`). Either way HTTP/1.1 and HTTP/2 are served: over
+/// TLS as negotiated, in plain text HTTP/2 with prior knowledge (h2c) is detected by its
+/// preface.
+pub async fn serve(listener: TcpListener, shared: Arc<Shared>, tls: Option<TlsAcceptor>) {
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(x) => x,
@@ -114,29 +202,61 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>) {
         };
         let _ = stream.set_nodelay(true);
         let shared = shared.clone();
+        let tls = tls.clone();
         tokio::spawn(async move {
-            let io = TokioIo::new(stream);
-            let svc = service_fn(move |req| handle(req, peer, shared.clone()));
-            let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-            builder
-                .http1()
-                .timer(TokioTimer::new())
-                .header_read_timeout(Some(Duration::from_secs(10)))
-                .max_buf_size(64 * 1024)
-                .keep_alive(true);
-            if let Err(e) = builder.serve_connection_with_upgrades(io, svc).await {
-                tracing::trace!(error = %e, %peer, "connection ended with an error");
+            let Some(acceptor) = tls else {
+                serve_connection(stream, peer, shared, false).await;
+                return;
+            };
+            match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                Ok(Ok(s)) => serve_connection(s, peer, shared, true).await,
+                Ok(Err(e)) => {
+                    shared
+                        .global
+                        .tls_handshake_errors
+                        .fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!(error = %e, %peer, "TLS handshake failed");
+                }
+                Err(_) => {
+                    shared
+                        .global
+                        .tls_handshake_errors
+                        .fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!(%peer, "TLS handshake timed out");
+                }
             }
         });
     }
 }
 
-fn full(status: StatusCode, text: &'static str) -> Response<ProxyBody> {
-    let mut r = Response::new(
-        Full::new(Bytes::from_static(text.as_bytes()))
-            .map_err(|e| match e {})
-            .boxed(),
-    );
+/// A TLS client has this long to finish its handshake.
+pub const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+async fn serve_connection<I>(io: I, peer: SocketAddr, shared: Arc<Shared>, tls: bool)
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let io = TokioIo::new(io);
+    let svc = service_fn(move |req| handle(req, peer, shared.clone(), tls));
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(Some(Duration::from_secs(10)))
+        .max_buf_size(64 * 1024)
+        .keep_alive(true);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(256)
+        .max_header_list_size(64 * 1024);
+    if let Err(e) = builder.serve_connection_with_upgrades(io, svc).await {
+        tracing::trace!(error = %e, %peer, "connection ended with an error");
+    }
+}
+
+fn full(status: StatusCode, text: impl Into<Bytes>) -> Response<ProxyBody> {
+    let mut r = Response::new(Full::new(text.into()).map_err(|e| match e {}).boxed());
     *r.status_mut() = status;
     r.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -197,6 +317,17 @@ fn request_id() -> String {
     )
 }
 
+/// The protocol of a request as logs and metrics name it.
+pub fn protocol(v: http::Version) -> &'static str {
+    match v {
+        http::Version::HTTP_2 => "HTTP/2",
+        http::Version::HTTP_10 => "HTTP/1.0",
+        http::Version::HTTP_09 => "HTTP/0.9",
+        http::Version::HTTP_3 => "HTTP/3",
+        _ => "HTTP/1.1",
+    }
+}
+
 /// The request body in a form that can be sent (and, when buffered, sent again).
 enum ReqBody {
     Buffered(Bytes),
@@ -219,8 +350,11 @@ async fn handle(
     mut req: Request<Incoming>,
     peer: SocketAddr,
     shared: Arc<Shared>,
+    tls: bool,
 ) -> Result<Response<ProxyBody>, Infallible> {
     let start = Instant::now();
+    let proto = protocol(req.version());
+    shared.global.count_protocol(proto, tls);
     let upgrade = requested_upgrade(req.headers());
     let client_upgrade = upgrade.is_some().then(|| hyper::upgrade::on(&mut req));
     let table = shared.table.load_full();
@@ -238,7 +372,7 @@ async fn handle(
             "no route for this host and path\n",
         ));
     };
-    let service = Arc::clone(m.service);
+    let mut service = Arc::clone(m.service);
     let upstream_path = match req.uri().query() {
         Some(q) => format!("{}?{q}", m.path),
         None => m.path.into_owned(),
@@ -287,7 +421,6 @@ async fn handle(
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
         .to_owned();
-    let proto = format!("{:?}", parts.version);
     strip_hop_by_hop(&mut parts.headers);
     let xff = match parts
         .headers
@@ -300,9 +433,17 @@ async fn handle(
     if let Ok(v) = HeaderValue::from_str(&xff) {
         parts.headers.insert("x-forwarded-for", v);
     }
-    parts
-        .headers
-        .insert("x-forwarded-proto", HeaderValue::from_static("http"));
+    parts.headers.insert(
+        "x-forwarded-proto",
+        HeaderValue::from_static(if tls { "https" } else { "http" }),
+    );
+    // HTTP/2 carries the host in the :authority pseudo-header; HTTP/1.1 targets need Host.
+    if !parts.headers.contains_key(header::HOST)
+        && let Some(a) = parts.uri.authority()
+        && let Ok(v) = HeaderValue::from_str(a.as_str())
+    {
+        parts.headers.insert(header::HOST, v);
+    }
     if let Some(proto) = &upgrade {
         parts
             .headers
@@ -318,9 +459,22 @@ async fn handle(
 
     let mut tried: Vec<Arc<Target>> = Vec::with_capacity(MAX_ATTEMPTS);
     let mut last_error = "no healthy target";
+    let mut connect_failed = false;
     for attempt in 0..MAX_ATTEMPTS {
-        if attempt > 0 && start.elapsed() > RETRY_BUDGET {
+        // Nothing reached a target whose connect failed, so that retry is always safe;
+        // other retries stay within the budget.
+        if attempt > 0 && !connect_failed && start.elapsed() > RETRY_BUDGET {
+            last_error = "retry budget spent";
             break;
+        }
+        if attempt > 0 {
+            // The table may have changed meanwhile (a dead target taken out, new ones in).
+            let now = shared.table.load();
+            if let Some(m) = now.route(&host, &path)
+                && m.service.name == service.name
+            {
+                service = Arc::clone(m.service);
+            }
         }
         let Some(target) = pick(&service, &tried, &shared) else {
             break;
@@ -386,7 +540,8 @@ async fn handle(
                     method: method.to_string(),
                     host: host.clone(),
                     path: path.clone(),
-                    proto: proto.clone(),
+                    proto,
+                    tls,
                     user_agent: user_agent.clone(),
                 });
                 let tracked = Tracked {
@@ -414,9 +569,11 @@ async fn handle(
                         Ordering::Relaxed,
                     );
                 }
+                tracing::debug!(error = %e, target = %target.id, "connect failed");
                 release(&target, &service);
                 tried.push(target);
                 last_error = "upstream connection failed";
+                connect_failed = true;
                 continue;
             }
             Ok(Err(e)) => {
@@ -431,7 +588,8 @@ async fn handle(
                 if safe && matches!(body, ReqBody::Buffered(_)) {
                     target.connect_failures.fetch_add(1, Ordering::Relaxed);
                     tried.push(target);
-                    last_error = "upstream connection failed";
+                    last_error = "upstream request failed";
+                    connect_failed = false;
                     continue;
                 }
                 service
@@ -454,10 +612,13 @@ async fn handle(
     service
         .stats
         .observe(503, start.elapsed().as_micros() as u64);
-    let _ = last_error;
+    tracing::debug!(service = %service.name, attempts = tried.len(), reason = last_error, "503");
     Ok(full(
         StatusCode::SERVICE_UNAVAILABLE,
-        "no healthy target could take the request\n",
+        format!(
+            "no healthy target could take the request ({last_error}, {} tried)\n",
+            tried.len()
+        ),
     ))
 }
 
@@ -508,7 +669,8 @@ struct LogLine {
     method: String,
     host: String,
     path: String,
-    proto: String,
+    proto: &'static str,
+    tls: bool,
     user_agent: String,
 }
 
@@ -541,6 +703,7 @@ impl Guard {
                 "host": l.host,
                 "path": l.path,
                 "proto": l.proto,
+                "tls": l.tls,
                 "user_agent": l.user_agent,
             });
             // A full log queue drops the line rather than slowing requests.
