@@ -23,6 +23,7 @@ pub mod metrics;
 pub mod proxy;
 pub mod table;
 pub mod tls;
+pub mod upstream;
 
 use std::io::Write;
 use std::net::SocketAddr;

@@ -4,11 +4,10 @@
 //! Target choice is round robin over the service's routable targets, skipping targets that
 //! are passively marked down (unless all are). A connect failure (nothing was sent) is
 //! retried on a different target, up to [`MAX_ATTEMPTS`]; a safe request whose target died
-//! mid-request is retried within [`RETRY_BUDGET`]. A connect attempt gives up as soon as its
-//! target leaves the routing table ([`Connector`]): a dead task's address does not refuse
-//! connections, it swallows them until ARP gives up (about 3 s). Requests count as in flight
-//! on their target from the moment it is picked until the response body is finished, which
-//! is what draining waits for.
+//! mid-request is retried within [`RETRY_BUDGET`]. Connections to targets come from
+//! [`crate::upstream`] (per-target idle connections; a connect gives up when its target leaves
+//! the routing table). Requests count as in flight on their target from the moment it is
+//! picked until the response body is finished, which is what draining waits for.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -24,8 +23,6 @@ use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Empty, Full, Limited};
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper::service::service_fn;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
@@ -33,6 +30,7 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::metrics::Global;
 use crate::table::{Service, Table, Target};
+use crate::upstream::Upstreams;
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 pub type ProxyBody = BoxBody<Bytes, BoxError>;
@@ -74,39 +72,27 @@ impl Default for ProxyOptions {
 /// State shared by every connection.
 pub struct Shared {
     table: Arc<ArcSwap<Table>>,
-    /// Bumped on every table swap; connect attempts watch it (see [`Connector`]).
-    table_changes: watch::Sender<()>,
     pub global: Global,
     pub opts: ProxyOptions,
     pub started: Instant,
-    client: Client<Connector, ProxyBody>,
+    upstreams: Upstreams,
     access_log: Option<mpsc::Sender<String>>,
 }
 
 impl Shared {
     pub fn new(opts: ProxyOptions, access_log: Option<mpsc::Sender<String>>) -> Self {
-        let mut http = HttpConnector::new();
-        http.set_nodelay(true);
-        http.set_connect_timeout(Some(opts.connect_timeout));
         let table = Arc::new(ArcSwap::from_pointee(Table::default()));
-        let table_changes = watch::Sender::new(());
-        let connector = Connector {
-            http,
+        let upstreams = Upstreams {
             table: Arc::clone(&table),
-            changes: table_changes.clone(),
+            changes: watch::Sender::new(()),
+            connect_timeout: opts.connect_timeout,
         };
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(30))
-            .pool_max_idle_per_host(256)
-            .pool_timer(TokioTimer::new())
-            .build(connector);
         Self {
             table,
-            table_changes,
             global: Global::default(),
             opts,
             started: Instant::now(),
-            client,
+            upstreams,
             access_log,
         }
     }
@@ -119,70 +105,11 @@ impl Shared {
     /// Swaps in a new routing table; connect attempts to targets it no longer has give up.
     pub fn set_table(&self, table: Table) {
         self.table.store(Arc::new(table));
-        self.table_changes.send_replace(());
+        self.upstreams.changes.send_replace(());
     }
 
     fn now_ms(&self) -> u64 {
         self.started.elapsed().as_millis() as u64
-    }
-}
-
-/// Connects to targets like [`HttpConnector`], but gives up as soon as the target's address
-/// is no longer in the routing table. A task that dies is taken out of the table by the
-/// controller within moments, while a connect to its vanished address would hang until ARP
-/// gives up (about 3 s on Linux); the request is retried on another target instead.
-#[derive(Clone)]
-struct Connector {
-    http: HttpConnector,
-    table: Arc<ArcSwap<Table>>,
-    changes: watch::Sender<()>,
-}
-
-impl Connector {
-    fn routed(table: &ArcSwap<Table>, authority: &str) -> bool {
-        table.load().all_targets().any(|t| t.authority == authority)
-    }
-}
-
-impl tower_service::Service<Uri> for Connector {
-    type Response = <HttpConnector as tower_service::Service<Uri>>::Response;
-    type Error = BoxError;
-    type Future = std::pin::Pin<
-        Box<dyn std::future::Future<Output = Result<Self::Response, BoxError>> + Send>,
-    >;
-
-    fn poll_ready(
-        &mut self,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Result<(), BoxError>> {
-        self.http.poll_ready(cx).map_err(Into::into)
-    }
-
-    fn call(&mut self, uri: Uri) -> Self::Future {
-        let authority = uri.authority().map(|a| a.as_str().to_owned());
-        // Subscribed before the first look, so no swap between the two goes unseen.
-        let mut changes = self.changes.subscribe();
-        let table = Arc::clone(&self.table);
-        let connect = self.http.call(uri);
-        Box::pin(async move {
-            let Some(authority) = authority else {
-                return connect.await.map_err(Into::into);
-            };
-            if !Self::routed(&table, &authority) {
-                return Err(format!("target {authority} left the routing table").into());
-            }
-            tokio::pin!(connect);
-            loop {
-                tokio::select! {
-                    r = &mut connect => return r.map_err(Into::into),
-                    Ok(()) = changes.changed() => {
-                        if !Self::routed(&table, &authority) {
-                            return Err(format!("target {authority} left the routing table").into());
-                        }
-                    }
-                }
-            }
-        })
     }
 }
 
@@ -359,11 +286,6 @@ async fn handle(
     let client_upgrade = upgrade.is_some().then(|| hyper::upgrade::on(&mut req));
     let table = shared.table.load_full();
     let host = host_of(&req);
-    let path_and_query = req
-        .uri()
-        .path_and_query()
-        .map(|p| p.as_str().to_owned())
-        .unwrap_or_else(|| "/".into());
     let path = req.uri().path().to_owned();
     let Some(m) = table.route(&host, &path) else {
         shared.global.unrouted.fetch_add(1, Ordering::Relaxed);
@@ -373,11 +295,22 @@ async fn handle(
         ));
     };
     let mut service = Arc::clone(m.service);
-    let upstream_path = match req.uri().query() {
-        Some(q) => format!("{}?{q}", m.path),
-        None => m.path.into_owned(),
+    // Targets get the origin form (path and query): the request's own when nothing was
+    // stripped, so it is not formatted and parsed again.
+    let upstream_uri = match req.uri().path_and_query() {
+        Some(pq) if m.path == path.as_str() => Uri::from(pq.clone()),
+        _ => {
+            let p = &m.path;
+            let pq = match req.uri().query() {
+                Some(q) => format!("{p}?{q}"),
+                None => p.to_string(),
+            };
+            match Uri::try_from(pq) {
+                Ok(u) => u,
+                Err(_) => return Ok(full(StatusCode::BAD_REQUEST, "invalid request path\n")),
+            }
+        }
     };
-    let _ = path_and_query;
 
     // Body: refuse what is too large, buffer what is small enough to retry.
     let declared = req.body().size_hint().exact();
@@ -415,12 +348,6 @@ async fn handle(
         .map(str::to_owned)
         .unwrap_or_else(request_id);
     let method = parts.method.clone();
-    let user_agent = parts
-        .headers
-        .get(header::USER_AGENT)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_owned();
     strip_hop_by_hop(&mut parts.headers);
     let xff = match parts
         .headers
@@ -475,32 +402,69 @@ async fn handle(
             {
                 service = Arc::clone(m.service);
             }
+            shared.global.retries.fetch_add(1, Ordering::Relaxed);
         }
         let Some(target) = pick(&service, &tried, &shared) else {
             break;
         };
-        let Some(req_body) = body.take() else { break };
-        let uri: Uri = match format!("http://{}{}", target.authority, upstream_path).parse() {
-            Ok(u) => u,
-            Err(_) => {
-                release(&target, &service);
-                return Ok(full(StatusCode::BAD_REQUEST, "invalid request path\n"));
-            }
+        let Some(req_body) = body.take() else {
+            release(&target, &service);
+            break;
         };
         let mut up = Request::new(req_body);
         *up.method_mut() = parts.method.clone();
-        *up.uri_mut() = uri;
+        *up.uri_mut() = upstream_uri.clone();
         *up.headers_mut() = parts.headers.clone();
-        if attempt > 0 {
-            shared.global.retries.fetch_add(1, Ordering::Relaxed);
+
+        // A pooled connection the target closed meanwhile hands the request back unsent: it
+        // goes out once more on a new connection to the same target.
+        let mut sent = None;
+        for fresh in [false, true] {
+            let conn = if fresh {
+                shared.upstreams.connect(&target).await.map(|c| (c, false))
+            } else {
+                shared.upstreams.checkout(&target).await
+            };
+            let (mut conn, reused) = match conn {
+                Ok(c) => c,
+                Err(e) => {
+                    sent = Some(Err(Failure::Connect(e)));
+                    break;
+                }
+            };
+            match tokio::time::timeout(
+                shared.opts.response_header_timeout,
+                conn.try_send_request(up),
+            )
+            .await
+            {
+                Ok(Ok(resp)) => {
+                    sent = Some(Ok((resp, conn)));
+                    break;
+                }
+                Ok(Err(mut e)) => match e.take_message() {
+                    Some(req) if reused && !fresh => {
+                        up = req;
+                        continue;
+                    }
+                    Some(_) => {
+                        sent = Some(Err(Failure::NotSent(e.into_error())));
+                        break;
+                    }
+                    None => {
+                        sent = Some(Err(Failure::Sent(e.into_error())));
+                        break;
+                    }
+                },
+                Err(_) => {
+                    sent = Some(Err(Failure::Timeout));
+                    break;
+                }
+            }
         }
-        match tokio::time::timeout(
-            shared.opts.response_header_timeout,
-            shared.client.request(up),
-        )
-        .await
-        {
-            Ok(Ok(mut resp)) => {
+        let Some(outcome) = sent else { break };
+        match outcome {
+            Ok((mut resp, conn)) => {
                 target.connect_failures.store(0, Ordering::Relaxed);
                 target.requests.fetch_add(1, Ordering::Relaxed);
                 if resp.status() == StatusCode::SWITCHING_PROTOCOLS
@@ -514,13 +478,14 @@ async fn handle(
                         start,
                         status: 101,
                         log: None,
+                        conn: None,
                     };
                     let drain = target.drain_signal.subscribe();
                     tokio::spawn(async move {
                         if let (Ok(c), Ok(u)) = (client_upgrade.await, upstream_upgrade.await) {
                             tunnel(TokioIo::new(c), TokioIo::new(u), drain).await;
                         }
-                        guard.finish(0);
+                        guard.finish(0, false);
                     });
                     return Ok(Response::from_parts(
                         rparts,
@@ -542,7 +507,12 @@ async fn handle(
                     path: path.clone(),
                     proto,
                     tls,
-                    user_agent: user_agent.clone(),
+                    user_agent: parts
+                        .headers
+                        .get(header::USER_AGENT)
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("")
+                        .to_owned(),
                 });
                 let tracked = Tracked {
                     inner: rbody,
@@ -553,6 +523,7 @@ async fn handle(
                         start,
                         status,
                         log,
+                        conn: Some(conn),
                     }),
                 };
                 return Ok(Response::from_parts(
@@ -560,8 +531,9 @@ async fn handle(
                     tracked.map_err(BoxError::from).boxed(),
                 ));
             }
-            Ok(Err(e)) if e.is_connect() => {
+            Err(Failure::Connect(e)) => {
                 shared.global.connect_errors.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(error = %e, target = %target.id, "connect failed");
                 let n = target.connect_failures.fetch_add(1, Ordering::Relaxed) + 1;
                 if n >= PASSIVE_FAILURES {
                     target.down_until.store(
@@ -569,14 +541,22 @@ async fn handle(
                         Ordering::Relaxed,
                     );
                 }
-                tracing::debug!(error = %e, target = %target.id, "connect failed");
                 release(&target, &service);
                 tried.push(target);
                 last_error = "upstream connection failed";
                 connect_failed = true;
                 continue;
             }
-            Ok(Err(e)) => {
+            Err(Failure::NotSent(e)) => {
+                // Nothing went out: as safe to retry elsewhere as a connect failure.
+                tracing::debug!(error = %e, target = %target.id, "upstream connection failed before sending");
+                release(&target, &service);
+                tried.push(target);
+                last_error = "upstream connection failed";
+                connect_failed = true;
+                continue;
+            }
+            Err(Failure::Sent(e)) => {
                 // The request may have reached the target (it died mid-request). Safe methods
                 // with a buffered body are retried elsewhere; others get a 502.
                 tracing::debug!(error = %e, target = %target.id, "upstream request failed");
@@ -597,7 +577,7 @@ async fn handle(
                     .observe(502, start.elapsed().as_micros() as u64);
                 return Ok(full(StatusCode::BAD_GATEWAY, "upstream error\n"));
             }
-            Err(_) => {
+            Err(Failure::Timeout) => {
                 release(&target, &service);
                 service
                     .stats
@@ -620,6 +600,18 @@ async fn handle(
             tried.len()
         ),
     ))
+}
+
+/// How one attempt to forward a request failed.
+enum Failure {
+    /// No connection could be made; nothing was sent.
+    Connect(crate::upstream::ConnectError),
+    /// The connection failed before the request went out.
+    NotSent(hyper::Error),
+    /// The request (or part of it) went out; the target may have seen it.
+    Sent(hyper::Error),
+    /// No response head within the response header timeout.
+    Timeout,
 }
 
 /// Picks a target and counts the request in flight on it. A target being drained is never
@@ -681,11 +673,18 @@ struct Guard {
     start: Instant,
     status: u16,
     log: Option<LogLine>,
+    /// The connection the response came on; back to the target's pool once the body ended.
+    conn: Option<crate::upstream::Conn>,
 }
 
 impl Guard {
-    fn finish(self, bytes: u64) {
+    /// `complete`: the response body was read to the end, so its connection can carry
+    /// another request.
+    fn finish(mut self, bytes: u64, complete: bool) {
         let micros = self.start.elapsed().as_micros() as u64;
+        if complete && let Some(conn) = self.conn.take() {
+            crate::upstream::checkin(&self.target, conn);
+        }
         release(&self.target, &self.service);
         self.service.stats.observe(self.status, micros);
         if let Some(l) = self.log {
@@ -722,7 +721,8 @@ struct Tracked {
 impl Drop for Tracked {
     fn drop(&mut self) {
         if let Some(g) = self.guard.take() {
-            g.finish(self.bytes);
+            // The server side may stop polling once the body reports its end.
+            g.finish(self.bytes, self.inner.is_end_stream());
         }
     }
 }
@@ -743,9 +743,14 @@ impl Body for Tracked {
                     this.bytes += d.len() as u64;
                 }
             }
-            std::task::Poll::Ready(None) | std::task::Poll::Ready(Some(Err(_))) => {
+            std::task::Poll::Ready(None) => {
                 if let Some(g) = this.guard.take() {
-                    g.finish(this.bytes);
+                    g.finish(this.bytes, true);
+                }
+            }
+            std::task::Poll::Ready(Some(Err(_))) => {
+                if let Some(g) = this.guard.take() {
+                    g.finish(this.bytes, false);
                 }
             }
             std::task::Poll::Pending => {}

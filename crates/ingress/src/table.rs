@@ -127,6 +127,8 @@ pub struct Target {
     pub requests: AtomicU64,
     /// Turns true when the target starts draining: upgraded connections (WebSockets) close.
     pub drain_signal: tokio::sync::watch::Sender<bool>,
+    /// Idle connections to this target (see [`crate::upstream`]).
+    pub idle: std::sync::Mutex<Vec<crate::upstream::Conn>>,
 }
 
 impl Target {
@@ -141,6 +143,7 @@ impl Target {
             down_until: AtomicU64::new(0),
             requests: AtomicU64::new(0),
             drain_signal: tokio::sync::watch::channel(false).0,
+            idle: std::sync::Mutex::new(Vec::new()),
         }
     }
 }

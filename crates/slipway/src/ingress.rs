@@ -104,10 +104,17 @@ impl IngressTlsArgs {
 /// Runs the ingress in this process (its own runtime, so `--workers` applies).
 pub fn run(a: IngressArgs) -> Result<ExitCode> {
     crate::server::init_logging(false);
-    let mut rt = tokio::runtime::Builder::new_multi_thread();
-    if let Some(w) = a.workers {
-        rt.worker_threads(w.max(1));
-    }
+    // One worker runs on a current-thread runtime: no cross-thread wake-ups or work stealing
+    // (nginx's one worker process is the same shape).
+    let mut rt = match a.workers {
+        Some(1) => tokio::runtime::Builder::new_current_thread(),
+        Some(w) => {
+            let mut b = tokio::runtime::Builder::new_multi_thread();
+            b.worker_threads(w.max(1));
+            b
+        }
+        None => tokio::runtime::Builder::new_multi_thread(),
+    };
     let rt = rt.enable_all().build()?;
     let tls = a.tls.options()?;
     let access_log = (a.access_log != "off").then(|| {

@@ -53,28 +53,13 @@ async fn a_connect_to_a_target_that_left_the_table_is_given_up_and_retried() {
     let good = echo_upstream().await;
 
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        slipway_ingress::routes_path(dir.path()),
-        serde_json::to_vec(&config(&[("dead", black_hole)])).unwrap(),
-    )
-    .unwrap();
-    let opts = IngressOptions {
-        addrs: vec!["127.0.0.1:0".parse().unwrap()],
-        data_dir: dir.path().to_owned(),
-        access_log: None,
-        access_log_max_bytes: 0,
-        // Far longer than the client waits: only giving up on the removed target can pass.
-        proxy: ProxyOptions {
-            connect_timeout: Duration::from_secs(300),
-            ..ProxyOptions::default()
-        },
-        tls: None,
+    // Far longer than the client waits: only giving up on the removed target can pass.
+    let proxy = ProxyOptions {
+        connect_timeout: Duration::from_secs(300),
+        ..ProxyOptions::default()
     };
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let ingress = tokio::spawn(slipway_ingress::run(opts, async move {
-        let _ = stop_rx.await;
-    }));
-    let addr = wait_for_addr(&slipway_ingress::addr_path(dir.path())).await;
+    let (addr, stop_tx, ingress) =
+        start_ingress(dir.path(), &config(&[("dead", black_hole)]), proxy).await;
 
     let request = tokio::spawn(async move {
         let mut c = tokio::net::TcpStream::connect(&addr).await.unwrap();
@@ -104,5 +89,157 @@ async fn a_connect_to_a_target_that_left_the_table_is_given_up_and_retried() {
     assert!(response.contains("GET /x HTTP/1.1"), "{response}");
 
     let _ = stop_tx.send(());
+    ingress.await.unwrap().unwrap();
+}
+
+/// An HTTP/1.1 upstream that answers `ok` with keep-alive; it counts the connections it
+/// accepted and, with `close_after`, closes each connection after that many requests without
+/// saying so (as a target's idle timeout does).
+async fn keep_alive_upstream(
+    close_after: Option<usize>,
+) -> (
+    std::net::SocketAddr,
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok((mut c, _)) = l.accept().await {
+            count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut served = 0;
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 1024];
+                loop {
+                    while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        buf.drain(..end + 4);
+                        let reply = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+                        if c.write_all(reply).await.is_err() {
+                            return;
+                        }
+                        served += 1;
+                        if close_after == Some(served) {
+                            return;
+                        }
+                    }
+                    match c.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                }
+            });
+        }
+    });
+    (addr, accepted)
+}
+
+async fn start_ingress(
+    dir: &std::path::Path,
+    cfg: &RoutingConfig,
+    proxy: ProxyOptions,
+) -> (
+    String,
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<Result<(), slipway_ingress::IngressError>>,
+) {
+    std::fs::write(
+        slipway_ingress::routes_path(dir),
+        serde_json::to_vec(cfg).unwrap(),
+    )
+    .unwrap();
+    let opts = IngressOptions {
+        addrs: vec!["127.0.0.1:0".parse().unwrap()],
+        data_dir: dir.to_owned(),
+        access_log: None,
+        access_log_max_bytes: 0,
+        proxy,
+        tls: None,
+    };
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let ingress = tokio::spawn(slipway_ingress::run(opts, async move {
+        let _ = stop_rx.await;
+    }));
+    let addr = wait_for_addr(&slipway_ingress::addr_path(dir)).await;
+    (addr, stop_tx, ingress)
+}
+
+/// Sends `n` requests one after another on one keep-alive connection; returns the bodies.
+async fn sequential_gets(addr: &str, n: usize) -> Vec<String> {
+    let mut c = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut bodies = Vec::new();
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    for _ in 0..n {
+        c.write_all(b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\n")
+            .await
+            .unwrap();
+        // Read one response: head, then Content-Length bytes.
+        let (head_end, len) = loop {
+            if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+                let len: usize = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length: "))
+                    .expect("a content-length")
+                    .trim()
+                    .parse()
+                    .unwrap();
+                if buf.len() >= end + 4 + len {
+                    break (end + 4, len);
+                }
+            }
+            let n = tokio::time::timeout(Duration::from_secs(30), c.read(&mut chunk))
+                .await
+                .expect("no response within 30 s")
+                .unwrap();
+            assert!(n > 0, "the ingress closed the connection");
+            buf.extend_from_slice(&chunk[..n]);
+        };
+        let status = String::from_utf8_lossy(&buf[..12]).into_owned();
+        let body = String::from_utf8_lossy(&buf[head_end..head_end + len]).into_owned();
+        bodies.push(format!("{status} {body}"));
+        buf.drain(..head_end + len);
+    }
+    bodies
+}
+
+#[tokio::test]
+async fn upstream_connections_are_reused() {
+    let (upstream, accepted) = keep_alive_upstream(None).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (addr, stop, ingress) = start_ingress(
+        dir.path(),
+        &config(&[("t", upstream)]),
+        ProxyOptions::default(),
+    )
+    .await;
+    let bodies = sequential_gets(&addr, 20).await;
+    assert!(bodies.iter().all(|b| b == "HTTP/1.1 200 ok"), "{bodies:?}");
+    assert_eq!(
+        accepted.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "20 sequential requests should share one upstream connection"
+    );
+    let _ = stop.send(());
+    ingress.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn a_pooled_connection_the_target_closed_is_replaced_without_an_error() {
+    // The target closes every connection after one answer, keep-alive notwithstanding.
+    let (upstream, accepted) = keep_alive_upstream(Some(1)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (addr, stop, ingress) = start_ingress(
+        dir.path(),
+        &config(&[("t", upstream)]),
+        ProxyOptions::default(),
+    )
+    .await;
+    let bodies = sequential_gets(&addr, 10).await;
+    assert!(bodies.iter().all(|b| b == "HTTP/1.1 200 ok"), "{bodies:?}");
+    assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 10);
+    let _ = stop.send(());
     ingress.await.unwrap().unwrap();
 }
