@@ -86,9 +86,12 @@ get_blob() { # host repo digest -> ms
   curl -fsS $(auth "$1") -o /dev/null "http://$1/v2/$2/blobs/$3"
   t1=$(now_ms); echo $((t1 - t0))
 }
+# Who goes first alternates between runs, so neither side always runs right after the
+# blob (or image) was made, while the kernel is still writing it back.
+order() { if [ $(($1 % 2)) = 1 ]; then echo slipway ref; else echo ref slipway; fi; }
 declare -A up get push pull
 for i in $(seq "$runs"); do
-  for who in slipway ref; do
+  for who in $(order "$i"); do
     host=$([ $who = slipway ] && echo "$slipway_host" || echo "$ref_host")
     up[$who]+="$(upload "$host" "bench/blob$i" "$work/blob256" "$d256") "
     get[$who]+="$(get_blob "$host" "bench/blob$i" "$d256") "
@@ -107,13 +110,13 @@ build_image() { # run -> image id
 }
 for i in $(seq "$runs"); do
   image_id=$(build_image "$i")
-  for who in slipway ref; do
+  for who in $(order "$i"); do
     host=$([ $who = slipway ] && echo "$slipway_host" || echo "$ref_host")
     docker tag "$image_id" "$host/bench/img:run$i"
     t0=$(now_ms); docker push -q "$host/bench/img:run$i" >/dev/null; t1=$(now_ms)
     push[$who]+="$((t1 - t0)) "
   done
-  for who in slipway ref; do
+  for who in $(order "$i"); do
     host=$([ $who = slipway ] && echo "$slipway_host" || echo "$ref_host")
     docker rmi -f "$image_id" >/dev/null 2>&1 || true
     t0=$(now_ms); docker pull -q "$host/bench/img:run$i" >/dev/null; t1=$(now_ms)

@@ -81,8 +81,17 @@ pub fn load_pair(cert: &Path, key: &Path) -> Result<CertifiedKey, TlsError> {
             source,
         })
     };
-    let cert_pem = read(cert)?;
-    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&cert_pem)
+    pair_from_pem(&read(cert)?, &read(key)?, cert, key)
+}
+
+/// [`load_pair`] from contents already read (`cert` and `key` name them in errors).
+pub fn pair_from_pem(
+    cert_pem: &[u8],
+    key_pem: &[u8],
+    cert: &Path,
+    key: &Path,
+) -> Result<CertifiedKey, TlsError> {
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert_pem)
         .collect::<Result<_, _>>()
         .map_err(|e| TlsError::BadCert {
             path: cert.to_owned(),
@@ -93,8 +102,7 @@ pub fn load_pair(cert: &Path, key: &Path) -> Result<CertifiedKey, TlsError> {
             path: cert.to_owned(),
         });
     }
-    let key_pem = read(key)?;
-    let k = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| TlsError::BadKey {
+    let k = PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| TlsError::BadKey {
         path: key.to_owned(),
         detail: e.to_string(),
     })?;

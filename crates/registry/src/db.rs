@@ -280,24 +280,14 @@ impl Db {
         Ok(())
     }
 
-    /// (repository, bytes received) of an upload session.
-    pub async fn get_upload(&self, uuid: &str) -> Result<Option<(String, u64)>> {
-        let row = sqlx::query("SELECT repo, received FROM uploads WHERE uuid = ?")
+    /// The repository of an upload session. (The bytes it holds are its file's length; the
+    /// `received` column is no longer kept, so a PATCH writes nothing here.)
+    pub async fn upload_repo(&self, uuid: &str) -> Result<Option<String>> {
+        let row = sqlx::query("SELECT repo FROM uploads WHERE uuid = ?")
             .bind(uuid)
             .fetch_optional(&self.pool)
             .await?;
-        Ok(row.map(|r| (r.get("repo"), r.get::<i64, _>("received") as u64)))
-    }
-
-    pub async fn set_upload_received(&self, uuid: &str, received: u64) -> Result<()> {
-        let _w = self.write.lock().await;
-        sqlx::query("UPDATE uploads SET received = ?, updated_at = ? WHERE uuid = ?")
-            .bind(received as i64)
-            .bind(now_ms())
-            .bind(uuid)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
+        Ok(row.map(|r| r.get("repo")))
     }
 
     pub async fn delete_upload(&self, uuid: &str) -> Result<bool> {
@@ -309,7 +299,8 @@ impl Db {
         Ok(r.rows_affected() == 1)
     }
 
-    /// Upload sessions not touched since `before` (unix ms).
+    /// Upload sessions started before `before` (unix ms); the caller checks their files'
+    /// modification times to spare the ones still being written.
     pub async fn stale_uploads(&self, before: i64) -> Result<Vec<String>> {
         let rows = sqlx::query("SELECT uuid FROM uploads WHERE updated_at < ?")
             .bind(before)

@@ -8,9 +8,12 @@
 //!   `DATA_DIR/registry/registry.db`, with migrations in `crates/registry/migrations/`. It is
 //!   kept apart from the control plane's store so the two evolve independently. A row is
 //!   written only after its bytes are durable, so metadata never points at missing bytes.
-//! * **Uploads** are files under `DATA_DIR/registry/uploads/` whose durable length is
-//!   recorded after each chunk, so an upload resumes after a server restart
-//!   (`GET` on the upload returns `Range`). Bodies are streamed, never buffered whole.
+//! * **Uploads** are files under `DATA_DIR/registry/uploads/`; what an upload holds is its
+//!   file's length, so an upload resumes after a server restart (`GET` on the upload returns
+//!   `Range`). Chunks are written in 1 MiB blocks without fsync; the one data fsync, the
+//!   rename and the directory fsync happen when the upload is committed, after its digest
+//!   is checked (which also catches an upload damaged by a crash). A request that fails
+//!   appends nothing. Bodies are streamed, never buffered whole.
 //! * **Repositories** are created by `POST /api/v1/repositories` (optionally immutable) or,
 //!   mutable, by the first push to a new name. In an immutable repository a tag never moves
 //!   to another digest (`TAG_INVALID`); pushing the same digest again succeeds.
@@ -195,7 +198,20 @@ impl Registry {
     async fn purge_stale_uploads(&self) -> Result<(), RegistryError> {
         let ttl_ms = i64::try_from(self.inner.upload_ttl.as_millis()).unwrap_or(i64::MAX);
         let before = db::now_ms().saturating_sub(ttl_ms);
+        let cutoff = std::time::SystemTime::now()
+            .checked_sub(self.inner.upload_ttl)
+            .unwrap_or(std::time::UNIX_EPOCH);
         for uuid in self.inner.db.stale_uploads(before).await? {
+            // A PATCH touches only the file, not the row.
+            if self
+                .inner
+                .blobs
+                .upload_modified(&uuid)
+                .await
+                .is_some_and(|m| m > cutoff)
+            {
+                continue;
+            }
             self.inner.db.delete_upload(&uuid).await?;
             self.inner.blobs.remove_upload(&uuid).await;
             self.forget_upload(&uuid);

@@ -11,7 +11,6 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
 use serde_json::{Value, json};
-use tokio::io::AsyncSeekExt;
 
 use crate::Registry;
 use crate::auth::{self, Action, Claims, Rights};
@@ -626,7 +625,7 @@ async fn get_blob(
     }
     // A client that saw the blob may now push a manifest naming it: keep it from GC.
     reg.touch(&ds);
-    let (mut file, size) = match reg.inner.blobs.open_blob(&d).await {
+    let (file, size) = match reg.inner.blobs.open_blob(&d).await {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             return Err(OciError::new(
@@ -650,12 +649,7 @@ async fn get_blob(
     let body = if head {
         Body::empty()
     } else {
-        file.seek(std::io::SeekFrom::Start(start)).await?;
-        use tokio::io::AsyncReadExt;
-        Body::from_stream(tokio_util::io::ReaderStream::with_capacity(
-            file.take(len),
-            64 * 1024,
-        ))
+        crate::storage::file_body(file, start, len)
     };
     let mut r = Response::new(body);
     *r.status_mut() = status;
@@ -809,15 +803,25 @@ async fn start_upload(
     ))
 }
 
-/// The upload's recorded length, checking it belongs to `name`.
-async fn load_upload(reg: &Registry, name: &str, id: &str) -> Result<u64> {
+/// Checks that upload `id` exists and belongs to `name`.
+async fn load_upload(reg: &Registry, name: &str, id: &str) -> Result<()> {
     if !valid_upload_id(id) {
         return Err(upload_unknown(id));
     }
-    match reg.inner.db.get_upload(id).await? {
-        Some((repo, received)) if repo == name => Ok(received),
+    match reg.inner.db.upload_repo(id).await? {
+        Some(repo) if repo == name => Ok(()),
         _ => Err(upload_unknown(id)),
     }
+}
+
+/// What an upload holds: the length of its file. After a crash this is whatever reached the
+/// file; the client resumes from there and the digest check at the end catches damage.
+async fn upload_len(reg: &Registry, id: &str) -> Result<u64> {
+    reg.inner
+        .blobs
+        .upload_len(id)
+        .await?
+        .ok_or_else(|| upload_unknown(id))
 }
 
 async fn discard_upload(reg: &Registry, id: &str) -> Result<()> {
@@ -827,35 +831,43 @@ async fn discard_upload(reg: &Registry, id: &str) -> Result<()> {
     Ok(())
 }
 
-/// Appends a body at `received`, keeping the incremental SHA-256 when it is in step.
+/// An upload's lock, holding its incremental hash.
+type UploadGuard = tokio::sync::OwnedMutexGuard<crate::UploadCache>;
+
+/// Appends a body at `received` (exactly `expect` bytes when given), keeping the incremental
+/// SHA-256 when it is in step. A body that fails appends nothing.
 async fn append_body(
     reg: &Registry,
     id: &str,
     received: u64,
     body: Body,
-    limit: Option<u64>,
-    cache: &mut crate::UploadCache,
-) -> Result<u64> {
-    let mut hasher = match cache.take() {
+    expect: Option<u64>,
+    mut guard: UploadGuard,
+) -> Result<(u64, UploadGuard)> {
+    let hasher = match guard.take() {
         Some((n, h)) if n == received => Some(h),
         _ if received == 0 => Some(Algorithm::Sha256.hasher()),
         _ => None,
     };
-    match reg
+    let (r, mut guard) = reg
         .inner
         .blobs
-        .append(id, received, body, limit, hasher.as_mut())
-        .await
-    {
-        Ok(n) => {
-            if let Some(h) = hasher {
-                *cache = Some((n, h));
+        .append(id, received, body, expect, hasher, guard)
+        .await;
+    match r {
+        Ok(a) => {
+            if let Some(h) = a.hasher {
+                *guard = Some((a.len, h));
             }
-            Ok(n)
+            Ok((a.len, guard))
         }
         Err(WriteError::TooLong) => Err(OciError::new(
             Code::RangeInvalid,
             "the chunk is longer than its Content-Range",
+        )),
+        Err(WriteError::TooShort { got, expected }) => Err(OciError::new(
+            Code::RangeInvalid,
+            format!("the chunk has {got} bytes but its Content-Range announced {expected}"),
         )),
         Err(WriteError::Body(e)) => Err(OciError::new(
             Code::BlobUploadInvalid,
@@ -873,10 +885,10 @@ async fn append_chunk(
     received: u64,
     headers: &HeaderMap,
     body: Body,
-    cache: &mut crate::UploadCache,
-) -> Result<u64> {
+    guard: UploadGuard,
+) -> Result<(u64, UploadGuard)> {
     let range = content_range(headers)?;
-    let limit = match range {
+    let expect = match range {
         Some((start, end)) => {
             if start != received {
                 return Err(out_of_order(id, name, received, start));
@@ -885,20 +897,7 @@ async fn append_chunk(
         }
         None => None,
     };
-    let n = append_body(reg, id, received, body, limit, cache).await?;
-    if let Some(l) = limit
-        && n - received != l
-    {
-        *cache = None;
-        return Err(OciError::new(
-            Code::RangeInvalid,
-            format!(
-                "the chunk has {} bytes but its Content-Range announced {l}",
-                n - received
-            ),
-        ));
-    }
-    Ok(n)
+    append_body(reg, id, received, body, expect, guard).await
 }
 
 async fn patch_upload(
@@ -908,17 +907,11 @@ async fn patch_upload(
     headers: &HeaderMap,
     body: Body,
 ) -> Result<Response> {
-    let received = load_upload(reg, name, id).await?;
-    let lock = reg.upload_lock(id);
-    let mut cache = lock.lock().await;
-    // Re-read under the lock: another request may have appended meanwhile.
-    let received = match reg.inner.db.get_upload(id).await? {
-        Some((_, r)) => r,
-        None => return Err(upload_unknown(id)),
-    }
-    .max(received);
-    let n = append_chunk(reg, name, id, received, headers, body, &mut cache).await?;
-    reg.inner.db.set_upload_received(id, n).await?;
+    load_upload(reg, name, id).await?;
+    let guard = reg.upload_lock(id).lock_owned().await;
+    // Read under the lock: another request may have appended meanwhile.
+    let received = upload_len(reg, id).await?;
+    let (n, _guard) = append_chunk(reg, name, id, received, headers, body, guard).await?;
     Ok(empty(
         StatusCode::ACCEPTED,
         vec![
@@ -944,7 +937,8 @@ async fn put_upload(
     finish_upload(reg, name, id, &d, headers, body).await
 }
 
-/// Appends the last bytes, checks the digest and moves the blob into place.
+/// Appends the last bytes, checks the digest and moves the blob into place (one fsync of
+/// the data, the rename, one fsync of the directory).
 async fn finish_upload(
     reg: &Registry,
     name: &str,
@@ -953,23 +947,27 @@ async fn finish_upload(
     headers: &HeaderMap,
     body: Body,
 ) -> Result<Response> {
-    let lock = reg.upload_lock(id);
-    let mut cache = lock.lock().await;
-    let Some((_, received)) = reg.inner.db.get_upload(id).await? else {
+    let guard = reg.upload_lock(id).lock_owned().await;
+    // Under the lock: a concurrent PUT may have finished the session.
+    if reg.inner.db.upload_repo(id).await?.is_none() {
         return Err(upload_unknown(id));
-    };
-    let n = append_chunk(reg, name, id, received, headers, body, &mut cache).await?;
-    let actual = match cache.take() {
+    }
+    let received = upload_len(reg, id).await?;
+    let (n, mut guard) = append_chunk(reg, name, id, received, headers, body, guard).await?;
+    let actual = match guard.take() {
         Some((len, h)) if len == n && d.algorithm() == Algorithm::Sha256 => h.finish(),
         _ => reg.inner.blobs.hash_upload(id, d.algorithm()).await?,
     };
     if &actual != d {
-        drop(cache);
+        drop(guard);
         discard_upload(reg, id).await?;
         return Err(OciError::new(
             Code::DigestInvalid,
             format!("the uploaded content has digest {actual}, not {d}; the upload was discarded"),
         ));
+    }
+    if !reg.inner.blobs.blob_exists(d).await {
+        reg.inner.blobs.sync_upload(id).await?;
     }
     {
         // GC must not delete this digest between "its file exists" and the row commit.
@@ -981,13 +979,14 @@ async fn finish_upload(
             .await?;
         reg.touch(&d.to_string());
     }
-    drop(cache);
+    drop(guard);
     reg.forget_upload(id);
     Ok(blob_created(name, d))
 }
 
 async fn upload_status(reg: &Registry, name: &str, id: &str) -> Result<Response> {
-    let received = load_upload(reg, name, id).await?;
+    load_upload(reg, name, id).await?;
+    let received = upload_len(reg, id).await?;
     Ok(empty(
         StatusCode::NO_CONTENT,
         vec![

@@ -101,6 +101,16 @@ impl Reg {
         headers: &[(&str, &str)],
         body: Vec<u8>,
     ) -> Resp {
+        self.send_body(method, uri, headers, Body::from(body)).await
+    }
+
+    async fn send_body(
+        &self,
+        method: Method,
+        uri: &str,
+        headers: &[(&str, &str)],
+        body: Body,
+    ) -> Resp {
         let mut b = Request::builder()
             .method(method)
             .uri(uri)
@@ -111,7 +121,7 @@ impl Reg {
         let resp = self
             .app
             .clone()
-            .oneshot(b.body(Body::from(body)).unwrap())
+            .oneshot(b.body(body).unwrap())
             .await
             .unwrap();
         let status = resp.status();
@@ -608,6 +618,119 @@ async fn chunked_uploads_check_their_ranges() {
 }
 
 #[tokio::test]
+async fn a_failed_chunk_appends_nothing() {
+    let r = Reg::new().await;
+    let data: Vec<u8> = (0..3u32 << 20).map(|i| (i % 251) as u8).collect();
+    let loc = start(&r, "team/app").await;
+    let ok = r
+        .req(Method::PATCH, &loc, &[], data[..1 << 20].to_vec())
+        .await;
+    assert_eq!(ok.status, StatusCode::ACCEPTED);
+    // Shorter than its Content-Range.
+    let resp = r
+        .req(
+            Method::PATCH,
+            &loc,
+            &[("content-range", &format!("{}-{}", 1 << 20, (3 << 20) - 1))],
+            data[1 << 20..2 << 20].to_vec(),
+        )
+        .await;
+    assert_eq!(resp.status, StatusCode::RANGE_NOT_SATISFIABLE);
+    // A body that breaks off after more than one write block.
+    let chunks: Vec<Result<Bytes, std::io::Error>> = vec![
+        Ok(Bytes::copy_from_slice(&data[1 << 20..(2 << 20) + 5])),
+        Ok(Bytes::copy_from_slice(&data[(2 << 20) + 5..(2 << 20) + 9])),
+        Err(std::io::Error::other("connection reset")),
+    ];
+    let auth = r.auth.clone();
+    let resp = r
+        .send_body(
+            Method::PATCH,
+            &loc,
+            &[("authorization", &auth)],
+            Body::from_stream(futures_util::stream::iter(chunks)),
+        )
+        .await;
+    assert_eq!(resp.code(), "BLOB_UPLOAD_INVALID");
+    let status = r.req(Method::GET, &loc, &[], vec![]).await;
+    assert_eq!(status.header("range"), format!("0-{}", (1 << 20) - 1));
+    let id = loc.rsplit('/').next().unwrap();
+    let on_disk = std::fs::metadata(r.dir.path().join("uploads").join(id)).unwrap();
+    assert_eq!(
+        on_disk.len(),
+        1 << 20,
+        "the failed requests left bytes behind"
+    );
+    // The upload goes on from there.
+    let resp = r
+        .req(Method::PATCH, &loc, &[], data[1 << 20..].to_vec())
+        .await;
+    assert_eq!(resp.header("range"), format!("0-{}", (3 << 20) - 1));
+    let d = sha256(&data);
+    let resp = r
+        .req(Method::PUT, &format!("{loc}?digest={d}"), &[], vec![])
+        .await;
+    assert_eq!(resp.status, StatusCode::CREATED);
+    let got = r
+        .req(Method::GET, &format!("/v2/team/app/blobs/{d}"), &[], vec![])
+        .await;
+    assert!(got.body.as_ref() == data.as_slice());
+}
+
+#[tokio::test]
+async fn after_a_crash_an_upload_resumes_from_what_its_file_holds() {
+    let mut r = Reg::new().await;
+    let data: Vec<u8> = (0..300u32).map(|i| (i * 13) as u8).collect();
+    let loc = start(&r, "team/app").await;
+    let resp = r
+        .req(
+            Method::PATCH,
+            &loc,
+            &[("content-range", "0-99")],
+            data[..100].to_vec(),
+        )
+        .await;
+    assert_eq!(resp.status, StatusCode::ACCEPTED);
+    // The server died in the middle of the next PATCH: 50 more bytes reached the file.
+    let id = loc.rsplit('/').next().unwrap();
+    let path = r.dir.path().join("uploads").join(id);
+    let mut held = std::fs::read(&path).unwrap();
+    held.extend_from_slice(&data[100..150]);
+    std::fs::write(&path, &held).unwrap();
+    r.reopen().await;
+    let status = r.req(Method::GET, &loc, &[], vec![]).await;
+    assert_eq!(status.header("range"), "0-149");
+    let resp = r
+        .req(
+            Method::PATCH,
+            &loc,
+            &[("content-range", "150-299")],
+            data[150..].to_vec(),
+        )
+        .await;
+    assert_eq!(resp.status, StatusCode::ACCEPTED);
+    let d = sha256(&data);
+    let resp = r
+        .req(Method::PUT, &format!("{loc}?digest={d}"), &[], vec![])
+        .await;
+    assert_eq!(resp.status, StatusCode::CREATED);
+    // Damage (here: a byte changed behind the server's back) is caught by the digest check.
+    let loc = start(&r, "team/app").await;
+    let resp = r.req(Method::PATCH, &loc, &[], data.clone()).await;
+    assert_eq!(resp.status, StatusCode::ACCEPTED);
+    let id = loc.rsplit('/').next().unwrap();
+    let path = r.dir.path().join("uploads").join(id);
+    let mut held = std::fs::read(&path).unwrap();
+    held[7] ^= 0xff;
+    std::fs::write(&path, &held).unwrap();
+    r.reopen().await;
+    let resp = r
+        .req(Method::PUT, &format!("{loc}?digest={d}"), &[], vec![])
+        .await;
+    assert_eq!(resp.code(), "DIGEST_INVALID");
+}
+
+#[tokio::test]
 async fn streamed_patch_without_content_range() {
     let r = Reg::new().await;
     let loc = start(&r, "s").await;
@@ -809,6 +932,38 @@ async fn blob_range_requests() {
         assert_eq!(resp.status, StatusCode::RANGE_NOT_SATISFIABLE, "{bad}");
         assert_eq!(resp.header("content-range"), "bytes */100");
     }
+}
+
+#[tokio::test]
+async fn blobs_larger_than_a_read_are_served_whole_and_by_range() {
+    let r = Reg::new().await;
+    // Not a multiple of the 256 KiB read size.
+    let data: Vec<u8> = (0..(1u32 << 20) + 12_345)
+        .map(|i| (i % 247) as u8)
+        .collect();
+    let d = r.push_blob("a", &data).await;
+    let uri = format!("/v2/a/blobs/{d}");
+    let resp = r.req(Method::GET, &uri, &[], vec![]).await;
+    assert_eq!(resp.status, StatusCode::OK);
+    assert!(resp.body.as_ref() == data.as_slice());
+    let (a, b) = (200_000usize, 900_000usize);
+    let resp = r
+        .req(
+            Method::GET,
+            &uri,
+            &[("range", &format!("bytes={a}-{b}"))],
+            vec![],
+        )
+        .await;
+    assert_eq!(resp.status, StatusCode::PARTIAL_CONTENT);
+    assert_eq!(
+        resp.header("content-range"),
+        format!("bytes {a}-{b}/{}", data.len())
+    );
+    assert!(resp.body.as_ref() == &data[a..=b]);
+    let head = r.req(Method::HEAD, &uri, &[], vec![]).await;
+    assert_eq!(head.header("content-length"), data.len().to_string());
+    assert!(head.body.is_empty());
 }
 
 #[tokio::test]

@@ -1,7 +1,10 @@
 //! TLS on the API address (and so on the registry: `docker` on other hosts needs it).
 //!
-//! * `--tls-cert FILE --tls-key FILE`: PEM files, reloaded when their mtime changes (checked
-//!   every 2 s) and on `SIGHUP`; a broken new pair keeps the old one serving.
+//! * `--tls-cert FILE --tls-key FILE`: PEM files, reloaded when their contents change (read
+//!   every second; a change is taken once it has stayed the same for one check, so a pair
+//!   written one file after the other is read whole) and on `SIGHUP`. A broken new pair
+//!   keeps the old one serving, with one log line. New connections get the new pair;
+//!   established ones keep theirs.
 //! * `--tls-auto`: on first start a private CA is made in `DATA_DIR/ca/` (`ca.crt`, `ca.key`
 //!   mode 0600); it issues the server certificate (`server.crt`, `server.key`) for
 //!   `localhost`, the host name, the loopback addresses, the bound address (or, when bound to
@@ -33,7 +36,8 @@ fn load_pair(cert: &Path, key: &Path) -> Result<CertifiedKey> {
     Ok(slipway_ingress::tls::load_pair(cert, key)?)
 }
 
-/// Serves whatever pair was loaded last.
+/// Serves whatever pair was loaded last. Each handshake picks the current pair, so a reload
+/// never touches established connections.
 #[derive(Debug)]
 struct Resolver(RwLock<Arc<CertifiedKey>>);
 
@@ -43,9 +47,60 @@ impl ResolvesServerCert for Resolver {
     }
 }
 
-fn mtimes(cert: &Path, key: &Path) -> Option<(SystemTime, SystemTime)> {
-    let m = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
-    Some((m(cert)?, m(key)?))
+/// How often the certificate files are read.
+const POLL: Duration = Duration::from_secs(1);
+
+/// The contents of the certificate and key files (`None`: unreadable).
+type Contents = (Option<Vec<u8>>, Option<Vec<u8>>);
+
+fn read_contents(cert: &Path, key: &Path) -> Contents {
+    (std::fs::read(cert).ok(), std::fs::read(key).ok())
+}
+
+/// Follows the certificate files by their contents.
+struct Reloader {
+    cert: PathBuf,
+    key: PathBuf,
+    /// The contents last loaded, or last found broken.
+    seen: Contents,
+    /// Changed contents waiting to be the same at the next check (so a pair written one
+    /// file after the other is read once both are in place).
+    pending: Option<Contents>,
+}
+
+impl Reloader {
+    /// One check: a new pair when the files changed (and stayed the same for one check, or
+    /// `now` is set: SIGHUP) and the new pair loads. A broken pair is reported once (one log
+    /// line per change of the files) and the old pair keeps serving.
+    fn check(&mut self, now: bool) -> Option<CertifiedKey> {
+        let contents = read_contents(&self.cert, &self.key);
+        if contents == self.seen {
+            self.pending = None;
+            return None;
+        }
+        if !now && self.pending.as_ref() != Some(&contents) {
+            self.pending = Some(contents);
+            return None;
+        }
+        self.pending = None;
+        let loaded = match &contents {
+            (Some(c), Some(k)) => slipway_ingress::tls::pair_from_pem(c, k, &self.cert, &self.key)
+                .map_err(|e| e.to_string()),
+            (None, _) => Err(format!("cannot read {}", self.cert.display())),
+            (_, None) => Err(format!("cannot read {}", self.key.display())),
+        };
+        self.seen = contents;
+        match loaded {
+            Ok(k) => {
+                tracing::info!(cert = %self.cert.display(), "reloaded the TLS certificate");
+                Some(k)
+            }
+            Err(e) => {
+                tracing::warn!(cert = %self.cert.display(), "kept the previous TLS certificate: {e}");
+                None
+            }
+        }
+    }
 }
 
 /// A TLS setup ready to serve.
@@ -55,37 +110,50 @@ pub struct Tls {
     pub ca_pem: Option<String>,
 }
 
-/// Loads `cert`/`key` and keeps reloading them on change and on SIGHUP.
+/// Loads `cert`/`key` and keeps reloading them when their contents change (checked every
+/// second) and on SIGHUP.
 pub fn serve_files(cert: PathBuf, key: PathBuf, mut stop: watch::Receiver<bool>) -> Result<Tls> {
-    let resolver = Arc::new(Resolver(RwLock::new(Arc::new(load_pair(&cert, &key)?))));
+    let seen = read_contents(&cert, &key);
+    let first = match &seen {
+        (Some(c), Some(k)) => slipway_ingress::tls::pair_from_pem(c, k, &cert, &key)?,
+        _ => load_pair(&cert, &key)?,
+    };
+    let resolver = Arc::new(Resolver(RwLock::new(Arc::new(first))));
     let mut config = rustls::ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .context("TLS protocol versions")?
         .with_no_client_auth()
         .with_cert_resolver(resolver.clone());
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let mut reloader = Reloader {
+        cert,
+        key,
+        seen,
+        pending: None,
+    };
     tokio::spawn(async move {
-        let mut seen = mtimes(&cert, &key);
         let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
         loop {
             let forced = tokio::select! {
-                _ = tokio::time::sleep(Duration::from_secs(2)) => false,
+                _ = tokio::time::sleep(POLL) => false,
                 _ = async { match hup.as_mut() { Some(h) => { h.recv().await; } None => std::future::pending().await } } => true,
                 _ = stop.changed() => return,
             };
-            let now = mtimes(&cert, &key);
-            if !forced && now == seen {
-                continue;
-            }
-            seen = now;
-            match load_pair(&cert, &key) {
-                Ok(k) => {
-                    *resolver.0.write().expect("cert lock") = Arc::new(k);
-                    tracing::info!(cert = %cert.display(), "reloaded the TLS certificate");
-                }
+            let (r, k) = match tokio::task::spawn_blocking(move || {
+                let k = reloader.check(forced);
+                (reloader, k)
+            })
+            .await
+            {
+                Ok(x) => x,
                 Err(e) => {
-                    tracing::warn!(error = %format!("{e:#}"), "kept the previous TLS certificate")
+                    tracing::error!(error = %e, "the TLS certificate reloader failed");
+                    return;
                 }
+            };
+            reloader = r;
+            if let Some(k) = k {
+                *resolver.0.write().expect("cert lock") = Arc::new(k);
             }
         }
     });
@@ -322,6 +390,53 @@ mod tests {
         for want in ["localhost", "127.0.0.1", "10.1.2.3", "reg.example"] {
             assert!(n.iter().any(|x| x == want), "{want} in {n:?}");
         }
+    }
+
+    fn write_pair(dir: &Path, cert_from: &str, key_from: &str) {
+        let pair = |n: &str| {
+            let key = rcgen::KeyPair::generate().unwrap();
+            let p = rcgen::CertificateParams::new(vec![format!("{n}.test")]).unwrap();
+            (p.self_signed(&key).unwrap().pem(), key.serialize_pem())
+        };
+        let (c, _) = pair(cert_from);
+        let (c2, k2) = pair(key_from);
+        let (c, k) = if cert_from == key_from {
+            (c2, k2)
+        } else {
+            (c, k2)
+        };
+        std::fs::write(dir.join("c.pem"), c).unwrap();
+        std::fs::write(dir.join("k.pem"), k).unwrap();
+    }
+
+    #[test]
+    fn reload_follows_contents_and_keeps_the_old_pair_when_the_new_one_is_broken() {
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, key) = (dir.path().join("c.pem"), dir.path().join("k.pem"));
+        write_pair(dir.path(), "a", "a");
+        let mut r = Reloader {
+            seen: read_contents(&cert, &key),
+            cert,
+            key,
+            pending: None,
+        };
+        assert!(r.check(false).is_none(), "nothing changed");
+        // A change is taken once it stays the same for one check.
+        write_pair(dir.path(), "b", "b");
+        assert!(r.check(false).is_none());
+        assert!(r.check(false).is_some());
+        assert!(r.check(false).is_none());
+        // Mismatched certificate and key: not taken, and not tried again until they change.
+        write_pair(dir.path(), "c", "d");
+        assert!(r.check(false).is_none());
+        assert!(r.check(false).is_none());
+        assert_eq!(r.seen, read_contents(&r.cert, &r.key));
+        assert!(r.check(false).is_none());
+        // A missing file is a broken pair too; SIGHUP reads at once.
+        std::fs::remove_file(&r.key).unwrap();
+        assert!(r.check(true).is_none());
+        write_pair(dir.path(), "e", "e");
+        assert!(r.check(true).is_some());
     }
 
     #[tokio::test]

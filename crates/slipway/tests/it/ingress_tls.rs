@@ -12,7 +12,7 @@ use std::time::Duration;
 use crate::support::*;
 
 /// A private CA that issues the test's certificates.
-struct Ca {
+pub(crate) struct Ca {
     key: rcgen::KeyPair,
     params: rcgen::CertificateParams,
     pem: String,
@@ -20,7 +20,7 @@ struct Ca {
 }
 
 impl Ca {
-    fn new() -> Ca {
+    pub(crate) fn new() -> Ca {
         let key = rcgen::KeyPair::generate().unwrap();
         let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
         params
@@ -42,7 +42,7 @@ impl Ca {
 
     /// Writes `DIR/FILE.crt` and `DIR/FILE.key` (each by rename) for `names`, with common
     /// name `cn` (what the tests look for in the served certificate).
-    fn issue(&self, dir: &Path, file: &str, names: &[&str], cn: &str) {
+    pub(crate) fn issue(&self, dir: &Path, file: &str, names: &[&str], cn: &str) {
         let issuer = rcgen::Issuer::new(self.params.clone(), &self.key);
         let mut p = rcgen::CertificateParams::new(
             names.iter().map(|n| (*n).to_owned()).collect::<Vec<_>>(),
@@ -56,7 +56,7 @@ impl Ca {
     }
 }
 
-fn write_by_rename(path: &Path, text: &str) {
+pub(crate) fn write_by_rename(path: &Path, text: &str) {
     let tmp = path.with_extension("tmp");
     std::fs::write(&tmp, text).unwrap();
     std::fs::rename(&tmp, path).unwrap();
@@ -99,10 +99,10 @@ fn curl(ca: &Path, name: &str, port: u16, extra: &[&str]) -> (String, String) {
     (body.to_owned(), version.to_owned())
 }
 
-type Tls = rustls::StreamOwned<rustls::ClientConnection, TcpStream>;
+pub(crate) type Tls = rustls::StreamOwned<rustls::ClientConnection, TcpStream>;
 
 /// A TLS connection (ALPN http/1.1) that verifies the ingress against the test CA.
-fn connect(ca: &Ca, name: &str, port: u16) -> Tls {
+pub(crate) fn connect(ca: &Ca, name: &str, port: u16) -> Tls {
     let mut roots = rustls::RootCertStore::empty();
     roots.add(ca.der.clone()).unwrap();
     let mut cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
@@ -121,7 +121,7 @@ fn connect(ca: &Ca, name: &str, port: u16) -> Tls {
     rustls::StreamOwned::new(conn, sock)
 }
 
-fn read_head(c: &mut Tls) -> String {
+pub(crate) fn read_head(c: &mut Tls) -> String {
     let mut head = Vec::new();
     let mut byte = [0u8; 1];
     while !head.ends_with(b"\r\n\r\n") {

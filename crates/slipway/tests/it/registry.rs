@@ -937,3 +937,109 @@ fn docker_pushes_and_pulls_over_tls_with_the_private_ca() {
         .json();
     assert_eq!(images[0]["digest"], digest.as_str());
 }
+
+/// One keep-alive `GET path` on an HTTPS connection; the status line (errors: handshake
+/// refused, connection closed).
+fn https_status(c: &mut crate::ingress_tls::Tls, path: &str) -> std::io::Result<String> {
+    use std::io::Read;
+    c.write_all(format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n").as_bytes())?;
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        c.read_exact(&mut byte)?;
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&head).into_owned();
+    let len: usize = head
+        .lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case("content-length")
+                .then(|| v.trim().parse().unwrap())
+        })
+        .unwrap_or(0);
+    let mut body = vec![0u8; len];
+    c.read_exact(&mut body)?;
+    Ok(head.lines().next().unwrap_or_default().to_owned())
+}
+
+/// A new HTTPS connection to the API address trusting only `ca`: the status of `GET /v2/`.
+fn https_new(ca: &crate::ingress_tls::Ca, port: u16) -> std::io::Result<String> {
+    https_status(
+        &mut crate::ingress_tls::connect(ca, "localhost", port),
+        "/v2/",
+    )
+}
+
+/// `--tls-cert/--tls-key`: replacing the files switches new connections to the new pair while
+/// an established keep-alive connection goes on; a broken pair keeps the old one serving,
+/// with one log line.
+#[test]
+fn api_tls_certificate_reloads_from_the_files() {
+    use crate::ingress_tls::{Ca, write_by_rename};
+    if !docker() {
+        return;
+    }
+    let certs = tempfile::tempdir().unwrap();
+    let (ca1, ca2) = (Ca::new(), Ca::new());
+    ca1.issue(certs.path(), "api", &["localhost"], "api one");
+    let (crt, key) = (certs.path().join("api.crt"), certs.path().join("api.key"));
+    let s = Server::start_with(&[
+        "--tls-cert",
+        crt.to_str().unwrap(),
+        "--tls-key",
+        key.to_str().unwrap(),
+    ]);
+    let port: u16 = s.url.rsplit(':').next().unwrap().parse().unwrap();
+    let unauthorized = "HTTP/1.1 401 Unauthorized";
+    let mut old = crate::ingress_tls::connect(&ca1, "localhost", port);
+    assert_eq!(https_status(&mut old, "/v2/").unwrap(), unauthorized);
+    assert!(
+        https_new(&ca2, port).is_err(),
+        "a client trusting only CA 2 connected before the reload"
+    );
+
+    // A pair from CA 2 replaces the files.
+    ca2.issue(certs.path(), "api", &["localhost"], "api two");
+    wait_for(
+        Duration::from_secs(30),
+        "new connections to get the certificate from CA 2",
+        || https_new(&ca2, port).ok(),
+    );
+    assert_eq!(https_new(&ca2, port).unwrap(), unauthorized);
+    assert!(
+        https_new(&ca1, port).is_err(),
+        "a new connection still got the old certificate"
+    );
+    assert_eq!(
+        https_status(&mut old, "/v2/").unwrap(),
+        unauthorized,
+        "the keep-alive connection from before the reload broke"
+    );
+
+    // A broken pair: a certificate from CA 1 with another pair's key.
+    let other = tempfile::tempdir().unwrap();
+    ca1.issue(other.path(), "x", &["localhost"], "x");
+    ca1.issue(other.path(), "y", &["localhost"], "y");
+    let kept = "kept the previous TLS certificate";
+    assert_eq!(s.log().matches(kept).count(), 0, "{}", s.log());
+    write_by_rename(
+        &crt,
+        &std::fs::read_to_string(other.path().join("x.crt")).unwrap(),
+    );
+    write_by_rename(
+        &key,
+        &std::fs::read_to_string(other.path().join("y.key")).unwrap(),
+    );
+    wait_for(
+        Duration::from_secs(30),
+        "the server to report the broken pair",
+        || s.log().contains(kept).then_some(()),
+    );
+    // A few more checks of the (unchanged, still broken) files: still one line.
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(s.log().matches(kept).count(), 1, "{}", s.log());
+    assert_eq!(https_new(&ca2, port).unwrap(), unauthorized);
+    assert!(https_new(&ca1, port).is_err());
+    assert_eq!(https_status(&mut old, "/v2/").unwrap(), unauthorized);
+}
