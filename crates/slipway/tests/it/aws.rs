@@ -573,6 +573,71 @@ echo "$arn $dep"
         "{events:#?}"
     );
     assert_eq!(versions(&s), vec!["v2"]);
+
+    // ECS's newer deployment APIs show the same history: the broken deployment was rolled
+    // back, with the breaker triggered and the revision it went back to.
+    let listed = aws.json(&[
+        "ecs",
+        "list-service-deployments",
+        "--cluster",
+        "backend",
+        "--service",
+        "hyeon9mak-service-dev",
+    ]);
+    let briefs = listed["serviceDeployments"].as_array().unwrap();
+    let dep3_id = dep3.trim_start_matches("ecs-svc/");
+    let broken = briefs
+        .iter()
+        .find(|b| {
+            b["serviceDeploymentArn"]
+                .as_str()
+                .unwrap()
+                .ends_with(dep3_id)
+        })
+        .unwrap_or_else(|| panic!("{listed}"));
+    assert_eq!(broken["status"], "ROLLBACK_SUCCESSFUL", "{broken}");
+    assert_eq!(
+        broken["serviceArn"],
+        "arn:aws:ecs:us-east-1:000000000000:service/backend/hyeon9mak-service-dev"
+    );
+    let rolled = aws.json(&[
+        "ecs",
+        "list-service-deployments",
+        "--cluster",
+        "backend",
+        "--service",
+        "hyeon9mak-service-dev",
+        "--status",
+        "ROLLBACK_SUCCESSFUL",
+    ]);
+    assert!(
+        rolled["serviceDeployments"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|b| b["status"] == "ROLLBACK_SUCCESSFUL"),
+        "{rolled}"
+    );
+    let arn = broken["serviceDeploymentArn"].as_str().unwrap();
+    let described = aws.json(&[
+        "ecs",
+        "describe-service-deployments",
+        "--service-deployment-arns",
+        arn,
+        "arn:aws:ecs:us-east-1:000000000000:service-deployment/backend/hyeon9mak-service-dev/nope",
+    ]);
+    let d = &described["serviceDeployments"][0];
+    assert_eq!(d["status"], "ROLLBACK_SUCCESSFUL", "{d}");
+    assert_eq!(d["deploymentCircuitBreaker"]["status"], "TRIGGERED", "{d}");
+    assert!(
+        d["deploymentCircuitBreaker"]["failureCount"]
+            .as_u64()
+            .unwrap()
+            >= 3,
+        "{d}"
+    );
+    assert!(d["rollback"]["serviceRevisionArn"].is_string(), "{d}");
+    assert_eq!(described["failures"][0]["reason"], "MISSING", "{described}");
 }
 
 #[test]
@@ -1235,6 +1300,25 @@ fn run_task_stop_task_and_standalone_tasks_in_list_and_describe() {
     assert_eq!(by_starter["taskArns"], json!([exiting]));
     let c = aws.json(&["ecs", "describe-clusters", "--clusters", "jobs"]);
     assert_eq!(c["clusters"][0]["runningTasksCount"], 2, "{c}");
+    // `slipway ps` shows the standalone tasks of the app environment (cluster `jobs` is app
+    // `jobs`, environment `default`); with --all, the exited one with its exit code.
+    let ps = s.cli(&["ps", "--app", "jobs"]).ok().stdout;
+    for a in &arns {
+        let id = a.rsplit('/').next().unwrap();
+        assert!(ps.contains(id) && ps.contains("(standalone)"), "{ps}");
+    }
+    let all = s
+        .cli(&["--json", "ps", "--app", "jobs", "--all"])
+        .ok()
+        .json();
+    let exited = all
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| exiting.ends_with(t["id"].as_str().unwrap()))
+        .unwrap_or_else(|| panic!("{all}"));
+    assert_eq!(exited["exit_code"], 7, "{exited}");
+    assert_eq!(exited["standalone"]["task_definition"], "job:1", "{exited}");
     assert_eq!(
         s.containers().iter().filter(|c| c.running).count(),
         2,
