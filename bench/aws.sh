@@ -6,13 +6,18 @@
 #  3. SigV4 verification cost per request (the server-side check alone, release build).
 #
 # Usage: bench/aws.sh [SECONDS]   (default 15 per load run). Target: DescribeServices p99 <= 10 ms.
+# RATE (default 300) is the total request rate of the fixed-rate runs.
 # The latencies are measured by the Python clients (bench/aws_load.py, one process and one
 # keep-alive connection per client), so they include the client's own signing and parsing.
+# Each load is run twice: closed loop (every client sends as fast as it is answered: on a
+# small machine the 32 Python clients saturate the cores and latency = 32 / throughput) and
+# at a fixed total rate well below saturation (each latency from its scheduled send time).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 secs=${1:-15}
 conc=${CONCURRENCY:-32}
+rate=${RATE:-300}
 
 cargo build --quiet --release --locked -p slipway
 scripts/build-example.sh >/dev/null
@@ -49,10 +54,14 @@ for i in $(seq 0 99); do
     "{\"serviceName\":\"svc-$i\",\"taskDefinition\":\"bench\",\"desiredCount\":0}" | head -1 | grep -q 200
 done
 
+echo "load average before the runs: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "== 1. DescribeServices, 10 of 100 services per call, $conc clients, ${secs}s"
 python3 bench/aws_load.py "$SLIPWAY_SERVER" "$id" "$secret" "$T.DescribeServices" '{"services":{svc10}}' "$conc" "$secs"
+python3 bench/aws_load.py "$SLIPWAY_SERVER" "$id" "$secret" "$T.DescribeServices" '{"services":{svc10}}' "$conc" "$secs" "$rate"
 echo "== 2. RegisterTaskDefinition, $conc clients, ${secs}s"
-python3 bench/aws_load.py "$SLIPWAY_SERVER" "$id" "$secret" "$T.RegisterTaskDefinition" \
-  '{"family":"load","containerDefinitions":[{"name":"web","image":"slipway-hello:v1","memory":32,"environment":[{"name":"N","value":"{n}"}]}]}' "$conc" "$secs"
+td='{"family":"load","containerDefinitions":[{"name":"web","image":"slipway-hello:v1","memory":32,"environment":[{"name":"N","value":"{n}"}]}]}'
+python3 bench/aws_load.py "$SLIPWAY_SERVER" "$id" "$secret" "$T.RegisterTaskDefinition" "$td" "$conc" "$secs"
+python3 bench/aws_load.py "$SLIPWAY_SERVER" "$id" "$secret" "$T.RegisterTaskDefinition" "$td" "$conc" "$secs" "$rate"
+echo "load average after the runs: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "== 3. SigV4 verification cost per request"
 cargo test --quiet --release --locked -p slipway-aws --lib -- --ignored --nocapture sigv4_verification_cost 2>&1 | grep 'per request'

@@ -283,6 +283,25 @@ pub(crate) async fn list_services(
     Ok(Json(out))
 }
 
+#[derive(Debug, Deserialize)]
+pub(crate) struct TasksQuery {
+    app: String,
+    env: String,
+    /// Include stopped tasks.
+    #[serde(default)]
+    all: bool,
+}
+
+/// `GET /tasks?app=A&env=E[&all=true]`: the standalone tasks (ECS `RunTask`) of an app
+/// environment, newest first.
+pub(crate) async fn standalone_tasks(
+    State(state): State<ApiState>,
+    Query(q): Query<TasksQuery>,
+) -> ApiResult<Vec<slipway_core::model::Task>> {
+    let key = ServiceKey::standalone(&q.app, &q.env);
+    Ok(Json(state.store.list_tasks(&key, q.all).await?))
+}
+
 pub(crate) async fn get_service(
     State(state): State<ApiState>,
     Path((app, env, name)): Path<(String, String, String)>,

@@ -32,6 +32,7 @@ pub fn router(state: ApiState) -> Router {
     let api = Router::new()
         .route("/deploy", post(handlers::deploy))
         .route("/services", get(handlers::list_services))
+        .route("/tasks", get(handlers::standalone_tasks))
         .route(
             "/services/{app}/{env}/{name}",
             get(handlers::get_service).delete(handlers::delete_service),

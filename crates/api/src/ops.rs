@@ -208,6 +208,16 @@ pub(crate) async fn delete_app(
         state.controller.wake(&svc.key);
         keys.push(svc.key);
     }
+    // Standalone tasks (ECS RunTask) of the app are stopped too.
+    for t in state.store.live_standalone_tasks().await? {
+        if t.service.app == app && q.env.as_ref().is_none_or(|e| e == &t.service.env) {
+            state
+                .controller
+                .stop_task(&t.id, "The app was deleted")
+                .await
+                .map_err(ApiError::internal)?;
+        }
+    }
     let mut networks = Vec::new();
     if keys.is_empty() {
         // Nothing left to stop: remove the environment's network(s) if any remain.

@@ -7,10 +7,10 @@ use serde_json::{Map, Value, json};
 use slipway_controller::{now_ms, random_id};
 use slipway_core::model::{
     CircuitBreaker, CommandHealthCheck, ContainerSpec, Deployment, DeploymentConfig, PullPolicy,
-    RolloutState, ServiceKey, ServiceKind, Task, TaskDefinition, TaskHealth, TaskStatus,
-    validate_name,
+    RolloutState, ServiceKey, ServiceKind, Standalone, Task, TaskDefinition, TaskHealth,
+    TaskStatus, validate_name,
 };
-use slipway_store::{NewDeployment, RevisionChoice, ServiceRecord};
+use slipway_store::{NewDeployment, RevisionChoice, ServiceRecord, TaskCount};
 
 use crate::{AwsError, AwsResult, Call, parse, require_write, ts};
 
@@ -66,13 +66,15 @@ pub(crate) async fn dispatch(call: &Call<'_>, op: &str, body: &[u8]) -> AwsResul
         "ListServices" => list_services(call, parse(body)?).await,
         "DeleteService" => delete_service(call, parse(body)?).await,
         "ListTasks" => list_tasks(call, parse(body)?).await,
+        "ListServiceDeployments" => list_service_deployments(call, parse(body)?).await,
+        "DescribeServiceDeployments" => describe_service_deployments(call, parse(body)?).await,
         "DescribeTasks" => describe_tasks(call, parse(body)?).await,
-        "RunTask" | "StartTask" | "StopTask" | "TagResource" | "UntagResource" => {
-            Err(AwsError::client(
-                "UnsupportedFeatureException",
-                format!("{op} is not supported by Slipway yet: tasks run as part of services"),
-            ))
-        }
+        "RunTask" | "StartTask" => run_task(call, parse(body)?, parse(body)?).await,
+        "StopTask" => stop_task(call, parse(body)?).await,
+        "TagResource" | "UntagResource" => Err(AwsError::client(
+            "UnsupportedFeatureException",
+            format!("{op} is not supported by Slipway yet"),
+        )),
         _ => Err(AwsError::client(
             "UnknownOperationException",
             format!("unknown ECS operation {op}"),
@@ -205,6 +207,7 @@ async fn cluster_json(call: &Call<'_>, c: &Cluster, status: &str) -> AwsResult {
     let mut services = 0;
     let mut running = 0;
     let mut pending = 0;
+    let mut keys = vec![ServiceKey::standalone(&c.app, &c.env)];
     for svc in call.state.store.list_services(Some(&c.app)).await? {
         if svc.key.env != c.env {
             continue;
@@ -212,11 +215,16 @@ async fn cluster_json(call: &Call<'_>, c: &Cluster, status: &str) -> AwsResult {
         if !svc.deleting {
             services += 1;
         }
-        for t in call.state.store.list_tasks(&svc.key, false).await? {
-            if is_running(&t) {
-                running += 1;
-            } else if is_pending(&t) {
-                pending += 1;
+        keys.push(svc.key);
+    }
+    for key in &keys {
+        for t in call.state.store.list_tasks(key, false).await? {
+            match ecs_status(&t) {
+                TaskStatus::Running => running += 1,
+                TaskStatus::Provisioning | TaskStatus::Pending | TaskStatus::Activating => {
+                    pending += 1
+                }
+                _ => {}
             }
         }
     }
@@ -310,6 +318,19 @@ async fn delete_cluster(call: &Call<'_>, req: ClusterReq) -> AwsResult {
         return Err(AwsError::client(
             "ClusterContainsServicesException",
             "The Cluster cannot be deleted while Services are active.",
+        ));
+    }
+    let standalone = ServiceKey::standalone(&c.app, &c.env);
+    if !call
+        .state
+        .store
+        .list_tasks(&standalone, false)
+        .await?
+        .is_empty()
+    {
+        return Err(AwsError::client(
+            "ClusterContainsTasksException",
+            "The Cluster cannot be deleted while Tasks are active.",
         ));
     }
     let mut names = created_clusters(call).await?;
@@ -1106,130 +1127,181 @@ fn rollout(d: &Deployment) -> (&'static str, String) {
 /// still ACTIVATING (ECS registers and checks a task before it counts as RUNNING), so
 /// `runningCount` and `aws ecs wait services-stable` count only tasks that are serving.
 fn ecs_status(t: &Task) -> TaskStatus {
-    match (t.last_status, t.health) {
+    if t.standalone.is_some() {
+        // A standalone task has no load balancer to register with: RUNNING is running.
+        return t.last_status;
+    }
+    service_task_status(t.last_status, t.health)
+}
+
+fn service_task_status(status: TaskStatus, health: TaskHealth) -> TaskStatus {
+    match (status, health) {
         (TaskStatus::Running, TaskHealth::Unknown) => TaskStatus::Activating,
         (s, _) => s,
     }
 }
 
-fn is_running(t: &Task) -> bool {
-    ecs_status(t) == TaskStatus::Running
+fn is_running(status: TaskStatus, health: TaskHealth) -> bool {
+    service_task_status(status, health) == TaskStatus::Running
 }
 
-fn is_pending(t: &Task) -> bool {
+fn is_pending(status: TaskStatus, health: TaskHealth) -> bool {
     matches!(
-        ecs_status(t),
+        service_task_status(status, health),
         TaskStatus::Provisioning | TaskStatus::Pending | TaskStatus::Activating
     )
 }
 
+/// One service as `DescribeServices` shows it.
 async fn service_json(call: &Call<'_>, c: &Cluster, svc: &ServiceRecord) -> AwsResult {
+    let mut out = services_json(call, c, std::slice::from_ref(&svc.key.name)).await?;
+    out.remove(&svc.key.name)
+        .ok_or_else(|| AwsError::server("the service vanished"))
+}
+
+/// Services of a cluster as `DescribeServices` shows them, by name (unknown ones are left
+/// out). A fixed number of store reads whatever the number of services: the services, their
+/// deployments, their live task counts, their events and the task definitions they run.
+async fn services_json(
+    call: &Call<'_>,
+    c: &Cluster,
+    names: &[String],
+) -> AwsResult<HashMap<String, Value>> {
     let store = &call.state.store;
-    let key = &svc.key;
-    let tasks = store.list_tasks(key, false).await?;
-    let deps = store.list_deployments(key, 10).await?;
-    let primary = deps.first();
-    let now = now_ms();
-    // Tasks of each deployment; a rollback deployment owns the tasks of its revision that
-    // it adopted.
-    let owner = |t: &Task| -> String {
-        match primary {
-            Some(p) if p.rollback_of.is_some() && t.revision == p.revision => p.id.clone(),
-            _ => t.deployment_id.clone(),
+    let views = store.service_views(&c.app, &c.env, names, 10, 100).await?;
+    let mut wanted: Vec<(String, u32)> = Vec::new();
+    for v in &views {
+        let family = v.record.key.family();
+        wanted.push((family.clone(), v.record.revision));
+        for d in &v.deployments {
+            wanted.push((family.clone(), d.revision));
         }
-    };
-    let mut by_dep: HashMap<String, Vec<&Task>> = HashMap::new();
-    for t in &tasks {
-        by_dep.entry(owner(t)).or_default().push(t);
     }
-    let mut sources: HashMap<u32, String> = HashMap::new();
-    let mut deployments = Vec::new();
-    for (i, d) in deps.iter().enumerate() {
-        let live = by_dep.get(&d.id).map(Vec::as_slice).unwrap_or_default();
-        let is_primary = i == 0;
-        // A rolled-back deployment stays listed (rolloutState FAILED) while the rollback
-        // runs and for a short while after: Slipway's rollback adopts the tasks of the
-        // previous revision, so it can finish at once, and pollers must still see the failure.
-        let rolled_back_now = primary.is_some_and(|p| {
-            p.state == RolloutState::InProgress && p.rollback_of.as_deref() == Some(d.id.as_str())
-        }) || (d.state == RolloutState::RolledBack
-            && d.timeline
-                .finished_at
-                .is_some_and(|f| now - f < FAILED_LINGER_MS));
-        if !is_primary && live.is_empty() && !rolled_back_now {
-            continue;
-        }
-        let src = match sources.get(&d.revision) {
-            Some(s) => s.clone(),
-            None => {
-                let s = source_of(call, key, d.revision).await?;
-                sources.insert(d.revision, s.clone());
-                s
-            }
-        };
-        let (state, reason) = rollout(d);
-        let running = live.iter().filter(|t| is_running(t)).count();
-        let pending = live.iter().filter(|t| is_pending(t)).count();
-        let desired = if is_primary {
-            svc.desired_count as usize
-        } else {
-            live.iter().filter(|t| t.desired_running).count()
-        };
-        deployments.push(json!({
-            "id": format!("ecs-svc/{}", d.id),
-            "status": if is_primary { "PRIMARY" } else { "ACTIVE" },
-            "taskDefinition": td_arn(call, &src),
-            "desiredCount": desired,
-            "pendingCount": pending,
-            "runningCount": running,
-            "failedTasks": d.failed_tasks,
-            "createdAt": ts(d.created_at),
-            "updatedAt": ts(d.updated_at),
-            "launchType": "EC2",
-            "rolloutState": state,
-            "rolloutStateReason": reason,
-        }));
-    }
-    let running = tasks.iter().filter(|t| is_running(t)).count();
-    let pending = tasks.iter().filter(|t| is_pending(t)).count();
-    let events: Vec<Value> = store
-        .list_events(key, 100)
+    wanted.sort();
+    wanted.dedup();
+    let sources: HashMap<(String, u32), String> = store
+        .get_task_definitions(&wanted)
         .await?
         .into_iter()
-        .map(|e| json!({ "id": e.id.to_string(), "createdAt": ts(e.created_at), "message": e.message }))
+        .map(|td| {
+            let src = td.source.clone().unwrap_or_else(|| td.id());
+            ((td.family, td.revision), src)
+        })
         .collect();
-    let source = source_of(call, key, svc.revision).await?;
-    let cb = svc.config.circuit_breaker;
-    Ok(json!({
-        "serviceArn": c.service_arn(call, &key.name),
-        "serviceName": key.name,
-        "clusterArn": c.arn(call),
-        "loadBalancers": [],
-        "serviceRegistries": [],
-        "status": if svc.deleting { "DRAINING" } else { "ACTIVE" },
-        "desiredCount": svc.desired_count,
-        "runningCount": running,
-        "pendingCount": pending,
-        "launchType": "EC2",
-        "taskDefinition": td_arn(call, &source),
-        "deploymentConfiguration": {
-            "deploymentCircuitBreaker": { "enable": cb.enable, "rollback": cb.rollback },
-            "maximumPercent": svc.config.maximum_percent,
-            "minimumHealthyPercent": svc.config.minimum_healthy_percent,
-        },
-        "deployments": deployments,
-        "events": events,
-        "createdAt": ts(svc.created_at),
-        "placementConstraints": [],
-        "placementStrategy": [],
-        "schedulingStrategy": "REPLICA",
-        "deploymentController": { "type": "ECS" },
-        "healthCheckGracePeriodSeconds": svc.config.health_check_grace_period_ms / 1000,
-        "createdBy": format!("arn:aws:iam::{}:root", crate::ACCOUNT_ID),
-        "enableECSManagedTags": false,
-        "propagateTags": "NONE",
-        "enableExecuteCommand": false,
-    }))
+    let source = |key: &ServiceKey, revision: u32| -> String {
+        let family = key.family();
+        sources
+            .get(&(family.clone(), revision))
+            .cloned()
+            .unwrap_or_else(|| format!("{family}:{revision}"))
+    };
+    let now = now_ms();
+    let mut out = HashMap::with_capacity(views.len());
+    for v in views {
+        let svc = &v.record;
+        let key = &svc.key;
+        let deps = &v.deployments;
+        let primary = deps.first();
+        // Tasks of each deployment; a rollback deployment owns the tasks of its revision
+        // that it adopted.
+        let owner = |t: &TaskCount| -> String {
+            match primary {
+                Some(p) if p.rollback_of.is_some() && t.revision == p.revision => p.id.clone(),
+                _ => t.deployment_id.clone(),
+            }
+        };
+        let mut by_dep: HashMap<String, Vec<&TaskCount>> = HashMap::new();
+        for t in &v.tasks {
+            by_dep.entry(owner(t)).or_default().push(t);
+        }
+        let sum = |list: &[&TaskCount], f: &dyn Fn(&TaskCount) -> bool| -> usize {
+            list.iter().filter(|t| f(t)).map(|t| t.count as usize).sum()
+        };
+        let mut deployments = Vec::new();
+        for (i, d) in deps.iter().enumerate() {
+            let live = by_dep.get(&d.id).map(Vec::as_slice).unwrap_or_default();
+            let is_primary = i == 0;
+            // A rolled-back deployment stays listed (rolloutState FAILED) while the rollback
+            // runs and for a short while after: Slipway's rollback adopts the tasks of the
+            // previous revision, so it can finish at once, and pollers must still see the
+            // failure.
+            let rolled_back_now = primary.is_some_and(|p| {
+                p.state == RolloutState::InProgress
+                    && p.rollback_of.as_deref() == Some(d.id.as_str())
+            }) || (d.state == RolloutState::RolledBack
+                && d.timeline
+                    .finished_at
+                    .is_some_and(|f| now - f < FAILED_LINGER_MS));
+            if !is_primary && live.is_empty() && !rolled_back_now {
+                continue;
+            }
+            let (state, reason) = rollout(d);
+            let running = sum(live, &|t| is_running(t.last_status, t.health));
+            let pending = sum(live, &|t| is_pending(t.last_status, t.health));
+            let desired = if is_primary {
+                svc.desired_count as usize
+            } else {
+                sum(live, &|t| t.desired_running)
+            };
+            deployments.push(json!({
+                "id": format!("ecs-svc/{}", d.id),
+                "status": if is_primary { "PRIMARY" } else { "ACTIVE" },
+                "taskDefinition": td_arn(call, &source(key, d.revision)),
+                "desiredCount": desired,
+                "pendingCount": pending,
+                "runningCount": running,
+                "failedTasks": d.failed_tasks,
+                "createdAt": ts(d.created_at),
+                "updatedAt": ts(d.updated_at),
+                "launchType": "EC2",
+                "rolloutState": state,
+                "rolloutStateReason": reason,
+            }));
+        }
+        let all: Vec<&TaskCount> = v.tasks.iter().collect();
+        let running = sum(&all, &|t| is_running(t.last_status, t.health));
+        let pending = sum(&all, &|t| is_pending(t.last_status, t.health));
+        let events: Vec<Value> = v
+            .events
+            .iter()
+            .map(|e| json!({ "id": e.id.to_string(), "createdAt": ts(e.created_at), "message": e.message }))
+            .collect();
+        let cb = svc.config.circuit_breaker;
+        out.insert(
+            key.name.clone(),
+            json!({
+                "serviceArn": c.service_arn(call, &key.name),
+                "serviceName": key.name,
+                "clusterArn": c.arn(call),
+                "loadBalancers": [],
+                "serviceRegistries": [],
+                "status": if svc.deleting { "DRAINING" } else { "ACTIVE" },
+                "desiredCount": svc.desired_count,
+                "runningCount": running,
+                "pendingCount": pending,
+                "launchType": "EC2",
+                "taskDefinition": td_arn(call, &source(key, svc.revision)),
+                "deploymentConfiguration": {
+                    "deploymentCircuitBreaker": { "enable": cb.enable, "rollback": cb.rollback },
+                    "maximumPercent": svc.config.maximum_percent,
+                    "minimumHealthyPercent": svc.config.minimum_healthy_percent,
+                },
+                "deployments": deployments,
+                "events": events,
+                "createdAt": ts(svc.created_at),
+                "placementConstraints": [],
+                "placementStrategy": [],
+                "schedulingStrategy": "REPLICA",
+                "deploymentController": { "type": "ECS" },
+                "healthCheckGracePeriodSeconds": svc.config.health_check_grace_period_ms / 1000,
+                "createdBy": format!("arn:aws:iam::{}:root", crate::ACCOUNT_ID),
+                "enableECSManagedTags": false,
+                "propagateTags": "NONE",
+                "enableExecuteCommand": false,
+            }),
+        );
+    }
+    Ok(out)
 }
 
 async fn active_td(call: &Call<'_>, r: &str) -> AwsResult<TaskDefinition> {
@@ -1371,29 +1443,21 @@ async fn describe_services(call: &Call<'_>, req: DescribeServicesReq) -> AwsResu
         return Err(AwsError::invalid("services can have at most 10 items."));
     }
     let c = find_cluster(call, req.cluster.as_deref()).await?;
-    // The services are described concurrently (the store's connections work in parallel).
-    let c = &c;
-    let views = futures_util::future::try_join_all(names.iter().map(|n| async move {
-        let name = name_of(n);
-        let found = if validate_name(name).is_ok() {
-            call.state.store.get_service(&c.key(name)).await?
-        } else {
-            None
-        };
-        match found {
-            Some(svc) => Ok::<_, AwsError>(Ok(service_json(call, c, &svc).await?)),
-            None => Ok(Err(
-                json!({ "arn": c.service_arn(call, name), "reason": "MISSING" }),
-            )),
-        }
-    }))
-    .await?;
+    let wanted: Vec<String> = names
+        .iter()
+        .map(|n| name_of(n))
+        .filter(|n| validate_name(n).is_ok())
+        .map(str::to_owned)
+        .collect();
+    let found = services_json(call, &c, &wanted).await?;
     let mut services = Vec::new();
     let mut failures = Vec::new();
-    for v in views {
-        match v {
-            Ok(s) => services.push(s),
-            Err(f) => failures.push(f),
+    for n in &names {
+        let name = name_of(n);
+        // A service named twice is described twice, as ECS does.
+        match found.get(name) {
+            Some(v) => services.push(v.clone()),
+            None => failures.push(json!({ "arn": c.service_arn(call, name), "reason": "MISSING" })),
         }
     }
     Ok(json!({ "services": services, "failures": failures }))
@@ -1463,6 +1527,284 @@ async fn delete_service(call: &Call<'_>, req: DeleteServiceReq) -> AwsResult {
     Ok(json!({ "service": service_json(call, &c, &svc).await? }))
 }
 
+// ---------------------------------------------------------------- service deployments
+
+/// How many deployments of a service are kept (the store trims to this many).
+const DEPLOYMENTS_KEPT: u32 = 50;
+
+fn service_deployment_arn(call: &Call<'_>, c: &Cluster, service: &str, id: &str) -> String {
+    call.arn(
+        "ecs",
+        &format!("service-deployment/{}/{service}/{id}", c.name),
+    )
+}
+
+/// Slipway has no service revisions of its own: a deployment's revision is its task
+/// definition revision in the service's family.
+fn service_revision_arn(call: &Call<'_>, c: &Cluster, service: &str, revision: u32) -> String {
+    call.arn(
+        "ecs",
+        &format!("service-revision/{}/{service}/{revision}", c.name),
+    )
+}
+
+/// ECS `ServiceDeploymentStatus` of a deployment (its rollback, when it was rolled back,
+/// is part of it as on ECS).
+fn deployment_status(d: &Deployment, rollback: Option<&Deployment>) -> &'static str {
+    match (d.state, rollback) {
+        (RolloutState::InProgress, _) if d.rollback_of.is_some() => "ROLLBACK_IN_PROGRESS",
+        (RolloutState::InProgress, _) => "IN_PROGRESS",
+        (RolloutState::Succeeded, _) if d.rollback_of.is_some() => "ROLLBACK_SUCCESSFUL",
+        (RolloutState::Succeeded, _) => "SUCCESSFUL",
+        (_, Some(r)) => match r.state {
+            RolloutState::InProgress => "ROLLBACK_IN_PROGRESS",
+            RolloutState::Succeeded => "ROLLBACK_SUCCESSFUL",
+            _ => "ROLLBACK_FAILED",
+        },
+        (RolloutState::Failed | RolloutState::RolledBack, None) => "STOPPED",
+    }
+}
+
+fn deployment_brief(call: &Call<'_>, c: &Cluster, d: &Deployment, all: &[Deployment]) -> Value {
+    let rollback = d
+        .rolled_back_by
+        .as_deref()
+        .and_then(|id| all.iter().find(|x| x.id == id));
+    let mut o = json!({
+        "serviceDeploymentArn": service_deployment_arn(call, c, &d.service.name, &d.id),
+        "serviceArn": c.service_arn(call, &d.service.name),
+        "clusterArn": c.arn(call),
+        "createdAt": ts(d.created_at),
+        "startedAt": ts(d.created_at),
+        "targetServiceRevisionArn": service_revision_arn(call, c, &d.service.name, d.revision),
+        "status": deployment_status(d, rollback),
+    });
+    if let Some(f) = d.timeline.finished_at {
+        o["finishedAt"] = ts(f);
+    }
+    if let Some(r) = &d.reason {
+        o["statusReason"] = json!(r);
+    }
+    o
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct CreatedAtReq {
+    before: Option<f64>,
+    after: Option<f64>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ListServiceDeploymentsReq {
+    cluster: Option<String>,
+    service: Option<String>,
+    status: Option<Vec<String>>,
+    created_at: Option<CreatedAtReq>,
+    max_results: Option<i64>,
+    next_token: Option<String>,
+}
+
+const DEPLOYMENT_STATUSES: [&str; 9] = [
+    "PENDING",
+    "SUCCESSFUL",
+    "STOPPED",
+    "STOP_REQUESTED",
+    "IN_PROGRESS",
+    "ROLLBACK_REQUESTED",
+    "ROLLBACK_IN_PROGRESS",
+    "ROLLBACK_SUCCESSFUL",
+    "ROLLBACK_FAILED",
+];
+
+/// `ListServiceDeployments`: a service's deployments, newest first.
+async fn list_service_deployments(call: &Call<'_>, req: ListServiceDeploymentsReq) -> AwsResult {
+    let c = find_cluster(call, req.cluster.as_deref()).await?;
+    let name = req
+        .service
+        .as_deref()
+        .map(name_of)
+        .ok_or_else(|| AwsError::invalid("service is required"))?;
+    if let Some(bad) = req
+        .status
+        .iter()
+        .flatten()
+        .find(|s| !DEPLOYMENT_STATUSES.contains(&s.as_str()))
+    {
+        return Err(AwsError::invalid(format!(
+            "status must be one of {}, got {bad}",
+            DEPLOYMENT_STATUSES.join(", ")
+        )));
+    }
+    let svc = match validate_name(name) {
+        Ok(()) => call.state.store.get_service(&c.key(name)).await?,
+        Err(_) => None,
+    }
+    .ok_or_else(|| AwsError::client("ServiceNotFoundException", "Service not found."))?;
+    let all = call
+        .state
+        .store
+        .list_deployments(&svc.key, DEPLOYMENTS_KEPT)
+        .await?;
+    let in_range = |d: &Deployment| {
+        let at = d.created_at as f64 / 1000.0;
+        req.created_at
+            .as_ref()
+            .is_none_or(|r| r.before.is_none_or(|b| at <= b) && r.after.is_none_or(|a| at >= a))
+    };
+    let briefs: Vec<Value> = all
+        .iter()
+        .filter(|d| in_range(d))
+        .map(|d| deployment_brief(call, &c, d, &all))
+        .filter(|b| {
+            req.status.as_ref().is_none_or(|want| {
+                want.iter()
+                    .any(|s| b["status"].as_str() == Some(s.as_str()))
+            })
+        })
+        .collect();
+    let (page_items, next) = page(
+        &briefs,
+        req.max_results.or(Some(20)),
+        req.next_token.as_deref(),
+    )?;
+    Ok(json!({ "serviceDeployments": page_items, "nextToken": next }))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct DescribeServiceDeploymentsReq {
+    service_deployment_arns: Option<Vec<String>>,
+}
+
+/// `DescribeServiceDeployments`: deployments by ARN
+/// (`…:service-deployment/CLUSTER/SERVICE/ID`); unknown ones are failures (MISSING).
+async fn describe_service_deployments(
+    call: &Call<'_>,
+    req: DescribeServiceDeploymentsReq,
+) -> AwsResult {
+    let arns = req.service_deployment_arns.unwrap_or_default();
+    if arns.is_empty() || arns.len() > 20 {
+        return Err(AwsError::invalid(
+            "serviceDeploymentArns must have between 1 and 20 items.",
+        ));
+    }
+    let store = &call.state.store;
+    let mut out = Vec::new();
+    let mut failures = Vec::new();
+    for arn in &arns {
+        let parts: Vec<&str> = arn
+            .split_once(":service-deployment/")
+            .map(|(_, rest)| rest.split('/').collect())
+            .unwrap_or_default();
+        let [cluster, service, id] = parts[..] else {
+            failures.push(json!({ "arn": arn, "reason": "MISSING" }));
+            continue;
+        };
+        let found = match (
+            find_cluster(call, Some(cluster)).await,
+            validate_name(service),
+        ) {
+            (Ok(c), Ok(())) => match store.get_service(&c.key(service)).await? {
+                Some(svc) => match store.get_deployment(id).await? {
+                    Some(d) if d.service == svc.key => Some((c, svc, d)),
+                    _ => None,
+                },
+                None => None,
+            },
+            _ => None,
+        };
+        let Some((c, svc, d)) = found else {
+            failures.push(json!({ "arn": arn, "reason": "MISSING" }));
+            continue;
+        };
+        let all = store.list_deployments(&svc.key, DEPLOYMENTS_KEPT).await?;
+        let tasks = store.list_tasks(&svc.key, false).await?;
+        let counts = |dep: &Deployment, requested: u32| {
+            let live: Vec<&Task> = tasks.iter().filter(|t| t.deployment_id == dep.id).collect();
+            json!({
+                "arn": service_revision_arn(call, &c, service, dep.revision),
+                "requestedTaskCount": requested,
+                "runningTaskCount": live.iter().filter(|t| is_running(t.last_status, t.health)).count(),
+                "pendingTaskCount": live.iter().filter(|t| is_pending(t.last_status, t.health)).count(),
+            })
+        };
+        // Sources: the older deployments that still have tasks, or the one just before.
+        let older: Vec<&Deployment> = all.iter().filter(|x| x.created_at < d.created_at).collect();
+        let mut sources: Vec<Value> = older
+            .iter()
+            .filter(|x| tasks.iter().any(|t| t.deployment_id == x.id))
+            .map(|x| {
+                let live = tasks
+                    .iter()
+                    .filter(|t| t.deployment_id == x.id && t.desired_running)
+                    .count();
+                counts(x, live as u32)
+            })
+            .collect();
+        if sources.is_empty()
+            && let Some(prev) = older.first()
+        {
+            sources.push(counts(prev, 0));
+        }
+        let mut o = deployment_brief(call, &c, &d, &all);
+        let requested = if all.first().is_some_and(|p| p.id == d.id) {
+            svc.desired_count
+        } else {
+            d.desired_count
+        };
+        o["updatedAt"] = ts(d.updated_at);
+        o["sourceServiceRevisions"] = json!(sources);
+        o["targetServiceRevision"] = counts(&d, requested);
+        o["deploymentConfiguration"] = json!({
+            "deploymentCircuitBreaker": {
+                "enable": svc.config.circuit_breaker.enable,
+                "rollback": svc.config.circuit_breaker.rollback,
+            },
+            "maximumPercent": svc.config.maximum_percent,
+            "minimumHealthyPercent": svc.config.minimum_healthy_percent,
+        });
+        let cb = svc.config.circuit_breaker;
+        let breaker_status = if !cb.enable {
+            "DISABLED"
+        } else if d.rolled_back_by.is_some()
+            || (d.state == RolloutState::Failed
+                && d.failed_tasks >= cb.threshold_for(d.desired_count))
+        {
+            "TRIGGERED"
+        } else if d.state == RolloutState::InProgress {
+            "MONITORING"
+        } else {
+            "MONITORING_COMPLETE"
+        };
+        o["deploymentCircuitBreaker"] = json!({
+            "status": breaker_status,
+            "failureCount": d.failed_tasks,
+            "threshold": cb.threshold_for(d.desired_count),
+        });
+        if let Some(r) = d
+            .rolled_back_by
+            .as_deref()
+            .and_then(|id| all.iter().find(|x| x.id == id))
+        {
+            o["rollback"] = json!({
+                "reason": d.reason.clone().unwrap_or_default(),
+                "startedAt": ts(r.created_at),
+                "serviceRevisionArn": service_revision_arn(call, &c, service, r.revision),
+            });
+        }
+        if d.state.is_terminal()
+            && d.state != RolloutState::Succeeded
+            && let Some(f) = d.timeline.finished_at
+        {
+            o["stoppedAt"] = ts(f);
+        }
+        out.push(o);
+    }
+    Ok(json!({ "serviceDeployments": out, "failures": failures }))
+}
+
 // ---------------------------------------------------------------- tasks
 
 #[derive(Deserialize)]
@@ -1471,9 +1813,25 @@ struct ListTasksReq {
     cluster: Option<String>,
     service_name: Option<String>,
     family: Option<String>,
+    started_by: Option<String>,
     desired_status: Option<String>,
     max_results: Option<i64>,
     next_token: Option<String>,
+}
+
+/// The task definition (`family:revision`) a task runs, by its record.
+async fn task_source(call: &Call<'_>, t: &Task) -> AwsResult<String> {
+    match &t.standalone {
+        Some(s) => Ok(s.task_definition.clone()),
+        None => source_of(call, &t.service, t.revision).await,
+    }
+}
+
+fn started_by(t: &Task) -> Option<String> {
+    match &t.standalone {
+        Some(s) => s.started_by.clone(),
+        None => Some(format!("ecs-svc/{}", t.deployment_id)),
+    }
 }
 
 async fn list_tasks(call: &Call<'_>, req: ListTasksReq) -> AwsResult {
@@ -1487,7 +1845,12 @@ async fn list_tasks(call: &Call<'_>, req: ListTasksReq) -> AwsResult {
             )));
         }
     };
-    let mut arns = Vec::new();
+    if req.service_name.is_some() && (req.family.is_some() || req.started_by.is_some()) {
+        return Err(AwsError::invalid(
+            "serviceName may not be specified with family or startedBy",
+        ));
+    }
+    let mut keys: Vec<ServiceKey> = Vec::new();
     for svc in call.state.store.list_services(Some(&c.app)).await? {
         if svc.key.env != c.env {
             continue;
@@ -1499,12 +1862,25 @@ async fn list_tasks(call: &Call<'_>, req: ListTasksReq) -> AwsResult {
         {
             continue;
         }
-        for t in call.state.store.list_tasks(&svc.key, !want_running).await? {
+        keys.push(svc.key);
+    }
+    // Standalone tasks (RunTask) belong to no service.
+    if req.service_name.is_none() {
+        keys.push(ServiceKey::standalone(&c.app, &c.env));
+    }
+    let mut arns = Vec::new();
+    for key in &keys {
+        for t in call.state.store.list_tasks(key, !want_running).await? {
             if t.desired_running != want_running {
                 continue;
             }
+            if let Some(f) = &req.started_by
+                && started_by(&t).as_deref() != Some(f.as_str())
+            {
+                continue;
+            }
             if let Some(f) = &req.family {
-                let src = source_of(call, &svc.key, t.revision).await?;
+                let src = task_source(call, &t).await?;
                 if src.rsplit_once(':').map(|x| x.0) != Some(f.as_str()) {
                     continue;
                 }
@@ -1546,38 +1922,64 @@ async fn describe_tasks(call: &Call<'_>, req: DescribeTasksReq) -> AwsResult {
     Ok(json!({ "tasks": tasks, "failures": failures }))
 }
 
-async fn task_json(call: &Call<'_>, c: &Cluster, t: &Task) -> AwsResult {
-    let td = call
-        .state
-        .store
-        .get_task_definition(&t.service.family(), t.revision)
-        .await?;
-    let source = td
-        .as_ref()
-        .map(|d| d.source.clone().unwrap_or_else(|| d.id()))
-        .unwrap_or_else(|| format!("{}:{}", t.service.family(), t.revision));
-    let task_arn = c.task_arn(call, &t.id);
-    let container_name = td
-        .as_ref()
-        .and_then(|d| d.ecs.as_deref())
+/// The name of a task definition's container (its first container definition).
+fn container_name_of(td: &TaskDefinition) -> String {
+    td.ecs
+        .as_deref()
         .and_then(|s| serde_json::from_str::<Value>(s).ok())
         .and_then(|v| {
             v["containerDefinitions"][0]["name"]
                 .as_str()
                 .map(str::to_owned)
         })
-        .unwrap_or_else(|| t.service.family());
+        .unwrap_or_else(|| td.family.clone())
+}
+
+async fn task_json(call: &Call<'_>, c: &Cluster, t: &Task) -> AwsResult {
+    // What the task runs: a standalone task carries its container; a service task's is
+    // its service's revision.
+    let (source, container_name, image, digest) = match &t.standalone {
+        Some(s) => (
+            s.task_definition.clone(),
+            s.container_name.clone(),
+            Some(s.container.image.clone()),
+            s.container.image_digest.clone(),
+        ),
+        None => {
+            let td = call
+                .state
+                .store
+                .get_task_definition(&t.service.family(), t.revision)
+                .await?;
+            let source = td
+                .as_ref()
+                .map(|d| d.source.clone().unwrap_or_else(|| d.id()))
+                .unwrap_or_else(|| format!("{}:{}", t.service.family(), t.revision));
+            let name = td
+                .as_ref()
+                .map(container_name_of)
+                .unwrap_or_else(|| t.service.family());
+            (
+                source,
+                name,
+                td.as_ref().map(|d| d.container.image.clone()),
+                td.as_ref().and_then(|d| d.container.image_digest.clone()),
+            )
+        }
+    };
+    let task_arn = c.task_arn(call, &t.id);
+    let status = ecs_status(t);
     let mut container = json!({
         "containerArn": call.arn("ecs", &format!("container/{}/{}/{}", c.name, t.id, container_name)),
         "taskArn": task_arn,
         "name": container_name,
-        "image": td.as_ref().map(|d| d.container.image.clone()),
-        "lastStatus": ecs_status(t).as_str(),
+        "image": image,
+        "lastStatus": status.as_str(),
         "healthStatus": t.health.as_str(),
         "networkBindings": [],
         "networkInterfaces": [],
     });
-    if let Some(d) = td.as_ref().and_then(|d| d.container.image_digest.clone()) {
+    if let Some(d) = digest {
         container["imageDigest"] = json!(d);
     }
     if let Some(x) = t.exit_code {
@@ -1586,22 +1988,37 @@ async fn task_json(call: &Call<'_>, c: &Cluster, t: &Task) -> AwsResult {
     if let Some(r) = &t.stopped_reason {
         container["reason"] = json!(r);
     }
+    let (group, overrides) = match &t.standalone {
+        Some(s) => (
+            s.group.clone(),
+            s.overrides
+                .as_deref()
+                .and_then(|o| serde_json::from_str::<Value>(o).ok())
+                .unwrap_or_else(|| json!({ "containerOverrides": [] })),
+        ),
+        None => (
+            format!("service:{}", t.service.name),
+            json!({ "containerOverrides": [] }),
+        ),
+    };
     let mut o = json!({
         "taskArn": task_arn,
         "clusterArn": c.arn(call),
         "taskDefinitionArn": td_arn(call, &source),
-        "lastStatus": ecs_status(t).as_str(),
+        "lastStatus": status.as_str(),
         "desiredStatus": if t.desired_running { "RUNNING" } else { "STOPPED" },
         "healthStatus": t.health.as_str(),
         "containers": [container],
-        "group": format!("service:{}", t.service.name),
-        "startedBy": format!("ecs-svc/{}", t.deployment_id),
+        "group": group,
         "createdAt": ts(t.created_at),
         "launchType": "EC2",
         "attachments": [],
-        "overrides": { "containerOverrides": [] },
+        "overrides": overrides,
         "version": 1,
     });
+    if let Some(by) = started_by(t) {
+        o["startedBy"] = json!(by);
+    }
     if let Some(s) = t.started_at {
         o["startedAt"] = ts(s);
     }
@@ -1615,6 +2032,226 @@ async fn task_json(call: &Call<'_>, c: &Cluster, t: &Task) -> AwsResult {
         o["stoppedReason"] = json!(r);
     }
     Ok(o)
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ContainerOverrideReq {
+    name: Option<String>,
+    command: Option<Vec<String>>,
+    environment: Option<Vec<KeyValueReq>>,
+    cpu: Option<i64>,
+    memory: Option<i64>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct OverridesReq {
+    container_overrides: Option<Vec<ContainerOverrideReq>>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+#[allow(dead_code)]
+struct RunTaskReq {
+    cluster: Option<String>,
+    task_definition: Option<String>,
+    count: Option<i64>,
+    started_by: Option<String>,
+    group: Option<String>,
+    overrides: Option<OverridesReq>,
+    launch_type: Option<String>,
+    /// StartTask's: the one host of a Slipway cluster is always meant.
+    container_instances: Option<Vec<String>>,
+}
+
+/// Applies `containerOverrides` (command, environment, cpu, memory) to the container.
+fn apply_overrides(
+    mut spec: ContainerSpec,
+    name: &str,
+    overrides: Option<&OverridesReq>,
+) -> AwsResult<ContainerSpec> {
+    let list = overrides
+        .and_then(|o| o.container_overrides.as_deref())
+        .unwrap_or_default();
+    for o in list {
+        let Some(n) = o.name.as_deref() else {
+            return Err(AwsError::invalid("containerOverrides[].name is required"));
+        };
+        if n != name {
+            return Err(AwsError::invalid(format!(
+                "Override for container named {n} is not a container in the TaskDefinition."
+            )));
+        }
+        if let Some(cmd) = &o.command {
+            spec.command = Some(cmd.clone());
+        }
+        for kv in o.environment.as_deref().unwrap_or_default() {
+            let Some(k) = kv.name.as_deref().filter(|k| !k.is_empty()) else {
+                return Err(AwsError::invalid(
+                    "containerOverrides[].environment[].name is required",
+                ));
+            };
+            spec.environment
+                .insert(k.to_owned(), kv.value.clone().unwrap_or_default());
+        }
+        if let Some(cpu) = o.cpu {
+            spec.cpu = Some(u32::try_from(cpu).map_err(|_| {
+                AwsError::invalid(format!(
+                    "containerOverrides[].cpu must not be negative, got {cpu}"
+                ))
+            })?);
+        }
+        if let Some(m) = o.memory {
+            if m < 6 {
+                return Err(AwsError::invalid(format!(
+                    "containerOverrides[].memory must be at least 6 MiB, got {m}"
+                )));
+            }
+            spec.memory = Some(u32::try_from(m).unwrap_or(u32::MAX));
+        }
+    }
+    Ok(spec)
+}
+
+/// `RunTask` (and `StartTask`: a Slipway cluster is one host): runs a task definition
+/// revision `count` times, outside any service. The tasks are not replaced when they stop.
+async fn run_task(call: &Call<'_>, req: RunTaskReq, raw: Value) -> AwsResult {
+    let c = find_cluster(call, req.cluster.as_deref()).await?;
+    let tdr = req
+        .task_definition
+        .as_deref()
+        .ok_or_else(|| AwsError::invalid("taskDefinition is required"))?;
+    let count = match req.count {
+        None => 1,
+        Some(n) if (1..=10).contains(&n) => n as usize,
+        Some(n) => {
+            return Err(AwsError::invalid(format!(
+                "count must be between 1 and 10, got {n}"
+            )));
+        }
+    };
+    if let Some(by) = &req.started_by
+        && (by.len() > 128
+            || !by
+                .chars()
+                .all(|ch| ch.is_ascii_alphanumeric() || ch == '-' || ch == '_'))
+    {
+        return Err(AwsError::invalid(
+            "startedBy may have up to 128 letters (uppercase and lowercase), numbers, hyphens, and underscores",
+        ));
+    }
+    let td = match find_td(call, tdr).await {
+        Ok(td) => td,
+        Err(e) if e.kind == "ClientException" => {
+            return Err(AwsError::client(
+                "ClientException",
+                "TaskDefinition not found.",
+            ));
+        }
+        Err(e) => return Err(e),
+    };
+    if td.deregistered_at.is_some() {
+        return Err(AwsError::client(
+            "ClientException",
+            format!("TaskDefinition is inactive: {}", td.id()),
+        ));
+    }
+    // What the revision runs (its source when it is a service's pinned copy).
+    let source = td.source.clone().unwrap_or_else(|| td.id());
+    let family = source.rsplit_once(':').map_or(source.as_str(), |x| x.0);
+    let group = req
+        .group
+        .clone()
+        .unwrap_or_else(|| format!("family:{family}"));
+    let container_name = container_name_of(&td);
+    let spec = apply_overrides(
+        td.container.clone(),
+        &container_name,
+        req.overrides.as_ref(),
+    )?;
+    let spec = pin(call, spec, false).await;
+    // `overrides` is echoed as given.
+    let overrides = raw
+        .get("overrides")
+        .filter(|o| o.is_object())
+        .map(Value::to_string);
+    let key = ServiceKey::standalone(&c.app, &c.env);
+    let now = now_ms();
+    let mut tasks = Vec::with_capacity(count);
+    for _ in 0..count {
+        let t = Task {
+            id: random_id(16),
+            service: key.clone(),
+            deployment_id: "standalone".into(),
+            revision: td.revision,
+            container_id: None,
+            last_status: TaskStatus::Provisioning,
+            desired_running: true,
+            health: TaskHealth::Unknown,
+            address: None,
+            stop_code: None,
+            stopped_reason: None,
+            exit_code: None,
+            created_at: now,
+            started_at: None,
+            healthy_at: None,
+            stopped_at: None,
+            standalone: Some(Box::new(Standalone {
+                task_definition: source.clone(),
+                container: spec.clone(),
+                container_name: container_name.clone(),
+                started_by: req.started_by.clone(),
+                group: group.clone(),
+                overrides: overrides.clone(),
+            })),
+        };
+        call.state
+            .controller
+            .run_task(t.clone())
+            .await
+            .map_err(|e| AwsError::server(e.to_string()))?;
+        tasks.push(task_json(call, &c, &t).await?);
+    }
+    Ok(json!({ "tasks": tasks, "failures": [] }))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct StopTaskReq {
+    cluster: Option<String>,
+    task: Option<String>,
+    reason: Option<String>,
+}
+
+async fn stop_task(call: &Call<'_>, req: StopTaskReq) -> AwsResult {
+    let c = find_cluster(call, req.cluster.as_deref()).await?;
+    let id = req
+        .task
+        .as_deref()
+        .map(name_of)
+        .ok_or_else(|| AwsError::invalid("task is required"))?;
+    if req.reason.as_ref().is_some_and(|r| r.len() > 255) {
+        return Err(AwsError::invalid("reason may be up to 255 characters"));
+    }
+    let not_found = || AwsError::invalid("The referenced task was not found.");
+    match call.state.store.get_task(id).await? {
+        Some(t) if t.service.app == c.app && t.service.env == c.env => {}
+        _ => return Err(not_found()),
+    }
+    let reason = req
+        .reason
+        .as_deref()
+        .filter(|r| !r.is_empty())
+        .unwrap_or("Task stopped by user");
+    let t = call
+        .state
+        .controller
+        .stop_task(id, reason)
+        .await
+        .map_err(|e| AwsError::server(e.to_string()))?
+        .ok_or_else(not_found)?;
+    Ok(json!({ "task": task_json(call, &c, &t).await? }))
 }
 
 #[cfg(test)]

@@ -15,6 +15,95 @@ use subtle::ConstantTimeEq;
 
 use crate::AwsState;
 
+/// How long a looked-up access key is trusted without reading the store again. Revocation
+/// through this server takes effect at once (the entry is dropped); this bound is for
+/// writers that bypass it.
+const KEY_TTL: std::time::Duration = std::time::Duration::from_secs(30);
+/// The caches are cleared when they grow past this many entries.
+const CACHE_MAX: usize = 4096;
+
+/// Access keys and SigV4 signing keys (`kSigning` per key, date, region and service) kept in
+/// memory, so verifying a request reads no store and derives no key chain after the first
+/// request of a key and scope.
+#[derive(Debug, Default)]
+pub struct KeyCache {
+    inner: std::sync::Mutex<KeyCacheInner>,
+}
+
+#[derive(Debug, Default)]
+struct KeyCacheInner {
+    keys: std::collections::HashMap<String, (AccessKey, std::time::Instant)>,
+    signing: std::collections::HashMap<(String, String, String, String), [u8; 32]>,
+}
+
+impl KeyCache {
+    fn lock(&self) -> std::sync::MutexGuard<'_, KeyCacheInner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A key by id: from memory while fresh, else from the store (unknown ids are not
+    /// remembered).
+    pub(crate) async fn access_key(
+        &self,
+        store: &dyn slipway_store::Store,
+        id: &str,
+    ) -> Result<Option<AccessKey>, slipway_store::StoreError> {
+        if let Some((k, at)) = self.lock().keys.get(id)
+            && at.elapsed() < KEY_TTL
+        {
+            return Ok(Some(k.clone()));
+        }
+        let found = store.get_access_key(id).await?;
+        let mut c = self.lock();
+        match &found {
+            Some(k) => {
+                if c.keys.len() >= CACHE_MAX {
+                    c.keys.clear();
+                }
+                c.keys
+                    .insert(id.to_owned(), (k.clone(), std::time::Instant::now()));
+            }
+            None => {
+                c.keys.remove(id);
+            }
+        }
+        Ok(found)
+    }
+
+    /// `kSigning` of a key for a credential scope.
+    pub(crate) fn signing_key(
+        &self,
+        key: &AccessKey,
+        date: &str,
+        region: &str,
+        service: &str,
+    ) -> [u8; 32] {
+        let k = (
+            key.id.clone(),
+            date.to_owned(),
+            region.to_owned(),
+            service.to_owned(),
+        );
+        if let Some(s) = self.lock().signing.get(&k) {
+            return *s;
+        }
+        let derived = crate::sigv4::signing_key(&key.secret, date, region, service);
+        let mut c = self.lock();
+        if c.signing.len() >= CACHE_MAX {
+            c.signing.clear();
+        }
+        c.signing.insert(k, derived);
+        derived
+    }
+
+    /// Forgets everything about a key (it was revoked).
+    pub(crate) fn forget(&self, id: &str) {
+        let mut c = self.lock();
+        c.keys.remove(id);
+        c.signing.retain(|(k, ..), _| k != id);
+    }
+}
+
 /// `POST /api/v1/access-keys`
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct CreateAccessKey {
@@ -165,6 +254,7 @@ pub(crate) async fn revoke(State(state): State<AwsState>, Path(id): Path<String>
         if let Err(e) = state.store.put_access_key(&key).await {
             return internal(e);
         }
+        state.keys.forget(&key.id);
         tracing::info!(id = %key.id, "revoked an access key");
     }
     Json(AccessKeyInfo {

@@ -31,7 +31,7 @@ use slipway_controller::Controller;
 use slipway_registry::Registry;
 use slipway_store::{AccessKey, Store, StoreError};
 
-pub use keys::{AccessKeyCreated, AccessKeyInfo, CreateAccessKey};
+pub use keys::{AccessKeyCreated, AccessKeyInfo, CreateAccessKey, KeyCache};
 
 /// The fixed account id of every ARN.
 pub const ACCOUNT_ID: &str = "000000000000";
@@ -44,6 +44,8 @@ pub struct AwsState {
     pub store: Arc<dyn Store>,
     pub controller: Controller,
     pub registry: Registry,
+    /// Access keys and SigV4 signing keys kept in memory.
+    pub keys: Arc<KeyCache>,
 }
 
 /// An AWS error: HTTP status, error shape name and message.
@@ -334,8 +336,8 @@ async fn authenticate(
     };
     let now = slipway_controller::now_ms() / 1000;
     let key = state
-        .store
-        .get_access_key(&auth.access_key)
+        .keys
+        .access_key(state.store.as_ref(), &auth.access_key)
         .await?
         .filter(|k| k.revoked_at.is_none())
         .ok_or_else(|| {
@@ -348,7 +350,10 @@ async fn authenticate(
         sigv4::SigError::Expired(_) => forbidden("InvalidSignatureException", e.to_string()),
         _ => forbidden("IncompleteSignatureException", e.to_string()),
     })?;
-    sigv4::verify(&req, &auth, amz_date, &key.secret)
+    let signing = state
+        .keys
+        .signing_key(&key, &auth.date, &auth.region, &auth.service);
+    sigv4::verify_with_key(&req, &auth, amz_date, &signing)
         .map_err(|e| forbidden("InvalidSignatureException", e.to_string()))?;
     Ok((key, auth.region))
 }

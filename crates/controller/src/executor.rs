@@ -74,6 +74,7 @@ impl Controller {
                         started_at: None,
                         healthy_at: None,
                         stopped_at: None,
+                        standalone: None,
                     };
                     store.put_task(&task).await?;
                     self.local().starting.insert(id.clone());
@@ -330,7 +331,7 @@ impl Controller {
     }
 
     /// Creates and starts a task's container, recording the outcome on the task.
-    async fn start_task(
+    pub(crate) async fn start_task(
         &self,
         key: &ServiceKey,
         mut task: Task,
@@ -369,6 +370,7 @@ impl Controller {
             let id = rt.create(&launch).await.map_err(|e| e.to_string())?;
             task.container_id = Some(id.clone());
             task.last_status = TaskStatus::Pending;
+            self.keep_stop_request(&mut task).await;
             store.put_task(&task).await.map_err(|e| e.to_string())?;
             if let Err(e) = rt.start(&id).await {
                 let _ = rt.remove(&id).await;
@@ -378,6 +380,7 @@ impl Controller {
             task.last_status = TaskStatus::Running;
             task.started_at = Some(now_ms());
             task.address = rt.address(&id, &network).await.ok().flatten();
+            self.keep_stop_request(&mut task).await;
             store.put_task(&task).await.map_err(|e| e.to_string())?;
             Ok(())
         }
@@ -387,6 +390,24 @@ impl Controller {
             task.stopped_reason = Some(format!("CannotStartContainerError: {e}"));
             if let Err(e) = store.put_task(&task).await {
                 tracing::error!(error = %e, "cannot record failed start");
+            }
+        }
+    }
+
+    /// A standalone task may be stopped (ECS `StopTask`) while it starts: keep that request
+    /// over the starter's copy of the record.
+    async fn keep_stop_request(&self, task: &mut Task) {
+        if task.standalone.is_none() {
+            return;
+        }
+        if let Ok(Some(stored)) = self.inner.store.get_task(&task.id).await
+            && !stored.desired_running
+        {
+            task.desired_running = false;
+            task.stop_code = stored.stop_code;
+            task.stopped_reason = stored.stopped_reason;
+            if task.last_status == TaskStatus::Running {
+                task.last_status = TaskStatus::Stopping;
             }
         }
     }
@@ -421,21 +442,25 @@ impl Controller {
         let container_id = container_id.to_owned();
         tokio::spawn(async move {
             let task = c.inner.store.get_task(&task_id).await.ok().flatten();
-            let def = match &task {
-                Some(t) => c
-                    .inner
-                    .store
-                    .get_task_definition(&key.family(), t.revision)
-                    .await
-                    .ok()
-                    .flatten(),
+            let spec = match &task {
+                Some(t) => match &t.standalone {
+                    Some(s) => Some(s.container.clone()),
+                    None => c
+                        .inner
+                        .store
+                        .get_task_definition(&key.family(), t.revision)
+                        .await
+                        .ok()
+                        .flatten()
+                        .map(|d| d.container),
+                },
                 None => None,
             };
-            let timeout = def.as_ref().map_or(Duration::from_secs(30), |d| {
-                Duration::from_millis(d.container.stop_timeout_ms)
+            let timeout = spec.as_ref().map_or(Duration::from_secs(30), |s| {
+                Duration::from_millis(s.stop_timeout_ms)
             });
             // Deregister from the ingress and let in-flight requests finish before SIGTERM.
-            let route = def.as_ref().and_then(|d| d.container.http_route.clone());
+            let route = spec.as_ref().and_then(|s| s.http_route.clone());
             if let (Some(route), Some(mut t)) = (route, task)
                 && t.last_status == TaskStatus::Deactivating
             {

@@ -13,6 +13,7 @@ mod observe;
 mod prober;
 mod routing;
 pub mod secrets;
+mod standalone;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};

@@ -26,8 +26,13 @@ impl Controller {
         let containers = self.inner.rt.list(&self.inner.cluster).await?;
         let services = store.list_services(None).await?;
         let mut by_service: HashMap<ServiceKey, Vec<ContainerInfo>> = HashMap::new();
+        let mut standalone = Vec::new();
         for c in containers {
-            by_service.entry(c.service.clone()).or_default().push(c);
+            if c.service.is_standalone() {
+                standalone.push(c);
+            } else {
+                by_service.entry(c.service.clone()).or_default().push(c);
+            }
         }
         if scope.is_none() {
             // Orphans: containers of services this server does not know (deleted while the
@@ -47,6 +52,12 @@ impl Controller {
             if pruned > 0 {
                 tracing::debug!(pruned, "pruned stopped task records");
             }
+        }
+        // Standalone tasks (ECS RunTask): on full passes, and when one of theirs woke us.
+        if scope.is_none_or(|s| s.iter().any(ServiceKey::is_standalone))
+            && let Err(e) = self.reconcile_standalone(scope, standalone).await
+        {
+            tracing::warn!(error = %e, "reconcile of standalone tasks failed");
         }
         for svc in &services {
             if scope.is_some_and(|s| !s.contains(&svc.key)) {
@@ -104,6 +115,7 @@ impl Controller {
                 started_at: None,
                 healthy_at: None,
                 stopped_at: None,
+                standalone: None,
             };
             store.put_task(&task).await?;
             rows.push(task);

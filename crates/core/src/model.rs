@@ -26,6 +26,17 @@ impl ServiceKey {
         }
     }
 
+    /// The key under which the standalone tasks (ECS `RunTask`) of an app environment are
+    /// recorded and labelled. Its name is not a valid service name, so it never collides.
+    pub fn standalone(app: impl Into<String>, env: impl Into<String>) -> Self {
+        Self::new(app, env, STANDALONE_SERVICE)
+    }
+
+    /// True for the key of standalone tasks (see [`ServiceKey::standalone`]).
+    pub fn is_standalone(&self) -> bool {
+        self.name == STANDALONE_SERVICE
+    }
+
     /// The task definition family of this service: `app-env-service`.
     pub fn family(&self) -> String {
         format!("{}-{}-{}", self.app, self.env, self.name)
@@ -44,6 +55,9 @@ impl fmt::Display for ServiceKey {
         write!(f, "{}/{}/{}", self.app, self.env, self.name)
     }
 }
+
+/// The service name of standalone tasks (not a valid service name: it has an underscore).
+pub const STANDALONE_SERVICE: &str = "_tasks";
 
 /// When to pull an image before starting a task.
 #[derive(
@@ -501,6 +515,29 @@ pub struct Task {
     pub started_at: Option<i64>,
     pub healthy_at: Option<i64>,
     pub stopped_at: Option<i64>,
+    /// Set on a standalone task (ECS `RunTask`): it runs once, belongs to no service and is
+    /// not replaced when it stops.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub standalone: Option<Box<Standalone>>,
+}
+
+/// What a standalone task runs and how it was asked for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Standalone {
+    /// The task definition revision it runs (`family:revision`).
+    pub task_definition: String,
+    /// The container it runs: the revision's, image pinned, overrides applied.
+    pub container: ContainerSpec,
+    /// The container's name in the task definition.
+    pub container_name: String,
+    /// ECS `startedBy`.
+    #[serde(default)]
+    pub started_by: Option<String>,
+    /// ECS `group` (`family:NAME` unless given).
+    pub group: String,
+    /// ECS `overrides` as given (a JSON object), echoed when the task is described.
+    #[serde(default)]
+    pub overrides: Option<String>,
 }
 
 /// A service event (ECS `services[].events[]`).

@@ -540,13 +540,18 @@ impl DockerRuntime {
             start_period: Some(h.start_period_ms as i64 * 1_000_000),
             start_interval: None,
         });
-        let aliases = vec![
-            t.service.name.clone(),
-            format!(
-                "{}.{}.{}.internal",
-                t.service.name, t.service.env, t.service.app
-            ),
-        ];
+        // Standalone tasks are not reachable by a service name.
+        let aliases = if t.service.is_standalone() {
+            Vec::new()
+        } else {
+            vec![
+                t.service.name.clone(),
+                format!(
+                    "{}.{}.{}.internal",
+                    t.service.name, t.service.env, t.service.app
+                ),
+            ]
+        };
         let host_config = HostConfig {
             network_mode: Some(t.network.to_owned()),
             // Docker refuses less than 0.01 CPU.

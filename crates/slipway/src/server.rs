@@ -412,6 +412,7 @@ pub async fn run(args: ServerArgs) -> Result<ExitCode> {
         store: store.clone(),
         controller: controller.clone(),
         registry: registry.clone(),
+        keys: Default::default(),
     });
     let app = slipway_api::router(ApiState { store, controller })
         .merge(registry.router())

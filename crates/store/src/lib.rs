@@ -13,7 +13,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use slipway_core::model::{
     ContainerSpec, Deployment, DeploymentConfig, ServiceEvent, ServiceKey, ServiceKind, Task,
-    TaskDefinition,
+    TaskDefinition, TaskHealth, TaskStatus,
 };
 
 pub use sqlite::SqliteStore;
@@ -86,6 +86,30 @@ pub struct SecretInfo {
     pub updated_at: i64,
 }
 
+/// What describing a service shows of it, read for several services at once
+/// ([`Store::service_views`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceView {
+    pub record: ServiceRecord,
+    /// Newest first.
+    pub deployments: Vec<Deployment>,
+    /// Tasks that are not stopped, counted by what describing them needs.
+    pub tasks: Vec<TaskCount>,
+    /// Newest first.
+    pub events: Vec<ServiceEvent>,
+}
+
+/// How many live tasks of a service share a deployment, revision, status and health.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskCount {
+    pub deployment_id: String,
+    pub revision: u32,
+    pub last_status: TaskStatus,
+    pub health: TaskHealth,
+    pub desired_running: bool,
+    pub count: u32,
+}
+
 #[derive(Debug, Clone)]
 pub enum RevisionChoice {
     Register(Box<ContainerSpec>),
@@ -116,6 +140,8 @@ pub trait Store: Send + Sync + 'static {
     async fn register_task_definition(&self, td: TaskDefinition) -> Result<TaskDefinition>;
     /// Replaces a registered revision (deregistration).
     async fn put_task_definition(&self, td: &TaskDefinition) -> Result<()>;
+    /// Several revisions at once, by `(family, revision)`; unknown ones are left out.
+    async fn get_task_definitions(&self, ids: &[(String, u32)]) -> Result<Vec<TaskDefinition>>;
     /// Every task definition revision, by family and revision.
     async fn list_task_definitions(&self) -> Result<Vec<TaskDefinition>>;
 
@@ -143,6 +169,17 @@ pub trait Store: Send + Sync + 'static {
     async fn get_deployment(&self, id: &str) -> Result<Option<Deployment>>;
     /// Deployments of a service, newest first.
     async fn list_deployments(&self, key: &ServiceKey, limit: u32) -> Result<Vec<Deployment>>;
+    /// Some services of one app environment (by name, unknown ones left out) with their
+    /// newest `deployments` deployments, live task counts and newest `events` events, in a
+    /// fixed number of queries whatever the number of services.
+    async fn service_views(
+        &self,
+        app: &str,
+        env: &str,
+        names: &[String],
+        deployments: u32,
+        events: u32,
+    ) -> Result<Vec<ServiceView>>;
     /// Deployments that may still matter to the planner (in progress, or the newest ones).
     async fn active_deployments(&self, key: &ServiceKey) -> Result<Vec<Deployment>>;
     async fn put_deployment(&self, d: &Deployment) -> Result<()>;
@@ -151,6 +188,8 @@ pub trait Store: Send + Sync + 'static {
     async fn get_task(&self, id: &str) -> Result<Option<Task>>;
     /// Tasks of a service, newest first; stopped ones only when asked.
     async fn list_tasks(&self, key: &ServiceKey, include_stopped: bool) -> Result<Vec<Task>>;
+    /// Standalone tasks (ECS `RunTask`) of every app environment that are not stopped.
+    async fn live_standalone_tasks(&self) -> Result<Vec<Task>>;
     /// Drops stopped tasks that stopped before `before`, keeping the newest `keep` per service.
     async fn prune_stopped_tasks(&self, before: i64, keep: u32) -> Result<u64>;
 

@@ -5,13 +5,15 @@ use std::str::FromStr;
 
 use async_trait::async_trait;
 use slipway_core::model::{
-    Deployment, MAX_EVENTS, RolloutState, ServiceEvent, ServiceKey, Task, TaskDefinition, Timeline,
+    Deployment, MAX_EVENTS, RolloutState, STANDALONE_SERVICE, ServiceEvent, ServiceKey, Task,
+    TaskDefinition, TaskHealth, TaskStatus, Timeline,
 };
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, SqlitePool};
 
 use crate::{
-    AccessKey, NewDeployment, Result, RevisionChoice, SecretInfo, ServiceRecord, Store, StoreError,
+    AccessKey, NewDeployment, Result, RevisionChoice, SecretInfo, ServiceRecord, ServiceView,
+    Store, StoreError, TaskCount,
 };
 
 /// State in one SQLite file (WAL mode). Write transactions start with `BEGIN IMMEDIATE`, so
@@ -52,6 +54,11 @@ impl SqliteStore {
 
 fn decode<T: serde::de::DeserializeOwned>(body: &str) -> Result<T> {
     Ok(serde_json::from_str(body)?)
+}
+
+/// `?, ?, ?` for `n` parameters.
+fn placeholders(n: usize) -> String {
+    vec!["?"; n].join(", ")
 }
 
 fn encode<T: serde::Serialize>(v: &T) -> Result<String> {
@@ -189,6 +196,22 @@ impl Store for SqliteStore {
             .execute(&self.pool)
             .await?;
         Ok(())
+    }
+
+    async fn get_task_definitions(&self, ids: &[(String, u32)]) -> Result<Vec<TaskDefinition>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let sql = format!(
+            "SELECT body FROM task_definitions WHERE {}",
+            vec!["(family = ? AND revision = ?)"; ids.len()].join(" OR ")
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for (family, revision) in ids {
+            q = q.bind(family).bind(i64::from(*revision));
+        }
+        let rows = q.fetch_all(&self.pool).await?;
+        rows.iter().map(|r| decode(r.get::<&str, _>(0))).collect()
     }
 
     async fn list_task_definitions(&self) -> Result<Vec<TaskDefinition>> {
@@ -479,6 +502,130 @@ impl Store for SqliteStore {
         rows.iter().map(|r| decode(r.get::<&str, _>(0))).collect()
     }
 
+    async fn service_views(
+        &self,
+        app: &str,
+        env: &str,
+        names: &[String],
+        deployments: u32,
+        events: u32,
+    ) -> Result<Vec<ServiceView>> {
+        if names.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ph = placeholders(names.len());
+        let sql = format!(
+            "SELECT body FROM services WHERE app = ? AND env = ? AND name IN ({ph}) ORDER BY name"
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(app).bind(env);
+        for n in names {
+            q = q.bind(n);
+        }
+        let rows = q.fetch_all(&self.pool).await?;
+        let mut views: Vec<ServiceView> = rows
+            .iter()
+            .map(|r| {
+                Ok(ServiceView {
+                    record: decode(r.get::<&str, _>(0))?,
+                    deployments: Vec::new(),
+                    tasks: Vec::new(),
+                    events: Vec::new(),
+                })
+            })
+            .collect::<Result<_>>()?;
+        if views.is_empty() {
+            return Ok(views);
+        }
+        let found: Vec<&str> = views.iter().map(|v| v.record.key.name.as_str()).collect();
+        let ph = placeholders(found.len());
+        let index = |name: &str| found.iter().position(|n| *n == name);
+
+        let sql = format!(
+            "SELECT name, body FROM (SELECT name, body, ROW_NUMBER() OVER (PARTITION BY name ORDER BY created_at DESC, id DESC) AS n
+             FROM deployments WHERE app = ? AND env = ? AND name IN ({ph})) WHERE n <= ? ORDER BY name, n"
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(app).bind(env);
+        for n in &found {
+            q = q.bind(*n);
+        }
+        let rows = q.bind(i64::from(deployments)).fetch_all(&self.pool).await?;
+        let mut deps: Vec<(usize, Deployment)> = Vec::with_capacity(rows.len());
+        for r in &rows {
+            if let Some(i) = index(r.get::<&str, _>(0)) {
+                deps.push((i, decode(r.get::<&str, _>(1))?));
+            }
+        }
+
+        let sql = format!(
+            "SELECT name, json_extract(body, '$.deployment_id'), json_extract(body, '$.revision'), last_status,
+                    json_extract(body, '$.health'), desired_running, COUNT(*)
+             FROM tasks WHERE app = ? AND env = ? AND name IN ({ph}) AND last_status != 'STOPPED'
+             GROUP BY 1, 2, 3, 4, 5, 6"
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(app).bind(env);
+        for n in &found {
+            q = q.bind(*n);
+        }
+        let rows = q.fetch_all(&self.pool).await?;
+        let mut counts: Vec<(usize, TaskCount)> = Vec::with_capacity(rows.len());
+        for r in &rows {
+            let Some(i) = index(r.get::<&str, _>(0)) else {
+                continue;
+            };
+            let status: &str = r.get(3);
+            let health: &str = r.get(4);
+            counts.push((
+                i,
+                TaskCount {
+                    deployment_id: r.get(1),
+                    revision: r.get::<i64, _>(2) as u32,
+                    last_status: TaskStatus::parse(status).unwrap_or(TaskStatus::Pending),
+                    health: match health {
+                        "HEALTHY" => TaskHealth::Healthy,
+                        "UNHEALTHY" => TaskHealth::Unhealthy,
+                        _ => TaskHealth::Unknown,
+                    },
+                    desired_running: r.get(5),
+                    count: r.get::<i64, _>(6) as u32,
+                },
+            ));
+        }
+
+        let sql = format!(
+            "SELECT name, id, created_at, message FROM (SELECT name, id, created_at, message,
+                    ROW_NUMBER() OVER (PARTITION BY name ORDER BY id DESC) AS n
+             FROM events WHERE app = ? AND env = ? AND name IN ({ph})) WHERE n <= ? ORDER BY name, id DESC"
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(app).bind(env);
+        for n in &found {
+            q = q.bind(*n);
+        }
+        let rows = q.bind(i64::from(events)).fetch_all(&self.pool).await?;
+        let mut evs: Vec<(usize, ServiceEvent)> = Vec::with_capacity(rows.len());
+        for r in &rows {
+            if let Some(i) = index(r.get::<&str, _>(0)) {
+                evs.push((
+                    i,
+                    ServiceEvent {
+                        id: r.get(1),
+                        created_at: r.get(2),
+                        message: r.get(3),
+                    },
+                ));
+            }
+        }
+        for (i, d) in deps {
+            views[i].deployments.push(d);
+        }
+        for (i, c) in counts {
+            views[i].tasks.push(c);
+        }
+        for (i, e) in evs {
+            views[i].events.push(e);
+        }
+        Ok(views)
+    }
+
     async fn active_deployments(&self, key: &ServiceKey) -> Result<Vec<Deployment>> {
         // The planner needs the in-progress ones and the succeeded ones it may fall back to;
         // the newest 10 cover every case that matters.
@@ -533,6 +680,16 @@ impl Store for SqliteStore {
             .bind(&key.name)
             .fetch_all(&self.pool)
             .await?;
+        rows.iter().map(|r| decode(r.get::<&str, _>(0))).collect()
+    }
+
+    async fn live_standalone_tasks(&self) -> Result<Vec<Task>> {
+        let rows = sqlx::query(
+            "SELECT body FROM tasks WHERE name = ? AND last_status != 'STOPPED' ORDER BY created_at, id",
+        )
+        .bind(STANDALONE_SERVICE)
+        .fetch_all(&self.pool)
+        .await?;
         rows.iter().map(|r| decode(r.get::<&str, _>(0))).collect()
     }
 
@@ -779,6 +936,126 @@ mod tests {
             list.iter().map(|d| d.id.as_str()).collect::<Vec<_>>(),
             vec!["d3", "d2", "d1"]
         );
+    }
+
+    fn task(id: &str, key: &ServiceKey, deployment: &str, status: TaskStatus) -> Task {
+        Task {
+            id: id.into(),
+            service: key.clone(),
+            deployment_id: deployment.into(),
+            revision: 1,
+            container_id: None,
+            last_status: status,
+            desired_running: status != TaskStatus::Stopped,
+            health: if status == TaskStatus::Running {
+                TaskHealth::Healthy
+            } else {
+                TaskHealth::Unknown
+            },
+            address: None,
+            stop_code: None,
+            stopped_reason: None,
+            exit_code: None,
+            created_at: 1,
+            started_at: None,
+            healthy_at: None,
+            stopped_at: None,
+            standalone: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn service_views_batch_several_services() {
+        let s = SqliteStore::memory().await.unwrap();
+        let a = ServiceKey::new("shop", "default", "a");
+        let b = ServiceKey::new("shop", "default", "b");
+        let other = ServiceKey::new("shop", "prod", "a");
+        for (i, key) in [&a, &b, &other].into_iter().enumerate() {
+            let id = format!("d{i}");
+            s.create_deployment(new(
+                &id,
+                key,
+                RevisionChoice::Register(Box::new(container("x:1"))),
+                i as i64,
+                None,
+            ))
+            .await
+            .unwrap();
+            s.create_deployment(new(
+                &format!("{id}b"),
+                key,
+                RevisionChoice::Existing(1),
+                10 + i as i64,
+                None,
+            ))
+            .await
+            .unwrap();
+            s.add_event(key, 1, "first").await.unwrap();
+            s.add_event(key, 2, "second").await.unwrap();
+            s.add_event(key, 3, "third").await.unwrap();
+        }
+        s.put_task(&task("t1", &a, "d0b", TaskStatus::Running))
+            .await
+            .unwrap();
+        s.put_task(&task("t2", &a, "d0b", TaskStatus::Running))
+            .await
+            .unwrap();
+        s.put_task(&task("t3", &a, "d0", TaskStatus::Pending))
+            .await
+            .unwrap();
+        s.put_task(&task("t4", &a, "d0", TaskStatus::Stopped))
+            .await
+            .unwrap();
+        s.put_task(&task("t5", &other, "d2", TaskStatus::Running))
+            .await
+            .unwrap();
+
+        let names = ["b".to_owned(), "a".to_owned(), "missing".to_owned()];
+        let v = s
+            .service_views("shop", "default", &names, 1, 2)
+            .await
+            .unwrap();
+        assert_eq!(v.len(), 2);
+        assert_eq!(v[0].record.key, a);
+        assert_eq!(v[1].record.key, b);
+        assert_eq!(v[0].deployments.len(), 1, "newest deployment only");
+        assert_eq!(v[0].deployments[0].id, "d0b");
+        let msgs: Vec<&str> = v[0].events.iter().map(|e| e.message.as_str()).collect();
+        assert_eq!(msgs, ["third", "second"]);
+        let mut counts: Vec<(String, TaskStatus, u32)> = v[0]
+            .tasks
+            .iter()
+            .map(|t| (t.deployment_id.clone(), t.last_status, t.count))
+            .collect();
+        counts.sort_by(|x, y| x.0.cmp(&y.0));
+        assert_eq!(
+            counts,
+            [
+                ("d0".to_owned(), TaskStatus::Pending, 1),
+                ("d0b".to_owned(), TaskStatus::Running, 2)
+            ],
+            "stopped tasks are not counted"
+        );
+        assert!(v[0].tasks.iter().all(|t| t.desired_running));
+        assert!(v[1].tasks.is_empty());
+
+        let tds = s
+            .get_task_definitions(&[(a.family(), 1), (b.family(), 1), (b.family(), 9)])
+            .await
+            .unwrap();
+        assert_eq!(tds.len(), 2);
+
+        let mut standalone = task(
+            "s1",
+            &ServiceKey::standalone("shop", "default"),
+            "x",
+            TaskStatus::Running,
+        );
+        s.put_task(&standalone).await.unwrap();
+        assert_eq!(s.live_standalone_tasks().await.unwrap().len(), 1);
+        standalone.last_status = TaskStatus::Stopped;
+        s.put_task(&standalone).await.unwrap();
+        assert!(s.live_standalone_tasks().await.unwrap().is_empty());
     }
 
     #[tokio::test]

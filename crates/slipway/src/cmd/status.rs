@@ -195,8 +195,14 @@ fn print_tasks(tasks: &[Task], port: Option<u16>) {
     for task in tasks {
         t.add_row(vec![
             task.id.clone(),
-            task.service.name.clone(),
-            task.revision.to_string(),
+            match &task.standalone {
+                Some(_) => "(standalone)".to_owned(),
+                None => task.service.name.clone(),
+            },
+            match &task.standalone {
+                Some(s) => s.task_definition.clone(),
+                None => task.revision.to_string(),
+            },
             task.last_status.as_str().to_owned(),
             task.health.as_str().to_owned(),
             task.address
@@ -205,6 +211,9 @@ fn print_tasks(tasks: &[Task], port: Option<u16>) {
                 .unwrap_or_default(),
             task.started_at.map(ago).unwrap_or_default(),
             match (&task.stopped_reason, task.exit_code) {
+                (Some(r), Some(code)) if task.standalone.is_some() => {
+                    format!("{r} (exit code {code})")
+                }
                 (Some(r), _) => r.clone(),
                 _ => String::new(),
             },
@@ -224,6 +233,7 @@ pub async fn ps(a: PsArgs, json: bool) -> Result<ExitCode> {
     };
     let mut tasks = Vec::new();
     let mut port = None;
+    let mut envs: Vec<(String, String)> = Vec::new();
     for k in keys {
         let d: ServiceDetail = client.get(&service_path(&k)).await?;
         port = port.or(d.container.as_ref().and_then(|c| c.port));
@@ -232,6 +242,24 @@ pub async fn ps(a: PsArgs, json: bool) -> Result<ExitCode> {
                 .into_iter()
                 .filter(|t| a.all || t.last_status != TaskStatus::Stopped),
         );
+        if !envs.iter().any(|(app, env)| *app == k.app && *env == k.env) {
+            envs.push((k.app.clone(), k.env.clone()));
+        }
+    }
+    // Standalone tasks (ECS RunTask) of the app environment, unless one service was asked.
+    if a.service.is_none() {
+        if let Ok(app) = a.target.app() {
+            let here = (app.to_owned(), a.target.env.clone());
+            if !envs.contains(&here) {
+                envs.push(here);
+            }
+        }
+        for (app, env) in envs {
+            let list: Vec<Task> = client
+                .get(&format!("/tasks?app={app}&env={env}&all={}", a.all))
+                .await?;
+            tasks.extend(list);
+        }
     }
     if json {
         print_json(&tasks)?;

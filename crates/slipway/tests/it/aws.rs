@@ -573,6 +573,71 @@ echo "$arn $dep"
         "{events:#?}"
     );
     assert_eq!(versions(&s), vec!["v2"]);
+
+    // ECS's newer deployment APIs show the same history: the broken deployment was rolled
+    // back, with the breaker triggered and the revision it went back to.
+    let listed = aws.json(&[
+        "ecs",
+        "list-service-deployments",
+        "--cluster",
+        "backend",
+        "--service",
+        "hyeon9mak-service-dev",
+    ]);
+    let briefs = listed["serviceDeployments"].as_array().unwrap();
+    let dep3_id = dep3.trim_start_matches("ecs-svc/");
+    let broken = briefs
+        .iter()
+        .find(|b| {
+            b["serviceDeploymentArn"]
+                .as_str()
+                .unwrap()
+                .ends_with(dep3_id)
+        })
+        .unwrap_or_else(|| panic!("{listed}"));
+    assert_eq!(broken["status"], "ROLLBACK_SUCCESSFUL", "{broken}");
+    assert_eq!(
+        broken["serviceArn"],
+        "arn:aws:ecs:us-east-1:000000000000:service/backend/hyeon9mak-service-dev"
+    );
+    let rolled = aws.json(&[
+        "ecs",
+        "list-service-deployments",
+        "--cluster",
+        "backend",
+        "--service",
+        "hyeon9mak-service-dev",
+        "--status",
+        "ROLLBACK_SUCCESSFUL",
+    ]);
+    assert!(
+        rolled["serviceDeployments"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|b| b["status"] == "ROLLBACK_SUCCESSFUL"),
+        "{rolled}"
+    );
+    let arn = broken["serviceDeploymentArn"].as_str().unwrap();
+    let described = aws.json(&[
+        "ecs",
+        "describe-service-deployments",
+        "--service-deployment-arns",
+        arn,
+        "arn:aws:ecs:us-east-1:000000000000:service-deployment/backend/hyeon9mak-service-dev/nope",
+    ]);
+    let d = &described["serviceDeployments"][0];
+    assert_eq!(d["status"], "ROLLBACK_SUCCESSFUL", "{d}");
+    assert_eq!(d["deploymentCircuitBreaker"]["status"], "TRIGGERED", "{d}");
+    assert!(
+        d["deploymentCircuitBreaker"]["failureCount"]
+            .as_u64()
+            .unwrap()
+            >= 3,
+        "{d}"
+    );
+    assert!(d["rollback"]["serviceRevisionArn"].is_string(), "{d}");
+    assert_eq!(described["failures"][0]["reason"], "MISSING", "{described}");
 }
 
 #[test]
@@ -1079,4 +1144,323 @@ fn bad_input_gets_aws_errors_and_changes_nothing() {
     );
 
     assert_eq!(snapshot(&aws), before, "bad input changed nothing");
+}
+
+/// `describe-tasks` of one task of cluster `cluster`.
+#[track_caller]
+fn describe_task(aws: &Aws<'_>, cluster: &str, arn: &str) -> Value {
+    let d = aws.json(&[
+        "ecs",
+        "describe-tasks",
+        "--cluster",
+        cluster,
+        "--tasks",
+        arn,
+    ]);
+    assert_eq!(d["failures"], json!([]), "{d}");
+    d["tasks"][0].clone()
+}
+
+/// Waits (bounded) until the task's lastStatus is `status`.
+#[track_caller]
+fn wait_task(aws: &Aws<'_>, cluster: &str, arn: &str, status: &str) -> Value {
+    wait_for(Duration::from_secs(60), &format!("task {status}"), || {
+        let t = describe_task(aws, cluster, arn);
+        (t["lastStatus"] == status).then_some(t)
+    })
+}
+
+#[test]
+fn run_task_stop_task_and_standalone_tasks_in_list_and_describe() {
+    if !docker() {
+        return;
+    }
+    let Some(cli) = aws_cli() else { return };
+    let mut s = Server::start();
+    let aws = Aws::new(&s, &cli, &["--name", "runner"]);
+    aws.json(&["ecs", "create-cluster", "--cluster-name", "jobs"]);
+    aws.json(&[
+        "ecs",
+        "register-task-definition",
+        "--family",
+        "job",
+        "--container-definitions",
+        &container_defs("worker", "slipway-hello:v1"),
+    ]);
+
+    // A task whose container exits with a code (the environment override makes the example
+    // app exit at once): STOPPED with its exit code, never replaced.
+    let overrides = json!({"containerOverrides": [{
+        "name": "worker",
+        "environment": [{"name": "HELLO_EXIT_AT_START", "value": "7"}]
+    }]})
+    .to_string();
+    let run = aws.json(&[
+        "ecs",
+        "run-task",
+        "--cluster",
+        "jobs",
+        "--task-definition",
+        "job:1",
+        "--started-by",
+        "ci-42",
+        "--overrides",
+        &overrides,
+    ]);
+    assert_eq!(run["failures"], json!([]), "{run}");
+    let t = &run["tasks"][0];
+    let exiting = t["taskArn"].as_str().unwrap().to_owned();
+    assert!(
+        exiting.starts_with("arn:aws:ecs:us-east-1:000000000000:task/jobs/"),
+        "{exiting}"
+    );
+    assert_eq!(t["desiredStatus"], "RUNNING");
+    assert_eq!(t["group"], "family:job");
+    assert_eq!(t["startedBy"], "ci-42");
+    assert_eq!(
+        t["taskDefinitionArn"],
+        "arn:aws:ecs:us-east-1:000000000000:task-definition/job:1"
+    );
+    assert_eq!(
+        t["overrides"]["containerOverrides"][0]["environment"][0]["value"],
+        "7"
+    );
+    assert_eq!(t["containers"][0]["name"], "worker");
+    let stopped = wait_task(&aws, "jobs", &exiting, "STOPPED");
+    assert_eq!(stopped["desiredStatus"], "STOPPED", "{stopped}");
+    assert_eq!(stopped["stopCode"], "EssentialContainerExited", "{stopped}");
+    assert_eq!(
+        stopped["stoppedReason"], "Essential container in task exited",
+        "{stopped}"
+    );
+    assert_eq!(stopped["containers"][0]["exitCode"], 7, "{stopped}");
+    assert!(stopped["stoppedAt"].is_number(), "{stopped}");
+    // Not replaced: nothing runs, and the stopped task is listed as such.
+    let running = aws.json(&["ecs", "list-tasks", "--cluster", "jobs"]);
+    assert_eq!(running["taskArns"], json!([]), "{running}");
+    let done = aws.json(&[
+        "ecs",
+        "list-tasks",
+        "--cluster",
+        "jobs",
+        "--desired-status",
+        "STOPPED",
+    ]);
+    assert_eq!(done["taskArns"], json!([exiting]), "{done}");
+    assert!(s.containers().is_empty(), "the exited container is removed");
+
+    // Long-running tasks (count 2, a group and a command override): listed while running.
+    let run = aws.json(&[
+        "ecs",
+        "run-task",
+        "--cluster",
+        "jobs",
+        "--task-definition",
+        "arn:aws:ecs:us-east-1:000000000000:task-definition/job:1",
+        "--count",
+        "2",
+        "--group",
+        "nightly",
+        "--overrides",
+        r#"{"containerOverrides":[{"name":"worker","command":["/hello"]}]}"#,
+    ]);
+    let arns: Vec<String> = run["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["taskArn"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(arns.len(), 2, "{run}");
+    assert_eq!(run["tasks"][1]["group"], "nightly");
+    for a in &arns {
+        let t = wait_task(&aws, "jobs", a, "RUNNING");
+        assert_eq!(t["desiredStatus"], "RUNNING");
+        assert!(t["startedAt"].is_number(), "{t}");
+    }
+    let mut listed: Vec<String> = serde_json::from_value(
+        aws.json(&["ecs", "list-tasks", "--cluster", "jobs"])["taskArns"].clone(),
+    )
+    .unwrap();
+    listed.sort();
+    let mut want = arns.clone();
+    want.sort();
+    assert_eq!(listed, want);
+    let by_family = aws.json(&["ecs", "list-tasks", "--cluster", "jobs", "--family", "job"]);
+    assert_eq!(by_family["taskArns"].as_array().unwrap().len(), 2);
+    let by_starter = aws.json(&[
+        "ecs",
+        "list-tasks",
+        "--cluster",
+        "jobs",
+        "--started-by",
+        "ci-42",
+        "--desired-status",
+        "STOPPED",
+    ]);
+    assert_eq!(by_starter["taskArns"], json!([exiting]));
+    let c = aws.json(&["ecs", "describe-clusters", "--clusters", "jobs"]);
+    assert_eq!(c["clusters"][0]["runningTasksCount"], 2, "{c}");
+    // `slipway ps` shows the standalone tasks of the app environment (cluster `jobs` is app
+    // `jobs`, environment `default`); with --all, the exited one with its exit code.
+    let ps = s.cli(&["ps", "--app", "jobs"]).ok().stdout;
+    for a in &arns {
+        let id = a.rsplit('/').next().unwrap();
+        assert!(ps.contains(id) && ps.contains("(standalone)"), "{ps}");
+    }
+    let all = s
+        .cli(&["--json", "ps", "--app", "jobs", "--all"])
+        .ok()
+        .json();
+    let exited = all
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| exiting.ends_with(t["id"].as_str().unwrap()))
+        .unwrap_or_else(|| panic!("{all}"));
+    assert_eq!(exited["exit_code"], 7, "{exited}");
+    assert_eq!(exited["standalone"]["task_definition"], "job:1", "{exited}");
+    assert_eq!(
+        s.containers().iter().filter(|c| c.running).count(),
+        2,
+        "one container per task"
+    );
+
+    // StopTask: desired STOPPED at once, then STOPPED with UserInitiated and the reason.
+    let stop = aws.json(&[
+        "ecs",
+        "stop-task",
+        "--cluster",
+        "jobs",
+        "--task",
+        &arns[0],
+        "--reason",
+        "no longer needed",
+    ]);
+    assert_eq!(stop["task"]["desiredStatus"], "STOPPED", "{stop}");
+    assert_eq!(stop["task"]["stopCode"], "UserInitiated", "{stop}");
+    let t = wait_task(&aws, "jobs", &arns[0], "STOPPED");
+    assert_eq!(t["stopCode"], "UserInitiated", "{t}");
+    assert_eq!(t["stoppedReason"], "no longer needed", "{t}");
+    assert!(t["containers"][0]["exitCode"].is_number(), "{t}");
+    let running = aws.json(&["ecs", "list-tasks", "--cluster", "jobs"]);
+    assert_eq!(running["taskArns"], json!([arns[1].clone()]), "{running}");
+
+    // The other task survives a server restart and is still stopped by StopTask afterwards;
+    // the CLI's own waiter sees it stop.
+    let (id, secret) = (aws.id.clone(), aws.secret.clone());
+    drop(aws);
+    s.restart();
+    let aws = Aws {
+        s: &s,
+        cli: cli.clone(),
+        id,
+        secret,
+    };
+    let t = describe_task(&aws, "jobs", &arns[1]);
+    assert_eq!(t["lastStatus"], "RUNNING", "{t}");
+    aws.json(&["ecs", "stop-task", "--cluster", "jobs", "--task", &arns[1]]);
+    aws.run(&[
+        "ecs",
+        "wait",
+        "tasks-stopped",
+        "--cluster",
+        "jobs",
+        "--tasks",
+        &arns[1],
+    ])
+    .ok();
+    let t = describe_task(&aws, "jobs", &arns[1]);
+    assert_eq!(t["stopCode"], "UserInitiated", "{t}");
+    assert_eq!(t["stoppedReason"], "Task stopped by user", "{t}");
+    wait_for(Duration::from_secs(30), "containers removed", || {
+        s.containers().is_empty().then_some(())
+    });
+
+    // Failures in AWS shape: a missing task definition, a missing cluster, an unknown task,
+    // a bad count, an override for a container the task definition does not have.
+    let e = aws.run(&[
+        "ecs",
+        "run-task",
+        "--cluster",
+        "jobs",
+        "--task-definition",
+        "nope:3",
+    ]);
+    assert_ne!(e.code, 0);
+    assert!(
+        e.stderr.contains("(ClientException)") && e.stderr.contains("TaskDefinition not found."),
+        "{}",
+        e.stderr
+    );
+    let e = aws.run(&[
+        "ecs",
+        "run-task",
+        "--cluster",
+        "nowhere",
+        "--task-definition",
+        "job:1",
+    ]);
+    assert!(
+        e.stderr.contains("(ClusterNotFoundException)"),
+        "{}",
+        e.stderr
+    );
+    let e = aws.run(&[
+        "ecs",
+        "stop-task",
+        "--cluster",
+        "jobs",
+        "--task",
+        "0123456789abcdef",
+    ]);
+    assert!(
+        e.stderr.contains("(InvalidParameterException)")
+            && e.stderr.contains("The referenced task was not found."),
+        "{}",
+        e.stderr
+    );
+    let e = aws.run(&[
+        "ecs",
+        "run-task",
+        "--cluster",
+        "jobs",
+        "--task-definition",
+        "job:1",
+        "--count",
+        "11",
+    ]);
+    assert!(
+        e.stderr.contains("(InvalidParameterException)"),
+        "{}",
+        e.stderr
+    );
+    let e = aws.run(&[
+        "ecs",
+        "run-task",
+        "--cluster",
+        "jobs",
+        "--task-definition",
+        "job:1",
+        "--overrides",
+        r#"{"containerOverrides":[{"name":"other","command":["x"]}]}"#,
+    ]);
+    assert!(
+        e.stderr.contains("(InvalidParameterException)"),
+        "{}",
+        e.stderr
+    );
+    let failed = aws.json(&[
+        "ecs",
+        "describe-tasks",
+        "--cluster",
+        "jobs",
+        "--tasks",
+        "0123456789abcdef",
+    ]);
+    assert_eq!(failed["failures"][0]["reason"], "MISSING");
+    assert_eq!(
+        aws.json(&["ecs", "list-tasks", "--cluster", "jobs"])["taskArns"],
+        json!([]),
+        "no failed request started a task"
+    );
 }
