@@ -165,13 +165,59 @@ struct CompiledRoute {
     service: usize,
 }
 
-/// The compiled table: routes by host kind, each list sorted longest prefix first.
+/// Routes for one host kind, indexed by the first path segment of their prefix: a path can
+/// only match prefixes that share its first segment, or `/`. Each list is sorted longest
+/// prefix first, so lookups cost the same with 1 or 1000 routes on other segments.
+#[derive(Debug, Default)]
+struct RouteList {
+    by_segment: HashMap<String, Vec<CompiledRoute>>,
+    root: Vec<CompiledRoute>,
+}
+
+/// The first segment of an absolute path (`/a/b` → `a`, `/` → ``).
+fn first_segment(path: &str) -> &str {
+    let rest = path.strip_prefix('/').unwrap_or(path);
+    rest.split('/').next().unwrap_or("")
+}
+
+impl RouteList {
+    fn push(&mut self, route: CompiledRoute) {
+        // `/` matches every path (and so does the empty prefix that `//` normalises to).
+        if route.path == "/" || route.path.is_empty() {
+            self.root.push(route);
+        } else {
+            self.by_segment
+                .entry(first_segment(&route.path).to_owned())
+                .or_default()
+                .push(route);
+        }
+    }
+
+    fn sort(&mut self) {
+        for list in self
+            .by_segment
+            .values_mut()
+            .chain(std::iter::once(&mut self.root))
+        {
+            list.sort_by_key(|r| std::cmp::Reverse(r.path.len()));
+        }
+    }
+
+    fn find(&self, path: &str) -> Option<&CompiledRoute> {
+        self.by_segment
+            .get(first_segment(path))
+            .and_then(|l| l.iter().find(|r| prefix_matches(&r.path, path)))
+            .or_else(|| self.root.first())
+    }
+}
+
+/// The compiled table: routes by host kind, each indexed by first path segment.
 #[derive(Debug, Default)]
 pub struct Table {
     pub services: Vec<Arc<Service>>,
-    exact: HashMap<String, Vec<CompiledRoute>>,
-    wildcard: HashMap<String, Vec<CompiledRoute>>,
-    any: Vec<CompiledRoute>,
+    exact: HashMap<String, RouteList>,
+    wildcard: HashMap<String, RouteList>,
+    any: RouteList,
     /// Targets no longer routable whose in-flight requests may still run.
     pub draining: Vec<Arc<Target>>,
 }
@@ -257,7 +303,7 @@ impl Table {
             .chain(table.wildcard.values_mut())
             .chain(std::iter::once(&mut table.any))
         {
-            list.sort_by_key(|r| std::cmp::Reverse(r.path.len()));
+            list.sort();
         }
         table.draining = draining;
         table
@@ -273,18 +319,21 @@ impl Table {
 
     /// Finds the service for a host (without port) and path.
     pub fn route<'a>(&'a self, host: &str, path: &'a str) -> Option<Match<'a>> {
-        let host = host.to_ascii_lowercase();
-        let pick = |list: &'a [CompiledRoute]| list.iter().find(|r| prefix_matches(&r.path, path));
+        let host: std::borrow::Cow<'_, str> = if host.bytes().any(|b| b.is_ascii_uppercase()) {
+            host.to_ascii_lowercase().into()
+        } else {
+            host.into()
+        };
         let found = self
             .exact
-            .get(&host)
-            .and_then(|l| pick(l))
+            .get(host.as_ref())
+            .and_then(|l| l.find(path))
             .or_else(|| {
                 host.split_once('.')
                     .and_then(|(_, parent)| self.wildcard.get(parent))
-                    .and_then(|l| pick(l))
+                    .and_then(|l| l.find(path))
             })
-            .or_else(|| pick(&self.any))?;
+            .or_else(|| self.any.find(path))?;
         let service = &self.services[found.service];
         let path = if found.strip_prefix && found.path != "/" {
             let rest = &path[found.path.len()..];
@@ -303,6 +352,50 @@ impl Table {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    fn segment() -> impl Strategy<Value = String> {
+        prop::sample::select(vec!["a", "b", "ab", "api", "v1", ""]).prop_map(str::to_owned)
+    }
+
+    fn abs_path() -> impl Strategy<Value = String> {
+        (prop::collection::vec(segment(), 0..4), any::<bool>()).prop_map(|(segs, slash)| {
+            let mut p = format!("/{}", segs.join("/"));
+            if slash && p.len() > 1 {
+                p.push('/');
+            }
+            p
+        })
+    }
+
+    proptest! {
+        /// The segment index finds exactly what a scan of every route, longest first, finds.
+        #[test]
+        fn indexed_lookup_equals_a_linear_scan(
+            prefixes in prop::collection::btree_set(abs_path(), 0..12),
+            paths in prop::collection::vec(abs_path(), 1..20),
+        ) {
+            let routes: Vec<CompiledRoute> = prefixes
+                .iter()
+                .map(|p| normalize(p))
+                .collect::<std::collections::BTreeSet<_>>()
+                .into_iter()
+                .enumerate()
+                .map(|(i, path)| CompiledRoute { path, strip_prefix: false, service: i })
+                .collect();
+            let mut list = RouteList::default();
+            for r in &routes {
+                list.push(CompiledRoute { path: r.path.clone(), strip_prefix: false, service: r.service });
+            }
+            list.sort();
+            let mut linear: Vec<&CompiledRoute> = routes.iter().collect();
+            linear.sort_by_key(|r| std::cmp::Reverse(r.path.len()));
+            for path in &paths {
+                let want = linear.iter().find(|r| prefix_matches(&r.path, path)).map(|r| r.service);
+                prop_assert_eq!(list.find(path).map(|r| r.service), want, "path {}", path);
+            }
+        }
+    }
 
     fn svc(
         name: &str,
