@@ -10,6 +10,8 @@
 //!
 //! - [`table`]: the routing configuration and its compiled, atomically swapped form.
 //! - [`proxy`]: the data path (hyper), retries, passive health, accounting.
+//! - [`upstream`]: connections to targets (per-target idle pools, connects that give up when
+//!   the target leaves the table).
 //! - [`control`]: the control API on a Unix socket.
 //! - [`client`]: the controller's side of the control API.
 //! - [`metrics`]: Prometheus counters.
