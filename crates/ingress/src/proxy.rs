@@ -40,6 +40,9 @@ pub const MAX_ATTEMPTS: usize = 3;
 /// Retries of requests that may have reached their target stop once this much time has
 /// passed since the request arrived. Connect failures are always retried (nothing was sent).
 pub const RETRY_BUDGET: Duration = Duration::from_secs(1);
+/// How long a request waits for a routable target when its service has none at the moment
+/// (counted from its arrival); then it gets a 503.
+pub const NO_TARGET_WAIT: Duration = Duration::from_secs(1);
 /// Consecutive connect failures that mark a target down (passive health).
 pub const PASSIVE_FAILURES: u32 = 3;
 /// How long a passively failed target is skipped.
@@ -396,15 +399,34 @@ async fn handle(
         }
         if attempt > 0 {
             // The table may have changed meanwhile (a dead target taken out, new ones in).
-            let now = shared.table.load();
-            if let Some(m) = now.route(&host, &path)
-                && m.service.name == service.name
-            {
-                service = Arc::clone(m.service);
-            }
+            service = reroute(&shared, &host, &path, service);
             shared.global.retries.fetch_add(1, Ordering::Relaxed);
         }
-        let Some(target) = pick(&service, &tried, &shared) else {
+        // With no target to take the request right now (a table swap mid-deploy, a dead target
+        // not yet replaced), the request waits for the next table, up to NO_TARGET_WAIT.
+        let target = loop {
+            if let Some(t) = pick(&service, &tried, &shared) {
+                break Some(t);
+            }
+            let remaining = NO_TARGET_WAIT.saturating_sub(start.elapsed());
+            if remaining.is_zero() {
+                break None;
+            }
+            let mut changes = shared.upstreams.changes.subscribe();
+            let current = reroute(&shared, &host, &path, Arc::clone(&service));
+            if !Arc::ptr_eq(&current, &service) {
+                service = current;
+                continue;
+            }
+            if tokio::time::timeout(remaining, changes.changed())
+                .await
+                .is_err()
+            {
+                break None;
+            }
+            service = reroute(&shared, &host, &path, service);
+        };
+        let Some(target) = target else {
             break;
         };
         let Some(req_body) = body.take() else {
@@ -612,6 +634,16 @@ enum Failure {
     Sent(hyper::Error),
     /// No response head within the response header timeout.
     Timeout,
+}
+
+/// The service the current table routes this host and path to, if it is still the same
+/// service (its targets may differ); otherwise the one the request started with.
+fn reroute(shared: &Shared, host: &str, path: &str, service: Arc<Service>) -> Arc<Service> {
+    let now = shared.table.load();
+    match now.route(host, path) {
+        Some(m) if m.service.name == service.name => Arc::clone(m.service),
+        _ => service,
+    }
 }
 
 /// Picks a target and counts the request in flight on it. A target being drained is never

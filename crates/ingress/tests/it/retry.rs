@@ -243,3 +243,34 @@ async fn a_pooled_connection_the_target_closed_is_replaced_without_an_error() {
     let _ = stop.send(());
     ingress.await.unwrap().unwrap();
 }
+
+#[tokio::test]
+async fn a_request_waits_briefly_for_a_target_when_its_service_has_none() {
+    let (upstream, _) = keep_alive_upstream(None).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (addr, stop, ingress) =
+        start_ingress(dir.path(), &config(&[]), ProxyOptions::default()).await;
+
+    // No target at all for longer than the wait: 503, naming why.
+    let bodies = sequential_gets(&addr, 1).await;
+    assert!(
+        bodies[0].starts_with("HTTP/1.1 503") && bodies[0].contains("no healthy target"),
+        "{bodies:?}"
+    );
+
+    // A target arriving while the request waits (as mid-deploy table swaps do) serves it.
+    let waiting = {
+        let addr = addr.clone();
+        tokio::spawn(async move { sequential_gets(&addr, 1).await })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    slipway_ingress::client::IngressClient::new(dir.path())
+        .push(&config(&[("t", upstream)]))
+        .await
+        .unwrap();
+    let bodies = waiting.await.unwrap();
+    assert_eq!(bodies, ["HTTP/1.1 200 ok"]);
+
+    let _ = stop.send(());
+    ingress.await.unwrap().unwrap();
+}
