@@ -2181,22 +2181,6 @@ async fn run_task(call: &Call<'_>, req: RunTaskReq, raw: Value) -> AwsResult {
     let mut tasks = Vec::with_capacity(count);
     for _ in 0..count {
         let t = Task {
-            id: random_id(16),
-            service: key.clone(),
-            deployment_id: "standalone".into(),
-            revision: td.revision,
-            container_id: None,
-            last_status: TaskStatus::Provisioning,
-            desired_running: true,
-            health: TaskHealth::Unknown,
-            address: None,
-            stop_code: None,
-            stopped_reason: None,
-            exit_code: None,
-            created_at: now,
-            started_at: None,
-            healthy_at: None,
-            stopped_at: None,
             standalone: Some(Box::new(Standalone {
                 task_definition: source.clone(),
                 container: spec.clone(),
@@ -2205,6 +2189,13 @@ async fn run_task(call: &Call<'_>, req: RunTaskReq, raw: Value) -> AwsResult {
                 group: group.clone(),
                 overrides: overrides.clone(),
             })),
+            ..Task::provisioning(
+                random_id(16),
+                key.clone(),
+                "standalone".into(),
+                td.revision,
+                now,
+            )
         };
         call.state
             .controller

@@ -57,25 +57,13 @@ impl Controller {
                         continue;
                     };
                     let id = random_id(6);
-                    let task = Task {
-                        id: id.clone(),
-                        service: key.clone(),
-                        deployment_id: deployment_id.clone(),
+                    let task = Task::provisioning(
+                        id.clone(),
+                        key.clone(),
+                        deployment_id.clone(),
                         revision,
-                        container_id: None,
-                        last_status: TaskStatus::Provisioning,
-                        desired_running: true,
-                        health: TaskHealth::Unknown,
-                        address: None,
-                        stop_code: None,
-                        stopped_reason: None,
-                        exit_code: None,
-                        created_at: now,
-                        started_at: None,
-                        healthy_at: None,
-                        stopped_at: None,
-                        standalone: None,
-                    };
+                        now,
+                    );
                     store.put_task(&task).await?;
                     self.local().starting.insert(id.clone());
                     let c = self.clone();

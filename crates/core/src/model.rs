@@ -521,6 +521,37 @@ pub struct Task {
     pub standalone: Option<Box<Standalone>>,
 }
 
+impl Task {
+    /// A new task of `revision` that is yet to be started: wanted running, nothing observed.
+    pub fn provisioning(
+        id: String,
+        service: ServiceKey,
+        deployment_id: String,
+        revision: u32,
+        now: i64,
+    ) -> Self {
+        Self {
+            id,
+            service,
+            deployment_id,
+            revision,
+            container_id: None,
+            last_status: TaskStatus::Provisioning,
+            desired_running: true,
+            health: TaskHealth::Unknown,
+            address: None,
+            stop_code: None,
+            stopped_reason: None,
+            exit_code: None,
+            created_at: now,
+            started_at: None,
+            healthy_at: None,
+            stopped_at: None,
+            standalone: None,
+        }
+    }
+}
+
 /// What a standalone task runs and how it was asked for.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Standalone {
