@@ -208,6 +208,15 @@ pub async fn locate(
 }
 
 /// A short-lived push credential for the built-in registry.
+/// The directory a manifest's build contexts are relative to: the manifest's own.
+pub fn manifest_dir(manifest: &std::path::Path) -> std::path::PathBuf {
+    manifest
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."))
+        .to_owned()
+}
+
 pub async fn registry_creds(client: &Client) -> Result<RegistryCreds> {
     let r: PasswordResponse = client
         .post("/registry/password", &PasswordRequest { pull_only: false })

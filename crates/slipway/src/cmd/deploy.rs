@@ -109,12 +109,7 @@ pub async fn run(a: DeployArgs, json: bool) -> Result<ExitCode> {
     let client = Client::from_env()?;
     check_secrets(&client, &manifest, &a.env, &specs, &shown).await?;
     // Build and push what the manifest builds from source (unless --image named an image).
-    let manifest_dir = a
-        .file
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(std::path::Path::new("."))
-        .to_owned();
+    let manifest_dir = super::build::manifest_dir(&a.file);
     let mut built = Vec::new();
     let mut creds = None;
     // Refuse a build for another platform than the hosts' before building anything.

@@ -60,12 +60,7 @@ pub async fn run(a: DiffArgs, json: bool) -> Result<ExitCode> {
     // Services built from source: their version is known without building. One the
     // registry has is compared like any image; one it lacks would be built by a deploy.
     let (_, manifest) = super::read_manifest(&a.file)?;
-    let manifest_dir = a
-        .file
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(std::path::Path::new("."))
-        .to_owned();
+    let manifest_dir = super::build::manifest_dir(&a.file);
     let mut to_build: Vec<(String, String)> = Vec::new();
     let mut creds = None;
     for spec in &mut specs {
