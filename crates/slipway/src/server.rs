@@ -242,6 +242,30 @@ impl slipway_registry::lifecycle::InUse for StoreInUse {
     }
 }
 
+/// One server per data directory: the controller and the store's read caches assume this
+/// process is the state database's only writer. The lock (`DATA_DIR/server.lock`, an
+/// advisory file lock) goes away with the process, however it ends; child processes (the
+/// ingress) do not inherit it.
+fn lock_data_dir(dir: &std::path::Path) -> Result<std::fs::File> {
+    let path = dir.join("server.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => anyhow::bail!(
+            "another slipway server is running on {}; stop it first, or give this one another --data-dir",
+            dir.display()
+        ),
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(e).with_context(|| format!("cannot lock {}", path.display()))
+        }
+    }
+}
+
 fn schedule(d: std::time::Duration) -> Option<std::time::Duration> {
     (!d.is_zero()).then_some(d)
 }
@@ -253,6 +277,8 @@ pub async fn run(args: ServerArgs) -> Result<ExitCode> {
         .with_context(|| format!("cannot create data directory {}", dir.display()))?;
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))
         .with_context(|| format!("cannot restrict permissions of {}", dir.display()))?;
+    // Held until this process exits.
+    let _lock = lock_data_dir(&dir)?;
     let store = SqliteStore::open(&dir.join("slipway.db"))
         .await
         .with_context(|| format!("cannot open the state database in {}", dir.display()))?;

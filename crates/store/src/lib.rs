@@ -5,8 +5,13 @@
 //! implementation for several servers sharing state fills the same trait. The store holds
 //! desired state and history only: what is running is always read from the engine.
 //!
+//! [`SqliteStore`] answers the reads pollers repeat (service views, task definitions, meta
+//! values) from read caches that every relevant write invalidates (`cache`), so a
+//! `DescribeServices` loop costs no database reads while nothing changes.
+//!
 //! This crate may call the database and nothing else.
 
+mod cache;
 mod sqlite;
 
 use async_trait::async_trait;

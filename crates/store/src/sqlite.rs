@@ -2,6 +2,7 @@
 
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use slipway_core::model::{
@@ -11,6 +12,7 @@ use slipway_core::model::{
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, SqlitePool};
 
+use crate::cache::Cached;
 use crate::{
     AccessKey, NewDeployment, Result, RevisionChoice, SecretInfo, ServiceRecord, ServiceView,
     Store, StoreError, TaskCount,
@@ -19,9 +21,25 @@ use crate::{
 /// State in one SQLite file (WAL mode). Write transactions start with `BEGIN IMMEDIATE`, so
 /// concurrent writers wait for each other (busy timeout) instead of failing when a read
 /// transaction cannot be upgraded.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
+    cache: Arc<Caches>,
+}
+
+/// The read caches (see [`crate::cache`]).
+struct Caches {
+    /// By (app, env, name, deployments, events); `None`: no such service.
+    views: Cached<(String, String, String, u32, u32), Option<ServiceView>>,
+    /// By (family, revision); `None`: no such revision.
+    task_definitions: Cached<(String, u32), Option<TaskDefinition>>,
+    meta: Cached<String, Option<String>>,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore").finish_non_exhaustive()
+    }
 }
 
 impl SqliteStore {
@@ -48,7 +66,164 @@ impl SqliteStore {
             .connect_with(opts)
             .await?;
         sqlx::migrate!("migrations/sqlite").run(&pool).await?;
-        Ok(Self { pool })
+        Ok(Self {
+            pool,
+            cache: Arc::new(Caches {
+                views: Cached::new(),
+                task_definitions: Cached::new(),
+                meta: Cached::new(),
+            }),
+        })
+    }
+
+    async fn read_meta(&self, key: &str) -> Result<Option<String>> {
+        let row = sqlx::query("SELECT value FROM meta WHERE key = ?")
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|r| r.get::<String, _>(0)))
+    }
+
+    /// Task definitions by (family, revision), from the database (unknown ones left out).
+    async fn read_task_definitions(&self, ids: &[(String, u32)]) -> Result<Vec<TaskDefinition>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let sql = format!(
+            "SELECT body FROM task_definitions WHERE {}",
+            vec!["(family = ? AND revision = ?)"; ids.len()].join(" OR ")
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for (family, revision) in ids {
+            q = q.bind(family).bind(i64::from(*revision));
+        }
+        let rows = q.fetch_all(&self.pool).await?;
+        rows.iter().map(|r| decode(r.get::<&str, _>(0))).collect()
+    }
+
+    /// [`Store::service_views`] from the database.
+    async fn read_service_views(
+        &self,
+        app: &str,
+        env: &str,
+        names: &[String],
+        deployments: u32,
+        events: u32,
+    ) -> Result<Vec<ServiceView>> {
+        if names.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ph = placeholders(names.len());
+        let sql = format!(
+            "SELECT body FROM services WHERE app = ? AND env = ? AND name IN ({ph}) ORDER BY name"
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(app).bind(env);
+        for n in names {
+            q = q.bind(n);
+        }
+        let rows = q.fetch_all(&self.pool).await?;
+        let mut views: Vec<ServiceView> = rows
+            .iter()
+            .map(|r| {
+                Ok(ServiceView {
+                    record: decode(r.get::<&str, _>(0))?,
+                    deployments: Vec::new(),
+                    tasks: Vec::new(),
+                    events: Vec::new(),
+                })
+            })
+            .collect::<Result<_>>()?;
+        if views.is_empty() {
+            return Ok(views);
+        }
+        let found: Vec<&str> = views.iter().map(|v| v.record.key.name.as_str()).collect();
+        let ph = placeholders(found.len());
+        let index = |name: &str| found.iter().position(|n| *n == name);
+
+        let sql = format!(
+            "SELECT name, body FROM (SELECT name, body, ROW_NUMBER() OVER (PARTITION BY name ORDER BY created_at DESC, id DESC) AS n
+             FROM deployments WHERE app = ? AND env = ? AND name IN ({ph})) WHERE n <= ? ORDER BY name, n"
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(app).bind(env);
+        for n in &found {
+            q = q.bind(*n);
+        }
+        let rows = q.bind(i64::from(deployments)).fetch_all(&self.pool).await?;
+        let mut deps: Vec<(usize, Deployment)> = Vec::with_capacity(rows.len());
+        for r in &rows {
+            if let Some(i) = index(r.get::<&str, _>(0)) {
+                deps.push((i, decode(r.get::<&str, _>(1))?));
+            }
+        }
+
+        let sql = format!(
+            "SELECT name, json_extract(body, '$.deployment_id'), json_extract(body, '$.revision'), last_status,
+                    json_extract(body, '$.health'), desired_running, COUNT(*)
+             FROM tasks WHERE app = ? AND env = ? AND name IN ({ph}) AND last_status != 'STOPPED'
+             GROUP BY 1, 2, 3, 4, 5, 6"
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(app).bind(env);
+        for n in &found {
+            q = q.bind(*n);
+        }
+        let rows = q.fetch_all(&self.pool).await?;
+        let mut counts: Vec<(usize, TaskCount)> = Vec::with_capacity(rows.len());
+        for r in &rows {
+            let Some(i) = index(r.get::<&str, _>(0)) else {
+                continue;
+            };
+            let status: &str = r.get(3);
+            let health: &str = r.get(4);
+            counts.push((
+                i,
+                TaskCount {
+                    deployment_id: r.get(1),
+                    revision: r.get::<i64, _>(2) as u32,
+                    last_status: TaskStatus::parse(status).unwrap_or(TaskStatus::Pending),
+                    health: match health {
+                        "HEALTHY" => TaskHealth::Healthy,
+                        "UNHEALTHY" => TaskHealth::Unhealthy,
+                        _ => TaskHealth::Unknown,
+                    },
+                    desired_running: r.get(5),
+                    count: r.get::<i64, _>(6) as u32,
+                },
+            ));
+        }
+
+        let sql = format!(
+            "SELECT name, id, created_at, message FROM (SELECT name, id, created_at, message,
+                    ROW_NUMBER() OVER (PARTITION BY name ORDER BY id DESC) AS n
+             FROM events WHERE app = ? AND env = ? AND name IN ({ph})) WHERE n <= ? ORDER BY name, id DESC"
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(app).bind(env);
+        for n in &found {
+            q = q.bind(*n);
+        }
+        let rows = q.bind(i64::from(events)).fetch_all(&self.pool).await?;
+        let mut evs: Vec<(usize, ServiceEvent)> = Vec::with_capacity(rows.len());
+        for r in &rows {
+            if let Some(i) = index(r.get::<&str, _>(0)) {
+                evs.push((
+                    i,
+                    ServiceEvent {
+                        id: r.get(1),
+                        created_at: r.get(2),
+                        message: r.get(3),
+                    },
+                ));
+            }
+        }
+        for (i, d) in deps {
+            views[i].deployments.push(d);
+        }
+        for (i, c) in counts {
+            views[i].tasks.push(c);
+        }
+        for (i, e) in evs {
+            views[i].events.push(e);
+        }
+        Ok(views)
     }
 }
 
@@ -68,14 +243,18 @@ fn encode<T: serde::Serialize>(v: &T) -> Result<String> {
 #[async_trait]
 impl Store for SqliteStore {
     async fn get_meta(&self, key: &str) -> Result<Option<String>> {
-        let row = sqlx::query("SELECT value FROM meta WHERE key = ?")
-            .bind(key)
-            .fetch_optional(&self.pool)
-            .await?;
-        Ok(row.map(|r| r.get::<String, _>(0)))
+        let key = key.to_owned();
+        if let Some(v) = self.cache.meta.get(&key) {
+            return Ok(v);
+        }
+        let generation = self.cache.meta.generation();
+        let value = self.read_meta(&key).await?;
+        self.cache.meta.insert(generation, key, value.clone());
+        Ok(value)
     }
 
     async fn set_meta(&self, key: &str, value: &str) -> Result<()> {
+        let _written = self.cache.meta.write();
         sqlx::query("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value")
             .bind(key)
             .bind(value)
@@ -112,6 +291,7 @@ impl Store for SqliteStore {
     }
 
     async fn put_service(&self, s: &ServiceRecord) -> Result<()> {
+        let _written = self.cache.views.write();
         sqlx::query(
             "INSERT INTO services (app, env, name, body, updated_at) VALUES (?, ?, ?, ?, ?)
              ON CONFLICT (app, env, name) DO UPDATE SET body = excluded.body, updated_at = excluded.updated_at",
@@ -127,6 +307,7 @@ impl Store for SqliteStore {
     }
 
     async fn remove_service(&self, key: &ServiceKey) -> Result<()> {
+        let _written = self.cache.views.write();
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         for table in ["services", "deployments", "tasks", "events"] {
             let sql = format!("DELETE FROM {table} WHERE app = ? AND env = ? AND name = ?");
@@ -166,6 +347,7 @@ impl Store for SqliteStore {
     }
 
     async fn register_task_definition(&self, mut td: TaskDefinition) -> Result<TaskDefinition> {
+        let _written = self.cache.task_definitions.write();
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let next: i64 = sqlx::query(
             "SELECT COALESCE(MAX(revision), 0) + 1 FROM task_definitions WHERE family = ?",
@@ -189,6 +371,7 @@ impl Store for SqliteStore {
     }
 
     async fn put_task_definition(&self, td: &TaskDefinition) -> Result<()> {
+        let _written = self.cache.task_definitions.write();
         sqlx::query("UPDATE task_definitions SET body = ? WHERE family = ? AND revision = ?")
             .bind(encode(td)?)
             .bind(&td.family)
@@ -199,19 +382,32 @@ impl Store for SqliteStore {
     }
 
     async fn get_task_definitions(&self, ids: &[(String, u32)]) -> Result<Vec<TaskDefinition>> {
-        if ids.is_empty() {
-            return Ok(Vec::new());
+        let generation = self.cache.task_definitions.generation();
+        let cached = self.cache.task_definitions.get_many(ids);
+        let mut out = Vec::with_capacity(ids.len());
+        let mut missing = Vec::new();
+        for (id, hit) in ids.iter().zip(cached) {
+            match hit {
+                Some(td) => out.extend(td),
+                None => missing.push(id.clone()),
+            }
         }
-        let sql = format!(
-            "SELECT body FROM task_definitions WHERE {}",
-            vec!["(family = ? AND revision = ?)"; ids.len()].join(" OR ")
-        );
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for (family, revision) in ids {
-            q = q.bind(family).bind(i64::from(*revision));
+        missing.sort();
+        missing.dedup();
+        if !missing.is_empty() {
+            let mut fresh = self.read_task_definitions(&missing).await?;
+            for (family, revision) in missing {
+                let i = fresh
+                    .iter()
+                    .position(|td| td.family == family && td.revision == revision);
+                let td = i.map(|i| fresh.swap_remove(i));
+                self.cache
+                    .task_definitions
+                    .insert(generation, (family, revision), td.clone());
+                out.extend(td);
+            }
         }
-        let rows = q.fetch_all(&self.pool).await?;
-        rows.iter().map(|r| decode(r.get::<&str, _>(0))).collect()
+        Ok(out)
     }
 
     async fn list_task_definitions(&self) -> Result<Vec<TaskDefinition>> {
@@ -333,6 +529,10 @@ impl Store for SqliteStore {
     }
 
     async fn create_deployment(&self, new: NewDeployment) -> Result<Deployment> {
+        let _written = (
+            self.cache.views.write(),
+            self.cache.task_definitions.write(),
+        );
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let family = new.key.family();
         let revision = match new.revision {
@@ -510,119 +710,42 @@ impl Store for SqliteStore {
         deployments: u32,
         events: u32,
     ) -> Result<Vec<ServiceView>> {
-        if names.is_empty() {
-            return Ok(Vec::new());
-        }
-        let ph = placeholders(names.len());
-        let sql = format!(
-            "SELECT body FROM services WHERE app = ? AND env = ? AND name IN ({ph}) ORDER BY name"
-        );
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(app).bind(env);
-        for n in names {
-            q = q.bind(n);
-        }
-        let rows = q.fetch_all(&self.pool).await?;
-        let mut views: Vec<ServiceView> = rows
-            .iter()
-            .map(|r| {
-                Ok(ServiceView {
-                    record: decode(r.get::<&str, _>(0))?,
-                    deployments: Vec::new(),
-                    tasks: Vec::new(),
-                    events: Vec::new(),
-                })
-            })
-            .collect::<Result<_>>()?;
-        if views.is_empty() {
-            return Ok(views);
-        }
-        let found: Vec<&str> = views.iter().map(|v| v.record.key.name.as_str()).collect();
-        let ph = placeholders(found.len());
-        let index = |name: &str| found.iter().position(|n| *n == name);
-
-        let sql = format!(
-            "SELECT name, body FROM (SELECT name, body, ROW_NUMBER() OVER (PARTITION BY name ORDER BY created_at DESC, id DESC) AS n
-             FROM deployments WHERE app = ? AND env = ? AND name IN ({ph})) WHERE n <= ? ORDER BY name, n"
-        );
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(app).bind(env);
-        for n in &found {
-            q = q.bind(*n);
-        }
-        let rows = q.bind(i64::from(deployments)).fetch_all(&self.pool).await?;
-        let mut deps: Vec<(usize, Deployment)> = Vec::with_capacity(rows.len());
-        for r in &rows {
-            if let Some(i) = index(r.get::<&str, _>(0)) {
-                deps.push((i, decode(r.get::<&str, _>(1))?));
+        let mut names: Vec<&String> = names.iter().collect();
+        names.sort();
+        names.dedup();
+        let key = |n: &str| {
+            (
+                app.to_owned(),
+                env.to_owned(),
+                n.to_owned(),
+                deployments,
+                events,
+            )
+        };
+        let keys: Vec<_> = names.iter().map(|n| key(n)).collect();
+        let generation = self.cache.views.generation();
+        let cached = self.cache.views.get_many(&keys);
+        let mut views = Vec::with_capacity(names.len());
+        let mut missing = Vec::new();
+        for (name, hit) in names.iter().zip(cached) {
+            match hit {
+                Some(Some(v)) => views.push(v),
+                Some(None) => {}
+                None => missing.push((*name).clone()),
             }
         }
-
-        let sql = format!(
-            "SELECT name, json_extract(body, '$.deployment_id'), json_extract(body, '$.revision'), last_status,
-                    json_extract(body, '$.health'), desired_running, COUNT(*)
-             FROM tasks WHERE app = ? AND env = ? AND name IN ({ph}) AND last_status != 'STOPPED'
-             GROUP BY 1, 2, 3, 4, 5, 6"
-        );
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(app).bind(env);
-        for n in &found {
-            q = q.bind(*n);
-        }
-        let rows = q.fetch_all(&self.pool).await?;
-        let mut counts: Vec<(usize, TaskCount)> = Vec::with_capacity(rows.len());
-        for r in &rows {
-            let Some(i) = index(r.get::<&str, _>(0)) else {
-                continue;
-            };
-            let status: &str = r.get(3);
-            let health: &str = r.get(4);
-            counts.push((
-                i,
-                TaskCount {
-                    deployment_id: r.get(1),
-                    revision: r.get::<i64, _>(2) as u32,
-                    last_status: TaskStatus::parse(status).unwrap_or(TaskStatus::Pending),
-                    health: match health {
-                        "HEALTHY" => TaskHealth::Healthy,
-                        "UNHEALTHY" => TaskHealth::Unhealthy,
-                        _ => TaskHealth::Unknown,
-                    },
-                    desired_running: r.get(5),
-                    count: r.get::<i64, _>(6) as u32,
-                },
-            ));
-        }
-
-        let sql = format!(
-            "SELECT name, id, created_at, message FROM (SELECT name, id, created_at, message,
-                    ROW_NUMBER() OVER (PARTITION BY name ORDER BY id DESC) AS n
-             FROM events WHERE app = ? AND env = ? AND name IN ({ph})) WHERE n <= ? ORDER BY name, id DESC"
-        );
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(app).bind(env);
-        for n in &found {
-            q = q.bind(*n);
-        }
-        let rows = q.bind(i64::from(events)).fetch_all(&self.pool).await?;
-        let mut evs: Vec<(usize, ServiceEvent)> = Vec::with_capacity(rows.len());
-        for r in &rows {
-            if let Some(i) = index(r.get::<&str, _>(0)) {
-                evs.push((
-                    i,
-                    ServiceEvent {
-                        id: r.get(1),
-                        created_at: r.get(2),
-                        message: r.get(3),
-                    },
-                ));
+        if !missing.is_empty() {
+            let mut fresh = self
+                .read_service_views(app, env, &missing, deployments, events)
+                .await?;
+            for name in &missing {
+                let i = fresh.iter().position(|v| &v.record.key.name == name);
+                let v = i.map(|i| fresh.swap_remove(i));
+                self.cache.views.insert(generation, key(name), v.clone());
+                views.extend(v);
             }
         }
-        for (i, d) in deps {
-            views[i].deployments.push(d);
-        }
-        for (i, c) in counts {
-            views[i].tasks.push(c);
-        }
-        for (i, e) in evs {
-            views[i].events.push(e);
-        }
+        views.sort_by(|a, b| a.record.key.name.cmp(&b.record.key.name));
         Ok(views)
     }
 
@@ -633,6 +756,7 @@ impl Store for SqliteStore {
     }
 
     async fn put_deployment(&self, d: &Deployment) -> Result<()> {
+        let _written = self.cache.views.write();
         sqlx::query("UPDATE deployments SET state = ?, body = ? WHERE id = ?")
             .bind(d.state.as_str())
             .bind(encode(d)?)
@@ -643,6 +767,7 @@ impl Store for SqliteStore {
     }
 
     async fn put_task(&self, t: &Task) -> Result<()> {
+        let _written = self.cache.views.write();
         sqlx::query(
             "INSERT INTO tasks (id, app, env, name, desired_running, last_status, body, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
              ON CONFLICT (id) DO UPDATE SET desired_running = excluded.desired_running, last_status = excluded.last_status, body = excluded.body",
@@ -694,6 +819,7 @@ impl Store for SqliteStore {
     }
 
     async fn prune_stopped_tasks(&self, before: i64, keep: u32) -> Result<u64> {
+        let _written = self.cache.views.write();
         let res = sqlx::query(
             "DELETE FROM tasks WHERE last_status = 'STOPPED' AND created_at < ? AND id NOT IN (
                 SELECT id FROM (SELECT id, ROW_NUMBER() OVER (PARTITION BY app, env, name ORDER BY created_at DESC) AS n
@@ -707,6 +833,7 @@ impl Store for SqliteStore {
     }
 
     async fn add_event(&self, key: &ServiceKey, now: i64, message: &str) -> Result<()> {
+        let _written = self.cache.views.write();
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         sqlx::query(
             "INSERT INTO events (app, env, name, created_at, message) VALUES (?, ?, ?, ?, ?)",
@@ -1056,6 +1183,91 @@ mod tests {
         standalone.last_status = TaskStatus::Stopped;
         s.put_task(&standalone).await.unwrap();
         assert!(s.live_standalone_tasks().await.unwrap().is_empty());
+    }
+
+    /// The read caches never answer with what a finished write changed: after every kind of
+    /// write, the cached reads equal reads straight from the database.
+    #[tokio::test]
+    async fn cached_reads_follow_every_write() {
+        let s = SqliteStore::memory().await.unwrap();
+        let a = ServiceKey::new("shop", "default", "a");
+        let names = ["a".to_owned(), "b".to_owned()];
+        let tds = [(a.family(), 1), (a.family(), 2)];
+        let check = async |s: &SqliteStore, step: &str| {
+            // Twice: the first read may fill the cache, the second is answered from it.
+            for _ in 0..2 {
+                let cached = s
+                    .service_views("shop", "default", &names, 10, 100)
+                    .await
+                    .unwrap();
+                let fresh = s
+                    .read_service_views("shop", "default", &names, 10, 100)
+                    .await
+                    .unwrap();
+                assert_eq!(cached, fresh, "service views after {step}");
+                let cached = s.get_task_definitions(&tds).await.unwrap();
+                let fresh = s.read_task_definitions(&tds).await.unwrap();
+                assert_eq!(cached.len(), fresh.len(), "task definitions after {step}");
+                for (c, f) in cached.iter().zip(&fresh) {
+                    assert_eq!(
+                        (&c.family, c.revision, &c.deregistered_at),
+                        (&f.family, f.revision, &f.deregistered_at),
+                        "task definitions after {step}"
+                    );
+                }
+                assert_eq!(
+                    s.get_meta("k").await.unwrap(),
+                    s.read_meta("k").await.unwrap(),
+                    "meta after {step}"
+                );
+            }
+        };
+        check(&s, "nothing").await;
+        s.create_deployment(new(
+            "d1",
+            &a,
+            RevisionChoice::Register(Box::new(container("x:1"))),
+            1,
+            None,
+        ))
+        .await
+        .unwrap();
+        check(&s, "create_deployment").await;
+        s.put_task(&task("t1", &a, "d1", TaskStatus::Running))
+            .await
+            .unwrap();
+        check(&s, "put_task").await;
+        s.add_event(&a, 2, "started").await.unwrap();
+        check(&s, "add_event").await;
+        let mut d = s.get_deployment("d1").await.unwrap().unwrap();
+        d.state = RolloutState::Succeeded;
+        s.put_deployment(&d).await.unwrap();
+        check(&s, "put_deployment").await;
+        let mut rec = s.get_service(&a).await.unwrap().unwrap();
+        rec.desired_count = 5;
+        s.put_service(&rec).await.unwrap();
+        check(&s, "put_service").await;
+        let mut td = s
+            .get_task_definition(&a.family(), 1)
+            .await
+            .unwrap()
+            .unwrap();
+        td.deregistered_at = Some(3);
+        s.put_task_definition(&td).await.unwrap();
+        check(&s, "put_task_definition").await;
+        td.revision = 0;
+        s.register_task_definition(td).await.unwrap();
+        check(&s, "register_task_definition").await;
+        s.set_meta("k", "v").await.unwrap();
+        check(&s, "set_meta").await;
+        s.remove_service(&a).await.unwrap();
+        check(&s, "remove_service").await;
+        assert!(
+            s.service_views("shop", "default", &names, 10, 100)
+                .await
+                .unwrap()
+                .is_empty()
+        );
     }
 
     #[tokio::test]

@@ -118,3 +118,50 @@ fn newest(s: &Server) -> String {
         .unwrap_or(0)
         .to_string()
 }
+
+/// A second server on a data directory that a running server uses refuses to start and
+/// changes nothing; once the first one is gone (even by `kill -9`), a server starts there.
+#[test]
+fn one_server_per_data_directory() {
+    if !docker() {
+        return;
+    }
+    let mut s = Server::start();
+    let before = std::fs::read_to_string(s.data_dir().join("api.addr")).unwrap();
+    let mut second = std::process::Command::new(BIN)
+        .args(["server", "--data-dir"])
+        .arg(s.data_dir())
+        .args(["--api-addr", "127.0.0.1:0", "--no-ingress"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = second.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            second.kill().unwrap();
+            second.wait().unwrap();
+            panic!("a second server on the same data directory kept running");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut second.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(!status.success(), "second server exited 0: {stderr}");
+    assert!(
+        stderr.contains("another slipway server is running on"),
+        "unexpected error: {stderr}"
+    );
+    assert_eq!(stderr.trim().lines().count(), 1, "one line: {stderr}");
+    assert_eq!(
+        std::fs::read_to_string(s.data_dir().join("api.addr")).unwrap(),
+        before,
+        "the refused server must not touch the running one's files"
+    );
+    s.api_get("/info");
+    s.restart();
+    s.api_get("/info");
+}

@@ -1,0 +1,151 @@
+//! Read caches in front of the database for the reads that pollers repeat many times a
+//! second with nothing changed in between: service views (`DescribeServices`, `slipway
+//! status`), task definitions and meta values (the admin token on every API request).
+//!
+//! Each cache is invalidated by a write generation, never by time: every write that can
+//! change what a cache holds bumps that cache's generation after it commits (or fails), and
+//! an entry read from the database is kept only if no such write started and finished
+//! while it was being read. So a read that begins after a write returned never sees what
+//! was there before it. This relies on the server being the database's only writer, which
+//! it is: the CLI goes through the API.
+//!
+//! This module owns the caches and calls nothing.
+
+use std::collections::HashMap;
+use std::hash::Hash;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Entries a cache holds at most; past it the cache starts over (a bound on memory, not an
+/// eviction policy: the hot set of a poller is far smaller).
+const MAX_ENTRIES: usize = 4096;
+
+/// One cache: a map valid for one write generation.
+pub(crate) struct Cached<K, V> {
+    written: AtomicU64,
+    inner: Mutex<Inner<K, V>>,
+}
+
+struct Inner<K, V> {
+    generation: u64,
+    map: HashMap<K, V>,
+}
+
+impl<K: Hash + Eq, V: Clone> Inner<K, V> {
+    /// Drops what an older generation left.
+    fn at(&mut self, generation: u64) {
+        if self.generation != generation {
+            self.map.clear();
+            self.generation = generation;
+        }
+    }
+}
+
+/// Bumps a cache's generation when dropped: a write holds one from before it starts until
+/// after it committed or failed.
+#[must_use = "the generation is bumped when the guard is dropped, after the write"]
+pub(crate) struct Written<'a>(&'a AtomicU64);
+
+impl Drop for Written<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+impl<K: Hash + Eq, V: Clone> Cached<K, V> {
+    pub fn new() -> Self {
+        Cached {
+            written: AtomicU64::new(0),
+            inner: Mutex::new(Inner {
+                generation: 0,
+                map: HashMap::new(),
+            }),
+        }
+    }
+
+    /// The generation to pass to [`Cached::insert`]: taken before reading the database.
+    pub fn generation(&self) -> u64 {
+        self.written.load(Ordering::SeqCst)
+    }
+
+    /// Declares a write; hold the guard until the write is over.
+    pub fn write(&self) -> Written<'_> {
+        Written(&self.written)
+    }
+
+    /// The cached values of `keys`, in order (`None`: not cached).
+    pub fn get_many<'k>(&self, keys: impl IntoIterator<Item = &'k K>) -> Vec<Option<V>>
+    where
+        K: 'k,
+    {
+        let now = self.generation();
+        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        inner.at(now);
+        keys.into_iter()
+            .map(|k| inner.map.get(k).cloned())
+            .collect()
+    }
+
+    pub fn get(&self, key: &K) -> Option<V> {
+        self.get_many([key]).pop().flatten()
+    }
+
+    /// Keeps `value`, read from the database after [`Cached::generation`] returned
+    /// `generation`, unless a write has finished since.
+    pub fn insert(&self, generation: u64, key: K, value: V) {
+        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        if self.generation() != generation {
+            return;
+        }
+        inner.at(generation);
+        if inner.map.len() >= MAX_ENTRIES {
+            inner.map.clear();
+        }
+        inner.map.insert(key, value);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_write_invalidates_what_was_cached() {
+        let c: Cached<&str, u32> = Cached::new();
+        let g = c.generation();
+        c.insert(g, "a", 1);
+        assert_eq!(c.get(&"a"), Some(1));
+        drop(c.write());
+        assert_eq!(c.get(&"a"), None);
+    }
+
+    #[test]
+    fn a_read_that_overlapped_a_write_is_not_kept() {
+        let c: Cached<&str, u32> = Cached::new();
+        let g = c.generation();
+        // A write starts and finishes while the value is being read from the database.
+        let w = c.write();
+        drop(w);
+        c.insert(g, "a", 1);
+        assert_eq!(c.get(&"a"), None);
+        // A write in flight when the value is kept: kept, then dropped once the write ends.
+        let g = c.generation();
+        let w = c.write();
+        c.insert(g, "a", 1);
+        assert_eq!(c.get(&"a"), Some(1));
+        drop(w);
+        assert_eq!(c.get(&"a"), None);
+    }
+
+    #[test]
+    fn the_cache_is_bounded() {
+        let c: Cached<usize, usize> = Cached::new();
+        let g = c.generation();
+        for i in 0..MAX_ENTRIES + 10 {
+            c.insert(g, i, i);
+        }
+        let kept = c.get_many(&(0..MAX_ENTRIES + 10).collect::<Vec<_>>());
+        assert!(kept.iter().flatten().count() <= MAX_ENTRIES);
+        assert_eq!(c.get(&(MAX_ENTRIES + 9)), Some(MAX_ENTRIES + 9));
+    }
+}
