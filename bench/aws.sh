@@ -7,11 +7,11 @@
 #
 # Usage: bench/aws.sh [SECONDS]   (default 15 per load run). Target: DescribeServices p99 <= 10 ms.
 # RATE (default 300) is the total request rate of the fixed-rate runs.
-# The latencies are measured by the Python clients (bench/aws_load.py, one process and one
-# keep-alive connection per client), so they include the client's own signing and parsing.
-# Each load is run twice: closed loop (every client sends as fast as it is answered: on a
-# small machine the 32 Python clients saturate the cores and latency = 32 / throughput) and
-# at a fixed total rate well below saturation (each latency from its scheduled send time).
+# The latencies are measured by the load generator (crates/slipway/examples/aws_load.rs:
+# one keep-alive connection per client, every request signed with SigV4 on its own, all
+# clients on one thread so the generator takes at most one of the machine's cores).
+# Each load is run twice: closed loop (every client sends as fast as it is answered) and at
+# a fixed total rate well below saturation (each latency from its scheduled send time).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -19,9 +19,10 @@ secs=${1:-15}
 conc=${CONCURRENCY:-32}
 rate=${RATE:-300}
 
-cargo build --quiet --release --locked -p slipway
+cargo build --quiet --release --locked -p slipway --bin slipway --example aws_load
 scripts/build-example.sh >/dev/null
 bin="$root/target/release/slipway"
+load="$root/target/release/examples/aws_load"
 work=$(mktemp -d)
 server_pid=""
 cleanup() {
@@ -56,12 +57,12 @@ done
 
 echo "load average before the runs: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "== 1. DescribeServices, 10 of 100 services per call, $conc clients, ${secs}s"
-python3 bench/aws_load.py "$SLIPWAY_SERVER" "$id" "$secret" "$T.DescribeServices" '{"services":{svc10}}' "$conc" "$secs"
-python3 bench/aws_load.py "$SLIPWAY_SERVER" "$id" "$secret" "$T.DescribeServices" '{"services":{svc10}}' "$conc" "$secs" "$rate"
+"$load" "$SLIPWAY_SERVER" "$id" "$secret" "$T.DescribeServices" '{"services":{svc10}}' "$conc" "$secs"
+"$load" "$SLIPWAY_SERVER" "$id" "$secret" "$T.DescribeServices" '{"services":{svc10}}' "$conc" "$secs" "$rate"
 echo "== 2. RegisterTaskDefinition, $conc clients, ${secs}s"
 td='{"family":"load","containerDefinitions":[{"name":"web","image":"slipway-hello:v1","memory":32,"environment":[{"name":"N","value":"{n}"}]}]}'
-python3 bench/aws_load.py "$SLIPWAY_SERVER" "$id" "$secret" "$T.RegisterTaskDefinition" "$td" "$conc" "$secs"
-python3 bench/aws_load.py "$SLIPWAY_SERVER" "$id" "$secret" "$T.RegisterTaskDefinition" "$td" "$conc" "$secs" "$rate"
+"$load" "$SLIPWAY_SERVER" "$id" "$secret" "$T.RegisterTaskDefinition" "$td" "$conc" "$secs"
+"$load" "$SLIPWAY_SERVER" "$id" "$secret" "$T.RegisterTaskDefinition" "$td" "$conc" "$secs" "$rate"
 echo "load average after the runs: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "== 3. SigV4 verification cost per request"
 cargo test --quiet --release --locked -p slipway-aws --lib -- --ignored --nocapture sigv4_verification_cost 2>&1 | grep 'per request'
