@@ -106,8 +106,15 @@ impl Shared {
     }
 
     /// Swaps in a new routing table; connect attempts to targets it no longer has give up.
+    /// Targets routable again stop draining before the swap, targets that start draining
+    /// are flagged after it (see [`Table::undrain`], [`Table::drain`]): a request never finds
+    /// its service's only routable target flagged while the table with its replacement is
+    /// not yet serving.
     pub fn set_table(&self, table: Table) {
-        self.table.store(Arc::new(table));
+        let table = Arc::new(table);
+        table.undrain();
+        self.table.store(Arc::clone(&table));
+        table.drain();
         self.upstreams.changes.send_replace(());
     }
 

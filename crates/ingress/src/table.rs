@@ -261,13 +261,11 @@ impl Table {
                     Some(existing) if existing.addr == t.addr => Arc::clone(existing),
                     _ => Arc::new(Target::new(&t.id, t.addr)),
                 };
+                // The shared draining flags are not touched here: the table being
+                // compiled is not serving yet (see `Table::undrain` and `Table::drain`).
                 if t.draining {
-                    target.draining.store(true, Ordering::SeqCst);
-                    target.drain_signal.send_replace(true);
                     draining.push(target);
                 } else {
-                    target.draining.store(false, Ordering::SeqCst);
-                    target.drain_signal.send_replace(false);
                     active.push(target);
                 }
             }
@@ -307,6 +305,29 @@ impl Table {
         }
         table.draining = draining;
         table
+    }
+
+    /// Clears the draining flag of every routable target of this table. Called before the
+    /// table is published: the serving table has such a target among its draining ones (or
+    /// not at all), so no request can pick it early.
+    pub fn undrain(&self) {
+        for t in self.services.iter().flat_map(|s| s.active.iter()) {
+            t.draining.store(false, Ordering::SeqCst);
+            t.drain_signal
+                .send_if_modified(|d| std::mem::replace(d, false));
+        }
+    }
+
+    /// Sets the draining flag of this table's draining targets. Called once the table is
+    /// published: flagged earlier, a target would stop taking requests while the table still
+    /// serving listed it as routable, perhaps as its service's only target, before its
+    /// replacement (in this table) could take them.
+    pub fn drain(&self) {
+        for t in &self.draining {
+            t.draining.store(true, Ordering::SeqCst);
+            t.drain_signal
+                .send_if_modified(|d| !std::mem::replace(d, true));
+        }
     }
 
     /// Every target known to the table, routable or draining.
@@ -510,7 +531,19 @@ mod tests {
             2,
             "in-flight count carried over"
         );
+        assert!(
+            !p1.draining.load(Ordering::SeqCst),
+            "compiling a table changes nothing the serving table's requests see"
+        );
+        t2.undrain();
+        t2.drain();
         assert!(p1.draining.load(Ordering::SeqCst));
+        assert!(*p1.drain_signal.borrow());
+        // Routable again in a later table: the flag is cleared before that table serves.
+        let t3 = Table::compile(&cfg(), &t2);
+        t3.undrain();
+        assert!(!p1.draining.load(Ordering::SeqCst));
+        assert!(!*p1.drain_signal.borrow());
     }
 
     #[test]
