@@ -5,7 +5,8 @@
 #  1. Monolithic upload of a 256 MiB random blob (POST, then PUT ?digest= with the body).
 #  2. GET of that blob.
 #  3. `docker push` and 4. `docker pull` of a 5-layer ~200 MB image built FROM scratch with
-#     random-data layers (pull after removing the image from the engine).
+#     random-data layers (pull after removing the image from the engine); with the push, the
+#     CPU time (user + system) the registry process spent on it.
 #  5. Manifest GET latency p50/p99 with 32 concurrent clients (hey).
 #  6. Slipway's peak RSS during a 1 GiB upload (sampled every 50 ms), and distribution's.
 #
@@ -89,7 +90,8 @@ get_blob() { # host repo digest -> ms
 # Who goes first alternates between runs, so neither side always runs right after the
 # blob (or image) was made, while the kernel is still writing it back.
 order() { if [ $(($1 % 2)) = 1 ]; then echo slipway ref; else echo ref slipway; fi; }
-declare -A up get push pull
+declare -A up get push pull pushcpu
+cpu_ms() { awk -v hz="$(getconf CLK_TCK)" '{print int(($14 + $15) * 1000 / hz)}' "/proc/$1/stat"; }
 for i in $(seq "$runs"); do
   for who in $(order "$i"); do
     host=$([ $who = slipway ] && echo "$slipway_host" || echo "$ref_host")
@@ -112,9 +114,13 @@ for i in $(seq "$runs"); do
   image_id=$(build_image "$i")
   for who in $(order "$i"); do
     host=$([ $who = slipway ] && echo "$slipway_host" || echo "$ref_host")
+    pid=$([ $who = slipway ] && echo "$slipway_pid" || echo "$ref_pid")
     docker tag "$image_id" "$host/bench/img:run$i"
+    c0=$(cpu_ms "$pid")
     t0=$(now_ms); docker push -q "$host/bench/img:run$i" >/dev/null; t1=$(now_ms)
+    c1=$(cpu_ms "$pid")
     push[$who]+="$((t1 - t0)) "
+    pushcpu[$who]+="$((c1 - c0)) "
   done
   for who in $(order "$i"); do
     host=$([ $who = slipway ] && echo "$slipway_host" || echo "$ref_host")
@@ -168,7 +174,14 @@ echo "| --- | --- | --- | --- |"
 row "monolithic upload, 256 MiB blob" ms "$(echo "${up[slipway]}" | tr ' ' '\n' | grep . | median)" "$(echo "${up[ref]}" | tr ' ' '\n' | grep . | median)"
 row "blob GET, 256 MiB" ms "$(echo "${get[slipway]}" | tr ' ' '\n' | grep . | median)" "$(echo "${get[ref]}" | tr ' ' '\n' | grep . | median)"
 row "docker push, 5 layers ~200 MB" ms "$(echo "${push[slipway]}" | tr ' ' '\n' | grep . | median)" "$(echo "${push[ref]}" | tr ' ' '\n' | grep . | median)"
+row "registry CPU during that push" ms "$(echo "${pushcpu[slipway]}" | tr ' ' '\n' | grep . | median)" "$(echo "${pushcpu[ref]}" | tr ' ' '\n' | grep . | median)"
 row "docker pull, 5 layers ~200 MB" ms "$(echo "${pull[slipway]}" | tr ' ' '\n' | grep . | median)" "$(echo "${pull[ref]}" | tr ' ' '\n' | grep . | median)"
 row "manifest GET p50, 32 clients" ms "${p50[slipway]}" "${p50[ref]}"
 row "manifest GET p99, 32 clients" ms "${p99[slipway]}" "${p99[ref]}"
 row "peak RSS during a 1 GiB upload" MiB "${rss[slipway]}" "${rss[ref]}"
+echo
+echo "Every run (ms, in run order; who went first alternates, Slipway first in odd runs):"
+for m in up get push pushcpu pull; do
+  declare -n a=$m
+  printf '  %-8s Slipway %s| reference %s\n' "$m" "${a[slipway]}" "${a[ref]}"
+done

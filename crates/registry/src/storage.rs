@@ -19,8 +19,10 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Uploads are written in blocks of this size.
 pub const WRITE_BLOCK: usize = 1 << 20;
-/// Blobs are served in reads of this size.
-pub const READ_CHUNK: usize = 256 << 10;
+/// Blobs are served in reads of this size (with one read ahead, 2 MiB per GET in flight).
+/// 1 MiB reads serve a 256 MiB blob in ~108 ms against ~165 ms with 256 KiB reads (one
+/// thread hand-off per read; bench/README.md).
+pub const READ_CHUNK: usize = 1 << 20;
 
 use crate::names::{Algorithm, Digest, Hasher};
 
