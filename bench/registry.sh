@@ -91,6 +91,9 @@ get_blob() { # host repo digest -> ms
 # blob (or image) was made, while the kernel is still writing it back.
 order() { if [ $(($1 % 2)) = 1 ]; then echo slipway ref; else echo ref slipway; fi; }
 declare -A up get push pull pushcpu
+# Before each timed docker push or pull: the previous one's writeback (a pull extracts
+# ~200 MB into the engine's storage) is flushed first, so it does not land on the next one.
+settle() { sync; sleep 1; }
 cpu_ms() { awk -v hz="$(getconf CLK_TCK)" '{print int(($14 + $15) * 1000 / hz)}' "/proc/$1/stat"; }
 for i in $(seq "$runs"); do
   for who in $(order "$i"); do
@@ -116,6 +119,7 @@ for i in $(seq "$runs"); do
     host=$([ $who = slipway ] && echo "$slipway_host" || echo "$ref_host")
     pid=$([ $who = slipway ] && echo "$slipway_pid" || echo "$ref_pid")
     docker tag "$image_id" "$host/bench/img:run$i"
+    settle
     c0=$(cpu_ms "$pid")
     t0=$(now_ms); docker push -q "$host/bench/img:run$i" >/dev/null; t1=$(now_ms)
     c1=$(cpu_ms "$pid")
@@ -125,6 +129,7 @@ for i in $(seq "$runs"); do
   for who in $(order "$i"); do
     host=$([ $who = slipway ] && echo "$slipway_host" || echo "$ref_host")
     docker rmi -f "$image_id" >/dev/null 2>&1 || true
+    settle
     t0=$(now_ms); docker pull -q "$host/bench/img:run$i" >/dev/null; t1=$(now_ms)
     pull[$who]+="$((t1 - t0)) "
   done
