@@ -90,6 +90,28 @@ impl<K: Hash + Eq, V: Clone> Cached<K, V> {
         self.get_many([key]).pop().flatten()
     }
 
+    /// The values of `keys`, in order: the cached ones, and the others from `read`, which
+    /// gets the keys not cached and returns one value for each, in their order (and which
+    /// are then kept, see [`Cached::insert`]).
+    pub async fn get_or_read<E, F, Fut>(&self, keys: Vec<K>, read: F) -> Result<Vec<V>, E>
+    where
+        K: Clone,
+        F: FnOnce(Vec<K>) -> Fut,
+        Fut: Future<Output = Result<Vec<V>, E>>,
+    {
+        let generation = self.generation();
+        let mut values = self.get_many(&keys);
+        let missing: Vec<usize> = (0..keys.len()).filter(|&i| values[i].is_none()).collect();
+        if !missing.is_empty() {
+            let fresh = read(missing.iter().map(|&i| keys[i].clone()).collect()).await?;
+            for (&i, value) in missing.iter().zip(fresh) {
+                self.insert(generation, keys[i].clone(), value.clone());
+                values[i] = Some(value);
+            }
+        }
+        Ok(values.into_iter().flatten().collect())
+    }
+
     /// Keeps `value`, read from the database after [`Cached::generation`] returned
     /// `generation`, unless a write has finished since.
     pub fn insert(&self, generation: u64, key: K, value: V) {
@@ -135,6 +157,31 @@ mod tests {
         assert_eq!(c.get(&"a"), Some(1));
         drop(w);
         assert_eq!(c.get(&"a"), None);
+    }
+
+    #[tokio::test]
+    async fn get_or_read_reads_only_what_is_not_cached() {
+        let c: Cached<u32, u32> = Cached::new();
+        let read =
+            |keys: Vec<u32>| async move { Ok::<_, ()>(keys.iter().map(|k| k * 10).collect()) };
+        assert_eq!(c.get_or_read(vec![1, 2], read).await, Ok(vec![10, 20]));
+        let asked = std::sync::Mutex::new(Vec::new());
+        let values = c
+            .get_or_read(vec![3, 1, 2], |keys: Vec<u32>| {
+                asked.lock().unwrap().extend(keys.iter().copied());
+                async move { Ok::<_, ()>(keys.iter().map(|k| k * 10).collect()) }
+            })
+            .await;
+        assert_eq!(values, Ok(vec![30, 10, 20]));
+        assert_eq!(*asked.lock().unwrap(), [3], "1 and 2 came from the cache");
+        // A failed read keeps nothing and passes the error on.
+        drop(c.write());
+        assert_eq!(
+            c.get_or_read(vec![1], |_| async { Err::<Vec<u32>, _>("down") })
+                .await,
+            Err("down")
+        );
+        assert_eq!(c.get(&1), None);
     }
 
     #[test]

@@ -382,32 +382,28 @@ impl Store for SqliteStore {
     }
 
     async fn get_task_definitions(&self, ids: &[(String, u32)]) -> Result<Vec<TaskDefinition>> {
-        let generation = self.cache.task_definitions.generation();
-        let cached = self.cache.task_definitions.get_many(ids);
-        let mut out = Vec::with_capacity(ids.len());
-        let mut missing = Vec::new();
-        for (id, hit) in ids.iter().zip(cached) {
-            match hit {
-                Some(td) => out.extend(td),
-                None => missing.push(id.clone()),
-            }
-        }
-        missing.sort();
-        missing.dedup();
-        if !missing.is_empty() {
-            let mut fresh = self.read_task_definitions(&missing).await?;
-            for (family, revision) in missing {
-                let i = fresh
-                    .iter()
-                    .position(|td| td.family == family && td.revision == revision);
-                let td = i.map(|i| fresh.swap_remove(i));
-                self.cache
-                    .task_definitions
-                    .insert(generation, (family, revision), td.clone());
-                out.extend(td);
-            }
-        }
-        Ok(out)
+        let mut ids = ids.to_vec();
+        ids.sort();
+        ids.dedup();
+        let found = self
+            .cache
+            .task_definitions
+            .get_or_read(ids, |missing| async move {
+                let mut fresh = self.read_task_definitions(&missing).await?;
+                Ok::<_, StoreError>(
+                    missing
+                        .iter()
+                        .map(|(family, revision)| {
+                            let i = fresh
+                                .iter()
+                                .position(|td| &td.family == family && td.revision == *revision);
+                            i.map(|i| fresh.swap_remove(i))
+                        })
+                        .collect(),
+                )
+            })
+            .await?;
+        Ok(found.into_iter().flatten().collect())
     }
 
     async fn list_task_definitions(&self) -> Result<Vec<TaskDefinition>> {
@@ -713,40 +709,39 @@ impl Store for SqliteStore {
         let mut names: Vec<&String> = names.iter().collect();
         names.sort();
         names.dedup();
-        let key = |n: &str| {
-            (
-                app.to_owned(),
-                env.to_owned(),
-                n.to_owned(),
-                deployments,
-                events,
-            )
-        };
-        let keys: Vec<_> = names.iter().map(|n| key(n)).collect();
-        let generation = self.cache.views.generation();
-        let cached = self.cache.views.get_many(&keys);
-        let mut views = Vec::with_capacity(names.len());
-        let mut missing = Vec::new();
-        for (name, hit) in names.iter().zip(cached) {
-            match hit {
-                Some(Some(v)) => views.push(v),
-                Some(None) => {}
-                None => missing.push((*name).clone()),
-            }
-        }
-        if !missing.is_empty() {
-            let mut fresh = self
-                .read_service_views(app, env, &missing, deployments, events)
-                .await?;
-            for name in &missing {
-                let i = fresh.iter().position(|v| &v.record.key.name == name);
-                let v = i.map(|i| fresh.swap_remove(i));
-                self.cache.views.insert(generation, key(name), v.clone());
-                views.extend(v);
-            }
-        }
-        views.sort_by(|a, b| a.record.key.name.cmp(&b.record.key.name));
-        Ok(views)
+        let keys: Vec<_> = names
+            .iter()
+            .map(|n| {
+                (
+                    app.to_owned(),
+                    env.to_owned(),
+                    (*n).clone(),
+                    deployments,
+                    events,
+                )
+            })
+            .collect();
+        let found = self
+            .cache
+            .views
+            .get_or_read(keys, |missing| async move {
+                let names: Vec<String> = missing.into_iter().map(|k| k.2).collect();
+                let mut fresh = self
+                    .read_service_views(app, env, &names, deployments, events)
+                    .await?;
+                Ok::<_, StoreError>(
+                    names
+                        .iter()
+                        .map(|n| {
+                            let i = fresh.iter().position(|v| &v.record.key.name == n);
+                            i.map(|i| fresh.swap_remove(i))
+                        })
+                        .collect(),
+                )
+            })
+            .await?;
+        // In name order, as the keys are.
+        Ok(found.into_iter().flatten().collect())
     }
 
     async fn active_deployments(&self, key: &ServiceKey) -> Result<Vec<Deployment>> {
