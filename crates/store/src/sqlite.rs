@@ -117,11 +117,9 @@ impl SqliteStore {
         let sql = format!(
             "SELECT body FROM services WHERE app = ? AND env = ? AND name IN ({ph}) ORDER BY name"
         );
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(app).bind(env);
-        for n in names {
-            q = q.bind(n);
-        }
-        let rows = q.fetch_all(&self.pool).await?;
+        let rows = for_names(sql, app, env, names.iter().map(String::as_str))
+            .fetch_all(&self.pool)
+            .await?;
         let mut views: Vec<ServiceView> = rows
             .iter()
             .map(|r| {
@@ -144,10 +142,7 @@ impl SqliteStore {
             "SELECT name, body FROM (SELECT name, body, ROW_NUMBER() OVER (PARTITION BY name ORDER BY created_at DESC, id DESC) AS n
              FROM deployments WHERE app = ? AND env = ? AND name IN ({ph})) WHERE n <= ? ORDER BY name, n"
         );
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(app).bind(env);
-        for n in &found {
-            q = q.bind(*n);
-        }
+        let q = for_names(sql, app, env, found.iter().copied());
         let rows = q.bind(i64::from(deployments)).fetch_all(&self.pool).await?;
         let mut deps: Vec<(usize, Deployment)> = Vec::with_capacity(rows.len());
         for r in &rows {
@@ -162,10 +157,7 @@ impl SqliteStore {
              FROM tasks WHERE app = ? AND env = ? AND name IN ({ph}) AND last_status != 'STOPPED'
              GROUP BY 1, 2, 3, 4, 5, 6"
         );
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(app).bind(env);
-        for n in &found {
-            q = q.bind(*n);
-        }
+        let q = for_names(sql, app, env, found.iter().copied());
         let rows = q.fetch_all(&self.pool).await?;
         let mut counts: Vec<(usize, TaskCount)> = Vec::with_capacity(rows.len());
         for r in &rows {
@@ -196,10 +188,7 @@ impl SqliteStore {
                     ROW_NUMBER() OVER (PARTITION BY name ORDER BY id DESC) AS n
              FROM events WHERE app = ? AND env = ? AND name IN ({ph})) WHERE n <= ? ORDER BY name, id DESC"
         );
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(app).bind(env);
-        for n in &found {
-            q = q.bind(*n);
-        }
+        let q = for_names(sql, app, env, found.iter().copied());
         let rows = q.bind(i64::from(events)).fetch_all(&self.pool).await?;
         let mut evs: Vec<(usize, ServiceEvent)> = Vec::with_capacity(rows.len());
         for r in &rows {
@@ -234,6 +223,21 @@ fn decode<T: serde::de::DeserializeOwned>(body: &str) -> Result<T> {
 /// `?, ?, ?` for `n` parameters.
 fn placeholders(n: usize) -> String {
     vec!["?"; n].join(", ")
+}
+
+/// `sql` with its first parameters bound: `app`, `env`, then each of `names` (for an
+/// `app = ? AND env = ? AND name IN (...)` filter).
+fn for_names<'q>(
+    sql: String,
+    app: &'q str,
+    env: &'q str,
+    names: impl IntoIterator<Item = &'q str>,
+) -> sqlx::query::Query<'q, sqlx::Sqlite, <sqlx::Sqlite as sqlx::Database>::Arguments> {
+    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(app).bind(env);
+    for n in names {
+        q = q.bind(n);
+    }
+    q
 }
 
 fn encode<T: serde::Serialize>(v: &T) -> Result<String> {
