@@ -10,6 +10,8 @@
 //!
 //! - [`table`]: the routing configuration and its compiled, atomically swapped form.
 //! - [`proxy`]: the data path (hyper), retries, passive health, accounting.
+//! - [`fast`]: the HTTP/1.1 fast path of plain-text listeners (httparse, one task per
+//!   connection); what it does not take goes to [`proxy`].
 //! - [`upstream`]: connections to targets (per-target idle pools, connects that give up when
 //!   the target leaves the table).
 //! - [`control`]: the control API on a Unix socket.
@@ -21,6 +23,7 @@
 
 pub mod client;
 pub mod control;
+pub mod fast;
 pub mod metrics;
 pub mod proxy;
 pub mod table;

@@ -1,6 +1,11 @@
 //! The data path: accept connections, route each request, pick a healthy target, forward,
 //! stream the response back, and account for it.
 //!
+//! Plain-text connections start on [`crate::fast`], the HTTP/1.1 fast path, which serves the
+//! common requests itself and hands the connection here (hyper) for everything else: TLS
+//! listeners, HTTP/2, upgrades, streamed or large bodies. Both paths share this module's
+//! routing, target choice, retries, passive health and accounting.
+//!
 //! Target choice is round robin over the service's routable targets, skipping targets that
 //! are passively marked down (unless all are). A connect failure (nothing was sent) is
 //! retried on a different target, up to [`MAX_ATTEMPTS`]; a safe request whose target died
@@ -78,8 +83,8 @@ pub struct Shared {
     pub global: Global,
     pub opts: ProxyOptions,
     pub started: Instant,
-    upstreams: Upstreams,
-    access_log: Option<mpsc::Sender<String>>,
+    pub(crate) upstreams: Upstreams,
+    pub(crate) access_log: Option<mpsc::Sender<String>>,
 }
 
 impl Shared {
@@ -118,6 +123,16 @@ impl Shared {
         self.upstreams.changes.send_replace(());
     }
 
+    /// The routing table requests are served from now, to keep across awaits.
+    pub(crate) fn table_arc(&self) -> Arc<Table> {
+        self.table.load_full()
+    }
+
+    /// Whether requests are written to an access log.
+    pub(crate) fn logs(&self) -> bool {
+        self.access_log.is_some()
+    }
+
     fn now_ms(&self) -> u64 {
         self.started.elapsed().as_millis() as u64
     }
@@ -125,8 +140,8 @@ impl Shared {
 
 /// Accepts connections until the task is dropped. With `tls`, each connection is a TLS
 /// handshake first (ALPN `h2` or `http/1.1`). Either way HTTP/1.1 and HTTP/2 are served: over
-/// TLS as negotiated, in plain text HTTP/2 with prior knowledge (h2c) is detected by its
-/// preface.
+/// TLS as negotiated; in plain text HTTP/1.1 goes through [`crate::fast`], which hands what it
+/// does not take (HTTP/2 with prior knowledge among it) to [`serve_connection`].
 pub async fn serve(listener: TcpListener, shared: Arc<Shared>, tls: Option<TlsAcceptor>) {
     loop {
         let (stream, peer) = match listener.accept().await {
@@ -142,7 +157,7 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>, tls: Option<TlsAc
         let tls = tls.clone();
         tokio::spawn(async move {
             let Some(acceptor) = tls else {
-                serve_connection(stream, peer, shared, false).await;
+                crate::fast::serve(stream, peer, shared).await;
                 return;
             };
             match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
@@ -169,7 +184,7 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>, tls: Option<TlsAc
 /// A TLS client has this long to finish its handshake.
 pub const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
-async fn serve_connection<I>(io: I, peer: SocketAddr, shared: Arc<Shared>, tls: bool)
+pub(crate) async fn serve_connection<I>(io: I, peer: SocketAddr, shared: Arc<Shared>, tls: bool)
 where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
@@ -237,11 +252,16 @@ fn host_of(req: &Request<Incoming>) -> String {
         .map(str::to_owned)
         .or_else(|| req.uri().authority().map(|a| a.to_string()))
         .unwrap_or_default();
+    strip_port(&raw).to_owned()
+}
+
+/// The host of a Host header's value (`host`, `host:port`, `[v6]` or `[v6]:port`).
+pub(crate) fn strip_port(raw: &str) -> &str {
     if let Some(v6) = raw.strip_prefix('[') {
-        return v6.split(']').next().unwrap_or("").to_owned();
+        return v6.split(']').next().unwrap_or("");
     }
     match raw.rsplit_once(':') {
-        Some((h, port)) if port.chars().all(|c| c.is_ascii_digit()) => h.to_owned(),
+        Some((h, port)) if port.chars().all(|c| c.is_ascii_digit()) => h,
         _ => raw,
     }
 }
@@ -409,31 +429,8 @@ async fn handle(
             service = reroute(&shared, &host, &path, service);
             shared.global.retries.fetch_add(1, Ordering::Relaxed);
         }
-        // With no target to take the request right now (a table swap mid-deploy, a dead target
-        // not yet replaced), the request waits for the next table, up to NO_TARGET_WAIT.
-        let target = loop {
-            if let Some(t) = pick(&service, &tried, &shared) {
-                break Some(t);
-            }
-            let remaining = NO_TARGET_WAIT.saturating_sub(start.elapsed());
-            if remaining.is_zero() {
-                break None;
-            }
-            let mut changes = shared.upstreams.changes.subscribe();
-            let current = reroute(&shared, &host, &path, Arc::clone(&service));
-            if !Arc::ptr_eq(&current, &service) {
-                service = current;
-                continue;
-            }
-            if tokio::time::timeout(remaining, changes.changed())
-                .await
-                .is_err()
-            {
-                break None;
-            }
-            service = reroute(&shared, &host, &path, service);
-        };
-        let Some(target) = target else {
+        let Some(target) = pick_or_wait(&shared, &host, &path, &mut service, &tried, start).await
+        else {
             break;
         };
         let Some(req_body) = body.take() else {
@@ -561,15 +558,7 @@ async fn handle(
                 ));
             }
             Err(Failure::Connect(e)) => {
-                shared.global.connect_errors.fetch_add(1, Ordering::Relaxed);
-                tracing::debug!(error = %e, target = %target.id, "connect failed");
-                let n = target.connect_failures.fetch_add(1, Ordering::Relaxed) + 1;
-                if n >= PASSIVE_FAILURES {
-                    target.down_until.store(
-                        shared.now_ms() + PASSIVE_DOWN.as_millis() as u64,
-                        Ordering::Relaxed,
-                    );
-                }
+                note_connect_failure(&shared, &target, &e);
                 release(&target, &service);
                 tried.push(target);
                 last_error = "upstream connection failed";
@@ -643,9 +632,66 @@ enum Failure {
     Timeout,
 }
 
+/// Picks a target for the request. With no target to take it right now (a table swap
+/// mid-deploy, a dead target not yet replaced), the request waits for the next table, up to
+/// [`NO_TARGET_WAIT`] after its arrival at `start`.
+pub(crate) async fn pick_or_wait(
+    shared: &Shared,
+    host: &str,
+    path: &str,
+    service: &mut Arc<Service>,
+    tried: &[Arc<Target>],
+    start: Instant,
+) -> Option<Arc<Target>> {
+    loop {
+        if let Some(t) = pick(service, tried, shared) {
+            return Some(t);
+        }
+        let remaining = NO_TARGET_WAIT.saturating_sub(start.elapsed());
+        if remaining.is_zero() {
+            return None;
+        }
+        let mut changes = shared.upstreams.changes.subscribe();
+        let current = reroute(shared, host, path, Arc::clone(service));
+        if !Arc::ptr_eq(&current, service) {
+            *service = current;
+            continue;
+        }
+        if tokio::time::timeout(remaining, changes.changed())
+            .await
+            .is_err()
+        {
+            return None;
+        }
+        *service = reroute(shared, host, path, Arc::clone(service));
+    }
+}
+
+/// Counts a failed connect against its target, marking it down after [`PASSIVE_FAILURES`].
+pub(crate) fn note_connect_failure(
+    shared: &Shared,
+    target: &Target,
+    e: &crate::upstream::ConnectError,
+) {
+    shared.global.connect_errors.fetch_add(1, Ordering::Relaxed);
+    tracing::debug!(error = %e, target = %target.id, "connect failed");
+    let n = target.connect_failures.fetch_add(1, Ordering::Relaxed) + 1;
+    if n >= PASSIVE_FAILURES {
+        target.down_until.store(
+            shared.now_ms() + PASSIVE_DOWN.as_millis() as u64,
+            Ordering::Relaxed,
+        );
+    }
+}
+
 /// The service the current table routes this host and path to, if it is still the same
 /// service (its targets may differ); otherwise the one the request started with.
-fn reroute(shared: &Shared, host: &str, path: &str, service: Arc<Service>) -> Arc<Service> {
+pub(crate) fn reroute(
+    shared: &Shared,
+    host: &str,
+    path: &str,
+    service: Arc<Service>,
+) -> Arc<Service> {
     let now = shared.table.load();
     match now.route(host, path) {
         Some(m) if m.service.name == service.name => Arc::clone(m.service),
@@ -685,29 +731,29 @@ fn pick(service: &Service, tried: &[Arc<Target>], shared: &Shared) -> Option<Arc
     None
 }
 
-fn release(target: &Target, service: &Service) {
+pub(crate) fn release(target: &Target, service: &Service) {
     target.in_flight.fetch_sub(1, Ordering::SeqCst);
     service.stats.in_flight.fetch_sub(1, Ordering::Relaxed);
 }
 
-struct LogLine {
-    tx: mpsc::Sender<String>,
-    service: String,
-    target: String,
-    status: u16,
-    rid: String,
-    client: SocketAddr,
-    method: String,
-    host: String,
-    path: String,
-    proto: &'static str,
-    tls: bool,
-    user_agent: String,
+pub(crate) struct LogLine {
+    pub(crate) tx: mpsc::Sender<String>,
+    pub(crate) service: String,
+    pub(crate) target: String,
+    pub(crate) status: u16,
+    pub(crate) rid: String,
+    pub(crate) client: SocketAddr,
+    pub(crate) method: String,
+    pub(crate) host: String,
+    pub(crate) path: String,
+    pub(crate) proto: &'static str,
+    pub(crate) tls: bool,
+    pub(crate) user_agent: String,
 }
 
 /// Ends a request's accounting when its response body is done (or dropped).
-struct Guard {
-    target: Arc<Target>,
+pub(crate) struct Guard {
+    pub(crate) target: Arc<Target>,
     service: Arc<Service>,
     start: Instant,
     status: u16,
@@ -717,9 +763,28 @@ struct Guard {
 }
 
 impl Guard {
+    /// Accounting for a request served by `target` with this status (no pooled connection:
+    /// the caller returns it).
+    pub(crate) fn new(
+        target: Arc<Target>,
+        service: Arc<Service>,
+        start: Instant,
+        status: u16,
+        log: Option<LogLine>,
+    ) -> Self {
+        Self {
+            target,
+            service,
+            start,
+            status,
+            log,
+            conn: None,
+        }
+    }
+
     /// `complete`: the response body was read to the end, so its connection can carry
     /// another request.
-    fn finish(mut self, bytes: u64, complete: bool) {
+    pub(crate) fn finish(mut self, bytes: u64, complete: bool) {
         let micros = self.start.elapsed().as_micros() as u64;
         if complete && let Some(conn) = self.conn.take() {
             crate::upstream::checkin(&self.target, conn);

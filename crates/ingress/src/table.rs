@@ -129,6 +129,8 @@ pub struct Target {
     pub drain_signal: tokio::sync::watch::Sender<bool>,
     /// Idle connections to this target (see [`crate::upstream`]).
     pub idle: std::sync::Mutex<Vec<crate::upstream::Conn>>,
+    /// Idle connections of the HTTP/1.1 fast path (see [`crate::fast`]).
+    pub raw_idle: std::sync::Mutex<Vec<tokio::net::TcpStream>>,
 }
 
 impl Target {
@@ -144,6 +146,7 @@ impl Target {
             requests: AtomicU64::new(0),
             drain_signal: tokio::sync::watch::channel(false).0,
             idle: std::sync::Mutex::new(Vec::new()),
+            raw_idle: std::sync::Mutex::new(Vec::new()),
         }
     }
 }

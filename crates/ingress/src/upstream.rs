@@ -1,4 +1,5 @@
-//! Connections to targets: each target keeps its own stack of idle HTTP/1.1 connections.
+//! Connections to targets: each target keeps its own stacks of idle HTTP/1.1 connections
+//! (hyper's for the hyper path, plain TCP streams for [`crate::fast`]).
 //!
 //! Owns connecting (bounded by the connect timeout, and abandoned as soon as the target
 //! leaves the routing table: a dead task's address does not refuse connections, it swallows
@@ -14,6 +15,7 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use hyper::client::conn::http1;
 use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
 use tokio::sync::watch;
 
 use crate::proxy::ProxyBody;
@@ -66,23 +68,30 @@ impl Upstreams {
 
     /// Opens a new connection, giving up when the target leaves the routing table.
     pub async fn connect(&self, target: &Target) -> Result<Conn, ConnectError> {
+        let stream = self.connect_tcp(target).await?;
+        let (send, conn) = http1::Builder::new()
+            .handshake::<_, ProxyBody>(TokioIo::new(stream))
+            .await?;
+        tokio::spawn(async move {
+            if let Err(e) = conn.with_upgrades().await {
+                tracing::trace!(error = %e, "upstream connection ended with an error");
+            }
+        });
+        Ok(send)
+    }
+
+    /// Opens a TCP connection to `target` (no delay), bounded by the connect timeout, and
+    /// giving up when the target leaves the routing table.
+    pub async fn connect_tcp(&self, target: &Target) -> Result<TcpStream, ConnectError> {
         // Subscribed before the first look, so no swap between the two goes unseen.
         let mut changes = self.changes.subscribe();
         if !self.routed(target) {
             return Err(ConnectError::Removed);
         }
         let open = async {
-            let stream = tokio::net::TcpStream::connect(target.addr).await?;
+            let stream = TcpStream::connect(target.addr).await?;
             stream.set_nodelay(true)?;
-            let (send, conn) = http1::Builder::new()
-                .handshake::<_, ProxyBody>(TokioIo::new(stream))
-                .await?;
-            tokio::spawn(async move {
-                if let Err(e) = conn.with_upgrades().await {
-                    tracing::trace!(error = %e, "upstream connection ended with an error");
-                }
-            });
-            Ok::<_, ConnectError>(send)
+            Ok::<_, ConnectError>(stream)
         };
         let open = tokio::time::timeout(self.connect_timeout, open);
         tokio::pin!(open);

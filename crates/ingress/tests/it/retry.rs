@@ -11,7 +11,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::{echo_upstream, wait_for_addr};
 
-fn config(targets: &[(&str, std::net::SocketAddr)]) -> RoutingConfig {
+pub(crate) fn config(targets: &[(&str, std::net::SocketAddr)]) -> RoutingConfig {
     RoutingConfig {
         services: vec![ServiceConfig {
             name: "app/default/web".into(),
@@ -135,7 +135,7 @@ async fn keep_alive_upstream(
     (addr, accepted)
 }
 
-async fn start_ingress(
+pub(crate) async fn start_ingress(
     dir: &std::path::Path,
     cfg: &RoutingConfig,
     proxy: ProxyOptions,
