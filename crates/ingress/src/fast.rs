@@ -208,20 +208,13 @@ enum Parsed {
     Bad(StatusCode, &'static str),
 }
 
-/// Header fields that end at the hop (RFC 9110 §7.6.1) or that the ingress sets itself.
+/// Header fields that end at the hop ([`proxy::HOP_BY_HOP`]) or that the ingress sets itself.
 fn dropped(name: &str) -> bool {
-    const NAMES: [&str; 9] = [
-        "connection",
-        "keep-alive",
-        "proxy-connection",
-        "te",
-        "trailer",
-        "upgrade",
-        "x-forwarded-proto",
-        "x-forwarded-host",
-        "x-forwarded-for",
-    ];
-    NAMES.iter().any(|n| n.eq_ignore_ascii_case(name))
+    const OURS: [&str; 3] = ["x-forwarded-proto", "x-forwarded-host", "x-forwarded-for"];
+    proxy::HOP_BY_HOP
+        .iter()
+        .any(|n| n.as_str().eq_ignore_ascii_case(name))
+        || OURS.iter().any(|n| n.eq_ignore_ascii_case(name))
 }
 
 fn visible(v: &[u8]) -> bool {

@@ -217,7 +217,8 @@ fn full(status: StatusCode, text: impl Into<Bytes>) -> Response<ProxyBody> {
     r
 }
 
-const HOP_BY_HOP: [HeaderName; 7] = [
+/// Header fields that end at the hop (RFC 9110 §7.6.1).
+pub(crate) const HOP_BY_HOP: [HeaderName; 7] = [
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),
