@@ -743,33 +743,19 @@ async fn forward(
                 last_error = "upstream request failed";
                 connect_failed = false;
             }
-            Err(Failure::Sent | Failure::Bad) => {
+            Err(failure @ (Failure::Sent | Failure::Bad | Failure::Timeout)) => {
+                let (status, text) = match failure {
+                    Failure::Timeout => (
+                        StatusCode::GATEWAY_TIMEOUT,
+                        "upstream did not answer in time\n",
+                    ),
+                    _ => (StatusCode::BAD_GATEWAY, "upstream error\n"),
+                };
                 proxy::release(&target, &service);
                 service
                     .stats
-                    .observe(502, start.elapsed().as_micros() as u64);
-                return respond(
-                    client,
-                    StatusCode::BAD_GATEWAY,
-                    "upstream error\n",
-                    head.keep_alive,
-                    &mut s.wbuf,
-                )
-                .await;
-            }
-            Err(Failure::Timeout) => {
-                proxy::release(&target, &service);
-                service
-                    .stats
-                    .observe(504, start.elapsed().as_micros() as u64);
-                return respond(
-                    client,
-                    StatusCode::GATEWAY_TIMEOUT,
-                    "upstream did not answer in time\n",
-                    head.keep_alive,
-                    &mut s.wbuf,
-                )
-                .await;
+                    .observe(status.as_u16(), start.elapsed().as_micros() as u64);
+                return respond(client, status, text, head.keep_alive, &mut s.wbuf).await;
             }
         }
     }
