@@ -5,13 +5,15 @@
 #  1. Monolithic upload of a 256 MiB random blob (POST, then PUT ?digest= with the body).
 #  2. GET of that blob.
 #  3. `docker push` and 4. `docker pull` of a 5-layer ~200 MB image built FROM scratch with
-#     random-data layers (pull after removing the image from the engine); with the push, the
-#     CPU time (user + system) the registry process spent on it.
+#     random-data layers (pull after removing the image from the engine; each side is pulled
+#     twice per run, in the order A B B A, and the run's figure is the mean); with the push,
+#     the CPU time (user + system) the registry process spent on it.
 #  5. Manifest GET latency p50/p99 with 32 concurrent clients (hey).
 #  6. Slipway's peak RSS during a 1 GiB upload (sampled every 50 ms), and distribution's.
 #
 # Usage: bench/registry.sh [RUNS]  (default 3). Prints medians and ratios (reference/slipway
-# for times: > 1.0 means Slipway is faster).
+# for times: > 1.0 means Slipway is faster), the paired view (median of per-run ratios, runs
+# won) and every run.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -126,13 +128,18 @@ for i in $(seq "$runs"); do
     push[$who]+="$((t1 - t0)) "
     pushcpu[$who]+="$((c1 - c0)) "
   done
-  for who in $(order "$i"); do
+  # Pulls go A B B A (A alternates between runs): whichever registry is pulled first in a
+  # run is also pulled last, so an advantage of going first (or second) cancels within the
+  # run. A run's pull time is the mean of its two pulls.
+  declare -A pulled=([slipway]=0 [ref]=0)
+  for who in $(order "$i") $(order "$i" | awk '{print $2, $1}'); do
     host=$([ $who = slipway ] && echo "$slipway_host" || echo "$ref_host")
     docker rmi -f "$image_id" >/dev/null 2>&1 || true
     settle
     t0=$(now_ms); docker pull -q "$host/bench/img:run$i" >/dev/null; t1=$(now_ms)
-    pull[$who]+="$((t1 - t0)) "
+    pulled[$who]=$((pulled[$who] + t1 - t0))
   done
+  for who in slipway ref; do pull[$who]+="$((pulled[$who] / 2)) "; done
   docker rmi -f "$image_id" >/dev/null 2>&1 || true
 done
 image_id=""
@@ -184,8 +191,27 @@ row "docker pull, 5 layers ~200 MB" ms "$(echo "${pull[slipway]}" | tr ' ' '\n' 
 row "manifest GET p50, 32 clients" ms "${p50[slipway]}" "${p50[ref]}"
 row "manifest GET p99, 32 clients" ms "${p99[slipway]}" "${p99[ref]}"
 row "peak RSS during a 1 GiB upload" MiB "${rss[slipway]}" "${rss[ref]}"
+# Each run measures both sides back to back, so a run is a pair: the median of the per-run
+# ratios and how many runs Slipway won are the paired view, steadier than a ratio of medians
+# when the engine's own time swings between runs.
+paired() { # label key
+  local -n a=$2
+  local pairs
+  pairs=$(paste -d' ' <(echo "${a[slipway]}" | tr ' ' '\n' | grep .) <(echo "${a[ref]}" | tr ' ' '\n' | grep .))
+  printf '| %s | %.2f× | %s of %s |\n' "$1" \
+    "$(echo "$pairs" | awk '{ printf "%.4f\n", $2 / $1 }' | median)" \
+    "$(echo "$pairs" | awk '$1 < $2' | wc -l)" "$(echo "$pairs" | wc -l)"
+}
 echo
-echo "Every run (ms, in run order; who went first alternates, Slipway first in odd runs):"
+echo "Paired view (ratio = reference / Slipway within each run):"
+echo "| measure | median of per-run ratios | runs Slipway was faster |"
+echo "| --- | --- | --- |"
+paired "monolithic upload, 256 MiB blob" up
+paired "blob GET, 256 MiB" get
+paired "docker push, 5 layers ~200 MB" push
+paired "docker pull, 5 layers ~200 MB" pull
+echo
+echo "Every run (ms, in run order; who went first alternates, Slipway first in odd runs; pull is the mean of the run's two pulls):"
 for m in up get push pushcpu pull; do
   declare -n a=$m
   printf '  %-8s Slipway %s| reference %s\n' "$m" "${a[slipway]}" "${a[ref]}"

@@ -463,15 +463,21 @@ pub async fn run(args: ServerArgs) -> Result<ExitCode> {
         tracing::info!("shutting down; containers keep running");
         let _ = shutdown_tx.send(true);
     };
+    let lowat = crate::lowat::kernel_signals_lowered_mark().await;
+    if !lowat {
+        tracing::info!(
+            "this kernel does not signal a lowered SO_RCVLOWAT; uploads are read unbatched"
+        );
+    }
     match tls {
         Some(tls) => {
             let stop = shutdown_rx.clone();
             tokio::spawn(signal);
-            crate::tls::serve(listeners, app, tls.acceptor, stop).await?;
+            crate::tls::serve(listeners, app, tls.acceptor, lowat, stop).await?;
         }
         None => {
             let listener = listeners.remove(0);
-            axum::serve(listener, app)
+            axum::serve(crate::lowat::LowatListener::new(listener, lowat), app)
                 .with_graceful_shutdown(signal)
                 .await?;
         }

@@ -15,6 +15,8 @@
 //! HTTP is served only to loopback peers (the CLI, the local engine's pulls) and refused
 //! otherwise. When the API address is a specific non-loopback address, a second, plain
 //! listener on `127.0.0.1` with the same port keeps the local clients working.
+//! Both kinds of connection read through [`crate::lowat::LowatStream`] (fewer wake-ups for
+//! uploads).
 
 use std::net::SocketAddr;
 use std::os::unix::fs::OpenOptionsExt;
@@ -296,6 +298,7 @@ pub async fn serve(
     listeners: Vec<TcpListener>,
     app: Router,
     tls: tokio_rustls::TlsAcceptor,
+    lowat: bool,
     mut stop: watch::Receiver<bool>,
 ) -> Result<()> {
     let (conn_tx, mut conn_rx) = tokio::sync::mpsc::channel::<(TcpStream, SocketAddr)>(64);
@@ -326,7 +329,7 @@ pub async fn serve(
         let app = app.clone();
         let tls = tls.clone();
         tokio::spawn(async move {
-            if let Err(e) = connection(stream, peer, app, tls).await {
+            if let Err(e) = connection(stream, peer, app, tls, lowat).await {
                 tracing::debug!(%peer, error = %e, "connection ended with an error");
             }
         });
@@ -338,6 +341,7 @@ async fn connection(
     peer: SocketAddr,
     app: Router,
     tls: tokio_rustls::TlsAcceptor,
+    lowat: bool,
 ) -> Result<()> {
     use hyper_util::rt::TokioIo;
     use hyper_util::service::TowerToHyperService;
@@ -347,6 +351,7 @@ async fn connection(
     let n = tokio::time::timeout(Duration::from_secs(30), stream.peek(&mut first)).await??;
     let http = hyper::server::conn::http1::Builder::new();
     if n == 1 && first[0] == 0x16 {
+        let stream = crate::lowat::LowatStream::new(stream, lowat);
         let s = tokio::time::timeout(Duration::from_secs(30), tls.accept(stream)).await??;
         // Tell the handlers (the token realm) that this request came over TLS.
         let svc = app.map_request(|mut req: axum::http::Request<hyper::body::Incoming>| {
@@ -360,6 +365,7 @@ async fn connection(
             .with_upgrades()
             .await?;
     } else if peer.ip().is_loopback() {
+        let stream = crate::lowat::LowatStream::new(stream, lowat);
         http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(app))
             .with_upgrades()
             .await?;

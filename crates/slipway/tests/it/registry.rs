@@ -1,6 +1,6 @@
 //! The built-in registry with real clients: `docker login/push/pull`, cross-repository
 //! mounts, pull-only credentials, immutable repositories, an upload resumed across a server
-//! restart, `docker manifest` indexes, and `skopeo copy --all` to and from Debian's
+//! restart, a streamed upload that pauses before its last bytes, `docker manifest` indexes, and `skopeo copy --all` to and from Debian's
 //! docker-registry (distribution 2.8.2).
 
 use std::io::Write;
@@ -358,6 +358,88 @@ fn upload_resumes_after_server_restart() {
         &s,
         "GET",
         &format!("/v2/team/big/blobs/{digest}"),
+        &[],
+        None,
+    );
+    assert_eq!(st, 200);
+    assert!(
+        body == data,
+        "the blob read back differs from what was uploaded"
+    );
+}
+
+/// A streamed (chunked) PATCH as `docker push` sends it, with a pause before its last few
+/// bytes: the server raises its receive low-water mark for a large body, and must still read
+/// a tail far smaller than the mark while the client sends nothing more.
+#[test]
+fn a_streamed_upload_pausing_before_its_last_bytes_completes() {
+    use base64::Engine as _;
+    use std::io::{BufRead, BufReader};
+    if !docker() {
+        return;
+    }
+    let s = Server::start();
+    let data: Vec<u8> = (0..(3 << 20) + 100u32).map(|i| (i % 253) as u8).collect();
+    let (bulk, tail) = data.split_at(3 << 20);
+    let (st, h, _) = curl(&s, "POST", "/v2/team/streamed/blobs/uploads/", &[], None);
+    assert_eq!(st, 202, "{h}");
+    let loc = header(&h, "location");
+
+    let auth = base64::engine::general_purpose::STANDARD.encode(format!("admin:{}", s.token));
+    let mut conn = std::net::TcpStream::connect(host(&s)).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    write!(
+        conn,
+        "PATCH {loc} HTTP/1.1\r\nHost: {}\r\nAuthorization: Basic {auth}\r\n\
+         Content-Type: application/octet-stream\r\nTransfer-Encoding: chunked\r\n\r\n",
+        host(&s)
+    )
+    .unwrap();
+    let mut chunk = |bytes: &[u8]| {
+        write!(conn, "{:x}\r\n", bytes.len()).unwrap();
+        conn.write_all(bytes).unwrap();
+        conn.write_all(b"\r\n").unwrap();
+    };
+    for piece in bulk.chunks(32 << 10) {
+        chunk(piece);
+    }
+    // Long enough for the server to read everything sent and wait for more.
+    std::thread::sleep(Duration::from_millis(200));
+    chunk(tail);
+    conn.write_all(b"0\r\n\r\n").unwrap();
+
+    let mut reader = BufReader::new(conn.try_clone().unwrap());
+    let mut status = String::new();
+    reader
+        .read_line(&mut status)
+        .expect("the server answers the PATCH (within the read timeout)");
+    assert!(status.starts_with("HTTP/1.1 202"), "{status}");
+    let mut range = None;
+    loop {
+        let mut line = String::new();
+        reader.read_line(&mut line).unwrap();
+        if line.trim().is_empty() {
+            break;
+        }
+        if let Some((k, v)) = line.split_once(':')
+            && k.eq_ignore_ascii_case("range")
+        {
+            range = Some(v.trim().to_owned());
+        }
+    }
+    assert_eq!(
+        range.as_deref(),
+        Some(format!("0-{}", data.len() - 1).as_str())
+    );
+
+    let digest = format!("sha256:{}", hex::encode(Sha256::digest(&data)));
+    let (st, h, _) = curl(&s, "PUT", &format!("{loc}?digest={digest}"), &[], None);
+    assert_eq!(st, 201, "{h}");
+    let (st, _, body) = curl(
+        &s,
+        "GET",
+        &format!("/v2/team/streamed/blobs/{digest}"),
         &[],
         None,
     );
