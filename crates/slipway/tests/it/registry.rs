@@ -309,6 +309,20 @@ fn header(headers: &str, name: &str) -> String {
         .unwrap_or_else(|| panic!("no {name} in {headers}"))
 }
 
+/// Finishes the upload at `loc` (final PUT with the digest of `data`, no body) and checks
+/// that the blob reads back as `data`.
+fn finish_and_read_back(s: &Server, repo: &str, loc: &str, data: &[u8]) {
+    let digest = format!("sha256:{}", hex::encode(Sha256::digest(data)));
+    let (st, h, _) = curl(s, "PUT", &format!("{loc}?digest={digest}"), &[], None);
+    assert_eq!(st, 201, "{h}");
+    let (st, _, body) = curl(s, "GET", &format!("/v2/{repo}/blobs/{digest}"), &[], None);
+    assert_eq!(st, 200);
+    assert!(
+        body == data,
+        "the blob read back differs from what was uploaded"
+    );
+}
+
 #[test]
 fn upload_resumes_after_server_restart() {
     if !docker() {
@@ -351,21 +365,7 @@ fn upload_resumes_after_server_restart() {
         Some(&pb),
     );
     assert_eq!(st, 202, "{h}");
-    let digest = format!("sha256:{}", hex::encode(Sha256::digest(&data)));
-    let (st, h, _) = curl(&s, "PUT", &format!("{loc}?digest={digest}"), &[], None);
-    assert_eq!(st, 201, "{h}");
-    let (st, _, body) = curl(
-        &s,
-        "GET",
-        &format!("/v2/team/big/blobs/{digest}"),
-        &[],
-        None,
-    );
-    assert_eq!(st, 200);
-    assert!(
-        body == data,
-        "the blob read back differs from what was uploaded"
-    );
+    finish_and_read_back(&s, "team/big", &loc, &data);
 }
 
 /// A streamed (chunked) PATCH as `docker push` sends it, with a pause before its last few
@@ -433,21 +433,7 @@ fn a_streamed_upload_pausing_before_its_last_bytes_completes() {
         Some(format!("0-{}", data.len() - 1).as_str())
     );
 
-    let digest = format!("sha256:{}", hex::encode(Sha256::digest(&data)));
-    let (st, h, _) = curl(&s, "PUT", &format!("{loc}?digest={digest}"), &[], None);
-    assert_eq!(st, 201, "{h}");
-    let (st, _, body) = curl(
-        &s,
-        "GET",
-        &format!("/v2/team/streamed/blobs/{digest}"),
-        &[],
-        None,
-    );
-    assert_eq!(st, 200);
-    assert!(
-        body == data,
-        "the blob read back differs from what was uploaded"
-    );
+    finish_and_read_back(&s, "team/streamed", &loc, &data);
 }
 
 /// Whether a Debian tool is installed; without it the test is skipped, unless
