@@ -5,7 +5,7 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use serde_json::Value;
@@ -455,59 +455,6 @@ fn tool(name: &str) -> bool {
     ok
 }
 
-/// Debian's docker-registry (distribution 2.8.2) on a free loopback port, stopped on drop.
-struct RefRegistry {
-    child: Child,
-    addr: String,
-    _dir: tempfile::TempDir,
-}
-
-impl RefRegistry {
-    fn start() -> RefRegistry {
-        let dir = tempfile::tempdir().unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let addr = format!("127.0.0.1:{port}");
-        let cfg = dir.path().join("config.yml");
-        std::fs::write(
-            &cfg,
-            format!(
-                "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {addr}\n",
-                dir.path().join("data").display()
-            ),
-        )
-        .unwrap();
-        let child = Command::new("docker-registry")
-            .arg("serve")
-            .arg(&cfg)
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(dir.path().join("log")).unwrap())
-            .spawn()
-            .expect("start docker-registry");
-        let r = RefRegistry {
-            child,
-            addr,
-            _dir: dir,
-        };
-        let (ip, port) = r.addr.split_once(':').unwrap();
-        let port: u16 = port.parse().unwrap();
-        wait_for(Duration::from_secs(20), "docker-registry to answer", || {
-            probe(ip, port, "/v2/").filter(|(st, _)| *st == 200)
-        });
-        r
-    }
-}
-
-impl Drop for RefRegistry {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn skopeo(args: &[&str]) -> Out {
     let o = Command::new("skopeo").args(args).output().unwrap();
     Out {
@@ -604,7 +551,7 @@ fn multi_platform_index_and_skopeo_round_trip() {
 
     // skopeo copy --all: Slipway → docker-registry 2.8.2 → Slipway, digests identical.
     let reference = RefRegistry::start();
-    let there = format!("docker://{}/mirror/multi:v1", reference.addr);
+    let there = format!("docker://{}/mirror/multi:v1", reference.host);
     skopeo(&[
         "copy",
         "--all",

@@ -1,5 +1,6 @@
 //! Test support: a real `slipway server` process on an ephemeral port with its own data
-//! directory, the `slipway` CLI pointed at it, and Docker helpers. Everything a test creates
+//! directory, the `slipway` CLI pointed at it, Docker helpers and Debian's docker-registry as
+//! a peer. Everything a test creates
 //! carries its server's cluster label and is removed when the server handle drops.
 
 use std::path::{Path, PathBuf};
@@ -520,5 +521,63 @@ impl Load {
     pub fn stop(self) -> LoadReport {
         self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
         self.handle.join().unwrap()
+    }
+}
+
+/// A free TCP port on loopback (bound once, then released).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Debian's docker-registry (distribution 2.8.2, deletes enabled) on a free loopback port,
+/// stopped on drop: the peer of the registry and watch tests.
+pub struct RefRegistry {
+    child: Child,
+    /// `127.0.0.1:PORT`.
+    pub host: String,
+    _dir: tempfile::TempDir,
+}
+
+impl RefRegistry {
+    pub fn start() -> RefRegistry {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let host = format!("127.0.0.1:{port}");
+        let cfg = dir.path().join("config.yml");
+        std::fs::write(
+            &cfg,
+            format!(
+                "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {host}\n",
+                dir.path().join("data").display()
+            ),
+        )
+        .unwrap();
+        let child = Command::new("docker-registry")
+            .arg("serve")
+            .arg(&cfg)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.path().join("log")).unwrap())
+            .spawn()
+            .expect("start docker-registry");
+        let r = RefRegistry {
+            child,
+            host,
+            _dir: dir,
+        };
+        wait_for(Duration::from_secs(20), "docker-registry to answer", || {
+            probe("127.0.0.1", port, "/v2/").filter(|(st, _)| *st == 200)
+        });
+        r
+    }
+}
+
+impl Drop for RefRegistry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }

@@ -6,7 +6,7 @@
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -339,61 +339,6 @@ impl Hook {
     fn events(&self) -> Vec<Value> {
         self.bodies.lock().unwrap().clone()
     }
-}
-
-/// Debian's docker-registry (distribution 2.8.2) on a free loopback port, stopped on drop.
-struct RefRegistry {
-    child: Child,
-    host: String,
-    _dir: tempfile::TempDir,
-}
-
-impl RefRegistry {
-    fn start() -> RefRegistry {
-        let dir = tempfile::tempdir().unwrap();
-        let port = free_port();
-        let host = format!("127.0.0.1:{port}");
-        let cfg = dir.path().join("config.yml");
-        std::fs::write(
-            &cfg,
-            format!(
-                "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {host}\n",
-                dir.path().join("data").display()
-            ),
-        )
-        .unwrap();
-        let child = Command::new("docker-registry")
-            .arg("serve")
-            .arg(&cfg)
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(dir.path().join("log")).unwrap())
-            .spawn()
-            .expect("start docker-registry");
-        let r = RefRegistry {
-            child,
-            host,
-            _dir: dir,
-        };
-        wait_for(Duration::from_secs(20), "docker-registry to answer", || {
-            probe("127.0.0.1", port, "/v2/").filter(|(st, _)| *st == 200)
-        });
-        r
-    }
-}
-
-impl Drop for RefRegistry {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// JSON lines of a log file.
