@@ -111,7 +111,8 @@ pub async fn run(a: DeployArgs, json: bool) -> Result<ExitCode> {
     // Build and push what the manifest builds from source (unless --image named an image).
     let manifest_dir = super::build::manifest_dir(&a.file);
     let mut built = Vec::new();
-    let mut creds = None;
+    // Asked for once, and only when a service is built from source.
+    let creds = tokio::sync::OnceCell::new();
     // Refuse a build for another platform than the hosts' before building anything.
     let wanted: Vec<(String, String)> = specs
         .iter()
@@ -141,12 +142,12 @@ pub async fn run(a: DeployArgs, json: bool) -> Result<ExitCode> {
         let Some(b) = manifest.build_of(&spec.key.name) else {
             continue;
         };
-        if creds.is_none() {
-            creds = Some(super::build::registry_creds(&client).await?);
-        }
+        let creds = creds
+            .get_or_try_init(|| super::build::registry_creds(&client))
+            .await?;
         let out = super::build::build_and_push(
             &client,
-            creds.as_ref().expect("set above"),
+            creds,
             &manifest_dir,
             &spec.key.app,
             &spec.key.name,

@@ -62,17 +62,18 @@ pub async fn run(a: DiffArgs, json: bool) -> Result<ExitCode> {
     let (_, manifest) = super::read_manifest(&a.file)?;
     let manifest_dir = super::build::manifest_dir(&a.file);
     let mut to_build: Vec<(String, String)> = Vec::new();
-    let mut creds = None;
+    // Asked for once, and only when a service is built from source.
+    let creds = tokio::sync::OnceCell::new();
     for spec in &mut specs {
         let Some(b) = manifest.build_of(&spec.key.name) else {
             continue;
         };
-        if creds.is_none() {
-            creds = Some(super::build::registry_creds(&client).await?);
-        }
+        let creds = creds
+            .get_or_try_init(|| super::build::registry_creds(&client))
+            .await?;
         let found = super::build::locate(
             &client,
-            creds.as_ref().expect("set above"),
+            creds,
             &manifest_dir,
             &spec.key.app,
             &spec.key.name,
