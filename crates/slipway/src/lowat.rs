@@ -14,9 +14,9 @@
 //! - every write (a response, a `100 Continue`) puts the mark back to one byte first, so the
 //!   next request on the connection is read as soon as it arrives.
 //!
-//! The second rule relies on Linux signalling readability when the mark is lowered (Linux
-//! 4.18 and later); [`kernel_signals_lowered_mark`] checks that once at start-up, and where it
-//! does not hold the mark is never raised.
+//! The first rule relies on the kernel signalling readability when the mark is lowered over
+//! bytes already queued, as current Linux kernels do; [`kernel_signals_lowered_mark`] checks
+//! that once at start-up, and where it does not hold the mark is never raised.
 //!
 //! Owns: the receive low-water mark of the API's accepted TCP connections. Calls: the
 //! kernel's `setsockopt`, tokio's timer. Used by `server.rs` and `tls.rs`.
@@ -107,7 +107,8 @@ impl LowatStream {
         }
     }
 
-    /// A write starts (or continues) a response: the next request is read byte by byte.
+    /// A write starts (or continues) a response: the next request is read as soon as it
+    /// arrives.
     fn writing(&mut self) {
         self.burst = 0;
         self.lower();
