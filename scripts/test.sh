@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Runs Slipway's whole test suite: formatting, lints, unit and property tests, and the
-# integration tests against the real Docker engine (required here: they fail, not skip,
-# when the engine is missing).
+# Runs Slipway's whole test suite: formatting, lints, unit and property tests (the store
+# suite on SQLite and on a throwaway PostgreSQL cluster), and the integration tests against
+# the real Docker engine (required here: they fail, not skip, when the engine or PostgreSQL
+# is missing).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -21,6 +22,9 @@ need=()
 for pair in curl:curl openssl:openssl flock:util-linux skopeo:skopeo docker-registry:docker-registry umoci:umoci docker-compose:docker-compose jq:jq python3:python3; do
   command -v "${pair%%:*}" >/dev/null 2>&1 || need+=("${pair#*:}")
 done
+# PostgreSQL (Debian's server package): the store suite and the several-servers tests run on
+# a throwaway cluster started below, never on a system service.
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
 python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || need+=(python3-venv)
 if [ ${#need[@]} -gt 0 ]; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
@@ -35,6 +39,13 @@ echo "==> example app images"
 scripts/build-example.sh
 echo "==> aws CLI (PyPI, into target/awscli) for the AWS-compatibility tests"
 scripts/install-awscli.sh
+echo "==> a throwaway PostgreSQL cluster for the store suite and the several-servers tests"
+pgdir=$(mktemp -d /tmp/slipway-pg.XXXXXX)
+stop_pg() { scripts/pg.sh stop "$pgdir"; rm -rf "$pgdir"; }
+trap stop_pg EXIT
+SLIPWAY_TEST_POSTGRES=$(scripts/pg.sh start "$pgdir")
+export SLIPWAY_TEST_POSTGRES SLIPWAY_REQUIRE_POSTGRES=1
+echo "    $SLIPWAY_TEST_POSTGRES"
 echo "==> tests"
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --locked --workspace --no-fail-fast

@@ -29,7 +29,7 @@ pub(crate) async fn require_token(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(hash_token);
-    let expected = match state.store.get_meta(TOKEN_META_KEY).await {
+    let expected = match state.app.store().get_meta(TOKEN_META_KEY).await {
         Ok(Some(h)) => h,
         Ok(None) | Err(_) => {
             return ApiError::new(

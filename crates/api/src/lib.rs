@@ -1,9 +1,11 @@
 //! Slipway's HTTP API: the native REST interface under `/api/v1`, its authentication, and
 //! the request/response types the CLI shares with it.
 //!
-//! Handlers validate input completely before changing anything, so a rejected request leaves
-//! no trace. They may call the store, the runtime (image resolution, logs) and wake the
-//! controller; they never start or stop containers themselves.
+//! A face: handlers translate requests into calls of the application layer
+//! ([`slipway_app::App`]) for anything that changes state, read the store for queries, and
+//! translate results and errors back. No business rule lives here. Writes that name the
+//! version they expect (`If-Match`, the `ETag` of `GET /services/...`) get `409
+//! VERSION_CONFLICT` with what changed when the record moved on.
 
 mod auth;
 mod handlers;
@@ -15,16 +17,18 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::routing::{get, post};
-use slipway_controller::Controller;
-use slipway_store::Store;
+use slipway_app::App;
 
 pub use auth::{TOKEN_META_KEY, hash_token};
 
 /// Shared state of the API handlers.
 #[derive(Clone)]
 pub struct ApiState {
-    pub store: Arc<dyn Store>,
-    pub controller: Controller,
+    pub app: App,
+    /// Where this server's ingress answers.
+    pub ingress_url: Option<String>,
+    /// This server's id among the servers sharing the database.
+    pub server_id: Arc<str>,
 }
 
 /// The API router: `/healthz` (open) and `/api/v1/...` (bearer token).
@@ -54,6 +58,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/apps/{app}", axum::routing::delete(ops::delete_app))
         .route("/logs", get(ops::app_logs))
         .route("/info", get(handlers::info))
+        .route("/servers", get(handlers::servers))
         .route("/secrets", get(secrets::list))
         .route(
             "/secrets/{*name}",

@@ -3,6 +3,8 @@
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 use slipway_core::model::{
     ContainerSpec, Deployment, DeploymentConfig, ServiceEvent, ServiceKey, ServiceKind,
@@ -16,28 +18,12 @@ pub struct DeployRequest {
     /// Start a new deployment even when nothing changed (`slipway restart`).
     #[serde(default)]
     pub force: bool,
+    /// Deploy a service only if its record is still at this version (by service name).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub expect: BTreeMap<String, u64>,
 }
 
-/// What a deploy did to one service.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum DeployOutcome {
-    /// A new deployment started.
-    Deploying,
-    /// Only the desired count or deployment settings changed: no new deployment.
-    Scaled,
-    /// Nothing changed.
-    Unchanged,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct DeployResult {
-    pub service: ServiceKey,
-    pub outcome: DeployOutcome,
-    pub deployment_id: Option<String>,
-    pub revision: u32,
-    pub image_digest: Option<String>,
-}
+pub use slipway_app::{DeployOutcome, DeployResult};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct DeployResponse {
@@ -57,6 +43,9 @@ pub struct ServiceSummary {
     pub image_digest: Option<String>,
     pub deleting: bool,
     pub last_deployment: Option<Deployment>,
+    /// The service record's version (send it as `If-Match` to change only that version).
+    #[serde(default)]
+    pub version: u64,
 }
 
 /// `GET /api/v1/services/{app}/{env}/{name}`
@@ -80,13 +69,8 @@ pub struct RollbackRequest {
     pub revision: Option<u32>,
 }
 
-/// Response of rollback, restart and delete.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ActionResponse {
-    pub service: ServiceKey,
-    pub deployment_id: Option<String>,
-    pub message: String,
-}
+/// Response of scale, rollback, restart and delete.
+pub type ActionResponse = slipway_app::ActionResult;
 
 /// The error body of every failed call: `{"error": {"code": ..., "message": ...}}`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -98,6 +82,9 @@ pub struct ErrorBody {
 pub struct ErrorDetail {
     pub code: String,
     pub message: String,
+    /// For `VERSION_CONFLICT`: the record's version now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current_version: Option<u64>,
 }
 
 /// An error a handler returns.
@@ -106,6 +93,7 @@ pub struct ApiError {
     pub status: StatusCode,
     pub code: &'static str,
     pub message: String,
+    pub current_version: Option<u64>,
 }
 
 impl ApiError {
@@ -114,6 +102,7 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            current_version: None,
         }
     }
 
@@ -143,6 +132,7 @@ impl IntoResponse for ApiError {
             error: ErrorDetail {
                 code: self.code.to_owned(),
                 message: self.message,
+                current_version: self.current_version,
             },
         };
         (self.status, Json(body)).into_response()
@@ -151,7 +141,28 @@ impl IntoResponse for ApiError {
 
 impl From<slipway_store::StoreError> for ApiError {
     fn from(e: slipway_store::StoreError) -> Self {
-        ApiError::internal(e)
+        slipway_app::AppError::from(e).into()
+    }
+}
+
+impl From<slipway_app::AppError> for ApiError {
+    fn from(e: slipway_app::AppError) -> Self {
+        use slipway_app::ErrorKind;
+        let status = match e.kind {
+            ErrorKind::Invalid => StatusCode::BAD_REQUEST,
+            ErrorKind::NotFound => StatusCode::NOT_FOUND,
+            ErrorKind::Conflict => StatusCode::CONFLICT,
+            ErrorKind::Unprocessable => StatusCode::UNPROCESSABLE_ENTITY,
+            ErrorKind::Upstream => StatusCode::BAD_GATEWAY,
+            ErrorKind::Timeout => StatusCode::GATEWAY_TIMEOUT,
+            ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        ApiError {
+            status,
+            code: e.code,
+            message: e.message,
+            current_version: e.current_version,
+        }
     }
 }
 
@@ -165,16 +176,7 @@ pub struct ExecRequest {
     pub task: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ExecResponse {
-    pub task: String,
-    /// The command's exit code (`None` if the engine did not report one).
-    pub exit_code: Option<i64>,
-    /// Standard output and standard error, interleaved.
-    pub output: String,
-    /// The output was longer than the cap and was cut.
-    pub truncated: bool,
-}
+pub type ExecResponse = slipway_app::ExecResult;
 
 /// `POST /api/v1/diff` (same body as `/deploy`): what a deploy would change.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -182,22 +184,7 @@ pub struct DiffResponse {
     pub results: Vec<DiffResult>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct DiffResult {
-    #[serde(flatten)]
-    pub diff: slipway_core::diff::ServiceDiff,
-    /// Why a deploy would start a deployment although nothing differs, and the like.
-    pub note: Option<String>,
-}
+pub use slipway_app::DiffResult;
 
 /// `DELETE /api/v1/apps/{app}[?env=ENV]`
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct DeleteAppResponse {
-    pub app: String,
-    pub env: Option<String>,
-    /// Services now being deleted (their tasks stop, then they are forgotten).
-    pub services: Vec<ServiceKey>,
-    /// Docker networks removed (those of environments with no service left).
-    pub networks: Vec<String>,
-    pub message: String,
-}
+pub type DeleteAppResponse = slipway_app::DeleteAppResult;

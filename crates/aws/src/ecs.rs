@@ -4,17 +4,15 @@ use std::collections::{BTreeMap, HashMap};
 
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
-use slipway_controller::{now_ms, random_id};
+use slipway_app::{ConfigPatch, EcsServiceChange, RunTasks};
 use slipway_core::model::{
-    CircuitBreaker, CommandHealthCheck, ContainerSpec, Deployment, DeploymentConfig, PullPolicy,
-    RolloutState, ServiceKey, ServiceKind, Standalone, Task, TaskDefinition, TaskHealth,
-    TaskStatus, validate_name,
+    CommandHealthCheck, ContainerSpec, Deployment, PullPolicy, RolloutState, ServiceKey, Task,
+    TaskDefinition, TaskHealth, TaskStatus, validate_name,
 };
-use slipway_store::{NewDeployment, RevisionChoice, ServiceRecord, TaskCount};
+use slipway_store::{ServiceRecord, TaskCount};
 
 use crate::{AwsError, AwsResult, Call, parse, require_write, ts};
 
-const CLUSTERS_META: &str = "ecs_clusters";
 /// How long a rolled-back deployment stays in `deployments[]` after it failed.
 pub(crate) const FAILED_LINGER_MS: i64 = 20_000;
 /// The environment of clusters created through ECS.
@@ -128,10 +126,15 @@ fn cluster_name(app: &str, env: &str) -> String {
 }
 
 async fn created_clusters(call: &Call<'_>) -> AwsResult<Vec<String>> {
-    Ok(match call.state.store.get_meta(CLUSTERS_META).await? {
-        Some(s) => serde_json::from_str(&s).unwrap_or_default(),
-        None => Vec::new(),
-    })
+    Ok(call
+        .state
+        .app
+        .store()
+        .list_clusters()
+        .await?
+        .into_iter()
+        .map(|c| c.name)
+        .collect())
 }
 
 /// Every cluster: `default`, the ones created through ECS and one per app environment that
@@ -147,7 +150,7 @@ async fn all_clusters(call: &Call<'_>) -> AwsResult<Vec<Cluster>> {
             name,
         });
     }
-    for svc in call.state.store.list_services(None).await? {
+    for svc in call.state.app.store().list_services(None).await? {
         let name = cluster_name(&svc.key.app, &svc.key.env);
         out.entry(name.clone()).or_insert(Cluster {
             name,
@@ -161,7 +164,7 @@ async fn all_clusters(call: &Call<'_>) -> AwsResult<Vec<Cluster>> {
 async fn find_cluster(call: &Call<'_>, cluster: Option<&str>) -> AwsResult<Cluster> {
     let name = name_of(cluster.unwrap_or("default"));
     // Clusters created through ECS (and `default`) first: one query, no service scan.
-    if name == "default" || created_clusters(call).await?.iter().any(|c| c == name) {
+    if name == "default" || call.state.app.store().get_cluster(name).await?.is_some() {
         return Ok(Cluster {
             name: name.to_owned(),
             app: name.to_owned(),
@@ -208,7 +211,7 @@ async fn cluster_json(call: &Call<'_>, c: &Cluster, status: &str) -> AwsResult {
     let mut running = 0;
     let mut pending = 0;
     let mut keys = vec![ServiceKey::standalone(&c.app, &c.env)];
-    for svc in call.state.store.list_services(Some(&c.app)).await? {
+    for svc in call.state.app.store().list_services(Some(&c.app)).await? {
         if svc.key.env != c.env {
             continue;
         }
@@ -218,7 +221,7 @@ async fn cluster_json(call: &Call<'_>, c: &Cluster, status: &str) -> AwsResult {
         keys.push(svc.key);
     }
     for key in &keys {
-        for t in call.state.store.list_tasks(key, false).await? {
+        for t in call.state.app.store().list_tasks(key, false).await? {
             match ecs_status(&t) {
                 TaskStatus::Running => running += 1,
                 TaskStatus::Provisioning | TaskStatus::Pending | TaskStatus::Activating => {
@@ -255,15 +258,7 @@ async fn create_cluster(call: &Call<'_>, req: CreateClusterReq) -> AwsResult {
     let c = match existing.into_iter().find(|c| c.name == name) {
         Some(c) => c,
         None => {
-            let mut names = created_clusters(call).await?;
-            names.push(name.clone());
-            call.state
-                .store
-                .set_meta(
-                    CLUSTERS_META,
-                    &serde_json::to_string(&names).unwrap_or_default(),
-                )
-                .await?;
+            call.state.app.create_cluster(&name).await?;
             Cluster {
                 app: name.clone(),
                 env: ECS_ENV.into(),
@@ -313,34 +308,9 @@ async fn delete_cluster(call: &Call<'_>, req: ClusterReq) -> AwsResult {
         ),
     )
     .await?;
-    let services = call.state.store.list_services(Some(&c.app)).await?;
-    if services.iter().any(|s| s.key.env == c.env) {
-        return Err(AwsError::client(
-            "ClusterContainsServicesException",
-            "The Cluster cannot be deleted while Services are active.",
-        ));
-    }
-    let standalone = ServiceKey::standalone(&c.app, &c.env);
-    if !call
-        .state
-        .store
-        .list_tasks(&standalone, false)
-        .await?
-        .is_empty()
-    {
-        return Err(AwsError::client(
-            "ClusterContainsTasksException",
-            "The Cluster cannot be deleted while Tasks are active.",
-        ));
-    }
-    let mut names = created_clusters(call).await?;
-    names.retain(|n| n != &c.name);
     call.state
-        .store
-        .set_meta(
-            CLUSTERS_META,
-            &serde_json::to_string(&names).unwrap_or_default(),
-        )
+        .app
+        .delete_cluster(&c.name, &c.app, &c.env)
         .await?;
     Ok(json!({ "cluster": cluster_json(call, &c, "INACTIVE").await? }))
 }
@@ -715,14 +685,16 @@ async fn find_td(call: &Call<'_>, r: &str) -> AwsResult<TaskDefinition> {
         let rev: u32 = rev.parse().map_err(|_| not_found())?;
         return call
             .state
-            .store
+            .app
+            .store()
             .get_task_definition(family, rev)
             .await?
             .ok_or_else(not_found);
     }
     let all: Vec<TaskDefinition> = call
         .state
-        .store
+        .app
+        .store()
         .list_task_definitions()
         .await?
         .into_iter()
@@ -748,16 +720,8 @@ async fn register_task_definition(call: &Call<'_>, body: &[u8]) -> AwsResult {
     echo["family"] = json!(family);
     let td = call
         .state
-        .store
-        .register_task_definition(TaskDefinition {
-            family,
-            revision: 0,
-            container,
-            created_at: now_ms(),
-            source: None,
-            ecs: Some(echo.to_string()),
-            deregistered_at: None,
-        })
+        .app
+        .register_task_definition(&family, container, Some(echo.to_string()))
         .await?;
     Ok(
         json!({ "taskDefinition": td_json(call, &td), "tags": raw.get("tags").cloned().unwrap_or(json!([])) }),
@@ -788,11 +752,12 @@ async fn deregister_task_definition(call: &Call<'_>, req: TdReq) -> AwsResult {
             "A revision must be specified: family:revision or its ARN.",
         ));
     }
-    let mut td = find_td(call, &r).await?;
-    if td.deregistered_at.is_none() {
-        td.deregistered_at = Some(now_ms());
-        call.state.store.put_task_definition(&td).await?;
-    }
+    let td = find_td(call, &r).await?;
+    let td = call
+        .state
+        .app
+        .deregister_task_definition(&td.family, td.revision)
+        .await?;
     Ok(json!({ "taskDefinition": td_json(call, &td) }))
 }
 
@@ -847,7 +812,8 @@ async fn list_task_definitions(call: &Call<'_>, req: ListTdReq) -> AwsResult {
     let active = status_filter(req.status.as_deref())?;
     let mut tds: Vec<TaskDefinition> = call
         .state
-        .store
+        .app
+        .store()
         .list_task_definitions()
         .await?
         .into_iter()
@@ -876,7 +842,7 @@ async fn list_task_definitions(call: &Call<'_>, req: ListTdReq) -> AwsResult {
 async fn list_families(call: &Call<'_>, req: ListTdReq) -> AwsResult {
     let active = status_filter(req.status.as_deref())?;
     let mut fams: BTreeMap<String, bool> = BTreeMap::new();
-    for t in call.state.store.list_task_definitions().await? {
+    for t in call.state.app.store().list_task_definitions().await? {
         if t.source.is_some() {
             continue;
         }
@@ -938,11 +904,10 @@ struct UpdateServiceReq {
     health_check_grace_period_seconds: Option<i64>,
 }
 
-fn apply_config(
-    mut c: DeploymentConfig,
-    req: Option<&DeploymentConfigReq>,
-    grace: Option<i64>,
-) -> AwsResult<DeploymentConfig> {
+/// The configuration change a request asks for (ranges checked here; the rule that a
+/// rollout must be able to progress is the application layer's).
+fn config_patch(req: Option<&DeploymentConfigReq>, grace: Option<i64>) -> AwsResult<ConfigPatch> {
+    let mut p = ConfigPatch::default();
     if let Some(r) = req {
         if let Some(m) = r.maximum_percent {
             if !(100..=1000).contains(&m) {
@@ -950,7 +915,7 @@ fn apply_config(
                     "maximumPercent must be between 100 and 1000, got {m}"
                 )));
             }
-            c.maximum_percent = m as u32;
+            p.maximum_percent = Some(m as u32);
         }
         if let Some(m) = r.minimum_healthy_percent {
             if !(0..=100).contains(&m) {
@@ -958,19 +923,10 @@ fn apply_config(
                     "minimumHealthyPercent must be between 0 and 100, got {m}"
                 )));
             }
-            c.minimum_healthy_percent = m as u32;
+            p.minimum_healthy_percent = Some(m as u32);
         }
         if let Some(b) = &r.deployment_circuit_breaker {
-            c.circuit_breaker = CircuitBreaker {
-                enable: b.enable.unwrap_or(false),
-                rollback: b.rollback.unwrap_or(false),
-                threshold: c.circuit_breaker.threshold,
-            };
-        }
-        if c.minimum_healthy_percent == 100 && c.maximum_percent == 100 {
-            return Err(AwsError::invalid(
-                "minimumHealthyPercent 100 with maximumPercent 100 allows no deployment to progress",
-            ));
+            p.circuit_breaker = Some((b.enable.unwrap_or(false), b.rollback.unwrap_or(false)));
         }
     }
     if let Some(g) = grace {
@@ -979,9 +935,9 @@ fn apply_config(
                 "healthCheckGracePeriodSeconds must be between 0 and 2147483647",
             ));
         }
-        c.health_check_grace_period_ms = g as u64 * 1000;
+        p.health_check_grace_period_ms = Some(g as u64 * 1000);
     }
-    Ok(c)
+    Ok(p)
 }
 
 fn desired(v: Option<i64>) -> AwsResult<Option<u32>> {
@@ -992,116 +948,6 @@ fn desired(v: Option<i64>) -> AwsResult<Option<u32>> {
             "desiredCount must be between 0 and 1000 on Slipway, got {n}"
         ))),
     }
-}
-
-/// True when the image names a registry host (`host[:port]/...`): only those are pulled.
-fn has_registry_host(image: &str) -> bool {
-    image.split_once('/').is_some_and(|(first, _)| {
-        first.contains('.') || first.contains(':') || first == "localhost"
-    })
-}
-
-/// Pins the image of `c` to what the engine resolves now. An image that cannot be resolved
-/// stays unpinned: its tasks fail to start and the deployment fails visibly, as on ECS.
-async fn pin(call: &Call<'_>, mut c: ContainerSpec, repull: bool) -> ContainerSpec {
-    let rt = call.state.controller.runtime();
-    let mut info = None;
-    if repull && has_registry_host(&c.image) {
-        match rt.resolve_image(&c.image, PullPolicy::Always).await {
-            Ok(i) => info = Some(i),
-            Err(e) => {
-                tracing::info!(image = %c.image, error = %e, "pull failed; using the local image")
-            }
-        }
-    }
-    if info.is_none() {
-        match rt.resolve_image(&c.image, PullPolicy::Missing).await {
-            Ok(i) => info = Some(i),
-            Err(e) => tracing::warn!(image = %c.image, error = %e, "image not available"),
-        }
-    }
-    c.image_digest = info.map(|i| i.id);
-    c
-}
-
-/// The ECS task definition (`family:revision`) a service revision runs.
-async fn source_of(call: &Call<'_>, key: &ServiceKey, revision: u32) -> AwsResult<String> {
-    Ok(
-        match call
-            .state
-            .store
-            .get_task_definition(&key.family(), revision)
-            .await?
-        {
-            Some(td) => td.source.clone().unwrap_or_else(|| td.id()),
-            None => format!("{}:{revision}", key.family()),
-        },
-    )
-}
-
-/// Starts a deployment of `td` for a service.
-#[allow(clippy::too_many_arguments)]
-async fn start_deployment(
-    call: &Call<'_>,
-    key: &ServiceKey,
-    current: Option<&ServiceRecord>,
-    td: &TaskDefinition,
-    desired_count: u32,
-    config: DeploymentConfig,
-    repull: bool,
-) -> AwsResult<Deployment> {
-    let store = &call.state.store;
-    let container = pin(call, td.container.clone(), repull).await;
-    let source = td.source.clone().unwrap_or_else(|| td.id());
-    let current_td = match current {
-        Some(s) => store.get_task_definition(&key.family(), s.revision).await?,
-        None => None,
-    };
-    let revision = match current_td.filter(|c| {
-        c.container == container && c.source.clone().unwrap_or_else(|| c.id()) == source
-    }) {
-        Some(c) => c.revision,
-        None if td.family == key.family() && td.container == container => td.revision,
-        None => {
-            store
-                .register_task_definition(TaskDefinition {
-                    family: key.family(),
-                    revision: 0,
-                    container,
-                    created_at: now_ms(),
-                    source: Some(source.clone()),
-                    ecs: td.ecs.clone(),
-                    deregistered_at: None,
-                })
-                .await?
-                .revision
-        }
-    };
-    let now = now_ms();
-    let d = store
-        .create_deployment(NewDeployment {
-            id: format!("d-{}", random_id(6)),
-            key: key.clone(),
-            kind: current.map_or(ServiceKind::BackendService, |s| s.kind),
-            desired_count,
-            config,
-            revision: RevisionChoice::Existing(revision),
-            rollback_of: None,
-            now,
-        })
-        .await?;
-    store
-        .add_event(
-            key,
-            now,
-            &format!(
-                "(service {}) deployment ecs-svc/{} started: task definition {source} (revision {revision}).",
-                key.name, d.id
-            ),
-        )
-        .await?;
-    call.state.controller.wake(key);
-    Ok(d)
 }
 
 fn rollout(d: &Deployment) -> (&'static str, String) {
@@ -1167,7 +1013,7 @@ async fn services_json(
     c: &Cluster,
     names: &[String],
 ) -> AwsResult<HashMap<String, Value>> {
-    let store = &call.state.store;
+    let store = &call.state.app.store();
     let views = store.service_views(&c.app, &c.env, names, 10, 100).await?;
     let mut wanted: Vec<(String, u32)> = Vec::new();
     for v in &views {
@@ -1195,7 +1041,7 @@ async fn services_json(
             .cloned()
             .unwrap_or_else(|| format!("{family}:{revision}"))
     };
-    let now = now_ms();
+    let now = slipway_store::now_ms();
     let mut out = HashMap::with_capacity(views.len());
     for v in views {
         let svc = &v.record;
@@ -1325,30 +1171,24 @@ async fn create_service(call: &Call<'_>, req: CreateServiceReq) -> AwsResult {
         .task_definition
         .ok_or_else(|| AwsError::invalid("taskDefinition is required"))?;
     let desired_count = desired(req.desired_count)?.unwrap_or(1);
-    let config = apply_config(
-        DeploymentConfig::default(),
+    let patch = config_patch(
         req.deployment_configuration.as_ref(),
         req.health_check_grace_period_seconds,
     )?;
     let td = active_td(call, &tdr).await?;
-    let key = c.key(&name);
-    if call.state.store.get_service(&key).await?.is_some() {
-        return Err(AwsError::invalid("Creation of service was not idempotent."));
-    }
-    start_deployment(call, &key, None, &td, desired_count, config, false).await?;
     let svc = call
         .state
-        .store
-        .get_service(&key)
-        .await?
-        .ok_or_else(|| AwsError::server("the service vanished"))?;
+        .app
+        .create_ecs_service(&c.key(&name), &td, desired_count, &patch)
+        .await?;
     Ok(json!({ "service": service_json(call, &c, &svc).await? }))
 }
 
 async fn get_active_service(call: &Call<'_>, c: &Cluster, name: &str) -> AwsResult<ServiceRecord> {
     let svc = call
         .state
-        .store
+        .app
+        .store()
         .get_service(&c.key(name))
         .await?
         .ok_or_else(|| AwsError::client("ServiceNotFoundException", "Service not found."))?;
@@ -1369,62 +1209,36 @@ async fn update_service(call: &Call<'_>, req: UpdateServiceReq) -> AwsResult {
         .map(name_of)
         .ok_or_else(|| AwsError::invalid("service is required"))?
         .to_owned();
-    let desired_count = desired(req.desired_count)?;
-    let mut svc = get_active_service(call, &c, &name).await?;
-    let config = apply_config(
-        svc.config,
-        req.deployment_configuration.as_ref(),
-        req.health_check_grace_period_seconds,
-    )?;
-    let target = match &req.task_definition {
-        Some(r) => Some(active_td(call, r).await?),
-        None => None,
+    let change = EcsServiceChange {
+        desired_count: desired(req.desired_count)?,
+        config: config_patch(
+            req.deployment_configuration.as_ref(),
+            req.health_check_grace_period_seconds,
+        )?,
+        task_definition: match &req.task_definition {
+            Some(r) => Some(active_td(call, r).await?),
+            None => None,
+        },
+        force: req.force_new_deployment.unwrap_or(false),
     };
-    let current_source = source_of(call, &svc.key, svc.revision).await?;
-    let changes_td = target
-        .as_ref()
-        .is_some_and(|t| t.source.clone().unwrap_or_else(|| t.id()) != current_source);
-    let force = req.force_new_deployment.unwrap_or(false);
-    let key = svc.key.clone();
-    if changes_td || force {
-        let td = match target {
-            Some(t) => t,
-            None => find_td(call, &current_source).await?,
-        };
-        start_deployment(
-            call,
-            &key,
-            Some(&svc),
-            &td,
-            desired_count.unwrap_or(svc.desired_count),
-            config,
-            force,
-        )
-        .await?;
-    } else if desired_count.is_some_and(|d| d != svc.desired_count) || config != svc.config {
-        let now = now_ms();
-        let before = svc.desired_count;
-        svc.desired_count = desired_count.unwrap_or(before);
-        svc.config = config;
-        svc.updated_at = now;
-        call.state.store.put_service(&svc).await?;
-        if before != svc.desired_count {
-            call.state
-                .store
-                .add_event(
-                    &key,
-                    now,
-                    &format!(
-                        "(service {}) desired count changed from {before} to {}.",
-                        key.name, svc.desired_count
-                    ),
-                )
-                .await?;
-        }
-        call.state.controller.wake(&key);
-    }
-    let svc = get_active_service(call, &c, &name).await?;
+    get_active_service(call, &c, &name).await?;
+    let svc = call
+        .state
+        .app
+        .update_ecs_service(&c.key(&name), &change)
+        .await
+        .map_err(service_error)?;
     Ok(json!({ "service": service_json(call, &c, &svc).await? }))
+}
+
+/// A use case's error about a service, in ECS's words.
+fn service_error(e: slipway_app::AppError) -> AwsError {
+    match e.kind {
+        slipway_app::ErrorKind::NotFound => {
+            AwsError::client("ServiceNotFoundException", "Service not found.")
+        }
+        _ => e.into(),
+    }
 }
 
 #[derive(Deserialize)]
@@ -1475,7 +1289,8 @@ async fn list_services(call: &Call<'_>, req: ListServicesReq) -> AwsResult {
     let c = find_cluster(call, req.cluster.as_deref()).await?;
     let arns: Vec<String> = call
         .state
-        .store
+        .app
+        .store()
         .list_services(Some(&c.app))
         .await?
         .into_iter()
@@ -1506,24 +1321,13 @@ async fn delete_service(call: &Call<'_>, req: DeleteServiceReq) -> AwsResult {
         .map(name_of)
         .ok_or_else(|| AwsError::invalid("service is required"))?
         .to_owned();
-    let mut svc = get_active_service(call, &c, &name).await?;
-    if svc.desired_count > 0 && !req.force.unwrap_or(false) {
-        return Err(AwsError::invalid(
-            "The service cannot be stopped while it is scaled above 0.",
-        ));
-    }
-    svc.deleting = true;
-    svc.updated_at = now_ms();
-    call.state.store.put_service(&svc).await?;
-    call.state
-        .store
-        .add_event(
-            &svc.key,
-            svc.updated_at,
-            &format!("(service {}) is being deleted.", svc.key.name),
-        )
-        .await?;
-    call.state.controller.wake(&svc.key);
+    get_active_service(call, &c, &name).await?;
+    let (_, svc) = call
+        .state
+        .app
+        .delete_service(&c.key(&name), None, true, req.force.unwrap_or(false))
+        .await
+        .map_err(service_error)?;
     Ok(json!({ "service": service_json(call, &c, &svc).await? }))
 }
 
@@ -1638,13 +1442,14 @@ async fn list_service_deployments(call: &Call<'_>, req: ListServiceDeploymentsRe
         )));
     }
     let svc = match validate_name(name) {
-        Ok(()) => call.state.store.get_service(&c.key(name)).await?,
+        Ok(()) => call.state.app.store().get_service(&c.key(name)).await?,
         Err(_) => None,
     }
     .ok_or_else(|| AwsError::client("ServiceNotFoundException", "Service not found."))?;
     let all = call
         .state
-        .store
+        .app
+        .store()
         .list_deployments(&svc.key, DEPLOYMENTS_KEPT)
         .await?;
     let in_range = |d: &Deployment| {
@@ -1690,7 +1495,7 @@ async fn describe_service_deployments(
             "serviceDeploymentArns must have between 1 and 20 items.",
         ));
     }
-    let store = &call.state.store;
+    let store = &call.state.app.store();
     let mut out = Vec::new();
     let mut failures = Vec::new();
     for arn in &arns {
@@ -1823,7 +1628,7 @@ struct ListTasksReq {
 async fn task_source(call: &Call<'_>, t: &Task) -> AwsResult<String> {
     match &t.standalone {
         Some(s) => Ok(s.task_definition.clone()),
-        None => source_of(call, &t.service, t.revision).await,
+        None => Ok(call.state.app.source_of(&t.service, t.revision).await?),
     }
 }
 
@@ -1851,7 +1656,7 @@ async fn list_tasks(call: &Call<'_>, req: ListTasksReq) -> AwsResult {
         ));
     }
     let mut keys: Vec<ServiceKey> = Vec::new();
-    for svc in call.state.store.list_services(Some(&c.app)).await? {
+    for svc in call.state.app.store().list_services(Some(&c.app)).await? {
         if svc.key.env != c.env {
             continue;
         }
@@ -1870,7 +1675,13 @@ async fn list_tasks(call: &Call<'_>, req: ListTasksReq) -> AwsResult {
     }
     let mut arns = Vec::new();
     for key in &keys {
-        for t in call.state.store.list_tasks(key, !want_running).await? {
+        for t in call
+            .state
+            .app
+            .store()
+            .list_tasks(key, !want_running)
+            .await?
+        {
             if t.desired_running != want_running {
                 continue;
             }
@@ -1912,7 +1723,7 @@ async fn describe_tasks(call: &Call<'_>, req: DescribeTasksReq) -> AwsResult {
     let mut failures = Vec::new();
     for r in &ids {
         let id = name_of(r);
-        match call.state.store.get_task(id).await? {
+        match call.state.app.store().get_task(id).await? {
             Some(t) if t.service.app == c.app && t.service.env == c.env => {
                 tasks.push(task_json(call, &c, &t).await?)
             }
@@ -1948,7 +1759,8 @@ async fn task_json(call: &Call<'_>, c: &Cluster, t: &Task) -> AwsResult {
         None => {
             let td = call
                 .state
-                .store
+                .app
+                .store()
                 .get_task_definition(&t.service.family(), t.revision)
                 .await?;
             let source = td
@@ -2170,39 +1982,29 @@ async fn run_task(call: &Call<'_>, req: RunTaskReq, raw: Value) -> AwsResult {
         &container_name,
         req.overrides.as_ref(),
     )?;
-    let spec = pin(call, spec, false).await;
     // `overrides` is echoed as given.
     let overrides = raw
         .get("overrides")
         .filter(|o| o.is_object())
         .map(Value::to_string);
-    let key = ServiceKey::standalone(&c.app, &c.env);
-    let now = now_ms();
-    let mut tasks = Vec::with_capacity(count);
-    for _ in 0..count {
-        let t = Task {
-            standalone: Some(Box::new(Standalone {
-                task_definition: source.clone(),
-                container: spec.clone(),
-                container_name: container_name.clone(),
-                started_by: req.started_by.clone(),
-                group: group.clone(),
-                overrides: overrides.clone(),
-            })),
-            ..Task::provisioning(
-                random_id(16),
-                key.clone(),
-                "standalone".into(),
-                td.revision,
-                now,
-            )
-        };
-        call.state
-            .controller
-            .run_task(t.clone())
-            .await
-            .map_err(|e| AwsError::server(e.to_string()))?;
-        tasks.push(task_json(call, &c, &t).await?);
+    let started = call
+        .state
+        .app
+        .run_tasks(RunTasks {
+            key: ServiceKey::standalone(&c.app, &c.env),
+            revision: td.revision,
+            task_definition: source.clone(),
+            container: spec,
+            container_name,
+            started_by: req.started_by.clone(),
+            group,
+            overrides,
+            count,
+        })
+        .await?;
+    let mut tasks = Vec::with_capacity(started.len());
+    for t in &started {
+        tasks.push(task_json(call, &c, t).await?);
     }
     Ok(json!({ "tasks": tasks, "failures": [] }))
 }
@@ -2226,7 +2028,7 @@ async fn stop_task(call: &Call<'_>, req: StopTaskReq) -> AwsResult {
         return Err(AwsError::invalid("reason may be up to 255 characters"));
     }
     let not_found = || AwsError::invalid("The referenced task was not found.");
-    match call.state.store.get_task(id).await? {
+    match call.state.app.store().get_task(id).await? {
         Some(t) if t.service.app == c.app && t.service.env == c.env => {}
         _ => return Err(not_found()),
     }
@@ -2237,10 +2039,9 @@ async fn stop_task(call: &Call<'_>, req: StopTaskReq) -> AwsResult {
         .unwrap_or("Task stopped by user");
     let t = call
         .state
-        .controller
+        .app
         .stop_task(id, reason)
-        .await
-        .map_err(|e| AwsError::server(e.to_string()))?
+        .await?
         .ok_or_else(not_found)?;
     Ok(json!({ "task": task_json(call, &c, &t).await? }))
 }
@@ -2312,14 +2113,10 @@ mod tests {
     }
 
     #[test]
-    fn names_and_hosts() {
+    fn names() {
         assert_eq!(name_of("arn:aws:ecs:us-east-1:0:service/c/web"), "web");
         assert_eq!(name_of("web"), "web");
         assert_eq!(cluster_name("shop", "default"), "shop");
         assert_eq!(cluster_name("shop", "prod"), "shop-prod");
-        assert!(has_registry_host("127.0.0.1:5000/app:latest"));
-        assert!(has_registry_host("registry.example.com/app"));
-        assert!(!has_registry_host("slipway-hello:v1"));
-        assert!(!has_registry_host("library/nginx"));
     }
 }

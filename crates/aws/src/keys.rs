@@ -9,16 +9,11 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use slipway_api::{TOKEN_META_KEY, hash_token};
-use slipway_controller::{now_ms, random_id};
-use slipway_store::AccessKey;
+use slipway_store::{AccessKey, Store};
 use subtle::ConstantTimeEq;
 
 use crate::AwsState;
 
-/// How long a looked-up access key is trusted without reading the store again. Revocation
-/// through this server takes effect at once (the entry is dropped); this bound is for
-/// writers that bypass it.
-const KEY_TTL: std::time::Duration = std::time::Duration::from_secs(30);
 /// The caches are cleared when they grow past this many entries.
 const CACHE_MAX: usize = 4096;
 
@@ -32,7 +27,8 @@ pub struct KeyCache {
 
 #[derive(Debug, Default)]
 struct KeyCacheInner {
-    keys: std::collections::HashMap<String, (AccessKey, std::time::Instant)>,
+    /// By id: the key and the store's change generation it was read at.
+    keys: std::collections::HashMap<String, (AccessKey, u64)>,
     signing: std::collections::HashMap<(String, String, String, String), [u8; 32]>,
 }
 
@@ -41,15 +37,17 @@ impl KeyCache {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// A key by id: from memory while fresh, else from the store (unknown ids are not
-    /// remembered).
+    /// A key by id: from memory while nothing was written since it was read (by this
+    /// server or, through the store's notices, another one: a revocation anywhere takes
+    /// effect at once), else from the store (unknown ids are not remembered).
     pub(crate) async fn access_key(
         &self,
-        store: &dyn slipway_store::Store,
+        store: &Store,
         id: &str,
     ) -> Result<Option<AccessKey>, slipway_store::StoreError> {
+        let generation = store.generation();
         if let Some((k, at)) = self.lock().keys.get(id)
-            && at.elapsed() < KEY_TTL
+            && *at == generation
         {
             return Ok(Some(k.clone()));
         }
@@ -60,8 +58,7 @@ impl KeyCache {
                 if c.keys.len() >= CACHE_MAX {
                     c.keys.clear();
                 }
-                c.keys
-                    .insert(id.to_owned(), (k.clone(), std::time::Instant::now()));
+                c.keys.insert(id.to_owned(), (k.clone(), generation));
             }
             None => {
                 c.keys.remove(id);
@@ -157,7 +154,7 @@ pub(crate) async fn require_admin(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(hash_token);
-    let ok = match (presented, state.store.get_meta(TOKEN_META_KEY).await) {
+    let ok = match (presented, state.app.store().get_meta(TOKEN_META_KEY).await) {
         (Some(p), Ok(Some(expected))) => bool::from(p.as_bytes().ct_eq(expected.as_bytes())),
         _ => false,
     };
@@ -176,36 +173,24 @@ fn internal(e: impl std::fmt::Display) -> Response {
     error(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL", e.to_string())
 }
 
+fn app_error(e: slipway_app::AppError) -> Response {
+    let status = match e.kind {
+        slipway_app::ErrorKind::Invalid => StatusCode::BAD_REQUEST,
+        slipway_app::ErrorKind::NotFound => StatusCode::NOT_FOUND,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    error(status, e.code, e.message)
+}
+
 pub(crate) async fn create(
     State(state): State<AwsState>,
     body: Option<Json<CreateAccessKey>>,
 ) -> Response {
     let req = body.map(|b| b.0).unwrap_or_default();
-    if let Some(n) = &req.name
-        && (n.is_empty()
-            || n.len() > 64
-            || !n
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || "+=,.@_-".contains(c)))
-    {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "BAD_REQUEST",
-            format!("name {n:?} must be 1 to 64 letters, digits or +=,.@_-"),
-        );
-    }
-    let key = AccessKey {
-        id: format!("AKIA{}", random_id(8).to_ascii_uppercase()),
-        secret: random_id(20),
-        name: req.name,
-        read_only: req.read_only,
-        created_at: now_ms(),
-        revoked_at: None,
+    let key = match state.app.create_access_key(req.name, req.read_only).await {
+        Ok(k) => k,
+        Err(e) => return app_error(e),
     };
-    if let Err(e) = state.store.put_access_key(&key).await {
-        return internal(e);
-    }
-    tracing::info!(id = %key.id, read_only = key.read_only, "created an access key");
     (
         StatusCode::CREATED,
         Json(AccessKeyCreated {
@@ -220,7 +205,7 @@ pub(crate) async fn create(
 }
 
 pub(crate) async fn list(State(state): State<AwsState>) -> Response {
-    match state.store.list_access_keys().await {
+    match state.app.store().list_access_keys().await {
         Ok(keys) => Json(
             keys.into_iter()
                 .map(|k| AccessKeyInfo {
@@ -238,25 +223,11 @@ pub(crate) async fn list(State(state): State<AwsState>) -> Response {
 }
 
 pub(crate) async fn revoke(State(state): State<AwsState>, Path(id): Path<String>) -> Response {
-    let mut key = match state.store.get_access_key(&id).await {
-        Ok(Some(k)) => k,
-        Ok(None) => {
-            return error(
-                StatusCode::NOT_FOUND,
-                "NOT_FOUND",
-                format!("access key {id} not found; `slipway access-key ls` lists them"),
-            );
-        }
-        Err(e) => return internal(e),
+    let key = match state.app.revoke_access_key(&id).await {
+        Ok(k) => k,
+        Err(e) => return app_error(e),
     };
-    if key.revoked_at.is_none() {
-        key.revoked_at = Some(now_ms());
-        if let Err(e) = state.store.put_access_key(&key).await {
-            return internal(e);
-        }
-        state.keys.forget(&key.id);
-        tracing::info!(id = %key.id, "revoked an access key");
-    }
+    state.keys.forget(&key.id);
     Json(AccessKeyInfo {
         id: key.id,
         name: key.name,

@@ -27,9 +27,9 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use serde_json::Value;
-use slipway_controller::Controller;
+use slipway_app::App;
 use slipway_registry::Registry;
-use slipway_store::{AccessKey, Store, StoreError};
+use slipway_store::{AccessKey, StoreError};
 
 pub use keys::{AccessKeyCreated, AccessKeyInfo, CreateAccessKey, KeyCache};
 
@@ -41,8 +41,7 @@ pub const DEFAULT_REGION: &str = "us-east-1";
 /// Shared state of the AWS front door.
 #[derive(Clone)]
 pub struct AwsState {
-    pub store: Arc<dyn Store>,
-    pub controller: Controller,
+    pub app: App,
     pub registry: Registry,
     /// Access keys and SigV4 signing keys kept in memory.
     pub keys: Arc<KeyCache>,
@@ -98,8 +97,29 @@ impl AwsError {
 
 impl From<StoreError> for AwsError {
     fn from(e: StoreError) -> Self {
-        tracing::error!(error = %e, "store error in the AWS API");
-        AwsError::server(e.to_string())
+        slipway_app::AppError::from(e).into()
+    }
+}
+
+/// A use case's error as the AWS APIs name it.
+impl From<slipway_app::AppError> for AwsError {
+    fn from(e: slipway_app::AppError) -> Self {
+        use slipway_app::ErrorKind;
+        let kind = match (e.code, e.kind) {
+            ("SERVICE_NOT_ACTIVE", _) => "ServiceNotActiveException",
+            ("CLUSTER_HAS_SERVICES", _) => "ClusterContainsServicesException",
+            ("CLUSTER_HAS_TASKS", _) => "ClusterContainsTasksException",
+            ("TASK_DEFINITION_INACTIVE", _) => "ClientException",
+            ("VERSION_CONFLICT", _) => "ConflictException",
+            (_, ErrorKind::Invalid) => "InvalidParameterException",
+            (_, ErrorKind::NotFound) => "ResourceNotFoundException",
+            (_, ErrorKind::Conflict | ErrorKind::Unprocessable) => "ClientException",
+            (_, ErrorKind::Upstream | ErrorKind::Timeout | ErrorKind::Internal) => {
+                tracing::error!(error = %e.message, "the AWS API failed");
+                return AwsError::server(e.message);
+            }
+        };
+        AwsError::client(kind, e.message)
     }
 }
 
@@ -141,7 +161,7 @@ pub fn router(state: AwsState) -> Router {
 }
 
 fn request_id() -> String {
-    let r = slipway_controller::random_id(16);
+    let r = slipway_store::random_id(16);
     format!(
         "{}-{}-{}-{}-{}",
         &r[0..8],
@@ -334,10 +354,10 @@ async fn authenticate(
             .collect(),
         body,
     };
-    let now = slipway_controller::now_ms() / 1000;
+    let now = slipway_store::now_ms() / 1000;
     let key = state
         .keys
-        .access_key(state.store.as_ref(), &auth.access_key)
+        .access_key(state.app.store(), &auth.access_key)
         .await?
         .filter(|k| k.revoked_at.is_none())
         .ok_or_else(|| {

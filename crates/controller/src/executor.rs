@@ -4,6 +4,9 @@
 //! is keyed by the task id, stopping an already stopped container succeeds, and reaping a
 //! container that is gone only updates the record. Long operations (container start, stop
 //! with its grace period) run in their own tasks and wake the service when done.
+//!
+//! Records are written by compare-and-swap on the versions the pass read: a write that lost
+//! a race fails the pass, which is then planned again from a fresh observation.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -11,9 +14,9 @@ use std::time::Duration;
 use slipway_core::model::{Deployment, RolloutState, ServiceKey, Task, TaskHealth, TaskStatus};
 use slipway_core::planner::{Action, Mark};
 use slipway_runtime::{ContainerInfo, ExitInfo, TaskLaunch};
-use slipway_store::{NewDeployment, RevisionChoice, ServiceRecord};
+use slipway_store::{Batch, NewDeployment, RevisionChoice, ServiceRecord, Write, random_id};
 
-use crate::{Controller, ControllerError, now_ms, random_id};
+use crate::{Controller, ControllerError, now_ms};
 
 /// Crash-loop back-off: the first crashes are replaced at once, then the delay doubles from
 /// one second up to five minutes.
@@ -35,7 +38,6 @@ impl Controller {
         exits: &HashMap<String, ExitInfo>,
         actions: Vec<Action>,
     ) -> Result<(), ControllerError> {
-        let store = &self.inner.store;
         let key = &svc.key;
         let now = now_ms();
         let mut deps: HashMap<String, Deployment> = deployments
@@ -52,19 +54,24 @@ impl Controller {
                     deployment_id,
                     revision,
                 } => {
-                    let Some(td) = store.get_task_definition(&key.family(), revision).await? else {
+                    let Some(td) = self
+                        .inner
+                        .store
+                        .get_task_definition(&key.family(), revision)
+                        .await?
+                    else {
                         tracing::error!(service = %key, revision, "task definition missing; cannot start task");
                         continue;
                     };
                     let id = random_id(6);
-                    let task = Task::provisioning(
+                    let mut task = Task::provisioning(
                         id.clone(),
                         key.clone(),
                         deployment_id.clone(),
                         revision,
                         now,
                     );
-                    store.put_task(&task).await?;
+                    self.save_task(&mut task).await?;
                     self.local().starting.insert(id.clone());
                     let c = self.clone();
                     let key = key.clone();
@@ -90,7 +97,7 @@ impl Controller {
                         };
                         t.stop_code = Some(code);
                         t.stopped_reason = Some(reason.clone());
-                        store.put_task(&t).await?;
+                        self.save_task(&mut t).await?;
                         stopped.push(task_id.clone());
                     }
                     self.local().probes.remove(&task_id);
@@ -126,7 +133,7 @@ impl Controller {
                             reason.clone()
                         });
                     }
-                    store.put_task(&t).await?;
+                    let mut batch = Batch::new().write(Write::Task(t.clone()));
                     if crashed {
                         let msg = format!(
                             "(service {}) task {} stopped: {}",
@@ -134,7 +141,7 @@ impl Controller {
                             task_id,
                             t.stopped_reason.as_deref().unwrap_or("")
                         );
-                        store.add_event(key, now, &msg).await?;
+                        batch = batch.event(key, now, msg);
                         let announce = {
                             let mut l = self.local();
                             let entry = l.backoff.entry(key.clone()).or_insert((0, 0));
@@ -154,15 +161,16 @@ impl Controller {
                                 key.name,
                                 ms / 1000
                             );
-                            store.add_event(key, now, &msg).await?;
+                            batch = batch.event(key, now, msg);
                         }
                     }
+                    self.inner.store.commit(batch).await?;
                 }
                 Action::TaskHealthy { task_id } => {
                     let Some(mut t) = row(&task_id) else { continue };
                     let healthy_at = *t.healthy_at.get_or_insert(now);
                     t.health = TaskHealth::Healthy;
-                    store.put_task(&t).await?;
+                    self.save_task(&mut t).await?;
                     self.local().backoff.remove(key);
                     if let Some(d) = deps
                         .get_mut(&t.deployment_id)
@@ -224,35 +232,40 @@ impl Controller {
                     to_revision,
                     reason,
                 } => {
-                    // Persist what this pass learned about the failed deployment first.
+                    // What this pass learned about the failed deployment, and the rollback,
+                    // in one transaction.
+                    let mut batch = Batch::new();
                     if let Some(d) = deps.get_mut(&failed_id) {
                         d.reason = Some(reason.clone());
                         d.updated_at = now;
-                        store.put_deployment(d).await?;
+                        batch.push(Write::Deployment(d.clone()));
                     }
                     dirty.retain(|id| id != &failed_id);
-                    let new = store
-                        .create_deployment(NewDeployment {
-                            id: format!("d-{}", random_id(6)),
-                            key: key.clone(),
-                            kind: svc.kind,
-                            desired_count: svc.desired_count,
-                            config: svc.config,
-                            revision: RevisionChoice::Existing(to_revision),
-                            rollback_of: Some(failed_id.clone()),
-                            now,
-                        })
-                        .await?;
-                    tracing::warn!(service = %key, failed = %failed_id, rollback = %new.id, %reason, "rolling back");
+                    let new_id = format!("d-{}", random_id(6));
+                    batch.push(Write::Deploy(NewDeployment {
+                        id: new_id.clone(),
+                        key: key.clone(),
+                        kind: svc.kind,
+                        desired_count: svc.desired_count,
+                        config: svc.config,
+                        revision: RevisionChoice::Existing(to_revision),
+                        rollback_of: Some(failed_id.clone()),
+                        now,
+                        service_version: svc.version,
+                        event: None,
+                    }));
+                    self.inner.store.commit(batch).await?;
+                    let new = &new_id;
+                    tracing::warn!(service = %key, failed = %failed_id, rollback = %new, %reason, "rolling back");
                     self.local().backoff.remove(key);
                     self.wake(key);
                 }
                 Action::Event(message) => {
                     let message = message.replace("(service)", &format!("(service {})", key.name));
-                    let newest = store.list_events(key, 1).await?;
+                    let newest = self.inner.store.list_events(key, 1).await?;
                     let repeat = newest.first().is_some_and(|e| e.message == message);
                     if !repeat || !message.contains("unable") {
-                        store.add_event(key, now, &message).await?;
+                        self.event(key, now, message).await?;
                     }
                 }
             }
@@ -268,14 +281,14 @@ impl Controller {
                     .collect::<Vec<_>>()
                     .join(" ")
             );
-            store.add_event(key, now, &msg).await?;
+            self.event(key, now, msg).await?;
         }
         dirty.sort();
         dirty.dedup();
         for id in dirty {
             if let Some(d) = deps.get_mut(&id) {
                 d.updated_at = now;
-                store.put_deployment(d).await?;
+                self.save_deployment(d).await?;
             }
         }
         Ok(())
@@ -318,15 +331,17 @@ impl Controller {
         Ok(out)
     }
 
-    /// Creates and starts a task's container, recording the outcome on the task.
+    /// Creates and starts a task's container, recording the outcome on the task. The task
+    /// may be asked to stop meanwhile (a stop request, a newer deployment): each record
+    /// write applies only what the starter learned to the current record.
     pub(crate) async fn start_task(
         &self,
         key: &ServiceKey,
-        mut task: Task,
+        task: Task,
         container: slipway_core::model::ContainerSpec,
     ) {
-        let store = &self.inner.store;
         let rt = &self.inner.rt;
+        let id = task.id.clone();
         let result: Result<(), String> = async {
             let network = {
                 let _guard = self.inner.network_lock.lock().await;
@@ -355,47 +370,55 @@ impl Controller {
                 container: &container,
                 extra_env: &extra_env,
             };
-            let id = rt.create(&launch).await.map_err(|e| e.to_string())?;
-            task.container_id = Some(id.clone());
-            task.last_status = TaskStatus::Pending;
-            self.keep_stop_request(&mut task).await;
-            store.put_task(&task).await.map_err(|e| e.to_string())?;
-            if let Err(e) = rt.start(&id).await {
-                let _ = rt.remove(&id).await;
-                task.container_id = None;
+            let cid = rt.create(&launch).await.map_err(|e| e.to_string())?;
+            self.update_task(&id, |t| {
+                t.container_id = Some(cid.clone());
+                if t.last_status == TaskStatus::Provisioning {
+                    t.last_status = TaskStatus::Pending;
+                }
+                true
+            })
+            .await
+            .map_err(|e| e.to_string())?;
+            if let Err(e) = rt.start(&cid).await {
+                let _ = rt.remove(&cid).await;
+                self.update_task(&id, |t| {
+                    t.container_id = None;
+                    true
+                })
+                .await
+                .map_err(|e| e.to_string())?;
                 return Err(e.to_string());
             }
-            task.last_status = TaskStatus::Running;
-            task.started_at = Some(now_ms());
-            task.address = rt.address(&id, &network).await.ok().flatten();
-            self.keep_stop_request(&mut task).await;
-            store.put_task(&task).await.map_err(|e| e.to_string())?;
+            let started_at = now_ms();
+            let address = rt.address(&cid, &network).await.ok().flatten();
+            self.update_task(&id, |t| {
+                if t.desired_running {
+                    t.last_status = TaskStatus::Running;
+                } else if t.last_status == TaskStatus::Pending {
+                    // Asked to stop while starting: the stop is carried out from here.
+                    t.last_status = TaskStatus::Stopping;
+                }
+                t.started_at = Some(started_at);
+                t.address = address.clone();
+                true
+            })
+            .await
+            .map_err(|e| e.to_string())?;
             Ok(())
         }
         .await;
         if let Err(e) = result {
-            tracing::warn!(service = %key, task = %task.id, error = %e, "task failed to start");
-            task.stopped_reason = Some(format!("CannotStartContainerError: {e}"));
-            if let Err(e) = store.put_task(&task).await {
+            tracing::warn!(service = %key, task = %id, error = %e, "task failed to start");
+            let reason = format!("CannotStartContainerError: {e}");
+            if let Err(e) = self
+                .update_task(&id, |t| {
+                    t.stopped_reason = Some(reason.clone());
+                    true
+                })
+                .await
+            {
                 tracing::error!(error = %e, "cannot record failed start");
-            }
-        }
-    }
-
-    /// A standalone task may be stopped (ECS `StopTask`) while it starts: keep that request
-    /// over the starter's copy of the record.
-    async fn keep_stop_request(&self, task: &mut Task) {
-        if task.standalone.is_none() {
-            return;
-        }
-        if let Ok(Some(stored)) = self.inner.store.get_task(&task.id).await
-            && !stored.desired_running
-        {
-            task.desired_running = false;
-            task.stop_code = stored.stop_code;
-            task.stopped_reason = stored.stopped_reason;
-            if task.last_status == TaskStatus::Running {
-                task.last_status = TaskStatus::Stopping;
             }
         }
     }
@@ -449,7 +472,7 @@ impl Controller {
             });
             // Deregister from the ingress and let in-flight requests finish before SIGTERM.
             let route = spec.as_ref().and_then(|s| s.http_route.clone());
-            if let (Some(route), Some(mut t)) = (route, task)
+            if let (Some(route), Some(t)) = (route, task)
                 && t.last_status == TaskStatus::Deactivating
             {
                 if let Some(waited) = c
@@ -461,8 +484,16 @@ impl Controller {
                 {
                     tracing::debug!(task = %task_id, waited_ms = waited.as_millis() as u64, "drained");
                 }
-                t.last_status = TaskStatus::Stopping;
-                if let Err(e) = c.inner.store.put_task(&t).await {
+                if let Err(e) = c
+                    .update_task(&task_id, |t| {
+                        let drained = t.last_status == TaskStatus::Deactivating;
+                        if drained {
+                            t.last_status = TaskStatus::Stopping;
+                        }
+                        drained
+                    })
+                    .await
+                {
                     tracing::warn!(error = %e, "cannot record task state");
                 }
             }

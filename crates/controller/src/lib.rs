@@ -6,13 +6,18 @@
 //! level-triggered: engine events and API calls only *wake* it, and every pass starts by
 //! observing again, so a controller that crashed at any point recovers on its next pass.
 //!
+//! Only the leading server runs it (see `slipway_store::Store::try_lead`). It learns of
+//! intents through the store's notices, committed by the application layer on any server;
+//! its own writes are compare-and-swaps on the versions it read, so a pass that raced an
+//! intent (a scale, a stop, a new deployment) fails, and the next pass observes again and
+//! re-plans instead of overwriting what it did not see.
+//!
 //! It may call the store and the runtime; it serves nothing (the API crate does).
 
 mod executor;
 mod observe;
 mod prober;
 mod routing;
-pub mod secrets;
 mod standalone;
 
 use std::collections::{HashMap, HashSet};
@@ -21,10 +26,13 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use slipway_core::health::ProbeState;
-use slipway_core::model::{HttpHealthCheck, ServiceKey};
+use slipway_core::model::{Deployment, HttpHealthCheck, ServiceKey, Task};
 use slipway_runtime::DockerRuntime;
-use slipway_store::Store;
+use slipway_store::secrets::SecretBox;
+use slipway_store::{Batch, Notice, Store, Write};
 use tokio::sync::{mpsc, watch};
+
+pub use slipway_store::now_ms;
 
 /// How often every service is reconciled even when nothing woke the controller.
 pub const RESYNC_INTERVAL: Duration = Duration::from_secs(5);
@@ -36,21 +44,6 @@ pub enum ControllerError {
     Store(#[from] slipway_store::StoreError),
     #[error(transparent)]
     Runtime(#[from] slipway_runtime::RuntimeError),
-}
-
-/// Milliseconds since the Unix epoch.
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
-
-/// A random lowercase hex id of `bytes` bytes.
-pub fn random_id(bytes: usize) -> String {
-    use rand::RngCore;
-    let mut buf = vec![0u8; bytes];
-    rand::rng().fill_bytes(&mut buf);
-    buf.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[derive(Debug)]
@@ -85,7 +78,7 @@ struct Local {
 }
 
 struct Inner {
-    store: Arc<dyn Store>,
+    store: Store,
     rt: DockerRuntime,
     cluster: String,
     wake: mpsc::UnboundedSender<Wake>,
@@ -96,7 +89,7 @@ struct Inner {
     ingress: Option<slipway_ingress::client::IngressClient>,
     /// Serialises routing pushes so they reach the ingress in order.
     ingress_lock: tokio::sync::Mutex<()>,
-    secrets: secrets::SecretBox,
+    secrets: SecretBox,
 }
 
 /// Handle to the running controller.
@@ -106,14 +99,14 @@ pub struct Controller {
 }
 
 impl Controller {
-    /// Starts the reconcile loop, the engine event watcher and the health prober. They run
-    /// until `shutdown` turns true.
+    /// Starts the reconcile loop, the engine event watcher, the store notice listener and
+    /// the health prober. They run until `shutdown` turns true.
     pub fn start(
-        store: Arc<dyn Store>,
+        store: Store,
         rt: DockerRuntime,
         cluster: String,
         ingress: Option<slipway_ingress::client::IngressClient>,
-        secrets: secrets::SecretBox,
+        secrets: SecretBox,
         shutdown: watch::Receiver<bool>,
     ) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
@@ -137,10 +130,91 @@ impl Controller {
             secrets,
         });
         let c = Controller { inner };
+        let notices = c.inner.store.subscribe();
         tokio::spawn(c.clone().run(rx, shutdown.clone()));
         tokio::spawn(c.clone().watch_events(shutdown.clone()));
+        tokio::spawn(c.clone().watch_notices(notices, shutdown.clone()));
         tokio::spawn(prober::run(c.clone(), shutdown));
         c
+    }
+
+    /// Wakes the reconcile loop for the services committed batches name.
+    async fn watch_notices(
+        self,
+        mut notices: tokio::sync::broadcast::Receiver<Notice>,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
+        use tokio::sync::broadcast::error::RecvError;
+        loop {
+            tokio::select! {
+                n = notices.recv() => match n {
+                    Ok(Notice::Service(k)) => self.wake(&k),
+                    Ok(Notice::All) | Err(RecvError::Lagged(_)) => self.wake_all(),
+                    Err(RecvError::Closed) => return,
+                },
+                _ = shutdown.changed() => return,
+            }
+        }
+    }
+
+    /// Writes a task record read by this process (compare-and-swap on its version) and
+    /// keeps its new version.
+    pub(crate) async fn save_task(&self, t: &mut Task) -> Result<(), ControllerError> {
+        let out = self
+            .inner
+            .store
+            .commit(Batch::new().write(Write::Task(t.clone())))
+            .await?;
+        t.version = out[0].version();
+        Ok(())
+    }
+
+    /// Writes a deployment record read by this process (compare-and-swap on its version).
+    pub(crate) async fn save_deployment(&self, d: &mut Deployment) -> Result<(), ControllerError> {
+        let out = self
+            .inner
+            .store
+            .commit(Batch::new().write(Write::Deployment(d.clone())))
+            .await?;
+        d.version = out[0].version();
+        Ok(())
+    }
+
+    pub(crate) async fn event(
+        &self,
+        key: &ServiceKey,
+        at: i64,
+        message: String,
+    ) -> Result<(), ControllerError> {
+        self.inner
+            .store
+            .commit(Batch::new().event(key, at, message))
+            .await?;
+        Ok(())
+    }
+
+    /// Applies `change` to a task's current record until the write sticks: for the
+    /// background writers (a container being started or stopped) that race the reconcile
+    /// pass and the application layer (a stop request), so neither overwrites the other.
+    /// `change` returns false when there is nothing to write. `None`: no such task.
+    pub(crate) async fn update_task(
+        &self,
+        id: &str,
+        change: impl Fn(&mut Task) -> bool,
+    ) -> Result<Option<Task>, ControllerError> {
+        loop {
+            let Some(mut t) = self.inner.store.get_task(id).await? else {
+                return Ok(None);
+            };
+            if !change(&mut t) {
+                return Ok(Some(t));
+            }
+            match self.save_task(&mut t).await {
+                Ok(()) => return Ok(Some(t)),
+                Err(ControllerError::Store(e)) if e.is_conflict() => continue,
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     /// The id of this Slipway cluster (labels every container it owns).
@@ -150,11 +224,6 @@ impl Controller {
 
     pub fn runtime(&self) -> &DockerRuntime {
         &self.inner.rt
-    }
-
-    /// Seals and opens secret values.
-    pub fn secrets(&self) -> &secrets::SecretBox {
-        &self.inner.secrets
     }
 
     /// Asks for a reconcile pass of one service soon.

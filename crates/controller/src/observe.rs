@@ -64,11 +64,20 @@ impl Controller {
                 continue;
             }
             let list = by_service.remove(&svc.key).unwrap_or_default();
-            if let Err(e) = self.reconcile_service(svc, &list).await {
-                tracing::warn!(service = %svc.key, error = %e, "reconcile of service failed");
-                self.local()
-                    .requeue
-                    .insert(svc.key.clone(), now_ms() + 1000);
+            match self.reconcile_service(svc, &list).await {
+                Ok(()) => {}
+                // The service changed while this pass ran (an intent, another writer):
+                // observe and plan again at once.
+                Err(ControllerError::Store(e)) if e.is_conflict() => {
+                    tracing::debug!(service = %svc.key, error = %e, "reconcile raced a write; planning again");
+                    self.local().requeue.insert(svc.key.clone(), now_ms());
+                }
+                Err(e) => {
+                    tracing::warn!(service = %svc.key, error = %e, "reconcile of service failed");
+                    self.local()
+                        .requeue
+                        .insert(svc.key.clone(), now_ms() + 1000);
+                }
             }
         }
         Ok(())
@@ -98,7 +107,7 @@ impl Controller {
                 self.inner.rt.remove(&c.id).await?;
                 continue;
             }
-            let task = Task {
+            let mut task = Task {
                 id: c.task_id.clone(),
                 service: key.clone(),
                 deployment_id: c.deployment_id.clone(),
@@ -116,8 +125,9 @@ impl Controller {
                 healthy_at: None,
                 stopped_at: None,
                 standalone: None,
+                version: 0,
             };
-            store.put_task(&task).await?;
+            self.save_task(&mut task).await?;
             rows.push(task);
         }
 
@@ -261,7 +271,7 @@ impl Controller {
                             changed = true;
                         }
                         if changed {
-                            store.put_task(row).await?;
+                            self.save_task(row).await?;
                         }
                         if row.desired_running {
                             TaskState::Running(health)
@@ -310,7 +320,16 @@ impl Controller {
 
         // A service being deleted is forgotten once nothing of it is left.
         if svc.deleting && observed.is_empty() && containers.is_empty() {
-            store.remove_service(key).await?;
+            // Only if nothing revived it since this pass read it (a deploy of the same
+            // service): the removal is a compare-and-swap on the version read.
+            store
+                .commit(
+                    slipway_store::Batch::new().write(slipway_store::Write::RemoveService {
+                        key: key.clone(),
+                        version: svc.version,
+                    }),
+                )
+                .await?;
             let others = store.list_services(Some(&key.app)).await?;
             if !others.iter().any(|s| s.key.env == key.env) {
                 self.inner

@@ -1,5 +1,5 @@
 //! Standalone tasks (ECS `RunTask`): a task definition revision run once, outside any
-//! service. They are recorded under [`ServiceKey::standalone`] of their app environment, are
+//! service. The application layer records them (PROVISIONING); the controller starts them. They are recorded under [`ServiceKey::standalone`] of their app environment, are
 //! never replaced, and are reaped like service tasks: exit code, stop code and reason are
 //! kept on the record. Nothing here touches service planning.
 //!
@@ -18,42 +18,6 @@ use crate::{Controller, ControllerError, now_ms};
 pub(crate) const ESSENTIAL_EXITED: &str = "Essential container in task exited";
 
 impl Controller {
-    /// Records a standalone task (its `standalone` part set, status PROVISIONING) and starts
-    /// its container in the background.
-    pub async fn run_task(&self, task: Task) -> Result<(), ControllerError> {
-        debug_assert!(task.standalone.is_some() && task.service.is_standalone());
-        self.inner.store.put_task(&task).await?;
-        self.spawn_start_standalone(task);
-        Ok(())
-    }
-
-    /// Asks a task to stop (ECS `StopTask`): desired status STOPPED, stop code
-    /// UserInitiated and `reason`. A service task is then replaced by its service, as on
-    /// ECS; a standalone task is not. Returns the updated record, `None` when unknown.
-    pub async fn stop_task(&self, id: &str, reason: &str) -> Result<Option<Task>, ControllerError> {
-        let store = &self.inner.store;
-        let Some(mut t) = store.get_task(id).await? else {
-            return Ok(None);
-        };
-        if t.desired_running && t.last_status != TaskStatus::Stopped {
-            t.desired_running = false;
-            t.stop_code = Some(StopCode::UserInitiated);
-            t.stopped_reason = Some(reason.to_owned());
-            if t.last_status != TaskStatus::Provisioning {
-                t.last_status =
-                    if t.standalone.is_none() && self.has_ingress() && t.address.is_some() {
-                        TaskStatus::Deactivating
-                    } else {
-                        TaskStatus::Stopping
-                    };
-            }
-            store.put_task(&t).await?;
-            tracing::info!(task = %t.id, service = %t.service, %reason, "task stop requested");
-        }
-        self.wake(&t.service);
-        Ok(Some(t))
-    }
-
     fn spawn_start_standalone(&self, task: Task) {
         let Some(spec) = task.standalone.as_ref().map(|s| s.container.clone()) else {
             return;
@@ -119,7 +83,6 @@ impl Controller {
         mut t: Task,
         c: Option<&ContainerInfo>,
     ) -> Result<(), ControllerError> {
-        let store = &self.inner.store;
         let key = t.service.clone();
         let (starting, stopping) = {
             let l = self.local();
@@ -196,7 +159,7 @@ impl Controller {
                         changed = true;
                     }
                     if changed {
-                        store.put_task(&t).await?;
+                        self.save_task(&mut t).await?;
                     }
                 }
                 ContainerState::Exited => {
@@ -248,7 +211,7 @@ impl Controller {
         t.stop_code = Some(code);
         t.stopped_reason = Some(reason);
         t.stopped_at = Some(finished.unwrap_or(now));
-        self.inner.store.put_task(t).await?;
+        self.save_task(t).await?;
         tracing::info!(
             task = %t.id,
             exit_code = ?t.exit_code,

@@ -60,7 +60,7 @@ pub const REDACTED: &str = "(secret)";
 pub fn diff_service(current: Option<Current<'_>>, next: &ServiceSpec) -> ServiceDiff {
     let new = flatten_service(
         next.kind,
-        next.desired_count,
+        next.count_for(current.map(|c| c.desired_count)),
         &next.deployment,
         &next.container,
     );
@@ -221,7 +221,7 @@ mod tests {
         ServiceSpec {
             key: ServiceKey::new("shop", "default", "web"),
             kind: ServiceKind::BackendService,
-            desired_count: count,
+            desired_count: Some(count),
             container: c,
             deployment: DeploymentConfig::default(),
         }
@@ -230,7 +230,7 @@ mod tests {
     fn cur<'a>(s: &'a ServiceSpec) -> Current<'a> {
         Current {
             kind: s.kind,
-            desired_count: s.desired_count,
+            desired_count: s.count_for(None),
             config: &s.deployment,
             container: &s.container,
         }

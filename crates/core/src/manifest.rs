@@ -107,7 +107,8 @@ pub struct Service {
     /// A container health check run by the engine.
     #[serde(default)]
     pub healthcheck: Option<ContainerHealth>,
-    /// Desired number of tasks (default 1).
+    /// Desired number of tasks. Without it a new service starts one task and an existing
+    /// service keeps its count (as `slipway scale` set it).
     #[serde(default)]
     pub count: Option<Count>,
     /// CPU units, 1024 = one core.
@@ -1032,7 +1033,7 @@ fn compile_service(
     ServiceSpec {
         key: ServiceKey::new(app, env, name),
         kind: svc.kind.0,
-        desired_count: ov.and_then(|o| o.count).or(svc.count).map_or(1, |c| c.0),
+        desired_count: ov.and_then(|o| o.count).or(svc.count).map(|c| c.0),
         container: ContainerSpec {
             // A built image is named by `slipway deploy` once it is pushed.
             image: image
@@ -1127,7 +1128,7 @@ environments:
         let m = parse(GOOD).unwrap();
         let specs = m.compile(DEFAULT_ENV).unwrap();
         let api = specs.iter().find(|s| s.key.name == "api").unwrap();
-        assert_eq!(api.desired_count, 3);
+        assert_eq!(api.desired_count, Some(3));
         assert_eq!(api.container.port, Some(8080));
         assert_eq!(api.container.cpu, Some(256));
         assert_eq!(api.deployment.minimum_healthy_percent, 100);
@@ -1136,11 +1137,11 @@ environments:
         assert_eq!(api.container.http_health.as_ref().unwrap().path, "/healthz");
         let worker = specs.iter().find(|s| s.key.name == "worker").unwrap();
         assert_eq!(worker.kind, ServiceKind::WorkerService);
-        assert_eq!(worker.desired_count, 1);
+        assert_eq!(worker.desired_count, None);
 
         let prod = m.compile("prod").unwrap();
         let api = prod.iter().find(|s| s.key.name == "api").unwrap();
-        assert_eq!(api.desired_count, 4);
+        assert_eq!(api.desired_count, Some(4));
         assert_eq!(api.container.environment["LOG_LEVEL"], "warn");
         assert_eq!(api.key.env, "prod");
     }
@@ -1336,7 +1337,7 @@ environments:
         let g = prod.iter().find(|s| s.key.name == "gateway").unwrap();
         assert_eq!(g.container.secrets["API_KEY"].name, "shop/prod-api-key");
         assert_eq!(g.container.secrets["DB"].name, "shop/db");
-        assert_eq!(g.desired_count, 2);
+        assert_eq!(g.desired_count, Some(2));
         assert_eq!(
             g.container.http_route.as_ref().unwrap().aliases,
             ["shop.com", "www.shop.com"]

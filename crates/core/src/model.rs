@@ -230,12 +230,21 @@ impl DeploymentConfig {
 pub struct ServiceSpec {
     pub key: ServiceKey,
     pub kind: ServiceKind,
-    pub desired_count: u32,
+    /// The desired count; `None` (no `count` in the manifest) keeps an existing service's
+    /// count, as a scale set it, and starts a new service with one task.
+    #[serde(default)]
+    pub desired_count: Option<u32>,
     pub container: ContainerSpec,
     pub deployment: DeploymentConfig,
 }
 
 impl ServiceSpec {
+    /// The count a deploy of this spec applies to a service whose count is `current`
+    /// (`None`: a new service).
+    pub fn count_for(&self, current: Option<u32>) -> u32 {
+        self.desired_count.or(current).unwrap_or(1)
+    }
+
     /// Checks a spec that arrives over the API (the manifest parser checks the same rules
     /// with line and column; this is the server's own line of defence).
     pub fn validate(&self) -> Result<(), String> {
@@ -243,11 +252,10 @@ impl ServiceSpec {
         validate_name(&self.key.env).map_err(|e| format!("environment: {e}"))?;
         validate_name(&self.key.name).map_err(|e| format!("service: {e}"))?;
         let svc = &self.key.name;
-        if self.desired_count > 1000 {
-            return Err(format!(
-                "{svc}: count must be between 0 and 1000, got {}",
-                self.desired_count
-            ));
+        if let Some(n) = self.desired_count
+            && n > 1000
+        {
+            return Err(format!("{svc}: count must be between 0 and 1000, got {n}"));
         }
         let d = &self.deployment;
         if d.minimum_healthy_percent > 100 || d.maximum_percent < 100 {
@@ -325,6 +333,9 @@ pub struct TaskDefinition {
     /// services and updates may not use it.
     #[serde(default)]
     pub deregistered_at: Option<i64>,
+    /// The record's version in the store (0 before it is registered).
+    #[serde(default)]
+    pub version: u64,
 }
 
 impl TaskDefinition {
@@ -400,6 +411,9 @@ pub struct Deployment {
     pub created_at: i64,
     pub updated_at: i64,
     pub timeline: Timeline,
+    /// The record's version in the store (0 before it is first written).
+    #[serde(default)]
+    pub version: u64,
 }
 
 /// ECS task lifecycle states (`lastStatus`).
@@ -519,6 +533,9 @@ pub struct Task {
     /// not replaced when it stops.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub standalone: Option<Box<Standalone>>,
+    /// The record's version in the store (0 before it is first written).
+    #[serde(default)]
+    pub version: u64,
 }
 
 impl Task {
@@ -548,6 +565,7 @@ impl Task {
             healthy_at: None,
             stopped_at: None,
             standalone: None,
+            version: 0,
         }
     }
 }
@@ -577,6 +595,10 @@ pub struct ServiceEvent {
     pub id: i64,
     pub created_at: i64,
     pub message: String,
+    /// The service record's version when the event was written: the events newer than a
+    /// version say what changed since it.
+    #[serde(default)]
+    pub version: u64,
 }
 
 /// How many events are kept per service (ECS shows 100).

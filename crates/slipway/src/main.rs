@@ -36,7 +36,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the Slipway server (API, controller and state) on this host.
-    Server(server::ServerArgs),
+    Server(Box<server::ServerArgs>),
     /// Run the ingress (HTTP load balancer) alone; `slipway server` normally starts it.
     Ingress(ingress::IngressArgs),
     /// Write a first slipway.yml from the Dockerfiles of a source tree (like `copilot init`).
@@ -147,7 +147,7 @@ fn run_async(command: Command, json: bool) -> ExitCode {
     };
     let result = rt.block_on(async move {
         match command {
-            Command::Server(a) => server::run(a).await,
+            Command::Server(a) => server::run(*a).await,
             Command::Ingress(_) | Command::Init(_) | Command::Schema => {
                 unreachable!("handled before the runtime starts")
             }

@@ -1,5 +1,8 @@
-//! `slipway server`: opens the store, makes sure an admin token exists, connects to the
-//! engine, starts the controller and serves the API.
+//! `slipway server`: opens the store (SQLite in the data directory, or a shared PostgreSQL
+//! database), checks that it may use it before writing anything, makes sure an admin token
+//! exists, connects to the engine, serves the API, and runs the controller while it leads
+//! (always with SQLite; with PostgreSQL, while it holds the leadership lock: several servers
+//! on one database are full peers for the API and hot standbys for the controller).
 
 use std::net::SocketAddr;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
@@ -10,10 +13,11 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use clap::Args;
 use slipway_api::{ApiState, TOKEN_META_KEY, hash_token};
-use slipway_controller::{Controller, random_id};
+use slipway_controller::Controller;
 use slipway_registry::{AdminCheck, Registry, RegistryConfig};
 use slipway_runtime::DockerRuntime;
-use slipway_store::{SqliteStore, Store};
+use slipway_store::secrets::SecretBox;
+use slipway_store::{Backend, Store, random_id};
 use tokio::sync::watch;
 
 /// Default API address: loopback only.
@@ -24,6 +28,23 @@ pub struct ServerArgs {
     /// Where state (SQLite), the admin token and the bound address are kept.
     #[arg(long, env = "SLIPWAY_DATA_DIR")]
     data_dir: Option<PathBuf>,
+    /// Keep state in PostgreSQL (`postgres://USER[:PASSWORD]@HOST:PORT/DATABASE`) instead of
+    /// SQLite in the data directory: several servers on one database share the API and one
+    /// of them runs the controller, the others standing by.
+    #[arg(long, env = "SLIPWAY_DATABASE", value_name = "URL")]
+    database: Option<String>,
+    /// Where the registry keeps blobs, its metadata and its signing key (default
+    /// DATA_DIR/registry). Servers sharing a database must share it.
+    #[arg(long, value_name = "DIR")]
+    registry_storage: Option<PathBuf>,
+    /// The ingress' directory (routing table, control socket; default DATA_DIR/ingress).
+    /// Servers on one host may share one ingress through it.
+    #[arg(long, value_name = "DIR")]
+    ingress_dir: Option<PathBuf>,
+    /// The secret store's key file (default DATA_DIR/secret.key, made on first start).
+    /// Servers sharing a database must use the same key.
+    #[arg(long, value_name = "FILE")]
+    secret_key: Option<PathBuf>,
     /// Address of the API. Binds to loopback unless told otherwise; port 0 picks a free port
     /// (written to DATA_DIR/api.addr).
     #[arg(long, default_value = DEFAULT_API_ADDR)]
@@ -116,13 +137,21 @@ fn write_private(path: &Path, contents: &str) -> Result<()> {
 
 /// Makes sure an admin token exists: creates one on first start (written to
 /// `DATA_DIR/admin.token`, mode 0600; only its hash is stored), or a new one when the file
-/// was deleted (token rotation).
-async fn ensure_admin_token(store: &dyn Store, dir: &Path) -> Result<()> {
+/// was deleted (token rotation). With a shared database the token is the cluster's: a
+/// server without the file keeps the token another server made (copy its admin.token).
+async fn ensure_admin_token(store: &Store, dir: &Path) -> Result<()> {
     let path = dir.join("admin.token");
     let stored = store.get_meta(TOKEN_META_KEY).await?;
     if let (Some(hash), Ok(text)) = (&stored, std::fs::read_to_string(&path))
         && &hash_token(&text) == hash
     {
+        return Ok(());
+    }
+    if stored.is_some() && store.backend() == Backend::Postgres {
+        tracing::warn!(
+            path = %path.display(),
+            "this cluster's admin token was made by another server; copy its admin.token here to use the CLI on this host"
+        );
         return Ok(());
     }
     let token = format!("slw_{}", random_id(32));
@@ -133,7 +162,7 @@ async fn ensure_admin_token(store: &dyn Store, dir: &Path) -> Result<()> {
 }
 
 /// Lets the registry accept the admin token (only its hash is stored) as a password.
-struct StoreAdminCheck(Arc<dyn Store>);
+struct StoreAdminCheck(Store);
 
 #[async_trait::async_trait]
 impl AdminCheck for StoreAdminCheck {
@@ -191,7 +220,7 @@ fn own_registry_hosts(addr: SocketAddr, extra_names: &[String]) -> Vec<String> {
 
 /// What running tasks and the last successful release of each service use, for the
 /// registry's lifecycle safety rule.
-struct StoreInUse(Arc<dyn Store>);
+struct StoreInUse(Store);
 
 #[async_trait::async_trait]
 impl slipway_registry::lifecycle::InUse for StoreInUse {
@@ -242,10 +271,9 @@ impl slipway_registry::lifecycle::InUse for StoreInUse {
     }
 }
 
-/// One server per data directory: the controller and the store's read caches assume this
-/// process is the state database's only writer. The lock (`DATA_DIR/server.lock`, an
-/// advisory file lock) goes away with the process, however it ends; child processes (the
-/// ingress) do not inherit it.
+/// One server per data directory (its SQLite database, admin token and ingress are its
+/// own). The lock (`DATA_DIR/server.lock`, an advisory file lock) goes away with the
+/// process, however it ends; child processes (the ingress) do not inherit it.
 fn lock_data_dir(dir: &std::path::Path) -> Result<std::fs::File> {
     let path = dir.join("server.lock");
     let file = std::fs::OpenOptions::new()
@@ -266,6 +294,155 @@ fn lock_data_dir(dir: &std::path::Path) -> Result<std::fs::File> {
     }
 }
 
+/// Meta key of the secret key's fingerprint (servers sharing a database share the key).
+const SECRET_KEY_META: &str = "secret_key_fingerprint";
+/// The file in the data directory that says which cluster the directory belongs to.
+const CLUSTER_FILE: &str = "cluster.id";
+
+/// Opens the state database and checks, before writing anything, that this server may use
+/// it: a schema this build knows, the cluster this data directory belongs to, the secret
+/// key the cluster's secrets are sealed with. Then brings the schema up to date.
+async fn open_store(
+    database: Option<&str>,
+    dir: &Path,
+    secrets: &SecretBox,
+) -> Result<(Store, String)> {
+    let store = match database {
+        Some(url) => Store::connect_postgres(url).await?,
+        None => Store::connect_sqlite(&dir.join("slipway.db"))
+            .await
+            .with_context(|| format!("cannot open the state database in {}", dir.display()))?,
+    };
+    store.check_schema().await?;
+    let db_cluster = store.peek_meta("cluster_id").await?;
+    let dir_cluster = std::fs::read_to_string(dir.join(CLUSTER_FILE))
+        .ok()
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty());
+    let where_ = database.map_or_else(
+        || "the SQLite database".to_owned(),
+        |u| format!("the database at {}", slipway_store::redacted(u)),
+    );
+    match (&db_cluster, &dir_cluster) {
+        (Some(db), Some(local)) if db != local => anyhow::bail!(
+            "{where_} belongs to cluster {db}, but the data directory {} belongs to cluster {local}; point --database at cluster {local}'s database, or use another --data-dir",
+            dir.display()
+        ),
+        (None, Some(local)) if database.is_some() => anyhow::bail!(
+            "{where_} is empty, but the data directory {} belongs to cluster {local} (its state is in another database); give this server a new --data-dir to start a new cluster on this database",
+            dir.display()
+        ),
+        _ => {}
+    }
+    if let Some(fp) = store.peek_meta(SECRET_KEY_META).await?
+        && fp != secrets.fingerprint()
+    {
+        anyhow::bail!(
+            "this server's secret key differs from the one {where_} was sealed with; use the cluster's key file (copy secret.key from another server, or pass --secret-key)"
+        );
+    }
+    store.migrate().await?;
+    let cluster = store.init_meta("cluster_id", &random_id(8)).await?;
+    store
+        .init_meta(SECRET_KEY_META, secrets.fingerprint())
+        .await?;
+    write_private(&dir.join(CLUSTER_FILE), &format!("{cluster}\n"))?;
+    Ok((store, cluster))
+}
+
+/// The controller while this server leads.
+struct Leading {
+    controller: Controller,
+    stop: watch::Sender<bool>,
+}
+
+/// Runs the controller (and the registry's janitor) while this server leads: every second
+/// it takes or checks leadership; it starts them when it gains it and stops them at once
+/// when it loses it (the database session that holds the lock failed its check).
+#[allow(clippy::too_many_arguments)]
+fn spawn_leadership(
+    store: Store,
+    server_id: String,
+    rt: DockerRuntime,
+    cluster: String,
+    ingress: Option<slipway_ingress::client::IngressClient>,
+    secrets: SecretBox,
+    registry: Registry,
+    leading: Arc<tokio::sync::Mutex<Option<Leading>>>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    tokio::spawn(async move {
+        loop {
+            let lead = match store.try_lead(&server_id).await {
+                Ok(l) => l,
+                Err(e) => {
+                    tracing::warn!(error = %e, "leadership check failed");
+                    false
+                }
+            };
+            {
+                let mut current = leading.lock().await;
+                match (lead, current.is_some()) {
+                    (true, false) => {
+                        tracing::info!(server = %server_id, "this server leads: starting the controller");
+                        let (stop, stop_rx) = watch::channel(false);
+                        let controller = Controller::start(
+                            store.clone(),
+                            rt.clone(),
+                            cluster.clone(),
+                            ingress.clone(),
+                            secrets.clone(),
+                            stop_rx.clone(),
+                        );
+                        registry.spawn_janitor(stop_rx);
+                        controller.wake_all();
+                        *current = Some(Leading { controller, stop });
+                    }
+                    (false, true) => {
+                        tracing::warn!(server = %server_id, "this server no longer leads: stopping the controller");
+                        if let Some(l) = current.take() {
+                            let _ = l.stop.send(true);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+                _ = shutdown.changed() => {
+                    if let Some(l) = leading.lock().await.take() {
+                        let _ = l.stop.send(true);
+                    }
+                    store.resign().await;
+                    return;
+                }
+            }
+        }
+    });
+}
+
+/// Records this server in the database every 2 s (what `slipway server ls` shows) and
+/// forgets servers gone for an hour.
+fn spawn_heartbeat(
+    store: Store,
+    mut info: slipway_store::ServerInfo,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    tokio::spawn(async move {
+        loop {
+            info.seen_at = slipway_store::now_ms();
+            if let Err(e) = store.heartbeat(&info).await {
+                tracing::warn!(error = %e, "cannot record this server's heartbeat");
+            }
+            let _ = store.forget_servers(info.seen_at - 3_600_000).await;
+            tokio::select! {
+                _ = tokio::time::sleep(std::time::Duration::from_secs(2)) => {}
+                _ = shutdown.changed() => return,
+            }
+        }
+    });
+}
+
 fn schedule(d: std::time::Duration) -> Option<std::time::Duration> {
     (!d.is_zero()).then_some(d)
 }
@@ -279,19 +456,15 @@ pub async fn run(args: ServerArgs) -> Result<ExitCode> {
         .with_context(|| format!("cannot restrict permissions of {}", dir.display()))?;
     // Held until this process exits.
     let _lock = lock_data_dir(&dir)?;
-    let store = SqliteStore::open(&dir.join("slipway.db"))
-        .await
-        .with_context(|| format!("cannot open the state database in {}", dir.display()))?;
-    let store: Arc<dyn Store> = Arc::new(store);
-    ensure_admin_token(store.as_ref(), &dir).await?;
-    let cluster = match store.get_meta("cluster_id").await? {
-        Some(id) => id,
-        None => {
-            let id = random_id(8);
-            store.set_meta("cluster_id", &id).await?;
-            id
-        }
-    };
+    let secrets = SecretBox::load_or_create_file(
+        &args
+            .secret_key
+            .clone()
+            .unwrap_or_else(|| dir.join("secret.key")),
+    )
+    .context("loading the secret store's key")?;
+    let (store, cluster) = open_store(args.database.as_deref(), &dir, &secrets).await?;
+    ensure_admin_token(&store, &dir).await?;
     let listener = tokio::net::TcpListener::bind(args.api_addr)
         .await
         .with_context(|| {
@@ -336,8 +509,12 @@ pub async fn run(args: ServerArgs) -> Result<ExitCode> {
     } else {
         None
     };
+    let registry_dir = args
+        .registry_storage
+        .clone()
+        .unwrap_or_else(|| dir.join("registry"));
     let mut reg_cfg = RegistryConfig::new(
-        dir.join("registry"),
+        registry_dir.clone(),
         Arc::new(StoreAdminCheck(store.clone())),
     );
     reg_cfg.gc_grace = args.registry_gc_grace;
@@ -359,12 +536,9 @@ pub async fn run(args: ServerArgs) -> Result<ExitCode> {
             hosts,
         });
     }
-    let registry = Registry::open(reg_cfg).await.with_context(|| {
-        format!(
-            "cannot open the registry in {}",
-            dir.join("registry").display()
-        )
-    })?;
+    let registry = Registry::open(reg_cfg)
+        .await
+        .with_context(|| format!("cannot open the registry in {}", registry_dir.display()))?;
     let rt = DockerRuntime::connect()
         .await?
         .with_credentials(Arc::new(InternalPull {
@@ -380,7 +554,9 @@ pub async fn run(args: ServerArgs) -> Result<ExitCode> {
     } else {
         Some(
             crate::ingress::Supervised::start(
-                dir.join("ingress"),
+                args.ingress_dir
+                    .clone()
+                    .unwrap_or_else(|| dir.join("ingress")),
                 args.ingress_addr,
                 args.ingress_max_body,
                 crate::ingress::IngressTlsArgs {
@@ -401,24 +577,35 @@ pub async fn run(args: ServerArgs) -> Result<ExitCode> {
             .replace("0.0.0.0", "127.0.0.1");
         format!("http://{first}")
     });
-    store
-        .set_meta("ingress_url", ingress_url.as_deref().unwrap_or(""))
-        .await?;
-
-    registry.spawn_janitor(shutdown_rx.clone());
-    let secrets = slipway_controller::secrets::SecretBox::load_or_create(&dir)
-        .context("loading the secret store's key")?;
-    let controller = Controller::start(
+    let server_id = random_id(6);
+    let leading: Arc<tokio::sync::Mutex<Option<Leading>>> = Arc::default();
+    spawn_leadership(
         store.clone(),
-        rt,
+        server_id.clone(),
+        rt.clone(),
         cluster.clone(),
         ingress.as_ref().map(|i| i.client.clone()),
-        secrets,
+        secrets.clone(),
+        registry.clone(),
+        leading.clone(),
+        shutdown_rx.clone(),
+    );
+    spawn_heartbeat(
+        store.clone(),
+        slipway_store::ServerInfo {
+            id: server_id.clone(),
+            api_url: local_url.clone(),
+            ingress: ingress_url.clone().unwrap_or_default(),
+            started_at: slipway_store::now_ms(),
+            seen_at: 0,
+            leader: false,
+        },
         shutdown_rx.clone(),
     );
     if let Some(mut ing) = ingress.take() {
-        // Keep the data plane up: restart the ingress if it dies, then re-send the routes.
-        let controller = controller.clone();
+        // Keep the data plane up: restart the ingress if it dies, then (if this server
+        // leads) re-send the routes.
+        let leading = leading.clone();
         let mut shutdown = shutdown_rx.clone();
         tokio::spawn(async move {
             loop {
@@ -426,24 +613,30 @@ pub async fn run(args: ServerArgs) -> Result<ExitCode> {
                     _ = tokio::time::sleep(std::time::Duration::from_millis(500)) => {}
                     _ = shutdown.changed() => return,
                 }
-                if ing.check().await {
-                    controller.wake_all();
+                if ing.check().await
+                    && let Some(l) = leading.lock().await.as_ref()
+                {
+                    l.controller.wake_all();
                 }
             }
         });
     }
+    let app = slipway_app::App::new(store.clone(), Arc::new(rt), secrets, cluster.clone());
     // One listener: the native API, the registry (/v2/) and the registry's API routes, and
     // the AWS-compatible API (`POST /`: ECS, ECR, STS; `/api/v1/access-keys`).
     let aws = slipway_aws::router(slipway_aws::AwsState {
-        store: store.clone(),
-        controller: controller.clone(),
+        app: app.clone(),
         registry: registry.clone(),
         keys: Default::default(),
     });
-    let app = slipway_api::router(ApiState { store, controller })
-        .merge(registry.router())
-        .merge(registry.admin_router())
-        .merge(aws);
+    let app = slipway_api::router(ApiState {
+        app,
+        ingress_url,
+        server_id: server_id.clone().into(),
+    })
+    .merge(registry.router())
+    .merge(registry.admin_router())
+    .merge(aws);
     write_private(
         &dir.join("api.addr"),
         &format!(
@@ -451,7 +644,7 @@ pub async fn run(args: ServerArgs) -> Result<ExitCode> {
 "
         ),
     )?;
-    tracing::info!(api = %local_url, tls = tls.is_some(), data_dir = %dir.display(), cluster = %cluster, "slipway server ready");
+    tracing::info!(api = %local_url, tls = tls.is_some(), data_dir = %dir.display(), cluster = %cluster, server = %server_id, database = store.backend().as_str(), "slipway server ready");
 
     let signal = async move {
         let mut term =

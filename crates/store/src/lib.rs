@@ -1,27 +1,55 @@
-//! Slipway's state store.
+//! Slipway's state store: versioned records in SQLite (embedded, the default for one host) or
+//! PostgreSQL (shared by several servers), behind one interface.
 //!
-//! [`Store`] is the interface the controller and the API use; [`SqliteStore`] implements it
-//! on an embedded SQLite database (the default, one file in the data directory). A PostgreSQL
-//! implementation for several servers sharing state fills the same trait. The store holds
-//! desired state and history only: what is running is always read from the engine.
+//! **Versioned records.** Every record a writer reads and writes back (service, deployment,
+//! task, task definition, cluster, access key) carries a `version`. A write is a
+//! compare-and-swap on it inside one transaction: a record read at version 7 is written only
+//! if it is still at 7 (it then becomes 8); a record with version 0 is new and is written
+//! only if no such record exists. A writer that lost a race gets [`StoreError::Conflict`]
+//! and nothing of its [`Batch`] is applied; it re-reads and re-applies its intent.
+//! Secrets are versioned by their value versions; the same rule holds for them.
 //!
-//! [`SqliteStore`] answers the reads pollers repeat (service views, task definitions, meta
-//! values) from read caches that every relevant write invalidates (`cache`), so a
-//! `DescribeServices` loop costs no database reads while nothing changes.
+//! **One transaction per intent.** A [`Batch`] is a list of [`Write`]s committed together: a
+//! deployment with its task definition, the service's new revision and its event
+//! ([`Write::Deploy`]), several services' deployments, a task with its service's event.
 //!
-//! This crate may call the database and nothing else.
+//! **Notices.** A batch names the services whose controller should look again; every
+//! server sharing the database learns of them ([`Store::subscribe`]): at once in this
+//! process, through PostgreSQL `LISTEN/NOTIFY` in the others.
+//!
+//! **Read caches** answer the reads pollers repeat (service views, task definitions, meta
+//! values) without the database while nothing changed. Every commit of this process, and
+//! every notice of another server's commit, invalidates them (see [`cache`]).
+//!
+//! **Leadership.** Exactly one server runs the controller: the holder of a PostgreSQL
+//! advisory lock; with SQLite, the one server of the data directory ([`Store::try_lead`]).
+//!
+//! Both databases run through sqlx's `Any` driver with one set of SQL statements (numbered
+//! `$n` parameters, no JSON functions); each has its migrations, with the same meaning
+//! (`migrations/sqlite`, `migrations/postgres`).
+//!
+//! This crate may call the database (and the file system for the secret key) and nothing
+//! else. The store holds desired state and history only: what runs is read from engines.
 
 mod cache;
-mod sqlite;
+mod db;
+mod lease;
+mod notify;
+mod read;
+pub mod secrets;
+#[cfg(feature = "testing")]
+pub mod testing;
+mod write;
 
-use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use slipway_core::model::{
-    ContainerSpec, Deployment, DeploymentConfig, ServiceEvent, ServiceKey, ServiceKind, Task,
-    TaskDefinition, TaskHealth, TaskStatus,
+    ContainerSpec, Deployment, DeploymentConfig, ServiceEvent, ServiceKey, ServiceKind, TaskHealth,
+    TaskStatus,
 };
 
-pub use sqlite::SqliteStore;
+pub use db::{Backend, Store, redacted};
+pub use lease::ServerInfo;
+pub use notify::Notice;
 
 /// Errors from the store.
 #[derive(Debug, thiserror::Error)]
@@ -34,9 +62,47 @@ pub enum StoreError {
     Corrupt(#[from] serde_json::Error),
     #[error("{0} not found")]
     NotFound(String),
+    #[error(transparent)]
+    Conflict(#[from] Conflict),
+    /// The database cannot be used by this server (newer schema, another cluster, bad URL).
+    #[error("{0}")]
+    Unusable(String),
+}
+
+impl StoreError {
+    pub fn is_conflict(&self) -> bool {
+        matches!(self, StoreError::Conflict(_))
+    }
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// A write lost a race: the record was not at the version the writer read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{record} changed since it was read (expected version {expected}, found {found})")]
+pub struct Conflict {
+    /// What was written, e.g. `service shop/default/web`.
+    pub record: String,
+    /// The version the writer read (0: it expected no such record).
+    pub expected: u64,
+    /// The version found (0: there is no such record).
+    pub found: u64,
+}
+
+/// Milliseconds since the Unix epoch: the time stamps of records.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// A random lowercase hex id of `bytes` bytes: the ids of new records.
+pub fn random_id(bytes: usize) -> String {
+    use rand::RngCore;
+    let mut buf = vec![0u8; bytes];
+    rand::rng().fill_bytes(&mut buf);
+    buf.iter().map(|b| format!("{b:02x}")).collect()
+}
 
 /// A service's desired state.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -51,9 +117,13 @@ pub struct ServiceRecord {
     pub deleting: bool,
     pub created_at: i64,
     pub updated_at: i64,
+    /// The record's version (0 before it is first written).
+    #[serde(default)]
+    pub version: u64,
 }
 
-/// A new deployment to record atomically with its task definition and service update.
+/// A new deployment, recorded atomically ([`Write::Deploy`]) with its task definition (when
+/// registered), the service's new state, the older deployments it supersedes and its event.
 #[derive(Debug, Clone)]
 pub struct NewDeployment {
     pub id: String,
@@ -63,8 +133,27 @@ pub struct NewDeployment {
     pub config: DeploymentConfig,
     /// Register this container as a new revision, or reuse an existing revision.
     pub revision: RevisionChoice,
+    /// Set by the circuit breaker: the failed deployment this one rolls back.
     pub rollback_of: Option<String>,
     pub now: i64,
+    /// The version of the service record the writer read (0: a new service).
+    pub service_version: u64,
+    /// The service event recorded with it; `{revision}` is replaced by the revision number.
+    pub event: Option<String>,
+}
+
+/// The revision a deployment runs.
+#[derive(Debug, Clone)]
+pub enum RevisionChoice {
+    /// Register this container as the next revision of the service's family (`source` and
+    /// `ecs` as in [`slipway_core::model::TaskDefinition`]).
+    Register {
+        container: Box<ContainerSpec>,
+        source: Option<String>,
+        ecs: Option<String>,
+    },
+    /// An existing revision of the service's family.
+    Existing(u32),
 }
 
 /// An access key of the AWS-compatible API (SigV4). The secret is stored as is: SigV4
@@ -78,6 +167,18 @@ pub struct AccessKey {
     pub read_only: bool,
     pub created_at: i64,
     pub revoked_at: Option<i64>,
+    #[serde(default)]
+    pub version: u64,
+}
+
+/// An ECS cluster created through the ECS API (app environments are clusters too, without a
+/// record).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterRecord {
+    pub name: String,
+    pub created_at: i64,
+    #[serde(default)]
+    pub version: u64,
 }
 
 /// What may be shown of a secret: never its value.
@@ -115,91 +216,132 @@ pub struct TaskCount {
     pub count: u32,
 }
 
+/// One write of a [`Batch`]. Records are written if they are still at the version they
+/// carry (0: only if there is no such record); see the crate documentation.
 #[derive(Debug, Clone)]
-pub enum RevisionChoice {
-    Register(Box<ContainerSpec>),
-    Existing(u32),
+pub enum Write {
+    /// Creates or updates a service record.
+    Service(ServiceRecord),
+    /// Forgets a service with its deployments, tasks and events (task definitions are
+    /// kept), if it is still at `version`.
+    RemoveService {
+        key: ServiceKey,
+        version: u64,
+    },
+    /// Starts a deployment; its outcome is [`Outcome::Deployed`].
+    Deploy(NewDeployment),
+    /// Updates a deployment (it is created by [`Write::Deploy`] only).
+    Deployment(Deployment),
+    /// Creates (version 0) or updates a task.
+    Task(slipway_core::model::Task),
+    /// Registers the next revision of the family (version 0; `revision` and `created_at`
+    /// are filled in) or updates a registered one (deregistration). Its outcome is
+    /// [`Outcome::TaskDefinition`].
+    TaskDefinition(slipway_core::model::TaskDefinition),
+    /// Adds a service event (and trims the list to [`slipway_core::model::MAX_EVENTS`]).
+    Event {
+        key: ServiceKey,
+        at: i64,
+        message: String,
+    },
+    /// Creates (version 0) or updates an ECS cluster record.
+    Cluster(ClusterRecord),
+    RemoveCluster {
+        name: String,
+        version: u64,
+    },
+    /// Creates (version 0) or updates an access key.
+    AccessKey(AccessKey),
+    /// Stores a new version of a secret (sealed by the caller). With `expected`, only if
+    /// the current version is that one (`Some(0)`: only if the secret does not exist).
+    /// Its outcome is the new version. A deleted secret set again continues its numbers.
+    Secret {
+        name: String,
+        sealed: Vec<u8>,
+        at: i64,
+        expected: Option<u32>,
+    },
+    /// Marks a secret deleted (new deploys cannot use it); outcome [`Outcome::Done`] with
+    /// whether there was one.
+    DeleteSecret {
+        name: String,
+        at: i64,
+    },
+    /// Sets a meta value (last writer wins: meta values have one writer each).
+    Meta {
+        key: String,
+        value: String,
+    },
 }
 
-/// The persistent state of Slipway.
-#[async_trait]
-pub trait Store: Send + Sync + 'static {
-    async fn get_meta(&self, key: &str) -> Result<Option<String>>;
-    async fn set_meta(&self, key: &str, value: &str) -> Result<()>;
+/// What one write of a committed batch produced, in the batch's order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// The record's new version.
+    Version(u64),
+    /// A deployment started, and the service record's new version.
+    Deployed {
+        deployment: Box<Deployment>,
+        service_version: u64,
+    },
+    TaskDefinition(Box<slipway_core::model::TaskDefinition>),
+    /// A removal or deletion: whether there was something to remove.
+    Done(bool),
+}
 
-    async fn get_service(&self, key: &ServiceKey) -> Result<Option<ServiceRecord>>;
-    /// Services of one app (all apps when `None`), sorted by key.
-    async fn list_services(&self, app: Option<&str>) -> Result<Vec<ServiceRecord>>;
-    async fn put_service(&self, service: &ServiceRecord) -> Result<()>;
-    /// Forgets a service with its deployments, tasks and events (task definitions are kept).
-    async fn remove_service(&self, key: &ServiceKey) -> Result<()>;
+impl Outcome {
+    /// The new version, for writes of versioned records (0 otherwise; a deploy's is its
+    /// service's).
+    pub fn version(&self) -> u64 {
+        match self {
+            Outcome::Version(v) => *v,
+            Outcome::Deployed {
+                service_version, ..
+            } => *service_version,
+            Outcome::TaskDefinition(td) => td.version,
+            Outcome::Done(_) => 0,
+        }
+    }
+}
 
-    async fn get_task_definition(
-        &self,
-        family: &str,
-        revision: u32,
-    ) -> Result<Option<TaskDefinition>>;
-    async fn latest_task_definition(&self, family: &str) -> Result<Option<TaskDefinition>>;
-    /// Registers the next revision of `family` (`family`, `revision` and `created_at` of
-    /// `td` are filled in) and returns it.
-    async fn register_task_definition(&self, td: TaskDefinition) -> Result<TaskDefinition>;
-    /// Replaces a registered revision (deregistration).
-    async fn put_task_definition(&self, td: &TaskDefinition) -> Result<()>;
-    /// Several revisions at once, by `(family, revision)`; unknown ones are left out.
-    async fn get_task_definitions(&self, ids: &[(String, u32)]) -> Result<Vec<TaskDefinition>>;
-    /// Every task definition revision, by family and revision.
-    async fn list_task_definitions(&self) -> Result<Vec<TaskDefinition>>;
+/// Writes committed together, and the services whose controller should look again.
+#[derive(Debug, Clone, Default)]
+pub struct Batch {
+    pub writes: Vec<Write>,
+    pub notify: Vec<ServiceKey>,
+}
 
-    async fn put_access_key(&self, key: &AccessKey) -> Result<()>;
-    async fn get_access_key(&self, id: &str) -> Result<Option<AccessKey>>;
-    /// Access keys, oldest first.
-    async fn list_access_keys(&self) -> Result<Vec<AccessKey>>;
+impl Batch {
+    pub fn new() -> Self {
+        Self::default()
+    }
 
-    /// Stores a new version of a secret (already sealed by the caller); returns its version.
-    /// A deleted secret set again continues its version numbers.
-    async fn put_secret(&self, name: &str, sealed: &[u8], now: i64) -> Result<u32>;
-    /// One version of a secret, sealed; `None` for the current version. Versions of a
-    /// deleted secret stay readable so running releases keep working until replaced.
-    async fn get_secret(&self, name: &str, version: Option<u32>) -> Result<Option<(u32, Vec<u8>)>>;
-    /// The current version of a secret that is not deleted.
-    async fn current_secret_version(&self, name: &str) -> Result<Option<u32>>;
-    async fn list_secrets(&self) -> Result<Vec<SecretInfo>>;
-    /// Marks a secret deleted (new deploys cannot use it). Returns false when there was none.
-    async fn delete_secret(&self, name: &str, now: i64) -> Result<bool>;
+    pub fn write(mut self, w: Write) -> Self {
+        self.writes.push(w);
+        self
+    }
 
-    /// Records a deployment in one transaction: registers the task definition revision when
-    /// asked, updates the service, marks older in-progress deployments as superseded (FAILED)
-    /// and, for a rollback, marks the failed deployment ROLLED_BACK.
-    async fn create_deployment(&self, new: NewDeployment) -> Result<Deployment>;
-    async fn get_deployment(&self, id: &str) -> Result<Option<Deployment>>;
-    /// Deployments of a service, newest first.
-    async fn list_deployments(&self, key: &ServiceKey, limit: u32) -> Result<Vec<Deployment>>;
-    /// Some services of one app environment (by name, unknown ones left out) with their
-    /// newest `deployments` deployments, live task counts and newest `events` events, in a
-    /// fixed number of queries whatever the number of services.
-    async fn service_views(
-        &self,
-        app: &str,
-        env: &str,
-        names: &[String],
-        deployments: u32,
-        events: u32,
-    ) -> Result<Vec<ServiceView>>;
-    /// Deployments that may still matter to the planner (in progress, or the newest ones).
-    async fn active_deployments(&self, key: &ServiceKey) -> Result<Vec<Deployment>>;
-    async fn put_deployment(&self, d: &Deployment) -> Result<()>;
+    pub fn push(&mut self, w: Write) {
+        self.writes.push(w);
+    }
 
-    async fn put_task(&self, task: &Task) -> Result<()>;
-    async fn get_task(&self, id: &str) -> Result<Option<Task>>;
-    /// Tasks of a service, newest first; stopped ones only when asked.
-    async fn list_tasks(&self, key: &ServiceKey, include_stopped: bool) -> Result<Vec<Task>>;
-    /// Standalone tasks (ECS `RunTask`) of every app environment that are not stopped.
-    async fn live_standalone_tasks(&self) -> Result<Vec<Task>>;
-    /// Drops stopped tasks that stopped before `before`, keeping the newest `keep` per service.
-    async fn prune_stopped_tasks(&self, before: i64, keep: u32) -> Result<u64>;
+    /// Wakes the controller for `key` once the batch is committed.
+    pub fn notify(mut self, key: &ServiceKey) -> Self {
+        if !self.notify.contains(key) {
+            self.notify.push(key.clone());
+        }
+        self
+    }
 
-    /// Adds an event and trims the service's list to [`slipway_core::model::MAX_EVENTS`].
-    async fn add_event(&self, key: &ServiceKey, now: i64, message: &str) -> Result<()>;
-    /// Events of a service, newest first.
-    async fn list_events(&self, key: &ServiceKey, limit: u32) -> Result<Vec<ServiceEvent>>;
+    pub fn event(self, key: &ServiceKey, at: i64, message: impl Into<String>) -> Self {
+        self.write(Write::Event {
+            key: key.clone(),
+            at,
+            message: message.into(),
+        })
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.writes.is_empty() && self.notify.is_empty()
+    }
 }

@@ -20,6 +20,7 @@ fn deployment(id: &str, revision: u32, state: RolloutState, created_at: i64) -> 
         created_at,
         updated_at: created_at,
         timeline: Timeline::default(),
+        version: 1,
     }
 }
 

@@ -167,6 +167,7 @@ pub async fn run(a: DeployArgs, json: bool) -> Result<ExitCode> {
             &DeployRequest {
                 services: specs,
                 force: false,
+                expect: Default::default(),
             },
         )
         .await

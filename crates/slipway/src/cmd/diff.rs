@@ -99,6 +99,7 @@ pub async fn run(a: DiffArgs, json: bool) -> Result<ExitCode> {
             &DeployRequest {
                 services: specs,
                 force: false,
+                expect: Default::default(),
             },
         )
         .await

@@ -772,7 +772,7 @@ mod tests {
             let s = specs.iter().find(|s| s.key.name == p.name).unwrap();
             assert_eq!(s.kind, p.kind, "{}", p.name);
             assert_eq!(s.container.port, Some(p.port), "{}", p.name);
-            assert_eq!(s.desired_count, 1);
+            assert_eq!(s.desired_count, Some(1));
             assert!(m.build_of(&p.name).is_some());
         }
         m

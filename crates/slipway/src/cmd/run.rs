@@ -129,7 +129,7 @@ pub async fn run(a: RunArgs, json: bool) -> Result<ExitCode> {
         key.app,
         key.env,
         key.name,
-        slipway_controller::random_id(3)
+        slipway_store::random_id(3)
     );
     // Listen before the container exists, so a Ctrl-C from here on is ours to handle.
     let mut int = signal(SignalKind::interrupt()).context("cannot listen for Ctrl-C")?;

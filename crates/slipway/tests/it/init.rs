@@ -106,7 +106,7 @@ fn init_writes_a_manifest_from_the_dockerfiles() {
     assert_eq!(api.key.app, "my-shop");
     assert_eq!(api.kind, ServiceKind::LoadBalancedWebService);
     assert_eq!(api.container.port, Some(3000));
-    assert_eq!(api.desired_count, 1);
+    assert_eq!(api.desired_count, Some(1));
     assert_eq!(api.container.http_route.as_ref().unwrap().path, "/");
     assert_eq!(api.container.http_health.as_ref().unwrap().path, "/");
     for name in ["users", "products"] {

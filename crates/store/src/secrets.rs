@@ -1,5 +1,7 @@
-//! The secret store's sealing: AES-256-GCM with a 32-byte key kept in the data directory
-//! (`secret.key`, mode 0600), never in the database. Each sealed value is
+//! The secret store's sealing: AES-256-GCM with a 32-byte key kept in a file (by default
+//! `DATA_DIR/secret.key`, mode 0600), never in the database. Servers sharing a database
+//! share the key file; the database keeps only the key's fingerprint, so a server with
+//! another key is refused before it writes anything. Each sealed value is
 //! `nonce (12 bytes) || ciphertext || tag`, bound to the secret's name as associated data so a
 //! value cannot be moved to another name.
 //!
@@ -38,6 +40,7 @@ pub enum SecretError {
 pub struct SecretBox {
     key: std::sync::Arc<LessSafeKey>,
     rng: SystemRandom,
+    fingerprint: String,
 }
 
 impl fmt::Debug for SecretBox {
@@ -49,7 +52,12 @@ impl fmt::Debug for SecretBox {
 impl SecretBox {
     /// Loads `dir/secret.key`, creating it (0600) with a fresh random key on first start.
     pub fn load_or_create(dir: &Path) -> Result<Self, SecretError> {
-        let path = dir.join("secret.key");
+        Self::load_or_create_file(&dir.join("secret.key"))
+    }
+
+    /// Loads the key file at `path`, creating it (0600) with a fresh random key when missing.
+    pub fn load_or_create_file(path: &Path) -> Result<Self, SecretError> {
+        let path = path.to_path_buf();
         let err = |source| SecretError::KeyFile {
             path: path.display().to_string(),
             source,
@@ -78,10 +86,26 @@ impl SecretBox {
     /// A box from raw key bytes (32 of them).
     pub fn from_key(bytes: &[u8]) -> Option<Self> {
         let key = UnboundKey::new(&AES_256_GCM, bytes).ok()?;
+        let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+        ctx.update(b"slipway secret key fingerprint\0");
+        ctx.update(bytes);
+        let fingerprint = ctx
+            .finish()
+            .as_ref()
+            .iter()
+            .take(16)
+            .map(|b| format!("{b:02x}"))
+            .collect();
         Some(Self {
             key: std::sync::Arc::new(LessSafeKey::new(key)),
             rng: SystemRandom::new(),
+            fingerprint,
         })
+    }
+
+    /// A one-way fingerprint of the key (what the database keeps to tell keys apart).
+    pub fn fingerprint(&self) -> &str {
+        &self.fingerprint
     }
 
     /// Encrypts `value` for the secret `name`.
@@ -148,6 +172,8 @@ mod tests {
         assert_eq!(again.open("shop/db", &sealed).unwrap(), b"hunter2");
         let other = SecretBox::from_key(&[7u8; 32]).unwrap();
         assert!(other.open("shop/db", &sealed).is_err());
+        assert_eq!(again.fingerprint(), b.fingerprint());
+        assert_ne!(other.fingerprint(), b.fingerprint());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

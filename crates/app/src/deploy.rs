@@ -1,0 +1,429 @@
+//! Deploy and diff: checking and resolving service specs (validation, route conflicts,
+//! images pinned to digests, secrets pinned to versions), and the one way a rollout starts
+//! ([`App::start_deployment`]).
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde::{Deserialize, Serialize};
+use slipway_core::diff::{Current, DiffStatus, ServiceDiff, diff_service};
+use slipway_core::model::{
+    DeploymentConfig, HttpRoute, RolloutState, SecretRef, ServiceKey, ServiceKind, ServiceSpec,
+};
+use slipway_runtime::RuntimeError;
+use slipway_store::{Batch, NewDeployment, RevisionChoice, ServiceRecord, Write, now_ms};
+
+use crate::retry::{Attempt, retry};
+use crate::{App, AppError, Result};
+
+/// What a deploy did to one service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeployOutcome {
+    /// A new deployment started.
+    Deploying,
+    /// Only the desired count or deployment settings changed: no new deployment.
+    Scaled,
+    /// Nothing changed.
+    Unchanged,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DeployResult {
+    pub service: ServiceKey,
+    pub outcome: DeployOutcome,
+    pub deployment_id: Option<String>,
+    pub revision: u32,
+    pub image_digest: Option<String>,
+    /// The service record's version after the deploy.
+    #[serde(default)]
+    pub version: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DiffResult {
+    #[serde(flatten)]
+    pub diff: ServiceDiff,
+    /// Why a deploy would start a deployment although nothing differs, and the like.
+    pub note: Option<String>,
+}
+
+/// What is deployed now for a service: its record, current revision's task definition and
+/// newest deployment.
+struct Deployed {
+    record: Option<ServiceRecord>,
+    container: Option<slipway_core::model::TaskDefinition>,
+    latest: Option<slipway_core::model::Deployment>,
+}
+
+impl App {
+    async fn current(&self, key: &ServiceKey) -> Result<Deployed> {
+        let store = self.store();
+        let record = store.get_service(key).await?;
+        let container = match &record {
+            Some(svc) => {
+                store
+                    .get_task_definition(&key.family(), svc.revision)
+                    .await?
+            }
+            None => None,
+        };
+        let latest = store.list_deployments(key, 1).await?.into_iter().next();
+        Ok(Deployed {
+            record,
+            container,
+            latest,
+        })
+    }
+
+    /// Deploys several services as one intent: every service that changed gets its new
+    /// deployment (or its new count and settings) in one transaction, or none does.
+    /// `force` starts a new deployment even when nothing changed. With `expect`, a service
+    /// must still be at the version named for it.
+    pub async fn deploy(
+        &self,
+        services: &[ServiceSpec],
+        force: bool,
+        expect: &BTreeMap<String, u64>,
+    ) -> Result<Vec<DeployResult>> {
+        let specs = self.checked_specs(services).await?;
+        retry(|| self.deploy_once(&specs, force, expect)).await
+    }
+
+    async fn deploy_once(
+        &self,
+        specs: &[ServiceSpec],
+        force: bool,
+        expect: &BTreeMap<String, u64>,
+    ) -> Result<Vec<DeployResult>, Attempt> {
+        let now = now_ms();
+        let mut batch = Batch::new();
+        // Per spec: its result, and the index of its deploy write (when it starts one).
+        let mut results: Vec<(DeployResult, Option<usize>, Option<usize>)> = Vec::new();
+        for spec in specs {
+            let cur = self.current(&spec.key).await?;
+            if let Some(svc) = &cur.record {
+                self.expect_version(svc, expect.get(&spec.key.name).copied())
+                    .await?;
+            } else if expect.get(&spec.key.name).is_some_and(|v| *v != 0) {
+                return Err(AppError::not_found(format!("service {}", spec.key)).into());
+            }
+            let count = spec.count_for(cur.record.as_ref().map(|s| s.desired_count));
+            let same_container = cur
+                .container
+                .as_ref()
+                .is_some_and(|td| td.container == spec.container);
+            let healthy_history = cur
+                .latest
+                .as_ref()
+                .is_some_and(|d| d.state != RolloutState::Failed);
+            let result = |outcome, deployment_id, revision, version| DeployResult {
+                service: spec.key.clone(),
+                outcome,
+                deployment_id,
+                revision,
+                image_digest: spec.container.image_digest.clone(),
+                version,
+            };
+            if let Some(svc) = cur
+                .record
+                .as_ref()
+                .filter(|s| same_container && !s.deleting && !force && healthy_history)
+            {
+                let latest = cur.latest.as_ref().map(|d| d.id.clone());
+                if svc.desired_count == count
+                    && svc.config == spec.deployment
+                    && svc.kind == spec.kind
+                {
+                    results.push((
+                        result(DeployOutcome::Unchanged, latest, svc.revision, svc.version),
+                        None,
+                        None,
+                    ));
+                    batch = batch.notify(&spec.key);
+                    continue;
+                }
+                let mut updated = svc.clone();
+                updated.desired_count = count;
+                updated.config = spec.deployment;
+                updated.kind = spec.kind;
+                updated.updated_at = now;
+                let at = batch.writes.len();
+                batch.push(Write::Service(updated));
+                if svc.desired_count != count {
+                    batch = batch.event(
+                        &spec.key,
+                        now,
+                        format!(
+                            "(service {}) desired count changed from {} to {count}.",
+                            spec.key.name, svc.desired_count
+                        ),
+                    );
+                }
+                batch = batch.notify(&spec.key);
+                results.push((
+                    result(DeployOutcome::Scaled, latest, svc.revision, 0),
+                    None,
+                    Some(at),
+                ));
+                continue;
+            }
+            let revision = match &cur.container {
+                Some(td) if same_container => RevisionChoice::Existing(td.revision),
+                _ => RevisionChoice::Register {
+                    container: Box::new(spec.container.clone()),
+                    source: None,
+                    ecs: None,
+                },
+            };
+            let at = batch.writes.len();
+            batch = self.start_deployment(
+                batch,
+                &spec.key,
+                cur.record.as_ref(),
+                spec.kind,
+                count,
+                spec.deployment,
+                revision,
+                format!(
+                    "(service {}) deployment {{id}} started: revision {{revision}}.",
+                    spec.key.name
+                ),
+            );
+            results.push((result(DeployOutcome::Deploying, None, 0, 0), Some(at), None));
+        }
+        let out = self.store().commit(batch).await?;
+        Ok(results
+            .into_iter()
+            .map(|(mut r, deploy_at, service_at)| {
+                if let Some(slipway_store::Outcome::Deployed {
+                    deployment,
+                    service_version,
+                }) = deploy_at.and_then(|i| out.get(i))
+                {
+                    r.deployment_id = Some(deployment.id.clone());
+                    r.revision = deployment.revision;
+                    r.version = *service_version;
+                }
+                if let Some(o) = service_at.and_then(|i| out.get(i)) {
+                    r.version = o.version();
+                }
+                r
+            })
+            .collect())
+    }
+
+    /// Adds to `batch` the start of a rollout of `key`: the deployment (registering its
+    /// revision when asked), the service's new revision, count and settings, its event and
+    /// the controller's wake-up. `event` may name `{id}` and `{revision}`. The one way every
+    /// verb (deploy, rollback, restart, ECS create/update) starts a rollout.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn start_deployment(
+        &self,
+        batch: Batch,
+        key: &ServiceKey,
+        current: Option<&ServiceRecord>,
+        kind: ServiceKind,
+        desired_count: u32,
+        config: DeploymentConfig,
+        revision: RevisionChoice,
+        event: String,
+    ) -> Batch {
+        let id = format!("d-{}", slipway_store::random_id(6));
+        let event = event.replace("{id}", &id);
+        batch
+            .write(Write::Deploy(NewDeployment {
+                id,
+                key: key.clone(),
+                kind,
+                desired_count,
+                config,
+                revision,
+                rollback_of: None,
+                now: now_ms(),
+                service_version: current.map_or(0, |s| s.version),
+                event: Some(event),
+            }))
+            .notify(key)
+    }
+
+    /// Checks the specs of a deploy (or diff) request completely and resolves them:
+    /// validation, route conflicts, images and secrets. Nothing is changed, so bad input
+    /// changes nothing.
+    pub(crate) async fn checked_specs(&self, services: &[ServiceSpec]) -> Result<Vec<ServiceSpec>> {
+        if services.is_empty() {
+            return Err(AppError::invalid("no service in the request"));
+        }
+        for s in services {
+            s.validate().map_err(AppError::invalid)?;
+        }
+        self.check_routes(services).await?;
+        let mut specs = services.to_vec();
+        for s in &mut specs {
+            self.resolve_spec(s).await?;
+        }
+        Ok(specs)
+    }
+
+    /// Pins what a spec names to what it will run: the image to a digest (refusing one
+    /// built for another platform) and each secret to a version.
+    async fn resolve_spec(&self, s: &mut ServiceSpec) -> Result<()> {
+        // A client that pushed the image names its digest: deploy exactly that.
+        let wanted = match s.container.image_digest.take() {
+            Some(d) if d.starts_with("sha256:") && !s.container.image.contains('@') => {
+                format!("{}@{d}", slipway_runtime::split_tag(&s.container.image).0)
+            }
+            _ => s.container.image.clone(),
+        };
+        let info = self
+            .engine()
+            .resolve_image(&wanted, s.container.pull)
+            .await
+            .map_err(|e| image_error(&s.key.name, e))?;
+        s.container.image_digest = Some(info.pinned());
+        self.pin_secrets(&s.key.name, &mut s.container.secrets)
+            .await
+    }
+
+    /// Pins each secret reference to a version: the current one unless the request names
+    /// one. A missing secret refuses the deploy.
+    pub(crate) async fn pin_secrets(
+        &self,
+        service: &str,
+        secrets: &mut BTreeMap<String, SecretRef>,
+    ) -> Result<()> {
+        for (var, r) in secrets.iter_mut() {
+            slipway_core::manifest::check_secret_name(&r.name)
+                .map_err(|m| AppError::invalid(format!("service {service}: secrets.{var}: {m}")))?;
+            let found = match r.version {
+                Some(v) => self
+                    .store()
+                    .get_secret(&r.name, Some(v))
+                    .await?
+                    .map(|(v, _)| v),
+                None => self.store().current_secret_version(&r.name).await?,
+            };
+            let Some(version) = found else {
+                return Err(AppError::unprocessable(
+                    "SECRET_NOT_FOUND",
+                    format!(
+                        "service {service}: secret {:?} (variable {var}) does not exist; set it with `slipway secret set {}`",
+                        r.name, r.name
+                    ),
+                ));
+            };
+            r.version = Some(version);
+        }
+        Ok(())
+    }
+
+    /// Refuses a deploy whose ingress routes (host + path) are already claimed by another
+    /// service.
+    async fn check_routes(&self, specs: &[ServiceSpec]) -> Result<()> {
+        let mut claimed: HashMap<(String, String), ServiceKey> = HashMap::new();
+        let norm = |p: &str| {
+            if p.len() > 1 {
+                p.trim_end_matches('/').to_owned()
+            } else {
+                p.to_owned()
+            }
+        };
+        let mut claim = |key: &ServiceKey, route: &HttpRoute| -> Result<()> {
+            let hosts: Vec<String> = if route.aliases.is_empty() {
+                vec![String::new()]
+            } else {
+                route.aliases.clone()
+            };
+            for h in hosts {
+                let k = (h.to_ascii_lowercase(), norm(&route.path));
+                if let Some(other) = claimed.insert(k.clone(), key.clone())
+                    && &other != key
+                {
+                    let host = if k.0.is_empty() {
+                        "any host".to_owned()
+                    } else {
+                        k.0
+                    };
+                    return Err(AppError::conflict(
+                        "ROUTE_CONFLICT",
+                        format!(
+                            "route {} on {host} is already used by service {other}; choose another http.path or http.alias for {key}",
+                            k.1
+                        ),
+                    ));
+                }
+            }
+            Ok(())
+        };
+        for s in specs {
+            if let Some(r) = &s.container.http_route {
+                claim(&s.key, r)?;
+            }
+        }
+        for svc in self.store().list_services(None).await? {
+            if svc.deleting || specs.iter().any(|s| s.key == svc.key) {
+                continue;
+            }
+            if let Some(td) = self
+                .store()
+                .get_task_definition(&svc.key.family(), svc.revision)
+                .await?
+                && let Some(r) = &td.container.http_route
+            {
+                claim(&svc.key, r)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// What a deploy with the same specs would change. Validates and resolves images
+    /// exactly as a deploy does, and writes nothing.
+    pub async fn diff(&self, services: &[ServiceSpec]) -> Result<Vec<DiffResult>> {
+        let specs = self.checked_specs(services).await?;
+        let mut results = Vec::new();
+        for spec in specs {
+            let cur = self.current(&spec.key).await?;
+            let record = cur.record.filter(|s| !s.deleting);
+            let mut d = match (&record, &cur.container) {
+                (Some(svc), Some(td)) => diff_service(
+                    Some(Current {
+                        kind: svc.kind,
+                        desired_count: svc.desired_count,
+                        config: &svc.config,
+                        container: &td.container,
+                    }),
+                    &spec,
+                ),
+                _ => diff_service(None, &spec),
+            };
+            let mut note = None;
+            if d.status != DiffStatus::New
+                && !d.new_deployment
+                && let Some(l) = cur.latest.filter(|l| l.state == RolloutState::Failed)
+            {
+                d.new_deployment = true;
+                d.status = DiffStatus::Changed;
+                note = Some(format!(
+                    "the last deployment ({}) failed, so a deploy starts a new one",
+                    l.id
+                ));
+            }
+            results.push(DiffResult { diff: d, note });
+        }
+        Ok(results)
+    }
+}
+
+/// An image that cannot be used, as the caller should read it.
+pub(crate) fn image_error(service: &str, e: RuntimeError) -> AppError {
+    match e {
+        RuntimeError::PlatformMismatch { .. } => {
+            AppError::unprocessable("PLATFORM_MISMATCH", format!("service {service}: {e}"))
+        }
+        e => AppError::unprocessable(
+            "IMAGE_UNAVAILABLE",
+            format!(
+                "service {service}: {e}; build or load the image on this host, or check its name and tag"
+            ),
+        ),
+    }
+}

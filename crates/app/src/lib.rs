@@ -1,0 +1,93 @@
+//! Slipway's application layer: every use case that changes state, in one place.
+//!
+//! Deploy, diff, scale, rollback, restart, delete (a service or an app), run and stop tasks,
+//! register and deregister task definitions, create, update and delete services and
+//! clusters through the ECS model, secrets and access keys. The faces (the native API under
+//! `/api/v1`, the ECS/ECR JSON API, and any face added later) translate requests into calls
+//! here and results back; no business rule lives in a face.
+//!
+//! Every use case reads what it needs, decides, and commits its whole intent as one store
+//! [`Batch`](slipway_store::Batch) (a deployment with its task definition, event and the
+//! service's new revision; several services' deployments), compare-and-swapped on the
+//! versions it read. When another writer got there first the use case re-reads and applies
+//! its intent again ([`retry`]) — unless the caller named the version it expects, in which
+//! case it gets [`ErrorKind::Conflict`] with what changed since that version. Committed
+//! batches wake the controller through the store's notices (on whichever server leads); this
+//! layer never calls the controller.
+//!
+//! This crate may call the store and an [`Engine`] (image resolution, logs, exec, networks).
+
+mod catalog;
+mod deploy;
+mod engine;
+mod error;
+mod retry;
+mod services;
+mod tasks;
+
+use std::sync::Arc;
+
+use slipway_store::Store;
+use slipway_store::secrets::SecretBox;
+
+pub use deploy::{DeployOutcome, DeployResult, DiffResult};
+pub use engine::{Engine, LogStream};
+pub use error::{AppError, ErrorKind, Result};
+pub use services::{ActionResult, ConfigPatch, DeleteAppResult, EcsServiceChange, MAX_COUNT};
+pub use tasks::{ExecResult, LogsQuery, RunTasks};
+
+/// How long `exec` waits for a command.
+pub const EXEC_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+/// The most output `exec` returns.
+pub const EXEC_MAX_OUTPUT: usize = 1024 * 1024;
+/// Largest secret value accepted (environment variables are not meant for bulk data).
+pub const MAX_SECRET_BYTES: usize = 64 * 1024;
+
+/// The application layer: cheap to clone, shared by every face.
+#[derive(Clone)]
+pub struct App {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Store,
+    engine: Arc<dyn Engine>,
+    secrets: SecretBox,
+    cluster: String,
+}
+
+impl App {
+    pub fn new(
+        store: Store,
+        engine: Arc<dyn Engine>,
+        secrets: SecretBox,
+        cluster: impl Into<String>,
+    ) -> Self {
+        App {
+            inner: Arc::new(Inner {
+                store,
+                engine,
+                secrets,
+                cluster: cluster.into(),
+            }),
+        }
+    }
+
+    /// The store, for queries (reads are not use cases; writes go through this layer).
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    pub fn engine(&self) -> &dyn Engine {
+        self.inner.engine.as_ref()
+    }
+
+    /// The id of this Slipway cluster (labels every container it owns).
+    pub fn cluster(&self) -> &str {
+        &self.inner.cluster
+    }
+
+    pub(crate) fn secrets(&self) -> &SecretBox {
+        &self.inner.secrets
+    }
+}

@@ -1,0 +1,581 @@
+//! Reads. Every record comes back with its version (the column, which is authoritative).
+
+use slipway_core::model::{
+    Deployment, STANDALONE_SERVICE, ServiceEvent, ServiceKey, Task, TaskDefinition, TaskHealth,
+    TaskStatus,
+};
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+use crate::db::Store;
+use crate::{
+    AccessKey, ClusterRecord, Result, SecretInfo, ServiceRecord, ServiceView, StoreError, TaskCount,
+};
+
+/// A record whose version lives in its own column.
+pub(crate) trait Versioned: serde::de::DeserializeOwned {
+    fn set_version(&mut self, v: u64);
+}
+
+macro_rules! versioned {
+    ($($t:ty),*) => {$(
+        impl Versioned for $t {
+            fn set_version(&mut self, v: u64) {
+                self.version = v;
+            }
+        }
+    )*};
+}
+versioned!(ServiceRecord, Deployment, Task, TaskDefinition, AccessKey);
+
+pub(crate) fn decode<T: serde::de::DeserializeOwned>(body: &str) -> Result<T> {
+    Ok(serde_json::from_str(body)?)
+}
+
+/// A record from a row of `(body, version)` at columns `at`, `at + 1`.
+pub(crate) fn record<T: Versioned>(row: &AnyRow, at: usize) -> Result<T> {
+    let mut v: T = decode(row.get::<&str, _>(at))?;
+    v.set_version(row.get::<i64, _>(at + 1) as u64);
+    Ok(v)
+}
+
+fn records<T: Versioned>(rows: &[AnyRow]) -> Result<Vec<T>> {
+    rows.iter().map(|r| record(r, 0)).collect()
+}
+
+/// `$from, $from+1, ...` for `n` parameters.
+pub(crate) fn placeholders(from: usize, n: usize) -> String {
+    (from..from + n)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>;
+
+/// `sql` with its first parameters bound: `app`, `env`, then each of `names` (for an
+/// `app = $1 AND env = $2 AND name IN ($3, ...)` filter).
+fn for_names<'q>(
+    sql: String,
+    app: &'q str,
+    env: &'q str,
+    names: impl IntoIterator<Item = &'q str>,
+) -> AnyQuery<'q> {
+    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(app).bind(env);
+    for n in names {
+        q = q.bind(n);
+    }
+    q
+}
+
+fn health(s: &str) -> TaskHealth {
+    match s {
+        "HEALTHY" => TaskHealth::Healthy,
+        "UNHEALTHY" => TaskHealth::Unhealthy,
+        _ => TaskHealth::Unknown,
+    }
+}
+
+fn event(r: &AnyRow) -> ServiceEvent {
+    ServiceEvent {
+        id: r.get(0),
+        created_at: r.get(1),
+        message: r.get(2),
+        version: r.get::<i64, _>(3) as u64,
+    }
+}
+
+impl Store {
+    pub(crate) async fn read_meta(&self, key: &str) -> Result<Option<String>> {
+        let row = sqlx::query("SELECT value FROM meta WHERE key = $1")
+            .bind(key)
+            .fetch_optional(self.pool())
+            .await?;
+        Ok(row.map(|r| r.get::<String, _>(0)))
+    }
+
+    pub async fn get_meta(&self, key: &str) -> Result<Option<String>> {
+        let key = key.to_owned();
+        let cache = &self.inner.cache.meta;
+        if let Some(v) = cache.get(&key) {
+            return Ok(v);
+        }
+        let generation = cache.generation();
+        let value = self.read_meta(&key).await?;
+        cache.insert(generation, key, value.clone());
+        Ok(value)
+    }
+
+    pub async fn get_service(&self, key: &ServiceKey) -> Result<Option<ServiceRecord>> {
+        let row = sqlx::query(
+            "SELECT body, version FROM services WHERE app = $1 AND env = $2 AND name = $3",
+        )
+        .bind(&key.app)
+        .bind(&key.env)
+        .bind(&key.name)
+        .fetch_optional(self.pool())
+        .await?;
+        row.map(|r| record(&r, 0)).transpose()
+    }
+
+    /// Services of one app (all apps when `None`), sorted by key.
+    pub async fn list_services(&self, app: Option<&str>) -> Result<Vec<ServiceRecord>> {
+        let rows = match app {
+            Some(app) => {
+                sqlx::query(
+                    "SELECT body, version FROM services WHERE app = $1 ORDER BY app, env, name",
+                )
+                .bind(app)
+                .fetch_all(self.pool())
+                .await?
+            }
+            None => {
+                sqlx::query("SELECT body, version FROM services ORDER BY app, env, name")
+                    .fetch_all(self.pool())
+                    .await?
+            }
+        };
+        records(&rows)
+    }
+
+    pub async fn get_task_definition(
+        &self,
+        family: &str,
+        revision: u32,
+    ) -> Result<Option<TaskDefinition>> {
+        Ok(self
+            .get_task_definitions(&[(family.to_owned(), revision)])
+            .await?
+            .pop())
+    }
+
+    pub async fn latest_task_definition(&self, family: &str) -> Result<Option<TaskDefinition>> {
+        let row = sqlx::query(
+            "SELECT body, version FROM task_definitions WHERE family = $1 ORDER BY revision DESC LIMIT 1",
+        )
+        .bind(family)
+        .fetch_optional(self.pool())
+        .await?;
+        row.map(|r| record(&r, 0)).transpose()
+    }
+
+    /// Task definitions by (family, revision), from the database (unknown ones left out).
+    pub(crate) async fn read_task_definitions(
+        &self,
+        ids: &[(String, u32)],
+    ) -> Result<Vec<TaskDefinition>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let cond: Vec<String> = (0..ids.len())
+            .map(|i| format!("(family = ${} AND revision = ${})", 2 * i + 1, 2 * i + 2))
+            .collect();
+        let sql = format!(
+            "SELECT body, version FROM task_definitions WHERE {}",
+            cond.join(" OR ")
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for (family, revision) in ids {
+            q = q.bind(family).bind(i64::from(*revision));
+        }
+        records(&q.fetch_all(self.pool()).await?)
+    }
+
+    /// Several revisions at once, by `(family, revision)`; unknown ones are left out.
+    pub async fn get_task_definitions(&self, ids: &[(String, u32)]) -> Result<Vec<TaskDefinition>> {
+        let mut ids = ids.to_vec();
+        ids.sort();
+        ids.dedup();
+        let found = self
+            .inner
+            .cache
+            .task_definitions
+            .get_or_read(ids, |missing| async move {
+                let mut fresh = self.read_task_definitions(&missing).await?;
+                Ok::<_, StoreError>(
+                    missing
+                        .iter()
+                        .map(|(family, revision)| {
+                            let i = fresh
+                                .iter()
+                                .position(|td| &td.family == family && td.revision == *revision);
+                            i.map(|i| fresh.swap_remove(i))
+                        })
+                        .collect(),
+                )
+            })
+            .await?;
+        Ok(found.into_iter().flatten().collect())
+    }
+
+    /// Every task definition revision, by family and revision.
+    pub async fn list_task_definitions(&self) -> Result<Vec<TaskDefinition>> {
+        let rows =
+            sqlx::query("SELECT body, version FROM task_definitions ORDER BY family, revision")
+                .fetch_all(self.pool())
+                .await?;
+        records(&rows)
+    }
+
+    pub async fn get_access_key(&self, id: &str) -> Result<Option<AccessKey>> {
+        let row = sqlx::query("SELECT body, version FROM access_keys WHERE id = $1")
+            .bind(id)
+            .fetch_optional(self.pool())
+            .await?;
+        row.map(|r| record(&r, 0)).transpose()
+    }
+
+    /// Access keys, oldest first.
+    pub async fn list_access_keys(&self) -> Result<Vec<AccessKey>> {
+        let rows = sqlx::query("SELECT body, version FROM access_keys ORDER BY created_at, id")
+            .fetch_all(self.pool())
+            .await?;
+        records(&rows)
+    }
+
+    /// One version of a secret, sealed; `None` for the current version. Versions of a
+    /// deleted secret stay readable so running releases keep working until replaced.
+    pub async fn get_secret(
+        &self,
+        name: &str,
+        version: Option<u32>,
+    ) -> Result<Option<(u32, Vec<u8>)>> {
+        let row = match version {
+            Some(v) => {
+                sqlx::query("SELECT version, sealed FROM secrets WHERE name = $1 AND version = $2")
+                    .bind(name)
+                    .bind(i64::from(v))
+                    .fetch_optional(self.pool())
+                    .await?
+            }
+            None => {
+                sqlx::query(
+                    "SELECT version, sealed FROM secrets WHERE name = $1 AND deleted_at IS NULL
+                     ORDER BY version DESC LIMIT 1",
+                )
+                .bind(name)
+                .fetch_optional(self.pool())
+                .await?
+            }
+        };
+        Ok(row.map(|r| (r.get::<i64, _>(0) as u32, r.get::<Vec<u8>, _>(1))))
+    }
+
+    /// The current version of a secret that is not deleted.
+    pub async fn current_secret_version(&self, name: &str) -> Result<Option<u32>> {
+        let v: Option<i64> =
+            sqlx::query("SELECT MAX(version) FROM secrets WHERE name = $1 AND deleted_at IS NULL")
+                .bind(name)
+                .fetch_one(self.pool())
+                .await?
+                .get(0);
+        Ok(v.map(|v| v as u32))
+    }
+
+    pub async fn list_secrets(&self) -> Result<Vec<SecretInfo>> {
+        let rows = sqlx::query(
+            "SELECT name, MAX(version), COUNT(*), MAX(created_at) FROM secrets
+             WHERE deleted_at IS NULL GROUP BY name ORDER BY name",
+        )
+        .fetch_all(self.pool())
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| SecretInfo {
+                name: r.get(0),
+                version: r.get::<i64, _>(1) as u32,
+                versions: r.get::<i64, _>(2) as u32,
+                updated_at: r.get(3),
+            })
+            .collect())
+    }
+
+    pub async fn get_deployment(&self, id: &str) -> Result<Option<Deployment>> {
+        let row = sqlx::query("SELECT body, version FROM deployments WHERE id = $1")
+            .bind(id)
+            .fetch_optional(self.pool())
+            .await?;
+        row.map(|r| record(&r, 0)).transpose()
+    }
+
+    /// Deployments of a service, newest first.
+    pub async fn list_deployments(&self, key: &ServiceKey, limit: u32) -> Result<Vec<Deployment>> {
+        let rows = sqlx::query(
+            "SELECT body, version FROM deployments WHERE app = $1 AND env = $2 AND name = $3
+             ORDER BY created_at DESC, id DESC LIMIT $4",
+        )
+        .bind(&key.app)
+        .bind(&key.env)
+        .bind(&key.name)
+        .bind(i64::from(limit))
+        .fetch_all(self.pool())
+        .await?;
+        records(&rows)
+    }
+
+    /// Deployments that may still matter to the planner (in progress, or the newest ones).
+    pub async fn active_deployments(&self, key: &ServiceKey) -> Result<Vec<Deployment>> {
+        // The planner needs the in-progress ones and the succeeded ones it may fall back to;
+        // the newest 10 cover every case that matters.
+        self.list_deployments(key, 10).await
+    }
+
+    /// Some services of one app environment (by name, unknown ones left out) with their
+    /// newest `deployments` deployments, live task counts and newest `events` events, in a
+    /// fixed number of queries whatever the number of services. Cached.
+    pub async fn service_views(
+        &self,
+        app: &str,
+        env: &str,
+        names: &[String],
+        deployments: u32,
+        events: u32,
+    ) -> Result<Vec<ServiceView>> {
+        let mut names: Vec<&String> = names.iter().collect();
+        names.sort();
+        names.dedup();
+        let keys: Vec<_> = names
+            .iter()
+            .map(|n| {
+                (
+                    app.to_owned(),
+                    env.to_owned(),
+                    (*n).clone(),
+                    deployments,
+                    events,
+                )
+            })
+            .collect();
+        let found = self
+            .inner
+            .cache
+            .views
+            .get_or_read(keys, |missing| async move {
+                let names: Vec<String> = missing.into_iter().map(|k| k.2).collect();
+                let mut fresh = self
+                    .read_service_views(app, env, &names, deployments, events)
+                    .await?;
+                Ok::<_, StoreError>(
+                    names
+                        .iter()
+                        .map(|n| {
+                            let i = fresh.iter().position(|v| &v.record.key.name == n);
+                            i.map(|i| fresh.swap_remove(i))
+                        })
+                        .collect(),
+                )
+            })
+            .await?;
+        // In name order, as the keys are.
+        Ok(found.into_iter().flatten().collect())
+    }
+
+    /// [`Store::service_views`] from the database.
+    pub(crate) async fn read_service_views(
+        &self,
+        app: &str,
+        env: &str,
+        names: &[String],
+        deployments: u32,
+        events: u32,
+    ) -> Result<Vec<ServiceView>> {
+        if names.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ph = placeholders(3, names.len());
+        let sql = format!(
+            "SELECT body, version FROM services WHERE app = $1 AND env = $2 AND name IN ({ph}) ORDER BY name"
+        );
+        let rows = for_names(sql, app, env, names.iter().map(String::as_str))
+            .fetch_all(self.pool())
+            .await?;
+        let mut views: Vec<ServiceView> = rows
+            .iter()
+            .map(|r| {
+                Ok(ServiceView {
+                    record: record(r, 0)?,
+                    deployments: Vec::new(),
+                    tasks: Vec::new(),
+                    events: Vec::new(),
+                })
+            })
+            .collect::<Result<_>>()?;
+        if views.is_empty() {
+            return Ok(views);
+        }
+        let found: Vec<&str> = views.iter().map(|v| v.record.key.name.as_str()).collect();
+        let ph = placeholders(3, found.len());
+        let last = found.len() + 3;
+        let index = |name: &str| found.iter().position(|n| *n == name);
+
+        let sql = format!(
+            "SELECT name, body, version FROM (SELECT name, body, version,
+                    ROW_NUMBER() OVER (PARTITION BY name ORDER BY created_at DESC, id DESC) AS n
+             FROM deployments WHERE app = $1 AND env = $2 AND name IN ({ph})) AS d
+             WHERE n <= ${last} ORDER BY name, n"
+        );
+        let q = for_names(sql, app, env, found.iter().copied());
+        let rows = q
+            .bind(i64::from(deployments))
+            .fetch_all(self.pool())
+            .await?;
+        let mut deps: Vec<(usize, Deployment)> = Vec::with_capacity(rows.len());
+        for r in &rows {
+            if let Some(i) = index(r.get::<&str, _>(0)) {
+                deps.push((i, record(r, 1)?));
+            }
+        }
+
+        let sql = format!(
+            "SELECT name, deployment_id, revision, last_status, health, desired_running, COUNT(*)
+             FROM tasks WHERE app = $1 AND env = $2 AND name IN ({ph}) AND last_status != 'STOPPED'
+             GROUP BY name, deployment_id, revision, last_status, health, desired_running"
+        );
+        let q = for_names(sql, app, env, found.iter().copied());
+        let rows = q.fetch_all(self.pool()).await?;
+        let mut counts: Vec<(usize, TaskCount)> = Vec::with_capacity(rows.len());
+        for r in &rows {
+            let Some(i) = index(r.get::<&str, _>(0)) else {
+                continue;
+            };
+            let status: &str = r.get(3);
+            counts.push((
+                i,
+                TaskCount {
+                    deployment_id: r.get(1),
+                    revision: r.get::<i64, _>(2) as u32,
+                    last_status: TaskStatus::parse(status).unwrap_or(TaskStatus::Pending),
+                    health: health(r.get::<&str, _>(4)),
+                    desired_running: r.get::<i64, _>(5) != 0,
+                    count: r.get::<i64, _>(6) as u32,
+                },
+            ));
+        }
+
+        let sql = format!(
+            "SELECT name, id, created_at, message, version FROM (SELECT name, id, created_at, message, version,
+                    ROW_NUMBER() OVER (PARTITION BY name ORDER BY id DESC) AS n
+             FROM events WHERE app = $1 AND env = $2 AND name IN ({ph})) AS e
+             WHERE n <= ${last} ORDER BY name, id DESC"
+        );
+        let q = for_names(sql, app, env, found.iter().copied());
+        let rows = q.bind(i64::from(events)).fetch_all(self.pool()).await?;
+        let mut evs: Vec<(usize, ServiceEvent)> = Vec::with_capacity(rows.len());
+        for r in &rows {
+            if let Some(i) = index(r.get::<&str, _>(0)) {
+                evs.push((
+                    i,
+                    ServiceEvent {
+                        id: r.get(1),
+                        created_at: r.get(2),
+                        message: r.get(3),
+                        version: r.get::<i64, _>(4) as u64,
+                    },
+                ));
+            }
+        }
+        for (i, d) in deps {
+            views[i].deployments.push(d);
+        }
+        for (i, c) in counts {
+            views[i].tasks.push(c);
+        }
+        for (i, e) in evs {
+            views[i].events.push(e);
+        }
+        Ok(views)
+    }
+
+    pub async fn get_task(&self, id: &str) -> Result<Option<Task>> {
+        let row = sqlx::query("SELECT body, version FROM tasks WHERE id = $1")
+            .bind(id)
+            .fetch_optional(self.pool())
+            .await?;
+        row.map(|r| record(&r, 0)).transpose()
+    }
+
+    /// Tasks of a service, newest first; stopped ones only when asked.
+    pub async fn list_tasks(&self, key: &ServiceKey, include_stopped: bool) -> Result<Vec<Task>> {
+        let sql = if include_stopped {
+            "SELECT body, version FROM tasks WHERE app = $1 AND env = $2 AND name = $3 ORDER BY created_at DESC, id"
+        } else {
+            "SELECT body, version FROM tasks WHERE app = $1 AND env = $2 AND name = $3 AND last_status != 'STOPPED' ORDER BY created_at DESC, id"
+        };
+        let rows = sqlx::query(sql)
+            .bind(&key.app)
+            .bind(&key.env)
+            .bind(&key.name)
+            .fetch_all(self.pool())
+            .await?;
+        records(&rows)
+    }
+
+    /// Standalone tasks (ECS `RunTask`) of every app environment that are not stopped.
+    pub async fn live_standalone_tasks(&self) -> Result<Vec<Task>> {
+        let rows = sqlx::query(
+            "SELECT body, version FROM tasks WHERE name = $1 AND last_status != 'STOPPED' ORDER BY created_at, id",
+        )
+        .bind(STANDALONE_SERVICE)
+        .fetch_all(self.pool())
+        .await?;
+        records(&rows)
+    }
+
+    /// Events of a service, newest first.
+    pub async fn list_events(&self, key: &ServiceKey, limit: u32) -> Result<Vec<ServiceEvent>> {
+        let rows = sqlx::query(
+            "SELECT id, created_at, message, version FROM events WHERE app = $1 AND env = $2 AND name = $3
+             ORDER BY id DESC LIMIT $4",
+        )
+        .bind(&key.app)
+        .bind(&key.env)
+        .bind(&key.name)
+        .bind(i64::from(limit))
+        .fetch_all(self.pool())
+        .await?;
+        Ok(rows.iter().map(event).collect())
+    }
+
+    /// Events of a service written after its record passed `version`, oldest first: what
+    /// changed since a writer read that version.
+    pub async fn events_since(&self, key: &ServiceKey, version: u64) -> Result<Vec<ServiceEvent>> {
+        let rows = sqlx::query(
+            "SELECT id, created_at, message, version FROM events WHERE app = $1 AND env = $2 AND name = $3
+             AND version > $4 ORDER BY id",
+        )
+        .bind(&key.app)
+        .bind(&key.env)
+        .bind(&key.name)
+        .bind(version as i64)
+        .fetch_all(self.pool())
+        .await?;
+        Ok(rows.iter().map(event).collect())
+    }
+
+    pub async fn get_cluster(&self, name: &str) -> Result<Option<ClusterRecord>> {
+        let row = sqlx::query("SELECT name, created_at, version FROM clusters WHERE name = $1")
+            .bind(name)
+            .fetch_optional(self.pool())
+            .await?;
+        Ok(row.map(|r| ClusterRecord {
+            name: r.get(0),
+            created_at: r.get(1),
+            version: r.get::<i64, _>(2) as u64,
+        }))
+    }
+
+    /// ECS clusters created through the ECS API, by name.
+    pub async fn list_clusters(&self) -> Result<Vec<ClusterRecord>> {
+        let rows = sqlx::query("SELECT name, created_at, version FROM clusters ORDER BY name")
+            .fetch_all(self.pool())
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| ClusterRecord {
+                name: r.get(0),
+                created_at: r.get(1),
+                version: r.get::<i64, _>(2) as u64,
+            })
+            .collect())
+    }
+}

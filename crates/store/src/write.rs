@@ -1,0 +1,694 @@
+//! Writes: a [`Batch`] committed in one transaction, every record written by compare-and-swap
+//! on its version (see the crate documentation).
+
+use slipway_core::model::{
+    Deployment, MAX_EVENTS, RolloutState, ServiceKey, Task, TaskDefinition, Timeline,
+};
+use sqlx::AnyConnection;
+use sqlx::Row;
+
+use crate::db::{Backend, Store};
+use crate::notify::{CHANNEL, Payload};
+use crate::read::record;
+use crate::{
+    AccessKey, Batch, ClusterRecord, Conflict, NewDeployment, Outcome, Result, RevisionChoice,
+    ServiceRecord, StoreError, Write,
+};
+
+/// How many deployments of a service are kept (in-progress ones are always kept).
+pub const DEPLOYMENTS_KEPT: i64 = 50;
+
+/// A bound value.
+#[derive(Debug, Clone, Copy)]
+enum Val<'a> {
+    S(&'a str),
+    I(i64),
+}
+
+type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>;
+
+fn bind<'q>(q: AnyQuery<'q>, v: Val<'q>) -> AnyQuery<'q> {
+    match v {
+        Val::S(s) => q.bind(s),
+        Val::I(i) => q.bind(i),
+    }
+}
+
+/// `a = $from AND b = $from+1 ...`
+fn conditions(keys: &[(&str, Val<'_>)], from: usize) -> String {
+    keys.iter()
+        .enumerate()
+        .map(|(i, (c, _))| format!("{c} = ${}", from + i))
+        .collect::<Vec<_>>()
+        .join(" AND ")
+}
+
+fn encode<T: serde::Serialize>(v: &T) -> Result<String> {
+    Ok(serde_json::to_string(v)?)
+}
+
+/// True for errors a writer recovers from by re-reading and re-applying: unique violations
+/// (two writers created the same record) and PostgreSQL's serialization failures and
+/// deadlocks.
+fn is_race(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Database(d) => {
+            d.is_unique_violation() || matches!(d.code().as_deref(), Some("40001" | "40P01"))
+        }
+        _ => false,
+    }
+}
+
+/// The current version of the row `keys` selects in `table` (0: none).
+async fn version_of(tx: &mut AnyConnection, table: &str, keys: &[(&str, Val<'_>)]) -> Result<u64> {
+    let sql = format!("SELECT version FROM {table} WHERE {}", conditions(keys, 1));
+    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+    for (_, v) in keys {
+        q = bind(q, *v);
+    }
+    Ok(q.fetch_optional(&mut *tx)
+        .await?
+        .map_or(0, |r| r.get::<i64, _>(0) as u64))
+}
+
+/// Updates the row `keys` selects if it is at `version`; returns its new version.
+async fn update_cas(
+    tx: &mut AnyConnection,
+    what: &(dyn Fn() -> String + Sync),
+    table: &str,
+    keys: &[(&str, Val<'_>)],
+    sets: &[(&str, Val<'_>)],
+    version: u64,
+) -> Result<u64> {
+    let set: Vec<String> = sets
+        .iter()
+        .enumerate()
+        .map(|(i, (c, _))| format!("{c} = ${}", i + 1))
+        .collect();
+    let n = sets.len();
+    let sql = format!(
+        "UPDATE {table} SET {}, version = version + 1 WHERE {} AND version = ${}",
+        set.join(", "),
+        conditions(keys, n + 1),
+        n + keys.len() + 1
+    );
+    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+    for (_, v) in sets.iter().chain(keys) {
+        q = bind(q, *v);
+    }
+    let r = q.bind(version as i64).execute(&mut *tx).await?;
+    if r.rows_affected() == 0 {
+        let found = version_of(tx, table, keys).await?;
+        return Err(Conflict {
+            record: what(),
+            expected: version,
+            found,
+        }
+        .into());
+    }
+    Ok(version + 1)
+}
+
+/// Inserts a new row at version 1, or reports the one that exists.
+async fn insert_new(
+    tx: &mut AnyConnection,
+    what: &(dyn Fn() -> String + Sync),
+    table: &str,
+    keys: &[(&str, Val<'_>)],
+    cols: &[(&str, Val<'_>)],
+) -> Result<u64> {
+    let found = version_of(tx, table, keys).await?;
+    if found != 0 {
+        return Err(Conflict {
+            record: what(),
+            expected: 0,
+            found,
+        }
+        .into());
+    }
+    let all: Vec<&(&str, Val<'_>)> = keys.iter().chain(cols).collect();
+    let names: Vec<&str> = all.iter().map(|(c, _)| *c).collect();
+    let sql = format!(
+        "INSERT INTO {table} ({}, version) VALUES ({}, 1)",
+        names.join(", "),
+        crate::read::placeholders(1, all.len())
+    );
+    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+    for (_, v) in all {
+        q = bind(q, *v);
+    }
+    match q.execute(&mut *tx).await {
+        Ok(_) => Ok(1),
+        Err(e) if is_race(&e) => Err(Conflict {
+            record: what(),
+            expected: 0,
+            found: 1,
+        }
+        .into()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Writes a record: inserted when its version is 0, else compare-and-swapped.
+async fn put(
+    tx: &mut AnyConnection,
+    what: &(dyn Fn() -> String + Sync),
+    table: &str,
+    keys: &[(&str, Val<'_>)],
+    insert_only: &[(&str, Val<'_>)],
+    sets: &[(&str, Val<'_>)],
+    version: u64,
+) -> Result<u64> {
+    if version == 0 {
+        let cols: Vec<(&str, Val<'_>)> = insert_only.iter().chain(sets).copied().collect();
+        insert_new(tx, what, table, keys, &cols).await
+    } else {
+        update_cas(tx, what, table, keys, sets, version).await
+    }
+}
+
+fn service_keys(k: &ServiceKey) -> [(&'static str, Val<'_>); 3] {
+    [
+        ("app", Val::S(&k.app)),
+        ("env", Val::S(&k.env)),
+        ("name", Val::S(&k.name)),
+    ]
+}
+
+impl Store {
+    /// Commits `batch` in one transaction: every write, or (on any error, a
+    /// [`StoreError::Conflict`] among them) none. Returns one outcome per write, in order;
+    /// then wakes the controllers of `batch.notify`, on every server.
+    pub async fn commit(&self, batch: Batch) -> Result<Vec<Outcome>> {
+        if batch.writes.is_empty() {
+            self.notify_local(&batch.notify);
+            return Ok(Vec::new());
+        }
+        let backend = self.inner.backend;
+        let written = self.inner.cache.write_all();
+        let mut tx = match backend {
+            // Take the write lock at once: two writers never both read, then both try to
+            // upgrade (SQLITE_BUSY).
+            Backend::Sqlite => self.pool().begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => self.pool().begin().await?,
+        };
+        let mut out = Vec::with_capacity(batch.writes.len());
+        for w in batch.writes {
+            let r = apply(&mut tx, w).await.map_err(|e| match e {
+                StoreError::Database(ref d) if is_race(d) => StoreError::Conflict(Conflict {
+                    record: "a record".into(),
+                    expected: 0,
+                    found: 0,
+                }),
+                e => e,
+            })?;
+            out.push(r);
+        }
+        if backend == Backend::Postgres {
+            // Delivered to every server (this one included) only if the transaction commits.
+            sqlx::query("SELECT 1 FROM pg_notify($1, $2)")
+                .bind(CHANNEL)
+                .bind(Payload::encode(&self.inner.origin, &batch.notify))
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        drop(written);
+        self.bump_generation();
+        self.notify_local(&batch.notify);
+        Ok(out)
+    }
+
+    /// Sets a meta value (one write).
+    pub async fn set_meta(&self, key: &str, value: &str) -> Result<()> {
+        self.commit(Batch::new().write(Write::Meta {
+            key: key.to_owned(),
+            value: value.to_owned(),
+        }))
+        .await?;
+        Ok(())
+    }
+
+    /// Sets a meta value unless it is set; returns the value in force (the first writer's
+    /// when several race).
+    pub async fn init_meta(&self, key: &str, value: &str) -> Result<String> {
+        let written = self.inner.cache.write_all();
+        sqlx::query("INSERT INTO meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING")
+            .bind(key)
+            .bind(value)
+            .execute(self.pool())
+            .await?;
+        drop(written);
+        self.bump_generation();
+        Ok(self.read_meta(key).await?.unwrap_or_default())
+    }
+
+    /// Drops stopped tasks that stopped before `before`, keeping the newest `keep` per
+    /// service (housekeeping: no record a writer holds is touched).
+    pub async fn prune_stopped_tasks(&self, before: i64, keep: u32) -> Result<u64> {
+        let _written = self.inner.cache.write_all();
+        let res = sqlx::query(
+            "DELETE FROM tasks WHERE last_status = 'STOPPED' AND created_at < $1 AND id NOT IN (
+                SELECT id FROM (SELECT id, ROW_NUMBER() OVER (PARTITION BY app, env, name ORDER BY created_at DESC) AS n
+                                FROM tasks WHERE last_status = 'STOPPED') AS t WHERE n <= $2)",
+        )
+        .bind(before)
+        .bind(i64::from(keep))
+        .execute(self.pool())
+        .await?;
+        Ok(res.rows_affected())
+    }
+}
+
+async fn apply(tx: &mut AnyConnection, w: Write) -> Result<Outcome> {
+    Ok(match w {
+        Write::Service(s) => Outcome::Version(put_service(tx, &s).await?),
+        Write::RemoveService { key, version } => {
+            let what = || format!("service {key}");
+            let keys = service_keys(&key);
+            let r = sqlx::query(
+                "DELETE FROM services WHERE app = $1 AND env = $2 AND name = $3 AND version = $4",
+            )
+            .bind(&key.app)
+            .bind(&key.env)
+            .bind(&key.name)
+            .bind(version as i64)
+            .execute(&mut *tx)
+            .await?;
+            if r.rows_affected() == 0 {
+                let found = version_of(tx, "services", &keys).await?;
+                return Err(Conflict {
+                    record: what(),
+                    expected: version,
+                    found,
+                }
+                .into());
+            }
+            for table in ["deployments", "tasks", "events"] {
+                let sql = format!("DELETE FROM {table} WHERE app = $1 AND env = $2 AND name = $3");
+                sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .bind(&key.app)
+                    .bind(&key.env)
+                    .bind(&key.name)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            Outcome::Done(true)
+        }
+        Write::Deploy(new) => {
+            let (deployment, service_version) = deploy(tx, new).await?;
+            Outcome::Deployed {
+                deployment: Box::new(deployment),
+                service_version,
+            }
+        }
+        Write::Deployment(d) => Outcome::Version(put_deployment(tx, &d).await?),
+        Write::Task(t) => Outcome::Version(put_task(tx, &t).await?),
+        Write::TaskDefinition(td) => {
+            Outcome::TaskDefinition(Box::new(put_task_definition(tx, td).await?))
+        }
+        Write::Event { key, at, message } => {
+            add_event(tx, &key, at, &message).await?;
+            Outcome::Done(true)
+        }
+        Write::Cluster(c) => Outcome::Version(put_cluster(tx, &c).await?),
+        Write::RemoveCluster { name, version } => {
+            let r = sqlx::query("DELETE FROM clusters WHERE name = $1 AND version = $2")
+                .bind(&name)
+                .bind(version as i64)
+                .execute(&mut *tx)
+                .await?;
+            if r.rows_affected() == 0 {
+                let found = version_of(tx, "clusters", &[("name", Val::S(&name))]).await?;
+                return Err(Conflict {
+                    record: format!("cluster {name}"),
+                    expected: version,
+                    found,
+                }
+                .into());
+            }
+            Outcome::Done(true)
+        }
+        Write::AccessKey(k) => Outcome::Version(put_access_key(tx, &k).await?),
+        Write::Secret {
+            name,
+            sealed,
+            at,
+            expected,
+        } => Outcome::Version(put_secret(tx, &name, &sealed, at, expected).await?.into()),
+        Write::DeleteSecret { name, at } => {
+            let r = sqlx::query(
+                "UPDATE secrets SET deleted_at = $1 WHERE name = $2 AND deleted_at IS NULL",
+            )
+            .bind(at)
+            .bind(&name)
+            .execute(&mut *tx)
+            .await?;
+            Outcome::Done(r.rows_affected() > 0)
+        }
+        Write::Meta { key, value } => {
+            sqlx::query(
+                "INSERT INTO meta (key, value) VALUES ($1, $2)
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            )
+            .bind(&key)
+            .bind(&value)
+            .execute(&mut *tx)
+            .await?;
+            Outcome::Done(true)
+        }
+    })
+}
+
+async fn put_service(tx: &mut AnyConnection, s: &ServiceRecord) -> Result<u64> {
+    let mut body = s.clone();
+    body.version = s.version + 1;
+    let body = encode(&body)?;
+    put(
+        tx,
+        &|| format!("service {}", s.key),
+        "services",
+        &service_keys(&s.key),
+        &[],
+        &[
+            ("body", Val::S(&body)),
+            ("updated_at", Val::I(s.updated_at)),
+        ],
+        s.version,
+    )
+    .await
+}
+
+async fn put_deployment(tx: &mut AnyConnection, d: &Deployment) -> Result<u64> {
+    let mut body = d.clone();
+    body.version = d.version + 1;
+    let body = encode(&body)?;
+    put(
+        tx,
+        &|| format!("deployment {}", d.id),
+        "deployments",
+        &[("id", Val::S(&d.id))],
+        &[
+            ("app", Val::S(&d.service.app)),
+            ("env", Val::S(&d.service.env)),
+            ("name", Val::S(&d.service.name)),
+            ("created_at", Val::I(d.created_at)),
+        ],
+        &[("state", Val::S(d.state.as_str())), ("body", Val::S(&body))],
+        d.version,
+    )
+    .await
+}
+
+async fn put_task(tx: &mut AnyConnection, t: &Task) -> Result<u64> {
+    let mut body = t.clone();
+    body.version = t.version + 1;
+    let body = encode(&body)?;
+    put(
+        tx,
+        &|| format!("task {}", t.id),
+        "tasks",
+        &[("id", Val::S(&t.id))],
+        &[
+            ("app", Val::S(&t.service.app)),
+            ("env", Val::S(&t.service.env)),
+            ("name", Val::S(&t.service.name)),
+            ("created_at", Val::I(t.created_at)),
+        ],
+        &[
+            ("desired_running", Val::I(i64::from(t.desired_running))),
+            ("last_status", Val::S(t.last_status.as_str())),
+            ("body", Val::S(&body)),
+            ("deployment_id", Val::S(&t.deployment_id)),
+            ("revision", Val::I(i64::from(t.revision))),
+            ("health", Val::S(t.health.as_str())),
+        ],
+        t.version,
+    )
+    .await
+}
+
+/// Registers the next revision of `td.family` (version 0) or updates one.
+async fn put_task_definition(
+    tx: &mut AnyConnection,
+    mut td: TaskDefinition,
+) -> Result<TaskDefinition> {
+    if td.version == 0 {
+        td.revision = next_revision(tx, &td.family).await?;
+    }
+    let mut body = td.clone();
+    body.version = td.version + 1;
+    let text = encode(&body)?;
+    let revision = i64::from(td.revision);
+    let v = put(
+        tx,
+        &|| format!("task definition {}", td.id()),
+        "task_definitions",
+        &[
+            ("family", Val::S(&td.family)),
+            ("revision", Val::I(revision)),
+        ],
+        &[("created_at", Val::I(td.created_at))],
+        &[("body", Val::S(&text))],
+        td.version,
+    )
+    .await?;
+    body.version = v;
+    Ok(body)
+}
+
+async fn next_revision(tx: &mut AnyConnection, family: &str) -> Result<u32> {
+    let next: i64 = sqlx::query(
+        "SELECT COALESCE(MAX(revision), 0) + 1 FROM task_definitions WHERE family = $1",
+    )
+    .bind(family)
+    .fetch_one(&mut *tx)
+    .await?
+    .get(0);
+    Ok(next as u32)
+}
+
+async fn put_cluster(tx: &mut AnyConnection, c: &ClusterRecord) -> Result<u64> {
+    put(
+        tx,
+        &|| format!("cluster {}", c.name),
+        "clusters",
+        &[("name", Val::S(&c.name))],
+        &[],
+        &[("created_at", Val::I(c.created_at))],
+        c.version,
+    )
+    .await
+}
+
+async fn put_access_key(tx: &mut AnyConnection, k: &AccessKey) -> Result<u64> {
+    let mut body = k.clone();
+    body.version = k.version + 1;
+    let body = encode(&body)?;
+    put(
+        tx,
+        &|| format!("access key {}", k.id),
+        "access_keys",
+        &[("id", Val::S(&k.id))],
+        &[("created_at", Val::I(k.created_at))],
+        &[("body", Val::S(&body))],
+        k.version,
+    )
+    .await
+}
+
+async fn put_secret(
+    tx: &mut AnyConnection,
+    name: &str,
+    sealed: &[u8],
+    at: i64,
+    expected: Option<u32>,
+) -> Result<u32> {
+    let row = sqlx::query(
+        "SELECT COALESCE(MAX(version), 0),
+                COALESCE(MAX(CASE WHEN deleted_at IS NULL THEN version END), 0)
+         FROM secrets WHERE name = $1",
+    )
+    .bind(name)
+    .fetch_one(&mut *tx)
+    .await?;
+    let (newest, live): (i64, i64) = (row.get(0), row.get(1));
+    if let Some(e) = expected
+        && i64::from(e) != live
+    {
+        return Err(Conflict {
+            record: format!("secret {name}"),
+            expected: u64::from(e),
+            found: live as u64,
+        }
+        .into());
+    }
+    let next = newest + 1;
+    sqlx::query("UPDATE secrets SET deleted_at = NULL WHERE name = $1")
+        .bind(name)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query("INSERT INTO secrets (name, version, sealed, created_at) VALUES ($1, $2, $3, $4)")
+        .bind(name)
+        .bind(next)
+        .bind(sealed.to_vec())
+        .bind(at)
+        .execute(&mut *tx)
+        .await?;
+    Ok(next as u32)
+}
+
+async fn add_event(tx: &mut AnyConnection, key: &ServiceKey, at: i64, message: &str) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO events (app, env, name, created_at, message, version) VALUES ($1, $2, $3, $4, $5,
+            COALESCE((SELECT version FROM services WHERE app = $1 AND env = $2 AND name = $3), 0))",
+    )
+    .bind(&key.app)
+    .bind(&key.env)
+    .bind(&key.name)
+    .bind(at)
+    .bind(message)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query(
+        "DELETE FROM events WHERE app = $1 AND env = $2 AND name = $3 AND id NOT IN
+         (SELECT id FROM events WHERE app = $1 AND env = $2 AND name = $3 ORDER BY id DESC LIMIT $4)",
+    )
+    .bind(&key.app)
+    .bind(&key.env)
+    .bind(&key.name)
+    .bind(MAX_EVENTS)
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}
+
+/// Records a deployment: registers its revision when asked, supersedes the service's older
+/// in-progress deployments (FAILED) or marks the one it rolls back ROLLED_BACK, updates the
+/// service (if still at the version the writer read), keeps the newest deployments and
+/// adds its event.
+async fn deploy(tx: &mut AnyConnection, new: NewDeployment) -> Result<(Deployment, u64)> {
+    let family = new.key.family();
+    let revision = match new.revision {
+        RevisionChoice::Existing(r) => r,
+        RevisionChoice::Register {
+            container,
+            source,
+            ecs,
+        } => {
+            let td = TaskDefinition {
+                family: family.clone(),
+                revision: 0,
+                container: *container,
+                created_at: new.now,
+                source,
+                ecs,
+                deregistered_at: None,
+                version: 0,
+            };
+            put_task_definition(tx, td).await?.revision
+        }
+    };
+    // The service first: a writer that lost the race learns it before anything else moves.
+    let existing =
+        sqlx::query("SELECT body, version FROM services WHERE app = $1 AND env = $2 AND name = $3")
+            .bind(&new.key.app)
+            .bind(&new.key.env)
+            .bind(&new.key.name)
+            .fetch_optional(&mut *tx)
+            .await?
+            .map(|r| record::<ServiceRecord>(&r, 0))
+            .transpose()?;
+    let svc = ServiceRecord {
+        key: new.key.clone(),
+        kind: new.kind,
+        desired_count: new.desired_count,
+        config: new.config,
+        revision,
+        deleting: false,
+        created_at: existing.as_ref().map_or(new.now, |s| s.created_at),
+        updated_at: new.now,
+        version: new.service_version,
+    };
+    let service_version = put_service(tx, &svc).await?;
+
+    let rows = sqlx::query(
+        "SELECT body, version FROM deployments WHERE app = $1 AND env = $2 AND name = $3 AND state = 'IN_PROGRESS'",
+    )
+    .bind(&new.key.app)
+    .bind(&new.key.env)
+    .bind(&new.key.name)
+    .fetch_all(&mut *tx)
+    .await?;
+    for r in rows {
+        let mut d: Deployment = record(&r, 0)?;
+        if new.rollback_of.as_deref() == Some(d.id.as_str()) {
+            continue;
+        }
+        d.state = RolloutState::Failed;
+        d.reason = Some(format!("superseded by deployment {}", new.id));
+        d.updated_at = new.now;
+        d.timeline.finished_at = Some(new.now);
+        put_deployment(tx, &d).await?;
+    }
+    if let Some(failed_id) = &new.rollback_of {
+        let row = sqlx::query("SELECT body, version FROM deployments WHERE id = $1")
+            .bind(failed_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let Some(row) = row else {
+            return Err(StoreError::NotFound(format!("deployment {failed_id}")));
+        };
+        let mut d: Deployment = record(&row, 0)?;
+        d.state = RolloutState::RolledBack;
+        d.rolled_back_by = Some(new.id.clone());
+        d.updated_at = new.now;
+        d.timeline.finished_at = Some(new.now);
+        put_deployment(tx, &d).await?;
+    }
+    // Deployments of a service are ordered by creation: make that the order in which they
+    // committed (writers of one service are serialised by its record's version), whatever
+    // the writers' clocks said.
+    let newest: Option<i64> = sqlx::query(
+        "SELECT MAX(created_at) FROM deployments WHERE app = $1 AND env = $2 AND name = $3",
+    )
+    .bind(&new.key.app)
+    .bind(&new.key.env)
+    .bind(&new.key.name)
+    .fetch_one(&mut *tx)
+    .await?
+    .get(0);
+    let created_at = newest.map_or(new.now, |n| new.now.max(n + 1));
+    let mut dep = Deployment {
+        id: new.id.clone(),
+        service: new.key.clone(),
+        revision,
+        desired_count: new.desired_count,
+        state: RolloutState::InProgress,
+        reason: None,
+        failed_tasks: 0,
+        rollback_of: new.rollback_of.clone(),
+        rolled_back_by: None,
+        created_at,
+        updated_at: created_at,
+        timeline: Timeline::default(),
+        version: 0,
+    };
+    dep.version = put_deployment(tx, &dep).await?;
+    // Keep the history bounded: the newest deployments of the service.
+    sqlx::query(
+        "DELETE FROM deployments WHERE app = $1 AND env = $2 AND name = $3 AND state != 'IN_PROGRESS' AND id NOT IN
+         (SELECT id FROM deployments WHERE app = $1 AND env = $2 AND name = $3 ORDER BY created_at DESC LIMIT $4)",
+    )
+    .bind(&new.key.app)
+    .bind(&new.key.env)
+    .bind(&new.key.name)
+    .bind(DEPLOYMENTS_KEPT)
+    .execute(&mut *tx)
+    .await?;
+    if let Some(msg) = &new.event {
+        let msg = msg.replace("{revision}", &revision.to_string());
+        add_event(tx, &new.key, new.now, &msg).await?;
+    }
+    Ok((dep, service_version))
+}
