@@ -86,6 +86,8 @@ impl App {
         expect: &BTreeMap<String, u64>,
     ) -> Result<Vec<DeployResult>> {
         let specs = self.checked_specs(services).await?;
+        let keys: Vec<ServiceKey> = specs.iter().map(|s| s.key.clone()).collect();
+        let _turn = self.queue(&keys).await;
         retry(|| self.deploy_once(&specs, force, expect)).await
     }
 

@@ -54,6 +54,13 @@ struct Inner {
     engine: Arc<dyn Engine>,
     secrets: SecretBox,
     cluster: String,
+    /// One queue per service for the intents of this server (see [`App::queue`]).
+    queues: std::sync::Mutex<
+        std::collections::HashMap<
+            slipway_core::model::ServiceKey,
+            std::sync::Weak<tokio::sync::Mutex<()>>,
+        >,
+    >,
 }
 
 impl App {
@@ -69,6 +76,7 @@ impl App {
                 engine,
                 secrets,
                 cluster: cluster.into(),
+                queues: Default::default(),
             }),
         }
     }
@@ -89,5 +97,39 @@ impl App {
 
     pub(crate) fn secrets(&self) -> &SecretBox {
         &self.inner.secrets
+    }
+
+    /// Takes the turn of this server's intents on `keys` (in key order, so two intents on
+    /// overlapping services never wait for each other). Intents of one server on one
+    /// service run one after the other, first come first served: compare-and-swap alone
+    /// would let a stream of quick writes (scales) starve a slower intent (a deploy reads
+    /// more before it commits) forever. Writers on other servers still race, and lose and
+    /// re-apply as the crate documentation says.
+    pub(crate) async fn queue(
+        &self,
+        keys: &[slipway_core::model::ServiceKey],
+    ) -> Vec<tokio::sync::OwnedMutexGuard<()>> {
+        let mut keys = keys.to_vec();
+        keys.sort();
+        keys.dedup();
+        let mutexes: Vec<Arc<tokio::sync::Mutex<()>>> = {
+            let mut q = self.inner.queues.lock().unwrap_or_else(|p| p.into_inner());
+            q.retain(|_, w| w.strong_count() > 0);
+            keys.into_iter()
+                .map(|k| match q.get(&k).and_then(std::sync::Weak::upgrade) {
+                    Some(m) => m,
+                    None => {
+                        let m = Arc::new(tokio::sync::Mutex::new(()));
+                        q.insert(k, Arc::downgrade(&m));
+                        m
+                    }
+                })
+                .collect()
+        };
+        let mut guards = Vec::with_capacity(mutexes.len());
+        for m in mutexes {
+            guards.push(m.lock_owned().await);
+        }
+        guards
     }
 }

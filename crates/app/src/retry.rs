@@ -11,7 +11,7 @@ use slipway_store::{ServiceRecord, StoreError};
 use crate::{App, AppError, Result};
 
 /// How many times an intent is applied before the caller is told to try again.
-const ATTEMPTS: u32 = 16;
+const ATTEMPTS: u32 = 24;
 
 /// Runs `attempt` until it does not lose a race (a [`StoreError::Conflict`] from its
 /// commit), at most [`ATTEMPTS`] times, with a short random pause between attempts so
@@ -28,8 +28,10 @@ where
             Err(Attempt::Lost(c)) => {
                 tracing::debug!(record = %c.record, attempt = n + 1, "lost a race; applying the intent again");
                 last = Some(c);
-                let jitter = rand::random::<u64>() % (2 + u64::from(n) * 4);
-                tokio::time::sleep(Duration::from_millis(jitter)).await;
+                // Exponential back-off with full jitter, up to 128 ms: racing writers on
+                // several servers spread out instead of colliding again.
+                let cap = 2u64 << n.min(6);
+                tokio::time::sleep(Duration::from_millis(rand::random::<u64>() % cap)).await;
             }
             Err(Attempt::Failed(e)) => return Err(e),
         }

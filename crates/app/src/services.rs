@@ -102,6 +102,7 @@ impl App {
                 "count must be between 0 and {MAX_COUNT}, got {count}"
             )));
         }
+        let _turn = self.queue(std::slice::from_ref(key)).await;
         retry(|| async {
             let mut svc = self.service(key).await?;
             self.expect_version(&svc, expect).await?;
@@ -156,6 +157,7 @@ impl App {
         to: Option<u32>,
         expect: Option<u64>,
     ) -> Result<ActionResult> {
+        let _turn = self.queue(std::slice::from_ref(key)).await;
         retry(|| async {
             let svc = self.service(key).await?;
             self.expect_version(&svc, expect).await?;
@@ -211,6 +213,7 @@ impl App {
     /// pinned to the new image) and re-reads secrets (their current versions), as ECS's
     /// forced new deployment does.
     pub async fn restart(&self, key: &ServiceKey, expect: Option<u64>) -> Result<ActionResult> {
+        let _turn = self.queue(std::slice::from_ref(key)).await;
         retry(|| async {
             let svc = self.service(key).await?;
             self.expect_version(&svc, expect).await?;
@@ -279,6 +282,7 @@ impl App {
         active_only: bool,
         force: bool,
     ) -> Result<(ActionResult, ServiceRecord)> {
+        let _turn = self.queue(std::slice::from_ref(key)).await;
         retry(|| async {
             let mut svc = self.service(key).await?;
             self.expect_version(&svc, expect).await?;
@@ -397,6 +401,7 @@ impl App {
         }
         let config = config.apply(DeploymentConfig::default())?;
         let container = self.pin_image(td.container.clone(), false).await;
+        let _turn = self.queue(std::slice::from_ref(key)).await;
         retry(|| async {
             if self.store().get_service(key).await?.is_some() {
                 return Err(AppError::invalid("Creation of service was not idempotent.").into());
@@ -422,6 +427,7 @@ impl App {
         {
             return Err(inactive(td));
         }
+        let _turn = self.queue(std::slice::from_ref(key)).await;
         retry(|| async {
             let svc = self.service(key).await?;
             if svc.deleting {

@@ -73,6 +73,9 @@ pub struct RepositoryInfo {
     pub created_at: i64,
     pub tags: i64,
     pub manifests: i64,
+    /// The repository record's version (bumped by every change of its settings).
+    #[serde(default)]
+    pub version: i64,
 }
 
 /// One image (a top-level manifest) of a repository.
@@ -232,6 +235,7 @@ pub(crate) async fn info(
         created_at: r.created_at,
         tags,
         manifests,
+        version: r.version,
     }))
 }
 

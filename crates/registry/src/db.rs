@@ -32,6 +32,8 @@ pub struct Repo {
     pub name: String,
     pub immutable: bool,
     pub created_at: i64,
+    /// Bumped by every change of the repository's settings.
+    pub version: i64,
 }
 
 /// A stored manifest's metadata.
@@ -83,6 +85,7 @@ fn repo_of(row: &sqlx::sqlite::SqliteRow) -> Repo {
         name: row.get("name"),
         immutable: row.get::<i64, _>("immutable") != 0,
         created_at: row.get("created_at"),
+        version: row.get("version"),
     }
 }
 
@@ -104,7 +107,8 @@ impl Db {
             .create_if_missing(true)
             .foreign_keys(true)
             .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
+            // An acknowledged push survives power loss (its blobs are fsynced first).
+            .synchronous(SqliteSynchronous::Full)
             .busy_timeout(std::time::Duration::from_secs(10));
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
@@ -120,11 +124,12 @@ impl Db {
     // ---- repositories ----
 
     pub async fn get_repo(&self, name: &str) -> Result<Option<Repo>> {
-        let row =
-            sqlx::query("SELECT name, immutable, created_at FROM repositories WHERE name = ?")
-                .bind(name)
-                .fetch_optional(&self.pool)
-                .await?;
+        let row = sqlx::query(
+            "SELECT name, immutable, created_at, version FROM repositories WHERE name = ?",
+        )
+        .bind(name)
+        .fetch_optional(&self.pool)
+        .await?;
         Ok(row.as_ref().map(repo_of))
     }
 
@@ -157,18 +162,20 @@ impl Db {
 
     pub async fn set_immutable(&self, name: &str, immutable: bool) -> Result<bool> {
         let _w = self.write.lock().await;
-        let r = sqlx::query("UPDATE repositories SET immutable = ? WHERE name = ?")
-            .bind(i64::from(immutable))
-            .bind(name)
-            .execute(&self.pool)
-            .await?;
+        let r = sqlx::query(
+            "UPDATE repositories SET immutable = ?, version = version + 1 WHERE name = ?",
+        )
+        .bind(i64::from(immutable))
+        .bind(name)
+        .execute(&self.pool)
+        .await?;
         Ok(r.rows_affected() == 1)
     }
 
     /// Repositories sorted by name, after `last`, at most `limit`.
     pub async fn list_repos(&self, last: Option<&str>, limit: i64) -> Result<Vec<Repo>> {
         let rows = sqlx::query(
-            "SELECT name, immutable, created_at FROM repositories WHERE name > ? ORDER BY name LIMIT ?",
+            "SELECT name, immutable, created_at, version FROM repositories WHERE name > ? ORDER BY name LIMIT ?",
         )
         .bind(last.unwrap_or(""))
         .bind(limit)
@@ -624,11 +631,13 @@ impl Db {
     /// repository.
     pub async fn set_lifecycle_policy(&self, name: &str, policy: Option<&str>) -> Result<bool> {
         let _w = self.write.lock().await;
-        let r = sqlx::query("UPDATE repositories SET lifecycle_policy = ? WHERE name = ?")
-            .bind(policy)
-            .bind(name)
-            .execute(&self.pool)
-            .await?;
+        let r = sqlx::query(
+            "UPDATE repositories SET lifecycle_policy = ?, version = version + 1 WHERE name = ?",
+        )
+        .bind(policy)
+        .bind(name)
+        .execute(&self.pool)
+        .await?;
         Ok(r.rows_affected() == 1)
     }
 

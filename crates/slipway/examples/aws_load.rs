@@ -6,8 +6,13 @@
 //! cargo run --release --example aws_load -- URL KEY SECRET TARGET BODY_TEMPLATE CONCURRENCY DURATION [RATE]
 //! ```
 //!
-//! BODY_TEMPLATE may contain `{n}` (a per-request counter) and `{svc10}` (10 service names
-//! `svc-K`, K random in 0..100). Every request is signed on its own (canonical request,
+//! BODY_TEMPLATE may contain `{n}` (a per-request counter), `{c}` (the client's number),
+//! `{v}` (1 or 2, alternating per request) and `{svc10}` (10 service names `svc-K`, K random
+//! in 0..100).
+//!
+//! With KEY `bearer` the requests go to Slipway's native API instead: SECRET is the admin
+//! token and TARGET is `METHOD /path` (the path may hold the same placeholders), e.g.
+//! `POST /api/v1/services/bench/default/svc-{c}/scale` (`bench/controlplane.sh`). Every request is signed on its own (canonical request,
 //! string to sign, HMAC with the scope's signing key, which depends only on the secret and the
 //! day, so it is derived once, as the AWS SDKs' credential caches allow).
 //!
@@ -178,29 +183,46 @@ async fn client(i: usize, args: &Args, start: Instant) -> anyhow::Result<Outcome
                 .collect();
             serde_json::to_string(&names)?
         };
-        let body = args
-            .template
-            .replace("{n}", &format!("{i}-{n}"))
-            .replace("{svc10}", &svc10);
+        let fill = |t: &str| {
+            t.replace("{n}", &format!("{i}-{n}"))
+                .replace("{c}", &i.to_string())
+                .replace("{v}", &(1 + n % 2).to_string())
+                .replace("{svc10}", &svc10)
+        };
+        let body = fill(&args.template);
         if interval.is_none() {
             t0 = Instant::now();
         }
-        let amz_date = sigv4::format_amz_date(unix_now());
-        if amz_date[..8] != day {
-            day = amz_date[..8].to_owned();
-            key = sigv4::signing_key(&args.secret, &day, "us-east-1", "ecs");
-        }
-        let mut req = hyper::Request::post("/");
-        for (name, value) in signed_headers(args, &key, body.as_bytes(), &amz_date) {
-            req = req.header(name, value);
-        }
-        let req = req.body(Full::new(Bytes::from(body)))?;
+        let req = if args.key == "bearer" {
+            let (method, path) = args
+                .target
+                .split_once(' ')
+                .context("TARGET must be `METHOD /path` with KEY bearer")?;
+            hyper::Request::builder()
+                .method(method)
+                .uri(fill(path))
+                .header("host", &args.host)
+                .header("authorization", format!("Bearer {}", args.secret))
+                .header("content-type", "application/json")
+                .body(Full::new(Bytes::from(body)))?
+        } else {
+            let amz_date = sigv4::format_amz_date(unix_now());
+            if amz_date[..8] != day {
+                day = amz_date[..8].to_owned();
+                key = sigv4::signing_key(&args.secret, &day, "us-east-1", "ecs");
+            }
+            let mut req = hyper::Request::post("/");
+            for (name, value) in signed_headers(args, &key, body.as_bytes(), &amz_date) {
+                req = req.header(name, value);
+            }
+            req.body(Full::new(Bytes::from(body)))?
+        };
         sender.ready().await?;
         let resp = sender.send_request(req).await?;
         let status = resp.status();
         resp.into_body().collect().await?;
         out.latencies_ms.push(t0.elapsed().as_secs_f64() * 1000.0);
-        if status != hyper::StatusCode::OK {
+        if !status.is_success() {
             out.errors += 1;
         }
         if let Some(interval) = interval {

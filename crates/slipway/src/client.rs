@@ -147,6 +147,20 @@ impl Client {
         self.send(self.http.post(self.url(path)).json(body)).await
     }
 
+    /// POST that changes a record only if it is still at `expect` (`If-Match`), when given.
+    pub async fn post_if<B: Serialize, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+        expect: Option<u64>,
+    ) -> Result<T> {
+        let mut req = self.http.post(self.url(path)).json(body);
+        if let Some(v) = expect {
+            req = req.header(reqwest::header::IF_MATCH, format!("\"{v}\""));
+        }
+        self.send(req).await
+    }
+
     /// PUT with a raw JSON text body (a lifecycle policy, sent as written).
     pub async fn put_text<T: DeserializeOwned>(&self, path: &str, body: String) -> Result<T> {
         self.send(
@@ -168,7 +182,20 @@ impl Client {
     }
 
     pub async fn delete<T: DeserializeOwned>(&self, path: &str) -> Result<T> {
-        self.send(self.http.delete(self.url(path))).await
+        self.delete_if(path, None).await
+    }
+
+    /// DELETE of a record only if it is still at `expect` (`If-Match`), when given.
+    pub async fn delete_if<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        expect: Option<u64>,
+    ) -> Result<T> {
+        let mut req = self.http.delete(self.url(path));
+        if let Some(v) = expect {
+            req = req.header(reqwest::header::IF_MATCH, format!("\"{v}\""));
+        }
+        self.send(req).await
     }
 
     /// A streaming GET (logs).

@@ -299,14 +299,11 @@ const SECRET_KEY_META: &str = "secret_key_fingerprint";
 /// The file in the data directory that says which cluster the directory belongs to.
 const CLUSTER_FILE: &str = "cluster.id";
 
-/// Opens the state database and checks, before writing anything, that this server may use
-/// it: a schema this build knows, the cluster this data directory belongs to, the secret
-/// key the cluster's secrets are sealed with. Then brings the schema up to date.
-async fn open_store(
-    database: Option<&str>,
-    dir: &Path,
-    secrets: &SecretBox,
-) -> Result<(Store, String)> {
+/// Connects to the state database and checks, before anything is written, that this
+/// server may use it: a schema this build knows, the cluster this data directory belongs
+/// to (`cluster.id`, when the directory has one), and the key the cluster's secrets are
+/// sealed with (`key`: this server's, when it has one yet).
+async fn check_store(database: Option<&str>, dir: &Path, key: Option<&SecretBox>) -> Result<Store> {
     let store = match database {
         Some(url) => Store::connect_postgres(url).await?,
         None => Store::connect_sqlite(&dir.join("slipway.db"))
@@ -334,20 +331,30 @@ async fn open_store(
         ),
         _ => {}
     }
-    if let Some(fp) = store.peek_meta(SECRET_KEY_META).await?
-        && fp != secrets.fingerprint()
-    {
-        anyhow::bail!(
-            "this server's secret key differs from the one {where_} was sealed with; use the cluster's key file (copy secret.key from another server, or pass --secret-key)"
-        );
+    if let Some(fp) = store.peek_meta(SECRET_KEY_META).await? {
+        match key {
+            Some(k) if k.fingerprint() == fp => {}
+            Some(_) => anyhow::bail!(
+                "this server's secret key differs from the one the secrets in {where_} are sealed with; use the cluster's key file (copy secret.key from another server of the cluster, or pass --secret-key)"
+            ),
+            None => anyhow::bail!(
+                "the secrets in {where_} are sealed with a key this server does not have; copy secret.key from another server of the cluster into the data directory, or pass --secret-key"
+            ),
+        }
     }
+    Ok(store)
+}
+
+/// Brings a checked database's schema up to date and records what the cluster shares: its
+/// id (also written to the data directory) and its secret key's fingerprint.
+async fn init_store(store: &Store, dir: &Path, secrets: &SecretBox) -> Result<String> {
     store.migrate().await?;
     let cluster = store.init_meta("cluster_id", &random_id(8)).await?;
     store
         .init_meta(SECRET_KEY_META, secrets.fingerprint())
         .await?;
     write_private(&dir.join(CLUSTER_FILE), &format!("{cluster}\n"))?;
-    Ok((store, cluster))
+    Ok(cluster)
 }
 
 /// The controller while this server leads.
@@ -450,20 +457,32 @@ fn schedule(d: std::time::Duration) -> Option<std::time::Duration> {
 pub async fn run(args: ServerArgs) -> Result<ExitCode> {
     init_logging(args.log_json);
     let dir = args.data_dir.unwrap_or_else(default_data_dir);
+    let key_path = args
+        .secret_key
+        .clone()
+        .unwrap_or_else(|| dir.join("secret.key"));
+    // A shared database is checked before anything is written, the data directory included:
+    // a wrong URL, a newer schema or another cluster's database changes nothing.
+    let checked = match args.database.as_deref() {
+        Some(url) => {
+            let key = SecretBox::load_file(&key_path).context("loading the secret store's key")?;
+            Some(check_store(Some(url), &dir, key.as_ref()).await?)
+        }
+        None => None,
+    };
     std::fs::create_dir_all(&dir)
         .with_context(|| format!("cannot create data directory {}", dir.display()))?;
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))
         .with_context(|| format!("cannot restrict permissions of {}", dir.display()))?;
     // Held until this process exits.
     let _lock = lock_data_dir(&dir)?;
-    let secrets = SecretBox::load_or_create_file(
-        &args
-            .secret_key
-            .clone()
-            .unwrap_or_else(|| dir.join("secret.key")),
-    )
-    .context("loading the secret store's key")?;
-    let (store, cluster) = open_store(args.database.as_deref(), &dir, &secrets).await?;
+    let secrets =
+        SecretBox::load_or_create_file(&key_path).context("loading the secret store's key")?;
+    let store = match checked {
+        Some(s) => s,
+        None => check_store(None, &dir, Some(&secrets)).await?,
+    };
+    let cluster = init_store(&store, &dir, &secrets).await?;
     ensure_admin_token(&store, &dir).await?;
     let listener = tokio::net::TcpListener::bind(args.api_addr)
         .await

@@ -5,9 +5,11 @@
 //! Each cache is invalidated by a write generation, never by time: every write that can
 //! change what a cache holds bumps that cache's generation after it commits (or fails), and
 //! an entry read from the database is kept only if no such write started and finished
-//! while it was being read. So a read that begins after a write returned never sees what
-//! was there before it. This relies on the server being the database's only writer, which
-//! it is: the CLI goes through the API.
+//! while it was being read. So a read that begins after a write of this process returned
+//! never sees what was there before it. Writes of other servers sharing a PostgreSQL
+//! database bump the generations when their notification arrives (see `notify`): a read on
+//! this server may answer from before such a write for as long as the notification takes
+//! (milliseconds on one network), and never longer.
 //!
 //! This module owns the caches and calls nothing.
 

@@ -55,6 +55,20 @@ impl SecretBox {
         Self::load_or_create_file(&dir.join("secret.key"))
     }
 
+    /// Loads the key file at `path`; `None` when there is none yet.
+    pub fn load_file(path: &Path) -> Result<Option<Self>, SecretError> {
+        match std::fs::read(path) {
+            Ok(bytes) => Self::from_key(&bytes)
+                .map(Some)
+                .ok_or_else(|| SecretError::BadKey(path.display().to_string())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(source) => Err(SecretError::KeyFile {
+                path: path.display().to_string(),
+                source,
+            }),
+        }
+    }
+
     /// Loads the key file at `path`, creating it (0600) with a fresh random key when missing.
     pub fn load_or_create_file(path: &Path) -> Result<Self, SecretError> {
         let path = path.to_path_buf();

@@ -787,3 +787,28 @@ async fn one_server_leads_and_another_takes_over() {
         assert!(!a.try_lead("a").await.unwrap());
     }
 }
+
+/// A leader whose database session dies (the database restarted, the network broke, an
+/// operator ended it) steps down at its next check, and the standby takes over.
+#[tokio::test]
+async fn a_leader_that_loses_its_session_steps_down() {
+    let dir = tempfile::tempdir().unwrap();
+    for (db, a, b) in shared_pairs(dir.path()).await {
+        if db != "postgres" {
+            continue;
+        }
+        assert!(a.try_lead("a").await.unwrap());
+        assert!(!b.try_lead("b").await.unwrap());
+        let ended = b
+            .debug_execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'slipway-server:a'",
+            )
+            .await
+            .unwrap();
+        assert_eq!(ended, 1, "the leader's session was found and ended");
+        // The check fails (an error) or finds the lock gone: either way A no longer leads.
+        assert!(!a.try_lead("a").await.unwrap_or(false));
+        assert!(b.try_lead("b").await.unwrap(), "the standby takes over");
+        assert_eq!(a.leader().await.unwrap().as_deref(), Some("b"));
+    }
+}

@@ -48,6 +48,10 @@ pub struct RollbackArgs {
     /// Roll back to this revision (default: the previous successful one).
     #[arg(long = "to")]
     to: Option<u32>,
+    /// Change the service only if it is still at this version (`slipway status SERVICE
+    /// --json` shows `summary.version`); otherwise fail and say what changed since.
+    #[arg(long, value_name = "VERSION")]
+    expect_version: Option<u64>,
     #[arg(long)]
     no_wait: bool,
     #[arg(long, default_value = "15m", value_parser = humantime::parse_duration)]
@@ -62,6 +66,10 @@ pub struct ScaleArgs {
     /// The new desired count (0 to 1000).
     #[arg(allow_negative_numbers = true)]
     count: i64,
+    /// Change the service only if it is still at this version (`slipway status SERVICE
+    /// --json` shows `summary.version`); otherwise fail and say what changed since.
+    #[arg(long, value_name = "VERSION")]
+    expect_version: Option<u64>,
     #[arg(long)]
     no_wait: bool,
     #[arg(long, default_value = "15m", value_parser = humantime::parse_duration)]
@@ -73,6 +81,10 @@ pub struct ScaleArgs {
 #[derive(Debug, Args)]
 pub struct RestartArgs {
     service: String,
+    /// Change the service only if it is still at this version (`slipway status SERVICE
+    /// --json` shows `summary.version`); otherwise fail and say what changed since.
+    #[arg(long, value_name = "VERSION")]
+    expect_version: Option<u64>,
     #[arg(long)]
     no_wait: bool,
     #[arg(long, default_value = "15m", value_parser = humantime::parse_duration)]
@@ -102,6 +114,9 @@ pub struct DeleteArgs {
     /// Delete a whole app without asking.
     #[arg(long)]
     pub(crate) yes: bool,
+    /// Delete SERVICE only if it is still at this version.
+    #[arg(long, value_name = "VERSION", requires = "service")]
+    pub(crate) expect_version: Option<u64>,
 }
 
 pub async fn logs(a: LogsArgs) -> Result<ExitCode> {
@@ -178,9 +193,10 @@ pub async fn rollback(a: RollbackArgs, json: bool) -> Result<ExitCode> {
     let client = Client::from_env()?;
     let key = a.target.key(&a.service)?;
     let r: ActionResponse = client
-        .post(
+        .post_if(
             &format!("{}/rollback", service_path(&key)),
             &RollbackRequest { revision: a.to },
+            a.expect_version,
         )
         .await?;
     if !json && !a.no_wait {
@@ -196,11 +212,12 @@ pub async fn scale(a: ScaleArgs, json: bool) -> Result<ExitCode> {
     let client = Client::from_env()?;
     let key = a.target.key(&a.service)?;
     let r: ActionResponse = client
-        .post(
+        .post_if(
             &format!("{}/scale", service_path(&key)),
             &ScaleRequest {
                 count: a.count as u32,
             },
+            a.expect_version,
         )
         .await?;
     follow(&client, r, a.no_wait, a.timeout, json).await
@@ -210,9 +227,10 @@ pub async fn restart(a: RestartArgs, json: bool) -> Result<ExitCode> {
     let client = Client::from_env()?;
     let key = a.target.key(&a.service)?;
     let r: ActionResponse = client
-        .post(
+        .post_if(
             &format!("{}/restart", service_path(&key)),
             &serde_json::json!({}),
+            a.expect_version,
         )
         .await?;
     if !json && !a.no_wait {
@@ -236,7 +254,7 @@ pub async fn delete(a: DeleteArgs, json: bool) -> Result<ExitCode> {
     let client = Client::from_env()?;
     let key = target.key(&service)?;
     let path = service_path(&key);
-    let r: ActionResponse = client.delete(&path).await?;
+    let r: ActionResponse = client.delete_if(&path, a.expect_version).await?;
     if !a.no_wait {
         let started = Instant::now();
         while client.get_opt::<ServiceDetail>(&path).await?.is_some() {

@@ -15,6 +15,9 @@ use crate::output::{ago, duration_ms, print_json, short_digest, table};
 pub struct StatusArgs {
     /// One service in detail (default: every service of the app; all apps without a manifest).
     service: Option<String>,
+    /// The servers sharing this cluster's database, and which one leads (runs the controller).
+    #[arg(long, conflicts_with = "service")]
+    servers: bool,
     #[command(flatten)]
     target: Target,
 }
@@ -67,6 +70,9 @@ pub fn timeline(d: &Deployment) -> Vec<(String, String)> {
 
 pub async fn status(a: StatusArgs, json: bool) -> Result<ExitCode> {
     let client = Client::from_env()?;
+    if a.servers {
+        return servers(&client, json).await;
+    }
     if let Some(svc) = &a.service {
         let key = a.target.key(svc)?;
         let detail: ServiceDetail = client.get(&service_path(&key)).await?;
@@ -282,5 +288,39 @@ pub async fn events(a: EventsArgs, json: bool) -> Result<ExitCode> {
     for e in &events {
         println!("{:>12}  {}", ago(e.created_at), e.message);
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `slipway status --servers`: the servers of the cluster, the leader first.
+async fn servers(client: &Client, json: bool) -> Result<ExitCode> {
+    let mut list: Vec<slipway_store::ServerInfo> = client.get("/servers").await?;
+    list.sort_by_key(|s| (!s.leader, std::cmp::Reverse(s.seen_at)));
+    if json {
+        print_json(&list)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let now = slipway_store::now_ms();
+    let mut t = table(&["SERVER", "ROLE", "API", "INGRESS", "STARTED", "LAST SEEN"]);
+    for s in &list {
+        // Heartbeats come every 2 s: a server silent for 10 s is down or cut off.
+        let role = match (s.leader, now - s.seen_at > 10_000) {
+            (true, _) => "leader",
+            (false, false) => "standby",
+            (false, true) => "unreachable",
+        };
+        t.add_row(vec![
+            s.id.clone(),
+            role.to_owned(),
+            s.api_url.clone(),
+            if s.ingress.is_empty() {
+                "-".to_owned()
+            } else {
+                s.ingress.clone()
+            },
+            ago(s.started_at),
+            ago(s.seen_at),
+        ]);
+    }
+    println!("{t}");
     Ok(ExitCode::SUCCESS)
 }

@@ -20,7 +20,7 @@ fn repo_root() -> PathBuf {
 
 /// The `aws` CLI: `$SLIPWAY_AWS_CLI`, `target/awscli/bin/aws`, or `aws` on the PATH. Without
 /// one the test is skipped, unless `SLIPWAY_REQUIRE_DOCKER=1` (then it is a failure).
-fn aws_cli() -> Option<PathBuf> {
+pub(crate) fn aws_cli() -> Option<PathBuf> {
     let candidates = [
         std::env::var_os("SLIPWAY_AWS_CLI").map(PathBuf::from),
         Some(repo_root().join("target/awscli/bin/aws")),
@@ -47,7 +47,7 @@ fn aws_cli() -> Option<PathBuf> {
 }
 
 /// An access key of a server and the CLI that uses it.
-struct Aws<'a> {
+pub(crate) struct Aws<'a> {
     s: &'a Server,
     cli: PathBuf,
     id: String,
@@ -55,7 +55,7 @@ struct Aws<'a> {
 }
 
 impl<'a> Aws<'a> {
-    fn new(s: &'a Server, cli: &std::path::Path, extra: &[&str]) -> Aws<'a> {
+    pub(crate) fn new(s: &'a Server, cli: &std::path::Path, extra: &[&str]) -> Aws<'a> {
         let mut args = vec!["--json", "access-key", "create"];
         args.extend_from_slice(extra);
         let k = s.cli(&args).ok().json();
@@ -112,7 +112,7 @@ impl<'a> Aws<'a> {
     }
 
     /// `aws ARGS` with `--endpoint-url` (as the seeds' readers would add it).
-    fn run(&self, args: &[&str]) -> Out {
+    pub(crate) fn run(&self, args: &[&str]) -> Out {
         let mut cmd = Command::new(&self.cli);
         cmd.args(["--endpoint-url", &self.s.url, "--output", "json"])
             .args(args)
@@ -127,7 +127,7 @@ impl<'a> Aws<'a> {
     }
 
     #[track_caller]
-    fn json(&self, args: &[&str]) -> Value {
+    pub(crate) fn json(&self, args: &[&str]) -> Value {
         self.run(args).ok().json()
     }
 

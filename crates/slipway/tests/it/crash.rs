@@ -128,7 +128,7 @@ fn one_server_per_data_directory() {
     }
     let mut s = Server::start();
     let before = std::fs::read_to_string(s.data_dir().join("api.addr")).unwrap();
-    let mut second = std::process::Command::new(BIN)
+    let mut second = std::process::Command::new(&*BIN)
         .args(["server", "--data-dir"])
         .arg(s.data_dir())
         .args(["--api-addr", "127.0.0.1:0", "--no-ingress"])

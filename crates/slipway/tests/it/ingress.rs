@@ -424,7 +424,7 @@ fn websockets_are_proxied_and_closed_with_1001_at_drain() {
     let deploy = {
         let (url, token, dir) = (s.url.clone(), s.token.clone(), s.dir.path().to_owned());
         std::thread::spawn(move || {
-            std::process::Command::new(BIN)
+            std::process::Command::new(&*BIN)
                 .args(["deploy", "--image", "web=slipway-hello:v2"])
                 .current_dir(dir)
                 .env("SLIPWAY_SERVER", url)

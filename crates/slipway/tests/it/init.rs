@@ -11,7 +11,7 @@ use slipway_core::model::ServiceKind;
 use crate::support::*;
 
 fn init(dir: &Path, args: &[&str]) -> Out {
-    let o = Command::new(BIN)
+    let o = Command::new(&*BIN)
         .args(args)
         .current_dir(dir)
         .stdin(Stdio::null())

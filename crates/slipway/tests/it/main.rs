@@ -5,6 +5,7 @@ mod support;
 
 mod aws;
 mod bad_input;
+mod concurrency;
 mod crash;
 mod deploy;
 mod everyday;
@@ -13,5 +14,6 @@ mod ingress_tls;
 mod init;
 mod ops;
 mod registry;
+mod standby;
 mod watch;
 mod workflow;

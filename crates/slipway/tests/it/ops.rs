@@ -69,7 +69,7 @@ fn scale_restart_rollback_logs_delete() {
     );
 
     // `logs -f` streams: it prints the existing lines and keeps running.
-    let mut follow = std::process::Command::new(BIN)
+    let mut follow = std::process::Command::new(&*BIN)
         .args(["logs", "web", "-f"])
         .current_dir(s.dir.path())
         .env("SLIPWAY_SERVER", &s.url)

@@ -10,7 +10,14 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-pub const BIN: &str = env!("CARGO_BIN_EXE_slipway");
+/// The `slipway` binary under test: this build's, or `$SLIPWAY_TEST_BIN` (to show that a
+/// test fails on an older build).
+pub static BIN: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    std::env::var("SLIPWAY_TEST_BIN")
+        .ok()
+        .filter(|b| !b.is_empty())
+        .unwrap_or_else(|| env!("CARGO_BIN_EXE_slipway").to_owned())
+});
 
 pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -107,7 +114,16 @@ impl Server {
 
     /// Starts a server with extra `slipway server` flags.
     pub fn start_with(extra: &[&str]) -> Server {
+        Self::start_in(extra, |_| {})
+    }
+
+    /// Starts a server with extra flags, after `prepare` put what it needs in its data
+    /// directory (e.g. another server's admin.token).
+    pub fn start_in(extra: &[&str], prepare: impl FnOnce(&Path)) -> Server {
         let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        std::fs::create_dir_all(&data).unwrap();
+        prepare(&data);
         let mut s = Server {
             dir,
             child: None,
@@ -159,7 +175,7 @@ impl Server {
             .append(true)
             .open(self.dir.path().join("server.log"))
             .unwrap();
-        let child = Command::new(BIN)
+        let child = Command::new(&*BIN)
             .args(["server", "--data-dir"])
             .arg(&data)
             .args(if self.extra.iter().any(|a| a == "--api-addr") {
@@ -233,7 +249,7 @@ impl Server {
     }
 
     pub fn cli_env(&self, args: &[&str], env: &[(&str, &str)]) -> Out {
-        let mut cmd = Command::new(BIN);
+        let mut cmd = Command::new(&*BIN);
         cmd.args(args)
             .current_dir(self.dir.path())
             .env_remove("SLIPWAY_SERVER")
@@ -580,4 +596,44 @@ impl Drop for RefRegistry {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// One authenticated API call over a plain HTTP/1.1 connection (cheap enough to fire many
+/// at once from threads): `(status, body)`.
+pub fn api_call(
+    s: &Server,
+    method: &str,
+    path: &str,
+    body: Option<&Value>,
+    headers: &[(&str, &str)],
+) -> (u16, String) {
+    use std::io::{Read, Write};
+    let addr = s.url.trim_start_matches("http://");
+    let mut conn = std::net::TcpStream::connect(addr).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    let body = body.map(|b| b.to_string()).unwrap_or_default();
+    let mut req = format!(
+        "{method} /api/v1{path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n",
+        s.token,
+        body.len()
+    );
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    req.push_str(&body);
+    conn.write_all(req.as_bytes()).unwrap();
+    let mut buf = String::new();
+    conn.read_to_string(&mut buf).unwrap();
+    let status = buf
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = buf
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
 }

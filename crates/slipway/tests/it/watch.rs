@@ -257,7 +257,7 @@ impl Watch {
     }
 
     fn run(&self, args: &[&str]) -> Out {
-        run(Command::new(BIN)
+        run(Command::new(&*BIN)
             .arg("watch")
             .args(args)
             .arg("--state-dir")
@@ -269,7 +269,7 @@ impl Watch {
     }
 
     fn status(&self) -> Value {
-        run(Command::new(BIN)
+        run(Command::new(&*BIN)
             .args(["--json", "watch", "status", "--state-dir"])
             .arg(&self.state))
         .ok()
@@ -527,7 +527,7 @@ fn update_then_rollback_through_slipway_registry() {
     assert_eq!(web["last_outcome"], "rolled_back");
     assert_eq!(web["running_digest"], v2.as_str());
     assert_eq!(web["failed_digest"], v3.as_str());
-    let table = run(Command::new(BIN)
+    let table = run(Command::new(&*BIN)
         .args(["watch", "status", "--state-dir"])
         .arg(&w.state))
     .ok();
