@@ -584,7 +584,7 @@ impl App {
     }
 }
 
-fn inactive(td: &TaskDefinition) -> AppError {
+pub(crate) fn inactive(td: &TaskDefinition) -> AppError {
     AppError::new(
         ErrorKind::Invalid,
         "TASK_DEFINITION_INACTIVE",

@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use slipway_core::model::{
-    ContainerSpec, ServiceKey, Standalone, StopCode, Task, TaskHealth, TaskStatus,
+    ContainerSpec, ServiceKey, Standalone, StopCode, Task, TaskDefinition, TaskHealth, TaskStatus,
 };
 use slipway_store::{Batch, Write, now_ms, random_id};
 
@@ -19,9 +19,8 @@ use crate::{App, AppError, EXEC_MAX_OUTPUT, EXEC_TIMEOUT, ErrorKind, Result};
 pub struct RunTasks {
     /// The standalone key of the app environment ([`ServiceKey::standalone`]).
     pub key: ServiceKey,
-    /// The revision run and the task definition it is (`family:revision`).
-    pub revision: u32,
-    pub task_definition: String,
+    /// The task definition revision run (an inactive one is refused).
+    pub td: TaskDefinition,
     /// The container, overrides applied (its image is pinned here).
     pub container: ContainerSpec,
     pub container_name: String,
@@ -58,12 +57,17 @@ impl App {
     /// Records standalone tasks (PROVISIONING) in one transaction; the controller starts
     /// them. Returns the records.
     pub async fn run_tasks(&self, req: RunTasks) -> Result<Vec<Task>> {
+        if req.td.deregistered_at.is_some() {
+            return Err(crate::services::inactive(&req.td));
+        }
+        // What the revision runs: its source when it is a service's pinned copy.
+        let task_definition = req.td.source.clone().unwrap_or_else(|| req.td.id());
         let container = self.pin_image(req.container.clone(), false).await;
         let now = now_ms();
         let tasks: Vec<Task> = (0..req.count)
             .map(|_| Task {
                 standalone: Some(Box::new(Standalone {
-                    task_definition: req.task_definition.clone(),
+                    task_definition: task_definition.clone(),
                     container: container.clone(),
                     container_name: req.container_name.clone(),
                     started_by: req.started_by.clone(),
@@ -74,7 +78,7 @@ impl App {
                     random_id(16),
                     req.key.clone(),
                     "standalone".into(),
-                    req.revision,
+                    req.td.revision,
                     now,
                 )
             })

@@ -1150,17 +1150,6 @@ async fn services_json(
     Ok(out)
 }
 
-async fn active_td(call: &Call<'_>, r: &str) -> AwsResult<TaskDefinition> {
-    let td = find_td(call, r).await?;
-    if td.deregistered_at.is_some() {
-        return Err(AwsError::client(
-            "ClientException",
-            format!("TaskDefinition {} is inactive", td.id()),
-        ));
-    }
-    Ok(td)
-}
-
 async fn create_service(call: &Call<'_>, req: CreateServiceReq) -> AwsResult {
     let c = find_cluster(call, req.cluster.as_deref()).await?;
     let name = req
@@ -1175,30 +1164,13 @@ async fn create_service(call: &Call<'_>, req: CreateServiceReq) -> AwsResult {
         req.deployment_configuration.as_ref(),
         req.health_check_grace_period_seconds,
     )?;
-    let td = active_td(call, &tdr).await?;
+    let td = find_td(call, &tdr).await?;
     let svc = call
         .state
         .app
         .create_ecs_service(&c.key(&name), &td, desired_count, &patch)
         .await?;
     Ok(json!({ "service": service_json(call, &c, &svc).await? }))
-}
-
-async fn get_active_service(call: &Call<'_>, c: &Cluster, name: &str) -> AwsResult<ServiceRecord> {
-    let svc = call
-        .state
-        .app
-        .store()
-        .get_service(&c.key(name))
-        .await?
-        .ok_or_else(|| AwsError::client("ServiceNotFoundException", "Service not found."))?;
-    if svc.deleting {
-        return Err(AwsError::client(
-            "ServiceNotActiveException",
-            "Service was not ACTIVE.",
-        ));
-    }
-    Ok(svc)
 }
 
 async fn update_service(call: &Call<'_>, req: UpdateServiceReq) -> AwsResult {
@@ -1216,12 +1188,11 @@ async fn update_service(call: &Call<'_>, req: UpdateServiceReq) -> AwsResult {
             req.health_check_grace_period_seconds,
         )?,
         task_definition: match &req.task_definition {
-            Some(r) => Some(active_td(call, r).await?),
+            Some(r) => Some(find_td(call, r).await?),
             None => None,
         },
         force: req.force_new_deployment.unwrap_or(false),
     };
-    get_active_service(call, &c, &name).await?;
     let svc = call
         .state
         .app
@@ -1321,7 +1292,6 @@ async fn delete_service(call: &Call<'_>, req: DeleteServiceReq) -> AwsResult {
         .map(name_of)
         .ok_or_else(|| AwsError::invalid("service is required"))?
         .to_owned();
-    get_active_service(call, &c, &name).await?;
     let (_, svc) = call
         .state
         .app
@@ -1963,12 +1933,6 @@ async fn run_task(call: &Call<'_>, req: RunTaskReq, raw: Value) -> AwsResult {
         }
         Err(e) => return Err(e),
     };
-    if td.deregistered_at.is_some() {
-        return Err(AwsError::client(
-            "ClientException",
-            format!("TaskDefinition is inactive: {}", td.id()),
-        ));
-    }
     // What the revision runs (its source when it is a service's pinned copy).
     let source = td.source.clone().unwrap_or_else(|| td.id());
     let family = source.rsplit_once(':').map_or(source.as_str(), |x| x.0);
@@ -1992,8 +1956,7 @@ async fn run_task(call: &Call<'_>, req: RunTaskReq, raw: Value) -> AwsResult {
         .app
         .run_tasks(RunTasks {
             key: ServiceKey::standalone(&c.app, &c.env),
-            revision: td.revision,
-            task_definition: source.clone(),
+            td: td.clone(),
             container: spec,
             container_name,
             started_by: req.started_by.clone(),
