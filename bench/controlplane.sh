@@ -30,6 +30,8 @@ scripts/build-example.sh >/dev/null
 bin="$root/target/release/slipway"
 load="$root/target/release/examples/aws_load"
 work=$(mktemp -d)
+# The PostgreSQL cluster in a directory of its own (pg.sh hands it to the postgres user).
+pgdir=$(mktemp -d)
 if [ -z "${BASELINE:-}" ]; then
   echo "== building the baseline ($baseline_rev) into target/baseline"
   rm -rf "$work/baseline-src"
@@ -52,12 +54,13 @@ stop_server() {
 }
 cleanup() {
   stop_server
-  scripts/pg.sh stop "$work/pg" >/dev/null 2>&1 || true
+  scripts/pg.sh stop "$pgdir" >/dev/null 2>&1 || true
+  rm -rf "$pgdir"
   rm -rf "$work"
 }
 trap cleanup EXIT
 
-pg=$(scripts/pg.sh start "$work/pg")
+pg=$(scripts/pg.sh start "$pgdir")
 if [ "$(id -u)" = 0 ]; then pg_user=postgres; else pg_user=$(id -un); fi
 T=AmazonEC2ContainerServiceV20141113
 

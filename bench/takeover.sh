@@ -14,14 +14,17 @@ n=${1:-10}
 cargo build --quiet --release --locked -p slipway --bin slipway
 bin="$root/target/release/slipway"
 work=$(mktemp -d)
+# The PostgreSQL cluster in a directory of its own (pg.sh hands it to the postgres user).
+pgdir=$(mktemp -d)
 declare -A pid
 cleanup() {
   for s in a b; do [ -n "${pid[$s]:-}" ] && kill -9 "${pid[$s]}" 2>/dev/null || true; done
-  scripts/pg.sh stop "$work/pg" >/dev/null 2>&1 || true
+  scripts/pg.sh stop "$pgdir" >/dev/null 2>&1 || true
+  rm -rf "$pgdir"
   rm -rf "$work"
 }
 trap cleanup EXIT
-db=$(scripts/pg.sh start "$work/pg")
+db=$(scripts/pg.sh start "$pgdir")
 
 start() { # NAME
   local s=$1

@@ -6,7 +6,8 @@
 #
 # It never uses a system service: the cluster lives in DIR, listens on 127.0.0.1 and a Unix
 # socket in DIR, and runs as an unprivileged user (`postgres` when run as root, else the
-# caller). The URL (postgres://USER@127.0.0.1:PORT/slipway) is also written to DIR/url.
+# caller; then DIR must be reachable by that user, e.g. a fresh `mktemp -d`). The URL
+# (postgres://USER@127.0.0.1:PORT/slipway) is also written to DIR/url.
 set -euo pipefail
 
 cmd=${1:-}

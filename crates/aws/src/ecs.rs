@@ -163,19 +163,39 @@ async fn all_clusters(call: &Call<'_>) -> AwsResult<Vec<Cluster>> {
 
 async fn find_cluster(call: &Call<'_>, cluster: Option<&str>) -> AwsResult<Cluster> {
     let name = name_of(cluster.unwrap_or("default"));
-    // Clusters created through ECS (and `default`) first: one query, no service scan.
-    if name == "default" || call.state.app.store().get_cluster(name).await?.is_some() {
+    let store = call.state.app.store();
+    // Clusters created through ECS (and `default`) first: one keyed read.
+    if name == "default" || store.get_cluster(name).await?.is_some() {
         return Ok(Cluster {
             name: name.to_owned(),
             app: name.to_owned(),
             env: ECS_ENV.into(),
         });
     }
-    all_clusters(call)
-        .await?
-        .into_iter()
-        .find(|c| c.name == name)
-        .ok_or_else(|| AwsError::client("ClusterNotFoundException", "Cluster not found."))
+    // An app environment's cluster is `APP` (environment `default`) or `APP-ENV`: look at
+    // the services of each app the name can be, not at every service, in the order
+    // `all_clusters` gives a name to (apps sorted: `shop`/`prod` before `shop-prod`).
+    let mut candidates: Vec<(&str, &str)> = name
+        .match_indices('-')
+        .map(|(i, _)| (&name[..i], &name[i + 1..]))
+        .collect();
+    candidates.push((name, ECS_ENV));
+    for (app, env) in candidates {
+        if validate_name(app).is_err() || cluster_name(app, env) != name {
+            continue;
+        }
+        if store.has_services(app, env).await? {
+            return Ok(Cluster {
+                name: name.to_owned(),
+                app: app.to_owned(),
+                env: env.to_owned(),
+            });
+        }
+    }
+    Err(AwsError::client(
+        "ClusterNotFoundException",
+        "Cluster not found.",
+    ))
 }
 
 fn check_service_name(name: &str) -> AwsResult<()> {

@@ -50,6 +50,8 @@ pub(crate) struct Inner {
     pub lease: crate::lease::Lease,
     /// Bumped after every commit of this process and every notice of another server's.
     pub generation: std::sync::atomic::AtomicU64,
+    /// SQLite's group-commit writer (PostgreSQL commits each batch on its own).
+    pub writer: Option<crate::write::GroupWriter>,
 }
 
 /// The read caches (see [`crate::cache`]).
@@ -200,22 +202,23 @@ impl Store {
 
     fn with_pool(pool: AnyPool, backend: Backend, url: Option<String>) -> Self {
         let (notices, _) = broadcast::channel(1024);
-        Store {
-            inner: Arc::new(Inner {
-                pool,
-                backend,
-                cache: Caches {
-                    views: Cached::new(),
-                    task_definitions: Cached::new(),
-                    meta: Cached::new(),
-                },
-                notices,
-                origin: crate::random_id(8),
-                url,
-                lease: crate::lease::Lease::default(),
-                generation: std::sync::atomic::AtomicU64::new(0),
-            }),
-        }
+        let inner = Arc::new_cyclic(|weak| Inner {
+            pool,
+            backend,
+            cache: Caches {
+                views: Cached::new(),
+                task_definitions: Cached::new(),
+                meta: Cached::new(),
+            },
+            notices,
+            origin: crate::random_id(8),
+            url,
+            lease: crate::lease::Lease::default(),
+            generation: std::sync::atomic::AtomicU64::new(0),
+            writer: (backend == Backend::Sqlite)
+                .then(|| crate::write::GroupWriter::start(weak.clone())),
+        });
+        Store { inner }
     }
 
     pub fn backend(&self) -> Backend {

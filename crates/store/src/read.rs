@@ -138,6 +138,18 @@ impl Store {
         records(&rows)
     }
 
+    /// Whether an app environment has any service (an existence check, no record read).
+    pub async fn has_services(&self, app: &str, env: &str) -> Result<bool> {
+        Ok(
+            sqlx::query("SELECT 1 FROM services WHERE app = $1 AND env = $2 LIMIT 1")
+                .bind(app)
+                .bind(env)
+                .fetch_optional(self.pool())
+                .await?
+                .is_some(),
+        )
+    }
+
     pub async fn get_task_definition(
         &self,
         family: &str,

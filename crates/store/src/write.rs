@@ -176,14 +176,30 @@ fn service_keys(k: &ServiceKey) -> [(&'static str, Val<'_>); 3] {
 }
 
 impl Store {
-    /// Commits `batch` in one transaction: every write, or (on any error, a
+    /// Commits `batch` as one transaction: every write, or (on any error, a
     /// [`StoreError::Conflict`] among them) none. Returns one outcome per write, in order;
     /// then wakes the controllers of `batch.notify`, on every server.
+    ///
+    /// With SQLite, batches committed at the same moment share one database transaction
+    /// and one fsync (group commit, see [`GroupWriter`]); each is a savepoint of its own, so
+    /// each is still all or nothing and a conflict in one leaves the others untouched.
     pub async fn commit(&self, batch: Batch) -> Result<Vec<Outcome>> {
         if batch.writes.is_empty() {
             self.notify_local(&batch.notify);
             return Ok(Vec::new());
         }
+        let notify = batch.notify.clone();
+        let out = match &self.inner.writer {
+            Some(w) => w.submit(batch).await?,
+            None => self.commit_alone(batch).await?,
+        };
+        self.notify_local(&notify);
+        Ok(out)
+    }
+
+    /// One batch in one transaction of its own (PostgreSQL: concurrent commits share WAL
+    /// flushes in the server).
+    async fn commit_alone(&self, batch: Batch) -> Result<Vec<Outcome>> {
         let backend = self.inner.backend;
         let written = self.inner.cache.write_all();
         let mut tx = match backend {
@@ -192,18 +208,7 @@ impl Store {
             Backend::Sqlite => self.pool().begin_with("BEGIN IMMEDIATE").await?,
             Backend::Postgres => self.pool().begin().await?,
         };
-        let mut out = Vec::with_capacity(batch.writes.len());
-        for w in batch.writes {
-            let r = apply(&mut tx, w).await.map_err(|e| match e {
-                StoreError::Database(ref d) if is_race(d) => StoreError::Conflict(Conflict {
-                    record: "a record".into(),
-                    expected: 0,
-                    found: 0,
-                }),
-                e => e,
-            })?;
-            out.push(r);
-        }
+        let out = apply_all(&mut tx, batch.writes).await?;
         if backend == Backend::Postgres {
             // Delivered to every server (this one included) only if the transaction commits.
             sqlx::query("SELECT 1 FROM pg_notify($1, $2)")
@@ -215,7 +220,6 @@ impl Store {
         tx.commit().await?;
         drop(written);
         self.bump_generation();
-        self.notify_local(&batch.notify);
         Ok(out)
     }
 
@@ -257,6 +261,124 @@ impl Store {
         .execute(self.pool())
         .await?;
         Ok(res.rows_affected())
+    }
+}
+
+/// Applies the writes of one batch, in order; a lost race is a [`StoreError::Conflict`].
+async fn apply_all(tx: &mut AnyConnection, writes: Vec<Write>) -> Result<Vec<Outcome>> {
+    let mut out = Vec::with_capacity(writes.len());
+    for w in writes {
+        let r = apply(tx, w).await.map_err(|e| match e {
+            StoreError::Database(ref d) if is_race(d) => StoreError::Conflict(Conflict {
+                record: "a record".into(),
+                expected: 0,
+                found: 0,
+            }),
+            e => e,
+        })?;
+        out.push(r);
+    }
+    Ok(out)
+}
+
+/// Group commit for SQLite: one task writes, taking every batch waiting when it starts a
+/// transaction (up to [`GROUP_MAX`]), each inside a savepoint, then commits them with one
+/// fsync. An acknowledged batch is on disk (`synchronous=FULL`) as before; under
+/// concurrency the disk is synced once per group instead of once per batch.
+pub(crate) struct GroupWriter {
+    jobs: tokio::sync::mpsc::Sender<Job>,
+}
+
+struct Job {
+    batch: Batch,
+    done: tokio::sync::oneshot::Sender<Result<Vec<Outcome>>>,
+}
+
+/// Most batches committed together.
+const GROUP_MAX: usize = 64;
+
+impl GroupWriter {
+    /// Starts the writer of `store` (it ends when the store is dropped).
+    pub(crate) fn start(store: std::sync::Weak<crate::db::Inner>) -> Self {
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Job>(1024);
+        tokio::spawn(async move {
+            while let Some(first) = rx.recv().await {
+                let mut jobs = vec![first];
+                while jobs.len() < GROUP_MAX {
+                    match rx.try_recv() {
+                        Ok(j) => jobs.push(j),
+                        Err(_) => break,
+                    }
+                }
+                let Some(inner) = store.upgrade() else {
+                    return;
+                };
+                let store = Store { inner };
+                store.commit_group(jobs).await;
+            }
+        });
+        GroupWriter { jobs: tx }
+    }
+
+    async fn submit(&self, batch: Batch) -> Result<Vec<Outcome>> {
+        let (done, answer) = tokio::sync::oneshot::channel();
+        self.jobs
+            .send(Job { batch, done })
+            .await
+            .map_err(|_| StoreError::Unusable("the database writer stopped".into()))?;
+        answer
+            .await
+            .map_err(|_| StoreError::Unusable("the database writer stopped".into()))?
+    }
+}
+
+impl Store {
+    /// Commits `jobs` in one transaction, each batch in its own savepoint, and answers each.
+    async fn commit_group(&self, jobs: Vec<Job>) {
+        let written = self.inner.cache.write_all();
+        tracing::trace!(batches = jobs.len(), "group commit");
+        let mut results: Vec<Result<Vec<Outcome>>> = Vec::with_capacity(jobs.len());
+        let mut dones = Vec::with_capacity(jobs.len());
+        let committed: Result<()> = async {
+            let mut tx = self.pool().begin_with("BEGIN IMMEDIATE").await?;
+            for job in jobs {
+                dones.push(job.done);
+                sqlx::query("SAVEPOINT batch").execute(&mut *tx).await?;
+                match apply_all(&mut tx, job.batch.writes).await {
+                    Ok(out) => {
+                        sqlx::query("RELEASE batch").execute(&mut *tx).await?;
+                        results.push(Ok(out));
+                    }
+                    Err(e) => {
+                        sqlx::query("ROLLBACK TO batch").execute(&mut *tx).await?;
+                        sqlx::query("RELEASE batch").execute(&mut *tx).await?;
+                        results.push(Err(e));
+                    }
+                }
+            }
+            tx.commit().await?;
+            Ok(())
+        }
+        .await;
+        drop(written);
+        self.bump_generation();
+        match committed {
+            Ok(()) => {
+                for (done, r) in dones.into_iter().zip(results) {
+                    let _ = done.send(r);
+                }
+            }
+            Err(e) => {
+                // Nothing of the group is on disk: every batch failed with it.
+                tracing::warn!(error = %e, "a group commit failed");
+                let msg = e.to_string();
+                for done in dones {
+                    let _ = done.send(Err(StoreError::Unusable(format!(
+                        "the commit failed: {msg}"
+                    ))));
+                }
+            }
+        }
     }
 }
 
