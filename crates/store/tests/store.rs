@@ -812,3 +812,56 @@ async fn a_leader_that_loses_its_session_steps_down() {
         assert_eq!(a.leader().await.unwrap().as_deref(), Some("b"));
     }
 }
+
+/// Batches committed at the same moment (SQLite commits them as one group): each is all or
+/// nothing on its own; the stale ones change nothing and the others all land.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_batches_are_each_all_or_nothing() {
+    for (db, s) in stores().await {
+        let mut keys = Vec::new();
+        for i in 0..16 {
+            let key = ServiceKey::new("shop", "default", format!("s{i}"));
+            deploy_next(&s, &format!("d{i}"), &key, "x:1", 1).await;
+            keys.push(key);
+        }
+        let mut handles = Vec::new();
+        for (i, key) in keys.iter().enumerate() {
+            let s = s.clone();
+            let key = key.clone();
+            handles.push(tokio::spawn(async move {
+                let mut rec = s.get_service(&key).await.unwrap().unwrap();
+                rec.desired_count = 5;
+                // Every other batch carries a stale write after its good ones.
+                let mut batch = Batch::new()
+                    .write(Write::Service(rec.clone()))
+                    .event(&key, 2, "scaled");
+                if i % 2 == 1 {
+                    let mut stale = rec;
+                    stale.version -= 1;
+                    batch = batch.write(Write::Service(stale));
+                }
+                s.commit(batch).await
+            }));
+        }
+        for (i, h) in handles.into_iter().enumerate() {
+            let r = h.await.unwrap();
+            let rec = s.get_service(&keys[i]).await.unwrap().unwrap();
+            let events = s.list_events(&keys[i], 10).await.unwrap().len();
+            if i % 2 == 1 {
+                assert!(r.unwrap_err().is_conflict(), "{db}: batch {i}");
+                assert_eq!(
+                    (rec.desired_count, events),
+                    (2, 1),
+                    "{db}: batch {i} undone"
+                );
+            } else {
+                r.unwrap();
+                assert_eq!(
+                    (rec.desired_count, events),
+                    (5, 2),
+                    "{db}: batch {i} landed"
+                );
+            }
+        }
+    }
+}
