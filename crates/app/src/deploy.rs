@@ -148,20 +148,8 @@ impl App {
                 updated.desired_count = count;
                 updated.config = spec.deployment;
                 updated.kind = spec.kind;
-                updated.updated_at = now;
                 let at = batch.writes.len();
-                batch.push(Write::Service(updated));
-                if svc.desired_count != count {
-                    batch = batch.event(
-                        &spec.key,
-                        now,
-                        format!(
-                            "(service {}) desired count changed from {} to {count}.",
-                            spec.key.name, svc.desired_count
-                        ),
-                    );
-                }
-                batch = batch.notify(&spec.key);
+                batch = change_service(batch, svc, updated, now);
                 results.push((
                     result(DeployOutcome::Scaled, latest, svc.revision, 0),
                     None,
@@ -428,4 +416,36 @@ pub(crate) fn image_error(service: &str, e: RuntimeError) -> AppError {
             ),
         ),
     }
+}
+
+/// Adds to `batch` a change of a service's record without a new deployment (its count, its
+/// settings, its deletion), the events that say what changed, and the controller's wake-up:
+/// the one way a service's desired state changes in place.
+pub(crate) fn change_service(
+    batch: Batch,
+    before: &ServiceRecord,
+    mut after: ServiceRecord,
+    now: i64,
+) -> Batch {
+    after.updated_at = now;
+    let key = after.key.clone();
+    let mut b = batch.write(Write::Service(after.clone()));
+    if before.desired_count != after.desired_count {
+        b = b.event(
+            &key,
+            now,
+            format!(
+                "(service {}) desired count changed from {} to {}.",
+                key.name, before.desired_count, after.desired_count
+            ),
+        );
+    }
+    if after.deleting && !before.deleting {
+        b = b.event(
+            &key,
+            now,
+            format!("(service {}) is being deleted.", key.name),
+        );
+    }
+    b.notify(&key)
 }

@@ -6,9 +6,9 @@ use slipway_core::model::{
     CircuitBreaker, ContainerSpec, DeploymentConfig, PullPolicy, RolloutState, ServiceKey,
     ServiceKind, TaskDefinition, validate_name,
 };
-use slipway_store::{Batch, Outcome, RevisionChoice, ServiceRecord, Write, now_ms};
+use slipway_store::{Batch, Outcome, RevisionChoice, ServiceRecord, now_ms};
 
-use crate::deploy::image_error;
+use crate::deploy::{change_service, image_error};
 use crate::retry::{Attempt, retry};
 use crate::{App, AppError, ErrorKind, Result};
 
@@ -104,22 +104,21 @@ impl App {
         }
         let _turn = self.queue(std::slice::from_ref(key)).await;
         retry(|| async {
-            let mut svc = self.service(key).await?;
+            let svc = self.service(key).await?;
             self.expect_version(&svc, expect).await?;
             let before = svc.desired_count;
-            svc.desired_count = count;
-            svc.updated_at = now_ms();
-            let batch = Batch::new()
-                .write(Write::Service(svc.clone()))
-                .event(
-                    key,
-                    svc.updated_at,
-                    format!(
-                        "(service {}) desired count changed from {before} to {count}.",
-                        key.name
-                    ),
-                )
-                .notify(key);
+            if before == count {
+                // Nothing to change: no write, no event.
+                return Ok(ActionResult {
+                    service: key.clone(),
+                    deployment_id: None,
+                    message: format!("desired count {count} (unchanged)"),
+                    version: svc.version,
+                });
+            }
+            let mut after = svc.clone();
+            after.desired_count = count;
+            let batch = change_service(Batch::new(), &svc, after, now_ms());
             let out = self.commit_expecting(batch, key, expect).await?;
             Ok(ActionResult {
                 service: key.clone(),
@@ -284,7 +283,7 @@ impl App {
     ) -> Result<(ActionResult, ServiceRecord)> {
         let _turn = self.queue(std::slice::from_ref(key)).await;
         retry(|| async {
-            let mut svc = self.service(key).await?;
+            let svc = self.service(key).await?;
             self.expect_version(&svc, expect).await?;
             if svc.deleting {
                 if active_only {
@@ -302,19 +301,12 @@ impl App {
                 )
                 .into());
             }
-            svc.deleting = true;
-            svc.updated_at = now_ms();
-            let batch = Batch::new()
-                .write(Write::Service(svc.clone()))
-                .event(
-                    key,
-                    svc.updated_at,
-                    format!("(service {}) is being deleted.", key.name),
-                )
-                .notify(key);
+            let mut after = svc.clone();
+            after.deleting = true;
+            let batch = change_service(Batch::new(), &svc, after.clone(), now_ms());
             let out = self.commit_expecting(batch, key, expect).await?;
-            svc.version = out[0].version();
-            Ok((deleting(key, svc.version), svc))
+            after.version = out[0].version();
+            Ok((deleting(key, after.version), after))
         })
         .await
     }
@@ -323,30 +315,22 @@ impl App {
     /// its standalone tasks, and removes the networks of environments with nothing left.
     /// Deleting what does not exist is not an error.
     pub async fn delete_app(&self, app: &str, env: Option<&str>) -> Result<DeleteAppResult> {
-        validate_name(app).map_err(|e| AppError::invalid(format!("app: {e}")))?;
         if let Some(e) = env {
             validate_name(e).map_err(|e| AppError::invalid(format!("environment: {e}")))?;
         }
+        self.services_of(app, env).await?;
         let keys = retry(|| async {
-            let services: Vec<ServiceRecord> = self
-                .store()
-                .list_services(Some(app))
-                .await?
-                .into_iter()
-                .filter(|s| env.is_none_or(|e| e == s.key.env))
-                .collect();
+            let services = self.services_of(app, env).await?;
             let now = now_ms();
             let mut batch = Batch::new();
-            for mut svc in services.iter().cloned() {
+            for svc in &services {
                 batch = batch.notify(&svc.key);
                 if svc.deleting {
                     continue;
                 }
-                svc.deleting = true;
-                svc.updated_at = now;
-                let msg = format!("(service {}) is being deleted.", svc.key.name);
-                let key = svc.key.clone();
-                batch = batch.write(Write::Service(svc)).event(&key, now, msg);
+                let mut after = svc.clone();
+                after.deleting = true;
+                batch = change_service(batch, svc, after, now);
             }
             self.store().commit(batch).await?;
             Ok(services.into_iter().map(|s| s.key).collect::<Vec<_>>())
@@ -451,24 +435,10 @@ impl App {
                 self.deploy_task_definition(key, Some(&svc), &td, &container, desired, config)
                     .await?
             } else if desired != svc.desired_count || config != svc.config {
-                let now = now_ms();
-                let before = svc.desired_count;
                 let mut updated = svc.clone();
                 updated.desired_count = desired;
                 updated.config = config;
-                updated.updated_at = now;
-                let mut b = Batch::new().write(Write::Service(updated)).notify(key);
-                if before != desired {
-                    b = b.event(
-                        key,
-                        now,
-                        format!(
-                            "(service {}) desired count changed from {before} to {desired}.",
-                            key.name
-                        ),
-                    );
-                }
-                b
+                change_service(Batch::new(), &svc, updated, now_ms())
             } else {
                 Batch::new()
             };
@@ -476,6 +446,22 @@ impl App {
             Ok(self.service(key).await?)
         })
         .await
+    }
+
+    /// The services of an app (or of one of its environments), by key.
+    pub(crate) async fn services_of(
+        &self,
+        app: &str,
+        env: Option<&str>,
+    ) -> Result<Vec<ServiceRecord>> {
+        validate_name(app).map_err(|e| AppError::invalid(format!("app: {e}")))?;
+        Ok(self
+            .store()
+            .list_services(Some(app))
+            .await?
+            .into_iter()
+            .filter(|s| env.is_none_or(|e| e == s.key.env))
+            .collect())
     }
 
     /// The ECS task definition (`family:revision`) a service revision runs.

@@ -231,15 +231,7 @@ impl App {
         env: Option<&str>,
         q: &LogsQuery,
     ) -> Result<Vec<LogStream>> {
-        slipway_core::model::validate_name(app)
-            .map_err(|e| AppError::invalid(format!("app: {e}")))?;
-        let services: Vec<_> = self
-            .store()
-            .list_services(Some(app))
-            .await?
-            .into_iter()
-            .filter(|s| env.is_none_or(|e| e == s.key.env))
-            .collect();
+        let services = self.services_of(app, env).await?;
         if services.is_empty() {
             return Err(AppError::not_found(match env {
                 Some(e) => format!("services of app {app} in environment {e}"),

@@ -14,12 +14,12 @@ use async_trait::async_trait;
 use proptest::prelude::*;
 use slipway_app::{App, DeployOutcome, Engine, ErrorKind, LogStream};
 use slipway_core::model::{
-    ContainerSpec, DeploymentConfig, PullPolicy, RolloutState, ServiceKey, ServiceKind, ServiceSpec,
+    DeploymentConfig, PullPolicy, RolloutState, ServiceKey, ServiceKind, ServiceSpec,
 };
 use slipway_runtime::{ExecOutput, ImageInfo, RuntimeError};
 use slipway_store::Store;
 use slipway_store::secrets::SecretBox;
-use slipway_store::testing::stores;
+use slipway_store::testing::{container, stores};
 
 /// Resolves every image name to a digest derived from it.
 struct FixedImages;
@@ -81,21 +81,7 @@ fn spec(image: &str) -> ServiceSpec {
         key: key(),
         kind: ServiceKind::BackendService,
         desired_count: None,
-        container: ContainerSpec {
-            image: image.into(),
-            image_digest: None,
-            pull: PullPolicy::Missing,
-            port: Some(8080),
-            command: None,
-            environment: Default::default(),
-            cpu: None,
-            memory: None,
-            healthcheck: None,
-            http_health: None,
-            stop_timeout_ms: 30_000,
-            http_route: None,
-            secrets: Default::default(),
-        },
+        container: container(image),
         deployment: DeploymentConfig::default(),
     }
 }
@@ -131,11 +117,11 @@ async fn apply(app: &App, i: &Intent) -> Option<Accepted> {
     let k = key();
     let r = match i {
         Intent::Scale(n) => app.scale(&k, *n, None).await.map(|r| {
+            // A scale to the count in force changes nothing (no version, no event).
             let (before, after) = r
                 .message
                 .trim_start_matches("desired count ")
-                .split_once(" → ")
-                .unwrap();
+                .split_once(" → ")?;
             Some(Accepted {
                 version: r.version,
                 event: format!("(service api) desired count changed from {before} to {after}."),

@@ -86,6 +86,15 @@ fn event(r: &AnyRow) -> ServiceEvent {
 }
 
 impl Store {
+    /// The record `sql` selects (`body, version`) by its one parameter, `id`.
+    async fn by_id<T: Versioned>(&self, sql: &'static str, id: &str) -> Result<Option<T>> {
+        let row = sqlx::query(sql)
+            .bind(id)
+            .fetch_optional(self.pool())
+            .await?;
+        row.map(|r| record(&r, 0)).transpose()
+    }
+
     pub(crate) async fn read_meta(&self, key: &str) -> Result<Option<String>> {
         let row = sqlx::query("SELECT value FROM meta WHERE key = $1")
             .bind(key)
@@ -230,11 +239,8 @@ impl Store {
     }
 
     pub async fn get_access_key(&self, id: &str) -> Result<Option<AccessKey>> {
-        let row = sqlx::query("SELECT body, version FROM access_keys WHERE id = $1")
-            .bind(id)
-            .fetch_optional(self.pool())
-            .await?;
-        row.map(|r| record(&r, 0)).transpose()
+        self.by_id("SELECT body, version FROM access_keys WHERE id = $1", id)
+            .await
     }
 
     /// Access keys, oldest first.
@@ -303,11 +309,8 @@ impl Store {
     }
 
     pub async fn get_deployment(&self, id: &str) -> Result<Option<Deployment>> {
-        let row = sqlx::query("SELECT body, version FROM deployments WHERE id = $1")
-            .bind(id)
-            .fetch_optional(self.pool())
-            .await?;
-        row.map(|r| record(&r, 0)).transpose()
+        self.by_id("SELECT body, version FROM deployments WHERE id = $1", id)
+            .await
     }
 
     /// Deployments of a service, newest first.
@@ -499,11 +502,8 @@ impl Store {
     }
 
     pub async fn get_task(&self, id: &str) -> Result<Option<Task>> {
-        let row = sqlx::query("SELECT body, version FROM tasks WHERE id = $1")
-            .bind(id)
-            .fetch_optional(self.pool())
-            .await?;
-        row.map(|r| record(&r, 0)).transpose()
+        self.by_id("SELECT body, version FROM tasks WHERE id = $1", id)
+            .await
     }
 
     /// Tasks of a service, newest first; stopped ones only when asked.

@@ -5,6 +5,7 @@
 //! PostgreSQL store gets a database of its own. With `SLIPWAY_REQUIRE_POSTGRES=1` (set by
 //! `scripts/test.sh` and CI) a missing server is a failure, not a skip.
 
+use slipway_core::model::{ContainerSpec, PullPolicy};
 use sqlx::Connection;
 use sqlx::postgres::PgConnection;
 
@@ -96,5 +97,24 @@ impl Store {
     /// [`Store::get_meta`] straight from the database.
     pub async fn uncached_meta(&self, key: &str) -> crate::Result<Option<String>> {
         self.read_meta(key).await
+    }
+}
+
+/// A plain container of `image` (port 8080, no checks, no secrets).
+pub fn container(image: &str) -> ContainerSpec {
+    ContainerSpec {
+        image: image.into(),
+        image_digest: None,
+        pull: PullPolicy::Missing,
+        port: Some(8080),
+        command: None,
+        environment: Default::default(),
+        cpu: None,
+        memory: None,
+        healthcheck: None,
+        http_health: None,
+        stop_timeout_ms: 30_000,
+        http_route: None,
+        secrets: Default::default(),
     }
 }

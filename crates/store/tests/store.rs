@@ -5,32 +5,14 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use slipway_core::model::{
-    ContainerSpec, Deployment, DeploymentConfig, MAX_EVENTS, PullPolicy, RolloutState, ServiceKey,
-    ServiceKind, Task, TaskDefinition, TaskHealth, TaskStatus,
+    Deployment, DeploymentConfig, MAX_EVENTS, RolloutState, ServiceKey, ServiceKind, Task,
+    TaskDefinition, TaskHealth, TaskStatus,
 };
-use slipway_store::testing::{shared_pairs, stores};
+use slipway_store::testing::{container, shared_pairs, stores};
 use slipway_store::{
     AccessKey, Batch, ClusterRecord, NewDeployment, Notice, Outcome, RevisionChoice, Store,
     StoreError, Write,
 };
-
-fn container(image: &str) -> ContainerSpec {
-    ContainerSpec {
-        secrets: Default::default(),
-        image: image.into(),
-        image_digest: None,
-        pull: PullPolicy::Missing,
-        port: Some(8080),
-        command: None,
-        environment: Default::default(),
-        cpu: None,
-        memory: None,
-        healthcheck: None,
-        http_health: None,
-        stop_timeout_ms: 30_000,
-        http_route: None,
-    }
-}
 
 fn new(id: &str, key: &ServiceKey, revision: RevisionChoice, now: i64) -> NewDeployment {
     NewDeployment {

@@ -1,0 +1,295 @@
+//! The ECS subset (`AmazonEC2ContainerServiceV20141113.*`), mapped onto Slipway's model: the
+//! dispatch of operations, names and ARNs here; one module per kind of resource. A
+//! translation: what changes state is a call of the application layer.
+
+mod clusters;
+mod deployments;
+mod services;
+mod task_definitions;
+mod tasks;
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+use slipway_app::{ConfigPatch, EcsServiceChange, RunTasks};
+use slipway_core::model::{
+    CommandHealthCheck, ContainerSpec, Deployment, PullPolicy, RolloutState, ServiceKey, Task,
+    TaskDefinition, TaskHealth, TaskStatus, validate_name,
+};
+use slipway_store::{ServiceRecord, TaskCount};
+
+use crate::{AwsError, AwsResult, Call, parse, require_write, ts};
+use clusters::*;
+use deployments::*;
+use services::*;
+use task_definitions::*;
+use tasks::*;
+
+/// How long a rolled-back deployment stays in `deployments[]` after it failed.
+pub(crate) const FAILED_LINGER_MS: i64 = 20_000;
+/// The environment of clusters created through ECS.
+const ECS_ENV: &str = "default";
+/// Fields of a described task definition that `RegisterTaskDefinition` does not take.
+const READ_ONLY_TD: [&str; 9] = [
+    "taskDefinitionArn",
+    "revision",
+    "status",
+    "registeredAt",
+    "registeredBy",
+    "compatibilities",
+    "requiresAttributes",
+    "deregisteredAt",
+    "tags",
+];
+
+pub(crate) async fn dispatch(call: &Call<'_>, op: &str, body: &[u8]) -> AwsResult {
+    const WRITES: [&str; 12] = [
+        "CreateCluster",
+        "DeleteCluster",
+        "RegisterTaskDefinition",
+        "DeregisterTaskDefinition",
+        "CreateService",
+        "UpdateService",
+        "DeleteService",
+        "RunTask",
+        "StartTask",
+        "StopTask",
+        "TagResource",
+        "UntagResource",
+    ];
+    if WRITES.contains(&op) {
+        require_write(call, "ecs", op)?;
+    }
+    match op {
+        "CreateCluster" => create_cluster(call, parse(body)?).await,
+        "DescribeClusters" => describe_clusters(call, parse(body)?).await,
+        "ListClusters" => list_clusters(call).await,
+        "DeleteCluster" => delete_cluster(call, parse(body)?).await,
+        "RegisterTaskDefinition" => register_task_definition(call, body).await,
+        "DescribeTaskDefinition" => describe_task_definition(call, parse(body)?).await,
+        "ListTaskDefinitions" => list_task_definitions(call, parse(body)?).await,
+        "ListTaskDefinitionFamilies" => list_families(call, parse(body)?).await,
+        "DeregisterTaskDefinition" => deregister_task_definition(call, parse(body)?).await,
+        "CreateService" => create_service(call, parse(body)?).await,
+        "UpdateService" => update_service(call, parse(body)?).await,
+        "DescribeServices" => describe_services(call, parse(body)?).await,
+        "ListServices" => list_services(call, parse(body)?).await,
+        "DeleteService" => delete_service(call, parse(body)?).await,
+        "ListTasks" => list_tasks(call, parse(body)?).await,
+        "ListServiceDeployments" => list_service_deployments(call, parse(body)?).await,
+        "DescribeServiceDeployments" => describe_service_deployments(call, parse(body)?).await,
+        "DescribeTasks" => describe_tasks(call, parse(body)?).await,
+        "RunTask" | "StartTask" => run_task(call, parse(body)?, parse(body)?).await,
+        "StopTask" => stop_task(call, parse(body)?).await,
+        "TagResource" | "UntagResource" => Err(AwsError::client(
+            "UnsupportedFeatureException",
+            format!("{op} is not supported by Slipway yet"),
+        )),
+        _ => Err(AwsError::client(
+            "UnknownOperationException",
+            format!("unknown ECS operation {op}"),
+        )),
+    }
+}
+
+// ---------------------------------------------------------------- names and ARNs
+
+/// The last path segment of an ARN, or the input when it is a name.
+fn name_of(s: &str) -> &str {
+    if s.starts_with("arn:") {
+        s.rsplit('/').next().unwrap_or(s)
+    } else {
+        s
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Cluster {
+    name: String,
+    app: String,
+    env: String,
+}
+
+impl Cluster {
+    fn arn(&self, call: &Call<'_>) -> String {
+        call.arn("ecs", &format!("cluster/{}", self.name))
+    }
+
+    fn key(&self, service: &str) -> ServiceKey {
+        ServiceKey::new(&self.app, &self.env, service)
+    }
+
+    fn service_arn(&self, call: &Call<'_>, service: &str) -> String {
+        call.arn("ecs", &format!("service/{}/{service}", self.name))
+    }
+
+    fn task_arn(&self, call: &Call<'_>, id: &str) -> String {
+        call.arn("ecs", &format!("task/{}/{id}", self.name))
+    }
+}
+
+/// The cluster name of a Slipway app environment.
+fn cluster_name(app: &str, env: &str) -> String {
+    if env == ECS_ENV {
+        app.to_owned()
+    } else {
+        format!("{app}-{env}")
+    }
+}
+
+async fn created_clusters(call: &Call<'_>) -> AwsResult<Vec<String>> {
+    Ok(call
+        .state
+        .app
+        .store()
+        .list_clusters()
+        .await?
+        .into_iter()
+        .map(|c| c.name)
+        .collect())
+}
+
+/// Every cluster: `default`, the ones created through ECS and one per app environment that
+/// has services (a created cluster wins over an app environment of the same name).
+async fn all_clusters(call: &Call<'_>) -> AwsResult<Vec<Cluster>> {
+    let mut out: BTreeMap<String, Cluster> = BTreeMap::new();
+    let mut names = created_clusters(call).await?;
+    names.push("default".into());
+    for name in names {
+        out.entry(name.clone()).or_insert(Cluster {
+            app: name.clone(),
+            env: ECS_ENV.into(),
+            name,
+        });
+    }
+    for svc in call.state.app.store().list_services(None).await? {
+        let name = cluster_name(&svc.key.app, &svc.key.env);
+        out.entry(name.clone()).or_insert(Cluster {
+            name,
+            app: svc.key.app.clone(),
+            env: svc.key.env.clone(),
+        });
+    }
+    Ok(out.into_values().collect())
+}
+
+async fn find_cluster(call: &Call<'_>, cluster: Option<&str>) -> AwsResult<Cluster> {
+    let name = name_of(cluster.unwrap_or("default"));
+    let store = call.state.app.store();
+    // Clusters created through ECS (and `default`) first: one keyed read.
+    if name == "default" || store.get_cluster(name).await?.is_some() {
+        return Ok(Cluster {
+            name: name.to_owned(),
+            app: name.to_owned(),
+            env: ECS_ENV.into(),
+        });
+    }
+    // An app environment's cluster is `APP` (environment `default`) or `APP-ENV`: look at
+    // the services of each app the name can be, not at every service, in the order
+    // `all_clusters` gives a name to (apps sorted: `shop`/`prod` before `shop-prod`).
+    let mut candidates: Vec<(&str, &str)> = name
+        .match_indices('-')
+        .map(|(i, _)| (&name[..i], &name[i + 1..]))
+        .collect();
+    candidates.push((name, ECS_ENV));
+    for (app, env) in candidates {
+        if validate_name(app).is_err() || cluster_name(app, env) != name {
+            continue;
+        }
+        if store.has_services(app, env).await? {
+            return Ok(Cluster {
+                name: name.to_owned(),
+                app: app.to_owned(),
+                env: env.to_owned(),
+            });
+        }
+    }
+    Err(AwsError::client(
+        "ClusterNotFoundException",
+        "Cluster not found.",
+    ))
+}
+
+fn check_service_name(name: &str) -> AwsResult<()> {
+    validate_name(name).map_err(|e| {
+        AwsError::invalid(format!(
+            "serviceName: {e} (Slipway service names are DNS labels of at most 40 characters)"
+        ))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(v: Value) -> RegisterReq {
+        serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn container_definitions_map_onto_a_container_spec() {
+        let r = req(json!({
+            "family": "web",
+            "containerDefinitions": [{
+                "name": "web", "image": "slipway-hello:v1", "memory": 200, "cpu": 10,
+                "portMappings": [{"containerPort": 8080, "hostPort": 80}],
+                "environment": [{"name": "A", "value": "1"}],
+                "command": ["serve"],
+                "healthCheck": {"command": ["CMD", "/hello", "check"], "interval": 5},
+                "stopTimeout": 7
+            }]
+        }));
+        let c = to_container(&r).unwrap();
+        assert_eq!(c.image, "slipway-hello:v1");
+        assert_eq!(c.port, Some(8080));
+        assert_eq!(c.memory, Some(200));
+        assert_eq!(c.cpu, None, "a container's cpu is a share, not a limit");
+        assert_eq!(c.environment.get("A").map(String::as_str), Some("1"));
+        assert_eq!(c.command, Some(vec!["serve".to_owned()]));
+        let h = c.healthcheck.unwrap();
+        assert_eq!((h.interval_ms, h.timeout_ms, h.retries), (5000, 5000, 3));
+        assert_eq!(c.stop_timeout_ms, 7000);
+    }
+
+    #[test]
+    fn bad_container_definitions_are_client_errors() {
+        for v in [
+            json!({"family": "f", "containerDefinitions": []}),
+            json!({"family": "f", "containerDefinitions": [{"name": "a"}]}),
+            json!({"family": "f", "containerDefinitions": [{"image": "a"}]}),
+            json!({"family": "f", "containerDefinitions": [{"name": "a", "image": "b", "essential": false}]}),
+            json!({"family": "f", "containerDefinitions": [{"name": "a", "image": "b", "healthCheck": {"command": ["curl"]}}]}),
+            json!({"family": "f", "containerDefinitions": [{"name": "a", "image": "b", "portMappings": [{"containerPort": 0}]}]}),
+        ] {
+            let e = to_container(&req(v.clone())).unwrap_err();
+            assert_eq!(e.kind, "ClientException", "{v}");
+        }
+        assert!(check_family("web_1-x").is_ok());
+        assert!(check_family("web:1").is_err());
+    }
+
+    #[test]
+    fn registrations_echo_defaults_and_drop_read_only_fields() {
+        let n = normalized(&json!({
+            "family": "f", "revision": 4, "status": "ACTIVE", "compatibilities": ["EC2"],
+            "containerDefinitions": [{"name": "a", "image": "b", "portMappings": [{"containerPort": 80}]}]
+        }));
+        assert!(n.get("revision").is_none() && n.get("status").is_none());
+        let d = &n["containerDefinitions"][0];
+        assert_eq!(d["cpu"], 0);
+        assert_eq!(d["essential"], true);
+        assert_eq!(d["environment"], json!([]));
+        assert_eq!(d["mountPoints"], json!([]));
+        assert_eq!(d["portMappings"][0]["protocol"], "tcp");
+        assert_eq!(n["volumes"], json!([]));
+    }
+
+    #[test]
+    fn names() {
+        assert_eq!(name_of("arn:aws:ecs:us-east-1:0:service/c/web"), "web");
+        assert_eq!(name_of("web"), "web");
+        assert_eq!(cluster_name("shop", "default"), "shop");
+        assert_eq!(cluster_name("shop", "prod"), "shop-prod");
+    }
+}

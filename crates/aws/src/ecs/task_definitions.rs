@@ -1,0 +1,551 @@
+//! ECS task definitions: registering, describing, listing and deregistering, and the
+//! mapping of `containerDefinitions` onto a container spec.
+
+use super::*;
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+#[allow(dead_code)]
+pub(super) struct PortMappingReq {
+    container_port: Option<i64>,
+    host_port: Option<i64>,
+    protocol: Option<String>,
+    name: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct KeyValueReq {
+    pub(super) name: Option<String>,
+    pub(super) value: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct HealthCheckReq {
+    command: Option<Vec<String>>,
+    interval: Option<i64>,
+    timeout: Option<i64>,
+    retries: Option<i64>,
+    start_period: Option<i64>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+#[allow(dead_code)]
+pub(super) struct ContainerDefReq {
+    name: Option<String>,
+    image: Option<String>,
+    essential: Option<bool>,
+    cpu: Option<i64>,
+    memory: Option<i64>,
+    memory_reservation: Option<i64>,
+    port_mappings: Option<Vec<PortMappingReq>>,
+    environment: Option<Vec<KeyValueReq>>,
+    secrets: Option<Vec<SecretReq>>,
+    command: Option<Vec<String>>,
+    entry_point: Option<Vec<String>>,
+    health_check: Option<HealthCheckReq>,
+    stop_timeout: Option<i64>,
+    start_timeout: Option<i64>,
+}
+
+/// `containerDefinitions[].secrets[]`: `valueFrom` names a Slipway secret, directly or as
+/// the name inside a Secrets Manager or SSM parameter ARN.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct SecretReq {
+    name: Option<String>,
+    value_from: Option<String>,
+}
+
+pub(super) fn secret_name_from(value_from: &str) -> &str {
+    if let Some((_, rest)) = value_from.split_once(":secret:") {
+        // Secrets Manager appends a six-character suffix to ARNs: `name-AbCdEf`.
+        return match rest.rsplit_once('-') {
+            Some((name, suffix)) if suffix.len() == 6 => name,
+            _ => rest,
+        };
+    }
+    if let Some((_, rest)) = value_from.split_once(":parameter/") {
+        return rest;
+    }
+    value_from
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+#[allow(dead_code)]
+pub(super) struct RegisterReq {
+    family: Option<String>,
+    container_definitions: Option<Vec<ContainerDefReq>>,
+    cpu: Option<String>,
+    memory: Option<String>,
+    network_mode: Option<String>,
+    requires_compatibilities: Option<Vec<String>>,
+    execution_role_arn: Option<String>,
+    task_role_arn: Option<String>,
+}
+
+pub(super) fn check_family(f: &str) -> AwsResult<()> {
+    if f.is_empty()
+        || f.len() > 255
+        || !f
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
+        return Err(AwsError::client(
+            "ClientException",
+            format!(
+                "Family contains invalid characters or is too long: {f:?} (up to 255 letters, numbers, hyphens and underscores)"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// The ContainerSpec Slipway runs for a task definition: its first essential container.
+pub(super) fn to_container(req: &RegisterReq) -> AwsResult<ContainerSpec> {
+    let defs = req
+        .container_definitions
+        .as_deref()
+        .filter(|d| !d.is_empty())
+        .ok_or_else(|| AwsError::client("ClientException", "Container list cannot be empty."))?;
+    for d in defs {
+        if d.name.as_deref().is_none_or(str::is_empty) {
+            return Err(AwsError::client(
+                "ClientException",
+                "Container.name should not be null or empty.",
+            ));
+        }
+        if d.image.as_deref().is_none_or(|i| i.trim().is_empty()) {
+            return Err(AwsError::client(
+                "ClientException",
+                "Container.image should not be null or empty.",
+            ));
+        }
+    }
+    if !defs.iter().any(|d| d.essential.unwrap_or(true)) {
+        return Err(AwsError::client(
+            "ClientException",
+            "A task definition must have at least one essential container.",
+        ));
+    }
+    let d = defs
+        .iter()
+        .find(|d| d.essential.unwrap_or(true))
+        .expect("checked above");
+    let num = |v: Option<i64>, what: &str, lo: i64, hi: i64| -> AwsResult<Option<u32>> {
+        match v {
+            None => Ok(None),
+            Some(x) if (lo..=hi).contains(&x) => Ok(Some(x as u32)),
+            Some(x) => Err(AwsError::client(
+                "ClientException",
+                format!("{what} must be between {lo} and {hi}, got {x}"),
+            )),
+        }
+    };
+    let task_num = |v: &Option<String>, what: &str| -> AwsResult<Option<u32>> {
+        match v {
+            None => Ok(None),
+            Some(s) => s.trim().parse::<u32>().map(Some).map_err(|_| {
+                AwsError::client(
+                    "ClientException",
+                    format!("task {what} {s:?} must be a number (CPU units or MiB)"),
+                )
+            }),
+        }
+    };
+    let port = match d.port_mappings.as_deref().and_then(|p| p.first()) {
+        Some(p) => Some(
+            p.container_port
+                .filter(|c| (1..=65535).contains(c))
+                .ok_or_else(|| {
+                    AwsError::client(
+                        "ClientException",
+                        "portMappings.containerPort must be between 1 and 65535",
+                    )
+                })? as u16,
+        ),
+        None => None,
+    };
+    let mut environment = BTreeMap::new();
+    for kv in d.environment.iter().flatten() {
+        let Some(name) = kv.name.clone().filter(|n| !n.is_empty()) else {
+            return Err(AwsError::client(
+                "ClientException",
+                "environment variables need a name",
+            ));
+        };
+        environment.insert(name, kv.value.clone().unwrap_or_default());
+    }
+    let mut secrets = BTreeMap::new();
+    for sr in d.secrets.iter().flatten() {
+        let (Some(name), Some(from)) = (
+            sr.name.clone().filter(|n| !n.is_empty()),
+            sr.value_from.as_deref().filter(|v| !v.is_empty()),
+        ) else {
+            return Err(AwsError::client(
+                "ClientException",
+                "secrets need a name and a valueFrom",
+            ));
+        };
+        let secret = secret_name_from(from);
+        slipway_core::manifest::check_secret_name(secret)
+            .map_err(|m| AwsError::client("ClientException", format!("secrets.valueFrom: {m}")))?;
+        secrets.insert(name, slipway_core::model::SecretRef::latest(secret));
+    }
+    let healthcheck = match &d.health_check {
+        None => None,
+        Some(h) => {
+            let cmd = h.command.clone().unwrap_or_default();
+            if !matches!(cmd.first().map(String::as_str), Some("CMD" | "CMD-SHELL")) {
+                return Err(AwsError::client(
+                    "ClientException",
+                    "healthCheck.command must start with CMD or CMD-SHELL",
+                ));
+            }
+            let secs = |v: Option<i64>, d: i64, lo: i64, hi: i64, what: &str| -> AwsResult<u64> {
+                let x = v.unwrap_or(d);
+                if (lo..=hi).contains(&x) {
+                    Ok(x as u64 * 1000)
+                } else {
+                    Err(AwsError::client(
+                        "ClientException",
+                        format!("healthCheck.{what} must be between {lo} and {hi}, got {x}"),
+                    ))
+                }
+            };
+            Some(CommandHealthCheck {
+                test: cmd,
+                interval_ms: secs(h.interval, 30, 5, 300, "interval")?,
+                timeout_ms: secs(h.timeout, 5, 2, 120, "timeout")?,
+                retries: secs(h.retries, 3, 1, 10, "retries")? as u32 / 1000,
+                start_period_ms: secs(h.start_period, 0, 0, 300, "startPeriod")?,
+            })
+        }
+    };
+    let command = match (&d.entry_point, &d.command) {
+        (Some(ep), cmd) if !ep.is_empty() => {
+            let mut all = ep.clone();
+            all.extend(cmd.clone().unwrap_or_default());
+            Some(all)
+        }
+        (_, cmd) => cmd.clone().filter(|c| !c.is_empty()),
+    };
+    let memory = num(d.memory.or(d.memory_reservation), "memory", 6, 1 << 20)?
+        .or(task_num(&req.memory, "memory")?);
+    Ok(ContainerSpec {
+        image: d.image.clone().unwrap_or_default().trim().to_owned(),
+        image_digest: None,
+        pull: PullPolicy::Missing,
+        port,
+        command,
+        environment,
+        secrets,
+        // A container's `cpu` is a relative share on ECS (CpuShares), not a limit: only the
+        // task-level `cpu` (a hard limit, as on Fargate) becomes Slipway's CPU limit.
+        cpu: {
+            num(d.cpu, "cpu", 0, 1 << 20)?;
+            task_num(&req.cpu, "cpu")?
+        },
+        memory,
+        healthcheck,
+        http_health: None,
+        stop_timeout_ms: num(d.stop_timeout, "stopTimeout", 0, 3600)?.unwrap_or(30) as u64 * 1000,
+        http_route: None,
+    })
+}
+
+/// The registration as echoed: read-only fields dropped, ECS defaults filled in.
+pub(super) fn normalized(raw: &Value) -> Value {
+    let mut o = raw.as_object().cloned().unwrap_or_default();
+    for k in READ_ONLY_TD {
+        o.remove(k);
+    }
+    if let Some(Value::Array(defs)) = o.get_mut("containerDefinitions") {
+        for d in defs.iter_mut() {
+            if let Value::Object(m) = d {
+                m.entry("cpu").or_insert(json!(0));
+                m.entry("essential").or_insert(json!(true));
+                m.entry("portMappings").or_insert(json!([]));
+                m.entry("environment").or_insert(json!([]));
+                m.entry("mountPoints").or_insert(json!([]));
+                m.entry("volumesFrom").or_insert(json!([]));
+                if let Some(Value::Array(pms)) = m.get_mut("portMappings") {
+                    for p in pms.iter_mut() {
+                        if let Value::Object(pm) = p {
+                            pm.entry("protocol").or_insert(json!("tcp"));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    o.entry("volumes").or_insert(json!([]));
+    o.entry("placementConstraints").or_insert(json!([]));
+    Value::Object(o)
+}
+
+/// A task definition of a manifest deploy, described in ECS terms.
+pub(super) fn synthesized(td: &TaskDefinition) -> Value {
+    let c = &td.container;
+    let mut def = json!({
+        "name": td.family,
+        "image": c.image,
+        "cpu": c.cpu.unwrap_or(0),
+        "essential": true,
+        "portMappings": c.port.map(|p| vec![json!({"containerPort": p, "hostPort": 0, "protocol": "tcp"})]).unwrap_or_default(),
+        "environment": c.environment.iter().map(|(k, v)| json!({"name": k, "value": v})).collect::<Vec<_>>(),
+        "mountPoints": [],
+        "volumesFrom": [],
+        "stopTimeout": c.stop_timeout_ms / 1000,
+    });
+    if let Some(m) = c.memory {
+        def["memory"] = json!(m);
+    }
+    if let Some(cmd) = &c.command {
+        def["command"] = json!(cmd);
+    }
+    if let Some(h) = &c.healthcheck {
+        def["healthCheck"] = json!({
+            "command": h.test,
+            "interval": h.interval_ms / 1000,
+            "timeout": h.timeout_ms / 1000,
+            "retries": h.retries,
+            "startPeriod": h.start_period_ms / 1000,
+        });
+    }
+    json!({
+        "family": td.family,
+        "containerDefinitions": [def],
+        "networkMode": "bridge",
+        "volumes": [],
+        "placementConstraints": [],
+    })
+}
+
+pub(super) fn td_arn(call: &Call<'_>, id: &str) -> String {
+    call.arn("ecs", &format!("task-definition/{id}"))
+}
+
+pub(super) fn td_json(call: &Call<'_>, td: &TaskDefinition) -> Value {
+    let mut o: Map<String, Value> = td
+        .ecs
+        .as_deref()
+        .and_then(|s| serde_json::from_str::<Value>(s).ok())
+        .and_then(|v| v.as_object().cloned())
+        .unwrap_or_else(|| synthesized(td).as_object().cloned().unwrap_or_default());
+    o.insert("taskDefinitionArn".into(), json!(td_arn(call, &td.id())));
+    o.insert("family".into(), json!(td.family));
+    o.insert("revision".into(), json!(td.revision));
+    o.insert(
+        "status".into(),
+        json!(if td.deregistered_at.is_some() {
+            "INACTIVE"
+        } else {
+            "ACTIVE"
+        }),
+    );
+    o.insert("compatibilities".into(), json!(["EC2"]));
+    o.insert("requiresAttributes".into(), json!([]));
+    o.insert("registeredAt".into(), ts(td.created_at));
+    o.insert(
+        "registeredBy".into(),
+        json!(format!("arn:aws:iam::{}:root", crate::ACCOUNT_ID)),
+    );
+    if let Some(d) = td.deregistered_at {
+        o.insert("deregisteredAt".into(), ts(d));
+    }
+    Value::Object(o)
+}
+
+/// Resolves `family`, `family:revision` or an ARN.
+pub(super) async fn find_td(call: &Call<'_>, r: &str) -> AwsResult<TaskDefinition> {
+    let s = match r.split_once("task-definition/") {
+        Some((_, rest)) if r.starts_with("arn:") => rest,
+        _ => r,
+    };
+    let not_found = || AwsError::client("ClientException", "Unable to describe task definition.");
+    if let Some((family, rev)) = s.rsplit_once(':') {
+        let rev: u32 = rev.parse().map_err(|_| not_found())?;
+        return call
+            .state
+            .app
+            .store()
+            .get_task_definition(family, rev)
+            .await?
+            .ok_or_else(not_found);
+    }
+    let all: Vec<TaskDefinition> = call
+        .state
+        .app
+        .store()
+        .list_task_definitions()
+        .await?
+        .into_iter()
+        .filter(|t| t.family == s && t.deregistered_at.is_none())
+        .collect();
+    all.iter()
+        .rfind(|t| t.source.is_none())
+        .or(all.last())
+        .cloned()
+        .ok_or_else(not_found)
+}
+
+pub(super) async fn register_task_definition(call: &Call<'_>, body: &[u8]) -> AwsResult {
+    let req: RegisterReq = parse(body)?;
+    let raw: Value = parse(body)?;
+    let family = req
+        .family
+        .clone()
+        .ok_or_else(|| AwsError::client("ClientException", "Family cannot be empty."))?;
+    check_family(&family)?;
+    let container = to_container(&req)?;
+    let mut echo = normalized(&raw);
+    echo["family"] = json!(family);
+    let td = call
+        .state
+        .app
+        .register_task_definition(&family, container, Some(echo.to_string()))
+        .await?;
+    Ok(
+        json!({ "taskDefinition": td_json(call, &td), "tags": raw.get("tags").cloned().unwrap_or(json!([])) }),
+    )
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct TdReq {
+    task_definition: Option<String>,
+}
+
+pub(super) async fn describe_task_definition(call: &Call<'_>, req: TdReq) -> AwsResult {
+    let r = req
+        .task_definition
+        .ok_or_else(|| AwsError::client("ClientException", "taskDefinition is required."))?;
+    let td = find_td(call, &r).await?;
+    Ok(json!({ "taskDefinition": td_json(call, &td), "tags": [] }))
+}
+
+pub(super) async fn deregister_task_definition(call: &Call<'_>, req: TdReq) -> AwsResult {
+    let r = req
+        .task_definition
+        .ok_or_else(|| AwsError::client("ClientException", "taskDefinition is required."))?;
+    if !name_of(&r).contains(':') {
+        return Err(AwsError::client(
+            "ClientException",
+            "A revision must be specified: family:revision or its ARN.",
+        ));
+    }
+    let td = find_td(call, &r).await?;
+    let td = call
+        .state
+        .app
+        .deregister_task_definition(&td.family, td.revision)
+        .await?;
+    Ok(json!({ "taskDefinition": td_json(call, &td) }))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct ListTdReq {
+    family_prefix: Option<String>,
+    status: Option<String>,
+    sort: Option<String>,
+    max_results: Option<i64>,
+    next_token: Option<String>,
+}
+
+pub(super) fn page<T: Clone>(
+    items: &[T],
+    max: Option<i64>,
+    token: Option<&str>,
+) -> AwsResult<(Vec<T>, Option<String>)> {
+    let start: usize = match token {
+        None => 0,
+        Some(t) => t
+            .parse()
+            .map_err(|_| AwsError::invalid("nextToken is not valid"))?,
+    };
+    let max = match max {
+        None => 100,
+        Some(m) if (1..=100).contains(&m) => m as usize,
+        Some(m) => {
+            return Err(AwsError::invalid(format!(
+                "maxResults must be between 1 and 100, got {m}"
+            )));
+        }
+    };
+    let end = (start + max).min(items.len());
+    let slice = items.get(start..end).unwrap_or_default().to_vec();
+    Ok((slice, (end < items.len()).then(|| end.to_string())))
+}
+
+pub(super) fn status_filter(s: Option<&str>) -> AwsResult<Option<bool>> {
+    match s {
+        None | Some("ACTIVE") => Ok(Some(true)),
+        Some("INACTIVE") => Ok(Some(false)),
+        Some("ALL") => Ok(None),
+        Some("DELETE_IN_PROGRESS") => Ok(Some(false)),
+        Some(o) => Err(AwsError::invalid(format!(
+            "status must be ACTIVE, INACTIVE or DELETE_IN_PROGRESS, got {o}"
+        ))),
+    }
+}
+
+pub(super) async fn list_task_definitions(call: &Call<'_>, req: ListTdReq) -> AwsResult {
+    let active = status_filter(req.status.as_deref())?;
+    let mut tds: Vec<TaskDefinition> = call
+        .state
+        .app
+        .store()
+        .list_task_definitions()
+        .await?
+        .into_iter()
+        .filter(|t| t.source.is_none())
+        .filter(|t| {
+            req.family_prefix
+                .as_deref()
+                .is_none_or(|p| t.family.starts_with(p))
+        })
+        .filter(|t| active.is_none_or(|a| a == t.deregistered_at.is_none()))
+        .collect();
+    match req.sort.as_deref() {
+        None | Some("ASC") => {}
+        Some("DESC") => tds.reverse(),
+        Some(o) => {
+            return Err(AwsError::invalid(format!(
+                "sort must be ASC or DESC, got {o}"
+            )));
+        }
+    }
+    let arns: Vec<String> = tds.iter().map(|t| td_arn(call, &t.id())).collect();
+    let (arns, next) = page(&arns, req.max_results, req.next_token.as_deref())?;
+    Ok(json!({ "taskDefinitionArns": arns, "nextToken": next }))
+}
+
+pub(super) async fn list_families(call: &Call<'_>, req: ListTdReq) -> AwsResult {
+    let active = status_filter(req.status.as_deref())?;
+    let mut fams: BTreeMap<String, bool> = BTreeMap::new();
+    for t in call.state.app.store().list_task_definitions().await? {
+        if t.source.is_some() {
+            continue;
+        }
+        if req
+            .family_prefix
+            .as_deref()
+            .is_some_and(|p| !t.family.starts_with(p))
+        {
+            continue;
+        }
+        *fams.entry(t.family.clone()).or_default() |= t.deregistered_at.is_none();
+    }
+    let names: Vec<String> = fams
+        .into_iter()
+        .filter(|(_, any_active)| active.is_none_or(|a| a == *any_active))
+        .map(|(f, _)| f)
+        .collect();
+    let (names, next) = page(&names, req.max_results, req.next_token.as_deref())?;
+    Ok(json!({ "families": names, "nextToken": next }))
+}
