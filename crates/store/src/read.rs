@@ -548,12 +548,14 @@ impl Store {
         Ok(rows.iter().map(event).collect())
     }
 
-    /// Events of a service written after its record passed `version`, oldest first: what
-    /// changed since a writer read that version.
+    /// What changed a service since a writer read it at `version`, oldest first: for each
+    /// newer version, the event written with the change that made it (the first event of
+    /// that version; what the controller reported afterwards is left out).
     pub async fn events_since(&self, key: &ServiceKey, version: u64) -> Result<Vec<ServiceEvent>> {
         let rows = sqlx::query(
-            "SELECT id, created_at, message, version FROM events WHERE app = $1 AND env = $2 AND name = $3
-             AND version > $4 ORDER BY id",
+            "SELECT id, created_at, message, version FROM events WHERE id IN (
+                SELECT MIN(id) FROM events WHERE app = $1 AND env = $2 AND name = $3
+                AND version > $4 GROUP BY version) ORDER BY id",
         )
         .bind(&key.app)
         .bind(&key.env)

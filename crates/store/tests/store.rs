@@ -588,6 +588,10 @@ async fn events_are_bounded_newest_first_and_say_what_changed() {
         deploy_next(&s, "d1", &svc, "x:1", 1).await;
         let read = s.get_service(&svc).await.unwrap().unwrap();
         deploy_next(&s, "d2", &svc, "x:2", 2).await;
+        // What the controller reports at a version is not a change.
+        s.commit(Batch::new().event(&svc, 3, "has started 2 tasks."))
+            .await
+            .unwrap();
         let mut rec = s.get_service(&svc).await.unwrap().unwrap();
         rec.desired_count = 3;
         s.commit(Batch::new().write(Write::Service(rec)).event(
