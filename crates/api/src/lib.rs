@@ -9,6 +9,7 @@
 
 mod auth;
 mod handlers;
+pub mod hosts;
 mod ops;
 pub mod secrets;
 pub mod types;
@@ -29,10 +30,25 @@ pub struct ApiState {
     pub ingress_url: Option<String>,
     /// This server's id among the servers sharing the database.
     pub server_id: Arc<str>,
+    /// The agent connections (the leader's controller calls hosts through them).
+    pub hub: slipway_agent::Hub,
+    /// Whether this server leads now.
+    pub leading: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl ApiState {
+    pub fn leading(&self) -> bool {
+        self.leading.load(std::sync::atomic::Ordering::SeqCst)
+    }
 }
 
 /// The API router: `/healthz` (open) and `/api/v1/...` (bearer token).
 pub fn router(state: ApiState) -> Router {
+    // Agents authenticate with their own credentials (a join token, then their key).
+    let agents = Router::new()
+        .route("/api/v1/agent/join", post(hosts::agent_join))
+        .route("/api/v1/agent/connect", get(hosts::agent_connect))
+        .with_state(state.clone());
     let api = Router::new()
         .route("/deploy", post(handlers::deploy))
         .route("/services", get(handlers::list_services))
@@ -59,6 +75,11 @@ pub fn router(state: ApiState) -> Router {
         .route("/logs", get(ops::app_logs))
         .route("/info", get(handlers::info))
         .route("/servers", get(handlers::servers))
+        .route("/hosts", get(hosts::list))
+        .route("/hosts/join-token", post(hosts::join_token))
+        .route("/hosts/{id}", axum::routing::delete(hosts::remove))
+        .route("/hosts/{id}/drain", post(hosts::drain))
+        .route("/hosts/{id}/activate", post(hosts::activate))
         .route("/secrets", get(secrets::list))
         .route(
             "/secrets/{*name}",
@@ -72,4 +93,5 @@ pub fn router(state: ApiState) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .nest("/api/v1", api)
+        .merge(agents)
 }

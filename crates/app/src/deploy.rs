@@ -135,6 +135,7 @@ impl App {
                 if svc.desired_count == count
                     && svc.config == spec.deployment
                     && svc.kind == spec.kind
+                    && svc.placement == spec.placement
                 {
                     results.push((
                         result(DeployOutcome::Unchanged, latest, svc.revision, svc.version),
@@ -148,6 +149,7 @@ impl App {
                 updated.desired_count = count;
                 updated.config = spec.deployment;
                 updated.kind = spec.kind;
+                updated.placement = spec.placement.clone();
                 let at = batch.writes.len();
                 batch = change_service(batch, svc, updated, now);
                 results.push((
@@ -173,6 +175,7 @@ impl App {
                 spec.kind,
                 count,
                 spec.deployment,
+                spec.placement.clone(),
                 revision,
                 format!(
                     "(service {}) deployment {{id}} started: revision {{revision}}.",
@@ -215,6 +218,7 @@ impl App {
         kind: ServiceKind,
         desired_count: u32,
         config: DeploymentConfig,
+        placement: slipway_core::placement::Placement,
         revision: RevisionChoice,
         event: String,
     ) -> Batch {
@@ -227,6 +231,7 @@ impl App {
                 kind,
                 desired_count,
                 config,
+                placement,
                 revision,
                 rollback_of: None,
                 now: now_ms(),

@@ -1,11 +1,13 @@
-//! What the use cases need from a container engine: resolving images to what a revision
-//! pins, logs, exec, and removing an app's networks. [`DockerRuntime`] provides it.
+//! What the use cases need from the cluster's engines: resolving images to what a revision
+//! pins, logs and exec in a task's container (on its host), and removing an app's
+//! networks. [`Hosts`] provides it.
 
 use async_trait::async_trait;
 use futures_util::StreamExt;
 use futures_util::stream::BoxStream;
+use slipway_agent::Hosts;
 use slipway_core::model::PullPolicy;
-use slipway_runtime::{DockerRuntime, ExecOutput, ImageInfo, RuntimeError};
+use slipway_runtime::{ExecOutput, ImageInfo, RuntimeError};
 
 /// One container's log lines.
 pub type LogStream = BoxStream<'static, Result<String, RuntimeError>>;
@@ -18,8 +20,13 @@ pub trait Engine: Send + Sync + 'static {
     -> Result<ImageInfo, RuntimeError>;
     /// `os/arch` of the hosts.
     fn host_platform(&self) -> String;
+    /// The server's own host (tasks recorded without a host ran there).
+    fn local_host(&self) -> Option<String>;
+    /// The hosts that can be reached now.
+    fn up_hosts(&self) -> Vec<String>;
     fn logs(
         &self,
+        host: &str,
         container: &str,
         follow: bool,
         since: Option<i64>,
@@ -27,11 +34,12 @@ pub trait Engine: Send + Sync + 'static {
     ) -> LogStream;
     async fn exec(
         &self,
+        host: &str,
         container: &str,
         cmd: Vec<String>,
         max_output: usize,
     ) -> Result<ExecOutput, RuntimeError>;
-    /// Removes the networks of an app (or one environment); returns their names.
+    /// Removes the networks of an app (or one environment) on every host; their names.
     async fn remove_app_networks(
         &self,
         cluster: &str,
@@ -40,37 +48,60 @@ pub trait Engine: Send + Sync + 'static {
     ) -> Result<Vec<String>, RuntimeError>;
 }
 
+fn runtime_error(e: slipway_agent::HostError) -> RuntimeError {
+    match e {
+        slipway_agent::HostError::Runtime(e) => e,
+        e => RuntimeError::Unreachable(e.to_string()),
+    }
+}
+
 #[async_trait]
-impl Engine for DockerRuntime {
+impl Engine for Hosts {
     async fn resolve_image(
         &self,
         image: &str,
         pull: PullPolicy,
     ) -> Result<ImageInfo, RuntimeError> {
-        DockerRuntime::resolve_image(self, image, pull).await
+        Hosts::resolve_image(self, image, pull)
+            .await
+            .map_err(runtime_error)
     }
 
     fn host_platform(&self) -> String {
-        DockerRuntime::host_platform(self)
+        self.platform()
+    }
+
+    fn local_host(&self) -> Option<String> {
+        self.local_id().map(str::to_owned)
+    }
+
+    fn up_hosts(&self) -> Vec<String> {
+        self.up()
     }
 
     fn logs(
         &self,
+        host: &str,
         container: &str,
         follow: bool,
         since: Option<i64>,
         tail: Option<u32>,
     ) -> LogStream {
-        DockerRuntime::logs(self, container, follow, since, tail).boxed()
+        Hosts::logs(self, host, container, follow, since, tail)
+            .map(|r| r.map_err(RuntimeError::Unreachable))
+            .boxed()
     }
 
     async fn exec(
         &self,
+        host: &str,
         container: &str,
         cmd: Vec<String>,
         max_output: usize,
     ) -> Result<ExecOutput, RuntimeError> {
-        DockerRuntime::exec(self, container, cmd, max_output).await
+        Hosts::exec(self, host, container, cmd, max_output)
+            .await
+            .map_err(runtime_error)
     }
 
     async fn remove_app_networks(
@@ -79,6 +110,8 @@ impl Engine for DockerRuntime {
         app: &str,
         env: Option<&str>,
     ) -> Result<Vec<String>, RuntimeError> {
-        DockerRuntime::remove_app_networks(self, cluster, app, env).await
+        Hosts::remove_app_networks(self, cluster, app, env)
+            .await
+            .map_err(runtime_error)
     }
 }

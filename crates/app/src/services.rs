@@ -196,6 +196,7 @@ impl App {
                 svc.kind,
                 svc.desired_count,
                 svc.config,
+                svc.placement.clone(),
                 RevisionChoice::Existing(revision),
                 format!(
                     "(service {}) rollback to revision {revision} started: deployment {{id}}.",
@@ -255,6 +256,7 @@ impl App {
                 svc.kind,
                 svc.desired_count,
                 svc.config,
+                svc.placement.clone(),
                 revision,
                 format!(
                     "(service {}) forced new deployment {{id}} (revision {{revision}}).",
@@ -530,6 +532,7 @@ impl App {
             current.map_or(ServiceKind::BackendService, |s| s.kind),
             desired_count,
             config,
+            current.map(|s| s.placement.clone()).unwrap_or_default(),
             revision,
             format!(
                 "(service {}) deployment ecs-svc/{{id}} started: task definition {source} (revision {{revision}}).",

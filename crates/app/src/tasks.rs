@@ -54,6 +54,14 @@ pub struct LogsQuery {
 }
 
 impl App {
+    /// The host a task runs on (tasks recorded before hosts existed ran on the server's).
+    fn host_of(&self, t: &Task) -> String {
+        t.host
+            .clone()
+            .or_else(|| self.engine().local_host())
+            .unwrap_or_default()
+    }
+
     /// Records standalone tasks (PROVISIONING) in one transaction; the controller starts
     /// them. Returns the records.
     pub async fn run_tasks(&self, req: RunTasks) -> Result<Vec<Task>> {
@@ -180,9 +188,11 @@ impl App {
                 })?,
         };
         let cid = task.container_id.clone().unwrap_or_default();
+        let host = self.host_of(task);
         let out = match tokio::time::timeout(
             EXEC_TIMEOUT,
-            self.engine().exec(&cid, cmd.clone(), EXEC_MAX_OUTPUT),
+            self.engine()
+                .exec(&host, &cid, cmd.clone(), EXEC_MAX_OUTPUT),
         )
         .await
         {
@@ -274,9 +284,11 @@ impl App {
                 continue;
             }
             let prefix = format!("{} | ", label(&t));
+            let host = self.host_of(&t);
             let s = self
                 .engine()
                 .logs(
+                    &host,
                     &cid,
                     q.follow && t.last_status != TaskStatus::Stopped,
                     since,

@@ -44,11 +44,25 @@ impl Engine for FixedImages {
         "linux/amd64".into()
     }
 
-    fn logs(&self, _: &str, _: bool, _: Option<i64>, _: Option<u32>) -> LogStream {
+    fn local_host(&self) -> Option<String> {
+        None
+    }
+
+    fn up_hosts(&self) -> Vec<String> {
+        Vec::new()
+    }
+
+    fn logs(&self, _: &str, _: &str, _: bool, _: Option<i64>, _: Option<u32>) -> LogStream {
         Box::pin(futures_util::stream::empty())
     }
 
-    async fn exec(&self, _: &str, _: Vec<String>, _: usize) -> Result<ExecOutput, RuntimeError> {
+    async fn exec(
+        &self,
+        _: &str,
+        _: &str,
+        _: Vec<String>,
+        _: usize,
+    ) -> Result<ExecOutput, RuntimeError> {
         Err(RuntimeError::Unreachable("no engine in this test".into()))
     }
 
@@ -83,6 +97,7 @@ fn spec(image: &str) -> ServiceSpec {
         desired_count: None,
         container: container(image),
         deployment: DeploymentConfig::default(),
+        placement: Default::default(),
     }
 }
 

@@ -11,11 +11,13 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use slipway_agent::proto::Launch;
 use slipway_core::model::{Deployment, RolloutState, ServiceKey, Task, TaskHealth, TaskStatus};
 use slipway_core::planner::{Action, Mark};
-use slipway_runtime::{ContainerInfo, ExitInfo, TaskLaunch};
+use slipway_runtime::{ContainerInfo, ExitInfo};
 use slipway_store::{Batch, NewDeployment, RevisionChoice, ServiceRecord, Write, random_id};
 
+use crate::schedule::{Board, need_of};
 use crate::{Controller, ControllerError, now_ms};
 
 /// Crash-loop back-off: the first crashes are replaced at once, then the delay doubles from
@@ -40,6 +42,36 @@ impl Controller {
     ) -> Result<(), ControllerError> {
         let key = &svc.key;
         let now = now_ms();
+        // The hosts, as placement sees them (read once, when a task needs a place).
+        let mut board: Option<Board> = None;
+        // Tasks that wait for a host: try again.
+        for t in rows
+            .iter()
+            .filter(|t| t.host.is_none() && t.pending_reason.is_some() && t.desired_running)
+        {
+            if self.local().starting.contains(&t.id) {
+                continue;
+            }
+            let Some(td) = self
+                .inner
+                .store
+                .get_task_definition(&key.family(), t.revision)
+                .await?
+            else {
+                continue;
+            };
+            if board.is_none() {
+                board = Some(self.board(key).await?);
+            }
+            let Some(b) = board.as_mut() else { continue };
+            if let Ok(host) = b.place(need_of(&td.container), &svc.placement) {
+                let mut t = t.clone();
+                t.host = Some(host.clone());
+                t.pending_reason = None;
+                self.save_task(&mut t).await?;
+                self.spawn_start(key, t, td.container, host);
+            }
+        }
         let mut deps: HashMap<String, Deployment> = deployments
             .iter()
             .map(|d| (d.id.clone(), d.clone()))
@@ -71,15 +103,33 @@ impl Controller {
                         revision,
                         now,
                     );
-                    self.save_task(&mut task).await?;
-                    self.local().starting.insert(id.clone());
-                    let c = self.clone();
-                    let key = key.clone();
-                    tokio::spawn(async move {
-                        c.start_task(&key, task, td.container).await;
-                        c.local().starting.remove(&id);
-                        c.wake(&key);
-                    });
+                    if board.is_none() {
+                        board = Some(self.board(key).await?);
+                    }
+                    let placed = match board.as_mut() {
+                        Some(b) => b.place(need_of(&td.container), &svc.placement),
+                        None => Err(slipway_core::placement::Unplaced::NoHost),
+                    };
+                    match placed {
+                        Ok(host) => {
+                            task.host = Some(host.clone());
+                            self.save_task(&mut task).await?;
+                            self.spawn_start(key, task, td.container, host);
+                        }
+                        Err(why) => {
+                            // ECS's words: the task waits, PENDING, and the service says why.
+                            task.pending_reason = Some(why.code().to_owned());
+                            self.save_task(&mut task).await?;
+                            let msg = format!(
+                                "(service {}) was unable to place a task because no host met all of its requirements: {why}.",
+                                key.name
+                            );
+                            let newest = self.inner.store.list_events(key, 1).await?;
+                            if newest.first().is_none_or(|e| e.message != msg) {
+                                self.event(key, now, msg).await?;
+                            }
+                        }
+                    }
                 }
                 Action::Stop {
                     task_id,
@@ -102,7 +152,7 @@ impl Controller {
                     }
                     self.local().probes.remove(&task_id);
                     if let Some(c) = containers.get(task_id.as_str()) {
-                        self.spawn_stop(key, &task_id, &c.id);
+                        self.spawn_stop(key, &task_id, &c.host, &c.id);
                     }
                 }
                 Action::Reap {
@@ -113,7 +163,7 @@ impl Controller {
                     crashed,
                 } => {
                     if let Some(c) = containers.get(task_id.as_str()) {
-                        self.inner.rt.remove(&c.id).await?;
+                        self.inner.hosts.remove(&c.host, &c.id).await?;
                     }
                     self.local().probes.remove(&task_id);
                     let Some(mut t) = row(&task_id) else { continue };
@@ -248,6 +298,7 @@ impl Controller {
                         kind: svc.kind,
                         desired_count: svc.desired_count,
                         config: svc.config,
+                        placement: svc.placement.clone(),
                         revision: RevisionChoice::Existing(to_revision),
                         rollback_of: Some(failed_id.clone()),
                         now,
@@ -331,21 +382,42 @@ impl Controller {
         Ok(out)
     }
 
-    /// Creates and starts a task's container, recording the outcome on the task. The task
-    /// may be asked to stop meanwhile (a stop request, a newer deployment): each record
-    /// write applies only what the starter learned to the current record.
+    /// Starts `task` on `host` in the background (its record is written already).
+    pub(crate) fn spawn_start(
+        &self,
+        key: &ServiceKey,
+        task: Task,
+        container: slipway_core::model::ContainerSpec,
+        host: String,
+    ) {
+        let id = task.id.clone();
+        self.local().starting.insert(id.clone());
+        let c = self.clone();
+        let key = key.clone();
+        tokio::spawn(async move {
+            c.start_task(&key, task, container, &host).await;
+            c.local().starting.remove(&id);
+            c.wake(&key);
+        });
+    }
+
+    /// Creates and starts a task's container on its host, recording the outcome on the
+    /// task. The task may be asked to stop meanwhile (a stop request, a newer deployment):
+    /// each record write applies only what the starter learned to the current record.
     pub(crate) async fn start_task(
         &self,
         key: &ServiceKey,
         task: Task,
         container: slipway_core::model::ContainerSpec,
+        host: &str,
     ) {
-        let rt = &self.inner.rt;
+        let hosts = &self.inner.hosts;
         let id = task.id.clone();
         let result: Result<(), String> = async {
             let network = {
                 let _guard = self.inner.network_lock.lock().await;
-                rt.ensure_network(&self.inner.cluster, key)
+                hosts
+                    .ensure_network(host, &self.inner.cluster, key)
                     .await
                     .map_err(|e| e.to_string())?
             };
@@ -360,19 +432,27 @@ impl Controller {
                     format!("{}.{}.internal", key.env, key.app),
                 ),
             ]);
-            let launch = TaskLaunch {
-                cluster: &self.inner.cluster,
-                service: key,
-                task_id: &task.id,
-                deployment_id: &task.deployment_id,
+            let launch = Launch {
+                cluster: self.inner.cluster.clone(),
+                service: key.clone(),
+                task_id: task.id.clone(),
+                deployment_id: task.deployment_id.clone(),
                 revision: task.revision,
-                network: &network,
-                container: &container,
-                extra_env: &extra_env,
+                network: network.clone(),
+                container,
+                extra_env,
+                // Published on the host's address: the ingress reaches tasks of other
+                // hosts there.
+                publish: true,
+                auth: Vec::new(),
             };
-            let cid = rt.create(&launch).await.map_err(|e| e.to_string())?;
+            let cid = hosts
+                .create(host, launch)
+                .await
+                .map_err(|e| e.to_string())?;
             self.update_task(&id, |t| {
                 t.container_id = Some(cid.clone());
+                t.host = Some(host.to_owned());
                 if t.last_status == TaskStatus::Provisioning {
                     t.last_status = TaskStatus::Pending;
                 }
@@ -380,8 +460,8 @@ impl Controller {
             })
             .await
             .map_err(|e| e.to_string())?;
-            if let Err(e) = rt.start(&cid).await {
-                let _ = rt.remove(&cid).await;
+            if let Err(e) = hosts.start(host, &cid).await {
+                let _ = hosts.remove(host, &cid).await;
                 self.update_task(&id, |t| {
                     t.container_id = None;
                     true
@@ -391,7 +471,7 @@ impl Controller {
                 return Err(e.to_string());
             }
             let started_at = now_ms();
-            let address = rt.address(&cid, &network).await.ok().flatten();
+            let address = hosts.address(host, &cid, &network).await.ok().flatten();
             self.update_task(&id, |t| {
                 if t.desired_running {
                     t.last_status = TaskStatus::Running;
@@ -409,7 +489,7 @@ impl Controller {
         }
         .await;
         if let Err(e) = result {
-            tracing::warn!(service = %key, task = %id, error = %e, "task failed to start");
+            tracing::warn!(service = %key, task = %id, %host, error = %e, "task failed to start");
             let reason = format!("CannotStartContainerError: {e}");
             if let Err(e) = self
                 .update_task(&id, |t| {
@@ -428,28 +508,36 @@ impl Controller {
         &self,
         key: &ServiceKey,
         task_id: String,
+        host: String,
         container_id: String,
     ) {
         self.local().starting.insert(task_id.clone());
         let c = self.clone();
         let key = key.clone();
         tokio::spawn(async move {
-            if let Err(e) = c.inner.rt.start(&container_id).await {
+            if let Err(e) = c.inner.hosts.start(&host, &container_id).await {
                 tracing::warn!(task = %task_id, error = %e, "starting leftover container failed");
-                let _ = c.inner.rt.remove(&container_id).await;
+                let _ = c.inner.hosts.remove(&host, &container_id).await;
             }
             c.local().starting.remove(&task_id);
             c.wake(&key);
         });
     }
 
-    pub(crate) fn spawn_stop(&self, key: &ServiceKey, task_id: &str, container_id: &str) {
+    pub(crate) fn spawn_stop(
+        &self,
+        key: &ServiceKey,
+        task_id: &str,
+        host: &str,
+        container_id: &str,
+    ) {
         if !self.local().stopping.insert(task_id.to_owned()) {
             return;
         }
         let c = self.clone();
         let key = key.clone();
         let task_id = task_id.to_owned();
+        let host = host.to_owned();
         let container_id = container_id.to_owned();
         tokio::spawn(async move {
             let task = c.inner.store.get_task(&task_id).await.ok().flatten();
@@ -497,7 +585,7 @@ impl Controller {
                     tracing::warn!(error = %e, "cannot record task state");
                 }
             }
-            if let Err(e) = c.inner.rt.stop(&container_id, timeout).await {
+            if let Err(e) = c.inner.hosts.stop(&host, &container_id, timeout).await {
                 tracing::warn!(task = %task_id, error = %e, "stopping task failed; will retry");
             }
             c.local().stopping.remove(&task_id);

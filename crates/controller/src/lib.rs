@@ -15,9 +15,11 @@
 //! It may call the store and the runtime; it serves nothing (the API crate does).
 
 mod executor;
+mod hosts;
 mod observe;
 mod prober;
 mod routing;
+mod schedule;
 mod standalone;
 
 use std::collections::{HashMap, HashSet};
@@ -25,9 +27,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::StreamExt;
+use slipway_agent::Hosts;
 use slipway_core::health::ProbeState;
 use slipway_core::model::{Deployment, HttpHealthCheck, ServiceKey, Task};
-use slipway_runtime::DockerRuntime;
 use slipway_store::secrets::SecretBox;
 use slipway_store::{Batch, Notice, Store, Write};
 use tokio::sync::{mpsc, watch};
@@ -44,6 +46,8 @@ pub enum ControllerError {
     Store(#[from] slipway_store::StoreError),
     #[error(transparent)]
     Runtime(#[from] slipway_runtime::RuntimeError),
+    #[error(transparent)]
+    Host(#[from] slipway_agent::HostError),
 }
 
 #[derive(Debug)]
@@ -57,6 +61,8 @@ enum Wake {
 struct Probe {
     service: ServiceKey,
     url: String,
+    /// The remote host that runs the task (probed from there); `None`: this server's host.
+    host: Option<String>,
     check: HttpHealthCheck,
     state: ProbeState,
     next_at: i64,
@@ -79,7 +85,7 @@ struct Local {
 
 struct Inner {
     store: Store,
-    rt: DockerRuntime,
+    hosts: Hosts,
     cluster: String,
     wake: mpsc::UnboundedSender<Wake>,
     local: Mutex<Local>,
@@ -103,7 +109,7 @@ impl Controller {
     /// the health prober. They run until `shutdown` turns true.
     pub fn start(
         store: Store,
-        rt: DockerRuntime,
+        hosts: Hosts,
         cluster: String,
         ingress: Option<slipway_ingress::client::IngressClient>,
         secrets: SecretBox,
@@ -119,7 +125,7 @@ impl Controller {
             .expect("an HTTP client with the default TLS setup builds");
         let inner = Arc::new(Inner {
             store,
-            rt,
+            hosts,
             cluster,
             wake: tx,
             local: Mutex::new(Local::default()),
@@ -134,6 +140,8 @@ impl Controller {
         tokio::spawn(c.clone().run(rx, shutdown.clone()));
         tokio::spawn(c.clone().watch_events(shutdown.clone()));
         tokio::spawn(c.clone().watch_notices(notices, shutdown.clone()));
+        tokio::spawn(c.clone().watch_host_events(shutdown.clone()));
+        tokio::spawn(c.clone().maintain_hosts(shutdown.clone()));
         tokio::spawn(prober::run(c.clone(), shutdown));
         c
     }
@@ -222,8 +230,9 @@ impl Controller {
         &self.inner.cluster
     }
 
-    pub fn runtime(&self) -> &DockerRuntime {
-        &self.inner.rt
+    /// The engines of the cluster.
+    pub fn hosts(&self) -> &Hosts {
+        &self.inner.hosts
     }
 
     /// Asks for a reconcile pass of one service soon.
@@ -306,28 +315,56 @@ impl Controller {
         }
     }
 
+    /// Wakes the services whose containers changed on a remote host.
+    async fn watch_host_events(self, mut shutdown: watch::Receiver<bool>) {
+        let mut events = self.inner.hosts.hub().events();
+        loop {
+            let ev = tokio::select! {
+                e = events.recv() => e,
+                _ = shutdown.changed() => return,
+            };
+            match ev {
+                Ok((host, ev)) => {
+                    tracing::debug!(%host, action = %ev.action, container = %ev.container_id, "engine event");
+                    self.on_engine_event(ev.service);
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => self.wake_all(),
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+            }
+        }
+    }
+
+    fn on_engine_event(&self, service: Option<ServiceKey>) {
+        match service {
+            Some(k) => {
+                self.wake(&k);
+                // The engine may report "die" a moment before its container list shows
+                // the container as exited: look again shortly.
+                let again = now_ms() + 150;
+                let mut l = self.local();
+                let at = l.requeue.entry(k).or_insert(again);
+                *at = (*at).min(again);
+            }
+            None => self.wake_all(),
+        }
+    }
+
     async fn watch_events(self, mut shutdown: watch::Receiver<bool>) {
         let mut backoff = Duration::from_millis(200);
         loop {
-            let mut stream = Box::pin(self.inner.rt.events(&self.inner.cluster));
+            let Some(rt) = self.inner.hosts.local_runtime().cloned() else {
+                // No engine of its own: remote hosts report their events.
+                let _ = shutdown.changed().await;
+                return;
+            };
+            let mut stream = Box::pin(rt.events(&self.inner.cluster));
             loop {
                 tokio::select! {
                     ev = stream.next() => match ev {
                         Some(Ok(ev)) => {
                             tracing::debug!(action = %ev.action, container = %ev.container_id, "engine event");
                             backoff = Duration::from_millis(200);
-                            match ev.service {
-                                Some(k) => {
-                                    self.wake(&k);
-                                    // The engine may report "die" a moment before its container
-                                    // list shows the container as exited: look again shortly.
-                                    let again = now_ms() + 150;
-                                    let mut l = self.local();
-                                    let at = l.requeue.entry(k).or_insert(again);
-                                    *at = (*at).min(again);
-                                }
-                                None => self.wake_all(),
-                            }
+                            self.on_engine_event(ev.service);
                         }
                         Some(Err(e)) => {
                             tracing::warn!(error = %e, "docker event stream failed; reconnecting");

@@ -1,14 +1,44 @@
-//! One reconcile pass: observe a service, plan, and hand the plan to the executor.
+//! One reconcile pass: observe a service on every host, plan, and hand the plan to the
+//! executor.
+//!
+//! A task whose host did not answer the listing is not known to be gone: while its host is
+//! only out of touch it keeps its last known state; once the host is LOST (or removed) the
+//! task is counted out and replaced elsewhere. Tasks on a DRAINING host are replaced with
+//! the service's rolling rules.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 use slipway_core::health::{self, HealthInputs};
 use slipway_core::model::{ServiceKey, Task, TaskHealth, TaskStatus};
+use slipway_core::placement::HostState;
 use slipway_core::planner::{self, ObservedTask, PlanInput, TaskState};
 use slipway_runtime::{ContainerInfo, ContainerState};
 use slipway_store::ServiceRecord;
 
 use crate::{Controller, ControllerError, Probe, now_ms};
+
+/// What a pass knows of the hosts.
+#[derive(Debug, Default)]
+pub(crate) struct HostsSeen {
+    /// Hosts whose containers were listed.
+    pub listed: BTreeSet<String>,
+    /// Every host record's state, by id.
+    pub states: HashMap<String, HostState>,
+    /// The server's own host.
+    pub local: Option<String>,
+}
+
+impl HostsSeen {
+    /// The host of a task (tasks recorded before hosts existed ran on the server's own).
+    pub fn of(&self, t: &Task) -> Option<String> {
+        t.host.clone().or_else(|| self.local.clone())
+    }
+
+    /// The host is gone for good: lost, or removed from the cluster.
+    pub fn gone(&self, host: &str) -> bool {
+        !self.listed.contains(host) && self.states.get(host).is_none_or(|s| *s == HostState::Lost)
+    }
+}
 
 /// Stopped task records are kept this long (ECS keeps them about an hour)...
 const STOPPED_TASK_RETENTION_MS: i64 = 60 * 60 * 1000;
@@ -23,7 +53,18 @@ impl Controller {
     ) -> Result<(), ControllerError> {
         let store = &self.inner.store;
         tracing::trace!(?scope, "reconcile pass");
-        let containers = self.inner.rt.list(&self.inner.cluster).await?;
+        let listing = self.inner.hosts.list(&self.inner.cluster).await;
+        let seen = HostsSeen {
+            listed: listing.listed,
+            states: store
+                .list_hosts()
+                .await?
+                .into_iter()
+                .map(|h| (h.id, h.state))
+                .collect(),
+            local: self.inner.hosts.local_id().map(str::to_owned),
+        };
+        let containers = listing.containers;
         let services = store.list_services(None).await?;
         let mut by_service: HashMap<ServiceKey, Vec<ContainerInfo>> = HashMap::new();
         let mut standalone = Vec::new();
@@ -41,8 +82,8 @@ impl Controller {
             for (key, list) in &by_service {
                 if !known.contains(key) {
                     for c in list {
-                        tracing::info!(container = %c.name, service = %key, "removing orphan container");
-                        self.inner.rt.remove(&c.id).await?;
+                        tracing::info!(container = %c.name, service = %key, host = %c.host, "removing orphan container");
+                        self.inner.hosts.remove(&c.host, &c.id).await?;
                     }
                 }
             }
@@ -55,7 +96,7 @@ impl Controller {
         }
         // Standalone tasks (ECS RunTask): on full passes, and when one of theirs woke us.
         if scope.is_none_or(|s| s.iter().any(ServiceKey::is_standalone))
-            && let Err(e) = self.reconcile_standalone(scope, standalone).await
+            && let Err(e) = self.reconcile_standalone(scope, standalone, &seen).await
         {
             tracing::warn!(error = %e, "reconcile of standalone tasks failed");
         }
@@ -64,7 +105,7 @@ impl Controller {
                 continue;
             }
             let list = by_service.remove(&svc.key).unwrap_or_default();
-            match self.reconcile_service(svc, &list).await {
+            match self.reconcile_service(svc, &list, &seen).await {
                 Ok(()) => {}
                 // The service changed while this pass ran (an intent, another writer):
                 // observe and plan again at once.
@@ -87,6 +128,7 @@ impl Controller {
         &self,
         svc: &ServiceRecord,
         containers: &[ContainerInfo],
+        seen: &HostsSeen,
     ) -> Result<(), ControllerError> {
         let store = &self.inner.store;
         let now = now_ms();
@@ -104,7 +146,9 @@ impl Controller {
             if let Some(t) = store.get_task(&c.task_id).await?
                 && t.last_status == TaskStatus::Stopped
             {
-                self.inner.rt.remove(&c.id).await?;
+                // A host that comes back still runs what was replaced meanwhile.
+                tracing::info!(task = %t.id, host = %c.host, "removing the container of a stopped task");
+                self.inner.hosts.remove(&c.host, &c.id).await?;
                 continue;
             }
             let mut task = Task {
@@ -125,6 +169,9 @@ impl Controller {
                 healthy_at: None,
                 stopped_at: None,
                 standalone: None,
+                host: (!c.host.is_empty()).then(|| c.host.clone()),
+                published: c.published.clone(),
+                pending_reason: None,
                 version: 0,
             };
             self.save_task(&mut task).await?;
@@ -155,11 +202,44 @@ impl Controller {
                 && let Some(c) = by_task.get(row.id.as_str())
                 && matches!(c.state, ContainerState::Running | ContainerState::Created)
             {
-                self.spawn_stop(key, &row.id, &c.id);
+                self.spawn_stop(key, &row.id, &c.host, &c.id);
             }
+            let host = seen.of(row);
+            let evict = host
+                .as_deref()
+                .is_some_and(|h| seen.states.get(h) == Some(&HostState::Draining));
             let mut desired_running = row.desired_running;
             let state = match by_task.get(row.id.as_str()) {
                 None if starting => TaskState::Pending,
+                // Waiting for a host it fits on (the executor tries again).
+                None if row.host.is_none()
+                    && row.pending_reason.is_some()
+                    && row.desired_running =>
+                {
+                    TaskState::Pending
+                }
+                None if host.as_deref().is_some_and(|h| seen.gone(h)) => {
+                    // Its host is lost or removed: it is counted out and replaced.
+                    let h = host.clone().unwrap_or_default();
+                    desired_running = false;
+                    if row.stopped_reason.is_none() {
+                        row.stopped_reason =
+                            Some(format!("Host {h} was lost: its agent stopped answering"));
+                    }
+                    TaskState::Exited {
+                        exit_code: None,
+                        ever_ran: row.started_at.is_some(),
+                        detail: row.stopped_reason.clone(),
+                    }
+                }
+                // Its host is out of touch (not lost yet): what was last known holds.
+                None if host.as_deref().is_some_and(|h| !seen.listed.contains(h)) => {
+                    if row.last_status == TaskStatus::Running && row.desired_running {
+                        TaskState::Running(row.health)
+                    } else {
+                        TaskState::Pending
+                    }
+                }
                 None => {
                     // No container: it failed to start (reason recorded), or the process that
                     // was starting it died first (then it is not the task's fault).
@@ -178,7 +258,12 @@ impl Controller {
                 Some(c) => match c.state {
                     ContainerState::Created if row.desired_running => {
                         if !starting {
-                            self.spawn_start_existing(key, row.id.clone(), c.id.clone());
+                            self.spawn_start_existing(
+                                key,
+                                row.id.clone(),
+                                c.host.clone(),
+                                c.id.clone(),
+                            );
                         }
                         TaskState::Pending
                     }
@@ -201,10 +286,13 @@ impl Controller {
                                     // A task recorded healthy (by this server before a
                                     // restart) stays routable until probes say otherwise.
                                     let was_healthy = row.health == TaskHealth::Healthy;
+                                    let remote = (Some(c.host.as_str()) != seen.local.as_deref())
+                                        .then(|| c.host.clone());
                                     let p =
                                         l.probes.entry(row.id.clone()).or_insert_with(|| Probe {
                                             service: key.clone(),
                                             url: url.clone(),
+                                            host: remote,
                                             check: check.clone(),
                                             state: slipway_core::health::ProbeState {
                                                 healthy: was_healthy,
@@ -270,6 +358,14 @@ impl Controller {
                             row.container_id = Some(c.id.clone());
                             changed = true;
                         }
+                        if row.published != c.published && c.published.is_some() {
+                            row.published = c.published.clone();
+                            changed = true;
+                        }
+                        if row.host.is_none() && !c.host.is_empty() {
+                            row.host = Some(c.host.clone());
+                            changed = true;
+                        }
                         if changed {
                             self.save_task(row).await?;
                         }
@@ -280,7 +376,12 @@ impl Controller {
                         }
                     }
                     ContainerState::Exited => {
-                        let info = self.inner.rt.exit_info(&c.id).await?.unwrap_or_default();
+                        let info = self
+                            .inner
+                            .hosts
+                            .exit_info(&c.host, &c.id)
+                            .await?
+                            .unwrap_or_default();
                         let mut detail = Vec::new();
                         if info.oom_killed {
                             detail.push(
@@ -315,6 +416,7 @@ impl Controller {
                 desired_running,
                 state,
                 newly_healthy,
+                evict,
             });
         }
 
@@ -333,7 +435,7 @@ impl Controller {
             let others = store.list_services(Some(&key.app)).await?;
             if !others.iter().any(|s| s.key.env == key.env) {
                 self.inner
-                    .rt
+                    .hosts
                     .remove_network(&self.inner.cluster, key)
                     .await?;
             }

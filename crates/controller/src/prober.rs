@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use slipway_agent::proto::ProbeResult;
 use tokio::sync::watch;
 
 use crate::{Controller, now_ms};
@@ -16,36 +17,53 @@ pub(crate) async fn run(c: Controller, mut shutdown: watch::Receiver<bool>) {
             _ = shutdown.changed() => return,
         }
         let now = now_ms();
-        let due: Vec<(String, String, u64)> = {
+        let due: Vec<(String, String, u64, Option<String>)> = {
             let mut l = c.local();
             l.probes
                 .iter_mut()
                 .filter(|(_, p)| !p.in_flight && p.next_at <= now)
                 .map(|(id, p)| {
                     p.in_flight = true;
-                    (id.clone(), p.url.clone(), p.check.timeout_ms)
+                    (
+                        id.clone(),
+                        p.url.clone(),
+                        p.check.timeout_ms,
+                        p.host.clone(),
+                    )
                 })
                 .collect()
         };
-        for (task, url, timeout_ms) in due {
+        for (task, url, timeout_ms, host) in due {
             let c = c.clone();
             tokio::spawn(async move {
-                let result = match c
-                    .inner
-                    .http
-                    .get(&url)
-                    .timeout(Duration::from_millis(timeout_ms))
-                    .send()
-                    .await
-                {
-                    Ok(resp) => Ok(resp.status().as_u16()),
-                    Err(e) if e.is_timeout() => {
-                        Err(format!("GET {url} timed out after {timeout_ms} ms"))
-                    }
-                    Err(e) if e.is_connect() => {
-                        Err(format!("GET {url}: connection refused or unreachable"))
-                    }
-                    Err(e) => Err(format!("GET {url}: {e}")),
+                let result = match host {
+                    // A task on another host is reachable only from there: its agent probes.
+                    Some(h) => match c
+                        .inner
+                        .hosts
+                        .probe_remote(&h, &url, Duration::from_millis(timeout_ms))
+                        .await
+                    {
+                        ProbeResult::Status(s) => Ok(s),
+                        ProbeResult::Failed(e) => Err(e),
+                    },
+                    None => match c
+                        .inner
+                        .http
+                        .get(&url)
+                        .timeout(Duration::from_millis(timeout_ms))
+                        .send()
+                        .await
+                    {
+                        Ok(resp) => Ok(resp.status().as_u16()),
+                        Err(e) if e.is_timeout() => {
+                            Err(format!("GET {url} timed out after {timeout_ms} ms"))
+                        }
+                        Err(e) if e.is_connect() => {
+                            Err(format!("GET {url}: connection refused or unreachable"))
+                        }
+                        Err(e) => Err(format!("GET {url}: {e}")),
+                    },
                 };
                 let now = now_ms();
                 let mut wake = None;

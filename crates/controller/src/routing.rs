@@ -25,7 +25,31 @@ impl Controller {
                 continue;
             };
             let mut targets = Vec::new();
+            let local = self.inner.hosts.local_id();
             for t in store.list_tasks(&svc.key, false).await? {
+                // A task of this server's host is reached at its container address; one of
+                // another host where its port is published on that host.
+                let remote = t.host.is_some() && t.host.as_deref() != local;
+                if remote {
+                    let Some(published) = &t.published else {
+                        continue;
+                    };
+                    let Ok(addr) = published.parse() else {
+                        continue;
+                    };
+                    let routable = t.desired_running
+                        && t.health == TaskHealth::Healthy
+                        && t.last_status == TaskStatus::Running;
+                    let draining = !t.desired_running && t.last_status != TaskStatus::Stopped;
+                    if routable || draining {
+                        targets.push(TargetConfig {
+                            id: t.id.clone(),
+                            addr,
+                            draining,
+                        });
+                    }
+                    continue;
+                }
                 let Some(ip) = &t.address else { continue };
                 let port = if t.revision == td.revision {
                     td.container.port

@@ -12,25 +12,42 @@ use slipway_core::health::EngineHealth;
 use slipway_core::model::{ServiceKey, StopCode, Task, TaskHealth, TaskStatus};
 use slipway_runtime::{ContainerInfo, ContainerState};
 
+use crate::observe::HostsSeen;
 use crate::{Controller, ControllerError, now_ms};
 
 /// `stoppedReason` of a task whose essential container exited (ECS's words).
 pub(crate) const ESSENTIAL_EXITED: &str = "Essential container in task exited";
 
 impl Controller {
-    fn spawn_start_standalone(&self, task: Task) {
+    /// Starts a recorded standalone task: on its host, or on the host placement picks.
+    async fn start_standalone(&self, mut task: Task) -> Result<(), ControllerError> {
         let Some(spec) = task.standalone.as_ref().map(|s| s.container.clone()) else {
-            return;
+            return Ok(());
         };
-        let id = task.id.clone();
-        self.local().starting.insert(id.clone());
-        let c = self.clone();
-        tokio::spawn(async move {
-            let key = task.service.clone();
-            c.start_task(&key, task, spec).await;
-            c.local().starting.remove(&id);
-            c.wake(&key);
-        });
+        let key = task.service.clone();
+        let host = match task.host.clone() {
+            Some(h) => h,
+            None => {
+                let mut board = self.board(&key).await?;
+                match board.place(crate::schedule::need_of(&spec), &Default::default()) {
+                    Ok(h) => {
+                        task.host = Some(h.clone());
+                        task.pending_reason = None;
+                        self.save_task(&mut task).await?;
+                        h
+                    }
+                    Err(why) => {
+                        if task.pending_reason.as_deref() != Some(why.code()) {
+                            task.pending_reason = Some(why.code().to_owned());
+                            self.save_task(&mut task).await?;
+                        }
+                        return Ok(());
+                    }
+                }
+            }
+        };
+        self.spawn_start(&key, task, spec, host);
+        Ok(())
     }
 
     /// Reconciles the standalone tasks of the environments in `scope` (all when `None`).
@@ -39,6 +56,7 @@ impl Controller {
         &self,
         scope: Option<&HashSet<ServiceKey>>,
         containers: Vec<ContainerInfo>,
+        seen: &HostsSeen,
     ) -> Result<(), ControllerError> {
         let store = &self.inner.store;
         let in_scope = |k: &ServiceKey| scope.is_none_or(|s| s.contains(k));
@@ -56,7 +74,7 @@ impl Controller {
         for row in rows {
             let c = by_task.remove(&row.id);
             let id = row.id.clone();
-            if let Err(e) = self.reconcile_standalone_task(row, c.as_ref()).await {
+            if let Err(e) = self.reconcile_standalone_task(row, c.as_ref(), seen).await {
                 tracing::warn!(task = %id, error = %e, "reconcile of standalone task failed");
             }
         }
@@ -71,8 +89,8 @@ impl Controller {
                 l.starting.contains(&c.task_id) || l.stopping.contains(&c.task_id)
             };
             if !live && !busy {
-                tracing::info!(container = %c.name, "removing container of a stopped standalone task");
-                self.inner.rt.remove(&c.id).await?;
+                tracing::info!(container = %c.name, host = %c.host, "removing container of a stopped standalone task");
+                self.inner.hosts.remove(&c.host, &c.id).await?;
             }
         }
         Ok(())
@@ -82,6 +100,7 @@ impl Controller {
         &self,
         mut t: Task,
         c: Option<&ContainerInfo>,
+        seen: &HostsSeen,
     ) -> Result<(), ControllerError> {
         let key = t.service.clone();
         let (starting, stopping) = {
@@ -91,10 +110,28 @@ impl Controller {
         let now = now_ms();
         match c {
             None if starting => {}
+            // Its host is out of touch, not lost: what was last known holds.
+            None if t
+                .host
+                .as_deref()
+                .is_some_and(|h| !seen.listed.contains(h) && !seen.gone(h)) => {}
+            None if t.host.as_deref().is_some_and(|h| seen.gone(h)) => {
+                let h = t.host.clone().unwrap_or_default();
+                let reason = format!("{ESSENTIAL_EXITED}: host {h} was lost");
+                self.mark_stopped(
+                    &mut t,
+                    StopCode::EssentialContainerExited,
+                    reason,
+                    None,
+                    now,
+                )
+                .await?;
+            }
             None => {
                 if t.desired_running && t.container_id.is_none() && t.stopped_reason.is_none() {
-                    // Recorded, but the process that was to start it died first.
-                    self.spawn_start_standalone(t);
+                    // Recorded (by the application layer), or the process that was to start
+                    // it died first: start it.
+                    self.start_standalone(t).await?;
                     return Ok(());
                 }
                 // It failed to start (reason recorded), or its container is gone.
@@ -115,11 +152,11 @@ impl Controller {
             Some(c) => match c.state {
                 ContainerState::Created if t.desired_running => {
                     if !starting {
-                        self.spawn_start_existing(&key, t.id.clone(), c.id.clone());
+                        self.spawn_start_existing(&key, t.id.clone(), c.host.clone(), c.id.clone());
                     }
                 }
                 ContainerState::Created => {
-                    self.inner.rt.remove(&c.id).await?;
+                    self.inner.hosts.remove(&c.host, &c.id).await?;
                     let reason = t
                         .stopped_reason
                         .clone()
@@ -131,7 +168,7 @@ impl Controller {
                     let mut changed = false;
                     if !t.desired_running {
                         if !stopping {
-                            self.spawn_stop(&key, &t.id, &c.id);
+                            self.spawn_stop(&key, &t.id, &c.host, &c.id);
                         }
                     } else if t.last_status != TaskStatus::Running {
                         t.last_status = TaskStatus::Running;
@@ -163,8 +200,13 @@ impl Controller {
                     }
                 }
                 ContainerState::Exited => {
-                    let info = self.inner.rt.exit_info(&c.id).await?.unwrap_or_default();
-                    self.inner.rt.remove(&c.id).await?;
+                    let info = self
+                        .inner
+                        .hosts
+                        .exit_info(&c.host, &c.id)
+                        .await?
+                        .unwrap_or_default();
+                    self.inner.hosts.remove(&c.host, &c.id).await?;
                     let ever_ran = info.started_ms.is_some() || t.started_at.is_some();
                     if t.started_at.is_none() {
                         t.started_at = info.started_ms;

@@ -224,6 +224,7 @@ mod tests {
             desired_count: Some(count),
             container: c,
             deployment: DeploymentConfig::default(),
+            placement: Default::default(),
         }
     }
 

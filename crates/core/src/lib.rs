@@ -11,6 +11,7 @@
 //!   deployments, tasks, events).
 //! - [`diff`] compares what runs with what a deploy would apply.
 //! - [`health`] turns raw container observations into a task's health.
+//! - [`placement`] picks the host of a task (ECS strategies, constraints and resources).
 //! - [`planner`] turns desired and observed state into actions.
 //! - [`schema`] generates the JSON Schema of `slipway.yml` from the manifest's types.
 
@@ -18,5 +19,6 @@ pub mod diff;
 pub mod health;
 pub mod manifest;
 pub mod model;
+pub mod placement;
 pub mod planner;
 pub mod schema;

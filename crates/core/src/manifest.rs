@@ -140,6 +140,12 @@ pub struct Service {
         pattern(r"^[A-Za-z0-9_]+/[A-Za-z0-9_]+(/[A-Za-z0-9_]+)?$")
     )]
     pub platform: Option<serde_saphyr::Spanned<String>>,
+    /// How tasks are placed on the cluster's hosts (ECS's strategies and constraints):
+    /// `strategy: [{type: spread, field: attribute:zone}]`,
+    /// `constraints: [{type: distinctInstance}, {type: memberOf, expression: "attribute:zone == a"}]`.
+    #[serde(default)]
+    #[schemars(with = "Option<crate::placement::Placement>")]
+    pub placement: Option<serde_saphyr::Spanned<crate::placement::Placement>>,
 }
 
 /// `image:` — where the service's image comes from: a `location` to pull, or a `build` to
@@ -610,6 +616,11 @@ impl Manifest {
                     ManifestError::at(p.referenced, format!("services.{name}.platform: {m}"))
                 })?;
             }
+            if let Some(p) = &svc.placement {
+                crate::placement::validate(&p.value).map_err(|m| {
+                    ManifestError::at(p.referenced, format!("services.{name}.placement: {m}"))
+                })?;
+            }
             if svc.kind.0 == ServiceKind::LoadBalancedWebService && image.port.is_none() {
                 return Err(ManifestError::at(
                     loc,
@@ -1072,6 +1083,11 @@ fn compile_service(
             }),
         },
         deployment,
+        placement: svc
+            .placement
+            .as_ref()
+            .map(|p| p.value.clone())
+            .unwrap_or_default(),
     }
 }
 

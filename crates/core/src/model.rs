@@ -236,6 +236,9 @@ pub struct ServiceSpec {
     pub desired_count: Option<u32>,
     pub container: ContainerSpec,
     pub deployment: DeploymentConfig,
+    /// How its tasks are placed on the hosts (default: spread over the hosts).
+    #[serde(default, skip_serializing_if = "crate::placement::Placement::is_empty")]
+    pub placement: crate::placement::Placement,
 }
 
 impl ServiceSpec {
@@ -268,6 +271,8 @@ impl ServiceSpec {
                 "{svc}: minimum 100% with maximum 100% allows no progress"
             ));
         }
+        crate::placement::validate(&self.placement)
+            .map_err(|e| format!("{svc}: placement: {e}"))?;
         let c = &self.container;
         if c.image.trim().is_empty() {
             return Err(format!("{svc}: image is empty"));
@@ -533,6 +538,15 @@ pub struct Task {
     /// not replaced when it stops.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub standalone: Option<Box<Standalone>>,
+    /// The host it runs on (`None` until it is placed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    /// `host:port` where its port is published on its host (reached from other hosts).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub published: Option<String>,
+    /// Why it waits to be placed (`RESOURCE:MEMORY` ...), while it does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending_reason: Option<String>,
     /// The record's version in the store (0 before it is first written).
     #[serde(default)]
     pub version: u64,
@@ -565,6 +579,9 @@ impl Task {
             healthy_at: None,
             stopped_at: None,
             standalone: None,
+            host: None,
+            published: None,
+            pending_reason: None,
             version: 0,
         }
     }

@@ -34,6 +34,8 @@ pub struct ObservedTask {
     pub state: TaskState,
     /// Healthy now, and not yet recorded as having been healthy.
     pub newly_healthy: bool,
+    /// Its host is draining: replace it elsewhere, with the rolling rules.
+    pub evict: bool,
 }
 
 /// The observed state of a task's container.
@@ -384,15 +386,18 @@ pub fn plan(input: PlanInput<'_>) -> Plan {
     };
 
     let desired = input.desired_count;
+    // Tasks on a draining host count as old: they are replaced like the tasks of an older
+    // revision (new ones first within maximum%, the old ones stopped while minimum healthy
+    // holds).
     let mut new: Vec<&ObservedTask> = tasks
         .iter()
         .copied()
-        .filter(|x| is_live(x) && belongs(x, &t))
+        .filter(|x| is_live(x) && belongs(x, &t) && !x.evict)
         .collect();
     let old: Vec<&ObservedTask> = tasks
         .iter()
         .copied()
-        .filter(|x| is_live(x) && !belongs(x, &t))
+        .filter(|x| is_live(x) && (!belongs(x, &t) || x.evict))
         .collect();
     let stopping = tasks.iter().filter(|x| is_stopping(x)).count() as u32;
     let min_healthy = input.config.min_healthy(desired);
@@ -418,12 +423,17 @@ pub fn plan(input: PlanInput<'_>) -> Plan {
     old_sorted.sort_by_key(|x| (healthy(x), x.id.clone()));
     let mut old_left = old_sorted.len() as u32;
     for x in old_sorted {
+        let why = if x.evict && belongs(x, &t) {
+            "Host is draining"
+        } else {
+            "Replaced by a new deployment"
+        };
         if !healthy(x) {
-            stops.push((x, "Replaced by a new deployment"));
+            stops.push((x, why));
             old_left -= 1;
         } else if healthy_total > min_healthy {
             healthy_total -= 1;
-            stops.push((x, "Replaced by a new deployment"));
+            stops.push((x, why));
             old_left -= 1;
         }
     }

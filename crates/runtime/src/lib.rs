@@ -9,7 +9,7 @@
 mod compose;
 mod ops;
 pub use compose::{ContainerDetails, Health, ImageDetails, PullAuth};
-pub use ops::{ExecOutput, LOCAL_RUN_LABEL, LocalRun};
+pub use ops::{EngineInfo, ExecOutput, LOCAL_RUN_LABEL, LocalRun};
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -19,7 +19,7 @@ use bollard::Docker;
 use bollard::auth::DockerCredentials;
 use bollard::models::{
     ContainerCreateBody, ContainerSummaryStateEnum, EndpointSettings, HealthConfig, HostConfig,
-    HostConfigLogConfig, NetworkCreateRequest, NetworkingConfig,
+    HostConfigLogConfig, NetworkCreateRequest, NetworkingConfig, PortBinding,
 };
 use bollard::query_parameters::{
     CreateContainerOptions, CreateImageOptions, EventsOptions, InspectContainerOptions,
@@ -71,7 +71,7 @@ impl RuntimeError {
 pub type Result<T, E = RuntimeError> = std::result::Result<T, E>;
 
 /// The coarse state of a container.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum ContainerState {
     Created,
     Running,
@@ -80,7 +80,7 @@ pub enum ContainerState {
 }
 
 /// One Slipway container as listed by the engine.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ContainerInfo {
     pub id: String,
     pub name: String,
@@ -94,10 +94,17 @@ pub struct ContainerInfo {
     pub ip: Option<String>,
     /// Creation time (unix ms).
     pub created_ms: i64,
+    /// `host:port` where the task's port is published on its host's address (for traffic
+    /// from other hosts), when it is.
+    #[serde(default)]
+    pub published: Option<String>,
+    /// The host that runs it (filled in by whoever gathers several hosts' lists).
+    #[serde(default)]
+    pub host: String,
 }
 
 /// What `inspect` adds for a container that stopped.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ExitInfo {
     pub exit_code: Option<i64>,
     pub oom_killed: bool,
@@ -109,7 +116,7 @@ pub struct ExitInfo {
 }
 
 /// A resolved image.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ImageInfo {
     /// `sha256:...` image id: what tasks are created from, so a moving tag cannot change
     /// what a revision runs.
@@ -120,7 +127,7 @@ pub struct ImageInfo {
 }
 
 /// A container event of interest to the controller.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ContainerEvent {
     pub container_id: String,
     pub action: String,
@@ -139,6 +146,9 @@ pub struct TaskLaunch<'a> {
     pub container: &'a ContainerSpec,
     /// Extra environment (discovery variables) added to the spec's.
     pub extra_env: &'a [(String, String)],
+    /// Publish the container's port on this address of the host, at `host_port` (for
+    /// traffic from other hosts: the ingress of a cluster of several hosts).
+    pub publish: Option<(&'a str, u16)>,
 }
 
 /// Supplies the credentials the engine pulls with, per registry host (`host:port`). The
@@ -318,6 +328,12 @@ impl DockerRuntime {
                 health: health_from_status(c.status.as_deref().unwrap_or("")),
                 ip,
                 created_ms: c.created.unwrap_or(0) * 1000,
+                published: c.ports.unwrap_or_default().into_iter().find_map(|p| {
+                    let public = p.public_port?;
+                    let ip = p.ip.filter(|ip| !ip.is_empty() && ip != "::")?;
+                    Some(format!("{ip}:{public}"))
+                }),
+                host: String::new(),
             });
         }
         Ok(out)
@@ -552,8 +568,19 @@ impl DockerRuntime {
                 ),
             ]
         };
+        let port_bindings = match (t.publish, c.port) {
+            (Some((ip, host_port)), Some(port)) => Some(HashMap::from([(
+                format!("{port}/tcp"),
+                Some(vec![PortBinding {
+                    host_ip: Some(ip.to_owned()),
+                    host_port: Some(host_port.to_string()),
+                }]),
+            )])),
+            _ => None,
+        };
         let host_config = HostConfig {
             network_mode: Some(t.network.to_owned()),
+            port_bindings,
             // Docker refuses less than 0.01 CPU.
             nano_cpus: c
                 .cpu

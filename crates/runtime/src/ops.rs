@@ -18,7 +18,7 @@ use crate::{CLUSTER_LABEL, DockerRuntime, Result, RuntimeError};
 pub const LOCAL_RUN_LABEL: &str = "slipway.local-run";
 
 /// What a command run in a container printed and how it ended.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ExecOutput {
     /// `None` if the engine did not report one.
     pub exit_code: Option<i64>,
@@ -205,5 +205,33 @@ impl DockerRuntime {
             }
         }
         Ok(removed)
+    }
+}
+
+/// What an engine says of itself: the identity and resources of a host.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct EngineInfo {
+    /// The engine's own id (stable across restarts): a host's identity.
+    pub id: String,
+    /// The machine's name as the engine reports it.
+    pub name: String,
+    /// CPUs and memory (bytes) the engine sees.
+    pub cpus: u64,
+    pub memory: u64,
+    /// `os/arch` (Go names).
+    pub platform: String,
+}
+
+impl DockerRuntime {
+    /// The engine's identity and resources.
+    pub async fn engine_info(&self) -> Result<EngineInfo> {
+        let i = self.docker.info().await?;
+        Ok(EngineInfo {
+            id: i.id.unwrap_or_default(),
+            name: i.name.unwrap_or_default(),
+            cpus: i.ncpu.unwrap_or(1).max(1) as u64,
+            memory: i.mem_total.unwrap_or(0).max(0) as u64,
+            platform: self.host_platform(),
+        })
     }
 }

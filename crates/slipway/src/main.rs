@@ -94,6 +94,13 @@ enum Command {
         #[command(subcommand)]
         cmd: cmd::access_key::AccessKeyCmd,
     },
+    /// The hosts of the cluster: join tokens, list, drain, activate, remove.
+    Host {
+        #[command(subcommand)]
+        cmd: cmd::host::HostCmd,
+    },
+    /// Run this machine's Docker engine as a host of a cluster (connects out to the server).
+    Agent(Box<cmd::host::AgentArgs>),
 }
 
 /// Runs a verb that waits for a deployment; Ctrl-C stops the waiting (not the deployment),
@@ -148,6 +155,8 @@ fn run_async(command: Command, json: bool) -> ExitCode {
     let result = rt.block_on(async move {
         match command {
             Command::Server(a) => server::run(*a).await,
+            Command::Agent(a) => cmd::host::agent(*a).await,
+            Command::Host { cmd } => cmd::host::run(cmd, json).await,
             Command::Ingress(_) | Command::Init(_) | Command::Schema => {
                 unreachable!("handled before the runtime starts")
             }

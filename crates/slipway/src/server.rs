@@ -45,6 +45,16 @@ pub struct ServerArgs {
     /// Servers sharing a database must use the same key.
     #[arg(long, value_name = "FILE")]
     secret_key: Option<PathBuf>,
+    /// The address other hosts reach this server at (its registry, and the ports of the
+    /// tasks it runs itself). Needed for a cluster of several hosts.
+    #[arg(long, value_name = "IP")]
+    advertise_addr: Option<std::net::IpAddr>,
+    /// Run no tasks on this server's own engine (only on the hosts of `slipway agent`s).
+    #[arg(long)]
+    no_local_agent: bool,
+    /// Attributes of this server's own host for placement (`--attribute zone=a`, repeatable).
+    #[arg(long = "attribute", value_name = "NAME=VALUE", value_parser = parse_attribute)]
+    attributes: Vec<(String, String)>,
     /// Address of the API. Binds to loopback unless told otherwise; port 0 picks a free port
     /// (written to DATA_DIR/api.addr).
     #[arg(long, default_value = DEFAULT_API_ADDR)]
@@ -99,6 +109,25 @@ pub struct ServerArgs {
     /// Extra host name or address the --tls-auto certificate covers (repeatable).
     #[arg(long = "tls-san", value_name = "NAME")]
     tls_sans: Vec<String>,
+}
+
+/// `NAME=VALUE` of `--attribute`.
+pub fn parse_attribute(s: &str) -> Result<(String, String), String> {
+    let (k, v) = s
+        .split_once('=')
+        .ok_or_else(|| format!("{s:?}: an attribute is NAME=VALUE, e.g. zone=a"))?;
+    let ok = |x: &str| {
+        !x.is_empty()
+            && x.len() <= 64
+            && x.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+    };
+    if !ok(k) || !ok(v) {
+        return Err(format!(
+            "{s:?}: attribute names and values are 1 to 64 letters, digits, '-', '_' or '.'"
+        ));
+    }
+    Ok((k.to_owned(), v.to_owned()))
 }
 
 /// The per-user default data directory.
@@ -197,6 +226,27 @@ impl slipway_runtime::PullCredentials for InternalPull {
                     self.registry.internal_pull_password(INTERNAL_PULL_TTL_SECS),
                 )
             })
+    }
+}
+
+/// How other hosts reach this server's registry: its `host:port` spellings in image
+/// references, the advertised address, and a short-lived pull password.
+struct SharedRegistry {
+    registry: Registry,
+    names: Vec<String>,
+    reachable: Option<String>,
+}
+
+impl slipway_agent::RemoteRegistry for SharedRegistry {
+    fn rewrite(&self) -> Option<(Vec<String>, String)> {
+        self.reachable.clone().map(|r| (self.names.clone(), r))
+    }
+
+    fn credentials(&self) -> Option<(String, String)> {
+        Some((
+            "slipway-internal".to_owned(),
+            self.registry.internal_pull_password(INTERNAL_PULL_TTL_SECS),
+        ))
     }
 }
 
@@ -370,7 +420,8 @@ struct Leading {
 fn spawn_leadership(
     store: Store,
     server_id: String,
-    rt: DockerRuntime,
+    hosts: slipway_agent::Hosts,
+    leading_flag: Arc<std::sync::atomic::AtomicBool>,
     cluster: String,
     ingress: Option<slipway_ingress::client::IngressClient>,
     secrets: SecretBox,
@@ -393,9 +444,10 @@ fn spawn_leadership(
                     (true, false) => {
                         tracing::info!(server = %server_id, "this server leads: starting the controller");
                         let (stop, stop_rx) = watch::channel(false);
+                        leading_flag.store(true, std::sync::atomic::Ordering::SeqCst);
                         let controller = Controller::start(
                             store.clone(),
-                            rt.clone(),
+                            hosts.clone(),
                             cluster.clone(),
                             ingress.clone(),
                             secrets.clone(),
@@ -407,6 +459,7 @@ fn spawn_leadership(
                     }
                     (false, true) => {
                         tracing::warn!(server = %server_id, "this server no longer leads: stopping the controller");
+                        leading_flag.store(false, std::sync::atomic::Ordering::SeqCst);
                         if let Some(l) = current.take() {
                             let _ = l.stop.send(true);
                         }
@@ -598,10 +651,60 @@ pub async fn run(args: ServerArgs) -> Result<ExitCode> {
     });
     let server_id = random_id(6);
     let leading: Arc<tokio::sync::Mutex<Option<Leading>>> = Arc::default();
+    let leading_flag = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // The engines of the cluster: this server's own (unless --no-local-agent) and every
+    // connected agent's.
+    let hub = slipway_agent::Hub::new();
+    let engine = rt
+        .engine_info()
+        .await
+        .context("cannot read the Docker engine's identity")?;
+    let local_host = slipway_app::host_id_of_engine(&engine.id);
+    let hosts = slipway_agent::Hosts::new(
+        (!args.no_local_agent).then(|| {
+            (
+                local_host.clone(),
+                rt.clone(),
+                args.advertise_addr.map(|ip| ip.to_string()),
+            )
+        }),
+        hub.clone(),
+        Some(Arc::new(SharedRegistry {
+            registry: registry.clone(),
+            names: own_registry_hosts(addr, &args.tls_sans),
+            reachable: args
+                .advertise_addr
+                .map(|ip| format!("{ip}:{}", addr.port())),
+        })),
+    );
+    let app = slipway_app::App::new(
+        store.clone(),
+        Arc::new(hosts.clone()),
+        secrets.clone(),
+        cluster.clone(),
+    );
+    if !args.no_local_agent {
+        app.register_local_host(slipway_app::HostHello {
+            host: local_host.clone(),
+            engine: engine.id.clone(),
+            name: engine.name.clone(),
+            cpu: engine.cpus * 1024,
+            memory: engine.memory / (1024 * 1024),
+            platform: engine.platform.clone(),
+            attributes: args.attributes.iter().cloned().collect(),
+            address: args
+                .advertise_addr
+                .map(|ip| ip.to_string())
+                .unwrap_or_else(|| "127.0.0.1".into()),
+        })
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot record this server's host: {e}"))?;
+    }
     spawn_leadership(
         store.clone(),
         server_id.clone(),
-        rt.clone(),
+        hosts,
+        leading_flag.clone(),
         cluster.clone(),
         ingress.as_ref().map(|i| i.client.clone()),
         secrets.clone(),
@@ -640,7 +743,6 @@ pub async fn run(args: ServerArgs) -> Result<ExitCode> {
             }
         });
     }
-    let app = slipway_app::App::new(store.clone(), Arc::new(rt), secrets, cluster.clone());
     // One listener: the native API, the registry (/v2/) and the registry's API routes, and
     // the AWS-compatible API (`POST /`: ECS, ECR, STS; `/api/v1/access-keys`).
     let aws = slipway_aws::router(slipway_aws::AwsState {
@@ -652,6 +754,8 @@ pub async fn run(args: ServerArgs) -> Result<ExitCode> {
         app,
         ingress_url,
         server_id: server_id.clone().into(),
+        hub,
+        leading: leading_flag,
     })
     .merge(registry.router())
     .merge(registry.admin_router())

@@ -115,6 +115,12 @@ pub struct ServiceRecord {
     pub revision: u32,
     /// `slipway delete` was asked: stop every task, then forget the service.
     pub deleting: bool,
+    /// How its tasks are placed on the hosts.
+    #[serde(
+        default,
+        skip_serializing_if = "slipway_core::placement::Placement::is_empty"
+    )]
+    pub placement: slipway_core::placement::Placement,
     pub created_at: i64,
     pub updated_at: i64,
     /// The record's version (0 before it is first written).
@@ -131,6 +137,7 @@ pub struct NewDeployment {
     pub kind: ServiceKind,
     pub desired_count: u32,
     pub config: DeploymentConfig,
+    pub placement: slipway_core::placement::Placement,
     /// Register this container as a new revision, or reuse an existing revision.
     pub revision: RevisionChoice,
     /// Set by the circuit breaker: the failed deployment this one rolls back.
@@ -167,6 +174,37 @@ pub struct AccessKey {
     pub read_only: bool,
     pub created_at: i64,
     pub revoked_at: Option<i64>,
+    #[serde(default)]
+    pub version: u64,
+}
+
+/// A host of the cluster: one Docker engine, run by its agent (or by the server itself).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostRecord {
+    pub id: String,
+    pub name: String,
+    /// The engine's id (one host per engine).
+    pub engine: String,
+    pub state: slipway_core::placement::HostState,
+    /// `zone=a` and the like (placement constraints and spread fields use them).
+    #[serde(default)]
+    pub attributes: std::collections::BTreeMap<String, String>,
+    /// CPU units (1024 per core) and MiB offered to tasks.
+    pub cpu: u64,
+    pub memory: u64,
+    /// `os/arch`.
+    pub platform: String,
+    /// Where other hosts reach its published ports.
+    pub address: String,
+    /// SHA-256 (hex) of its agent's key; `None` for the server's own host.
+    #[serde(default)]
+    pub key_hash: Option<String>,
+    pub created_at: i64,
+    /// When its agent was last connected (ms).
+    pub last_seen: i64,
+    /// Why it is in its state (a drain, a lost heartbeat).
+    #[serde(default)]
+    pub reason: Option<String>,
     #[serde(default)]
     pub version: u64,
 }
@@ -271,6 +309,25 @@ pub enum Write {
     Meta {
         key: String,
         value: String,
+    },
+    /// Creates (version 0) or updates a host.
+    Host(HostRecord),
+    RemoveHost {
+        id: String,
+        version: u64,
+    },
+    /// A new join token (its hash), usable once until `expires_at`.
+    JoinToken {
+        hash: String,
+        at: i64,
+        expires_at: i64,
+    },
+    /// Spends a join token for `host`; [`StoreError::NotFound`] when it is unknown, used
+    /// or expired.
+    UseJoinToken {
+        hash: String,
+        host: String,
+        at: i64,
     },
 }
 

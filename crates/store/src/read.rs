@@ -9,7 +9,8 @@ use sqlx::any::AnyRow;
 
 use crate::db::Store;
 use crate::{
-    AccessKey, ClusterRecord, Result, SecretInfo, ServiceRecord, ServiceView, StoreError, TaskCount,
+    AccessKey, ClusterRecord, HostRecord, Result, SecretInfo, ServiceRecord, ServiceView,
+    StoreError, TaskCount,
 };
 
 /// A record whose version lives in its own column.
@@ -26,7 +27,14 @@ macro_rules! versioned {
         }
     )*};
 }
-versioned!(ServiceRecord, Deployment, Task, TaskDefinition, AccessKey);
+versioned!(
+    ServiceRecord,
+    Deployment,
+    Task,
+    TaskDefinition,
+    AccessKey,
+    HostRecord
+);
 
 pub(crate) fn decode<T: serde::de::DeserializeOwned>(body: &str) -> Result<T> {
     Ok(serde_json::from_str(body)?)
@@ -564,6 +572,40 @@ impl Store {
         .fetch_all(self.pool())
         .await?;
         Ok(rows.iter().map(event).collect())
+    }
+
+    pub async fn get_host(&self, id: &str) -> Result<Option<HostRecord>> {
+        self.by_id("SELECT body, version FROM hosts WHERE id = $1", id)
+            .await
+    }
+
+    /// Every host, by id.
+    pub async fn list_hosts(&self) -> Result<Vec<HostRecord>> {
+        let rows = sqlx::query("SELECT body, version FROM hosts ORDER BY id")
+            .fetch_all(self.pool())
+            .await?;
+        records(&rows)
+    }
+
+    /// The tasks placed on a host that are not stopped.
+    pub async fn live_tasks_on(&self, host: &str) -> Result<Vec<Task>> {
+        let rows = sqlx::query(
+            "SELECT body, version FROM tasks WHERE host = $1 AND last_status != 'STOPPED' ORDER BY created_at, id",
+        )
+        .bind(host)
+        .fetch_all(self.pool())
+        .await?;
+        records(&rows)
+    }
+
+    /// Every task that is not stopped, of every service (placement counts them by host).
+    pub async fn live_tasks(&self) -> Result<Vec<Task>> {
+        let rows = sqlx::query(
+            "SELECT body, version FROM tasks WHERE last_status != 'STOPPED' ORDER BY created_at, id",
+        )
+        .fetch_all(self.pool())
+        .await?;
+        records(&rows)
     }
 
     pub async fn get_cluster(&self, name: &str) -> Result<Option<ClusterRecord>> {

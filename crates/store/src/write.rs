@@ -11,8 +11,8 @@ use crate::db::{Backend, Store};
 use crate::notify::{CHANNEL, Payload};
 use crate::read::record;
 use crate::{
-    AccessKey, Batch, ClusterRecord, Conflict, NewDeployment, Outcome, Result, RevisionChoice,
-    ServiceRecord, StoreError, Write,
+    AccessKey, Batch, ClusterRecord, Conflict, HostRecord, NewDeployment, Outcome, Result,
+    RevisionChoice, ServiceRecord, StoreError, Write,
 };
 
 /// How many deployments of a service are kept (in-progress ones are always kept).
@@ -468,6 +468,55 @@ async fn apply(tx: &mut AnyConnection, w: Write) -> Result<Outcome> {
             .await?;
             Outcome::Done(r.rows_affected() > 0)
         }
+        Write::Host(h) => Outcome::Version(put_host(tx, &h).await?),
+        Write::RemoveHost { id, version } => {
+            let r = sqlx::query("DELETE FROM hosts WHERE id = $1 AND version = $2")
+                .bind(&id)
+                .bind(version as i64)
+                .execute(&mut *tx)
+                .await?;
+            if r.rows_affected() == 0 {
+                let found = version_of(tx, "hosts", &[("id", Val::S(&id))]).await?;
+                return Err(Conflict {
+                    record: format!("host {id}"),
+                    expected: version,
+                    found,
+                }
+                .into());
+            }
+            Outcome::Done(true)
+        }
+        Write::JoinToken {
+            hash,
+            at,
+            expires_at,
+        } => {
+            sqlx::query(
+                "INSERT INTO join_tokens (hash, created_at, expires_at) VALUES ($1, $2, $3)",
+            )
+            .bind(&hash)
+            .bind(at)
+            .bind(expires_at)
+            .execute(&mut *tx)
+            .await?;
+            Outcome::Done(true)
+        }
+        Write::UseJoinToken { hash, host, at } => {
+            let r = sqlx::query(
+                "UPDATE join_tokens SET used_by = $1 WHERE hash = $2 AND used_by IS NULL AND expires_at > $3",
+            )
+            .bind(&host)
+            .bind(&hash)
+            .bind(at)
+            .execute(&mut *tx)
+            .await?;
+            if r.rows_affected() == 0 {
+                return Err(StoreError::NotFound(
+                    "an unused, unexpired join token like that".into(),
+                ));
+            }
+            Outcome::Done(true)
+        }
         Write::Meta { key, value } => {
             sqlx::query(
                 "INSERT INTO meta (key, value) VALUES ($1, $2)
@@ -544,8 +593,25 @@ async fn put_task(tx: &mut AnyConnection, t: &Task) -> Result<u64> {
             ("deployment_id", Val::S(&t.deployment_id)),
             ("revision", Val::I(i64::from(t.revision))),
             ("health", Val::S(t.health.as_str())),
+            ("host", Val::S(t.host.as_deref().unwrap_or(""))),
         ],
         t.version,
+    )
+    .await
+}
+
+async fn put_host(tx: &mut AnyConnection, h: &HostRecord) -> Result<u64> {
+    let mut body = h.clone();
+    body.version = h.version + 1;
+    let body = encode(&body)?;
+    put(
+        tx,
+        &|| format!("host {}", h.id),
+        "hosts",
+        &[("id", Val::S(&h.id))],
+        &[("created_at", Val::I(h.created_at))],
+        &[("body", Val::S(&body))],
+        h.version,
     )
     .await
 }
@@ -728,6 +794,7 @@ async fn deploy(tx: &mut AnyConnection, new: NewDeployment) -> Result<(Deploymen
         config: new.config,
         revision,
         deleting: false,
+        placement: new.placement.clone(),
         created_at: existing.as_ref().map_or(new.now, |s| s.created_at),
         updated_at: new.now,
         version: new.service_version,

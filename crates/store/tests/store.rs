@@ -21,6 +21,7 @@ fn new(id: &str, key: &ServiceKey, revision: RevisionChoice, now: i64) -> NewDep
         kind: ServiceKind::BackendService,
         desired_count: 2,
         config: DeploymentConfig::default(),
+        placement: Default::default(),
         revision,
         rollback_of: None,
         now,

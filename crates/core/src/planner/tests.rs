@@ -32,6 +32,7 @@ fn task(id: &str, dep: &str, revision: u32, state: TaskState) -> ObservedTask {
         desired_running: true,
         state,
         newly_healthy: false,
+        evict: false,
     }
 }
 
@@ -546,4 +547,61 @@ proptest! {
         prop_assert_eq!(starts(&p), crashed_n);
         prop_assert!(stops(&p).is_empty());
     }
+}
+
+/// Tasks on a draining host are replaced like old ones: the replacements start first
+/// (within maximum %), and the drained tasks stop while the minimum healthy holds.
+#[test]
+fn a_draining_hosts_tasks_are_replaced_with_the_rolling_rules() {
+    let cfg = DeploymentConfig::default(); // 100 % / 200 %
+    let d = deployment("d1", 1, RolloutState::Succeeded, 1);
+    let mut tasks = vec![
+        task("a", "d1", 1, healthy()),
+        task("b", "d1", 1, healthy()),
+        task("c", "d1", 1, healthy()),
+    ];
+    tasks[0].evict = true;
+    tasks[1].evict = true;
+    let input = |tasks: &[ObservedTask]| {
+        plan(PlanInput {
+            now: 10,
+            desired_count: 3,
+            config: &cfg,
+            deleting: false,
+            deployments: std::slice::from_ref(&d),
+            tasks,
+            start_backoff_until: None,
+        })
+    };
+    let p = input(&tasks);
+    let starts = p
+        .actions
+        .iter()
+        .filter(|a| matches!(a, Action::Start { .. }))
+        .count();
+    assert_eq!(starts, 2, "two replacements start: {:?}", p.actions);
+    assert!(
+        !p.actions.iter().any(|a| matches!(a, Action::Stop { .. })),
+        "nothing stops before the replacements are healthy (minimum 100 %): {:?}",
+        p.actions
+    );
+    // The replacements are healthy: the drained tasks stop, with the reason.
+    tasks.push(task("x", "d1", 1, healthy()));
+    tasks.push(task("y", "d1", 1, healthy()));
+    let p = input(&tasks);
+    let stops: Vec<(&str, &str)> = p
+        .actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Stop {
+                task_id, reason, ..
+            } => Some((task_id.as_str(), reason.as_str())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        stops,
+        [("a", "Host is draining"), ("b", "Host is draining")]
+    );
+    assert!(!p.actions.iter().any(|a| matches!(a, Action::Start { .. })));
 }

@@ -6,6 +6,7 @@ pub mod delete_app;
 pub mod deploy;
 pub mod diff;
 pub mod exec;
+pub mod host;
 pub mod init;
 pub mod login;
 pub mod ops;

@@ -236,7 +236,17 @@ fn an_image_for_another_platform_is_refused_before_any_task_starts() {
     // refuses it, naming both platforms and the fix.
     let tag = format!("slipway-plat-test:{}", std::process::id());
     let st = Command::new("docker")
-        .args(["build", "-q", "--platform", "linux/arm64", "-t", &tag])
+        // --no-cache: the classic builder's cache may hold the same layers built for
+        // amd64 (by another test) and hand them back as this image.
+        .args([
+            "build",
+            "-q",
+            "--no-cache",
+            "--platform",
+            "linux/arm64",
+            "-t",
+            &tag,
+        ])
         .arg(&dir)
         .env("DOCKER_BUILDKIT", "0")
         .output()

@@ -1,0 +1,187 @@
+//! The agent protocol: what the leading server asks of a host's agent and what the agent
+//! answers, as newline-delimited JSON over one HTTP connection the agent opened and
+//! upgraded (`Upgrade: slipway-agent/1`). The agent connects out, so a host needs no
+//! inbound port; the server sends calls, the agent answers each, streams the chunks of a
+//! long answer (logs) and reports container events as they happen.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use slipway_core::model::{ContainerSpec, PullPolicy, ServiceKey};
+use slipway_runtime::ContainerEvent;
+
+/// The protocol name of the upgrade.
+pub const UPGRADE: &str = "slipway-agent/1";
+
+/// What an agent says of its host when it connects (its first line).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hello {
+    /// The host's id (issued at join).
+    pub host: String,
+    /// The engine's id (a host is one engine).
+    pub engine: String,
+    pub name: String,
+    /// CPU units (1024 per core) and MiB offered to tasks.
+    pub cpu: u64,
+    pub memory: u64,
+    /// `os/arch`.
+    pub platform: String,
+    /// `zone=a` and the like.
+    #[serde(default)]
+    pub attributes: BTreeMap<String, String>,
+    /// The address other hosts (the ingress) reach this host's published ports at.
+    pub address: String,
+    pub version: String,
+}
+
+/// Credentials for pulling from a registry (the server's own, short-lived).
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RegistryAuth {
+    /// `host:port` as the image references name it.
+    pub registry: String,
+    pub username: String,
+    pub password: String,
+}
+
+impl std::fmt::Debug for RegistryAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RegistryAuth")
+            .field("registry", &self.registry)
+            .field("username", &self.username)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A task's container to create (an owned `slipway_runtime::TaskLaunch`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Launch {
+    pub cluster: String,
+    pub service: ServiceKey,
+    pub task_id: String,
+    pub deployment_id: String,
+    pub revision: u32,
+    pub network: String,
+    pub container: ContainerSpec,
+    /// Environment added to the spec's (discovery variables, decrypted secrets).
+    pub extra_env: Vec<(String, String)>,
+    /// Publish the container's port on the host's address (a port the agent picks).
+    pub publish: bool,
+    #[serde(default)]
+    pub auth: Vec<RegistryAuth>,
+}
+
+/// One call of the server.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Op {
+    List {
+        cluster: String,
+    },
+    ExitInfo {
+        container: String,
+    },
+    EnsureNetwork {
+        cluster: String,
+        key: ServiceKey,
+    },
+    RemoveNetwork {
+        cluster: String,
+        key: ServiceKey,
+    },
+    RemoveAppNetworks {
+        cluster: String,
+        app: String,
+        env: Option<String>,
+    },
+    Create {
+        launch: Box<Launch>,
+    },
+    Start {
+        container: String,
+    },
+    Address {
+        container: String,
+        network: String,
+    },
+    Stop {
+        container: String,
+        timeout_ms: u64,
+    },
+    Remove {
+        container: String,
+    },
+    /// Streamed: one chunk of log text at a time.
+    Logs {
+        container: String,
+        follow: bool,
+        since: Option<i64>,
+        tail: Option<u32>,
+    },
+    Exec {
+        container: String,
+        cmd: Vec<String>,
+        max_output: usize,
+    },
+    /// A health probe from the host (`GET url`): the status code, or why there was none.
+    Probe {
+        url: String,
+        timeout_ms: u64,
+    },
+    ResolveImage {
+        image: String,
+        pull: PullPolicy,
+        #[serde(default)]
+        auth: Vec<RegistryAuth>,
+    },
+}
+
+/// Server → agent.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "t", rename_all = "snake_case")]
+pub enum ToAgent {
+    Call {
+        id: u64,
+        op: Op,
+    },
+    /// The caller of a streamed call went away: stop streaming.
+    Cancel {
+        id: u64,
+    },
+    Ping,
+}
+
+/// Agent → server.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "t", rename_all = "snake_case")]
+pub enum ToServer {
+    /// The answer of a call: a JSON value, or an error message.
+    Reply {
+        id: u64,
+        #[serde(default)]
+        ok: Option<serde_json::Value>,
+        #[serde(default)]
+        err: Option<String>,
+    },
+    /// A piece of a streamed answer.
+    Chunk {
+        id: u64,
+        data: String,
+    },
+    /// The end of a streamed answer.
+    End {
+        id: u64,
+        #[serde(default)]
+        err: Option<String>,
+    },
+    Event {
+        event: ContainerEvent,
+    },
+    Pong,
+}
+
+/// The result of a probe.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ProbeResult {
+    Status(u16),
+    Failed(String),
+}
