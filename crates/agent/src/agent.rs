@@ -39,8 +39,9 @@ pub enum AgentError {
 /// How to run the agent.
 #[derive(Debug, Clone)]
 pub struct AgentOptions {
-    /// The server's URL (`http://HOST:PORT`).
-    pub server: String,
+    /// The servers' URLs (`http://HOST:PORT`): any server of the cluster will do (one that
+    /// does not lead names the leader); the agent tries them in turn.
+    pub servers: Vec<String>,
     /// Where the host's identity is kept (`agent.json`, mode 0600).
     pub data_dir: PathBuf,
     /// Needed once, to join.
@@ -50,6 +51,11 @@ pub struct AgentOptions {
     /// The address the ingress reaches this host's tasks at (default: the address this
     /// host reaches the server from).
     pub address: Option<String>,
+    /// CPU units (1024 a core) this host offers to tasks; default: all of the engine's.
+    pub cpu: Option<u64>,
+    /// Memory (MiB) this host offers to tasks; default: all of the engine's. Less keeps
+    /// room for the engine and other work on the host (ECS' reserved memory).
+    pub memory: Option<u64>,
 }
 
 /// What a host keeps of its join.
@@ -150,7 +156,16 @@ pub async fn run(opts: AgentOptions, shutdown: watch::Receiver<bool>) -> Result<
         .no_proxy()
         .build()
         .map_err(|e| AgentError::Refused(format!("cannot build an HTTP client: {e}")))?;
-    let server = opts.server.trim_end_matches('/').to_owned();
+    let servers: Vec<String> = opts
+        .servers
+        .iter()
+        .map(|s| s.trim_end_matches('/').to_owned())
+        .collect();
+    let Some(server) = servers.first().cloned() else {
+        return Err(AgentError::Refused(
+            "no server to connect to: pass --server URL".into(),
+        ));
+    };
     let identity = match load_identity(&opts.data_dir)? {
         Some(id) => id,
         None => {
@@ -160,7 +175,7 @@ pub async fn run(opts: AgentOptions, shutdown: watch::Receiver<bool>) -> Result<
                     state_path(&opts.data_dir).display()
                 )));
             };
-            let id = join(&http, &server, &token, &engine, opts.name.as_deref()).await?;
+            let id = join_any(&http, &servers, &token, &engine, opts.name.as_deref()).await?;
             save_identity(&opts.data_dir, &id)?;
             tracing::info!(host = %id.host, cluster = %id.cluster, "joined the cluster");
             id
@@ -174,8 +189,14 @@ pub async fn run(opts: AgentOptions, shutdown: watch::Receiver<bool>) -> Result<
         host: identity.host.clone(),
         engine: engine.id.clone(),
         name: opts.name.clone().unwrap_or_else(|| engine.name.clone()),
-        cpu: engine.cpus * 1024,
-        memory: engine.memory / (1024 * 1024),
+        cpu: opts
+            .cpu
+            .unwrap_or(engine.cpus * 1024)
+            .min(engine.cpus * 1024),
+        memory: opts
+            .memory
+            .unwrap_or(engine.memory / (1024 * 1024))
+            .min(engine.memory / (1024 * 1024)),
         platform: engine.platform.clone(),
         attributes: opts.attributes.clone(),
         address,
@@ -195,7 +216,26 @@ pub async fn run(opts: AgentOptions, shutdown: watch::Receiver<bool>) -> Result<
             .map_err(|e| AgentError::Refused(format!("cannot build an HTTP client: {e}")))?,
         stopping: Arc::default(),
     };
-    agent.serve(&server, shutdown).await
+    agent.serve(&servers, shutdown).await
+}
+
+/// Joins through the first of `servers` that answers (a refusal is final).
+async fn join_any(
+    http: &reqwest::Client,
+    servers: &[String],
+    token: &str,
+    engine: &slipway_runtime::EngineInfo,
+    name: Option<&str>,
+) -> Result<Identity, AgentError> {
+    let mut unreachable = Vec::new();
+    for server in servers {
+        match join(http, server, token, engine, name).await {
+            Ok(id) => return Ok(id),
+            Err(Failure::Refused(msg)) => return Err(AgentError::Refused(msg)),
+            Err(Failure::Retry(msg)) => unreachable.push(msg),
+        }
+    }
+    Err(AgentError::Refused(unreachable.join("; ")))
 }
 
 async fn join(
@@ -204,7 +244,7 @@ async fn join(
     token: &str,
     engine: &slipway_runtime::EngineInfo,
     name: Option<&str>,
-) -> Result<Identity, AgentError> {
+) -> Result<Identity, Failure> {
     let req = JoinRequest {
         token: token.trim().to_owned(),
         engine: engine.id.clone(),
@@ -215,7 +255,7 @@ async fn join(
         .json(&req)
         .send()
         .await
-        .map_err(|e| AgentError::Refused(format!("cannot reach the server at {server}: {e}")))?;
+        .map_err(|e| Failure::Retry(format!("cannot reach the server at {server}: {e}")))?;
     let status = resp.status();
     let body = resp.text().await.unwrap_or_default();
     if !status.is_success() {
@@ -223,13 +263,13 @@ async fn join(
             .ok()
             .and_then(|v| v["error"]["message"].as_str().map(str::to_owned))
             .unwrap_or(body);
-        return Err(AgentError::Refused(format!(
+        return Err(Failure::Refused(format!(
             "the server refused to join this host: {msg} (HTTP {})",
             status.as_u16()
         )));
     }
     serde_json::from_str(&body)
-        .map_err(|e| AgentError::Refused(format!("unexpected answer to the join: {e}")))
+        .map_err(|e| Failure::Refused(format!("unexpected answer to the join: {e}")))
 }
 
 /// The local address a connection to the server leaves from.
@@ -256,14 +296,17 @@ struct Agent {
 impl Agent {
     async fn serve(
         self,
-        server: &str,
+        servers: &[String],
         mut shutdown: watch::Receiver<bool>,
     ) -> Result<(), AgentError> {
+        // The server tried next; each failure moves to the next one.
+        let mut turn = 0usize;
+        let server = |turn: usize| servers[turn % servers.len()].clone();
         let me = Arc::new(self);
         let connected = Arc::new(std::sync::atomic::AtomicBool::new(false));
         tokio::spawn(me.clone().supervise(connected.clone(), shutdown.clone()));
         let mut backoff = Duration::from_millis(200);
-        let mut url = server.to_owned();
+        let mut url = server(turn);
         loop {
             if *shutdown.borrow() {
                 return Ok(());
@@ -282,7 +325,7 @@ impl Agent {
                         _ = shutdown.changed() => {}
                     }
                     connected.store(false, std::sync::atomic::Ordering::SeqCst);
-                    url = server.to_owned();
+                    url = server(turn);
                     continue;
                 }
                 Ok(Connected::Redirect(to)) => {
@@ -293,7 +336,8 @@ impl Agent {
                 Err(Failure::Refused(msg)) => return Err(AgentError::Refused(msg)),
                 Err(Failure::Retry(msg)) => {
                     tracing::warn!(server = %url, error = %msg, "cannot connect; retrying");
-                    url = server.to_owned();
+                    turn += 1;
+                    url = server(turn);
                 }
             }
             tokio::select! {
@@ -386,10 +430,9 @@ impl Agent {
         };
         let mut streams: HashMap<u64, tokio::task::AbortHandle> = HashMap::new();
         let mut lines = BufReader::new(reader).lines();
-        // The server pings every 5 s: 15 s of silence means it is gone.
+        // The server pings every second: SILENCE without a word means it is gone.
         let result = loop {
-            let line = match tokio::time::timeout(Duration::from_secs(15), lines.next_line()).await
-            {
+            let line = match tokio::time::timeout(crate::hub::SILENCE, lines.next_line()).await {
                 Ok(Ok(Some(l))) => l,
                 Ok(Ok(None)) => break Ok(()),
                 Ok(Err(e)) => break Err(e),

@@ -71,7 +71,12 @@ pub struct Hosts {
     local: Option<Local>,
     hub: Hub,
     registry: Option<Arc<dyn RemoteRegistry>>,
+    loss_timeout: std::time::Duration,
 }
+
+/// How long a host may go unheard before it is lost, unless configured (Swarm: ~15 s,
+/// Nomad: ~20 s).
+pub const LOSS_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 impl std::fmt::Debug for Hosts {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -100,7 +105,18 @@ impl Hosts {
             local: local.map(|(id, rt, publish)| Local { id, rt, publish }),
             hub,
             registry,
+            loss_timeout: LOSS_TIMEOUT,
         }
+    }
+
+    /// How long a host may go unheard before it is lost (and its tasks replaced).
+    pub fn with_loss_timeout(mut self, d: std::time::Duration) -> Self {
+        self.loss_timeout = d;
+        self
+    }
+
+    pub fn loss_timeout(&self) -> std::time::Duration {
+        self.loss_timeout
     }
 
     pub fn hub(&self) -> &Hub {
@@ -123,6 +139,41 @@ impl Hosts {
     /// Whether the host can be asked anything now.
     pub fn is_up(&self, host: &str) -> bool {
         self.local_for(host).is_some() || self.hub.is_connected(host)
+    }
+
+    /// Forgets a removed host: removes the containers of `cluster` there while its agent is
+    /// still connected (best effort: a host out of reach keeps them), then ends its
+    /// connection (its credential no longer works). How many containers were removed.
+    pub async fn forget(&self, host: &str, cluster: &str) -> usize {
+        let mut removed = 0;
+        if self.local_for(host).is_none() && self.hub.is_connected(host) {
+            let listed = self
+                .hub
+                .call::<Vec<ContainerInfo>>(
+                    host,
+                    Op::List {
+                        cluster: cluster.to_owned(),
+                    },
+                    Duration::from_secs(10),
+                )
+                .await;
+            for c in listed.unwrap_or_default() {
+                match self.remove(host, &c.id).await {
+                    Ok(()) => removed += 1,
+                    Err(e) => {
+                        tracing::warn!(%host, container = %c.id, error = %e, "cannot remove a container of a removed host")
+                    }
+                }
+            }
+        }
+        self.hub.disconnect(host);
+        removed
+    }
+
+    /// Agent hosts this server has not heard from for `after` (connected or not) among
+    /// those it has heard from since it started.
+    pub fn silent_hosts(&self, after: std::time::Duration) -> std::collections::BTreeSet<String> {
+        self.hub.silent(after)
     }
 
     /// The hosts that can be asked anything now.

@@ -41,11 +41,16 @@ struct Conn {
     epoch: u64,
     tx: mpsc::UnboundedSender<ToAgent>,
     pending: Mutex<HashMap<u64, Pending>>,
+    /// Ends the connection from the server's side.
+    close: tokio::sync::Notify,
 }
 
 #[derive(Default)]
 struct Inner {
     conns: Mutex<HashMap<String, Arc<Conn>>>,
+    /// When each host was last heard from (milliseconds since the epoch), kept after its
+    /// connection ends: host loss is counted from there.
+    heard: Mutex<HashMap<String, i64>>,
     next: AtomicU64,
     events: Option<broadcast::Sender<(String, ContainerEvent)>>,
 }
@@ -72,6 +77,17 @@ impl std::fmt::Debug for Hub {
 
 /// How long a call may take before it fails (a stop waits for its grace period on top).
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(60);
+/// How often the server pings each agent (the agent answers: its heartbeat).
+pub const PING_EVERY: Duration = Duration::from_secs(1);
+/// A connection silent this long is dropped (the agent connects again when it can).
+pub const SILENCE: Duration = Duration::from_secs(5);
+
+fn epoch_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
 
 impl Hub {
     pub fn new() -> Self {
@@ -79,6 +95,7 @@ impl Hub {
         Hub {
             inner: Arc::new(Inner {
                 conns: Mutex::default(),
+                heard: Mutex::default(),
                 next: AtomicU64::new(1),
                 events: Some(events),
             }),
@@ -96,6 +113,36 @@ impl Hub {
 
     pub fn is_connected(&self, host: &str) -> bool {
         self.conns().contains_key(host)
+    }
+
+    /// When `host` was last heard from (ms since the epoch), if since this server started.
+    pub fn last_heard(&self, host: &str) -> Option<i64> {
+        lock(&self.inner.heard).get(host).copied()
+    }
+
+    /// Ends `host`'s connection and forgets it (its credential was revoked): its calls
+    /// fail, and it is not counted silent.
+    pub fn disconnect(&self, host: &str) {
+        if let Some(c) = self.conns().remove(host) {
+            c.close.notify_one();
+            fail_all(&c);
+        }
+        lock(&self.inner.heard).remove(host);
+    }
+
+    /// Hosts heard from since this server started, but not for `after`.
+    pub fn silent(&self, after: Duration) -> std::collections::BTreeSet<String> {
+        let now = epoch_ms();
+        let after = after.as_millis() as i64;
+        lock(&self.inner.heard)
+            .iter()
+            .filter(|(_, at)| now - **at >= after)
+            .map(|(h, _)| h.clone())
+            .collect()
+    }
+
+    fn heard(&self, host: &str) {
+        lock(&self.inner.heard).insert(host.to_owned(), epoch_ms());
     }
 
     /// Container events of every connected host: `(host, event)`.
@@ -122,13 +169,15 @@ impl Hub {
             epoch,
             tx,
             pending: Mutex::default(),
+            close: tokio::sync::Notify::new(),
         });
         if let Some(old) = self.conns().insert(host.clone(), conn.clone()) {
             fail_all(&old);
         }
+        self.heard(&host);
         tracing::info!(%host, "agent connected");
         let writer_task = tokio::spawn(async move {
-            let mut ping = tokio::time::interval(Duration::from_secs(5));
+            let mut ping = tokio::time::interval(PING_EVERY);
             loop {
                 let msg = tokio::select! {
                     m = rx.recv() => match m { Some(m) => m, None => return },
@@ -142,10 +191,14 @@ impl Hub {
             }
         });
         let mut lines = BufReader::new(reader).lines();
-        // An agent that says nothing for 15 s (it answers pings every 5 s) is gone.
-        while let Ok(Ok(Some(line))) =
-            tokio::time::timeout(Duration::from_secs(15), lines.next_line()).await
-        {
+        // An agent that says nothing for SILENCE (it answers every ping) is gone.
+        loop {
+            let line = tokio::select! {
+                r = tokio::time::timeout(SILENCE, lines.next_line()) => r,
+                () = conn.close.notified() => break,
+            };
+            let Ok(Ok(Some(line))) = line else { break };
+            self.heard(&host);
             let Ok(msg) = serde_json::from_str::<ToServer>(&line) else {
                 tracing::warn!(%host, "agent sent a line that is not a message");
                 continue;

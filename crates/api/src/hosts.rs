@@ -4,7 +4,7 @@
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{Path, Request, State};
+use axum::extract::{Path, Query, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
@@ -75,11 +75,19 @@ pub(crate) async fn activate(
     one(&state, &id).await
 }
 
+/// `DELETE /api/v1/hosts/{id}[?force=true]`.
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct RemoveQuery {
+    #[serde(default)]
+    force: bool,
+}
+
 pub(crate) async fn remove(
     State(state): State<ApiState>,
     Path(id): Path<String>,
+    Query(q): Query<RemoveQuery>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let h = state.app.remove_host(&id).await?;
+    let h = state.app.remove_host(&id, q.force).await?;
     Ok(Json(serde_json::json!({ "id": h.id, "removed": true })))
 }
 

@@ -39,6 +39,9 @@ pub trait Engine: Send + Sync + 'static {
         cmd: Vec<String>,
         max_output: usize,
     ) -> Result<ExecOutput, RuntimeError>;
+    /// Forgets a removed host: stops the cluster's containers there if it is reachable and
+    /// ends its agent's connection. How many containers were removed.
+    async fn forget_host(&self, host: &str, cluster: &str) -> usize;
     /// Removes the networks of an app (or one environment) on every host; their names.
     async fn remove_app_networks(
         &self,
@@ -102,6 +105,10 @@ impl Engine for Hosts {
         Hosts::exec(self, host, container, cmd, max_output)
             .await
             .map_err(runtime_error)
+    }
+
+    async fn forget_host(&self, host: &str, cluster: &str) -> usize {
+        Hosts::forget(self, host, cluster).await
     }
 
     async fn remove_app_networks(

@@ -67,13 +67,7 @@ fn sha256_hex(s: &str) -> String {
 /// The host id of an engine (the server's own host: the same for every server on one
 /// engine).
 pub fn host_id_of_engine(engine: &str) -> String {
-    let clean: String = engine
-        .chars()
-        .filter(char::is_ascii_alphanumeric)
-        .take(12)
-        .collect::<String>()
-        .to_ascii_lowercase();
-    format!("h-{clean}")
+    format!("h-{}", &sha256_hex(engine)[..12])
 }
 
 fn unauthorized(message: impl Into<String>) -> AppError {
@@ -322,7 +316,7 @@ impl App {
 
     /// Forgets a host and revokes its agent's key. Its tasks, if any are left, are replaced
     /// on other hosts.
-    pub async fn remove_host(&self, id: &str) -> Result<HostRecord> {
+    pub async fn remove_host(&self, id: &str, force: bool) -> Result<HostRecord> {
         let h = retry(|| async {
             let Some(h) = self.store().get_host(id).await? else {
                 return Err(AppError::not_found(format!(
@@ -330,6 +324,16 @@ impl App {
                 ))
                 .into());
             };
+            let tasks = self.store().live_tasks_on(id).await?.len();
+            if tasks > 0 && !force {
+                return Err(AppError::conflict(
+                    "HOST_NOT_EMPTY",
+                    format!(
+                        "host {id} still runs {tasks} task(s); drain it first (`slipway host drain {id}`, then `slipway host ls` shows 0 tasks), or pass --force to replace them on other hosts at once"
+                    ),
+                )
+                .into());
+            }
             self.store()
                 .commit(Batch::new().write(Write::RemoveHost {
                     id: h.id.clone(),
@@ -339,8 +343,9 @@ impl App {
             Ok(h)
         })
         .await?;
+        let stopped = self.engine().forget_host(id, self.cluster()).await;
         self.wake_services_on(id).await?;
-        tracing::info!(host = %id, "host removed; its credential is revoked");
+        tracing::info!(host = %id, stopped, "host removed; its credential is revoked");
         Ok(h)
     }
 

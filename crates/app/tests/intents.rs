@@ -66,6 +66,10 @@ impl Engine for FixedImages {
         Err(RuntimeError::Unreachable("no engine in this test".into()))
     }
 
+    async fn forget_host(&self, _: &str, _: &str) -> usize {
+        0
+    }
+
     async fn remove_app_networks(
         &self,
         _: &str,

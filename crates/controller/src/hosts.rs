@@ -11,18 +11,26 @@ use tokio::sync::watch;
 
 use crate::{Controller, now_ms};
 
-/// How long a host may be out of touch before it is lost (Swarm: ~15 s, Nomad: ~20 s).
-pub const LOSS_TIMEOUT: Duration = Duration::from_secs(10);
 /// How often a connected host's `last_seen` is written.
 const SEEN_EVERY_MS: i64 = 5_000;
 
 impl Controller {
     pub(crate) async fn maintain_hosts(self, mut shutdown: watch::Receiver<bool>) {
         let started = now_ms();
+        let mut silent = std::collections::BTreeSet::new();
         loop {
             tokio::select! {
-                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                _ = tokio::time::sleep(Duration::from_millis(500)) => {}
                 _ = shutdown.changed() => return,
+            }
+            // A host gone silent takes no new requests (nor one that speaks again does).
+            let now_silent = self.inner.hosts.silent_hosts(crate::routing::SUSPECT_AFTER);
+            if now_silent != silent {
+                for h in now_silent.difference(&silent) {
+                    tracing::warn!(host = %h, "host silent: its tasks take no new requests until it is heard again");
+                }
+                silent = now_silent;
+                self.sync_ingress(false).await;
             }
             if let Err(e) = self.check_hosts(started).await {
                 tracing::warn!(error = %e, "checking hosts failed");
@@ -33,7 +41,8 @@ impl Controller {
     async fn check_hosts(&self, started: i64) -> Result<(), crate::ControllerError> {
         let store = &self.inner.store;
         let now = now_ms();
-        let loss = LOSS_TIMEOUT.as_millis() as i64;
+        let timeout = self.inner.hosts.loss_timeout();
+        let loss = timeout.as_millis() as i64;
         let mut lost_any = false;
         for mut h in store.list_hosts().await? {
             let up = self.inner.hosts.is_up(&h.id);
@@ -50,13 +59,18 @@ impl Controller {
                 }
                 continue;
             }
-            let silent = now - h.last_seen.max(started);
+            // Counted from the last word this server heard from the agent (its heartbeat
+            // answers a ping every second), else from the record or this leader's start.
+            let silent = match self.inner.hosts.hub().last_heard(&h.id) {
+                Some(heard) => now - heard,
+                None => now - h.last_seen.max(started),
+            };
             if h.state != HostState::Lost && silent >= loss {
                 tracing::warn!(host = %h.id, silent_ms = silent, "host lost: its agent stopped answering");
                 h.state = HostState::Lost;
                 h.reason = Some(format!(
-                    "no agent connection for {} s",
-                    LOSS_TIMEOUT.as_secs()
+                    "no word from its agent for {} s",
+                    timeout.as_secs()
                 ));
                 if store
                     .commit(Batch::new().write(Write::Host(h)))

@@ -13,7 +13,7 @@ use slipway_core::model::{ServiceKey, Task, TaskHealth, TaskStatus};
 use slipway_core::placement::HostState;
 use slipway_core::planner::{self, ObservedTask, PlanInput, TaskState};
 use slipway_runtime::{ContainerInfo, ContainerState};
-use slipway_store::ServiceRecord;
+use slipway_store::{Batch, ServiceRecord, Write};
 
 use crate::{Controller, ControllerError, Probe, now_ms};
 
@@ -149,6 +149,17 @@ impl Controller {
                 // A host that comes back still runs what was replaced meanwhile.
                 tracing::info!(task = %t.id, host = %c.host, "removing the container of a stopped task");
                 self.inner.hosts.remove(&c.host, &c.id).await?;
+                if c.state == ContainerState::Running {
+                    self.event(
+                        key,
+                        now,
+                        format!(
+                            "(service {}) task {} still ran on host {}, which is back; it was replaced meanwhile, so it was stopped.",
+                            key.name, t.id, c.host
+                        ),
+                    )
+                    .await?;
+                }
                 continue;
             }
             let mut task = Task {
@@ -191,6 +202,8 @@ impl Controller {
         let mut observed = Vec::with_capacity(rows.len());
         let mut newly_healthy_ids: Vec<String> = Vec::new();
         let mut exits = HashMap::new();
+        // Tasks counted out in this pass because their host was lost, by host.
+        let mut lost_now: std::collections::BTreeMap<String, Vec<String>> = Default::default();
         for row in &mut rows {
             let (starting, stopping) = {
                 let l = self.local();
@@ -225,6 +238,7 @@ impl Controller {
                     if row.stopped_reason.is_none() {
                         row.stopped_reason =
                             Some(format!("Host {h} was lost: its agent stopped answering"));
+                        lost_now.entry(h.clone()).or_default().push(row.id.clone());
                     }
                     TaskState::Exited {
                         exit_code: None,
@@ -418,6 +432,30 @@ impl Controller {
                 newly_healthy,
                 evict,
             });
+        }
+
+        // The story of a lost host, told once: its tasks (recorded with the reason) and one
+        // event, in one batch (a task already told of keeps its reason, so no repeat).
+        for (host, ids) in &lost_now {
+            let mut batch = Batch::new();
+            for id in ids {
+                if let Some(row) = rows.iter().find(|r| &r.id == id) {
+                    batch = batch.write(Write::Task(row.clone()));
+                }
+            }
+            let tasks: Vec<String> = ids.iter().map(|t| format!("(task {t})")).collect();
+            let msg = format!(
+                "(service {}) host {host} was lost (its agent stopped answering): replacing its {} task(s) on the other hosts: {}.",
+                key.name,
+                ids.len(),
+                tasks.join(" ")
+            );
+            let out = store.commit(batch.event(key, now, msg)).await?;
+            for (id, o) in ids.iter().zip(out.iter()) {
+                if let Some(row) = rows.iter_mut().find(|r| &r.id == id) {
+                    row.version = o.version();
+                }
+            }
         }
 
         // A service being deleted is forgotten once nothing of it is left.

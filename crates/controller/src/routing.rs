@@ -9,11 +9,17 @@ use slipway_ingress::{RouteConfig, RoutingConfig, ServiceConfig, TargetConfig};
 
 use crate::{Controller, ControllerError};
 
+/// A host unheard this long (its agent answers a ping every second) takes no new requests:
+/// well before it is lost, and retried elsewhere are the requests still waiting on it.
+pub(crate) const SUSPECT_AFTER: Duration = Duration::from_secs(3);
+
 impl Controller {
     /// The routing configuration the store describes.
     pub(crate) async fn routing_config(&self) -> Result<RoutingConfig, ControllerError> {
         let store = &self.inner.store;
         let mut services = Vec::new();
+        // Hosts whose agents went silent: their tasks take no new requests meanwhile.
+        let suspect = self.inner.hosts.silent_hosts(SUSPECT_AFTER);
         for svc in store.list_services(None).await? {
             let Some(td) = store
                 .get_task_definition(&svc.key.family(), svc.revision)
@@ -24,57 +30,59 @@ impl Controller {
             let Some(route) = td.container.http_route.clone() else {
                 continue;
             };
-            let mut targets = Vec::new();
+            // (target, routable): a task that is routable, or draining.
+            let mut candidates: Vec<(TargetConfig, bool)> = Vec::new();
             let local = self.inner.hosts.local_id();
             for t in store.list_tasks(&svc.key, false).await? {
-                // A task of this server's host is reached at its container address; one of
-                // another host where its port is published on that host.
-                let remote = t.host.is_some() && t.host.as_deref() != local;
-                if remote {
-                    let Some(published) = &t.published else {
-                        continue;
-                    };
-                    let Ok(addr) = published.parse() else {
-                        continue;
-                    };
-                    let routable = t.desired_running
-                        && t.health == TaskHealth::Healthy
-                        && t.last_status == TaskStatus::Running;
-                    let draining = !t.desired_running && t.last_status != TaskStatus::Stopped;
-                    if routable || draining {
-                        targets.push(TargetConfig {
-                            id: t.id.clone(),
-                            addr,
-                            draining,
-                        });
-                    }
-                    continue;
-                }
-                let Some(ip) = &t.address else { continue };
-                let port = if t.revision == td.revision {
-                    td.container.port
-                } else {
-                    store
-                        .get_task_definition(&svc.key.family(), t.revision)
-                        .await?
-                        .and_then(|d| d.container.port)
-                };
-                let Some(port) = port else { continue };
-                let Ok(addr) = format!("{ip}:{port}").parse() else {
-                    continue;
-                };
                 let routable = t.desired_running
                     && t.health == TaskHealth::Healthy
                     && t.last_status == TaskStatus::Running;
                 let draining = !t.desired_running && t.last_status != TaskStatus::Stopped;
-                if routable || draining {
-                    targets.push(TargetConfig {
+                if !(routable || draining) {
+                    continue;
+                }
+                // A task of this server's host is reached at its container address; one of
+                // another host where its port is published on that host.
+                let remote = t.host.is_some() && t.host.as_deref() != local;
+                let addr = if remote {
+                    t.published.as_deref().and_then(|p| p.parse().ok())
+                } else {
+                    let port = if t.revision == td.revision {
+                        td.container.port
+                    } else {
+                        store
+                            .get_task_definition(&svc.key.family(), t.revision)
+                            .await?
+                            .and_then(|d| d.container.port)
+                    };
+                    match (&t.address, port) {
+                        (Some(ip), Some(port)) => format!("{ip}:{port}").parse().ok(),
+                        _ => None,
+                    }
+                };
+                let Some(addr) = addr else { continue };
+                let unreachable = remote && t.host.as_ref().is_some_and(|h| suspect.contains(h));
+                candidates.push((
+                    TargetConfig {
                         id: t.id.clone(),
                         addr,
-                        draining,
-                    });
+                        draining: draining || unreachable,
+                        unreachable,
+                    },
+                    routable,
+                ));
+            }
+            // Fail open: a service whose every target is on hosts out of touch keeps them
+            // (the tasks may well be serving; only their agents went silent).
+            if candidates.iter().all(|(t, _)| t.draining) {
+                for (t, routable) in &mut candidates {
+                    if t.unreachable {
+                        t.unreachable = false;
+                        t.draining = !*routable;
+                    }
                 }
             }
+            let mut targets: Vec<TargetConfig> = candidates.into_iter().map(|(t, _)| t).collect();
             targets.sort_by(|a, b| a.id.cmp(&b.id));
             let hosts: Vec<Option<String>> = if route.aliases.is_empty() {
                 vec![None]

@@ -618,6 +618,8 @@ enum Failure {
     Timeout,
     /// The target answered with something that is not HTTP/1.1.
     Bad,
+    /// The target's host went out of reach before it answered: no answer can come back.
+    Gone,
 }
 
 /// Forwards one request and copies the response back. Returns whether the client
@@ -702,7 +704,11 @@ async fn forward(
             &mut s.ubuf,
             &mut s.wbuf,
         );
-        match sent.await {
+        let outcome = tokio::select! {
+            r = sent => r,
+            () = proxy::unreachable(&target) => Err(Failure::Gone),
+        };
+        match outcome {
             Ok((conn, resp)) => {
                 target.connect_failures.store(0, Ordering::Relaxed);
                 target.requests.fetch_add(1, Ordering::Relaxed);
@@ -736,6 +742,14 @@ async fn forward(
                 last_error = "upstream connection failed";
                 connect_failed = true;
             }
+            Err(Failure::Gone) if safe => {
+                // Whatever the dead host did with it, its answer will never come: another
+                // target answers instead, whatever the retry budget says.
+                proxy::release(&target, &service);
+                tried.push(target);
+                last_error = "upstream host out of reach";
+                connect_failed = true;
+            }
             Err(Failure::Sent) if safe => {
                 proxy::release(&target, &service);
                 target.connect_failures.fetch_add(1, Ordering::Relaxed);
@@ -743,7 +757,7 @@ async fn forward(
                 last_error = "upstream request failed";
                 connect_failed = false;
             }
-            Err(failure @ (Failure::Sent | Failure::Bad | Failure::Timeout)) => {
+            Err(failure @ (Failure::Sent | Failure::Bad | Failure::Timeout | Failure::Gone)) => {
                 let (status, text) = match failure {
                     Failure::Timeout => (
                         StatusCode::GATEWAY_TIMEOUT,

@@ -459,12 +459,17 @@ async fn handle(
                     break;
                 }
             };
-            match tokio::time::timeout(
-                shared.opts.response_header_timeout,
-                conn.try_send_request(up),
-            )
-            .await
-            {
+            let answer = tokio::select! {
+                r = tokio::time::timeout(
+                    shared.opts.response_header_timeout,
+                    conn.try_send_request(up),
+                ) => r,
+                () = unreachable(&target) => {
+                    sent = Some(Err(Failure::Gone));
+                    break;
+                }
+            };
+            match answer {
                 Ok(Ok(resp)) => {
                     sent = Some(Ok((resp, conn)));
                     break;
@@ -596,6 +601,29 @@ async fn handle(
                     .observe(502, start.elapsed().as_micros() as u64);
                 return Ok(full(StatusCode::BAD_GATEWAY, "upstream error\n"));
             }
+            Err(Failure::Gone) => {
+                // Whatever the dead host did with it, its answer will never come: a safe
+                // request with a buffered body goes to another target, whatever the budget.
+                release(&target, &service);
+                let safe = matches!(
+                    method,
+                    http::Method::GET | http::Method::HEAD | http::Method::OPTIONS
+                );
+                if safe && matches!(body, ReqBody::Buffered(_)) {
+                    tried.push(target);
+                    last_error = "upstream host out of reach";
+                    connect_failed = true;
+                    continue;
+                }
+                service
+                    .stats
+                    .observe(502, start.elapsed().as_micros() as u64);
+                return Ok(full(
+                    StatusCode::BAD_GATEWAY,
+                    "upstream host out of reach
+",
+                ));
+            }
             Err(Failure::Timeout) => {
                 release(&target, &service);
                 service
@@ -631,6 +659,16 @@ enum Failure {
     Sent(hyper::Error),
     /// No response head within the response header timeout.
     Timeout,
+    /// The target's host went out of reach before it answered: no answer can come back.
+    Gone,
+}
+
+/// Resolves once `target`'s host is out of reach (never, while it is not).
+pub(crate) async fn unreachable(target: &Target) {
+    let mut rx = target.unreachable.subscribe();
+    if rx.wait_for(|u| *u).await.is_err() {
+        std::future::pending::<()>().await;
+    }
 }
 
 /// Picks a target for the request. With no target to take it right now (a table swap

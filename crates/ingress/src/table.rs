@@ -46,6 +46,11 @@ pub struct TargetConfig {
     /// Draining: no new requests; in-flight ones finish.
     #[serde(default)]
     pub draining: bool,
+    /// Its host is out of reach (its agent went silent): no new requests, and a safe
+    /// request still waiting for its answer is sent to another target (the answer cannot
+    /// come back). Implies draining.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub unreachable: bool,
 }
 
 /// A configuration the ingress refuses.
@@ -127,6 +132,9 @@ pub struct Target {
     pub requests: AtomicU64,
     /// Turns true when the target starts draining: upgraded connections (WebSockets) close.
     pub drain_signal: tokio::sync::watch::Sender<bool>,
+    /// True while the target's host is out of reach: requests waiting for its answer give
+    /// up on it (and safe ones go to another target).
+    pub unreachable: tokio::sync::watch::Sender<bool>,
     /// Idle connections to this target (see [`crate::upstream`]).
     pub idle: std::sync::Mutex<Vec<crate::upstream::Conn>>,
     /// Idle connections of the HTTP/1.1 fast path (see [`crate::fast`]).
@@ -145,6 +153,7 @@ impl Target {
             down_until: AtomicU64::new(0),
             requests: AtomicU64::new(0),
             drain_signal: tokio::sync::watch::channel(false).0,
+            unreachable: tokio::sync::watch::channel(false).0,
             idle: std::sync::Mutex::new(Vec::new()),
             raw_idle: std::sync::Mutex::new(Vec::new()),
         }
@@ -223,6 +232,8 @@ pub struct Table {
     any: RouteList,
     /// Targets no longer routable whose in-flight requests may still run.
     pub draining: Vec<Arc<Target>>,
+    /// Those of `draining` whose host is out of reach.
+    pub unreachable: Vec<Arc<Target>>,
 }
 
 /// What a request matched.
@@ -257,6 +268,7 @@ impl Table {
         }
         let mut table = Table::default();
         let mut draining = Vec::new();
+        let mut unreachable = Vec::new();
         for (i, s) in cfg.services.iter().enumerate() {
             let mut active = Vec::new();
             for t in &s.targets {
@@ -266,7 +278,10 @@ impl Table {
                 };
                 // The shared draining flags are not touched here: the table being
                 // compiled is not serving yet (see `Table::undrain` and `Table::drain`).
-                if t.draining {
+                if t.unreachable {
+                    unreachable.push(Arc::clone(&target));
+                    draining.push(target);
+                } else if t.draining {
                     draining.push(target);
                 } else {
                     active.push(target);
@@ -307,6 +322,7 @@ impl Table {
             list.sort();
         }
         table.draining = draining;
+        table.unreachable = unreachable;
         table
     }
 
@@ -319,6 +335,12 @@ impl Table {
             t.drain_signal
                 .send_if_modified(|d| std::mem::replace(d, false));
         }
+        for t in self.all_targets() {
+            if !self.unreachable.iter().any(|u| Arc::ptr_eq(u, t)) {
+                t.unreachable
+                    .send_if_modified(|u| std::mem::replace(u, false));
+            }
+        }
     }
 
     /// Sets the draining flag of this table's draining targets. Called once the table is
@@ -330,6 +352,10 @@ impl Table {
             t.draining.store(true, Ordering::SeqCst);
             t.drain_signal
                 .send_if_modified(|d| !std::mem::replace(d, true));
+        }
+        for t in &self.unreachable {
+            t.unreachable
+                .send_if_modified(|u| !std::mem::replace(u, true));
         }
     }
 
@@ -442,6 +468,7 @@ mod tests {
                     id: (*id).into(),
                     addr: a.parse().unwrap(),
                     draining: *d,
+                    unreachable: false,
                 })
                 .collect(),
         }

@@ -211,7 +211,9 @@ impl DockerRuntime {
 /// What an engine says of itself: the identity and resources of a host.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct EngineInfo {
-    /// The engine's own id (stable across restarts): a host's identity.
+    /// The engine's own id and its data root (`ID@/var/lib/docker`): a host's identity,
+    /// stable across restarts (the data root tells apart engines that share a machine's
+    /// `/etc/docker` and so its id).
     pub id: String,
     /// The machine's name as the engine reports it.
     pub name: String,
@@ -227,7 +229,11 @@ impl DockerRuntime {
     pub async fn engine_info(&self) -> Result<EngineInfo> {
         let i = self.docker.info().await?;
         Ok(EngineInfo {
-            id: i.id.unwrap_or_default(),
+            id: format!(
+                "{}@{}",
+                i.id.unwrap_or_default(),
+                i.docker_root_dir.unwrap_or_default()
+            ),
             name: i.name.unwrap_or_default(),
             cpus: i.ncpu.unwrap_or(1).max(1) as u64,
             memory: i.mem_total.unwrap_or(0).max(0) as u64,

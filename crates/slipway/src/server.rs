@@ -52,6 +52,10 @@ pub struct ServerArgs {
     /// Run no tasks on this server's own engine (only on the hosts of `slipway agent`s).
     #[arg(long)]
     no_local_agent: bool,
+    /// How long a host's agent may go unheard before the host is lost and its tasks are
+    /// replaced on the other hosts.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    host_loss_timeout: std::time::Duration,
     /// Attributes of this server's own host for placement (`--attribute zone=a`, repeatable).
     #[arg(long = "attribute", value_name = "NAME=VALUE", value_parser = parse_attribute)]
     attributes: Vec<(String, String)>,
@@ -676,7 +680,8 @@ pub async fn run(args: ServerArgs) -> Result<ExitCode> {
                 .advertise_addr
                 .map(|ip| format!("{ip}:{}", addr.port())),
         })),
-    );
+    )
+    .with_loss_timeout(args.host_loss_timeout);
     let app = slipway_app::App::new(
         store.clone(),
         Arc::new(hosts.clone()),

@@ -26,6 +26,7 @@ pub(crate) fn config(targets: &[(&str, std::net::SocketAddr)]) -> RoutingConfig 
                     id: (*id).into(),
                     addr: *addr,
                     draining: false,
+                    unreachable: false,
                 })
                 .collect(),
         }],
@@ -272,5 +273,89 @@ async fn a_request_waits_briefly_for_a_target_when_its_service_has_none() {
     assert_eq!(bodies, ["HTTP/1.1 200 ok"]);
 
     let _ = stop.send(());
+    ingress.await.unwrap().unwrap();
+}
+
+/// An upstream that accepts connections and reads requests but never answers (as a task on
+/// a host cut off the network looks from the ingress).
+async fn mute_upstream() -> std::net::SocketAddr {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut c, _)) = l.accept().await {
+            tokio::spawn(async move {
+                let mut sink = [0u8; 1024];
+                while matches!(c.read(&mut sink).await, Ok(n) if n > 0) {}
+            });
+        }
+    });
+    addr
+}
+
+fn send(addr: &str, raw: &'static [u8]) -> tokio::task::JoinHandle<String> {
+    let addr = addr.to_owned();
+    tokio::spawn(async move {
+        let mut c = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        c.write_all(raw).await.unwrap();
+        let mut out = Vec::new();
+        c.read_to_end(&mut out).await.unwrap();
+        String::from_utf8_lossy(&out).into_owned()
+    })
+}
+
+#[tokio::test]
+async fn requests_waiting_on_a_target_whose_host_is_out_of_reach_go_elsewhere_when_safe() {
+    let mute = mute_upstream().await;
+    let good = echo_upstream().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (addr, stop_tx, ingress) = start_ingress(
+        dir.path(),
+        &config(&[("mute", mute)]),
+        ProxyOptions::default(),
+    )
+    .await;
+    // The fast path (HTTP/1.1), the hyper path (HTTP/1.0) and a request that is not safe.
+    let get = send(
+        &addr,
+        b"GET /fast HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n",
+    );
+    let get10 = send(&addr, b"GET /hyper HTTP/1.0\r\nHost: a.test\r\n\r\n");
+    let post = send(
+        &addr,
+        b"POST /p HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\nContent-Length: 2\r\n\r\nhi",
+    );
+    // Past the retry budget (1 s), and the target only draining: the requests wait on.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let client = slipway_ingress::client::IngressClient::new(dir.path());
+    let mut cfg = config(&[("mute", mute), ("alive", good)]);
+    cfg.services[0].targets[0].draining = true;
+    client.push(&cfg).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for r in [&get, &get10, &post] {
+        assert!(
+            !r.is_finished(),
+            "a draining target's requests finish there"
+        );
+    }
+
+    // Its host out of reach: safe requests are answered by the other target, others fail.
+    cfg.services[0].targets[0].unreachable = true;
+    client.push(&cfg).await.unwrap();
+    let wait = |h: tokio::task::JoinHandle<String>| async move {
+        tokio::time::timeout(Duration::from_secs(10), h)
+            .await
+            .expect("the request still hangs on the unreachable target")
+            .unwrap()
+    };
+    let get = wait(get).await;
+    assert!(get.starts_with("HTTP/1.1 200"), "{get}");
+    assert!(get.contains("GET /fast HTTP/1.1"), "{get}");
+    let get10 = wait(get10).await;
+    assert!(get10.contains(" 200 "), "{get10}");
+    assert!(get10.contains("GET /hyper"), "{get10}");
+    let post = wait(post).await;
+    assert!(post.starts_with("HTTP/1.1 502"), "{post}");
+
+    let _ = stop_tx.send(());
     ingress.await.unwrap().unwrap();
 }

@@ -30,6 +30,7 @@ async fn http2_over_tls_reaches_an_http1_upstream_with_forwarded_headers() {
                 id: "t1".into(),
                 addr: upstream,
                 draining: false,
+                unreachable: false,
             }],
         }],
     };

@@ -21,8 +21,8 @@ pub enum HostCmd {
     Drain(HostArg),
     /// Let a drained host take tasks again.
     Activate(HostArg),
-    /// Forget a host and revoke its agent's credential (its tasks move to other hosts).
-    Rm(HostArg),
+    /// Forget a host and revoke its agent's credential (drain it first, or --force).
+    Rm(RmArgs),
 }
 
 #[derive(Debug, Args)]
@@ -30,6 +30,16 @@ pub struct JoinTokenArgs {
     /// How long the token works (default 1h).
     #[arg(long, value_parser = humantime::parse_duration)]
     ttl: Option<std::time::Duration>,
+}
+
+#[derive(Debug, Args)]
+pub struct RmArgs {
+    /// The host's id (`slipway host ls`).
+    host: String,
+    /// Remove it even though it runs tasks: they are replaced on other hosts at once, and
+    /// stopped on this one if its agent is connected.
+    #[arg(long)]
+    force: bool,
 }
 
 #[derive(Debug, Args)]
@@ -119,7 +129,12 @@ pub async fn run(cmd: HostCmd, json: bool) -> Result<ExitCode> {
             report(&h, json, "active: it takes tasks again")?;
         }
         HostCmd::Rm(a) => {
-            let v: serde_json::Value = client.delete(&format!("/hosts/{}", a.host)).await?;
+            let path = if a.force {
+                format!("/hosts/{}?force=true", a.host)
+            } else {
+                format!("/hosts/{}", a.host)
+            };
+            let v: serde_json::Value = client.delete(&path).await?;
             if json {
                 print_json(&v)?;
             } else {
@@ -142,9 +157,10 @@ fn report(h: &HostStatus, json: bool, what: &str) -> Result<()> {
 /// `slipway agent`: joins (once) and runs this host for the cluster.
 #[derive(Debug, Args)]
 pub struct AgentArgs {
-    /// The server's URL (`http://HOST:7780`).
-    #[arg(long, env = "SLIPWAY_SERVER")]
-    server: String,
+    /// The server's URL (`http://HOST:7780`); repeat it, or separate URLs with commas, for
+    /// the several servers of a cluster (the agent tries them in turn).
+    #[arg(long, env = "SLIPWAY_SERVER", required = true, value_delimiter = ',')]
+    server: Vec<String>,
     /// A join token from `slipway host join-token` (needed the first time only).
     #[arg(long, env = "SLIPWAY_JOIN_TOKEN")]
     join_token: Option<String>,
@@ -161,6 +177,13 @@ pub struct AgentArgs {
     /// reaches the server from).
     #[arg(long, value_name = "IP")]
     advertise_addr: Option<std::net::IpAddr>,
+    /// CPU units (1024 a core) to offer to tasks (default: every core of the engine).
+    #[arg(long, value_name = "UNITS")]
+    cpu: Option<u64>,
+    /// Memory in MiB to offer to tasks (default: all of the engine's; less keeps room for
+    /// the rest of the host).
+    #[arg(long, value_name = "MIB")]
+    memory: Option<u64>,
     /// Log as JSON lines.
     #[arg(long)]
     log_json: bool,
@@ -181,12 +204,14 @@ pub async fn agent(a: AgentArgs) -> Result<ExitCode> {
     });
     slipway_agent::agent::run(
         slipway_agent::agent::AgentOptions {
-            server: a.server,
+            servers: a.server,
             data_dir: a.data_dir,
             join_token: a.join_token,
             name: a.name,
             attributes: a.attributes.into_iter().collect(),
             address: a.advertise_addr.map(|ip| ip.to_string()),
+            cpu: a.cpu,
+            memory: a.memory,
         },
         stop_rx,
     )

@@ -2,6 +2,7 @@
 //! engine, with the example app's FROM-scratch images. One test binary for the crate.
 
 mod support;
+mod testbed;
 
 mod aws;
 mod bad_input;
@@ -9,6 +10,7 @@ mod concurrency;
 mod crash;
 mod deploy;
 mod everyday;
+mod hosts;
 mod ingress;
 mod ingress_tls;
 mod init;

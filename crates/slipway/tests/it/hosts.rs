@@ -1,0 +1,646 @@
+//! Clusters of several hosts on the test bed ([`crate::testbed`]): real Docker daemons in
+//! network namespaces, each with `slipway agent`, the server in the machine's namespace with
+//! no tasks of its own. Placement, host loss and return, draining, the server down, rolling
+//! deploys across hosts, and the bad inputs of joining.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::support::*;
+use crate::testbed::{TestBed, push_to_server};
+
+/// A server and a bed of hosts whose agents have joined it.
+struct Cluster {
+    bed: TestBed,
+    s: Server,
+    /// The server's URL as the hosts reach it.
+    lan_url: String,
+    /// Host ids, in the bed's order.
+    ids: Vec<String>,
+    /// The join tokens the hosts used.
+    tokens: Vec<String>,
+}
+
+impl Cluster {
+    /// `attrs[i]`: the `--attribute`s of host `i`; every host offers `memory` MiB.
+    fn new(attrs: &[&[&str]], memory: u64) -> Cluster {
+        Self::with_spare(attrs, memory, 0)
+    }
+
+    /// As [`Cluster::new`], with `spare` more hosts in the bed that have not joined.
+    fn with_spare(attrs: &[&[&str]], memory: u64, spare: usize) -> Cluster {
+        let mut bed = TestBed::new(attrs.len() + spare);
+        let gw = bed.gateway.clone();
+        // A port of its own, kept when the server restarts (the agents know it).
+        let api = format!("0.0.0.0:{}", free_port());
+        let s = Server::start_with(&[
+            "--api-addr",
+            &api,
+            "--advertise-addr",
+            &gw,
+            "--no-local-agent",
+        ]);
+        let port = s.url.rsplit(':').next().unwrap().to_owned();
+        let lan_url = format!("http://{gw}:{port}");
+        let mem = memory.to_string();
+        let mut tokens = Vec::new();
+        for (i, a) in attrs.iter().enumerate() {
+            let token = s.cli(&["host", "join-token"]).ok().stdout.trim().to_owned();
+            tokens.push(token.clone());
+            let mut extra: Vec<&str> = a.to_vec();
+            extra.extend(["--memory", &mem]);
+            bed.start_agent(i, &lan_url, Some(&token), &extra);
+        }
+        let mut c = Cluster {
+            bed,
+            s,
+            lan_url,
+            ids: Vec::new(),
+            tokens,
+        };
+        let n = attrs.len();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        c.ids = wait_for(Duration::from_secs(61), "every agent to connect", || {
+            if Instant::now() > deadline {
+                for (i, h) in c.bed.hosts.iter().enumerate().take(n) {
+                    eprintln!("---- agent {i} log ----\n{}", h.agent_log());
+                }
+            }
+            let hosts = c.hosts();
+            let by_name: BTreeMap<String, String> = hosts
+                .iter()
+                .filter(|h| h["connected"] == true)
+                .map(|h| {
+                    (
+                        h["name"].as_str().unwrap().to_owned(),
+                        h["id"].as_str().unwrap().to_owned(),
+                    )
+                })
+                .collect();
+            (1..=n)
+                .map(|i| by_name.get(&format!("host{i}")).cloned())
+                .collect::<Option<Vec<String>>>()
+        });
+        c
+    }
+
+    fn hosts(&self) -> Vec<Value> {
+        self.s
+            .cli(&["--json", "host", "ls"])
+            .ok()
+            .json()
+            .as_array()
+            .unwrap()
+            .clone()
+    }
+
+    fn host(&self, i: usize) -> Value {
+        self.hosts()
+            .into_iter()
+            .find(|h| h["id"] == self.ids[i].as_str())
+            .unwrap()
+    }
+
+    /// Live tasks of `service` (of the manifest's app), from `slipway ps`.
+    fn tasks(&self, service: &str) -> Vec<Value> {
+        self.s
+            .cli(&["--json", "ps", service])
+            .ok()
+            .json()
+            .as_array()
+            .unwrap()
+            .clone()
+    }
+
+    /// Healthy running tasks of `service` per host index (hosts without any omitted).
+    fn spread(&self, service: &str) -> BTreeMap<usize, usize> {
+        let mut m = BTreeMap::new();
+        for t in self.tasks(service) {
+            if t["last_status"] == "RUNNING" && t["health"] == "HEALTHY" {
+                let h = t["host"].as_str().unwrap_or_default();
+                let i = self.ids.iter().position(|x| x == h).expect("a known host");
+                *m.entry(i).or_default() += 1;
+            }
+        }
+        m
+    }
+
+    /// Running containers of the cluster on host `i`.
+    fn running_on(&self, i: usize) -> usize {
+        self.bed.hosts[i]
+            .containers(&self.s.cluster)
+            .iter()
+            .filter(|c| c.2)
+            .count()
+    }
+
+    fn ingress_url(&self) -> String {
+        format!("http://{}/", self.s.ingress())
+    }
+
+    fn events(&self, service: &str) -> String {
+        self.s
+            .cli(&["events", service, "--limit", "100"])
+            .ok()
+            .stdout
+    }
+}
+
+fn healthy(c: &Cluster, service: &str) -> usize {
+    c.spread(service).values().sum()
+}
+
+fn zone_manifest(app: &str, image: &str, count: u32, placement: &str) -> String {
+    web_manifest(app, image, count, &format!("    placement:\n{placement}"))
+}
+
+#[test]
+fn placement_spreads_binpacks_and_keeps_apart_across_three_hosts() {
+    if !docker() || !crate::testbed::available() {
+        return;
+    }
+    let c = Cluster::new(
+        &[
+            &["--attribute", "zone=a"],
+            &["--attribute", "zone=a"],
+            &["--attribute", "zone=b"],
+        ],
+        256,
+    );
+    let s = &c.s;
+    let v1 = push_to_server(s, "slipway-hello:v1", "hello", "v1");
+    let ls = c.hosts();
+    assert_eq!(ls.len(), 3, "{ls:?}");
+    for h in &ls {
+        assert_eq!(h["memory"], 256, "{h}");
+        assert_eq!(h["state"], "ACTIVE", "{h}");
+    }
+
+    // binpack on memory: 10 tasks of 32 MiB on hosts of 256 MiB fill one host (8) first.
+    let app = app_name("pack");
+    s.manifest(&zone_manifest(
+        &app,
+        &v1,
+        10,
+        "      strategy:\n        - type: binpack\n          field: memory\n",
+    ));
+    let out = s.cli(&["deploy"]).ok();
+    assert!(out.stdout.contains("SUCCEEDED"), "{out:?}");
+    let mut counts: Vec<usize> = c.spread("web").values().copied().collect();
+    counts.sort();
+    assert_eq!(counts, vec![2, 8], "binpack: {:?}", c.spread("web"));
+    let full = c
+        .hosts()
+        .into_iter()
+        .map(|h| h["memory_used"].clone())
+        .collect::<Vec<_>>();
+    assert!(
+        full.contains(&Value::from(256)),
+        "one host is full: {full:?}"
+    );
+    s.cli(&["delete", "--app", &app, "--yes"]).ok();
+    wait_for(Duration::from_secs(60), "the binpack tasks to stop", || {
+        (0..3).all(|i| c.running_on(i) == 0).then_some(())
+    });
+
+    // spread over the zone attribute: 6 tasks → 3 in zone a (two hosts), 3 in zone b.
+    let app = app_name("spread");
+    s.manifest(&zone_manifest(
+        &app,
+        &v1,
+        6,
+        "      strategy:\n        - type: spread\n          field: attribute:zone\n",
+    ));
+    s.cli(&["deploy"]).ok();
+    let by_host = c.spread("web");
+    let zone_a = by_host.get(&0).unwrap_or(&0) + by_host.get(&1).unwrap_or(&0);
+    let zone_b = *by_host.get(&2).unwrap_or(&0);
+    assert_eq!((zone_a, zone_b), (3, 3), "spread by zone: {by_host:?}");
+    // What the hosts run is what the records say (the engines themselves).
+    assert_eq!(
+        (0..3).map(|i| c.running_on(i)).sum::<usize>(),
+        6,
+        "containers on the engines"
+    );
+    s.cli(&["delete", "--app", &app, "--yes"]).ok();
+
+    // distinctInstance, 4 tasks on 3 hosts: 3 run (one per host), 1 waits with the reason.
+    let app = app_name("apart");
+    s.manifest(&zone_manifest(
+        &app,
+        &v1,
+        4,
+        "      constraints:\n        - type: distinctInstance\n",
+    ));
+    s.cli(&["deploy", "--no-wait"]).ok();
+    wait_for(
+        Duration::from_secs(90),
+        "3 tasks on 3 hosts and 1 pending",
+        || {
+            let tasks = c.tasks("web");
+            let pending: Vec<&Value> = tasks
+                .iter()
+                .filter(|t| t["last_status"] == "PROVISIONING" || t["last_status"] == "PENDING")
+                .filter(|t| t["pending_reason"].is_string())
+                .collect();
+            let spread = c.spread("web");
+            (spread.len() == 3 && spread.values().all(|n| *n == 1) && pending.len() == 1)
+                .then(|| pending[0]["pending_reason"].as_str().unwrap().to_owned())
+        },
+    );
+    let events = c.events("web");
+    assert!(
+        events.contains("was unable to place a task because no host met all of its requirements: CONSTRAINT:distinctInstance"),
+        "{events}"
+    );
+    s.cli(&["delete", "--app", &app, "--yes"]).ok();
+
+    // A task larger than any host: PENDING with RESOURCE:MEMORY, nothing started anywhere.
+    wait_for(Duration::from_secs(60), "the hosts to empty", || {
+        (0..3).all(|i| c.running_on(i) == 0).then_some(())
+    });
+    let app = app_name("huge");
+    s.manifest(&web_manifest(&app, &v1, 1, "").replace("memory: 32", "memory: 512"));
+    s.cli(&["deploy", "--no-wait"]).ok();
+    let reason = wait_for(Duration::from_secs(30), "a pending task", || {
+        c.tasks("web")
+            .iter()
+            .find_map(|t| t["pending_reason"].as_str().map(str::to_owned))
+    });
+    assert_eq!(reason, "RESOURCE:MEMORY");
+    let events = c.events("web");
+    assert!(
+        events.contains("RESOURCE:MEMORY (no host has 512 MiB free)"),
+        "{events}"
+    );
+    assert!((0..3).all(|i| c.bed.hosts[i].containers(&s.cluster).is_empty()));
+}
+
+/// Sum of failures a load run saw.
+fn failures(r: &LoadReport) -> u64 {
+    r.non_2xx + r.errors
+}
+
+#[test]
+fn rolling_deploy_drain_host_loss_and_return_under_load() {
+    if !docker() || !crate::testbed::available() {
+        return;
+    }
+    let c = Cluster::new(
+        &[
+            &["--attribute", "zone=a"],
+            &["--attribute", "zone=b"],
+            &["--attribute", "zone=c"],
+        ],
+        1024,
+    );
+    let v1 = push_to_server(&c.s, "slipway-hello:v1", "hello", "v1");
+    let v2 = push_to_server(&c.s, "slipway-hello:v2", "hello", "v2");
+    let app = app_name("hosts");
+    let spread = "      strategy:\n        - type: spread\n          field: host\n";
+    c.s.manifest(&zone_manifest(&app, &v1, 6, spread));
+    let out = c.s.cli(&["deploy"]).ok();
+    assert!(out.stdout.contains("SUCCEEDED"), "{out:?}");
+    assert_eq!(
+        c.spread("web"),
+        BTreeMap::from([(0, 2), (1, 2), (2, 2)]),
+        "spread by host"
+    );
+    let url = c.ingress_url();
+
+    // A rolling deploy across the three hosts under load: no failed request.
+    let load = Load::start(&url, 16, Duration::from_secs(300));
+    std::thread::sleep(Duration::from_millis(500));
+    c.s.manifest(&zone_manifest(&app, &v2, 6, spread));
+    let out = c.s.cli(&["deploy"]).ok();
+    let report = load.stop();
+    eprintln!("rolling deploy across 3 hosts: {report:?}");
+    assert!(out.stdout.contains("SUCCEEDED"), "{out:?}");
+    assert_eq!(failures(&report), 0, "{report:?}");
+    assert!(
+        report.versions.contains_key("v1") && report.versions.contains_key("v2"),
+        "both versions answered during the deploy: {report:?}"
+    );
+    assert_eq!(c.spread("web").values().sum::<usize>(), 6);
+
+    // Drain host 1 under load: its tasks move with the rolling rules, no failed request.
+    let load = Load::start(&url, 16, Duration::from_secs(300));
+    std::thread::sleep(Duration::from_millis(500));
+    let drained = c.s.cli(&["--json", "host", "drain", &c.ids[0]]).ok().json();
+    assert_eq!(drained["state"], "DRAINING", "{drained}");
+    wait_for(
+        Duration::from_secs(120),
+        "host 1 empty, 6 healthy elsewhere",
+        || {
+            let h = c.host(0);
+            let spread = c.spread("web");
+            (h["tasks"] == 0
+                && c.running_on(0) == 0
+                && !spread.contains_key(&0)
+                && spread.values().sum::<usize>() == 6)
+                .then_some(())
+        },
+    );
+    let report = load.stop();
+    eprintln!("drain under load: {report:?}");
+    assert_eq!(failures(&report), 0, "{report:?}");
+    assert!(report.ok > 0);
+    let active =
+        c.s.cli(&["--json", "host", "activate", &c.ids[0]])
+            .ok()
+            .json();
+    assert_eq!(active["state"], "ACTIVE", "{active}");
+
+    // Host 2 cut off the LAN under load: its tasks are replaced on the others.
+    let on_lost: Vec<String> = c
+        .tasks("web")
+        .iter()
+        .filter(|t| t["host"] == c.ids[1].as_str())
+        .map(|t| t["id"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(!on_lost.is_empty(), "host 2 runs tasks before it is cut");
+    let load = Load::start(&url, 16, Duration::from_secs(300));
+    std::thread::sleep(Duration::from_millis(500));
+    let cut_at = Instant::now();
+    c.bed.cut(1);
+    wait_for(
+        Duration::from_secs(120),
+        "6 healthy tasks off host 2",
+        || {
+            let spread = c.spread("web");
+            (!spread.contains_key(&1) && spread.values().sum::<usize>() == 6).then_some(())
+        },
+    );
+    let replaced = cut_at.elapsed();
+    let report = load.stop();
+    eprintln!(
+        "host loss: {} tasks replaced and healthy on the other hosts {:.1} s after the cut; load {report:?}",
+        on_lost.len(),
+        replaced.as_secs_f64()
+    );
+    assert_eq!(c.host(1)["state"], "LOST");
+    // Requests in flight to the dead host when it died are GETs: once the host is silent
+    // (3 s) the ingress sends them to the other hosts, well within the client's 10 s; none
+    // fails.
+    assert_eq!(failures(&report), 0, "{report:?}");
+
+    // The host comes back: the tasks it still runs were replaced, so they are stopped.
+    assert_eq!(c.running_on(1), on_lost.len(), "host 2 kept its containers");
+    c.bed.restore(1);
+    wait_for(Duration::from_secs(60), "host 2 back and emptied", || {
+        let h = c.host(1);
+        (h["connected"] == true && h["state"] == "ACTIVE" && c.running_on(1) == 0).then_some(())
+    });
+    let running: usize = (0..3).map(|i| c.running_on(i)).sum();
+    assert_eq!(
+        running, 6,
+        "exactly the service's count runs on the engines"
+    );
+    assert_eq!(c.spread("web").values().sum::<usize>(), 6);
+    // Events tell the story: the loss with the tasks replaced, and each stale copy stopped.
+    let events = c.events("web");
+    let lost = events
+        .lines()
+        .find(|l| l.contains(&format!("host {} was lost", c.ids[1])))
+        .unwrap_or_else(|| panic!("no loss event: {events}"));
+    for t in &on_lost {
+        assert!(lost.contains(&format!("(task {t})")), "{events}");
+        assert!(
+            events.contains(&format!(
+                "task {t} still ran on host {}, which is back; it was replaced meanwhile, so it was stopped.",
+                c.ids[1]
+            )),
+            "{events}"
+        );
+    }
+}
+
+#[test]
+fn hosts_keep_serving_while_the_server_is_down_and_it_converges_without_restarts() {
+    if !docker() || !crate::testbed::available() {
+        return;
+    }
+    let mut c = Cluster::new(&[&[], &[], &[]], 1024);
+    let v1 = push_to_server(&c.s, "slipway-hello:v1", "hello", "v1");
+    let app = app_name("away");
+    c.s.manifest(&zone_manifest(
+        &app,
+        &v1,
+        3,
+        "      strategy:\n        - type: spread\n          field: host\n",
+    ));
+    c.s.cli(&["deploy"]).ok();
+    assert_eq!(c.spread("web"), BTreeMap::from([(0, 1), (1, 1), (2, 1)]));
+    let published: Vec<String> = c
+        .tasks("web")
+        .iter()
+        .map(|t| t["published"].as_str().unwrap().to_owned())
+        .collect();
+    let url = c.ingress_url();
+
+    let load = Load::start(&url, 8, Duration::from_secs(120));
+    std::thread::sleep(Duration::from_millis(500));
+    let down_at = Instant::now();
+    c.s.kill9();
+
+    // Meanwhile a task is killed on host 1: its agent starts it again.
+    let (victim, task, _) = c.bed.hosts[0].containers(&c.s.cluster)[0].clone();
+    let started = |i: usize, id: &str| -> String {
+        let o = c.bed.hosts[i].docker(&["inspect", "--format", "{{.State.StartedAt}}", id]);
+        String::from_utf8_lossy(&o.stdout).trim().to_owned()
+    };
+    let before = started(0, &victim);
+    assert!(c.bed.hosts[0].docker(&["kill", &victim]).status.success());
+    wait_for(
+        Duration::from_secs(30),
+        "host 1's agent to start its task again",
+        || {
+            let now = started(0, &victim);
+            (now != before && c.running_on(0) == 1).then_some(())
+        },
+    );
+    assert!(
+        c.bed.hosts[0]
+            .agent_log()
+            .contains("starting an exited task again"),
+        "{}",
+        c.bed.hosts[0].agent_log()
+    );
+
+    // Every host keeps serving, directly and through the ingress, for 60 s.
+    while down_at.elapsed() < Duration::from_secs(60) {
+        for p in &published {
+            let (ip, port) = p.rsplit_once(':').unwrap();
+            let answer = probe(ip, port.parse().unwrap(), "/");
+            assert_eq!(
+                answer.map(|a| a.0),
+                Some(200),
+                "{p} while the server is down"
+            );
+        }
+        std::thread::sleep(Duration::from_secs(2));
+    }
+    let report = load.stop();
+    eprintln!("60 s with the server down: {report:?}");
+    assert_eq!(failures(&report), 0, "{report:?}");
+    assert!(report.ok > 0);
+
+    // The server comes back: the agents reconnect, and nothing healthy is restarted.
+    let snapshot: Vec<Vec<(String, String)>> = (0..3)
+        .map(|i| {
+            c.bed.hosts[i]
+                .containers(&c.s.cluster)
+                .into_iter()
+                .map(|(id, _, _)| (id.clone(), started(i, &id)))
+                .collect()
+        })
+        .collect();
+    c.s.restart();
+    wait_for(Duration::from_secs(60), "every agent back", || {
+        c.hosts()
+            .iter()
+            .all(|h| h["connected"] == true && h["state"] == "ACTIVE")
+            .then_some(())
+    });
+    wait_for(Duration::from_secs(60), "3 healthy tasks", || {
+        (healthy(&c, "web") == 3).then_some(())
+    });
+    // Some reconcile passes, then the same containers, started when they were.
+    std::thread::sleep(Duration::from_secs(5));
+    for (i, before) in snapshot.iter().enumerate() {
+        let now: Vec<(String, String)> = c.bed.hosts[i]
+            .containers(&c.s.cluster)
+            .into_iter()
+            .map(|(id, _, _)| (id.clone(), started(i, &id)))
+            .collect();
+        assert_eq!(&now, before, "host {} after the server came back", i + 1);
+    }
+    assert_eq!(healthy(&c, "web"), 3);
+    let tasks = c.tasks("web");
+    assert!(
+        tasks.iter().any(|t| t["id"] == task.as_str()),
+        "the killed task is the same task, started again: {tasks:?}"
+    );
+}
+
+/// One line on stderr (the CLI's and the agent's error contract), containing `what`.
+#[track_caller]
+fn one_line_error(stderr: &str, what: &str) {
+    let lines: Vec<&str> = stderr
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .filter(|l| !l.contains(" INFO ") && !l.contains(" WARN "))
+        .collect();
+    assert_eq!(lines.len(), 1, "one error line: {stderr}");
+    assert!(lines[0].contains(what), "{what:?} in {stderr}");
+}
+
+#[test]
+fn joining_refuses_bad_tokens_other_clusters_and_revoked_hosts() {
+    if !docker() || !crate::testbed::available() {
+        return;
+    }
+    let mut c = Cluster::with_spare(&[&[], &[]], 1024, 1);
+    let spare = 2;
+    let quick = Duration::from_secs(30);
+    let refused =
+        "the join token is wrong, used or expired; make a new one with `slipway host join-token`";
+
+    // A wrong token, a token already used, and no token at all: refused, no host added.
+    let (code, err) = c.bed.run_agent(
+        spare,
+        &c.lan_url,
+        "a",
+        &["--join-token", "sjt_wrong"],
+        quick,
+    );
+    assert_eq!(code, Some(1), "{err}");
+    one_line_error(&err, refused);
+    let used = c.tokens[0].clone();
+    let (code, err) = c
+        .bed
+        .run_agent(spare, &c.lan_url, "b", &["--join-token", &used], quick);
+    assert_eq!(code, Some(1), "{err}");
+    one_line_error(&err, refused);
+    let (code, err) = c.bed.run_agent(spare, &c.lan_url, "c", &[], quick);
+    assert_eq!(code, Some(1), "{err}");
+    one_line_error(&err, "this host has not joined a cluster");
+    assert_eq!(c.hosts().len(), 2);
+
+    // Another cluster's server: an agent of this cluster is refused there, and that
+    // cluster's join token means nothing here.
+    let other = Server::start_with(&[
+        "--api-addr",
+        &format!("0.0.0.0:{}", free_port()),
+        "--no-local-agent",
+    ]);
+    let other_port = other.url.rsplit(':').next().unwrap().to_owned();
+    let other_url = format!("http://{}:{other_port}", c.bed.gateway);
+    let dir = c.bed.agent_dir(0).display().to_string();
+    let (code, err) = c.bed.run_agent(0, &other_url, &dir, &[], quick);
+    assert_eq!(code, Some(1), "{err}");
+    one_line_error(
+        &err,
+        &format!(
+            "this agent belongs to cluster {}, and this server runs cluster {}",
+            c.s.cluster, other.cluster
+        ),
+    );
+    let foreign = other
+        .cli(&["host", "join-token"])
+        .ok()
+        .stdout
+        .trim()
+        .to_owned();
+    let (code, err) = c
+        .bed
+        .run_agent(spare, &c.lan_url, "d", &["--join-token", &foreign], quick);
+    assert_eq!(code, Some(1), "{err}");
+    one_line_error(&err, refused);
+    assert_eq!(c.hosts().len(), 2);
+    assert_eq!(
+        other.cli(&["--json", "host", "ls"]).ok().json(),
+        serde_json::json!([])
+    );
+
+    // A host with tasks is not removed by mistake; with --force it is, its tasks move, its
+    // containers stop, and its agent's credential no longer works.
+    let v1 = push_to_server(&c.s, "slipway-hello:v1", "hello", "v1");
+    c.s.manifest(&zone_manifest(
+        &app_name("rm"),
+        &v1,
+        2,
+        "      strategy:\n        - type: spread\n          field: host\n",
+    ));
+    c.s.cli(&["deploy"]).ok();
+    assert_eq!(c.spread("web"), BTreeMap::from([(0, 1), (1, 1)]));
+    let out = c.s.cli(&["host", "rm", &c.ids[1]]);
+    assert_eq!(out.code, 1, "{out:?}");
+    one_line_error(&out.stderr, "still runs 1 task(s); drain it first");
+    assert_eq!(c.hosts().len(), 2);
+    c.s.cli(&["host", "rm", "--force", &c.ids[1]]).ok();
+    let code = c.bed.wait_agent(1, Duration::from_secs(30));
+    assert_eq!(code, Some(1), "{}", c.bed.hosts[1].agent_log());
+    assert!(
+        c.bed.hosts[1]
+            .agent_log()
+            .contains("credential was revoked"),
+        "{}",
+        c.bed.hosts[1].agent_log()
+    );
+    assert_eq!(
+        c.running_on(1),
+        0,
+        "the removed host's containers are stopped"
+    );
+    wait_for(Duration::from_secs(60), "2 healthy tasks on host 1", || {
+        (c.spread("web") == BTreeMap::from([(0, 2)])).then_some(())
+    });
+    let dir = c.bed.agent_dir(1).display().to_string();
+    let (code, err) = c.bed.run_agent(1, &c.lan_url, &dir, &[], quick);
+    assert_eq!(code, Some(1), "{err}");
+    one_line_error(&err, "credential was revoked");
+    assert_eq!(c.hosts().len(), 1);
+}
