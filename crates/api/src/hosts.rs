@@ -91,6 +91,15 @@ pub(crate) async fn remove(
     Ok(Json(serde_json::json!({ "id": h.id, "removed": true })))
 }
 
+/// `POST /api/v1/services/{app}/{env}/{name}/rebalance`: moves tasks to restore the spread.
+pub(crate) async fn rebalance(
+    State(state): State<ApiState>,
+    Path((app, env, name)): Path<(String, String, String)>,
+) -> Result<Json<slipway_app::Rebalance>, ApiError> {
+    let key = crate::handlers::key_of(app, env, name)?;
+    Ok(Json(state.app.rebalance(&key).await?))
+}
+
 /// `POST /api/v1/agent/join`: a join token buys a host id and key (shown once).
 pub(crate) async fn agent_join(
     State(state): State<ApiState>,

@@ -68,6 +68,10 @@ pub fn router(state: ApiState) -> Router {
             "/services/{app}/{env}/{name}/restart",
             post(handlers::restart),
         )
+        .route(
+            "/services/{app}/{env}/{name}/rebalance",
+            post(hosts::rebalance),
+        )
         .route("/deployments/{id}", get(handlers::get_deployment))
         .route("/services/{app}/{env}/{name}/exec", post(ops::exec))
         .route("/diff", post(ops::diff))

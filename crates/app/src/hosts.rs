@@ -354,41 +354,14 @@ impl App {
         let store = self.store();
         let up = self.engine().up_hosts();
         let local = self.engine().local_host();
-        let tasks = store.live_tasks().await?;
-        let ids: Vec<(String, u32)> = tasks
-            .iter()
-            .filter(|t| t.standalone.is_none())
-            .map(|t| (t.service.family(), t.revision))
-            .collect();
-        let defs: std::collections::HashMap<(String, u32), slipway_core::model::ContainerSpec> =
-            store
-                .get_task_definitions(&ids)
-                .await?
-                .into_iter()
-                .map(|td| ((td.family, td.revision), td.container))
-                .collect();
-        let mut used: std::collections::HashMap<String, (u64, u64, u32)> = Default::default();
-        for t in &tasks {
-            let Some(host) = t.host.clone().or_else(|| local.clone()) else {
-                continue;
-            };
-            let c = match &t.standalone {
-                Some(s) => Some(&s.container),
-                None => defs.get(&(t.service.family(), t.revision)),
-            };
-            let e = used.entry(host).or_default();
-            if let Some(c) = c {
-                e.0 += u64::from(c.cpu.unwrap_or(0));
-                e.1 += u64::from(c.memory.unwrap_or(0));
-            }
-            e.2 += 1;
-        }
+        let usage = store.host_usage(local.as_deref()).await?;
         Ok(store
             .list_hosts()
             .await?
             .into_iter()
             .map(|h| {
-                let (cpu_used, memory_used, tasks) = used.get(&h.id).copied().unwrap_or_default();
+                let u = usage.get(&h.id).cloned().unwrap_or_default();
+                let (cpu_used, memory_used, tasks) = (u.cpu, u.memory, u.tasks);
                 HostStatus {
                     connected: up.contains(&h.id),
                     local: h.key_hash.is_none(),
@@ -418,5 +391,115 @@ impl App {
         }
         self.store().commit(batch).await?;
         Ok(())
+    }
+}
+
+/// What a rebalance moves.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Rebalance {
+    pub service: String,
+    /// (task, the host it leaves).
+    pub moved: Vec<(String, String)>,
+    pub message: String,
+}
+
+impl App {
+    /// Moves tasks of a service to restore its spread over the hosts (after a host joined,
+    /// or came back): each moved task is replaced on the host placement picks and stopped
+    /// once its replacement is healthy, with the service's rolling rules.
+    pub async fn rebalance(&self, key: &slipway_core::model::ServiceKey) -> Result<Rebalance> {
+        use slipway_core::model::{RolloutState, TaskStatus};
+        let _turn = self.queue(std::slice::from_ref(key)).await;
+        retry(|| async {
+            let store = self.store();
+            let Some(svc) = store.get_service(key).await? else {
+                return Err(AppError::not_found(format!("service {key}")).into());
+            };
+            if svc.deleting {
+                return Err(AppError::conflict(
+                    "SERVICE_NOT_ACTIVE",
+                    format!("{key} is being deleted"),
+                )
+                .into());
+            }
+            if store
+                .active_deployments(key)
+                .await?
+                .iter()
+                .any(|d| d.state == RolloutState::InProgress)
+            {
+                return Err(AppError::conflict(
+                    "DEPLOYMENT_IN_PROGRESS",
+                    format!("{key} is being deployed; rebalance once the deployment is done (a deployment places every task anew)"),
+                )
+                .into());
+            }
+            let tasks = store.list_tasks(key, false).await?;
+            if tasks.iter().any(|t| t.moving && t.desired_running) {
+                return Err(AppError::conflict(
+                    "REBALANCE_IN_PROGRESS",
+                    format!("{key} is being rebalanced already; `slipway ps` shows the tasks that move"),
+                )
+                .into());
+            }
+            let Some(td) = store
+                .get_task_definition(&key.family(), svc.revision)
+                .await?
+            else {
+                return Err(AppError::not_found(format!("the task definition of {key}")).into());
+            };
+            let up = self.engine().up_hosts();
+            let local = self.engine().local_host();
+            let views = store.host_views(&up, local.as_deref(), key).await?;
+            let need = slipway_core::placement::Need::of(&td.container);
+            let moves = slipway_core::placement::rebalance(&views, need, &svc.placement)
+                .map_err(|m| AppError::invalid(format!("{key}: {m}")))?;
+            let mut batch = Batch::new();
+            let mut moved = Vec::new();
+            for (host, n) in &moves {
+                // The newest tasks move: the ones that ran longest stay.
+                let mut on: Vec<&slipway_core::model::Task> = tasks
+                    .iter()
+                    .filter(|t| {
+                        t.desired_running
+                            && t.last_status == TaskStatus::Running
+                            && t.host.as_deref().or(local.as_deref()) == Some(host.as_str())
+                    })
+                    .collect();
+                on.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(a.id.cmp(&b.id)));
+                for t in on.into_iter().take(*n as usize) {
+                    let mut t = t.clone();
+                    t.moving = true;
+                    moved.push((t.id.clone(), host.clone()));
+                    batch = batch.write(Write::Task(t));
+                }
+            }
+            if moved.is_empty() {
+                return Ok(Rebalance {
+                    service: key.to_string(),
+                    moved,
+                    message: "already balanced: no task moves".into(),
+                });
+            }
+            let list: Vec<String> = moved
+                .iter()
+                .map(|(t, h)| format!("(task {t}) from host {h}"))
+                .collect();
+            let message = format!(
+                "rebalancing: moving {} task(s) to restore the spread: {}",
+                moved.len(),
+                list.join(", ")
+            );
+            batch = batch
+                .event(key, now_ms(), format!("(service {}) {message}.", key.name))
+                .notify(key);
+            store.commit(batch).await?;
+            Ok(Rebalance {
+                service: key.to_string(),
+                moved,
+                message,
+            })
+        })
+        .await
     }
 }

@@ -34,7 +34,7 @@ use slipway_store::secrets::SecretBox;
 pub use deploy::{DeployOutcome, DeployResult, DiffResult};
 pub use engine::{Engine, LogStream};
 pub use error::{AppError, ErrorKind, Result};
-pub use hosts::{HostHello, HostStatus, JOIN_TOKEN_TTL_MS, Joined, host_id_of_engine};
+pub use hosts::{HostHello, HostStatus, JOIN_TOKEN_TTL_MS, Joined, Rebalance, host_id_of_engine};
 pub use services::{ActionResult, ConfigPatch, DeleteAppResult, EcsServiceChange, MAX_COUNT};
 pub use tasks::{ExecResult, LogsQuery, RunTasks};
 

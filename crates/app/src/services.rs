@@ -6,6 +6,7 @@ use slipway_core::model::{
     CircuitBreaker, ContainerSpec, DeploymentConfig, PullPolicy, RolloutState, ServiceKey,
     ServiceKind, TaskDefinition, validate_name,
 };
+use slipway_core::placement::Placement;
 use slipway_store::{Batch, Outcome, RevisionChoice, ServiceRecord, now_ms};
 
 use crate::deploy::{change_service, image_error};
@@ -83,6 +84,12 @@ pub struct EcsServiceChange {
     pub config: ConfigPatch,
     /// `forceNewDeployment`: re-pull the image and start a deployment even if nothing changed.
     pub force: bool,
+    /// New placement rules (for the tasks placed from now on).
+    pub placement: Option<Placement>,
+}
+
+fn check_placement(p: &Placement) -> Result<()> {
+    slipway_core::placement::validate(p).map_err(|m| AppError::invalid(format!("placement: {m}")))
 }
 
 /// Largest desired count.
@@ -381,10 +388,12 @@ impl App {
         td: &TaskDefinition,
         desired_count: u32,
         config: &ConfigPatch,
+        placement: &Placement,
     ) -> Result<ServiceRecord> {
         if td.deregistered_at.is_some() {
             return Err(inactive(td));
         }
+        check_placement(placement)?;
         let config = config.apply(DeploymentConfig::default())?;
         let container = self.pin_image(td.container.clone(), false).await;
         let _turn = self.queue(std::slice::from_ref(key)).await;
@@ -393,7 +402,13 @@ impl App {
                 return Err(AppError::invalid("Creation of service was not idempotent.").into());
             }
             let batch = self
-                .deploy_task_definition(key, None, td, &container, desired_count, config)
+                .deploy_task_definition(
+                    key,
+                    None,
+                    td,
+                    &container,
+                    (desired_count, config, placement.clone()),
+                )
                 .await?;
             self.store().commit(batch).await?;
             Ok(self.service(key).await?)
@@ -413,6 +428,9 @@ impl App {
         {
             return Err(inactive(td));
         }
+        if let Some(p) = &change.placement {
+            check_placement(p)?;
+        }
         let _turn = self.queue(std::slice::from_ref(key)).await;
         retry(|| async {
             let svc = self.service(key).await?;
@@ -428,18 +446,32 @@ impl App {
                 .as_ref()
                 .is_some_and(|t| t.source.clone().unwrap_or_else(|| t.id()) != current_source);
             let desired = change.desired_count.unwrap_or(svc.desired_count);
+            let placement = change
+                .placement
+                .clone()
+                .unwrap_or_else(|| svc.placement.clone());
             let batch = if changes_td || change.force {
                 let td = match &change.task_definition {
                     Some(t) => t.clone(),
                     None => self.find_source(&current_source).await?,
                 };
                 let container = self.pin_image(td.container.clone(), change.force).await;
-                self.deploy_task_definition(key, Some(&svc), &td, &container, desired, config)
-                    .await?
-            } else if desired != svc.desired_count || config != svc.config {
+                self.deploy_task_definition(
+                    key,
+                    Some(&svc),
+                    &td,
+                    &container,
+                    (desired, config, placement),
+                )
+                .await?
+            } else if desired != svc.desired_count
+                || config != svc.config
+                || placement != svc.placement
+            {
                 let mut updated = svc.clone();
                 updated.desired_count = desired;
                 updated.config = config;
+                updated.placement = placement;
                 change_service(Batch::new(), &svc, updated, now_ms())
             } else {
                 Batch::new()
@@ -491,7 +523,8 @@ impl App {
             .ok_or_else(|| AppError::not_found(format!("task definition {source}")))
     }
 
-    /// The batch that starts a deployment of `td` for a service through the ECS model: a
+    /// The batch that starts a deployment of `td` for a service through the ECS model (with
+    /// the service's desired count, configuration and placement from then on): a
     /// service runs a pinned copy of another family's task definition in its own family,
     /// registered only when no existing revision runs the same container.
     async fn deploy_task_definition(
@@ -500,8 +533,7 @@ impl App {
         current: Option<&ServiceRecord>,
         td: &TaskDefinition,
         container: &ContainerSpec,
-        desired_count: u32,
-        config: DeploymentConfig,
+        (desired_count, config, placement): (u32, DeploymentConfig, Placement),
     ) -> Result<Batch> {
         let source = td.source.clone().unwrap_or_else(|| td.id());
         let current_td = match current {
@@ -532,7 +564,7 @@ impl App {
             current.map_or(ServiceKind::BackendService, |s| s.kind),
             desired_count,
             config,
-            current.map(|s| s.placement.clone()).unwrap_or_default(),
+            placement,
             revision,
             format!(
                 "(service {}) deployment ecs-svc/{{id}} started: task definition {source} (revision {{revision}}).",
@@ -568,7 +600,7 @@ impl App {
                 Err(e) => tracing::warn!(image = %c.image, error = %e, "image not available"),
             }
         }
-        c.image_digest = info.map(|i| i.id);
+        c.image_digest = info.map(|i| i.pinned());
         c
     }
 }

@@ -29,6 +29,10 @@ pub struct RunTasks {
     /// `overrides` as given (a JSON object), echoed when the task is described.
     pub overrides: Option<String>,
     pub count: usize,
+    /// Where the tasks may run.
+    pub placement: slipway_core::placement::Placement,
+    /// ECS `StartTask`: one task on each of these hosts (placement is not consulted).
+    pub hosts: Vec<String>,
 }
 
 /// What `exec` ran and saw.
@@ -68,12 +72,27 @@ impl App {
         if req.td.deregistered_at.is_some() {
             return Err(crate::services::inactive(&req.td));
         }
+        slipway_core::placement::validate(&req.placement)
+            .map_err(|m| AppError::invalid(format!("placement: {m}")))?;
+        for h in &req.hosts {
+            if self.store().get_host(h).await?.is_none() {
+                return Err(AppError::not_found(format!(
+                    "host {h} (`slipway host ls` lists them)"
+                )));
+            }
+        }
         // What the revision runs: its source when it is a service's pinned copy.
         let task_definition = req.td.source.clone().unwrap_or_else(|| req.td.id());
         let container = self.pin_image(req.container.clone(), false).await;
         let now = now_ms();
-        let tasks: Vec<Task> = (0..req.count)
-            .map(|_| Task {
+        let count = if req.hosts.is_empty() {
+            req.count
+        } else {
+            req.hosts.len()
+        };
+        let tasks: Vec<Task> = (0..count)
+            .map(|i| Task {
+                host: req.hosts.get(i).cloned(),
                 standalone: Some(Box::new(Standalone {
                     task_definition: task_definition.clone(),
                     container: container.clone(),
@@ -81,6 +100,7 @@ impl App {
                     started_by: req.started_by.clone(),
                     group: req.group.clone(),
                     overrides: req.overrides.clone(),
+                    placement: req.placement.clone(),
                 })),
                 ..Task::provisioning(
                     random_id(16),

@@ -11,7 +11,7 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use slipway_core::health::{self, HealthInputs};
 use slipway_core::model::{ServiceKey, Task, TaskHealth, TaskStatus};
 use slipway_core::placement::HostState;
-use slipway_core::planner::{self, ObservedTask, PlanInput, TaskState};
+use slipway_core::planner::{self, Evict, ObservedTask, PlanInput, TaskState};
 use slipway_runtime::{ContainerInfo, ContainerState};
 use slipway_store::{Batch, ServiceRecord, Write};
 
@@ -183,6 +183,7 @@ impl Controller {
                 host: (!c.host.is_empty()).then(|| c.host.clone()),
                 published: c.published.clone(),
                 pending_reason: None,
+                moving: false,
                 version: 0,
             };
             self.save_task(&mut task).await?;
@@ -218,9 +219,16 @@ impl Controller {
                 self.spawn_stop(key, &row.id, &c.host, &c.id);
             }
             let host = seen.of(row);
-            let evict = host
+            let evict = if host
                 .as_deref()
-                .is_some_and(|h| seen.states.get(h) == Some(&HostState::Draining));
+                .is_some_and(|h| seen.states.get(h) == Some(&HostState::Draining))
+            {
+                Some(Evict::Draining)
+            } else if row.moving {
+                Some(Evict::Rebalance)
+            } else {
+                None
+            };
             let mut desired_running = row.desired_running;
             let state = match by_task.get(row.id.as_str()) {
                 None if starting => TaskState::Pending,

@@ -21,7 +21,11 @@ pub(crate) const ESSENTIAL_EXITED: &str = "Essential container in task exited";
 impl Controller {
     /// Starts a recorded standalone task: on its host, or on the host placement picks.
     async fn start_standalone(&self, mut task: Task) -> Result<(), ControllerError> {
-        let Some(spec) = task.standalone.as_ref().map(|s| s.container.clone()) else {
+        let Some((spec, placement)) = task
+            .standalone
+            .as_ref()
+            .map(|s| (s.container.clone(), s.placement.clone()))
+        else {
             return Ok(());
         };
         let key = task.service.clone();
@@ -29,7 +33,7 @@ impl Controller {
             Some(h) => h,
             None => {
                 let mut board = self.board(&key).await?;
-                match board.place(crate::schedule::need_of(&spec), &Default::default()) {
+                match board.place(crate::schedule::need_of(&spec), &placement) {
                     Ok(h) => {
                         task.host = Some(h.clone());
                         task.pending_reason = None;

@@ -547,6 +547,9 @@ pub struct Task {
     /// Why it waits to be placed (`RESOURCE:MEMORY` ...), while it does.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pending_reason: Option<String>,
+    /// A rebalance moves it: it is replaced on another host, then stopped.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub moving: bool,
     /// The record's version in the store (0 before it is first written).
     #[serde(default)]
     pub version: u64,
@@ -582,6 +585,7 @@ impl Task {
             host: None,
             published: None,
             pending_reason: None,
+            moving: false,
             version: 0,
         }
     }
@@ -604,6 +608,9 @@ pub struct Standalone {
     /// ECS `overrides` as given (a JSON object), echoed when the task is described.
     #[serde(default)]
     pub overrides: Option<String>,
+    /// Where it may run (ECS `placementStrategy` / `placementConstraints`).
+    #[serde(default, skip_serializing_if = "crate::placement::Placement::is_empty")]
+    pub placement: crate::placement::Placement,
 }
 
 /// A service event (ECS `services[].events[]`).

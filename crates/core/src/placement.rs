@@ -109,6 +109,16 @@ pub struct Need {
     pub memory: u64,
 }
 
+impl Need {
+    /// What a task of this container reserves on its host: its cpu units and memory (MiB).
+    pub fn of(c: &crate::model::ContainerSpec) -> Need {
+        Need {
+            cpu: u64::from(c.cpu.unwrap_or(0)),
+            memory: u64::from(c.memory.unwrap_or(0)),
+        }
+    }
+}
+
 /// Why a task could not be placed (ECS's words).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Unplaced {
@@ -251,6 +261,95 @@ pub fn place(hosts: &[HostView], need: Need, p: &Placement, seed: u64) -> Result
     Ok(key[0].1.id.clone())
 }
 
+/// Which tasks a rebalance moves: how many off each host so that the service's tasks are
+/// spread again by its first `spread` strategy (`host` when it has no strategy). Greedy:
+/// one task at a time leaves the fullest group for where placement would put it, while that
+/// lowers the imbalance; a move that would not is not made. Refused for placements that
+/// keep no balance (binpack, random).
+pub fn rebalance(
+    hosts: &[HostView],
+    need: Need,
+    p: &Placement,
+) -> Result<BTreeMap<String, u32>, String> {
+    let field = match p.strategy.first() {
+        None => "host".to_owned(),
+        Some(Strategy::Spread { field }) => field.clone(),
+        Some(Strategy::Binpack { .. }) => {
+            return Err("a binpack placement keeps no balance to restore".into());
+        }
+        Some(Strategy::Random) => {
+            return Err("a random placement keeps no balance to restore".into());
+        }
+    };
+    let mut view = hosts.to_vec();
+    let group = |view: &[HostView], h: &HostView| -> u32 {
+        view.iter()
+            .filter(|o| o.state == HostState::Active || o.id == h.id)
+            .filter(|o| field_value(o, &field) == field_value(h, &field))
+            .map(|o| o.service_tasks)
+            .sum()
+    };
+    let mut moves: BTreeMap<String, u32> = BTreeMap::new();
+    let total: u32 = view.iter().map(|h| h.service_tasks).sum();
+    for _ in 0..total {
+        // The fullest group's fullest host gives a task.
+        let Some(src) = view
+            .iter()
+            .filter(|h| h.service_tasks > 0)
+            .max_by(|a, b| {
+                group(&view, a)
+                    .cmp(&group(&view, b))
+                    .then(a.service_tasks.cmp(&b.service_tasks))
+                    .then(b.id.cmp(&a.id))
+            })
+            .map(|h| h.id.clone())
+        else {
+            break;
+        };
+        let before = view.clone();
+        let s = view
+            .iter_mut()
+            .find(|h| h.id == src)
+            .expect("picked from view");
+        s.service_tasks -= 1;
+        s.cpu_used = s.cpu_used.saturating_sub(need.cpu);
+        s.memory_used = s.memory_used.saturating_sub(need.memory);
+        let src_after = group(&view, view.iter().find(|h| h.id == src).expect("in view"));
+        let Ok(dst) = place(&view, need, p, 0) else {
+            view = before;
+            break;
+        };
+        let d = view
+            .iter()
+            .find(|h| h.id == dst)
+            .expect("placed on a host of view");
+        if dst == src || group(&view, d) >= src_after {
+            view = before;
+            break;
+        }
+        let d = view
+            .iter_mut()
+            .find(|h| h.id == dst)
+            .expect("placed on a host of view");
+        d.service_tasks += 1;
+        d.cpu_used += need.cpu;
+        d.memory_used += need.memory;
+        *moves.entry(src).or_default() += 1;
+    }
+    // A host that both gave and took (possible across groups) moves only the difference.
+    for h in hosts {
+        let now = view
+            .iter()
+            .find(|v| v.id == h.id)
+            .map_or(0, |v| v.service_tasks);
+        if let Some(m) = moves.get_mut(&h.id) {
+            *m = h.service_tasks.saturating_sub(now);
+        }
+    }
+    moves.retain(|_, n| *n > 0);
+    Ok(moves)
+}
+
 /// The value of a spread field on a host (`None`: the host has no such attribute; such
 /// hosts count as one group, as ECS does).
 fn field_value<'a>(h: &'a HostView, field: &str) -> Option<&'a str> {
@@ -371,6 +470,113 @@ fn split_words(s: &str, word: &str) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn with_tasks(mut h: HostView, n: u32) -> HostView {
+        h.service_tasks = n;
+        h.memory_used = u64::from(n) * 32;
+        h
+    }
+
+    #[test]
+    fn rebalance_moves_tasks_to_a_new_host_and_leaves_a_balanced_service_alone() {
+        let need = Need { cpu: 0, memory: 32 };
+        let p = Placement::default();
+        // A third host joined a service of 6 on two hosts: 1 moves off each.
+        let hosts = [
+            with_tasks(host("a", "a", 1024), 3),
+            with_tasks(host("b", "a", 1024), 3),
+            host("c", "b", 1024),
+        ];
+        let moves = rebalance(&hosts, need, &p).unwrap();
+        assert_eq!(moves, BTreeMap::from([("a".into(), 1), ("b".into(), 1)]));
+        // Balanced (7 on 3, off by one at most): nothing moves, whichever host has 3.
+        for fullest in ["a", "b", "c"] {
+            let hosts: Vec<HostView> = ["a", "b", "c"]
+                .iter()
+                .map(|id| with_tasks(host(id, "a", 1024), if *id == fullest { 3 } else { 2 }))
+                .collect();
+            assert_eq!(rebalance(&hosts, need, &p).unwrap(), BTreeMap::new());
+        }
+        // All on one host of three: 4 of 6 move.
+        let hosts = [
+            with_tasks(host("a", "a", 1024), 6),
+            host("b", "a", 1024),
+            host("c", "b", 1024),
+        ];
+        assert_eq!(
+            rebalance(&hosts, need, &p).unwrap(),
+            BTreeMap::from([("a".into(), 4)])
+        );
+    }
+
+    proptest::proptest! {
+        /// Spread by host, any start: a rebalance moves no more tasks than a host has, and
+        /// once the moved tasks are placed again the spread is within one.
+        #[test]
+        fn rebalance_by_host_ends_within_one(counts in proptest::collection::vec(0u32..12, 1..6)) {
+            let need = Need { cpu: 0, memory: 32 };
+            let p = Placement::default();
+            let hosts: Vec<HostView> = counts
+                .iter()
+                .enumerate()
+                .map(|(i, n)| with_tasks(host(&format!("h{i}"), "a", 1024), *n))
+                .collect();
+            let moves = rebalance(&hosts, need, &p).unwrap();
+            let mut after = hosts.clone();
+            for h in &mut after {
+                let m = moves.get(&h.id).copied().unwrap_or(0);
+                proptest::prop_assert!(m <= h.service_tasks);
+                h.service_tasks -= m;
+                h.memory_used -= u64::from(m) * 32;
+            }
+            let moved: u32 = moves.values().sum();
+            place_n(&mut after, moved as usize, need, &p);
+            let max = after.iter().map(|h| h.service_tasks).max().unwrap();
+            let min = after.iter().map(|h| h.service_tasks).min().unwrap();
+            proptest::prop_assert!(max - min <= 1, "{:?} -> {:?}", counts, after.iter().map(|h| h.service_tasks).collect::<Vec<_>>());
+            let total: u32 = after.iter().map(|h| h.service_tasks).sum();
+            proptest::prop_assert_eq!(total, counts.iter().sum::<u32>());
+        }
+    }
+
+    #[test]
+    fn rebalance_by_zone_respects_resources_and_refuses_binpack() {
+        let need = Need { cpu: 0, memory: 32 };
+        let zone = Placement {
+            strategy: vec![Strategy::Spread {
+                field: "attribute:zone".into(),
+            }],
+            constraints: vec![],
+        };
+        // Zone a runs 6, zone b none: 3 move to zone b.
+        let hosts = [
+            with_tasks(host("a1", "a", 1024), 3),
+            with_tasks(host("a2", "a", 1024), 3),
+            host("b1", "b", 1024),
+        ];
+        let moves = rebalance(&hosts, need, &zone).unwrap();
+        assert_eq!(moves.values().sum::<u32>(), 3, "{moves:?}");
+        // Zone b has room for one only: one moves.
+        let hosts = [
+            with_tasks(host("a1", "a", 1024), 3),
+            with_tasks(host("a2", "a", 1024), 3),
+            host("b1", "b", 40),
+        ];
+        assert_eq!(
+            rebalance(&hosts, need, &zone)
+                .unwrap()
+                .values()
+                .sum::<u32>(),
+            1
+        );
+        let pack = Placement {
+            strategy: vec![Strategy::Binpack {
+                field: "memory".into(),
+            }],
+            constraints: vec![],
+        };
+        assert!(rebalance(&hosts, need, &pack).is_err());
+    }
 
     fn host(id: &str, zone: &str, memory: u64) -> HostView {
         HostView {

@@ -34,8 +34,17 @@ pub struct ObservedTask {
     pub state: TaskState,
     /// Healthy now, and not yet recorded as having been healthy.
     pub newly_healthy: bool,
-    /// Its host is draining: replace it elsewhere, with the rolling rules.
-    pub evict: bool,
+    /// Replace it elsewhere, with the rolling rules (and why).
+    pub evict: Option<Evict>,
+}
+
+/// Why a task of the current revision is replaced on another host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Evict {
+    /// Its host is draining.
+    Draining,
+    /// A rebalance moves it to restore the service's spread.
+    Rebalance,
 }
 
 /// The observed state of a task's container.
@@ -392,12 +401,12 @@ pub fn plan(input: PlanInput<'_>) -> Plan {
     let mut new: Vec<&ObservedTask> = tasks
         .iter()
         .copied()
-        .filter(|x| is_live(x) && belongs(x, &t) && !x.evict)
+        .filter(|x| is_live(x) && belongs(x, &t) && x.evict.is_none())
         .collect();
     let old: Vec<&ObservedTask> = tasks
         .iter()
         .copied()
-        .filter(|x| is_live(x) && (!belongs(x, &t) || x.evict))
+        .filter(|x| is_live(x) && (!belongs(x, &t) || x.evict.is_some()))
         .collect();
     let stopping = tasks.iter().filter(|x| is_stopping(x)).count() as u32;
     let min_healthy = input.config.min_healthy(desired);
@@ -423,10 +432,10 @@ pub fn plan(input: PlanInput<'_>) -> Plan {
     old_sorted.sort_by_key(|x| (healthy(x), x.id.clone()));
     let mut old_left = old_sorted.len() as u32;
     for x in old_sorted {
-        let why = if x.evict && belongs(x, &t) {
-            "Host is draining"
-        } else {
-            "Replaced by a new deployment"
+        let why = match x.evict {
+            Some(Evict::Draining) if belongs(x, &t) => "Host is draining",
+            Some(Evict::Rebalance) if belongs(x, &t) => "Moved to restore the service's spread",
+            _ => "Replaced by a new deployment",
         };
         if !healthy(x) {
             stops.push((x, why));

@@ -101,6 +101,9 @@ enum Command {
     },
     /// Run this machine's Docker engine as a host of a cluster (connects out to the server).
     Agent(Box<cmd::host::AgentArgs>),
+    /// Move tasks of a service to restore its spread over the hosts (after a host joined or
+    /// came back), with its rolling rules.
+    Rebalance(cmd::host::RebalanceArgs),
 }
 
 /// Runs a verb that waits for a deployment; Ctrl-C stops the waiting (not the deployment),
@@ -157,6 +160,7 @@ fn run_async(command: Command, json: bool) -> ExitCode {
             Command::Server(a) => server::run(*a).await,
             Command::Agent(a) => cmd::host::agent(*a).await,
             Command::Host { cmd } => cmd::host::run(cmd, json).await,
+            Command::Rebalance(a) => cmd::host::rebalance(a, json).await,
             Command::Ingress(_) | Command::Init(_) | Command::Schema => {
                 unreachable!("handled before the runtime starts")
             }

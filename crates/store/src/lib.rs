@@ -209,6 +209,18 @@ pub struct HostRecord {
     pub version: u64,
 }
 
+/// What the live tasks of a host reserve ([`Store::host_usage`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HostUsage {
+    /// CPU units and MiB reserved.
+    pub cpu: u64,
+    pub memory: u64,
+    /// Live tasks there, of any kind.
+    pub tasks: u32,
+    /// Tasks of each service meant to stay there.
+    pub services: std::collections::HashMap<ServiceKey, u32>,
+}
+
 /// An ECS cluster created through the ECS API (app environments are clusters too, without a
 /// record).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

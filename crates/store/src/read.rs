@@ -4,13 +4,16 @@ use slipway_core::model::{
     Deployment, STANDALONE_SERVICE, ServiceEvent, ServiceKey, Task, TaskDefinition, TaskHealth,
     TaskStatus,
 };
+use std::collections::HashMap;
+
+use slipway_core::placement::{HostView, Need};
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
 use crate::db::Store;
 use crate::{
-    AccessKey, ClusterRecord, HostRecord, Result, SecretInfo, ServiceRecord, ServiceView,
-    StoreError, TaskCount,
+    AccessKey, ClusterRecord, HostRecord, HostUsage, Result, SecretInfo, ServiceRecord,
+    ServiceView, StoreError, TaskCount,
 };
 
 /// A record whose version lives in its own column.
@@ -596,6 +599,77 @@ impl Store {
         .fetch_all(self.pool())
         .await?;
         records(&rows)
+    }
+
+    /// What the live tasks reserve on each host (a task recorded without a host ran on
+    /// `local`, the server's own), and how many tasks of each service each host runs that
+    /// are meant to stay there (wanted, and not being moved by a rebalance).
+    pub async fn host_usage(&self, local: Option<&str>) -> Result<HashMap<String, HostUsage>> {
+        let tasks = self.live_tasks().await?;
+        let ids: Vec<(String, u32)> = tasks
+            .iter()
+            .filter(|t| t.standalone.is_none())
+            .map(|t| (t.service.family(), t.revision))
+            .collect();
+        let defs: HashMap<(String, u32), Need> = self
+            .get_task_definitions(&ids)
+            .await?
+            .into_iter()
+            .map(|td| ((td.family, td.revision), Need::of(&td.container)))
+            .collect();
+        let mut usage: HashMap<String, HostUsage> = HashMap::new();
+        for t in &tasks {
+            let Some(host) = t.host.as_deref().or(local) else {
+                continue;
+            };
+            let need = match &t.standalone {
+                Some(s) => Need::of(&s.container),
+                None => defs
+                    .get(&(t.service.family(), t.revision))
+                    .copied()
+                    .unwrap_or_default(),
+            };
+            let u = usage.entry(host.to_owned()).or_default();
+            u.cpu += need.cpu;
+            u.memory += need.memory;
+            u.tasks += 1;
+            if t.desired_running && !t.moving {
+                *u.services.entry(t.service.clone()).or_default() += 1;
+            }
+        }
+        Ok(usage)
+    }
+
+    /// The hosts among `up` as placement sees them for tasks of `service`: state,
+    /// attributes, resources and what the live tasks use ([`Store::host_usage`]).
+    pub async fn host_views(
+        &self,
+        up: &[String],
+        local: Option<&str>,
+        service: &ServiceKey,
+    ) -> Result<Vec<HostView>> {
+        let usage = self.host_usage(local).await?;
+        Ok(self
+            .list_hosts()
+            .await?
+            .into_iter()
+            .filter(|h| up.contains(&h.id))
+            .map(|h| {
+                let u = usage.get(&h.id);
+                HostView {
+                    cpu_used: u.map_or(0, |u| u.cpu),
+                    memory_used: u.map_or(0, |u| u.memory),
+                    service_tasks: u
+                        .and_then(|u| u.services.get(service).copied())
+                        .unwrap_or(0),
+                    id: h.id,
+                    state: h.state,
+                    attributes: h.attributes,
+                    cpu: h.cpu,
+                    memory: h.memory,
+                }
+            })
+            .collect())
     }
 
     /// Every task that is not stopped, of every service (placement counts them by host).

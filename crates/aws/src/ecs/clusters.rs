@@ -45,11 +45,12 @@ pub(super) async fn cluster_json(call: &Call<'_>, c: &Cluster, status: &str) -> 
             }
         }
     }
+    let instances = call.state.app.store().list_hosts().await?.len().max(1);
     Ok(json!({
         "clusterArn": c.arn(call),
         "clusterName": c.name,
         "status": status,
-        "registeredContainerInstancesCount": 1,
+        "registeredContainerInstancesCount": instances,
         "runningTasksCount": running,
         "pendingTasksCount": pending,
         "activeServicesCount": services,

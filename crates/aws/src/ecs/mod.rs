@@ -4,6 +4,7 @@
 
 mod clusters;
 mod deployments;
+mod instances;
 mod services;
 mod task_definitions;
 mod tasks;
@@ -22,6 +23,7 @@ use slipway_store::{ServiceRecord, TaskCount};
 use crate::{AwsError, AwsResult, Call, parse, require_write, ts};
 use clusters::*;
 use deployments::*;
+use instances::*;
 use services::*;
 use task_definitions::*;
 use tasks::*;
@@ -44,7 +46,7 @@ const READ_ONLY_TD: [&str; 9] = [
 ];
 
 pub(crate) async fn dispatch(call: &Call<'_>, op: &str, body: &[u8]) -> AwsResult {
-    const WRITES: [&str; 12] = [
+    const WRITES: [&str; 13] = [
         "CreateCluster",
         "DeleteCluster",
         "RegisterTaskDefinition",
@@ -55,6 +57,7 @@ pub(crate) async fn dispatch(call: &Call<'_>, op: &str, body: &[u8]) -> AwsResul
         "RunTask",
         "StartTask",
         "StopTask",
+        "UpdateContainerInstancesState",
         "TagResource",
         "UntagResource",
     ];
@@ -82,6 +85,11 @@ pub(crate) async fn dispatch(call: &Call<'_>, op: &str, body: &[u8]) -> AwsResul
         "DescribeTasks" => describe_tasks(call, parse(body)?).await,
         "RunTask" | "StartTask" => run_task(call, parse(body)?, parse(body)?).await,
         "StopTask" => stop_task(call, parse(body)?).await,
+        "ListContainerInstances" => list_container_instances(call, parse(body)?).await,
+        "DescribeContainerInstances" => describe_container_instances(call, parse(body)?).await,
+        "UpdateContainerInstancesState" => {
+            update_container_instances_state(call, parse(body)?).await
+        }
         "TagResource" | "UntagResource" => Err(AwsError::client(
             "UnsupportedFeatureException",
             format!("{op} is not supported by Slipway yet"),

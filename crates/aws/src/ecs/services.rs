@@ -27,6 +27,8 @@ pub(super) struct CreateServiceReq {
     desired_count: Option<i64>,
     deployment_configuration: Option<DeploymentConfigReq>,
     health_check_grace_period_seconds: Option<i64>,
+    placement_strategy: Option<Vec<PlacementStrategyReq>>,
+    placement_constraints: Option<Vec<PlacementConstraintReq>>,
 }
 
 #[derive(Deserialize)]
@@ -39,6 +41,8 @@ pub(super) struct UpdateServiceReq {
     force_new_deployment: Option<bool>,
     deployment_configuration: Option<DeploymentConfigReq>,
     health_check_grace_period_seconds: Option<i64>,
+    placement_strategy: Option<Vec<PlacementStrategyReq>>,
+    placement_constraints: Option<Vec<PlacementConstraintReq>>,
 }
 
 /// The configuration change a request asks for (ranges checked here; the rule that a
@@ -253,6 +257,7 @@ pub(super) async fn services_json(
             .map(|e| json!({ "id": e.id.to_string(), "createdAt": ts(e.created_at), "message": e.message }))
             .collect();
         let cb = svc.config.circuit_breaker;
+        let (placement_strategy, placement_constraints) = placement_json(&svc.placement);
         out.insert(
             key.name.clone(),
             json!({
@@ -275,8 +280,8 @@ pub(super) async fn services_json(
                 "deployments": deployments,
                 "events": events,
                 "createdAt": ts(svc.created_at),
-                "placementConstraints": [],
-                "placementStrategy": [],
+                "placementConstraints": placement_constraints,
+                "placementStrategy": placement_strategy,
                 "schedulingStrategy": "REPLICA",
                 "deploymentController": { "type": "ECS" },
                 "healthCheckGracePeriodSeconds": svc.config.health_check_grace_period_ms / 1000,
@@ -304,11 +309,16 @@ pub(super) async fn create_service(call: &Call<'_>, req: CreateServiceReq) -> Aw
         req.deployment_configuration.as_ref(),
         req.health_check_grace_period_seconds,
     )?;
+    let placement = placement_of(
+        req.placement_strategy.as_deref(),
+        req.placement_constraints.as_deref(),
+    )?
+    .unwrap_or_default();
     let td = find_td(call, &tdr).await?;
     let svc = call
         .state
         .app
-        .create_ecs_service(&c.key(&name), &td, desired_count, &patch)
+        .create_ecs_service(&c.key(&name), &td, desired_count, &patch, &placement)
         .await?;
     Ok(json!({ "service": service_json(call, &c, &svc).await? }))
 }
@@ -332,6 +342,10 @@ pub(super) async fn update_service(call: &Call<'_>, req: UpdateServiceReq) -> Aw
             None => None,
         },
         force: req.force_new_deployment.unwrap_or(false),
+        placement: placement_of(
+            req.placement_strategy.as_deref(),
+            req.placement_constraints.as_deref(),
+        )?,
     };
     let svc = call
         .state

@@ -182,7 +182,9 @@ pub(super) async fn task_json(call: &Call<'_>, c: &Cluster, t: &Task) -> AwsResu
         "networkInterfaces": [],
     });
     if let Some(d) = digest {
-        container["imageDigest"] = json!(d);
+        // ECS shows the bare digest (a pin from a registry is `repo@sha256:…`).
+        let bare = d.rsplit_once('@').map_or(d.as_str(), |(_, x)| x);
+        container["imageDigest"] = json!(bare);
     }
     if let Some(x) = t.exit_code {
         container["exitCode"] = json!(x);
@@ -221,6 +223,11 @@ pub(super) async fn task_json(call: &Call<'_>, c: &Cluster, t: &Task) -> AwsResu
     if let Some(by) = started_by(t) {
         o["startedBy"] = json!(by);
     }
+    if let Some(h) = &t.host {
+        o["containerInstanceArn"] =
+            json!(call.arn("ecs", &format!("container-instance/{}/{h}", c.name)));
+    }
+
     if let Some(s) = t.started_at {
         o["startedAt"] = ts(s);
     }
@@ -263,8 +270,10 @@ pub(super) struct RunTaskReq {
     group: Option<String>,
     overrides: Option<OverridesReq>,
     launch_type: Option<String>,
-    /// StartTask's: the one host of a Slipway cluster is always meant.
+    /// StartTask's: one task on each of these hosts.
     container_instances: Option<Vec<String>>,
+    placement_strategy: Option<Vec<PlacementStrategyReq>>,
+    placement_constraints: Option<Vec<PlacementConstraintReq>>,
 }
 
 /// Applies `containerOverrides` (command, environment, cpu, memory) to the container.
@@ -316,8 +325,9 @@ pub(super) fn apply_overrides(
     Ok(spec)
 }
 
-/// `RunTask` (and `StartTask`: a Slipway cluster is one host): runs a task definition
-/// revision `count` times, outside any service. The tasks are not replaced when they stop.
+/// `RunTask` (placed by its placement rules) and `StartTask` (one task on each container
+/// instance named): runs a task definition revision outside any service. The tasks are not
+/// replaced when they stop.
 pub(super) async fn run_task(call: &Call<'_>, req: RunTaskReq, raw: Value) -> AwsResult {
     let c = find_cluster(call, req.cluster.as_deref()).await?;
     let tdr = req
@@ -383,6 +393,17 @@ pub(super) async fn run_task(call: &Call<'_>, req: RunTaskReq, raw: Value) -> Aw
             group,
             overrides,
             count,
+            placement: placement_of(
+                req.placement_strategy.as_deref(),
+                req.placement_constraints.as_deref(),
+            )?
+            .unwrap_or_default(),
+            hosts: req
+                .container_instances
+                .iter()
+                .flatten()
+                .map(|r| name_of(r).to_owned())
+                .collect(),
         })
         .await?;
     let mut tasks = Vec::with_capacity(started.len());

@@ -32,7 +32,7 @@ fn task(id: &str, dep: &str, revision: u32, state: TaskState) -> ObservedTask {
         desired_running: true,
         state,
         newly_healthy: false,
-        evict: false,
+        evict: None,
     }
 }
 
@@ -560,8 +560,8 @@ fn a_draining_hosts_tasks_are_replaced_with_the_rolling_rules() {
         task("b", "d1", 1, healthy()),
         task("c", "d1", 1, healthy()),
     ];
-    tasks[0].evict = true;
-    tasks[1].evict = true;
+    tasks[0].evict = Some(Evict::Draining);
+    tasks[1].evict = Some(Evict::Draining);
     let input = |tasks: &[ObservedTask]| {
         plan(PlanInput {
             now: 10,

@@ -219,3 +219,81 @@ pub async fn agent(a: AgentArgs) -> Result<ExitCode> {
     .context("the agent stopped")?;
     Ok(ExitCode::SUCCESS)
 }
+
+/// `slipway rebalance SERVICE`.
+#[derive(Debug, Args)]
+pub struct RebalanceArgs {
+    service: String,
+    /// Return once the moves are decided instead of waiting for them.
+    #[arg(long)]
+    no_wait: bool,
+    #[arg(long, default_value = "15m", value_parser = humantime::parse_duration)]
+    timeout: std::time::Duration,
+    #[command(flatten)]
+    target: super::Target,
+}
+
+/// Moves tasks of a service to restore its spread (after a host joined or came back), with
+/// the rolling rules; waits until the moved tasks are replaced and the service is healthy.
+pub async fn rebalance(a: RebalanceArgs, json: bool) -> Result<ExitCode> {
+    use slipway_api::types::ServiceDetail;
+    let client = Client::from_env()?;
+    let key = a.target.key(&a.service)?;
+    let path = crate::client::service_path(&key);
+    let r: slipway_app::Rebalance = client
+        .post(&format!("{path}/rebalance"), &serde_json::json!({}))
+        .await?;
+    if !json {
+        println!("{}: {}", key.name, r.message);
+    }
+    if a.no_wait || r.moved.is_empty() {
+        if json {
+            print_json(&r)?;
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let bar = if json || !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        indicatif::ProgressBar::hidden()
+    } else {
+        let b = indicatif::ProgressBar::new(r.moved.len() as u64);
+        b.set_style(
+            indicatif::ProgressStyle::with_template("{spinner} moved {pos}/{len} ({elapsed})")
+                .expect("template"),
+        );
+        b.enable_steady_tick(std::time::Duration::from_millis(120));
+        b
+    };
+    let started = std::time::Instant::now();
+    loop {
+        let d: ServiceDetail = client.get(&path).await?;
+        let moving = r
+            .moved
+            .iter()
+            .filter(|(id, _)| {
+                d.tasks.iter().any(|t| {
+                    &t.id == id && t.last_status != slipway_core::model::TaskStatus::Stopped
+                })
+            })
+            .count();
+        bar.set_position((r.moved.len() - moving) as u64);
+        if moving == 0 && d.summary.healthy >= d.summary.desired {
+            bar.finish_and_clear();
+            break;
+        }
+        if started.elapsed() > a.timeout {
+            bar.finish_and_clear();
+            anyhow::bail!(
+                "timed out after {:?} with {moving} task(s) still to move; the rebalance goes on in the server (`slipway ps {}` shows it)",
+                a.timeout,
+                key.name
+            );
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+    if json {
+        print_json(&r)?;
+    } else {
+        println!("{}: rebalanced ({} task(s) moved)", key.name, r.moved.len());
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -192,7 +192,7 @@ fn versions(s: &Server) -> Vec<String> {
     v
 }
 
-fn container_defs(name: &str, image: &str) -> String {
+pub(crate) fn container_defs(name: &str, image: &str) -> String {
     json!([{
         "name": name,
         "image": image,
@@ -206,7 +206,7 @@ fn container_defs(name: &str, image: &str) -> String {
 
 /// Waits with the CLI's own waiter.
 #[track_caller]
-fn wait_stable(aws: &Aws<'_>, cluster: &str, service: &str) {
+pub(crate) fn wait_stable(aws: &Aws<'_>, cluster: &str, service: &str) {
     aws.run(&[
         "ecs",
         "wait",

@@ -644,3 +644,297 @@ fn joining_refuses_bad_tokens_other_clusters_and_revoked_hosts() {
     one_line_error(&err, "credential was revoked");
     assert_eq!(c.hosts().len(), 1);
 }
+
+/// The host id at the end of a container instance ARN.
+fn instance_host(arn: &Value) -> String {
+    arn.as_str().unwrap().rsplit('/').next().unwrap().to_owned()
+}
+
+#[test]
+fn ecs_container_instances_and_placement_through_the_aws_cli() {
+    if !docker() || !crate::testbed::available() {
+        return;
+    }
+    let Some(cli) = crate::aws::aws_cli() else {
+        return;
+    };
+    let c = Cluster::new(
+        &[
+            &["--attribute", "zone=a"],
+            &["--attribute", "zone=a"],
+            &["--attribute", "zone=b"],
+        ],
+        1024,
+    );
+    let v1 = push_to_server(&c.s, "slipway-hello:v1", "hello", "v1");
+    let aws = crate::aws::Aws::new(&c.s, &cli, &["--name", "ops"]);
+    aws.json(&["ecs", "create-cluster", "--cluster-name", "web"]);
+
+    // The hosts are the container instances, with their resources and attributes.
+    let listed = aws.json(&["ecs", "list-container-instances", "--cluster", "web"]);
+    let mut hosts: Vec<String> = listed["containerInstanceArns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(instance_host)
+        .collect();
+    hosts.sort();
+    let mut ids = c.ids.clone();
+    ids.sort();
+    assert_eq!(hosts, ids, "{listed}");
+    let described = aws.json(&[
+        "ecs",
+        "describe-container-instances",
+        "--cluster",
+        "web",
+        "--container-instances",
+        &c.ids[2],
+        "nope",
+    ]);
+    let h = &described["containerInstances"][0];
+    assert_eq!(h["ec2InstanceId"], c.ids[2].as_str());
+    assert_eq!(h["status"], "ACTIVE");
+    assert_eq!(h["agentConnected"], true);
+    assert_eq!(h["registeredResources"][1]["name"], "MEMORY");
+    assert_eq!(h["registeredResources"][1]["integerValue"], 1024);
+    assert!(
+        h["attributes"]
+            .as_array()
+            .unwrap()
+            .contains(&serde_json::json!({"name": "zone", "value": "b"})),
+        "{h}"
+    );
+    assert_eq!(described["failures"][0]["reason"], "MISSING", "{described}");
+
+    // A service placed by ECS's fields: only zone b, spread over instances.
+    aws.json(&[
+        "ecs",
+        "register-task-definition",
+        "--family",
+        "site",
+        "--container-definitions",
+        &crate::aws::container_defs("site", &v1),
+    ]);
+    let created = aws.json(&[
+        "ecs",
+        "create-service",
+        "--cluster",
+        "web",
+        "--service-name",
+        "site",
+        "--task-definition",
+        "site:1",
+        "--desired-count",
+        "2",
+        "--placement-constraints",
+        "type=memberOf,expression=attribute:zone == b",
+        "--placement-strategy",
+        "type=spread,field=instanceId",
+    ]);
+    assert_eq!(
+        created["service"]["placementConstraints"],
+        serde_json::json!([{"type": "memberOf", "expression": "attribute:zone == b"}])
+    );
+    assert_eq!(
+        created["service"]["placementStrategy"],
+        serde_json::json!([{"type": "spread", "field": "instanceId"}])
+    );
+    crate::aws::wait_stable(&aws, "web", "site");
+    let arns = aws.json(&[
+        "ecs",
+        "list-tasks",
+        "--cluster",
+        "web",
+        "--service-name",
+        "site",
+    ]);
+    let mut args = vec!["ecs", "describe-tasks", "--cluster", "web", "--tasks"];
+    let arns: Vec<String> = arns["taskArns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap().to_owned())
+        .collect();
+    args.extend(arns.iter().map(String::as_str));
+    let tasks = aws.json(&args);
+    let on: Vec<String> = tasks["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| instance_host(&t["containerInstanceArn"]))
+        .collect();
+    assert_eq!(on, vec![c.ids[2].clone(); 2], "{tasks}");
+
+    // RunTask by placement; StartTask on the instance named.
+    let run = aws.json(&[
+        "ecs",
+        "run-task",
+        "--cluster",
+        "web",
+        "--task-definition",
+        "site:1",
+        "--count",
+        "2",
+        "--placement-constraints",
+        "type=memberOf,expression=attribute:zone == a",
+        "type=distinctInstance",
+    ]);
+    assert_eq!(run["failures"], serde_json::json!([]), "{run}");
+    let run_arns: Vec<String> = run["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["taskArn"].as_str().unwrap().to_owned())
+        .collect();
+    let placed = wait_for(Duration::from_secs(60), "the run tasks placed", || {
+        let mut args = vec!["ecs", "describe-tasks", "--cluster", "web", "--tasks"];
+        args.extend(run_arns.iter().map(String::as_str));
+        let d = aws.json(&args);
+        let mut on: Vec<String> = d["tasks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|t| t["lastStatus"] == "RUNNING")
+            .map(|t| instance_host(&t["containerInstanceArn"]))
+            .collect();
+        on.sort();
+        (on.len() == 2).then_some(on)
+    });
+    let mut zone_a = vec![c.ids[0].clone(), c.ids[1].clone()];
+    zone_a.sort();
+    assert_eq!(placed, zone_a, "one task on each host of zone a");
+    let started = aws.json(&[
+        "ecs",
+        "start-task",
+        "--cluster",
+        "web",
+        "--task-definition",
+        "site:1",
+        "--container-instances",
+        &c.ids[1],
+    ]);
+    assert_eq!(
+        instance_host(&started["tasks"][0]["containerInstanceArn"]),
+        c.ids[1]
+    );
+
+    // Draining through ECS is Slipway's drain.
+    let drained = aws.json(&[
+        "ecs",
+        "update-container-instances-state",
+        "--cluster",
+        "web",
+        "--container-instances",
+        &c.ids[0],
+        "--status",
+        "DRAINING",
+    ]);
+    assert_eq!(drained["containerInstances"][0]["status"], "DRAINING");
+    assert_eq!(c.host(0)["state"], "DRAINING");
+    let draining = aws.json(&[
+        "ecs",
+        "list-container-instances",
+        "--cluster",
+        "web",
+        "--status",
+        "DRAINING",
+    ]);
+    assert_eq!(
+        draining["containerInstanceArns"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(instance_host)
+            .collect::<Vec<_>>(),
+        vec![c.ids[0].clone()]
+    );
+    aws.json(&[
+        "ecs",
+        "update-container-instances-state",
+        "--cluster",
+        "web",
+        "--container-instances",
+        &c.ids[0],
+        "--status",
+        "ACTIVE",
+    ]);
+    assert_eq!(c.host(0)["state"], "ACTIVE");
+
+    // Bad placement: an ECS error, and no service.
+    let bad = aws.run(&[
+        "ecs",
+        "create-service",
+        "--cluster",
+        "web",
+        "--service-name",
+        "bad",
+        "--task-definition",
+        "site:1",
+        "--placement-strategy",
+        "type=binpack,field=disk",
+    ]);
+    assert_ne!(bad.code, 0);
+    assert!(bad.stderr.contains("InvalidParameterException"), "{bad:?}");
+    let services = aws.json(&["ecs", "list-services", "--cluster", "web"]);
+    assert_eq!(
+        services["serviceArns"].as_array().unwrap().len(),
+        1,
+        "{services}"
+    );
+}
+
+#[test]
+fn rebalance_spreads_a_service_onto_a_host_that_joined_under_load() {
+    if !docker() || !crate::testbed::available() {
+        return;
+    }
+    let mut c = Cluster::with_spare(&[&[], &[]], 1024, 1);
+    let v1 = push_to_server(&c.s, "slipway-hello:v1", "hello", "v1");
+    c.s.manifest(&zone_manifest(
+        &app_name("rebal"),
+        &v1,
+        6,
+        "      strategy:\n        - type: spread\n          field: host\n",
+    ));
+    c.s.cli(&["deploy"]).ok();
+    assert_eq!(c.spread("web"), BTreeMap::from([(0, 3), (1, 3)]));
+
+    // A third host joins: nothing moves by itself.
+    let token =
+        c.s.cli(&["host", "join-token"])
+            .ok()
+            .stdout
+            .trim()
+            .to_owned();
+    let lan = c.lan_url.clone();
+    c.bed
+        .start_agent(2, &lan, Some(&token), &["--memory", "1024"]);
+    let third = wait_for(Duration::from_secs(60), "the third host", || {
+        c.hosts()
+            .into_iter()
+            .find(|h| h["name"] == "host3" && h["connected"] == true)
+            .map(|h| h["id"].as_str().unwrap().to_owned())
+    });
+    c.ids.push(third);
+    assert_eq!(c.spread("web"), BTreeMap::from([(0, 3), (1, 3)]));
+
+    // Rebalance under load: one task leaves each full host, no request fails.
+    let load = Load::start(&c.ingress_url(), 16, Duration::from_secs(300));
+    std::thread::sleep(Duration::from_millis(500));
+    let out = c.s.cli(&["--json", "rebalance", "web"]).ok();
+    let report = load.stop();
+    eprintln!("rebalance under load: {report:?}");
+    let r = out.json();
+    assert_eq!(r["moved"].as_array().unwrap().len(), 2, "{r}");
+    assert_eq!(failures(&report), 0, "{report:?}");
+    assert_eq!(c.spread("web"), BTreeMap::from([(0, 2), (1, 2), (2, 2)]));
+    assert_eq!((0..3).map(|i| c.running_on(i)).sum::<usize>(), 6);
+    let events = c.events("web");
+    assert!(
+        events.contains("rebalancing: moving 2 task(s) to restore the spread"),
+        "{events}"
+    );
+    // Balanced now: a second rebalance moves nothing.
+    let again = c.s.cli(&["rebalance", "web"]).ok();
+    assert!(again.stdout.contains("already balanced"), "{again:?}");
+}
