@@ -899,14 +899,15 @@ fn rebalance_spreads_a_service_onto_a_host_that_joined_under_load() {
     c.s.cli(&["deploy"]).ok();
     assert_eq!(c.spread("web"), BTreeMap::from([(0, 3), (1, 3)]));
 
-    // A third host joins: nothing moves by itself.
+    // A third host joins (given a dead server URL first: it tries the next): nothing moves
+    // by itself.
     let token =
         c.s.cli(&["host", "join-token"])
             .ok()
             .stdout
             .trim()
             .to_owned();
-    let lan = c.lan_url.clone();
+    let lan = format!("http://{}:1,{}", c.bed.gateway, c.lan_url);
     c.bed
         .start_agent(2, &lan, Some(&token), &["--memory", "1024"]);
     let third = wait_for(Duration::from_secs(60), "the third host", || {
