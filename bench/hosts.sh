@@ -29,7 +29,9 @@ cd "$root"
 runs=${1:-5}
 phases=${PHASES:-slipway rss swarm}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/work/bench-target}
-bin="$CARGO_TARGET_DIR/release/slipway"
+# SLIPWAY_BIN: a slipway binary built elsewhere (e.g. from a clean export of a commit);
+# by default this tree is built into $CARGO_TARGET_DIR.
+bin=${SLIPWAY_BIN:-$CARGO_TARGET_DIR/release/slipway}
 
 [ "$(id -u)" = 0 ] || { echo "hosts.sh needs root (network namespaces, iptables)" >&2; exit 1; }
 for t in ip nsenter dockerd iptables jq python3 curl; do
@@ -38,7 +40,7 @@ done
 for img in slipway-hello:v1 slipway-hello:v2; do
   docker image inspect "$img" >/dev/null 2>&1 || { echo "$img is missing: run scripts/build-example.sh" >&2; exit 1; }
 done
-cargo build --quiet --release -p slipway
+[ -n "${SLIPWAY_BIN:-}" ] || cargo build --quiet --release -p slipway
 
 work=$(mktemp -d /tmp/slwhosts.XXXXXX)
 nhosts=3
@@ -76,8 +78,15 @@ stop_ingress() {
 }
 
 cleanup() {
+  local rc=$?
   set +e
   log "cleaning up"
+  if [ "$rc" != 0 ]; then
+    # Keep the logs of a failed run (server, agents, engines, registry).
+    keep="$work-logs"; mkdir -p "$keep"
+    (cd "$work" && find . -name '*.log' -exec cp --parents {} "$keep" \;)
+    log "exit $rc; logs kept in $keep"
+  fi
   for p in "${pids[@]}"; do stop_pid "$p" 5; done
   for d in "$work"/server*; do [ -d "$d" ] && stop_ingress "$d"; done
   for i in "${!socks[@]}"; do

@@ -215,8 +215,36 @@ pub async fn run(opts: AgentOptions, shutdown: watch::Receiver<bool>) -> Result<
             .build()
             .map_err(|e| AgentError::Refused(format!("cannot build an HTTP client: {e}")))?,
         stopping: Arc::default(),
+        discovery: Arc::default(),
+        maps: watch::Sender::new(None),
     };
+    tokio::spawn(keep_discovery(
+        agent.rt.clone(),
+        agent.discovery.clone(),
+        agent.maps.subscribe(),
+    ));
     agent.serve(&servers, shutdown).await
+}
+
+/// Applies the server's service maps one after the other (the newest when several came
+/// meanwhile), starting this host's discovery with the first.
+async fn keep_discovery(
+    rt: DockerRuntime,
+    cell: Arc<tokio::sync::OnceCell<Option<Arc<crate::discovery::Discovery>>>>,
+    mut maps: watch::Receiver<Option<crate::discovery::ServiceMap>>,
+) {
+    while maps.changed().await.is_ok() {
+        let Some(map) = maps.borrow_and_update().clone() else {
+            continue;
+        };
+        let rt = rt.clone();
+        if let Some(d) = cell
+            .get_or_init(|| crate::discovery::Discovery::start(rt))
+            .await
+        {
+            d.apply(map).await;
+        }
+    }
 }
 
 /// Joins through the first of `servers` that answers (a refusal is final).
@@ -291,6 +319,11 @@ struct Agent {
     probe: reqwest::Client,
     /// Containers the server asked to stop (they are not started again).
     stopping: Arc<Mutex<HashSet<String>>>,
+    /// Service names across hosts: started with the server's first map (`Some(None)`: this
+    /// host cannot run it).
+    discovery: Arc<tokio::sync::OnceCell<Option<Arc<crate::discovery::Discovery>>>>,
+    /// The newest service map from the server.
+    maps: watch::Sender<Option<crate::discovery::ServiceMap>>,
 }
 
 impl Agent {
@@ -444,6 +477,10 @@ impl Agent {
             match msg {
                 ToAgent::Ping => {
                     let _ = tx.send(ToServer::Pong);
+                }
+                ToAgent::Services { map } => {
+                    // Applied in order, the newest winning (see `keep_discovery`).
+                    self.maps.send_replace(Some(map));
                 }
                 ToAgent::Cancel { id } => {
                     if let Some(h) = streams.remove(&id) {
@@ -616,6 +653,11 @@ impl Agent {
             container: &launch.container,
             extra_env: &launch.extra_env,
             publish: port,
+            dns: &self
+                .discovery
+                .get()
+                .and_then(|d| d.as_ref().map(|d| d.dns()))
+                .unwrap_or_default(),
         };
         self.rt.create(&t).await.map_err(|e| e.to_string())
     }

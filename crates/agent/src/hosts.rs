@@ -14,7 +14,7 @@ use slipway_runtime::{
 };
 
 use crate::hub::{CALL_TIMEOUT, Hub, HubError};
-use crate::proto::{Launch, Op, ProbeResult, RegistryAuth};
+use crate::proto::{Launch, Op, ProbeResult, RegistryAuth, ToAgent};
 
 /// Why something asked of a host failed.
 #[derive(Debug, thiserror::Error)]
@@ -54,6 +54,9 @@ struct Local {
     rt: DockerRuntime,
     /// The address its tasks' ports are published on (none: not published).
     publish: Option<String>,
+    /// Service names across hosts on this host: started with the first map of a cluster
+    /// of several hosts (`Some(None)`: it could not start).
+    discovery: Arc<tokio::sync::OnceCell<Option<Arc<crate::discovery::Discovery>>>>,
 }
 
 /// What listing every host found.
@@ -102,7 +105,12 @@ impl Hosts {
         registry: Option<Arc<dyn RemoteRegistry>>,
     ) -> Self {
         Hosts {
-            local: local.map(|(id, rt, publish)| Local { id, rt, publish }),
+            local: local.map(|(id, rt, publish)| Local {
+                id,
+                rt,
+                publish,
+                discovery: Arc::default(),
+            }),
             hub,
             registry,
             loss_timeout: LOSS_TIMEOUT,
@@ -139,6 +147,24 @@ impl Hosts {
     /// Whether the host can be asked anything now.
     pub fn is_up(&self, host: &str) -> bool {
         self.local_for(host).is_some() || self.hub.is_connected(host)
+    }
+
+    /// Sends every host the services of the cluster for discovery across hosts: each
+    /// connected agent, and the server's own host (its resolver starts with the first map).
+    pub async fn push_services(&self, map: &crate::discovery::ServiceMap) {
+        for h in self.remote_up() {
+            self.hub.send(&h, ToAgent::Services { map: map.clone() });
+        }
+        if let Some(l) = &self.local {
+            let rt = l.rt.clone();
+            let d = l
+                .discovery
+                .get_or_init(|| crate::discovery::Discovery::start(rt))
+                .await;
+            if let Some(d) = d {
+                d.apply(map.clone()).await;
+            }
+        }
     }
 
     /// Forgets a removed host: removes the containers of `cluster` there while its agent is
@@ -361,6 +387,11 @@ impl Hosts {
                 container: &launch.container,
                 extra_env: &launch.extra_env,
                 publish: port,
+                dns: &l
+                    .discovery
+                    .get()
+                    .and_then(|d| d.as_ref().map(|d| d.dns()))
+                    .unwrap_or_default(),
             };
             return Ok(l.rt.create(&t).await?);
         }

@@ -120,6 +120,13 @@ impl Hub {
         lock(&self.inner.heard).get(host).copied()
     }
 
+    /// Sends `host` a message that needs no answer; false if it is not connected.
+    pub fn send(&self, host: &str, msg: ToAgent) -> bool {
+        self.conns()
+            .get(host)
+            .is_some_and(|c| c.tx.send(msg).is_ok())
+    }
+
     /// Ends `host`'s connection and forgets it (its credential was revoked): its calls
     /// fail, and it is not counted silent.
     pub fn disconnect(&self, host: &str) {

@@ -7,11 +7,14 @@
 //!   each connected agent — for the controller and the application layer.
 //! - [`agent`]: `slipway agent`, the host's side: join, connect, answer, probe, and keep
 //!   tasks running while the server is away.
+//! - [`discovery`]: service names across hosts (a resolver and a proxy per service on each
+//!   host).
 //!
 //! This crate may call Docker (through `slipway-runtime`) and the network; it keeps no
 //! state of its own beyond the agent's identity file.
 
 pub mod agent;
+pub mod discovery;
 pub mod hosts;
 pub mod hub;
 pub mod proto;

@@ -148,6 +148,10 @@ pub enum ToAgent {
         id: u64,
     },
     Ping,
+    /// The services of the cluster for discovery across hosts (sent when it changes).
+    Services {
+        map: crate::discovery::ServiceMap,
+    },
 }
 
 /// Agent → server.

@@ -129,13 +129,19 @@ impl App {
             if let Some(svc) = cur
                 .record
                 .as_ref()
-                .filter(|s| same_container && !s.deleting && !force && healthy_history)
+                // New placement rules place every task anew: a deployment.
+                .filter(|s| {
+                    same_container
+                        && !s.deleting
+                        && !force
+                        && healthy_history
+                        && s.placement == spec.placement
+                })
             {
                 let latest = cur.latest.as_ref().map(|d| d.id.clone());
                 if svc.desired_count == count
                     && svc.config == spec.deployment
                     && svc.kind == spec.kind
-                    && svc.placement == spec.placement
                 {
                     results.push((
                         result(DeployOutcome::Unchanged, latest, svc.revision, svc.version),
@@ -149,7 +155,6 @@ impl App {
                 updated.desired_count = count;
                 updated.config = spec.deployment;
                 updated.kind = spec.kind;
-                updated.placement = spec.placement.clone();
                 let at = batch.writes.len();
                 batch = change_service(batch, svc, updated, now);
                 results.push((
@@ -385,6 +390,7 @@ impl App {
                         desired_count: svc.desired_count,
                         config: &svc.config,
                         container: &td.container,
+                        placement: &svc.placement,
                     }),
                     &spec,
                 ),

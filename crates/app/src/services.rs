@@ -450,7 +450,8 @@ impl App {
                 .placement
                 .clone()
                 .unwrap_or_else(|| svc.placement.clone());
-            let batch = if changes_td || change.force {
+            // New placement rules place every task anew: a deployment (as on ECS).
+            let batch = if changes_td || change.force || placement != svc.placement {
                 let td = match &change.task_definition {
                     Some(t) => t.clone(),
                     None => self.find_source(&current_source).await?,
@@ -464,14 +465,10 @@ impl App {
                     (desired, config, placement),
                 )
                 .await?
-            } else if desired != svc.desired_count
-                || config != svc.config
-                || placement != svc.placement
-            {
+            } else if desired != svc.desired_count || config != svc.config {
                 let mut updated = svc.clone();
                 updated.desired_count = desired;
                 updated.config = config;
-                updated.placement = placement;
                 change_service(Batch::new(), &svc, updated, now_ms())
             } else {
                 Batch::new()

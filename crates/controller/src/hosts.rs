@@ -18,10 +18,17 @@ impl Controller {
     pub(crate) async fn maintain_hosts(self, mut shutdown: watch::Receiver<bool>) {
         let started = now_ms();
         let mut silent = std::collections::BTreeSet::new();
+        let mut up = Vec::new();
         loop {
             tokio::select! {
                 _ = tokio::time::sleep(Duration::from_millis(500)) => {}
                 _ = shutdown.changed() => return,
+            }
+            // A host that (re)connected gets the service map.
+            let now_up = self.inner.hosts.up();
+            if now_up != up {
+                up = now_up;
+                self.sync_discovery(true).await;
             }
             // A host gone silent takes no new requests (nor one that speaks again does).
             let now_silent = self.inner.hosts.silent_hosts(crate::routing::SUSPECT_AFTER);

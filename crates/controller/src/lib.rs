@@ -12,8 +12,13 @@
 //! intent (a scale, a stop, a new deployment) fails, and the next pass observes again and
 //! re-plans instead of overwriting what it did not see.
 //!
-//! It may call the store and the runtime; it serves nothing (the API crate does).
+//! On a cluster of several hosts it also places tasks (`schedule`), watches the hosts'
+//! liveness (`hosts`), and keeps every host's service discovery in step (`discovery`).
+//!
+//! It may call the store, the runtime and the hosts (`slipway_agent::Hosts`); it serves
+//! nothing (the API crate does).
 
+mod discovery;
 mod executor;
 mod hosts;
 mod observe;
@@ -81,6 +86,8 @@ struct Local {
     requeue: HashMap<ServiceKey, i64>,
     /// The routing configuration last accepted by the ingress.
     pushed: Option<slipway_ingress::RoutingConfig>,
+    /// The service map last sent to the hosts.
+    services_pushed: Option<slipway_agent::discovery::ServiceMap>,
 }
 
 struct Inner {
@@ -312,6 +319,7 @@ impl Controller {
             // Register newly healthy tasks and forget stopped ones; a full pass re-sends the
             // whole configuration in case the ingress restarted.
             self.sync_ingress(all).await;
+            self.sync_discovery(all).await;
         }
     }
 

@@ -22,6 +22,7 @@ pub struct Current<'a> {
     pub config: &'a DeploymentConfig,
     /// The container of the service's current revision.
     pub container: &'a ContainerSpec,
+    pub placement: &'a crate::placement::Placement,
 }
 
 /// One changed field. `old` is `None` for an addition, `new` is `None` for a removal.
@@ -47,8 +48,8 @@ pub enum DiffStatus {
 pub struct ServiceDiff {
     pub service: ServiceKey,
     pub status: DiffStatus,
-    /// Whether the deploy would start a new deployment (a container change, or a new
-    /// service); count and settings changes apply without one.
+    /// Whether the deploy would start a new deployment (a container or placement change, or
+    /// a new service); count and settings changes apply without one.
     pub new_deployment: bool,
     pub changes: Vec<Change>,
 }
@@ -63,6 +64,7 @@ pub fn diff_service(current: Option<Current<'_>>, next: &ServiceSpec) -> Service
         next.count_for(current.map(|c| c.desired_count)),
         &next.deployment,
         &next.container,
+        &next.placement,
     );
     let Some(cur) = current else {
         let mut changes: Vec<Change> = new
@@ -81,7 +83,13 @@ pub fn diff_service(current: Option<Current<'_>>, next: &ServiceSpec) -> Service
             changes,
         };
     };
-    let old = flatten_service(cur.kind, cur.desired_count, cur.config, cur.container);
+    let old = flatten_service(
+        cur.kind,
+        cur.desired_count,
+        cur.config,
+        cur.container,
+        cur.placement,
+    );
     let mut changes = Vec::new();
     for (path, o) in &old {
         match new.get(path) {
@@ -103,7 +111,7 @@ pub fn diff_service(current: Option<Current<'_>>, next: &ServiceSpec) -> Service
         }
     }
     changes.sort_by(|a, b| order(&a.path).cmp(&order(&b.path)));
-    let new_deployment = cur.container != &next.container;
+    let new_deployment = cur.container != &next.container || cur.placement != &next.placement;
     ServiceDiff {
         service: next.key.clone(),
         status: if changes.is_empty() && !new_deployment {
@@ -134,10 +142,17 @@ fn flatten_service(
     count: u32,
     config: &DeploymentConfig,
     container: &ContainerSpec,
+    placement: &crate::placement::Placement,
 ) -> BTreeMap<String, Value> {
     let mut out = BTreeMap::new();
     out.insert("type".to_owned(), Value::String(kind.as_str().to_owned()));
     out.insert("count".to_owned(), Value::from(count));
+    if !placement.is_empty()
+        && let Ok(v) = serde_json::to_value(placement)
+    {
+        // Strategies and constraints stay whole lists (their order matters).
+        flatten("placement", &v, &mut out);
+    }
     if let Ok(v) = serde_json::to_value(config) {
         flatten("deployment", &v, &mut out);
     }
@@ -234,7 +249,19 @@ mod tests {
             desired_count: s.count_for(None),
             config: &s.deployment,
             container: &s.container,
+            placement: &s.placement,
         }
+    }
+
+    #[test]
+    fn a_placement_change_is_shown_and_deploys() {
+        let a = spec(2, container("hello:v1"));
+        let mut b = a.clone();
+        b.placement.constraints = vec![crate::placement::Constraint::DistinctInstance];
+        let d = diff_service(Some(cur(&a)), &b);
+        assert!(d.new_deployment);
+        assert_eq!(d.status, DiffStatus::Changed);
+        assert_eq!(paths(&d), vec!["placement.constraints"]);
     }
 
     fn paths(d: &ServiceDiff) -> Vec<&str> {

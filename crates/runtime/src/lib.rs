@@ -149,6 +149,9 @@ pub struct TaskLaunch<'a> {
     /// Publish the container's port on this address of the host, at `host_port` (for
     /// traffic from other hosts: the ingress of a cluster of several hosts).
     pub publish: Option<(&'a str, u16)>,
+    /// DNS servers of the container (the engine's embedded resolver forwards the names it
+    /// does not know to them); empty: the host's.
+    pub dns: &'a [String],
 }
 
 /// Supplies the credentials the engine pulls with, per registry host (`host:port`). The
@@ -520,6 +523,40 @@ impl DockerRuntime {
     }
 
     /// Removes an app environment's network (when its last service is gone).
+    /// The IPv4 subnets of a network (`10.1.2.0`, 24), none if it does not exist.
+    pub async fn network_subnets(&self, name: &str) -> Result<Vec<(std::net::Ipv4Addr, u8)>> {
+        let n = match self
+            .docker
+            .inspect_network(
+                name,
+                None::<bollard::query_parameters::InspectNetworkOptions>,
+            )
+            .await
+        {
+            Ok(n) => n,
+            Err(e) => {
+                let e = RuntimeError::from(e);
+                return if e.is_not_found() {
+                    Ok(Vec::new())
+                } else {
+                    Err(e)
+                };
+            }
+        };
+        Ok(n.ipam
+            .and_then(|i| i.config)
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|c| {
+                let (ip, len) = c
+                    .subnet?
+                    .split_once('/')
+                    .map(|(a, b)| (a.to_owned(), b.to_owned()))?;
+                Some((ip.parse().ok()?, len.parse().ok()?))
+            })
+            .collect())
+    }
+
     pub async fn remove_network(&self, cluster: &str, key: &ServiceKey) -> Result<()> {
         match self.docker.remove_network(&key.network_for(cluster)).await {
             Ok(()) => Ok(()),
@@ -581,6 +618,7 @@ impl DockerRuntime {
         let host_config = HostConfig {
             network_mode: Some(t.network.to_owned()),
             port_bindings,
+            dns: (!t.dns.is_empty()).then(|| t.dns.to_vec()),
             // Docker refuses less than 0.01 CPU.
             nano_cpus: c
                 .cpu

@@ -939,3 +939,113 @@ fn rebalance_spreads_a_service_onto_a_host_that_joined_under_load() {
     let again = c.s.cli(&["rebalance", "web"]).ok();
     assert!(again.stdout.contains("already balanced"), "{again:?}");
 }
+
+/// `GET path` with a Host header through `addr`, waiting up to 20 s: (status, body).
+fn curl_host(addr: &str, host: &str, path: &str) -> (u16, String) {
+    let o = std::process::Command::new("curl")
+        .args(["-s", "-m", "20", "-w", "\n%{http_code}", "-H"])
+        .arg(format!("Host: {host}"))
+        .arg(format!("http://{addr}{path}"))
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    let (body, code) = out.rsplit_once('\n').unwrap_or(("", "0"));
+    (code.trim().parse().unwrap_or(0), body.to_owned())
+}
+
+/// Builds one of examples/shop's images (FROM the local slipway-shop-base:v1).
+fn shop_image(part: &str) -> String {
+    let tag = format!("slipway-shop-{part}:hosts");
+    let o = std::process::Command::new("docker")
+        .args(["build", "--quiet", "--tag", &tag])
+        .arg(repo_root().join("examples/shop").join(part))
+        .env("DOCKER_BUILDKIT", "0")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    tag
+}
+
+#[test]
+fn backend_services_answer_by_name_across_hosts_and_environments_stay_apart() {
+    if !docker() || !crate::testbed::available() {
+        return;
+    }
+    let c = Cluster::new(
+        &[
+            &["--attribute", "role=back"],
+            &["--attribute", "role=front"],
+        ],
+        1024,
+    );
+    let users = push_to_server(&c.s, &shop_image("users"), "users", "v1");
+    let gateway = push_to_server(&c.s, &shop_image("gateway"), "gateway", "v1");
+    let only = |role: &str| {
+        format!(
+            "    placement:\n      constraints:\n        - type: memberOf\n          expression: attribute:role == {role}\n"
+        )
+    };
+    // The gateway on one host, its backend on the other.
+    let app = app_name("disc");
+    c.s.manifest(&format!(
+        "app: {app}\nservices:\n  gateway:\n    type: Load Balanced Web Service\n    image:\n      location: {gateway}\n      port: 8080\n    http:\n      path: /\n      healthcheck: /healthz\n    count: 1\n    memory: 32\n{}  users:\n    type: Backend Service\n    image:\n      location: {users}\n      port: 8080\n    http:\n      healthcheck: /healthz\n    count: 2\n    memory: 32\n{}",
+        only("front"),
+        only("back"),
+    ));
+    c.s.cli(&["deploy"]).ok();
+    assert_eq!(c.spread("gateway"), BTreeMap::from([(1, 1)]));
+    assert_eq!(c.spread("users"), BTreeMap::from([(0, 2)]));
+    let ingress = c.s.ingress();
+    let answer = wait_for(
+        Duration::from_secs(30),
+        "the gateway to reach users",
+        || probe_host(&ingress, "localhost", "/users").filter(|(code, _)| *code == 200),
+    );
+    assert!(answer.1.contains("Grace Hopper"), "{answer:?}");
+
+    // Another app's gateway asking for `users` on the same hosts: its own environment has
+    // no such service, so the name does not lead to this app's users.
+    let other = app_name("iso");
+    c.s.manifest(&format!(
+        "app: {other}\nservices:\n  gateway:\n    type: Load Balanced Web Service\n    image:\n      location: {gateway}\n      port: 8080\n    http:\n      path: /\n      alias: {other}.test\n      healthcheck: /healthz\n    count: 1\n    memory: 32\n{}",
+        only("front"),
+    ));
+    c.s.cli(&["deploy"]).ok();
+    let refused = curl_host(&ingress, &format!("{other}.test"), "/users");
+    assert_ne!(refused.0, 200, "{refused:?}");
+    assert!(!refused.1.contains("Grace Hopper"), "{refused:?}");
+    // The first app still answers.
+    assert_eq!(probe_host(&ingress, "localhost", "/users").unwrap().0, 200);
+
+    // Nor does the other app get in by the users' virtual address itself, which the first
+    // app's own tasks reach (a hash of the service's key: the only service with a clash
+    // would be the gateway, one chance in 131 000).
+    let key = slipway_core::model::ServiceKey::new(app.as_str(), "default", "users");
+    let vip = slipway_agent::discovery::assign_vips(std::slice::from_ref(&key))[&key];
+    let direct = |a: &str, alias: &str| {
+        format!(
+            "app: {a}\nservices:\n  direct:\n    type: Load Balanced Web Service\n    image:\n      location: {gateway}\n      port: 8080\n    http:\n      path: /\n      alias: {alias}\n      healthcheck: /healthz\n    variables:\n      SHOP_ROUTES: users={vip}:8080\n    count: 1\n    memory: 32\n{}",
+            only("front"),
+        )
+    };
+    c.s.manifest(&direct(&app, "own.test"));
+    c.s.cli(&["deploy"]).ok();
+    let own = curl_host(&ingress, "own.test", "/users");
+    assert_eq!(own.0, 200, "the app's own tasks reach {vip}: {own:?}");
+    c.s.manifest(&direct(&other, "other.test"));
+    c.s.cli(&["deploy"]).ok();
+    let foreign = curl_host(&ingress, "other.test", "/users");
+    assert_ne!(foreign.0, 200, "{foreign:?}");
+    assert!(!foreign.1.contains("Grace Hopper"), "{foreign:?}");
+
+    // Its backend moves (all on the gateway's host now): the name follows.
+    c.s.manifest(&format!(
+        "app: {app}\nservices:\n  gateway:\n    type: Load Balanced Web Service\n    image:\n      location: {gateway}\n      port: 8080\n    http:\n      path: /\n      healthcheck: /healthz\n    count: 1\n    memory: 32\n{}  users:\n    type: Backend Service\n    image:\n      location: {users}\n      port: 8080\n    http:\n      healthcheck: /healthz\n    count: 2\n    memory: 32\n{}",
+        only("front"),
+        only("front"),
+    ));
+    c.s.cli(&["deploy"]).ok();
+    assert_eq!(c.spread("users"), BTreeMap::from([(1, 2)]));
+    let moved = probe_host(&ingress, "localhost", "/users").unwrap();
+    assert_eq!(moved.0, 200, "{moved:?}");
+}
