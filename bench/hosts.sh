@@ -34,13 +34,17 @@ export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/work/bench-target}
 bin=${SLIPWAY_BIN:-$CARGO_TARGET_DIR/release/slipway}
 
 [ "$(id -u)" = 0 ] || { echo "hosts.sh needs root (network namespaces, iptables)" >&2; exit 1; }
-for t in ip nsenter dockerd iptables jq python3 curl; do
+for t in ip nsenter dockerd iptables jq python3 curl docker-registry; do
   command -v "$t" >/dev/null || { echo "hosts.sh needs $t" >&2; exit 1; }
 done
 for img in slipway-hello:v1 slipway-hello:v2; do
   docker image inspect "$img" >/dev/null 2>&1 || { echo "$img is missing: run scripts/build-example.sh" >&2; exit 1; }
 done
-[ -n "${SLIPWAY_BIN:-}" ] || cargo build --quiet --release -p slipway
+if [ -z "${SLIPWAY_BIN:-}" ]; then
+  cargo build --quiet --release -p slipway
+  changes=$(git status --porcelain -- Cargo.toml Cargo.lock crates | wc -l)
+  echo "slipway: this tree, commit $(git rev-parse --short HEAD), $changes uncommitted change(s) under crates/"
+fi
 
 work=$(mktemp -d /tmp/slwhosts.XXXXXX)
 nhosts=3
@@ -119,17 +123,22 @@ wait_until() {
   done
 }
 
+# is VALUE CMD...: CMD prints VALUE (for wait_until; CMD runs at every poll).
+is() { local want=$1; shift; [ "$("$@")" = "$want" ]; }
+containers_on() { dk "$1" ps -q | wc -l; }
+
 median() { sort -n | awk '{a[NR]=$1} END {if (NR%2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2}'; }
 minmax() { sort -n | awk 'NR==1 {lo=$1} {hi=$1} END {print lo "/" hi}'; }
 secs() { awk -v ms="$1" 'BEGIN {printf "%.1f", ms / 1000}'; }
-# summary NAME VALUES...: one line with every run (s), the median and min/max; sets med_NAME.
+# summary NAME WHAT VALUES...: one line with every run (s), the median and min/max; sets
+# med_NAME.
 summary() {
-  local name=$1; shift
+  local name=$1 what=$2; shift 2
   local m mm
   m=$(printf '%s\n' "$@" | median); mm=$(printf '%s\n' "$@" | minmax)
   printf -v "med_$name" '%s' "$m"
   local each=""; for v in "$@"; do each+="$(secs "$v") "; done
-  printf '  %-58s %s s  median %s s  min/max %s/%s s\n' "$name" "${each% }" "$(secs "$m")" \
+  printf '  %-44s %s s; median %s s, min/max %s/%s s\n' "$what:" "${each% }" "$(secs "$m")" \
     "$(secs "${mm%/*}")" "$(secs "${mm#*/}")"
 }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a / b}'; }
@@ -251,10 +260,15 @@ agent_proc() {
   echo "$pid"
 }
 rebalance_slip() {
-  # Nothing moves tasks back on its own (as in ECS): scale in (Slipway stops tasks on the
-  # hosts with the most first) and out again (spread puts them on the emptiest host).
-  "$bin" scale web 4 --app "$app" >/dev/null
-  "$bin" scale web 6 --app "$app" >/dev/null
+  # Nothing moves tasks back on its own (as in ECS): `slipway rebalance` where it exists,
+  # else scale in (Slipway stops tasks on the hosts with the most first) and out again
+  # (spread puts them on the emptiest host).
+  if "$bin" rebalance --help >/dev/null 2>&1; then
+    "$bin" rebalance web --app "$app" >/dev/null
+  else
+    "$bin" scale web 4 --app "$app" >/dev/null
+    "$bin" scale web 6 --app "$app" >/dev/null
+  fi
   wait_until 60 "2/2/2 again" is_spread "2 2 2"
 }
 
@@ -297,11 +311,11 @@ if [[ " $phases " == *" slipway "* ]]; then
     # Back: the link up, the agent reconnects, its stale copies are stopped, then 2/2/2.
     ip link set "${veths[2]}" up
     wait_until 90 "host 3 back" connected 3
-    wait_until 90 "host 3's stale copies stopped" test "$(cluster_running_on 2)" = 0
+    wait_until 90 "host 3's stale copies stopped" is 0 cluster_running_on 2
     rebalance_slip
   done
-  summary slip_lost "${slip_lost[@]}"
-  summary slip_repl "${slip_repl[@]}"
+  summary slip_lost "host LOST" "${slip_lost[@]}"
+  summary slip_repl "6 healthy on hosts 1+2" "${slip_repl[@]}"
   "$bin" delete --app "$app" --yes >/dev/null
 
   echo "== 2. rolling deploy v1 -> v2 of 12 tasks over 3 hosts, Slipway ($runs runs)"
@@ -323,7 +337,7 @@ if [[ " $phases " == *" slipway "* ]]; then
     log "run $r: slipway deploy v2 SUCCEEDED after $(secs $((t1 - t0))) s ($(slip_spread)); $(grep -o 'first healthy.*' "$work/deploy.out")"
     "$bin" deploy -f v1.yml >/dev/null   # back, untimed
   done
-  summary slip_roll "${slip_roll[@]}"
+  summary slip_roll "slipway deploy to SUCCEEDED" "${slip_roll[@]}"
   "$bin" delete --app "$app" --yes >/dev/null
   stop_slipway
   cd "$root"
@@ -369,7 +383,7 @@ YAML
   sleep 15
   sample backend "50 Backend Service tasks (no probes)"
   "$bin" delete --app idle --yes >/dev/null
-  wait_until 120 "the host to empty" test "$(dk 0 ps -q | wc -l)" = 0
+  wait_until 120 "the host to empty" is 0 containers_on 0
   app=idleweb
   web_manifest "$app" "$v1" 50 16 >slipway.yml
   "$bin" deploy --timeout 20m >/dev/null
@@ -395,6 +409,9 @@ swarm_running() { # running containers of the service on all engines
   for i in "${!socks[@]}"; do n=$((n + $(dk "$i" ps -q --filter label=com.docker.swarm.service.name=web | wc -l))); done
   echo "$n"
 }
+swarm_running_on() { dk "$1" ps -q --filter label=com.docker.swarm.service.name=web | wc -l; }
+ready_nodes() { dk 0 node ls --format '{{.Status}}' | grep -c Ready || true; }
+update_state() { dk 0 service inspect -f '{{.UpdateStatus.State}}' web; }
 swarm_is() { [ "$(swarm_spread)" = "$1" ] && [ "$(swarm_running)" = "$2" ]; }
 # Versions of the running containers: "v1 HEALTHY+OTHER v2 HEALTHY+OTHER".
 swarm_versions() {
@@ -421,7 +438,7 @@ http: {addr: $reg}
 YML
   docker-registry serve "$work/registry.yml" >"$work/registry.log" 2>&1 &
   pids+=($!)
-  wait_until 30 "the registry" curl -fsS "http://$reg/v2/" -o /dev/null
+  wait_until 30 "the registry" curl -fs "http://$reg/v2/" -o /dev/null
   # The hello images with a container health check (FROM scratch: no shell, so exec form;
   # the service's --health-* flags below set its timing), built on engine 1 and pushed.
   docker save slipway-hello:v1 slipway-hello:v2 | dk 0 load >/dev/null
@@ -435,7 +452,7 @@ YML
   dk 0 swarm init --advertise-addr "${ips[0]}" >/dev/null
   wtoken=$(dk 0 swarm join-token -q worker)
   for i in 1 2; do dk "$i" swarm join --token "$wtoken" --advertise-addr "${ips[$i]}" "${ips[0]}:2377" >/dev/null; done
-  wait_until 60 "3 ready nodes" test "$(dk 0 node ls --format '{{.Status}}' | grep -c Ready)" = 3
+  wait_until 60 "3 ready nodes" is 3 ready_nodes
   node3=$(dk 2 info --format '{{.Swarm.NodeID}}')
   load_swarm=$(cut -d' ' -f1-3 /proc/loadavg)
   # Slipway's task: 32 MiB (limit and reservation), its port behind the load balancer (the
@@ -467,8 +484,8 @@ YML
       # scale to 4 (Swarm removes tasks from the busiest nodes first: 2/2/0) and to 6 (the
       # new ones go to the emptiest node: 2/2/2).
       ip link set "${veths[2]}" up
-      wait_until 90 "node 3 ready" test "$(node_state "$node3")" = ready
-      wait_until 90 "node 3's stale tasks stopped" test "$(dk 2 ps -q --filter label=com.docker.swarm.service.name=web | wc -l)" = 0
+      wait_until 90 "node 3 ready" is ready node_state "$node3"
+      wait_until 90 "node 3's stale tasks stopped" is 0 swarm_running_on 2
       dk 0 service scale --detach web=4 >/dev/null
       wait_until 90 "2/2/0" swarm_is "2 2 0" 4
       dk 0 service scale --detach web=6 >/dev/null
@@ -482,18 +499,18 @@ YML
   wait_until 120 "2/2/2" swarm_is "2 2 2" 6
   echo "  -- Swarm defaults (restart delay 5 s, dispatcher heartbeat 5 s)"
   host_loss_swarm def
-  summary swarm_down_def "${swarm_down_def[@]}"
-  summary swarm_repl_def "${swarm_repl_def[@]}"
+  summary swarm_down_def "node Down" "${swarm_down_def[@]}"
+  summary swarm_repl_def "6 healthy on hosts 1+2" "${swarm_repl_def[@]}"
   echo "  -- --restart-delay 0s (Slipway starts replacements at once)"
   dk 0 service rm web >/dev/null
-  wait_until 90 "the service's containers to stop" test "$(swarm_running)" = 0
+  wait_until 90 "the service's containers to stop" is 0 swarm_running
   dk 0 service create --detach --quiet --name web --replicas 6 --restart-delay 0s "${svc_flags[@]}" "$reg/hello-hc:v1" >/dev/null
   wait_until 120 "2/2/2" swarm_is "2 2 2" 6
   host_loss_swarm nodelay
-  summary swarm_down_nodelay "${swarm_down_nodelay[@]}"
-  summary swarm_repl_nodelay "${swarm_repl_nodelay[@]}"
+  summary swarm_down_nodelay "node Down" "${swarm_down_nodelay[@]}"
+  summary swarm_repl_nodelay "6 healthy on hosts 1+2" "${swarm_repl_nodelay[@]}"
   dk 0 service rm web >/dev/null
-  wait_until 90 "the service's containers to stop" test "$(swarm_running)" = 0
+  wait_until 90 "the service's containers to stop" is 0 swarm_running
 
   echo "== 2. rolling deploy v1 -> v2 of 12 tasks over 3 nodes, Swarm ($runs runs each)"
   dk 0 service create --detach --quiet --name web --replicas 12 "${svc_flags[@]}" "$reg/hello-hc:v1" >/dev/null
@@ -511,7 +528,7 @@ YML
       sleep 0.1
     done
     upd_ms=$(( $(now_ms) - t0 ))
-    wait_until 120 "UpdateStatus completed" test "$(dk 0 service inspect -f '{{.UpdateStatus.State}}' web)" = completed
+    wait_until 120 "UpdateStatus completed" is completed update_state
     upd_done_ms=$(( $(now_ms) - t0 ))
   }
   update v2 "${matched[@]}"; update v1 "${matched[@]}"   # warm-up, untimed
@@ -530,12 +547,12 @@ YML
       update v1 "${matched[@]}"   # back, untimed
     done
   done
-  summary swarm_roll_def "${swarm_roll_def[@]}"
-  summary swarm_comp_def "${swarm_comp_def[@]}"
-  summary swarm_roll_sf1 "${swarm_roll_sf1[@]}"
-  summary swarm_comp_sf1 "${swarm_comp_sf1[@]}"
-  summary swarm_roll_sf12 "${swarm_roll_sf12[@]}"
-  summary swarm_comp_sf12 "${swarm_comp_sf12[@]}"
+  summary swarm_roll_def "parallelism 1, stop-first (defaults)" "${swarm_roll_def[@]}"
+  summary swarm_comp_def "  UpdateStatus completed" "${swarm_comp_def[@]}"
+  summary swarm_roll_sf1 "parallelism 1, start-first" "${swarm_roll_sf1[@]}"
+  summary swarm_comp_sf1 "  UpdateStatus completed" "${swarm_comp_sf1[@]}"
+  summary swarm_roll_sf12 "parallelism 12, start-first (matched)" "${swarm_roll_sf12[@]}"
+  summary swarm_comp_sf12 "  UpdateStatus completed" "${swarm_comp_sf12[@]}"
   dk 0 service rm web >/dev/null
 fi
 
@@ -549,7 +566,8 @@ fi
 for v in def nodelay; do
   m="med_swarm_repl_$v"; dn="med_swarm_down_$v"
   [ -n "${!m:-}" ] || continue
-  line="  host loss, Swarm ($v): $(secs "${!m}") s (node Down at $(secs "${!dn}") s)"
+  case $v in def) what="defaults" ;; nodelay) what="--restart-delay 0s" ;; esac
+  line="  host loss, Swarm $what: $(secs "${!m}") s (node Down at $(secs "${!dn}") s)"
   [ -n "${med_slip_repl:-}" ] && line+="; ratio $(ratio "${!m}" "$med_slip_repl")"
   echo "$line"
 done

@@ -566,10 +566,16 @@ impl Hosts {
         }
     }
 
-    /// A health probe run on `host` (a remote host's tasks are reachable only there).
-    pub async fn probe_remote(&self, host: &str, url: &str, timeout: Duration) -> ProbeResult {
-        match self
-            .hub
+    /// A health probe run on `host` (a remote host's tasks are reachable only there). An
+    /// error is the host's (not connected, the call lost or timed out): it says nothing of
+    /// the task's health.
+    pub async fn probe_remote(
+        &self,
+        host: &str,
+        url: &str,
+        timeout: Duration,
+    ) -> std::result::Result<ProbeResult, HubError> {
+        self.hub
             .call(
                 host,
                 Op::Probe {
@@ -579,10 +585,6 @@ impl Hosts {
                 timeout + Duration::from_secs(5),
             )
             .await
-        {
-            Ok(r) => r,
-            Err(e) => ProbeResult::Failed(e.to_string()),
-        }
     }
 
     /// Resolves an image on the server's own host (what deploys pin).

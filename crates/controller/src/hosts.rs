@@ -1,7 +1,9 @@
-//! Host liveness: a host whose agent has not been connected for the loss timeout is LOST
-//! (its tasks are then replaced on the others); a connected host's record says when it was
-//! last seen. A leader that has just taken over gives agents the same timeout to find it
-//! before it calls any host lost.
+//! Host liveness: a host unheard for half the loss timeout gets replacements of its tasks
+//! started on the others (within maximum %; its own are left alone, as it cannot be told);
+//! a host whose agent has not been connected for the loss timeout is LOST (its tasks are
+//! then counted out); a connected host's record says when it was last seen. A leader that
+//! has just taken over gives agents the same timeout to find it before it calls any host
+//! lost.
 
 use std::time::Duration;
 
@@ -18,6 +20,7 @@ impl Controller {
     pub(crate) async fn maintain_hosts(self, mut shutdown: watch::Receiver<bool>) {
         let started = now_ms();
         let mut silent = std::collections::BTreeSet::new();
+        let mut unheard = std::collections::BTreeSet::new();
         let mut up = Vec::new();
         loop {
             tokio::select! {
@@ -39,10 +42,28 @@ impl Controller {
                 silent = now_silent;
                 self.sync_ingress(false).await;
             }
+            // Unheard for long enough: replacements start elsewhere (and, heard again, the
+            // surplus is scaled in).
+            let now_unheard = self.unheard_hosts();
+            if now_unheard != unheard {
+                for h in now_unheard.difference(&unheard) {
+                    tracing::warn!(host = %h, "host unheard: starting replacements of its tasks on the other hosts");
+                }
+                unheard = now_unheard;
+                self.wake_all();
+            }
             if let Err(e) = self.check_hosts(started).await {
                 tracing::warn!(error = %e, "checking hosts failed");
             }
         }
+    }
+
+    /// Hosts unheard for half the loss timeout (and heard since this server started): their
+    /// tasks get replacements elsewhere before the host is called lost.
+    pub(crate) fn unheard_hosts(&self) -> std::collections::BTreeSet<String> {
+        self.inner
+            .hosts
+            .silent_hosts(self.inner.hosts.loss_timeout() / 2)
     }
 
     async fn check_hosts(&self, started: i64) -> Result<(), crate::ControllerError> {

@@ -88,6 +88,8 @@ struct Local {
     pushed: Option<slipway_ingress::RoutingConfig>,
     /// The service map last sent to the hosts.
     services_pushed: Option<slipway_agent::discovery::ServiceMap>,
+    /// (service, host) pairs whose "host unheard, replacing its tasks" event was told.
+    unheard_told: HashSet<(ServiceKey, String)>,
 }
 
 struct Inner {

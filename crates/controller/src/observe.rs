@@ -26,6 +26,8 @@ pub(crate) struct HostsSeen {
     pub states: HashMap<String, HostState>,
     /// The server's own host.
     pub local: Option<String>,
+    /// Hosts unheard for half the loss timeout, not lost yet.
+    pub unheard: BTreeSet<String>,
 }
 
 impl HostsSeen {
@@ -63,6 +65,7 @@ impl Controller {
                 .map(|h| (h.id, h.state))
                 .collect(),
             local: self.inner.hosts.local_id().map(str::to_owned),
+            unheard: self.unheard_hosts(),
         };
         let containers = listing.containers;
         let services = store.list_services(None).await?;
@@ -205,6 +208,8 @@ impl Controller {
         let mut exits = HashMap::new();
         // Tasks counted out in this pass because their host was lost, by host.
         let mut lost_now: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+        // Tasks on hosts unheard (not lost yet), by host: replaced elsewhere meanwhile.
+        let mut unheard_now: std::collections::BTreeMap<String, Vec<String>> = Default::default();
         for row in &mut rows {
             let (starting, stopping) = {
                 let l = self.local();
@@ -219,7 +224,19 @@ impl Controller {
                 self.spawn_stop(key, &row.id, &c.host, &c.id);
             }
             let host = seen.of(row);
-            let evict = if host
+            let unheard = row.desired_running
+                && host
+                    .as_deref()
+                    .is_some_and(|h| seen.unheard.contains(h) && !seen.gone(h));
+            let evict = if unheard {
+                if let Some(h) = &host {
+                    unheard_now
+                        .entry(h.clone())
+                        .or_default()
+                        .push(row.id.clone());
+                }
+                Some(Evict::Unreachable)
+            } else if host
                 .as_deref()
                 .is_some_and(|h| seen.states.get(h) == Some(&HostState::Draining))
             {
@@ -439,7 +456,33 @@ impl Controller {
                 state,
                 newly_healthy,
                 evict,
+                host,
             });
+        }
+
+        // A host gone unheard, told once per service (and again after it was heard).
+        {
+            let mut fresh = Vec::new();
+            {
+                let mut l = self.local();
+                l.unheard_told
+                    .retain(|(k, h)| k != key || unheard_now.contains_key(h));
+                for (host, ids) in &unheard_now {
+                    if l.unheard_told.insert((key.clone(), host.clone())) {
+                        fresh.push((host.clone(), ids.clone()));
+                    }
+                }
+            }
+            for (host, ids) in fresh {
+                let tasks: Vec<String> = ids.iter().map(|t| format!("(task {t})")).collect();
+                let msg = format!(
+                    "(service {}) host {host} is unheard: starting replacements of its {} task(s) on the other hosts: {}; if the host is heard again the surplus is scaled in, if it is lost they are counted out.",
+                    key.name,
+                    ids.len(),
+                    tasks.join(" ")
+                );
+                self.event(key, now, msg).await?;
+            }
         }
 
         // The story of a lost host, told once: its tasks (recorded with the reason) and one

@@ -44,8 +44,20 @@ pub(crate) async fn run(c: Controller, mut shutdown: watch::Receiver<bool>) {
                         .probe_remote(&h, &url, Duration::from_millis(timeout_ms))
                         .await
                     {
-                        ProbeResult::Status(s) => Ok(s),
-                        ProbeResult::Failed(e) => Err(e),
+                        Ok(ProbeResult::Status(s)) => Ok(s),
+                        Ok(ProbeResult::Failed(e)) => Err(e),
+                        // Its host did not answer: no word on the task either way (a host
+                        // out of reach is the host-loss rules' business, not a failed
+                        // check that would stop the task once the host is back).
+                        Err(e) => {
+                            tracing::debug!(task = %task, host = %h, error = %e, "probe: no answer from the host");
+                            let mut l = c.local();
+                            if let Some(p) = l.probes.get_mut(&task) {
+                                p.in_flight = false;
+                                p.next_at = now_ms() + p.state.next_probe_in_ms(&p.check) as i64;
+                            }
+                            return;
+                        }
                     },
                     None => match c
                         .inner

@@ -20,6 +20,9 @@
 //! - a deployment that runs past its timeout fails the same way;
 //! - an older deployment still in progress when a newer one becomes the target ends FAILED
 //!   ("superseded by deployment ...").
+//! - tasks on a draining host, or moved by a rebalance, are replaced like old ones; tasks on
+//!   a host gone unheard get replacements within maximum % but are never stopped from here
+//!   (see [`Evict::Unreachable`]); a scale-in takes from the most crowded hosts first.
 
 use crate::model::{Deployment, DeploymentConfig, RolloutState, StopCode, TaskHealth};
 
@@ -36,6 +39,9 @@ pub struct ObservedTask {
     pub newly_healthy: bool,
     /// Replace it elsewhere, with the rolling rules (and why).
     pub evict: Option<Evict>,
+    /// The host it runs on (a scale-in takes from the most crowded hosts first, so the
+    /// spread survives it).
+    pub host: Option<String>,
 }
 
 /// Why a task of the current revision is replaced on another host.
@@ -45,6 +51,11 @@ pub enum Evict {
     Draining,
     /// A rebalance moves it to restore the service's spread.
     Rebalance,
+    /// Its host has gone unheard (not lost yet): a replacement starts elsewhere within
+    /// maximum %, but the task itself is neither stopped (its host cannot be told) nor
+    /// counted healthy. Heard again, its host's tasks are ordinary again and the surplus is
+    /// scaled in; lost, they are counted out.
+    Unreachable,
 }
 
 /// The observed state of a task's container.
@@ -374,7 +385,10 @@ pub fn plan(input: PlanInput<'_>) -> Plan {
         !matches!(t.state, TaskState::Exited { .. })
             && (!t.desired_running || stopping_now.contains(&t.id))
     };
-    let healthy = |t: &ObservedTask| t.state == TaskState::Running(TaskHealth::Healthy);
+    let unreachable = |t: &ObservedTask| t.evict == Some(Evict::Unreachable);
+    // Healthy as far as anyone can tell: the last word of an unheard host does not count.
+    let healthy =
+        |t: &ObservedTask| t.state == TaskState::Running(TaskHealth::Healthy) && !unreachable(t);
     let in_flight = tasks.iter().any(|t| {
         is_stopping(t) || (is_live(t) && !healthy(t)) || matches!(t.state, TaskState::Exited { .. })
     });
@@ -415,11 +429,24 @@ pub fn plan(input: PlanInput<'_>) -> Plan {
     let mut healthy_total = tasks.iter().filter(|x| is_live(x) && healthy(x)).count() as u32;
     let mut stops: Vec<(&ObservedTask, &'static str)> = Vec::new();
 
-    // Surplus new tasks (scale-in): the least useful first.
+    // Surplus new tasks (scale-in): the least useful first, then one at a time from the
+    // host with the most.
     if new.len() as u32 > desired {
-        new.sort_by_key(|x| (healthy(x), x.id.clone()));
-        let surplus = new.len() - desired as usize;
-        for x in new.drain(..surplus) {
+        for _ in 0..new.len() - desired as usize {
+            let mut crowd: std::collections::HashMap<Option<&str>, u32> = Default::default();
+            for x in &new {
+                *crowd.entry(x.host.as_deref()).or_default() += 1;
+            }
+            let Some((i, _)) = new.iter().enumerate().min_by_key(|(_, x)| {
+                (
+                    healthy(x),
+                    std::cmp::Reverse(crowd[&x.host.as_deref()]),
+                    x.id.clone(),
+                )
+            }) else {
+                break;
+            };
+            let x = new.remove(i);
             if healthy(x) {
                 healthy_total -= 1;
             }
@@ -432,6 +459,10 @@ pub fn plan(input: PlanInput<'_>) -> Plan {
     old_sorted.sort_by_key(|x| (healthy(x), x.id.clone()));
     let mut old_left = old_sorted.len() as u32;
     for x in old_sorted {
+        if unreachable(x) {
+            // Its host cannot be told: it stays counted (as old) until heard or lost.
+            continue;
+        }
         let why = match x.evict {
             Some(Evict::Draining) if belongs(x, &t) => "Host is draining",
             Some(Evict::Rebalance) if belongs(x, &t) => "Moved to restore the service's spread",

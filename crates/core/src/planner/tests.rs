@@ -33,6 +33,7 @@ fn task(id: &str, dep: &str, revision: u32, state: TaskState) -> ObservedTask {
         state,
         newly_healthy: false,
         evict: None,
+        host: None,
     }
 }
 
@@ -604,4 +605,78 @@ fn a_draining_hosts_tasks_are_replaced_with_the_rolling_rules() {
         [("a", "Host is draining"), ("b", "Host is draining")]
     );
     assert!(!p.actions.iter().any(|a| matches!(a, Action::Start { .. })));
+}
+
+/// Tasks of a host gone unheard get replacements within maximum %, are never stopped from
+/// here (the host cannot be told) and do not count as healthy; heard again, the surplus is
+/// scaled in from the most crowded hosts first, so the spread is what it was.
+#[test]
+fn an_unheard_hosts_tasks_are_replaced_without_being_stopped_and_the_surplus_leaves_the_crowded_hosts()
+ {
+    let cfg = DeploymentConfig::default(); // 100 % / 200 %
+    let d = deployment("d1", 1, RolloutState::Succeeded, 1);
+    let input = |tasks: &[ObservedTask]| {
+        plan(PlanInput {
+            now: 10,
+            desired_count: 6,
+            config: &cfg,
+            deleting: false,
+            deployments: std::slice::from_ref(&d),
+            tasks,
+            start_backoff_until: None,
+        })
+    };
+    // 2 / 2 / 2 over hosts A, B, C; C goes unheard.
+    let on = |id: &str| {
+        let mut t = task(id, "d1", 1, healthy());
+        t.host = Some(id[..1].to_uppercase());
+        t
+    };
+    let mut tasks: Vec<ObservedTask> = ["a1", "a2", "b1", "b2", "c1", "c2"]
+        .iter()
+        .map(|id| on(id))
+        .collect();
+    tasks[4].evict = Some(Evict::Unreachable);
+    tasks[5].evict = Some(Evict::Unreachable);
+    let p = input(&tasks);
+    assert_eq!(starts(&p), 2, "two replacements start: {:?}", p.actions);
+    assert!(stops(&p).is_empty(), "nothing is stopped: {:?}", p.actions);
+    // With the replacements healthy (on A and B: 3 / 3 / 2), still nothing stops while C
+    // is unheard, and nothing more starts.
+    tasks.push(on("a3"));
+    tasks.push(on("b3"));
+    let p = input(&tasks);
+    assert_eq!(starts(&p), 0, "{:?}", p.actions);
+    assert!(stops(&p).is_empty(), "{:?}", p.actions);
+    // C is heard again: two tasks too many; they leave A and B (3 each), not C (2).
+    tasks[4].evict = None;
+    tasks[5].evict = None;
+    let p = input(&tasks);
+    assert_eq!(starts(&p), 0, "{:?}", p.actions);
+    let mut stopped: Vec<char> = stops(&p)
+        .iter()
+        .map(|id| id.chars().next().unwrap())
+        .collect();
+    stopped.sort();
+    assert_eq!(
+        stopped,
+        ['a', 'b'],
+        "one from each crowded host: {:?}",
+        p.actions
+    );
+    // Instead C is lost: its tasks are counted out (exited) and nothing more starts, as
+    // their replacements already run.
+    let mut lost = tasks.clone();
+    for t in lost.iter_mut().filter(|t| t.id.starts_with('c')) {
+        t.evict = None;
+        t.desired_running = false;
+        t.state = TaskState::Exited {
+            exit_code: None,
+            ever_ran: true,
+            detail: Some("Host C was lost".into()),
+        };
+    }
+    let p = input(&lost);
+    assert_eq!(starts(&p), 0, "{:?}", p.actions);
+    assert!(stops(&p).is_empty(), "{:?}", p.actions);
 }

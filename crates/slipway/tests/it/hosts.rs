@@ -31,17 +31,24 @@ impl Cluster {
 
     /// As [`Cluster::new`], with `spare` more hosts in the bed that have not joined.
     fn with_spare(attrs: &[&[&str]], memory: u64, spare: usize) -> Cluster {
+        Self::with_args(attrs, memory, spare, &[])
+    }
+
+    /// As [`Cluster::with_spare`], the server started with `args` too.
+    fn with_args(attrs: &[&[&str]], memory: u64, spare: usize, args: &[&str]) -> Cluster {
         let mut bed = TestBed::new(attrs.len() + spare);
         let gw = bed.gateway.clone();
         // A port of its own, kept when the server restarts (the agents know it).
         let api = format!("0.0.0.0:{}", free_port());
-        let s = Server::start_with(&[
+        let mut server_args = vec![
             "--api-addr",
             &api,
             "--advertise-addr",
             &gw,
             "--no-local-agent",
-        ]);
+        ];
+        server_args.extend_from_slice(args);
+        let s = Server::start_with(&server_args);
         let port = s.url.rsplit(':').next().unwrap().to_owned();
         let lan_url = format!("http://{gw}:{port}");
         let mem = memory.to_string();
@@ -415,6 +422,87 @@ fn rolling_deploy_drain_host_loss_and_return_under_load() {
             "{events}"
         );
     }
+}
+
+/// A host unheard for half the loss timeout gets its tasks replaced on the others before it
+/// is called lost (within maximum %; its own are left alone); heard again before the loss,
+/// the surplus is scaled in from the most crowded hosts, so the count and the spread are
+/// what they were, and the host was never LOST. (The loss timeout is long here, 40 s, so
+/// that the replacements are healthy well before the host would be lost on a busy machine.)
+#[test]
+fn a_host_unheard_for_a_while_gets_replacements_and_the_surplus_goes_when_it_is_heard_again() {
+    if !docker() || !crate::testbed::available() {
+        return;
+    }
+    let c = Cluster::with_args(&[&[], &[], &[]], 1024, 0, &["--host-loss-timeout", "40s"]);
+    let v1 = push_to_server(&c.s, "slipway-hello:v1", "hello", "v1");
+    let app = app_name("unheard");
+    let spread = "      strategy:\n        - type: spread\n          field: host\n";
+    c.s.manifest(&zone_manifest(&app, &v1, 6, spread));
+    let out = c.s.cli(&["deploy"]).ok();
+    assert!(out.stdout.contains("SUCCEEDED"), "{out:?}");
+    let even = BTreeMap::from([(0, 2), (1, 2), (2, 2)]);
+    assert_eq!(c.spread("web"), even, "spread by host");
+    let on_host_3 = || {
+        let mut ids: Vec<String> = c
+            .tasks("web")
+            .iter()
+            .filter(|t| t["host"] == c.ids[2].as_str())
+            .map(|t| t["id"].as_str().unwrap().to_owned())
+            .collect();
+        ids.sort();
+        ids
+    };
+    let on_cut = on_host_3();
+
+    let load = Load::start(&c.ingress_url(), 16, Duration::from_secs(300));
+    std::thread::sleep(Duration::from_millis(500));
+    let cut_at = Instant::now();
+    c.bed.cut(2);
+    // Replacements healthy on hosts 1 and 2 while host 3 is only unheard.
+    wait_for(
+        Duration::from_secs(120),
+        "6 healthy tasks on hosts 1 and 2",
+        || {
+            let spread = c.spread("web");
+            (spread.get(&0).unwrap_or(&0) + spread.get(&1).unwrap_or(&0) == 6).then_some(())
+        },
+    );
+    eprintln!(
+        "unheard host: 6 healthy on the others {:.1} s after the cut",
+        cut_at.elapsed().as_secs_f64()
+    );
+    assert_eq!(c.host(2)["state"], "ACTIVE", "not lost yet");
+    assert_eq!(c.running_on(2), 2, "host 3's own tasks were left alone");
+    let events = c.events("web");
+    let told = events
+        .lines()
+        .find(|l| l.contains(&format!("host {} is unheard", c.ids[2])))
+        .unwrap_or_else(|| panic!("no unheard event: {events}"));
+    for t in &on_cut {
+        assert!(told.contains(&format!("(task {t})")), "{events}");
+    }
+
+    // Heard again: two tasks too many, taken from the crowded hosts: 2 / 2 / 2 again.
+    c.bed.restore(2);
+    wait_for(
+        Duration::from_secs(60),
+        "2 / 2 / 2 and 6 containers",
+        || {
+            let running: usize = (0..3).map(|i| c.running_on(i)).sum();
+            (c.spread("web") == even && running == 6).then_some(())
+        },
+    );
+    let report = load.stop();
+    eprintln!("unheard host and back under load: {report:?}");
+    assert_eq!(failures(&report), 0, "{report:?}");
+    assert_eq!(on_host_3(), on_cut, "host 3 kept its own tasks");
+    assert_eq!(c.host(2)["state"], "ACTIVE");
+    let events = c.events("web");
+    assert!(
+        !events.contains(&format!("host {} was lost", c.ids[2])),
+        "never lost: {events}"
+    );
 }
 
 #[test]
