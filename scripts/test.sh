@@ -19,7 +19,7 @@ export SLIPWAY_REQUIRE_DOCKER=1
 # docker-compose (v1) is what `slipway watch` drives; jq and python3 (with venv, for the aws
 # CLI from PyPI) are the AWS tests'.
 need=()
-for pair in curl:curl openssl:openssl flock:util-linux skopeo:skopeo docker-registry:docker-registry umoci:umoci docker-compose:docker-compose jq:jq python3:python3; do
+for pair in busybox:busybox-static curl:curl openssl:openssl flock:util-linux skopeo:skopeo docker-registry:docker-registry umoci:umoci docker-compose:docker-compose jq:jq python3:python3; do
   command -v "${pair%%:*}" >/dev/null 2>&1 || need+=("${pair#*:}")
 done
 # PostgreSQL (Debian's server package): the store suite and the several-servers tests run on

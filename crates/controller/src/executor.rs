@@ -12,7 +12,9 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use slipway_agent::proto::Launch;
-use slipway_core::model::{Deployment, RolloutState, ServiceKey, Task, TaskHealth, TaskStatus};
+use slipway_core::model::{
+    Deployment, RolloutState, STOP_TIMEOUT_HINT, ServiceKey, Task, TaskExit, TaskHealth, TaskStatus,
+};
 use slipway_core::planner::{Action, Mark};
 use slipway_runtime::{ContainerInfo, ExitInfo};
 use slipway_store::{Batch, NewDeployment, RevisionChoice, ServiceRecord, Write, random_id};
@@ -168,6 +170,21 @@ impl Controller {
                     self.local().probes.remove(&task_id);
                     let Some(mut t) = row(&task_id) else { continue };
                     let info = exits.get(&task_id);
+                    let exit = info.map(ExitInfo::task_exit);
+                    // Asked to stop, and SIGTERM did not end it: say so, with the way out.
+                    let timed_out = !crashed
+                        && exit
+                            .as_ref()
+                            .is_some_and(TaskExit::killed_after_stop_timeout);
+                    if timed_out {
+                        t.stopped_reason = Some(match t.stopped_reason.take() {
+                            Some(r) => format!("{r}; {STOP_TIMEOUT_HINT}"),
+                            None => format!("Task stopped; {STOP_TIMEOUT_HINT}"),
+                        });
+                    }
+                    if exit.is_some() {
+                        t.exit = exit;
+                    }
                     t.last_status = TaskStatus::Stopped;
                     t.desired_running = false;
                     t.health = TaskHealth::Unknown;
@@ -184,6 +201,13 @@ impl Controller {
                         });
                     }
                     let mut batch = Batch::new().write(Write::Task(t.clone()));
+                    if timed_out {
+                        let msg = format!(
+                            "(service {}) task {} was {STOP_TIMEOUT_HINT}.",
+                            key.name, task_id
+                        );
+                        batch = batch.event(key, now, msg);
+                    }
                     if crashed {
                         let msg = format!(
                             "(service {}) task {} stopped: {}",
@@ -272,6 +296,7 @@ impl Controller {
                     if let Some(d) = deps.get_mut(&deployment_id) {
                         match mark {
                             Mark::FirstOldStopped => d.timeline.first_old_stopped_at = Some(now),
+                            Mark::OldDeregistered => d.timeline.old_deregistered_at = Some(now),
                             Mark::OldGone => d.timeline.old_gone_at = Some(now),
                         }
                         dirty.push(deployment_id);

@@ -66,6 +66,8 @@ enum Wake {
 struct Probe {
     service: ServiceKey,
     url: String,
+    /// The port probed (named in reports).
+    port: u16,
     /// The remote host that runs the task (probed from there); `None`: this server's host.
     host: Option<String>,
     check: HttpHealthCheck,

@@ -33,6 +33,7 @@ fn task(id: &str, dep: &str, revision: u32, state: TaskState) -> ObservedTask {
         state,
         newly_healthy: false,
         evict: None,
+        failing_check: None,
     }
 }
 
