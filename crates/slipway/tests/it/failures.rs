@@ -162,7 +162,7 @@ fn a_failed_http_check_names_the_path_the_status_and_the_body() {
     s.manifest(&busybox_web(
         &app,
         r#"["busybox", "httpd", "-f", "-p", "8080", "-h", "/www"]"#,
-        "    deployment:\n      failure_threshold: 1\n",
+        "    stop_timeout: 1s\n    deployment:\n      failure_threshold: 1\n",
     ));
     let out = s.cli(&["deploy", "--timeout", "120s"]);
     assert_ne!(out.code, 0, "{out:?}");
@@ -186,6 +186,25 @@ fn a_failed_http_check_names_the_path_the_status_and_the_body() {
             .as_str()
             .is_some_and(|r| r.contains(want) && r.contains("404 Not Found"))),
         "ps --json has it too"
+    );
+}
+
+#[test]
+fn a_failed_container_check_names_its_command_and_output() {
+    if !docker() {
+        return;
+    }
+    let s = Server::start();
+    s.manifest(&format!(
+        "app: {}\nservices:\n  web:\n    type: Backend Service\n    image:\n      location: {}\n      port: 8080\n    command: [\"busybox\", \"httpd\", \"-f\", \"-p\", \"8080\", \"-h\", \"/www/ok\"]\n    healthcheck:\n      command: [\"sh\", \"-c\", \"echo db unreachable; exit 1\"]\n      interval: 1s\n      retries: 2\n    stop_timeout: 1s\n    deployment:\n      failure_threshold: 1\n",
+        app_name("cmdcheck"),
+        busybox_image()
+    ));
+    let out = s.cli(&["deploy", "--timeout", "120s"]);
+    assert_ne!(out.code, 0, "{out:?}");
+    assert!(
+        out.stdout.contains(r#"container check ["CMD", "sh", "-c", "echo db unreachable; exit 1"] failed 2 times in a row: "db unreachable""#),
+        "{out:?}"
     );
 }
 
