@@ -25,7 +25,7 @@ sections=${SECTIONS:-1 2 3}
 section() { [[ " $sections " == *" $1 "* ]]; }
 
 cargo build --quiet --release --locked -p slipway
-scripts/build-example.sh >/dev/null
+docker image inspect slipway-hello:v1 slipway-hello:exit >/dev/null 2>&1 || scripts/build-example.sh >/dev/null
 bin="${CARGO_TARGET_DIR:-$root/target}/release/slipway"
 work=$(mktemp -d)
 server_pid=""
@@ -40,7 +40,7 @@ cleanup() {
     docker network ls -q --filter "label=slipway.cluster=$cluster" | xargs -r docker network rm >/dev/null 2>&1 || true
   fi
   docker network rm slipway-bench-net >/dev/null 2>&1 || true
-  rm -rf "$work"
+  if [ -n "${KEEP:-}" ]; then echo "kept $work"; else rm -rf "$work"; fi
 }
 trap cleanup EXIT
 
@@ -55,7 +55,7 @@ if [ "$load" -gt 0 ]; then
   echo "   load average: $(cut -d' ' -f1-3 /proc/loadavg)"
 fi
 
-SLIPWAY_LOG=info,slipway_controller=debug "$bin" server --data-dir "$work/data" --api-addr 127.0.0.1:0 --ingress-addr 127.0.0.1:0 >"$work/server.log" 2>&1 &
+SLIPWAY_LOG=${BENCH_LOG:-info,slipway_controller=debug} "$bin" server --data-dir "$work/data" --api-addr 127.0.0.1:0 --ingress-addr 127.0.0.1:0 >"$work/server.log" 2>&1 &
 server_pid=$!
 for _ in $(seq 100); do [ -s "$work/data/api.addr" ] && break; sleep 0.1; done
 export SLIPWAY_SERVER SLIPWAY_TOKEN
@@ -141,7 +141,7 @@ echo "  kill -> replacement started (ms): ${rep[*]}  median $rm_"
 python3 - "$work/kills" "$work/server.log" <<'PY'
 import re, sys, datetime, statistics
 kills = [l.split() for l in open(sys.argv[1]) if l.strip()]
-log = open(sys.argv[2]).read().splitlines()
+log = [re.sub(r"\x1b\[[0-9;]*m", "", l) for l in open(sys.argv[2]).read().splitlines()]
 def ts(line):
     t = line.split()[0].rstrip("Z")
     d = datetime.datetime.fromisoformat(t[:26]).replace(tzinfo=datetime.timezone.utc)
@@ -157,6 +157,8 @@ for victim, die, create, start in kills:
     parts["re-look + observe + plan"].append((plan - got) / 1e6)
     parts["record + engine create"].append((create - plan) / 1e6)
     parts["engine start"].append((start - create) / 1e6)
+if not parts["event delivery"]:
+    print(f"    (no breakdown: {len(kills)} kills, none matched in the server log)")
 for k, v in parts.items():
     if v:
         print(f"    {k:<26} median {statistics.median(v):6.0f} ms  ({' '.join(f'{x:.0f}' for x in v)})")

@@ -81,6 +81,7 @@ impl Controller {
         let mut dirty: Vec<String> = Vec::new();
         let row = |id: &str| rows.iter().find(|t| t.id == id).cloned();
         let mut stopped: Vec<String> = Vec::new();
+        let mut removals: Vec<(String, String)> = Vec::new();
 
         for action in actions {
             match action {
@@ -164,8 +165,10 @@ impl Controller {
                     exit_code,
                     crashed,
                 } => {
+                    // Removed after this pass's starts are under way (its output and exit
+                    // details were read when it was observed).
                     if let Some(c) = containers.get(task_id.as_str()) {
-                        self.inner.hosts.remove(&c.host, &c.id).await?;
+                        removals.push((c.host.clone(), c.id.clone()));
                     }
                     self.local().probes.remove(&task_id);
                     let Some(mut t) = row(&task_id) else { continue };
@@ -345,6 +348,9 @@ impl Controller {
                     }
                 }
             }
+        }
+        for (host, id) in removals {
+            self.inner.hosts.remove(&host, &id).await?;
         }
         if !stopped.is_empty() {
             let msg = format!(

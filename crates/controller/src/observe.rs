@@ -281,7 +281,7 @@ impl Controller {
                             .or_else(|| Some("container disappeared".into())),
                     }
                 }
-                Some(c) => match c.state {
+                Some(c) => match self.state_of(c).await? {
                     ContainerState::Created if row.desired_running => {
                         if !starting {
                             self.spawn_start_existing(
@@ -572,5 +572,24 @@ impl Controller {
             });
         }
         parts.join("; ")
+    }
+}
+
+impl Controller {
+    /// A container's state: the list's, unless the engine reported it dead (`die`) while
+    /// the list still shows it running; then the engine's own (inspect), so a killed task
+    /// is replaced without waiting for the list to catch up.
+    async fn state_of(&self, c: &ContainerInfo) -> Result<ContainerState, ControllerError> {
+        if c.state != ContainerState::Running || !self.local().dying.contains_key(&c.id) {
+            return Ok(c.state);
+        }
+        let info = self.inner.hosts.exit_info(&c.host, &c.id).await?;
+        Ok(match info {
+            Some(i) if !i.running => {
+                self.local().dying.remove(&c.id);
+                ContainerState::Exited
+            }
+            _ => ContainerState::Running,
+        })
     }
 }

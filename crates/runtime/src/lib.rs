@@ -106,6 +106,9 @@ pub struct ContainerInfo {
 /// What `inspect` adds for a container that stopped.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ExitInfo {
+    /// The container is still running (the engine's own state, not its list's).
+    #[serde(default)]
+    pub running: bool,
     pub exit_code: Option<i64>,
     pub oom_killed: bool,
     pub error: Option<String>,
@@ -391,6 +394,7 @@ impl DockerRuntime {
                     .and_then(|r| r.output.clone())
             });
         Ok(Some(ExitInfo {
+            running: st.running == Some(true),
             exit_code: st.exit_code,
             oom_killed: st.oom_killed.unwrap_or(false),
             error: st.error.filter(|e| !e.is_empty()),
