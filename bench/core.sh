@@ -24,9 +24,10 @@ load=${LOAD:-0}
 sections=${SECTIONS:-1 2 3}
 section() { [[ " $sections " == *" $1 "* ]]; }
 
-cargo build --quiet --release --locked -p slipway
+# SLIPWAY_BIN: an already built binary to measure (e.g. another checkout's, for a before/after).
+[ -n "${SLIPWAY_BIN:-}" ] || cargo build --quiet --release --locked -p slipway
 docker image inspect slipway-hello:v1 slipway-hello:exit >/dev/null 2>&1 || scripts/build-example.sh >/dev/null
-bin="${CARGO_TARGET_DIR:-$root/target}/release/slipway"
+bin=${SLIPWAY_BIN:-${CARGO_TARGET_DIR:-$root/target}/release/slipway}
 work=$(mktemp -d)
 server_pid=""
 load_pids=()
