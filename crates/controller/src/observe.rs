@@ -14,7 +14,7 @@ use slipway_core::model::{
 };
 use slipway_core::placement::HostState;
 use slipway_core::planner::{self, Evict, ObservedTask, PlanInput, TaskState};
-use slipway_runtime::{ContainerInfo, ContainerState};
+use slipway_runtime::{ContainerInfo, ContainerState, ExitInfo};
 use slipway_store::{Batch, ServiceRecord, Write};
 
 use crate::{Controller, ControllerError, Probe, now_ms};
@@ -281,7 +281,7 @@ impl Controller {
                             .or_else(|| Some("container disappeared".into())),
                     }
                 }
-                Some(c) => match self.state_of(c).await? {
+                Some(c) => match self.state_of(c, &mut exits).await? {
                     ContainerState::Created if row.desired_running => {
                         if !starting {
                             self.spawn_start_existing(
@@ -411,12 +411,15 @@ impl Controller {
                         }
                     }
                     ContainerState::Exited => {
-                        let info = self
-                            .inner
-                            .hosts
-                            .exit_info(&c.host, &c.id)
-                            .await?
-                            .unwrap_or_default();
+                        let info = match exits.remove(&row.id) {
+                            Some(i) => i,
+                            None => self
+                                .inner
+                                .hosts
+                                .exit_info(&c.host, &c.id)
+                                .await?
+                                .unwrap_or_default(),
+                        };
                         let mut detail = Vec::new();
                         if info.oom_killed {
                             detail.push(
@@ -579,7 +582,12 @@ impl Controller {
     /// A container's state: the list's, unless the engine reported it dead (`die`) while
     /// the list still shows it running; then the engine's own (inspect), so a killed task
     /// is replaced without waiting for the list to catch up.
-    async fn state_of(&self, c: &ContainerInfo) -> Result<ContainerState, ControllerError> {
+    /// What the engine said of an exited one is kept in `exits` (by task), not asked again.
+    async fn state_of(
+        &self,
+        c: &ContainerInfo,
+        exits: &mut HashMap<String, ExitInfo>,
+    ) -> Result<ContainerState, ControllerError> {
         if c.state != ContainerState::Running || !self.local().dying.contains_key(&c.id) {
             return Ok(c.state);
         }
@@ -587,6 +595,7 @@ impl Controller {
         Ok(match info {
             Some(i) if !i.running => {
                 self.local().dying.remove(&c.id);
+                exits.insert(c.task_id.clone(), i);
                 ContainerState::Exited
             }
             _ => ContainerState::Running,

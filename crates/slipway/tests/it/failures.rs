@@ -85,10 +85,11 @@ fn a_crashed_task_keeps_its_last_output_and_exit_code_after_its_container_is_gon
     s.manifest(&busybox_web(&app, healthy_www, ""));
     s.cli(&["deploy"]).ok();
 
-    // A version that cannot start: it says why on stderr and exits 3.
+    // A version that cannot start: it says why on stderr and exits 3 (one stream, so the
+    // engine keeps the lines in order).
     s.manifest(&busybox_web(
         &app,
-        r#"["sh", "-c", "echo starting up; echo 'fatal: missing config' >&2; exit 3"]"#,
+        r#"["sh", "-c", "echo starting up >&2; echo 'fatal: missing config' >&2; exit 3"]"#,
         "    deployment:\n      failure_threshold: 1\n",
     ));
     let out = s.cli(&["deploy", "--timeout", "120s"]);
