@@ -17,7 +17,7 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::sync::{mpsc, watch};
 
 use crate::hosts::free_port;
-use crate::proto::{Hello, Launch, Op, ProbeResult, RegistryAuth, ToAgent, ToServer, UPGRADE};
+use crate::proto::{Hello, Launch, Op, RegistryAuth, ToAgent, ToServer, UPGRADE};
 
 /// Header naming the cluster an agent belongs to (a server of another cluster refuses it).
 pub const CLUSTER_HEADER: &str = "x-slipway-cluster";
@@ -603,25 +603,9 @@ impl Agent {
             } => json(serde_json::to_value(
                 rt.exec(&container, cmd, max_output).await.map_err(e)?,
             )),
-            Op::Probe { url, timeout_ms } => {
-                let r = match self
-                    .probe
-                    .get(&url)
-                    .timeout(Duration::from_millis(timeout_ms))
-                    .send()
-                    .await
-                {
-                    Ok(resp) => ProbeResult::Status(resp.status().as_u16()),
-                    Err(err) if err.is_timeout() => {
-                        ProbeResult::Failed(format!("GET {url} timed out after {timeout_ms} ms"))
-                    }
-                    Err(err) if err.is_connect() => {
-                        ProbeResult::Failed(format!("GET {url}: connection refused or unreachable"))
-                    }
-                    Err(err) => ProbeResult::Failed(format!("GET {url}: {err}")),
-                };
-                json(serde_json::to_value(r))
-            }
+            Op::Probe { url, timeout_ms } => json(serde_json::to_value(
+                crate::probe::http_get(&self.probe, &url, Duration::from_millis(timeout_ms)).await,
+            )),
             Op::ResolveImage { image, pull, auth } => {
                 self.passed.learn(&auth);
                 json(serde_json::to_value(

@@ -7,6 +7,7 @@
 //!   each connected agent — for the controller and the application layer.
 //! - [`agent`]: `slipway agent`, the host's side: join, connect, answer, probe, and keep
 //!   tasks running while the server is away.
+//! - [`probe`]: the HTTP health probe every host runs.
 //! - [`discovery`]: service names across hosts (a resolver and a proxy per service on each
 //!   host).
 //!
@@ -17,6 +18,7 @@ pub mod agent;
 pub mod discovery;
 pub mod hosts;
 pub mod hub;
+pub mod probe;
 pub mod proto;
 
 pub use hosts::{HostError, Hosts, Listing, RemoteRegistry};

@@ -186,6 +186,10 @@ pub enum ToServer {
 /// The result of a probe.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ProbeResult {
+    /// An answer's status (agents before the body was kept).
     Status(u16),
+    /// An answer: its status and the body's first bytes.
+    Answered { status: u16, body: String },
+    /// No answer, and why (timeout, connection refused).
     Failed(String),
 }

@@ -71,6 +71,7 @@ pub(crate) async fn app_logs(
         follow: q.follow,
         since: q.since,
         tail: q.tail,
+        ..Default::default()
     };
     Ok(log_response(
         state.app.app_logs(&q.app, q.env.as_deref(), &lq).await?,

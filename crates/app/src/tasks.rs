@@ -55,6 +55,13 @@ pub struct LogsQuery {
     /// Only lines newer than this many seconds.
     pub since: Option<i64>,
     pub tail: Option<u32>,
+    /// Only this task (of the service), also after it stopped: then its kept last output.
+    #[serde(default)]
+    pub task: Option<String>,
+    /// Only the task the newest replacement replaced: the service's most recently stopped
+    /// task, with its kept last output.
+    #[serde(default)]
+    pub previous: bool,
 }
 
 impl App {
@@ -247,10 +254,61 @@ impl App {
 
     /// One stream of log lines per task container of a service, each line prefixed with
     /// the task id.
+    ///
+    /// With `task` or `previous`, one task: a task that stopped shows the last output kept
+    /// when its container was removed (or, while its container still exists, its logs).
     pub async fn service_logs(&self, key: &ServiceKey, q: &LogsQuery) -> Result<Vec<LogStream>> {
         self.service(key).await?;
         let tasks = self.store().list_tasks(key, true).await?;
-        Ok(self.log_streams(tasks, q, |t| t.id.clone()))
+        let one = match (&q.task, q.previous) {
+            (Some(_), true) => {
+                return Err(AppError::invalid(
+                    "--task and --previous both choose a task: give one of them",
+                ));
+            }
+            (Some(id), false) => {
+                Some(tasks.iter().find(|t| &t.id == id).cloned().ok_or_else(|| {
+                    AppError::not_found(format!(
+                        "task {id} of service {key} (`slipway ps {} --all` lists them)",
+                        key.name
+                    ))
+                })?)
+            }
+            (None, true) => Some(
+                tasks
+                    .iter()
+                    .filter(|t| t.last_status == TaskStatus::Stopped)
+                    .max_by_key(|t| (t.stopped_at.unwrap_or(0), t.created_at))
+                    .cloned()
+                    .ok_or_else(|| {
+                        AppError::not_found(format!(
+                            "a stopped task of service {key} (none was replaced yet)"
+                        ))
+                    })?,
+            ),
+            (None, false) => None,
+        };
+        let Some(task) = one else {
+            return Ok(self.log_streams(tasks, q, |t| t.id.clone()));
+        };
+        match task
+            .exit
+            .as_ref()
+            .filter(|_| task.last_status == TaskStatus::Stopped)
+        {
+            // Its container is gone: what was kept of its output.
+            Some(exit) => {
+                let skip = q
+                    .tail
+                    .map_or(0, |n| exit.last_output.len().saturating_sub(n as usize));
+                let text: String = exit.last_output[skip..]
+                    .iter()
+                    .map(|l| format!("{} | {l}\n", task.id))
+                    .collect();
+                Ok(vec![futures_util::stream::iter([Ok(text)]).boxed()])
+            }
+            None => Ok(self.log_streams(vec![task], q, |t| t.id.clone())),
+        }
     }
 
     /// The logs of every task of every service of an app (or one environment), each line

@@ -12,7 +12,9 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use slipway_agent::proto::Launch;
-use slipway_core::model::{Deployment, RolloutState, ServiceKey, Task, TaskHealth, TaskStatus};
+use slipway_core::model::{
+    Deployment, RolloutState, STOP_TIMEOUT_HINT, ServiceKey, Task, TaskExit, TaskHealth, TaskStatus,
+};
 use slipway_core::planner::{Action, Mark};
 use slipway_runtime::{ContainerInfo, ExitInfo};
 use slipway_store::{Batch, NewDeployment, RevisionChoice, ServiceRecord, Write, random_id};
@@ -79,6 +81,7 @@ impl Controller {
         let mut dirty: Vec<String> = Vec::new();
         let row = |id: &str| rows.iter().find(|t| t.id == id).cloned();
         let mut stopped: Vec<String> = Vec::new();
+        let mut removals: Vec<(String, String)> = Vec::new();
 
         for action in actions {
             match action {
@@ -162,12 +165,29 @@ impl Controller {
                     exit_code,
                     crashed,
                 } => {
+                    // Removed after this pass's starts are under way (its output and exit
+                    // details were read when it was observed).
                     if let Some(c) = containers.get(task_id.as_str()) {
-                        self.inner.hosts.remove(&c.host, &c.id).await?;
+                        removals.push((c.host.clone(), c.id.clone()));
                     }
                     self.local().probes.remove(&task_id);
                     let Some(mut t) = row(&task_id) else { continue };
                     let info = exits.get(&task_id);
+                    let exit = info.map(ExitInfo::task_exit);
+                    // Asked to stop, and SIGTERM did not end it: say so, with the way out.
+                    let timed_out = !crashed
+                        && exit
+                            .as_ref()
+                            .is_some_and(TaskExit::killed_after_stop_timeout);
+                    if timed_out {
+                        t.stopped_reason = Some(match t.stopped_reason.take() {
+                            Some(r) => format!("{r}; {STOP_TIMEOUT_HINT}"),
+                            None => format!("Task stopped; {STOP_TIMEOUT_HINT}"),
+                        });
+                    }
+                    if exit.is_some() {
+                        t.exit = exit;
+                    }
                     t.last_status = TaskStatus::Stopped;
                     t.desired_running = false;
                     t.health = TaskHealth::Unknown;
@@ -184,6 +204,13 @@ impl Controller {
                         });
                     }
                     let mut batch = Batch::new().write(Write::Task(t.clone()));
+                    if timed_out {
+                        let msg = format!(
+                            "(service {}) task {} was {STOP_TIMEOUT_HINT}.",
+                            key.name, task_id
+                        );
+                        batch = batch.event(key, now, msg);
+                    }
                     if crashed {
                         let msg = format!(
                             "(service {}) task {} stopped: {}",
@@ -272,6 +299,7 @@ impl Controller {
                     if let Some(d) = deps.get_mut(&deployment_id) {
                         match mark {
                             Mark::FirstOldStopped => d.timeline.first_old_stopped_at = Some(now),
+                            Mark::OldDeregistered => d.timeline.old_deregistered_at = Some(now),
                             Mark::OldGone => d.timeline.old_gone_at = Some(now),
                         }
                         dirty.push(deployment_id);
@@ -320,6 +348,9 @@ impl Controller {
                     }
                 }
             }
+        }
+        for (host, id) in removals {
+            self.inner.hosts.remove(&host, &id).await?;
         }
         if !stopped.is_empty() {
             let msg = format!(

@@ -44,6 +44,10 @@ pub use slipway_store::now_ms;
 /// How often every service is reconciled even when nothing woke the controller.
 pub const RESYNC_INTERVAL: Duration = Duration::from_secs(5);
 
+/// How long a `die` event makes a pass ask the engine about a container the list shows
+/// running.
+const DYING_MS: i64 = 10_000;
+
 /// Errors of one reconcile pass (logged; the next pass retries).
 #[derive(Debug, thiserror::Error)]
 pub enum ControllerError {
@@ -66,6 +70,8 @@ enum Wake {
 struct Probe {
     service: ServiceKey,
     url: String,
+    /// The port probed (named in reports).
+    port: u16,
     /// The remote host that runs the task (probed from there); `None`: this server's host.
     host: Option<String>,
     check: HttpHealthCheck,
@@ -83,6 +89,9 @@ struct Local {
     stopping: HashSet<String>,
     /// Crash-loop back-off per service: (consecutive crashes, no start before).
     backoff: HashMap<ServiceKey, (u32, i64)>,
+    /// Containers the engine reported dead (`die`), by id, with when: the list may still
+    /// show them running for a while.
+    dying: HashMap<String, i64>,
     requeue: HashMap<ServiceKey, i64>,
     /// The routing configuration last accepted by the ingress.
     pushed: Option<slipway_ingress::RoutingConfig>,
@@ -336,7 +345,7 @@ impl Controller {
             match ev {
                 Ok((host, ev)) => {
                     tracing::debug!(%host, action = %ev.action, container = %ev.container_id, "engine event");
-                    self.on_engine_event(ev.service);
+                    self.on_engine_event(ev);
                 }
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => self.wake_all(),
                 Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
@@ -344,8 +353,16 @@ impl Controller {
         }
     }
 
-    fn on_engine_event(&self, service: Option<ServiceKey>) {
-        match service {
+    fn on_engine_event(&self, ev: slipway_runtime::ContainerEvent) {
+        if ev.action == "die" {
+            // The engine's container list can lag its `die` event (by seconds on a loaded
+            // host): the next passes ask the engine about this container directly.
+            let mut l = self.local();
+            let now = now_ms();
+            l.dying.retain(|_, at| now - *at < DYING_MS);
+            l.dying.insert(ev.container_id.clone(), now);
+        }
+        match ev.service {
             Some(k) => {
                 self.wake(&k);
                 // The engine may report "die" a moment before its container list shows
@@ -374,7 +391,7 @@ impl Controller {
                         Some(Ok(ev)) => {
                             tracing::debug!(action = %ev.action, container = %ev.container_id, "engine event");
                             backoff = Duration::from_millis(200);
-                            self.on_engine_event(ev.service);
+                            self.on_engine_event(ev);
                         }
                         Some(Err(e)) => {
                             tracing::warn!(error = %e, "docker event stream failed; reconnecting");

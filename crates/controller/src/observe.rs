@@ -8,11 +8,13 @@
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 
-use slipway_core::health::{self, HealthInputs};
-use slipway_core::model::{ServiceKey, Task, TaskHealth, TaskStatus};
+use slipway_core::health::{self, EngineHealth, HealthInputs, ProbeState};
+use slipway_core::model::{
+    CommandHealthCheck, HttpHealthCheck, ServiceKey, Task, TaskHealth, TaskStatus,
+};
 use slipway_core::placement::HostState;
 use slipway_core::planner::{self, Evict, ObservedTask, PlanInput, TaskState};
-use slipway_runtime::{ContainerInfo, ContainerState};
+use slipway_runtime::{ContainerInfo, ContainerState, ExitInfo};
 use slipway_store::{Batch, ServiceRecord, Write};
 
 use crate::{Controller, ControllerError, Probe, now_ms};
@@ -187,6 +189,7 @@ impl Controller {
                 published: c.published.clone(),
                 pending_reason: None,
                 moving: false,
+                exit: None,
                 version: 0,
             };
             self.save_task(&mut task).await?;
@@ -247,6 +250,7 @@ impl Controller {
                 None
             };
             let mut desired_running = row.desired_running;
+            let mut failing_check = None;
             let state = match by_task.get(row.id.as_str()) {
                 None if starting => TaskState::Pending,
                 // Waiting for a host it fits on (the executor tries again).
@@ -294,7 +298,7 @@ impl Controller {
                             .or_else(|| Some("container disappeared".into())),
                     }
                 }
-                Some(c) => match c.state {
+                Some(c) => match self.state_of(c, &mut exits).await? {
                     ContainerState::Created if row.desired_running => {
                         if !starting {
                             self.spawn_start_existing(
@@ -316,7 +320,7 @@ impl Controller {
                         let def = defs.get(&row.revision);
                         let http = def.and_then(|d| d.container.http_health.clone());
                         let port = def.and_then(|d| d.container.port);
-                        let health = {
+                        let (health, probe) = {
                             let mut l = self.local();
                             let probe = match (&http, &c.ip) {
                                 (Some(check), Some(ip)) => {
@@ -331,6 +335,7 @@ impl Controller {
                                         l.probes.entry(row.id.clone()).or_insert_with(|| Probe {
                                             service: key.clone(),
                                             url: url.clone(),
+                                            port,
                                             host: remote,
                                             check: check.clone(),
                                             state: slipway_core::health::ProbeState {
@@ -347,7 +352,7 @@ impl Controller {
                                 _ => None,
                             };
                             let grace = svc.config.health_check_grace_period_ms;
-                            match (&http, &probe) {
+                            let health = match (&http, &probe) {
                                 (Some(check), Some(p)) => health::assess(HealthInputs {
                                     now,
                                     started_at,
@@ -364,8 +369,16 @@ impl Controller {
                                     engine: c.health,
                                     http: None,
                                 }),
-                            }
+                            };
+                            (health, probe)
                         };
+                        if health == TaskHealth::Unhealthy && row.desired_running {
+                            let check = def.and_then(|d| d.container.healthcheck.as_ref());
+                            failing_check = Some(
+                                self.failing_check(c, probe.as_ref(), http.as_ref(), check)
+                                    .await,
+                            );
+                        }
                         let mut changed = false;
                         if row.health != health {
                             row.health = health;
@@ -415,12 +428,15 @@ impl Controller {
                         }
                     }
                     ContainerState::Exited => {
-                        let info = self
-                            .inner
-                            .hosts
-                            .exit_info(&c.host, &c.id)
-                            .await?
-                            .unwrap_or_default();
+                        let info = match exits.remove(&row.id) {
+                            Some(i) => i,
+                            None => self
+                                .inner
+                                .hosts
+                                .exit_info(&c.host, &c.id)
+                                .await?
+                                .unwrap_or_default(),
+                        };
                         let mut detail = Vec::new();
                         if info.oom_killed {
                             detail.push(
@@ -432,6 +448,10 @@ impl Controller {
                         }
                         if let Some(h) = &info.health_output {
                             detail.push(format!("last health check output: {h}"));
+                        }
+                        if let Some(line) = info.task_exit().last_line() {
+                            let line: String = line.chars().take(200).collect();
+                            detail.push(format!("last output: {line}"));
                         }
                         let ever_ran = info.started_ms.is_some() || row.started_at.is_some();
                         exits.insert(row.id.clone(), info.clone());
@@ -457,6 +477,7 @@ impl Controller {
                 newly_healthy,
                 evict,
                 host,
+                failing_check,
             });
         }
 
@@ -553,5 +574,74 @@ impl Controller {
                 .insert(key.clone(), now_ms() + ms as i64);
         }
         Ok(())
+    }
+}
+
+impl Controller {
+    /// What a task that failed its checks was told, in words: the check (HTTP path and
+    /// port, or the container command), its last result and how many failed in a row.
+    async fn failing_check(
+        &self,
+        c: &ContainerInfo,
+        probe: Option<&ProbeState>,
+        http: Option<&HttpHealthCheck>,
+        command: Option<&CommandHealthCheck>,
+    ) -> String {
+        let mut parts = Vec::new();
+        if let (Some(check), Some(p)) = (http, probe)
+            && p.failures > 0
+        {
+            let last = p
+                .last_failure
+                .clone()
+                .unwrap_or_else(|| format!("GET {} failed", check.path));
+            parts.push(format!("{last} ({} times in a row)", p.failures));
+        }
+        if c.health == EngineHealth::Unhealthy {
+            let what = command.map_or_else(
+                || "the image's HEALTHCHECK".to_owned(),
+                |h| format!("container check {:?}", h.test),
+            );
+            let output = self
+                .inner
+                .hosts
+                .exit_info(&c.host, &c.id)
+                .await
+                .ok()
+                .flatten()
+                .and_then(|i| i.health_output);
+            let retries =
+                command.map_or(String::new(), |h| format!(" {} times in a row", h.retries));
+            parts.push(match output {
+                Some(o) if !o.is_empty() => format!("{what} failed{retries}: {o:?}"),
+                _ => format!("{what} failed{retries}"),
+            });
+        }
+        parts.join("; ")
+    }
+}
+
+impl Controller {
+    /// A container's state: the list's, unless the engine reported it dead (`die`) while
+    /// the list still shows it running; then the engine's own (inspect), so a killed task
+    /// is replaced without waiting for the list to catch up.
+    /// What the engine said of an exited one is kept in `exits` (by task), not asked again.
+    async fn state_of(
+        &self,
+        c: &ContainerInfo,
+        exits: &mut HashMap<String, ExitInfo>,
+    ) -> Result<ContainerState, ControllerError> {
+        if c.state != ContainerState::Running || !self.local().dying.contains_key(&c.id) {
+            return Ok(c.state);
+        }
+        let info = self.inner.hosts.exit_info(&c.host, &c.id).await?;
+        Ok(match info {
+            Some(i) if !i.running => {
+                self.local().dying.remove(&c.id);
+                exits.insert(c.task_id.clone(), i);
+                ContainerState::Exited
+            }
+            _ => ContainerState::Running,
+        })
     }
 }

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use slipway_agent::proto::ProbeResult;
+use slipway_agent::probe::http_get;
 use tokio::sync::watch;
 
 use crate::{Controller, now_ms};
@@ -36,16 +36,11 @@ pub(crate) async fn run(c: Controller, mut shutdown: watch::Receiver<bool>) {
         for (task, url, timeout_ms, host) in due {
             let c = c.clone();
             tokio::spawn(async move {
+                let timeout = Duration::from_millis(timeout_ms);
                 let result = match host {
                     // A task on another host is reachable only from there: its agent probes.
-                    Some(h) => match c
-                        .inner
-                        .hosts
-                        .probe_remote(&h, &url, Duration::from_millis(timeout_ms))
-                        .await
-                    {
-                        Ok(ProbeResult::Status(s)) => Ok(s),
-                        Ok(ProbeResult::Failed(e)) => Err(e),
+                    Some(h) => match c.inner.hosts.probe_remote(&h, &url, timeout).await {
+                        Ok(r) => r,
                         // Its host did not answer: no word on the task either way (a host
                         // out of reach is the host-loss rules' business, not a failed
                         // check that would stop the task once the host is back).
@@ -59,33 +54,16 @@ pub(crate) async fn run(c: Controller, mut shutdown: watch::Receiver<bool>) {
                             return;
                         }
                     },
-                    None => match c
-                        .inner
-                        .http
-                        .get(&url)
-                        .timeout(Duration::from_millis(timeout_ms))
-                        .send()
-                        .await
-                    {
-                        Ok(resp) => Ok(resp.status().as_u16()),
-                        Err(e) if e.is_timeout() => {
-                            Err(format!("GET {url} timed out after {timeout_ms} ms"))
-                        }
-                        Err(e) if e.is_connect() => {
-                            Err(format!("GET {url}: connection refused or unreachable"))
-                        }
-                        Err(e) => Err(format!("GET {url}: {e}")),
-                    },
+                    None => http_get(&c.inner.http, &url, timeout).await,
                 };
                 let now = now_ms();
                 let mut wake = None;
                 {
                     let mut l = c.local();
                     if let Some(p) = l.probes.get_mut(&task) {
-                        let outcome = match result {
-                            Ok(status) if p.check.accepts(status) => Ok(()),
-                            Ok(status) => Err(format!("GET {url} returned {status}")),
-                            Err(e) => Err(e),
+                        let outcome = match result.status() {
+                            Some(status) if p.check.accepts(status) => Ok(()),
+                            _ => Err(result.describe(&p.check.path, p.port)),
                         };
                         let before = (p.state.healthy, p.state.failed_out(&p.check, now));
                         p.state.record(&p.check, now, outcome);

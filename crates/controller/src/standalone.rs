@@ -216,6 +216,7 @@ impl Controller {
                         t.started_at = info.started_ms;
                     }
                     t.exit_code = info.exit_code.or(t.exit_code);
+                    t.exit = Some(info.task_exit());
                     let code = match t.stop_code {
                         Some(code) => code,
                         None if ever_ran => StopCode::EssentialContainerExited,

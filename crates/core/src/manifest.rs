@@ -129,6 +129,11 @@ pub struct Service {
     /// How long a task may take to stop before it is killed (default 30s).
     #[serde(default)]
     pub stop_timeout: Option<Dur>,
+    /// Run Docker's init as PID 1: it passes SIGTERM on to the process and reaps zombies
+    /// (a process without a SIGTERM handler as PID 1 ignores SIGTERM and is killed after
+    /// `stop_timeout`). ECS `linuxParameters.initProcessEnabled`.
+    #[serde(default)]
+    pub init: Option<bool>,
     /// Secrets injected as environment variables: `VARIABLE: secret-name`.
     #[serde(default)]
     #[schemars(with = "BTreeMap<String, String>")]
@@ -1063,6 +1068,7 @@ fn compile_service(
             healthcheck,
             http_health,
             stop_timeout_ms: svc.stop_timeout.map_or(DEFAULT_STOP_TIMEOUT_MS, Dur::ms),
+            init: svc.init.unwrap_or(false),
             http_route: (svc.kind.0 == ServiceKind::LoadBalancedWebService).then(|| {
                 let h = svc.http.as_ref();
                 HttpRoute {

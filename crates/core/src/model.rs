@@ -132,6 +132,11 @@ pub struct ContainerSpec {
     /// names and versions live here: values are decrypted when a task's container is created.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub secrets: BTreeMap<String, SecretRef>,
+    /// Run an init process as PID 1 (Docker's `--init`, ECS
+    /// `linuxParameters.initProcessEnabled`): it forwards signals and reaps zombies, so a
+    /// process without a SIGTERM handler still stops on SIGTERM.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub init: bool,
 }
 
 /// A reference to one version of a stored secret.
@@ -392,6 +397,10 @@ pub struct Timeline {
     pub first_healthy_at: Option<i64>,
     /// First task of an older deployment was stopped.
     pub first_old_stopped_at: Option<i64>,
+    /// The last task of an older deployment was deregistered (asked to stop): until then
+    /// both versions were served; after it the old tasks only drain and stop.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub old_deregistered_at: Option<i64>,
     /// No task of an older deployment was left.
     pub old_gone_at: Option<i64>,
     /// The deployment reached a terminal state.
@@ -550,6 +559,9 @@ pub struct Task {
     /// A rebalance moves it: it is replaced on another host, then stopped.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub moving: bool,
+    /// How its container ended, kept after the container is removed (see [`TaskExit`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit: Option<TaskExit>,
     /// The record's version in the store (0 before it is first written).
     #[serde(default)]
     pub version: u64,
@@ -586,9 +598,98 @@ impl Task {
             published: None,
             pending_reason: None,
             moving: false,
+            exit: None,
             version: 0,
         }
     }
+}
+
+/// The most output kept of a task that ended: its last lines...
+pub const LAST_OUTPUT_LINES: usize = 50;
+/// ...and at most this many bytes of them.
+pub const LAST_OUTPUT_BYTES: usize = 8 * 1024;
+
+/// How a task's container ended, read before the container is removed: what `slipway ps
+/// --all`, `slipway logs --task` and a deploy's failure summary show after it is gone.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskExit {
+    pub exit_code: Option<i64>,
+    /// The kernel killed it for using more memory than its limit.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub oom_killed: bool,
+    /// The signal that ended it (`SIGKILL`), when the exit code says one did (128 + n).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signal: Option<String>,
+    /// Its last output lines, stdout and stderr as they came (at most
+    /// [`LAST_OUTPUT_LINES`] lines and [`LAST_OUTPUT_BYTES`] bytes).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub last_output: Vec<String>,
+}
+
+impl TaskExit {
+    /// The last non-empty output line, if any.
+    pub fn last_line(&self) -> Option<&str> {
+        self.last_output
+            .iter()
+            .rev()
+            .map(|l| l.trim())
+            .find(|l| !l.is_empty())
+    }
+}
+
+impl TaskExit {
+    /// A task asked to stop that ended with SIGKILL (exit 137) without running out of
+    /// memory was killed after its stop timeout: SIGTERM did not end it.
+    pub fn killed_after_stop_timeout(&self) -> bool {
+        self.exit_code == Some(137) && !self.oom_killed
+    }
+}
+
+/// What a task killed after its stop timeout is told (see
+/// [`TaskExit::killed_after_stop_timeout`]).
+pub const STOP_TIMEOUT_HINT: &str = "killed after its stop timeout (exit code 137 after SIGTERM): the process ignored SIGTERM, as PID 1 does without a signal handler; handle SIGTERM in the app, or set `init: true` so an init process passes SIGTERM on";
+
+/// The name of the signal an exit code of 128 + n reports (`None` for other codes).
+pub fn exit_signal(code: i64) -> Option<&'static str> {
+    Some(match code - 128 {
+        1 => "SIGHUP",
+        2 => "SIGINT",
+        3 => "SIGQUIT",
+        6 => "SIGABRT",
+        9 => "SIGKILL",
+        11 => "SIGSEGV",
+        13 => "SIGPIPE",
+        15 => "SIGTERM",
+        _ => return None,
+    })
+}
+
+/// Keeps the tail of `text`: its last [`LAST_OUTPUT_LINES`] lines within
+/// [`LAST_OUTPUT_BYTES`] bytes (a longer single line keeps its end).
+pub fn output_tail(text: &str) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    let mut bytes = 0usize;
+    for line in text.lines().rev() {
+        if out.len() == LAST_OUTPUT_LINES {
+            break;
+        }
+        let line = line.trim_end_matches('\r');
+        let room = LAST_OUTPUT_BYTES - bytes;
+        if line.len() + 1 > room {
+            if out.is_empty() {
+                let mut start = line.len().saturating_sub(room.saturating_sub(1));
+                while !line.is_char_boundary(start) {
+                    start += 1;
+                }
+                out.push(line[start..].to_owned());
+            }
+            break;
+        }
+        bytes += line.len() + 1;
+        out.push(line.to_owned());
+    }
+    out.reverse();
+    out
 }
 
 /// What a standalone task runs and how it was asked for.
@@ -697,6 +798,25 @@ mod tests {
         };
         assert_eq!(d.min_healthy(4), 2);
         assert_eq!(d.max_total(4), 8);
+    }
+
+    #[test]
+    fn output_tail_keeps_the_last_lines_within_the_byte_limit() {
+        let text: String = (0..80).map(|i| format!("line {i}\n")).collect();
+        let tail = output_tail(&text);
+        assert_eq!(tail.len(), LAST_OUTPUT_LINES);
+        assert_eq!(tail.last().map(String::as_str), Some("line 79"));
+        assert_eq!(tail[0], "line 30");
+        let long = format!("start\n{}\n", "x".repeat(3 * LAST_OUTPUT_BYTES));
+        let tail = output_tail(&long);
+        assert_eq!(tail.len(), 1);
+        assert!(tail[0].len() < LAST_OUTPUT_BYTES);
+        let big: String = (0..40).map(|i| format!("{i:0>400}\n")).collect();
+        let tail = output_tail(&big);
+        assert!(tail.iter().map(|l| l.len() + 1).sum::<usize>() <= LAST_OUTPUT_BYTES);
+        assert!(tail.last().unwrap().ends_with("39"));
+        assert_eq!(exit_signal(137), Some("SIGKILL"));
+        assert_eq!(exit_signal(3), None);
     }
 
     #[test]

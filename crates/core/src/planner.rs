@@ -42,6 +42,8 @@ pub struct ObservedTask {
     /// The host it runs on (a scale-in takes from the most crowded hosts first, so the
     /// spread survives it).
     pub host: Option<String>,
+    /// When it is unhealthy: the check that failed and what it saw, in words.
+    pub failing_check: Option<String>,
 }
 
 /// Why a task of the current revision is replaced on another host.
@@ -91,6 +93,8 @@ pub struct PlanInput<'a> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mark {
     FirstOldStopped,
+    /// No task of an older deployment is left serving: the last one was deregistered.
+    OldDeregistered,
     OldGone,
 }
 
@@ -274,10 +278,19 @@ pub fn plan(input: PlanInput<'_>) -> Plan {
                 failures += 1;
             }
             stopping_now.push(t.id.clone());
+            let reason = match t.failing_check.as_deref().filter(|d| !d.is_empty()) {
+                Some(d) => format!("Task failed health checks: {d}"),
+                None => "Task failed health checks".to_owned(),
+            };
+            p.actions.push(Action::Event(format!(
+                "(service) task {} failed its health checks: {}",
+                t.id,
+                t.failing_check.as_deref().unwrap_or("no detail")
+            )));
             p.actions.push(Action::Stop {
                 task_id: t.id.clone(),
                 code: StopCode::ServiceSchedulerInitiated,
-                reason: "Task failed health checks".to_owned(),
+                reason,
             });
         }
         if t.newly_healthy && t.desired_running {
@@ -508,6 +521,13 @@ pub fn plan(input: PlanInput<'_>) -> Plan {
             p.actions.push(Action::Mark {
                 deployment_id: t.id.clone(),
                 mark: Mark::FirstOldStopped,
+            });
+        }
+        let had_old = stopped_old || t.timeline.first_old_stopped_at.is_some();
+        if had_old && old_left == 0 && t.timeline.old_deregistered_at.is_none() {
+            p.actions.push(Action::Mark {
+                deployment_id: t.id.clone(),
+                mark: Mark::OldDeregistered,
             });
         }
         let old_remaining = old.len() as u32

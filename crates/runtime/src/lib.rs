@@ -106,6 +106,9 @@ pub struct ContainerInfo {
 /// What `inspect` adds for a container that stopped.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ExitInfo {
+    /// The container is still running (the engine's own state, not its list's).
+    #[serde(default)]
+    pub running: bool,
     pub exit_code: Option<i64>,
     pub oom_killed: bool,
     pub error: Option<String>,
@@ -113,6 +116,25 @@ pub struct ExitInfo {
     pub finished_ms: Option<i64>,
     /// Output of the last failing engine health check, if any.
     pub health_output: Option<String>,
+    /// The container's last output lines (see [`slipway_core::model::output_tail`]), read
+    /// only once it is no longer running.
+    #[serde(default)]
+    pub last_output: Vec<String>,
+}
+
+impl ExitInfo {
+    /// What a task record keeps of it once the container is removed.
+    pub fn task_exit(&self) -> slipway_core::model::TaskExit {
+        slipway_core::model::TaskExit {
+            exit_code: self.exit_code,
+            oom_killed: self.oom_killed,
+            signal: self
+                .exit_code
+                .and_then(slipway_core::model::exit_signal)
+                .map(str::to_owned),
+            last_output: self.last_output.clone(),
+        }
+    }
 }
 
 /// A resolved image.
@@ -356,6 +378,11 @@ impl DockerRuntime {
             }
         };
         let st = c.state.unwrap_or_default();
+        let last_output = if st.running == Some(true) {
+            Vec::new()
+        } else {
+            self.last_output(id).await
+        };
         let health_output = st
             .health
             .as_ref()
@@ -367,13 +394,32 @@ impl DockerRuntime {
                     .and_then(|r| r.output.clone())
             });
         Ok(Some(ExitInfo {
+            running: st.running == Some(true),
             exit_code: st.exit_code,
             oom_killed: st.oom_killed.unwrap_or(false),
             error: st.error.filter(|e| !e.is_empty()),
             started_ms: st.started_at.as_deref().and_then(parse_rfc3339_ms),
             finished_ms: st.finished_at.as_deref().and_then(parse_rfc3339_ms),
             health_output: health_output.map(|o| o.trim().chars().take(300).collect()),
+            last_output,
         }))
+    }
+
+    /// The last output lines of a container (stdout and stderr), within the limits a task
+    /// record keeps; empty when there is none or it cannot be read.
+    pub async fn last_output(&self, id: &str) -> Vec<String> {
+        let opts = LogsOptions {
+            stdout: true,
+            stderr: true,
+            tail: slipway_core::model::LAST_OUTPUT_LINES.to_string(),
+            ..Default::default()
+        };
+        let mut text = String::new();
+        let mut stream = self.docker.logs(id, Some(opts));
+        while let Some(Ok(chunk)) = stream.next().await {
+            text.push_str(&String::from_utf8_lossy(&chunk.into_bytes()));
+        }
+        slipway_core::model::output_tail(&text)
     }
 
     /// When a running container started (unix ms).
@@ -625,6 +671,7 @@ impl DockerRuntime {
                 .map(|cpu| (i64::from(cpu) * 1_000_000_000 / 1024).max(10_000_000)),
             cpu_shares: c.cpu.map(i64::from),
             memory: c.memory.map(|m| i64::from(m) * 1024 * 1024),
+            init: c.init.then_some(true),
             log_config: Some(HostConfigLogConfig {
                 typ: Some("json-file".into()),
                 config: Some(HashMap::from([

@@ -114,6 +114,7 @@ pub fn container(image: &str) -> ContainerSpec {
         healthcheck: None,
         http_health: None,
         stop_timeout_ms: 30_000,
+        init: false,
         http_route: None,
         secrets: Default::default(),
     }

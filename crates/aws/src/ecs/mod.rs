@@ -245,7 +245,8 @@ mod tests {
                 "environment": [{"name": "A", "value": "1"}],
                 "command": ["serve"],
                 "healthCheck": {"command": ["CMD", "/hello", "check"], "interval": 5},
-                "stopTimeout": 7
+                "stopTimeout": 7,
+                "linuxParameters": {"initProcessEnabled": true}
             }]
         }));
         let c = to_container(&r).unwrap();
@@ -258,6 +259,10 @@ mod tests {
         let h = c.healthcheck.unwrap();
         assert_eq!((h.interval_ms, h.timeout_ms, h.retries), (5000, 5000, 3));
         assert_eq!(c.stop_timeout_ms, 7000);
+        assert!(
+            c.init,
+            "linuxParameters.initProcessEnabled is Docker's init"
+        );
     }
 
     #[test]

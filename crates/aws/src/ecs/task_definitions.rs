@@ -48,6 +48,14 @@ pub(super) struct ContainerDefReq {
     health_check: Option<HealthCheckReq>,
     stop_timeout: Option<i64>,
     start_timeout: Option<i64>,
+    linux_parameters: Option<LinuxParametersReq>,
+}
+
+/// `containerDefinitions[].linuxParameters`: Slipway maps `initProcessEnabled`.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct LinuxParametersReq {
+    init_process_enabled: Option<bool>,
 }
 
 /// `containerDefinitions[].secrets[]`: `valueFrom` names a Slipway secret, directly or as
@@ -253,6 +261,11 @@ pub(super) fn to_container(req: &RegisterReq) -> AwsResult<ContainerSpec> {
         healthcheck,
         http_health: None,
         stop_timeout_ms: num(d.stop_timeout, "stopTimeout", 0, 3600)?.unwrap_or(30) as u64 * 1000,
+        init: d
+            .linux_parameters
+            .as_ref()
+            .and_then(|l| l.init_process_enabled)
+            .unwrap_or(false),
         http_route: None,
     })
 }
@@ -303,6 +316,9 @@ pub(super) fn synthesized(td: &TaskDefinition) -> Value {
     });
     if let Some(m) = c.memory {
         def["memory"] = json!(m);
+    }
+    if c.init {
+        def["linuxParameters"] = json!({"initProcessEnabled": true});
     }
     if let Some(cmd) = &c.command {
         def["command"] = json!(cmd);

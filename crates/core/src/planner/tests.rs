@@ -34,6 +34,7 @@ fn task(id: &str, dep: &str, revision: u32, state: TaskState) -> ObservedTask {
         newly_healthy: false,
         evict: None,
         host: None,
+        failing_check: None,
     }
 }
 
@@ -605,6 +606,85 @@ fn a_draining_hosts_tasks_are_replaced_with_the_rolling_rules() {
         [("a", "Host is draining"), ("b", "Host is draining")]
     );
     assert!(!p.actions.iter().any(|a| matches!(a, Action::Start { .. })));
+}
+
+#[test]
+fn an_unhealthy_task_is_stopped_with_what_its_check_saw() {
+    let deps = [deployment("d1", 1, RolloutState::Succeeded, 0)];
+    let cfg = config(100, 200);
+    let mut t = task("t1", "d1", 1, TaskState::Running(TaskHealth::Unhealthy));
+    t.failing_check = Some("GET /healthz on port 8080 answered 404 (3 times in a row)".into());
+    let p = plan(PlanInput {
+        now: 20,
+        desired_count: 1,
+        config: &cfg,
+        deleting: false,
+        deployments: &deps,
+        tasks: &[t],
+        start_backoff_until: None,
+    });
+    let reason = p.actions.iter().find_map(|a| match a {
+        Action::Stop { reason, .. } => Some(reason.as_str()),
+        _ => None,
+    });
+    assert_eq!(
+        reason,
+        Some(
+            "Task failed health checks: GET /healthz on port 8080 answered 404 (3 times in a row)"
+        )
+    );
+    assert!(p.actions.iter().any(|a| matches!(a,
+        Action::Event(m) if m.contains("task t1 failed its health checks: GET /healthz on port 8080 answered 404"))));
+}
+
+#[test]
+fn the_last_old_task_deregistered_is_marked_once() {
+    let deps = [
+        deployment("d1", 1, RolloutState::Succeeded, 0),
+        deployment("d2", 2, RolloutState::InProgress, 10),
+    ];
+    let cfg = config(100, 200);
+    let tasks = vec![
+        task("o0", "d1", 1, healthy()),
+        task("n0", "d2", 2, healthy()),
+    ];
+    let run = |deps: &[Deployment], tasks: &[ObservedTask]| {
+        plan(PlanInput {
+            now: 20,
+            desired_count: 1,
+            config: &cfg,
+            deleting: false,
+            deployments: deps,
+            tasks,
+            start_backoff_until: None,
+        })
+    };
+    let marked = |p: &Plan| {
+        p.actions.iter().any(|a| {
+            matches!(
+                a,
+                Action::Mark {
+                    mark: Mark::OldDeregistered,
+                    ..
+                }
+            )
+        })
+    };
+    // The new task is healthy: the old one is stopped (deregistered) now.
+    let p = run(&deps, &tasks);
+    assert_eq!(stops(&p), vec!["o0"]);
+    assert!(marked(&p), "{:?}", p.actions);
+    // Once marked, not again while the old task stops.
+    let mut deps2 = deps.clone();
+    deps2[1].timeline.first_old_stopped_at = Some(20);
+    deps2[1].timeline.old_deregistered_at = Some(20);
+    let mut stopping = tasks.clone();
+    stopping[0].desired_running = false;
+    assert!(!marked(&run(&deps2, &stopping)));
+    // A first deployment has no old version to deregister.
+    let first = [deployment("d1", 1, RolloutState::InProgress, 0)];
+    let p = run(&first, &[task("n0", "d1", 1, healthy())]);
+    assert!(!marked(&p));
 }
 
 /// Tasks of a host gone unheard get replacements within maximum %, are never stopped from

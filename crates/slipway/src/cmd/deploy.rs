@@ -12,7 +12,9 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 use slipway_api::types::{DeployOutcome, DeployRequest, DeployResponse, ServiceDetail};
 use slipway_core::manifest::DEFAULT_ENV;
-use slipway_core::model::{Deployment, RolloutState, ServiceKey, TaskHealth, TaskStatus};
+use slipway_core::model::{
+    Deployment, RolloutState, STOP_TIMEOUT_HINT, ServiceKey, TaskHealth, TaskStatus,
+};
 
 use crate::client::{Client, service_path};
 use crate::output::duration_ms;
@@ -277,6 +279,10 @@ struct Report {
     healthy: u32,
     desired: u32,
     failed_tasks: Vec<FailedTask>,
+    /// Tasks this deployment replaced that did not stop on SIGTERM (killed after their stop
+    /// timeout), with the hint.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    killed_after_stop_timeout: Vec<FailedTask>,
     addresses: Vec<String>,
     /// How the app's other services reach a Backend Service (by name on its private network).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -290,6 +296,9 @@ struct FailedTask {
     task: String,
     reason: String,
     exit_code: Option<i64>,
+    /// Its last output lines (kept after its container is removed).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    last_output: Vec<String>,
 }
 
 struct Progress {
@@ -534,6 +543,32 @@ fn report(detail: &ServiceDetail, d: Option<Deployment>, rollback: Option<Deploy
                     task: t.id.clone(),
                     reason: t.stopped_reason.clone().unwrap_or_default(),
                     exit_code: t.exit_code,
+                    last_output: t
+                        .exit
+                        .as_ref()
+                        .map(|e| e.last_output.clone())
+                        .unwrap_or_default(),
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let killed_after_stop_timeout = d
+        .as_ref()
+        .map(|d| {
+            detail
+                .tasks
+                .iter()
+                .filter(|t| t.deployment_id != d.id && t.stopped_at >= Some(d.created_at))
+                .filter(|t| {
+                    t.stopped_reason
+                        .as_deref()
+                        .is_some_and(|r| r.contains(STOP_TIMEOUT_HINT))
+                })
+                .map(|t| FailedTask {
+                    task: t.id.clone(),
+                    reason: t.stopped_reason.clone().unwrap_or_default(),
+                    exit_code: t.exit_code,
+                    last_output: Vec::new(),
                 })
                 .collect()
         })
@@ -551,6 +586,7 @@ fn report(detail: &ServiceDetail, d: Option<Deployment>, rollback: Option<Deploy
         healthy: s.healthy,
         desired: s.desired,
         failed_tasks,
+        killed_after_stop_timeout,
         addresses,
         discovery: (s.kind == slipway_core::model::ServiceKind::BackendService)
             .then(|| {
@@ -570,6 +606,9 @@ fn report(detail: &ServiceDetail, d: Option<Deployment>, rollback: Option<Deploy
             .map(|r| r.path.clone()),
     }
 }
+
+/// How many of a failed task's last output lines a deploy's summary shows.
+const FAILED_OUTPUT_LINES: usize = 5;
 
 fn print_report(r: &Report, elapsed: Duration) {
     let mark = if matches!(r.outcome.as_str(), "SUCCEEDED" | "UNCHANGED" | "SCALED") {
@@ -596,12 +635,16 @@ fn print_report(r: &Report, elapsed: Duration) {
                         duration_ms(h - d.created_at)
                     ));
                 }
-                if let (Some(h), Some(g)) = (tl.first_healthy_at, tl.old_gone_at)
-                    && tl.first_old_stopped_at.is_some()
-                {
+                if let Some(ms) = super::status::both_served_ms(d) {
                     parts.push(format!(
                         "old and new versions both served for {}",
-                        duration_ms(g - h)
+                        duration_ms(ms)
+                    ));
+                }
+                if let Some(ms) = super::status::old_stopping_ms(d) {
+                    parts.push(format!(
+                        "old tasks stopping after deregistration for {}",
+                        duration_ms(ms)
                     ));
                 }
                 if let (Some(g), Some(_)) = (tl.old_gone_at, tl.first_old_stopped_at) {
@@ -613,12 +656,24 @@ fn print_report(r: &Report, elapsed: Duration) {
                 if !parts.is_empty() {
                     println!("  {}", parts.join("; "));
                 }
+                for f in &r.killed_after_stop_timeout {
+                    println!("  old task {} was {STOP_TIMEOUT_HINT}", f.task);
+                }
             } else {
                 if let Some(reason) = &r.reason {
                     println!("  reason: {reason}");
                 }
                 for f in r.failed_tasks.iter().take(5) {
                     println!("  task {}: {}", f.task, f.reason);
+                    let skip = f.last_output.len().saturating_sub(FAILED_OUTPUT_LINES);
+                    for line in &f.last_output[skip..] {
+                        println!("    | {line}");
+                    }
+                }
+                if let Some(f) = r.failed_tasks.first()
+                    && !f.last_output.is_empty()
+                {
+                    println!("  (more with `slipway logs {name} --task {}`)", f.task);
                 }
                 if r.failed_tasks.len() > 5 {
                     println!("  ... and {} more failed tasks", r.failed_tasks.len() - 5);

@@ -31,6 +31,18 @@ pub struct LogsArgs {
     /// Only the last N lines of each task.
     #[arg(long)]
     tail: Option<u32>,
+    /// Only this task of SERVICE, also after it stopped (then its last output, kept when its
+    /// container was removed); `slipway ps SERVICE --all` lists the tasks.
+    #[arg(
+        long,
+        value_name = "ID",
+        requires = "service",
+        conflicts_with = "previous"
+    )]
+    task: Option<String>,
+    /// Only the task the newest replacement replaced: SERVICE's most recently stopped task.
+    #[arg(long, requires = "service")]
+    previous: bool,
     /// Manifest that names the app (here `-f` means --follow, so the manifest is --file only).
     #[arg(long = "file", default_value = "slipway.yml")]
     file: std::path::PathBuf,
@@ -132,6 +144,17 @@ pub async fn logs(a: LogsArgs) -> Result<ExitCode> {
     }
     if let Some(t) = a.tail {
         q.push(format!("tail={t}"));
+    }
+    if let Some(t) = &a.task {
+        if t.is_empty() || !t.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+            anyhow::bail!(
+                "--task {t:?}: a task id is letters and digits; `slipway ps SERVICE --all` lists them"
+            );
+        }
+        q.push(format!("task={t}"));
+    }
+    if a.previous {
+        q.push("previous=true".to_owned());
     }
     let path = match a.service.as_deref().filter(|_| !a.all) {
         Some(service) => {

@@ -51,18 +51,42 @@ fn list_path(target: &Target, all_apps_ok: bool) -> Result<String> {
     }
 }
 
+/// How long both versions were served (both registered in the ingress): from the first
+/// healthy new task until the last old task was deregistered.
+pub fn both_served_ms(d: &Deployment) -> Option<i64> {
+    let tl = &d.timeline;
+    tl.first_old_stopped_at?;
+    let h = tl.first_healthy_at?;
+    // Deployments recorded before deregistration was timed: until the old ones were gone.
+    let end = tl.old_deregistered_at.or(tl.old_gone_at)?;
+    Some((end - h).max(0))
+}
+
+/// How long the old tasks took to stop once deregistered (draining, then SIGTERM and the
+/// stop timeout).
+pub fn old_stopping_ms(d: &Deployment) -> Option<i64> {
+    let tl = &d.timeline;
+    Some((tl.old_gone_at? - tl.old_deregistered_at?).max(0))
+}
+
 /// The timeline of a deployment, in words.
 pub fn timeline(d: &Deployment) -> Vec<(String, String)> {
     let tl = &d.timeline;
     let rel = |t: Option<i64>| t.map_or("-".to_owned(), |t| duration_ms(t - d.created_at));
-    let overlap = match (tl.first_healthy_at, tl.old_gone_at, tl.first_old_stopped_at) {
-        (Some(h), Some(g), Some(_)) => duration_ms(g - h),
-        (Some(_), Some(_), None) => "0.0s (no earlier version)".to_owned(),
+    let overlap = match (both_served_ms(d), tl.first_healthy_at, tl.old_gone_at) {
+        (Some(ms), _, _) => duration_ms(ms),
+        (None, Some(_), Some(_)) if tl.first_old_stopped_at.is_none() => {
+            "0.0s (no earlier version)".to_owned()
+        }
         _ => "-".to_owned(),
     };
     vec![
         ("first healthy new task".into(), rel(tl.first_healthy_at)),
         ("old and new both served".into(), overlap),
+        (
+            "old tasks stopping (deregistered)".into(),
+            old_stopping_ms(d).map_or("-".to_owned(), duration_ms),
+        ),
         ("old tasks gone".into(), rel(tl.old_gone_at)),
         ("finished".into(), rel(tl.finished_at)),
     ]
@@ -128,7 +152,7 @@ pub async fn status(a: StatusArgs, json: bool) -> Result<ExitCode> {
                     .unwrap_or_default()
             );
             for (k, v) in timeline(d) {
-                println!("  {k:<26} {v}");
+                println!("  {k:<34} {v}");
             }
         }
         println!();
@@ -217,7 +241,7 @@ fn print_tasks(tasks: &[Task], port: Option<u16>) {
                 .unwrap_or_default(),
             task.started_at.map(ago).unwrap_or_default(),
             match (&task.stopped_reason, task.exit_code) {
-                (Some(r), Some(code)) if task.standalone.is_some() => {
+                (Some(r), Some(code)) if !r.contains("exit code") => {
                     format!("{r} (exit code {code})")
                 }
                 (Some(r), _) => r.clone(),

@@ -1137,3 +1137,51 @@ fn backend_services_answer_by_name_across_hosts_and_environments_stay_apart() {
     let moved = probe_host(&ingress, "localhost", "/users").unwrap();
     assert_eq!(moved.0, 200, "{moved:?}");
 }
+
+/// Issue #23 items 1-2 on a remote host: a crashed task's last output and exit code are read
+/// through its agent before the container is removed, and a failed HTTP check probed by the
+/// agent names the path, the status and the body.
+#[test]
+fn a_remote_task_keeps_its_last_output_and_its_failed_check_says_what_it_saw() {
+    if !docker() || !crate::testbed::available() {
+        return;
+    }
+    let c = Cluster::new(&[&[]], 512);
+    let s = &c.s;
+    let exit = push_to_server(s, "slipway-hello:exit", "hello", "exit");
+    let unhealthy = push_to_server(s, "slipway-hello:unhealthy", "hello", "unhealthy");
+    let app = app_name("remote");
+    let extra = "    stop_timeout: 2s\n    variables: { HELLO_DRAIN_MS: \"0\" }\n    deployment:\n      failure_threshold: 1\n";
+    s.manifest(&web_manifest(&app, &exit, 1, extra));
+    let out = s.cli(&["deploy", "--timeout", "120s"]);
+    assert_ne!(out.code, 0, "{out:?}");
+    assert!(
+        out.stdout.contains("exit code 3") && out.stdout.contains("exiting at start with code 3"),
+        "{out:?}"
+    );
+    let all = s.cli(&["--json", "ps", "web", "--all"]).ok().json();
+    let t = all
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["exit"]["exit_code"] == 3)
+        .unwrap_or_else(|| panic!("a task with exit code 3: {all}"))
+        .clone();
+    assert_eq!(t["host"], c.ids[0].as_str(), "{t}");
+    let logs = s
+        .cli(&["logs", "web", "--task", t["id"].as_str().unwrap()])
+        .ok();
+    assert!(
+        logs.stdout.contains("exiting at start with code 3"),
+        "{logs:?}"
+    );
+
+    s.manifest(&web_manifest(&app, &unhealthy, 1, extra));
+    let out = s.cli(&["deploy", "--timeout", "120s"]);
+    assert_ne!(out.code, 0, "{out:?}");
+    assert!(
+        out.stdout
+            .contains("GET /healthz on port 8080 answered 503"),
+        "the agent's probe saw the status: {out:?}"
+    );
+}
