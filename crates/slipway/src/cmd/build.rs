@@ -175,7 +175,7 @@ pub async fn locate(
     spec: &BuildSpec,
     platform: Option<&str>,
 ) -> Result<Located> {
-    let context = manifest_dir.join(&spec.context);
+    let context = join_relative(manifest_dir, Path::new(&spec.context));
     let plan = BuildPlan {
         context: context.clone(),
         dockerfile: spec.dockerfile.clone().into(),
@@ -207,7 +207,20 @@ pub async fn locate(
     })
 }
 
-/// A short-lived push credential for the built-in registry.
+/// `base/rel` without the `.` components of `rel`, so paths in messages read as written
+/// (`./b/Dockerfile`, not `././b/Dockerfile`).
+fn join_relative(base: &Path, rel: &Path) -> std::path::PathBuf {
+    let rest: std::path::PathBuf = rel
+        .components()
+        .filter(|c| !matches!(c, std::path::Component::CurDir))
+        .collect();
+    if rest.as_os_str().is_empty() {
+        base.to_owned()
+    } else {
+        base.join(rest)
+    }
+}
+
 /// The directory a manifest's build contexts are relative to: the manifest's own.
 pub fn manifest_dir(manifest: &std::path::Path) -> std::path::PathBuf {
     manifest
@@ -217,6 +230,7 @@ pub fn manifest_dir(manifest: &std::path::Path) -> std::path::PathBuf {
         .to_owned()
 }
 
+/// A short-lived push credential for the built-in registry.
 pub async fn registry_creds(client: &Client) -> Result<RegistryCreds> {
     let r: PasswordResponse = client
         .post("/registry/password", &PasswordRequest { pull_only: false })

@@ -3,8 +3,11 @@
 //!
 //! Each Dockerfile found (at most [`MAX_DEPTH`] directories down) becomes a service named after
 //! its directory (the root Dockerfile's service after the app). The app name, each service's
-//! type and its port are asked on the terminal, or taken from defaults with `--yes`; the
-//! written manifest is parsed and compiled before it is written, so it always deploys as is.
+//! type, its port and its health-check path are asked on the terminal, or taken from defaults
+//! with `--yes`; the written manifest is parsed and compiled before it is written, so it
+//! always deploys as is. The health-check path defaults to `/healthz` when the service
+//! answers it on its port here, or its source mentions it; otherwise to none (a running
+//! container counts as healthy), never to a path nobody checked.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
@@ -68,6 +71,63 @@ pub struct Planned {
     /// `image.build` as written: the Dockerfile's directory, or the Dockerfile's path when it
     /// is not named plainly `Dockerfile`.
     pub build: String,
+    /// `http.healthcheck`: the path probed before the service gets traffic; none for a
+    /// Worker Service.
+    pub healthcheck: Option<String>,
+}
+
+/// The health-check path `slipway init` suggests.
+pub const HEALTH_PATH: &str = "/healthz";
+
+/// `/healthz` when the service answers it on `port` of this machine (2xx or 3xx), or its
+/// build context's source mentions it; else none.
+pub fn default_healthcheck(dir: &Path, build: &str, port: u16) -> Option<String> {
+    let answers = || -> Option<bool> {
+        use std::io::Read;
+        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+        let t = std::time::Duration::from_millis(300);
+        let mut c = std::net::TcpStream::connect_timeout(&addr, t).ok()?;
+        c.set_read_timeout(Some(t)).ok()?;
+        c.set_write_timeout(Some(t)).ok()?;
+        write!(
+            c,
+            "GET {HEALTH_PATH} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n"
+        )
+        .ok()?;
+        let mut head = [0u8; 12];
+        c.read_exact(&mut head).ok()?;
+        let status = std::str::from_utf8(&head[9..12]).ok()?;
+        Some(status.starts_with('2') || status.starts_with('3'))
+    };
+    let context = dir.join(
+        if build.ends_with("Dockerfile") || build.contains("Dockerfile.") {
+            Path::new(build).parent().unwrap_or(Path::new("."))
+        } else {
+            Path::new(build)
+        },
+    );
+    (answers() == Some(true) || mentions(&context, HEALTH_PATH.as_bytes(), 0))
+        .then(|| HEALTH_PATH.to_owned())
+}
+
+/// Whether a source file under `dir` (a few levels down, small files only) contains `needle`.
+fn mentions(dir: &Path, needle: &[u8], depth: usize) -> bool {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return false;
+    };
+    entries.flatten().any(|e| {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Ok(ft) = e.file_type() else { return false };
+        if ft.is_dir() {
+            return depth < MAX_DEPTH
+                && !name.starts_with('.')
+                && !SKIP_DIRS.contains(&name.as_str())
+                && mentions(&e.path(), needle, depth + 1);
+        }
+        ft.is_file()
+            && e.metadata().is_ok_and(|m| m.len() <= 256 * 1024)
+            && fs::read(e.path()).is_ok_and(|b| b.windows(needle.len()).any(|w| w == needle))
+    })
 }
 
 fn kind_name<S: serde::Serializer>(k: &ServiceKind, s: S) -> Result<S::Ok, S::Error> {
@@ -206,18 +266,27 @@ pub fn run(a: InitArgs, json: bool) -> Result<ExitCode> {
     for (i, (name, f)) in named.iter().enumerate() {
         let mut kind = kinds[i];
         let mut port = f.port.unwrap_or(DEFAULT_PORT);
+        let build = build_field(&f.path);
+        let mut healthcheck = None;
         if let Some(p) = prompt.as_mut() {
             p.say(&format!("\nService {name} ({}):", f.path))?;
             if !flags.iter().any(|fl| fl.name == *name) {
                 kind = p.ask_kind(kind)?;
             }
             port = p.ask_port(port)?;
+            if kind != ServiceKind::WorkerService {
+                let default = default_healthcheck(dir, &build, port);
+                healthcheck = p.ask_healthcheck(default.as_deref())?;
+            }
+        } else if kind != ServiceKind::WorkerService {
+            healthcheck = default_healthcheck(dir, &build, port);
         }
         planned.push(Planned {
             name: name.clone(),
             kind,
             port,
-            build: build_field(&f.path),
+            build,
+            healthcheck,
         });
     }
 
@@ -242,11 +311,12 @@ pub fn run(a: InitArgs, json: bool) -> Result<ExitCode> {
         let width = planned.iter().map(|s| s.name.len()).max().unwrap_or(0);
         for s in &planned {
             println!(
-                "  {:<width$}  {:<26} port {:<5}  build {}",
+                "  {:<width$}  {:<26} port {:<5}  build {}  health check {}",
                 s.name,
                 s.kind.as_str(),
                 s.port,
-                s.build
+                s.build,
+                s.healthcheck.as_deref().unwrap_or("none")
             );
         }
         if !skipped.is_empty() {
@@ -632,9 +702,17 @@ services:
                     "      # strip_prefix: true   # forward {path}/x to the service as /x\n"
                 ));
             }
-            y.push_str(
-                "      healthcheck: /   # a path that answers 2xx/3xx once the service is ready\n",
-            );
+            y.push_str(&healthcheck_line(s.healthcheck.as_deref()));
+        } else if s.kind == ServiceKind::BackendService {
+            match s.healthcheck.as_deref() {
+                Some(p) => {
+                    y.push_str("    http:\n");
+                    y.push_str(&healthcheck_line(Some(p)));
+                }
+                None => y.push_str(&format!(
+                    "    # http: {{healthcheck: {HEALTH_PATH}}}   # none: a running container counts as healthy\n"
+                )),
+            }
         }
         y.push_str("    count: 1\n");
         y.push_str("    # variables: {LOG_LEVEL: info}\n");
@@ -652,6 +730,19 @@ services:
 "
     ));
     y
+}
+
+/// The `http.healthcheck` line: the path, or a commented-out suggestion when there is none.
+fn healthcheck_line(path: Option<&str>) -> String {
+    match path {
+        Some(p) => format!(
+            "      healthcheck: {}   # answers 2xx/3xx once the service is ready\n",
+            scalar(p)
+        ),
+        None => format!(
+            "      # healthcheck: {HEALTH_PATH}   # none: a running container counts as healthy; add a path that answers 2xx/3xx once ready\n"
+        ),
+    }
 }
 
 /// Plain prompts on stderr, answers from stdin.
@@ -713,6 +804,24 @@ impl<R: BufRead> Prompt<R> {
         }
     }
 
+    /// A path starting with `/`, or `none`.
+    fn ask_healthcheck(&mut self, default: Option<&str>) -> Result<Option<String>> {
+        loop {
+            let a = self.ask(&format!(
+                "  Health check path (or none) [{}]",
+                default.unwrap_or("none")
+            ))?;
+            match a.as_str() {
+                "" => return Ok(default.map(str::to_owned)),
+                "none" | "-" => return Ok(None),
+                p if p.starts_with('/') && !p.contains(char::is_whitespace) => {
+                    return Ok(Some(p.to_owned()));
+                }
+                _ => self.say("  a path starts with '/' (e.g. /healthz), or answer none")?,
+            }
+        }
+    }
+
     fn ask_port(&mut self, default: u16) -> Result<u16> {
         loop {
             let a = self.ask(&format!("  Port [{default}]"))?;
@@ -758,6 +867,7 @@ mod tests {
                 kind,
                 port: f.port.unwrap_or(DEFAULT_PORT),
                 build: build_field(&f.path),
+                healthcheck: None,
             })
             .collect()
     }
@@ -934,10 +1044,31 @@ mod tests {
         let api = specs.iter().find(|s| s.key.name == "api").unwrap();
         assert_eq!(api.container.port, Some(3000));
         assert_eq!(api.container.http_route.as_ref().unwrap().path, "/");
-        assert_eq!(api.container.http_health.as_ref().unwrap().path, "/");
+        // No health-check path was found: none is written (not `/`).
+        assert!(api.container.http_health.is_none());
         let users = specs.iter().find(|s| s.key.name == "users").unwrap();
         assert_eq!(users.kind, ServiceKind::BackendService);
         assert_eq!(users.container.port, Some(DEFAULT_PORT));
+
+        // With one, web and backend services are probed there.
+        let mut with = planned.clone();
+        for p in &mut with {
+            p.healthcheck = Some(HEALTH_PATH.to_owned());
+        }
+        let specs = check("shop", &with).compile(DEFAULT_ENV).unwrap();
+        for name in ["api", "users"] {
+            let s = specs.iter().find(|s| s.key.name == name).unwrap();
+            assert_eq!(s.container.http_health.as_ref().unwrap().path, HEALTH_PATH);
+        }
+        assert!(
+            specs
+                .iter()
+                .find(|s| s.key.name == "users")
+                .unwrap()
+                .container
+                .http_route
+                .is_none()
+        );
 
         // Several web services each get their own path; odd paths are quoted.
         let mut planned = planned;
@@ -1009,5 +1140,55 @@ mod tests {
         assert_eq!(p.ask_port(8080).unwrap(), 8081);
         let e = p.ask_port(8080).unwrap_err();
         assert!(e.to_string().contains("--yes"), "{e}");
+    }
+
+    #[test]
+    fn health_check_path_is_asked_with_a_default() {
+        let input = b"\n\nhealthz\n/ready\nnone\n" as &[u8];
+        let mut p = Prompt::new(input);
+        assert_eq!(
+            p.ask_healthcheck(Some("/healthz")).unwrap().as_deref(),
+            Some("/healthz")
+        );
+        assert_eq!(p.ask_healthcheck(None).unwrap(), None);
+        // "healthz" is no path: asked again.
+        assert_eq!(p.ask_healthcheck(None).unwrap().as_deref(), Some("/ready"));
+        assert_eq!(p.ask_healthcheck(Some("/healthz")).unwrap(), None);
+    }
+
+    #[test]
+    fn health_check_default_is_healthz_only_when_it_answers_or_is_in_the_source() {
+        let d = tree(&[
+            ("api/Dockerfile", "FROM scratch\n"),
+            ("api/src/main.rs", "fn main() { route(\"/healthz\"); }\n"),
+            ("users/Dockerfile", "FROM scratch\n"),
+            ("users/src/main.rs", "fn main() {}\n"),
+        ]);
+        // A port where nothing listens.
+        let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let closed = free.local_addr().unwrap().port();
+        drop(free);
+        assert_eq!(
+            default_healthcheck(d.path(), "./api", closed).as_deref(),
+            Some(HEALTH_PATH)
+        );
+        assert_eq!(default_healthcheck(d.path(), "./users", closed), None);
+        // Something on the port that answers /healthz with 200.
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        let server = std::thread::spawn(move || {
+            use std::io::Read;
+            let (mut c, _) = l.accept().unwrap();
+            let mut buf = [0u8; 512];
+            let n = c.read(&mut buf).unwrap();
+            let req = String::from_utf8_lossy(&buf[..n]).into_owned();
+            c.write_all(b"HTTP/1.0 200 OK\r\n\r\nok").unwrap();
+            req
+        });
+        assert_eq!(
+            default_healthcheck(d.path(), "./users", port).as_deref(),
+            Some(HEALTH_PATH)
+        );
+        assert!(server.join().unwrap().starts_with("GET /healthz "));
     }
 }

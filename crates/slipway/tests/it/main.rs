@@ -6,6 +6,7 @@ mod testbed;
 
 mod aws;
 mod bad_input;
+mod cli_output;
 mod concurrency;
 mod crash;
 mod deploy;
@@ -16,6 +17,8 @@ mod ingress_tls;
 mod init;
 mod ops;
 mod registry;
+mod routes;
+mod scripts;
 mod standby;
 mod watch;
 mod workflow;
