@@ -91,18 +91,31 @@ fn routes_between_apps() {
 }
 
 /// A deleted service's own route answers 404 within a second, not `503 no healthy target`
-/// while its tasks drain.
+/// while its tasks drain (here: a slow upload keeps its task draining for 10 s).
 #[test]
 fn deleted_service_route_is_404_at_once() {
+    use std::io::Write;
     if !docker() {
         return;
     }
     let s = Server::start();
     let app = app_name("rdel");
-    s.manifest(&web(&app, "v1", "/gone", ""));
+    s.manifest(&web(
+        &app,
+        "v1",
+        "/gone",
+        "      deregistration_delay: 10s\n",
+    ));
     s.cli(&["deploy"]).ok();
     let ingress = s.ingress();
     assert_eq!(probe_host(&ingress, "x.test", "/gone").unwrap().0, 200);
+    // A request in flight: its body (larger than the ingress buffers) is only begun.
+    let mut upload = std::net::TcpStream::connect(&ingress).unwrap();
+    upload
+        .write_all(b"POST /gone HTTP/1.1\r\nHost: x.test\r\nContent-Length: 4000000\r\n\r\n")
+        .unwrap();
+    upload.write_all(&[b'x'; 64 * 1024]).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
     s.cli(&["delete", "web", "--no-wait"]).ok();
     let asked = Instant::now();
     let mut seen = Vec::new();
@@ -119,4 +132,5 @@ fn deleted_service_route_is_404_at_once() {
         std::thread::sleep(Duration::from_millis(20));
     }
     assert!(!seen.contains(&Some(503)), "{seen:?}");
+    drop(upload);
 }
