@@ -190,7 +190,12 @@ pub async fn locate(
         tokio::task::spawn_blocking(move || slipway_build::pack(&plan).map(|p| (p, plan)))
             .await?
             .map_err(|e| anyhow!("services.{service}.image.build: {e}"))?;
-    let tag = slipway_build::version_tag(&context, &packed.content_hash);
+    let hosts: serde_json::Value = client.get("/info").await.unwrap_or_default();
+    let tag = slipway_build::platform_tag(
+        &slipway_build::version_tag(&context, &packed.content_hash),
+        plan.platform.as_deref(),
+        hosts["platform"].as_str(),
+    );
     let pack_ms = t0.elapsed().as_millis() as u64;
     let host = registry_host(client.server())?;
     let repo = format!("{host}/{app}/{service}");

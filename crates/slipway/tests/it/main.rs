@@ -6,6 +6,7 @@ mod testbed;
 
 mod aws;
 mod bad_input;
+mod build_run;
 mod cli_output;
 mod concurrency;
 mod crash;
