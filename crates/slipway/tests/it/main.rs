@@ -17,6 +17,7 @@ mod ingress;
 mod ingress_tls;
 mod init;
 mod ops;
+mod readme;
 mod registry;
 mod routes;
 mod scripts;
