@@ -407,10 +407,7 @@ fn diff_shows_what_a_deploy_would_change_and_changes_nothing() {
         "{text}"
     );
     assert!(text.contains("~ count: 2 → 4"), "{text}");
-    assert!(
-        text.contains("~ variables.GREETING: hello → hi"),
-        "{text}"
-    );
+    assert!(text.contains("~ variables.GREETING: hello → hi"), "{text}");
     assert!(
         text.contains("~ image: slipway-hello:v1 → slipway-hello:v2"),
         "{text}"
