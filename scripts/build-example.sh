@@ -5,19 +5,22 @@
 #   slipway-hello:unhealthy        runs, but /healthz answers 503
 #   slipway-hello:healthcheck      v1 with a Docker HEALTHCHECK (`/hello check`)
 #   slipway-shop-base:v1           examples/shop's server binary, the base of its Dockerfiles
-# Nothing is pulled from a registry. Safe to run concurrently (serialised by a lock).
+# Nothing is pulled from a registry. Safe to run concurrently (serialised by a lock). Honours
+# CARGO_TARGET_DIR.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
+. "$root/scripts/lib/target-dir.sh"
+slipway_target_dir "$root"
 cd "$root"
-mkdir -p target
-exec 9>target/.build-example.lock
+mkdir -p "$target_dir"
+exec 9>"$target_dir/.build-example.lock"
 flock 9
 
 target=x86_64-unknown-linux-gnu
 RUSTFLAGS="-C target-feature=+crt-static" cargo build --quiet --release --locked -p hello -p shop-server --target "$target"
 ctx=$(mktemp -d)
 trap 'rm -rf "$ctx"' EXIT
-cp "target/$target/release/hello" "$ctx/hello"
+cp "$target_dir/$target/release/hello" "$ctx/hello"
 cp examples/hello/Dockerfile "$ctx/Dockerfile"
 
 build() { # tag, extra Dockerfile lines, build args...
@@ -37,7 +40,7 @@ build healthcheck 'HEALTHCHECK --interval=1s --timeout=2s --retries=3 CMD ["/hel
 # examples/shop's base image: the shop server alone; its services' Dockerfiles add their data.
 shop=$(mktemp -d)
 trap 'rm -rf "$ctx" "$shop"' EXIT
-cp "target/$target/release/shop-server" "$shop/shop-server"
+cp "$target_dir/$target/release/shop-server" "$shop/shop-server"
 printf '%s\n' 'FROM scratch' 'COPY shop-server /shop-server' 'ENV PORT=8080' 'EXPOSE 8080' 'ENTRYPOINT ["/shop-server"]' > "$shop/Dockerfile"
 DOCKER_BUILDKIT=0 docker build --quiet --tag slipway-shop-base:v1 "$shop" 2>&1 >/dev/null | { grep -v -e DEPRECATED -e BuildKit -e environment-variable -e "^$" >&2 || true; }
 echo "built slipway-shop-base:v1"

@@ -4,12 +4,16 @@
 # answers (through the ingress, http://127.0.0.1:8080/ unless SLIPWAY_QUICKSTART_INGRESS says
 # otherwise). Run it again to redeploy; `scripts/quickstart.sh down` removes the app and stops
 # the server and the ingress; `scripts/quickstart.sh stop` stops only the server (the app keeps
-# serving through the ingress).
+# serving through the ingress). Honours CARGO_TARGET_DIR; SLIPWAY_QUICKSTART_STATE moves the
+# state directory.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
+. "$root/scripts/lib/target-dir.sh"
+slipway_target_dir "$root"
 cd "$root"
-state="$root/.slipway"
-bin="$root/target/debug/slipway"
+state="${SLIPWAY_QUICKSTART_STATE:-$root/.slipway}"
+case "$state" in /*) ;; *) state="$OLDPWD/$state" ;; esac
+bin="$target_dir/debug/slipway"
 addr="${SLIPWAY_QUICKSTART_ADDR:-127.0.0.1:7780}"
 ingress_addr="${SLIPWAY_QUICKSTART_INGRESS:-0.0.0.0:8080}"
 mkdir -p "$state"
@@ -57,14 +61,14 @@ echo "==> Building the example app image (FROM scratch, nothing is pulled)"
 scripts/build-example.sh
 
 if [ -z "$(server_pid)" ]; then
-  echo "==> Starting the Slipway server on $addr (state in .slipway/data, log in .slipway/server.log)"
+  echo "==> Starting the Slipway server on $addr (state in $state/data, log in $state/server.log)"
   rm -f "$state/data/api.addr"
   nohup "$bin" server --data-dir "$state/data" --api-addr "$addr" --ingress-addr "$ingress_addr" >"$state/server.log" 2>&1 &
   echo $! >"$state/server.pid"
   for _ in $(seq 100); do
     [ -s "$state/data/api.addr" ] && break
     if [ -z "$(server_pid)" ]; then
-      echo "error: the server did not start; its log (.slipway/server.log) says:" >&2
+      echo "error: the server did not start; its log ($state/server.log) says:" >&2
       tail -n 5 "$state/server.log" >&2
       exit 1
     fi
@@ -82,7 +86,7 @@ cat <<MSG
 
 Slipway is running (PID $(server_pid)), API at $SLIPWAY_SERVER.
 Use the CLI with:
-  export SLIPWAY_SERVER=$SLIPWAY_SERVER SLIPWAY_TOKEN=\$(cat .slipway/data/admin.token)
-  target/debug/slipway status web -f examples/hello/slipway.yml
+  export SLIPWAY_SERVER=$SLIPWAY_SERVER SLIPWAY_TOKEN=\$(cat $state/data/admin.token)
+  $bin status web -f examples/hello/slipway.yml
 Remove the app and stop the server with: scripts/quickstart.sh down
 MSG

@@ -2,7 +2,7 @@
 //! images pinned to digests, secrets pinned to versions), and the one way a rollout starts
 //! ([`App::start_deployment`]).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 use slipway_core::diff::{Current, DiffStatus, ServiceDiff, diff_service};
@@ -15,15 +15,18 @@ use slipway_store::{Batch, NewDeployment, RevisionChoice, ServiceRecord, Write, 
 use crate::retry::{Attempt, retry};
 use crate::{App, AppError, Result};
 
-/// What a deploy did to one service.
+/// What a deploy did to one service; spelt as the CLI prints outcomes (`UNCHANGED`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "UPPERCASE")]
 pub enum DeployOutcome {
     /// A new deployment started.
+    #[serde(alias = "deploying")]
     Deploying,
     /// Only the desired count or deployment settings changed: no new deployment.
+    #[serde(alias = "scaled")]
     Scaled,
     /// Nothing changed.
+    #[serde(alias = "unchanged")]
     Unchanged,
 }
 
@@ -317,48 +320,12 @@ impl App {
     }
 
     /// Refuses a deploy whose ingress routes (host + path) are already claimed by another
-    /// service.
+    /// service, or that would take requests from another app's shorter route on the same
+    /// hosts (`/users` under another app's `/`) without `http.allow_shadowing`.
     async fn check_routes(&self, specs: &[ServiceSpec]) -> Result<()> {
-        let mut claimed: HashMap<(String, String), ServiceKey> = HashMap::new();
-        let norm = |p: &str| {
-            if p.len() > 1 {
-                p.trim_end_matches('/').to_owned()
-            } else {
-                p.to_owned()
-            }
-        };
-        let mut claim = |key: &ServiceKey, route: &HttpRoute| -> Result<()> {
-            let hosts: Vec<String> = if route.aliases.is_empty() {
-                vec![String::new()]
-            } else {
-                route.aliases.clone()
-            };
-            for h in hosts {
-                let k = (h.to_ascii_lowercase(), norm(&route.path));
-                if let Some(other) = claimed.insert(k.clone(), key.clone())
-                    && &other != key
-                {
-                    let host = if k.0.is_empty() {
-                        "any host".to_owned()
-                    } else {
-                        k.0
-                    };
-                    return Err(AppError::conflict(
-                        "ROUTE_CONFLICT",
-                        format!(
-                            "route {} on {host} is already used by service {other}; choose another http.path or http.alias for {key}",
-                            k.1
-                        ),
-                    ));
-                }
-            }
-            Ok(())
-        };
-        for s in specs {
-            if let Some(r) = &s.container.http_route {
-                claim(&s.key, r)?;
-            }
-        }
+        // What other services hold now, then each asked route in turn (a route asked
+        // earlier in the request holds against a later one).
+        let mut held: Vec<(ServiceKey, String, String)> = Vec::new();
         for svc in self.store().list_services(None).await? {
             if svc.deleting || specs.iter().any(|s| s.key == svc.key) {
                 continue;
@@ -369,7 +336,45 @@ impl App {
                 .await?
                 && let Some(r) = &td.container.http_route
             {
-                claim(&svc.key, r)?;
+                for (host, path) in route_claims(r) {
+                    held.push((svc.key.clone(), host, path));
+                }
+            }
+        }
+        for s in specs {
+            let Some(r) = &s.container.http_route else {
+                continue;
+            };
+            for (host, path) in route_claims(r) {
+                let on = if host.is_empty() {
+                    "any host".to_owned()
+                } else {
+                    host.clone()
+                };
+                for (holder, h, p) in &held {
+                    if *h != host || *holder == s.key {
+                        continue;
+                    }
+                    if *p == path {
+                        return Err(AppError::conflict(
+                            "ROUTE_CONFLICT",
+                            format!(
+                                "route {path} on {on} is already used by service {holder}; choose another http.path or http.alias for {}",
+                                s.key
+                            ),
+                        ));
+                    }
+                    if holder.app != s.key.app && !r.allow_shadowing && is_under(&path, p) {
+                        return Err(AppError::conflict(
+                            "ROUTE_SHADOWS",
+                            format!(
+                                "route {path} on {on} of service {} would take requests from route {p} of service {holder} (app {}); choose another http.path or http.alias for {}, or set http.allow_shadowing: true to take them",
+                                s.key, holder.app, s.key.name
+                            ),
+                        ));
+                    }
+                }
+                held.push((s.key.clone(), host, path));
             }
         }
         Ok(())
@@ -412,6 +417,34 @@ impl App {
         }
         Ok(results)
     }
+}
+
+/// The (host, path) pairs a route claims: one per alias (`""` for any host), the host
+/// lower-cased and the path without a trailing `/`.
+fn route_claims(route: &HttpRoute) -> Vec<(String, String)> {
+    let path = if route.path.len() > 1 {
+        route.path.trim_end_matches('/').to_owned()
+    } else {
+        route.path.clone()
+    };
+    if route.aliases.is_empty() {
+        return vec![(String::new(), path)];
+    }
+    route
+        .aliases
+        .iter()
+        .map(|h| (h.to_ascii_lowercase(), path.clone()))
+        .collect()
+}
+
+/// Whether `path` lies strictly under `prefix` on a segment boundary (the ingress' longest
+/// prefix match would give it `path`'s requests).
+fn is_under(path: &str, prefix: &str) -> bool {
+    path != prefix
+        && (prefix == "/"
+            || path
+                .strip_prefix(prefix)
+                .is_some_and(|rest| rest.starts_with('/')))
 }
 
 /// An image that cannot be used, as the caller should read it.
@@ -459,4 +492,19 @@ pub(crate) fn change_service(
         );
     }
     b.notify(&key)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_under;
+
+    #[test]
+    fn under_is_a_longer_prefix_on_a_segment_boundary() {
+        assert!(is_under("/users", "/"));
+        assert!(is_under("/users/admin", "/users"));
+        assert!(!is_under("/users", "/users"));
+        assert!(!is_under("/usersx", "/users"));
+        assert!(!is_under("/", "/users"));
+        assert!(!is_under("/", "/"));
+    }
 }

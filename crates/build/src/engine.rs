@@ -17,6 +17,16 @@ use tokio_util::io::ReaderStream;
 use crate::pack::dockerfile_display;
 use crate::{BuildError, BuildPlan, Packed};
 
+/// `os/arch[/variant]` → (os, arch); a bare `arch` is Linux's.
+fn os_arch(platform: &str) -> (String, String) {
+    let mut parts = platform.split('/');
+    match (parts.next(), parts.next()) {
+        (Some(os), Some(arch)) => (os.to_owned(), arch.to_owned()),
+        (Some(arch), None) => ("linux".to_owned(), arch.to_owned()),
+        _ => (String::new(), String::new()),
+    }
+}
+
 /// Progress of a build, in the order the engine reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BuildProgress {
@@ -83,11 +93,59 @@ impl Builder {
 
     /// Builds `image` (`repo:tag`) from a packed context with the classic builder and
     /// returns the image id (`sha256:…`). Progress goes to `on`.
+    ///
+    /// The built image's os/arch is checked against the plan's platform (the engine's own
+    /// when the plan names none): the classic builder's cache ignores the platform and can
+    /// hand back an image built earlier for another one. Such a build is done again without
+    /// the cache; still wrong, it is [`BuildError::WrongPlatform`].
     pub async fn build(
         &self,
         plan: &BuildPlan,
         packed: &Packed,
         image: &str,
+        on: &mut (dyn FnMut(BuildProgress) + Send),
+    ) -> Result<String, BuildError> {
+        let wanted = match &plan.platform {
+            Some(p) => os_arch(p),
+            None => {
+                let v = self.docker.version().await?;
+                (v.os.unwrap_or_default(), v.arch.unwrap_or_default())
+            }
+        };
+        let mut no_cache = false;
+        loop {
+            let id = self.build_once(plan, packed, image, no_cache, on).await?;
+            let inspect = self.docker.inspect_image(image).await?;
+            let got = (
+                inspect.os.unwrap_or_default(),
+                inspect.architecture.unwrap_or_default(),
+            );
+            if wanted.0.is_empty() || got == wanted {
+                return Ok(id);
+            }
+            if no_cache {
+                return Err(BuildError::WrongPlatform {
+                    dockerfile: dockerfile_display(plan),
+                    wanted: format!("{}/{}", wanted.0, wanted.1),
+                    got: format!("{}/{}", got.0, got.1),
+                });
+            }
+            tracing::warn!(
+                image,
+                wanted = %format!("{}/{}", wanted.0, wanted.1),
+                got = %format!("{}/{}", got.0, got.1),
+                "the builder's cache gave an image of another platform; building again without it"
+            );
+            no_cache = true;
+        }
+    }
+
+    async fn build_once(
+        &self,
+        plan: &BuildPlan,
+        packed: &Packed,
+        image: &str,
+        no_cache: bool,
         on: &mut (dyn FnMut(BuildProgress) + Send),
     ) -> Result<String, BuildError> {
         let dockerfile = dockerfile_display(plan);
@@ -109,6 +167,7 @@ impl Builder {
             }),
             target: plan.target.clone().unwrap_or_default(),
             platform: plan.platform.clone().unwrap_or_default(),
+            nocache: no_cache,
             rm: true,
             forcerm: true,
             ..Default::default()
@@ -334,6 +393,13 @@ fn is_digest(s: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn platforms() {
+        assert_eq!(os_arch("linux/arm64/v8"), ("linux".into(), "arm64".into()));
+        assert_eq!(os_arch("linux/amd64"), ("linux".into(), "amd64".into()));
+        assert_eq!(os_arch("arm64"), ("linux".into(), "arm64".into()));
+    }
 
     #[test]
     fn step_lines() {

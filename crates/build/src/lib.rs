@@ -5,8 +5,10 @@
 //!
 //! 1. [`pack`] writes the build context to a deterministic tar archive, honouring
 //!    `.dockerignore` ([`ignore`]), and hashes it with the build's settings;
-//! 2. [`version_tag`] names the build from git (or the content hash outside git);
-//! 3. [`Builder::build`] builds it with the engine's classic builder;
+//! 2. [`version_tag`] names the build from git (or the content hash outside git), and
+//!    [`platform_tag`] adds the platform when it is not the hosts';
+//! 3. [`Builder::build`] builds it with the engine's classic builder, and checks that the
+//!    image is for the platform asked (the builder's cache may hand back another's);
 //! 4. [`Builder::push`] pushes it and reports the manifest digest to deploy by.
 //!
 //! It decides nothing about which services to build or where to push: the CLI does.
@@ -22,7 +24,7 @@ use std::path::PathBuf;
 
 pub use engine::{BuildProgress, Builder, PushOutcome, PushProgress, RegistryCreds};
 pub use pack::{Packed, pack};
-pub use version::version_tag;
+pub use version::{platform_tag, version_tag};
 
 /// One service's build, paths already resolved.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -92,6 +94,13 @@ pub enum BuildError {
         dockerfile: String,
         step: Option<String>,
         message: String,
+    },
+    /// The engine built an image for another platform than asked, even without its cache.
+    #[error("{dockerfile}: the engine built an image for {got}, not the {wanted} asked for")]
+    WrongPlatform {
+        dockerfile: String,
+        wanted: String,
+        got: String,
     },
     #[error("push failed: {0}")]
     Push(String),

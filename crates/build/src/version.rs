@@ -68,9 +68,42 @@ fn git(dir: &Path, args: &[&str]) -> Option<String> {
         .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
+/// The version tag with the platform it was built for when that is not the hosts'
+/// (`<tag>-linux-arm64`), so builds of one commit for two platforms never share a tag (and
+/// the registry never hands back the other platform's image as "already there"). Without
+/// a known host platform, any platform named is added.
+pub fn platform_tag(tag: &str, platform: Option<&str>, host: Option<&str>) -> String {
+    let os_arch = |p: &str| p.split('/').take(2).collect::<Vec<_>>().join("/");
+    match platform {
+        Some(p) if host.is_none_or(|h| os_arch(h) != os_arch(p)) => {
+            let suffix: String = p
+                .chars()
+                .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+                .collect();
+            format!("{tag}-{suffix}")
+        }
+        _ => tag.to_owned(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn platform_in_the_tag_only_when_not_the_hosts() {
+        let host = Some("linux/amd64");
+        assert_eq!(platform_tag("abc", None, host), "abc");
+        assert_eq!(platform_tag("abc", Some("linux/amd64"), host), "abc");
+        assert_eq!(
+            platform_tag("abc", Some("linux/arm64/v8"), host),
+            "abc-linux-arm64-v8"
+        );
+        assert_eq!(
+            platform_tag("abc", Some("linux/arm64"), None),
+            "abc-linux-arm64"
+        );
+    }
 
     const HASH: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
 

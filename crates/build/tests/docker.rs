@@ -452,3 +452,40 @@ async fn push_errors_carry_the_engine_message() {
         other => panic!("not a push error: {other:?}"),
     }
 }
+
+/// The classic builder's cache ignores the platform: built for arm64 first, the same context
+/// built for amd64 would come back as the arm64 image. The builder checks the result's
+/// os/arch and builds again without the cache, so each build is of the platform asked.
+#[tokio::test]
+async fn each_build_is_of_the_platform_asked_despite_the_cache() {
+    if !docker() {
+        return;
+    }
+    let mut cleanup = Cleanup::default();
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = dir.path().join("plat");
+    write(
+        &ctx,
+        "Dockerfile",
+        "FROM scratch\nCOPY data.txt /data.txt\n",
+    );
+    write(&ctx, "data.txt", &unique("platform"));
+    let name = unique("slipway-build-plat");
+    let arch = |image: &str| {
+        docker_cli(&["image", "inspect", "-f", "{{.Os}}/{{.Architecture}}", image])
+            .trim()
+            .to_owned()
+    };
+    for platform in ["linux/arm64", "linux/amd64", "linux/arm64"] {
+        let mut plan = BuildPlan::new(&ctx);
+        plan.platform = Some(platform.into());
+        let packed = pack(&plan).unwrap();
+        let image = format!("{name}:{}", platform.replace('/', "-"));
+        cleanup.images.push(image.clone());
+        builder()
+            .build(&plan, &packed, &image, &mut |_| {})
+            .await
+            .unwrap();
+        assert_eq!(arch(&image), platform, "{image}");
+    }
+}

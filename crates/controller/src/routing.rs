@@ -84,7 +84,11 @@ impl Controller {
             }
             let mut targets: Vec<TargetConfig> = candidates.into_iter().map(|(t, _)| t).collect();
             targets.sort_by(|a, b| a.id.cmp(&b.id));
-            let hosts: Vec<Option<String>> = if route.aliases.is_empty() {
+            // A service being deleted answers no more requests at once (404, not 503 while
+            // its tasks drain); its targets stay listed so in-flight requests finish.
+            let hosts: Vec<Option<String>> = if svc.deleting {
+                Vec::new()
+            } else if route.aliases.is_empty() {
                 vec![None]
             } else {
                 route.aliases.iter().cloned().map(Some).collect()

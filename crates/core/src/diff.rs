@@ -160,6 +160,8 @@ fn flatten_service(
         for (k, v) in fields {
             let name = match k.as_str() {
                 "environment" => "variables",
+                "http_route" => "http",
+                "http_health" => "http.healthcheck",
                 other => other,
             };
             if name == "secrets" {
@@ -172,18 +174,40 @@ fn flatten_service(
     out
 }
 
+/// Flattens `v` under `prefix`, naming fields as the manifest does: a `…_ms` number is the
+/// manifest's duration (`stop_timeout: "30s"`), `aliases` its `alias`.
 fn flatten(prefix: &str, v: &Value, out: &mut BTreeMap<String, Value>) {
     match v {
         Value::Null => {}
         Value::Object(m) if !m.is_empty() => {
             for (k, v) in m {
-                flatten(&format!("{prefix}.{k}"), v, out);
+                let (name, v) = match (k.strip_suffix("_ms"), v.as_u64()) {
+                    (Some(name), Some(ms)) => (name, Value::String(duration(ms))),
+                    _ if k == "aliases" => ("alias", v.clone()),
+                    _ => (k.as_str(), v.clone()),
+                };
+                flatten(&format!("{prefix}.{name}"), &v, out);
             }
         }
         Value::Object(_) => {}
         other => {
-            out.insert(prefix.to_owned(), other.clone());
+            let (name, v) = match (prefix.strip_suffix("_ms"), other.as_u64()) {
+                (Some(name), Some(ms)) => (name, Value::String(duration(ms))),
+                _ => (prefix, other.clone()),
+            };
+            out.insert(name.to_owned(), v);
         }
+    }
+}
+
+/// A duration in milliseconds as the manifest writes it: `30s`, `5m`, `1500ms`.
+fn duration(ms: u64) -> String {
+    if ms >= 60_000 && ms.is_multiple_of(60_000) {
+        format!("{}m", ms / 60_000)
+    } else if ms.is_multiple_of(1000) {
+        format!("{}s", ms / 1000)
+    } else {
+        format!("{ms}ms")
     }
 }
 

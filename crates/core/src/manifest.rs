@@ -293,6 +293,10 @@ pub struct Http {
     /// How long stopping tasks may finish in-flight requests.
     #[serde(default)]
     pub deregistration_delay: Option<Dur>,
+    /// Let this route take requests from another app's shorter route (e.g. `/users` under
+    /// another app's `/`); without it such a deploy is refused.
+    #[serde(default)]
+    pub allow_shadowing: Option<bool>,
 }
 
 /// `http.healthcheck:` — a path, or the full form.
@@ -1085,6 +1089,7 @@ fn compile_service(
                     deregistration_delay_ms: h
                         .and_then(|h| h.deregistration_delay)
                         .map_or(DEFAULT_DEREGISTRATION_DELAY_MS, Dur::ms),
+                    allow_shadowing: h.and_then(|h| h.allow_shadowing).unwrap_or(false),
                 }
             }),
         },

@@ -171,6 +171,10 @@ pub struct HttpRoute {
     pub strip_prefix: bool,
     /// How long a stopping task may finish in-flight requests (draining ends early when idle).
     pub deregistration_delay_ms: u64,
+    /// The route may take requests from another app's shorter route (`/users` under another
+    /// app's `/`); refused without it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_shadowing: bool,
 }
 
 /// Circuit breaker settings (ECS `deploymentCircuitBreaker` plus its 2026 threshold option).

@@ -362,18 +362,6 @@ pub fn plan(input: PlanInput<'_>) -> Plan {
                     return p;
                 }
                 None => {
-                    let why = if cb.rollback {
-                        format!("{reason}; no earlier successful deployment to roll back to")
-                    } else {
-                        reason
-                    };
-                    p.actions
-                        .push(Action::Event(format!("deployment {} failed: {why}", t.id)));
-                    p.actions.push(Action::Finish {
-                        deployment_id: t.id.clone(),
-                        state: RolloutState::Failed,
-                        reason: why,
-                    });
                     let rest: Vec<Deployment> = input
                         .deployments
                         .iter()
@@ -381,6 +369,25 @@ pub fn plan(input: PlanInput<'_>) -> Plan {
                         .cloned()
                         .collect();
                     target = self::target(&rest).cloned();
+                    let mut why = if cb.rollback {
+                        format!("{reason}; no earlier successful deployment to roll back to")
+                    } else {
+                        reason
+                    };
+                    if target.is_none() {
+                        // Nothing runs any more: say so, rather than leave a "retrying"
+                        // event as the last word.
+                        why.push_str(
+                            "; no more tasks are started: fix the version and deploy again",
+                        );
+                    }
+                    p.actions
+                        .push(Action::Event(format!("deployment {} failed: {why}", t.id)));
+                    p.actions.push(Action::Finish {
+                        deployment_id: t.id.clone(),
+                        state: RolloutState::Failed,
+                        reason: why,
+                    });
                 }
             }
         }

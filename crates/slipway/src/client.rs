@@ -28,9 +28,13 @@ impl ClientConfig {
         let env_server = std::env::var("SLIPWAY_SERVER")
             .ok()
             .filter(|s| !s.is_empty());
-        let env_token = std::env::var("SLIPWAY_TOKEN")
-            .ok()
-            .filter(|s| !s.is_empty());
+        let env_token = std::env::var("SLIPWAY_TOKEN").ok();
+        // Set but empty is a mistake (`SLIPWAY_TOKEN=$(cat a-missing-file)`), not "no token".
+        if env_token.as_ref().is_some_and(|t| t.trim().is_empty()) {
+            bail!(
+                "SLIPWAY_TOKEN is set but empty: set it to the token (e.g. SLIPWAY_TOKEN=$(cat DATA_DIR/admin.token)), or unset it to use the server `slipway login` remembered"
+            );
+        }
         if let (Some(server), Some(token)) = (&env_server, &env_token) {
             return Ok(Self {
                 server: server.trim_end_matches('/').to_owned(),

@@ -126,6 +126,7 @@ fn main() -> ExitCode {
     // reqwest is built with rustls but no default crypto provider: every HTTP client in this
     // process (API client, controller probes) uses ring, as the server's own TLS does.
     let _ = rustls::crypto::ring::default_provider().install_default();
+    output::exit_quietly_on_closed_stdout();
     let cli = Cli::parse();
     let json = cli.json;
     // Verbs that need no async runtime.

@@ -4,7 +4,15 @@ use comfy_table::presets::NOTHING;
 use comfy_table::{ContentArrangement, Table};
 
 /// Prints an error as one line (`error: ...`), or as `{"error": ...}` with `--json`.
+/// A reader that went away (`slipway logs web | head -1`) is no error: exit quietly with 0,
+/// as other Unix tools do.
 pub fn print_error(e: &anyhow::Error, json: bool) {
+    if e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    }) {
+        std::process::exit(0);
+    }
     let msg = format!("{e:#}").replace('\n', " ");
     if json {
         println!("{}", serde_json::json!({ "error": msg }));
@@ -49,4 +57,23 @@ pub fn short_digest(d: &str) -> String {
 pub fn print_json<T: serde::Serialize>(v: &T) -> anyhow::Result<()> {
     println!("{}", serde_json::to_string_pretty(v)?);
     Ok(())
+}
+
+/// Makes a closed standard output (the reader of a pipe went away, as `head` does) end the
+/// process quietly with exit code 0 instead of panicking in `println!` with `failed printing
+/// to stdout: Broken pipe`. Other panics are reported as before.
+pub fn exit_quietly_on_closed_stdout() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let msg = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or_default();
+        if msg.starts_with("failed printing to stdout") && msg.contains("Broken pipe") {
+            std::process::exit(0);
+        }
+        default(info);
+    }));
 }

@@ -146,8 +146,11 @@ pub fn default_data_dir() -> PathBuf {
 pub fn init_logging(json: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("SLIPWAY_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // Colour only for a terminal: redirected to a file (ingress.log, server.log) it would
+    // write escape codes into the log.
     let b = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     if json { b.json().init() } else { b.init() }
 }

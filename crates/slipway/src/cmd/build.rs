@@ -175,7 +175,7 @@ pub async fn locate(
     spec: &BuildSpec,
     platform: Option<&str>,
 ) -> Result<Located> {
-    let context = manifest_dir.join(&spec.context);
+    let context = join_relative(manifest_dir, Path::new(&spec.context));
     let plan = BuildPlan {
         context: context.clone(),
         dockerfile: spec.dockerfile.clone().into(),
@@ -190,7 +190,12 @@ pub async fn locate(
         tokio::task::spawn_blocking(move || slipway_build::pack(&plan).map(|p| (p, plan)))
             .await?
             .map_err(|e| anyhow!("services.{service}.image.build: {e}"))?;
-    let tag = slipway_build::version_tag(&context, &packed.content_hash);
+    let hosts: serde_json::Value = client.get("/info").await.unwrap_or_default();
+    let tag = slipway_build::platform_tag(
+        &slipway_build::version_tag(&context, &packed.content_hash),
+        plan.platform.as_deref(),
+        hosts["platform"].as_str(),
+    );
     let pack_ms = t0.elapsed().as_millis() as u64;
     let host = registry_host(client.server())?;
     let repo = format!("{host}/{app}/{service}");
@@ -207,7 +212,20 @@ pub async fn locate(
     })
 }
 
-/// A short-lived push credential for the built-in registry.
+/// `base/rel` without the `.` components of `rel`, so paths in messages read as written
+/// (`./b/Dockerfile`, not `././b/Dockerfile`).
+fn join_relative(base: &Path, rel: &Path) -> std::path::PathBuf {
+    let rest: std::path::PathBuf = rel
+        .components()
+        .filter(|c| !matches!(c, std::path::Component::CurDir))
+        .collect();
+    if rest.as_os_str().is_empty() {
+        base.to_owned()
+    } else {
+        base.join(rest)
+    }
+}
+
 /// The directory a manifest's build contexts are relative to: the manifest's own.
 pub fn manifest_dir(manifest: &std::path::Path) -> std::path::PathBuf {
     manifest
@@ -217,6 +235,7 @@ pub fn manifest_dir(manifest: &std::path::Path) -> std::path::PathBuf {
         .to_owned()
 }
 
+/// A short-lived push credential for the built-in registry.
 pub async fn registry_creds(client: &Client) -> Result<RegistryCreds> {
     let r: PasswordResponse = client
         .post("/registry/password", &PasswordRequest { pull_only: false })

@@ -181,6 +181,7 @@ pub async fn run(a: DeployArgs, json: bool) -> Result<ExitCode> {
             key: r.service.clone(),
             deployment_id: r.deployment_id.clone(),
             outcome: r.outcome,
+            running_before: Vec::new(),
         })
         .collect();
     if a.no_wait {
@@ -189,9 +190,9 @@ pub async fn run(a: DeployArgs, json: bool) -> Result<ExitCode> {
         } else {
             for r in &resp.results {
                 println!(
-                    "{}: {:?} (revision {}, deployment {})",
+                    "{}: {} (revision {}, deployment {})",
                     r.service.name,
-                    r.outcome,
+                    outcome_word(r.outcome),
                     r.revision,
                     r.deployment_id.as_deref().unwrap_or("-")
                 );
@@ -259,12 +260,23 @@ pub fn report_interrupt(json: bool) -> u8 {
     130
 }
 
+/// One spelling of a deploy's outcome everywhere: `DEPLOYING`, `SCALED`, `UNCHANGED`.
+pub fn outcome_word(o: DeployOutcome) -> &'static str {
+    match o {
+        DeployOutcome::Deploying => "DEPLOYING",
+        DeployOutcome::Scaled => "SCALED",
+        DeployOutcome::Unchanged => "UNCHANGED",
+    }
+}
+
 /// One service to follow to its outcome.
 #[derive(Debug, Clone)]
 pub struct Wait {
     pub key: ServiceKey,
     pub deployment_id: Option<String>,
     pub outcome: DeployOutcome,
+    /// Tasks that ran before the change (a scale in reports each one it stops).
+    pub running_before: Vec<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -284,6 +296,9 @@ struct Report {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     killed_after_stop_timeout: Vec<FailedTask>,
     addresses: Vec<String>,
+    /// The Host header the route answers to (its first alias), when it has aliases.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    host_header: Option<String>,
     /// How the app's other services reach a Backend Service (by name on its private network).
     #[serde(skip_serializing_if = "Option::is_none")]
     discovery: Option<String>,
@@ -363,6 +378,7 @@ pub async fn wait_and_report(
     let mut first = true;
     let mut done: HashMap<usize, Report> = HashMap::new();
     let mut announced_rollback: HashMap<usize, String> = HashMap::new();
+    let mut announced_stop: std::collections::HashSet<String> = Default::default();
     while done.len() < waits.len() {
         for (i, w) in waits.iter().enumerate() {
             if done.contains_key(&i) {
@@ -374,7 +390,24 @@ pub async fn wait_and_report(
             else {
                 bail!("service {} disappeared while deploying (deleted?)", w.key);
             };
-            for t in &detail.tasks {
+            // A deploy that changed nothing has nothing to tell about its tasks.
+            let tasks = if w.outcome == DeployOutcome::Unchanged {
+                &[][..]
+            } else {
+                &detail.tasks[..]
+            };
+            for t in tasks {
+                if w.running_before.contains(&t.id)
+                    && (!t.desired_running || t.last_status == TaskStatus::Stopped)
+                    && announced_stop.insert(t.id.clone())
+                {
+                    progress.line(format!(
+                        "{}: task {} stopping: {}",
+                        w.key.name,
+                        t.id,
+                        t.stopped_reason.as_deref().unwrap_or("stopped")
+                    ));
+                }
                 let now = (t.last_status, t.health, t.desired_running);
                 match seen.insert(t.id.clone(), now) {
                     None if (!first
@@ -396,7 +429,7 @@ pub async fn wait_and_report(
                                 w.key.name, t.id, t.revision
                             ));
                         }
-                        if before.2 && !t.desired_running {
+                        if before.2 && !t.desired_running && announced_stop.insert(t.id.clone()) {
                             progress.line(format!(
                                 "{}: task {} stopping: {}",
                                 w.key.name,
@@ -481,6 +514,10 @@ pub async fn wait_and_report(
             if let Some(path) = r.route_path.take() {
                 r.addresses = vec![format!("{base}{path}")];
             }
+        }
+    } else {
+        for r in &mut reports {
+            r.host_header = None;
         }
     }
     let ok = reports
@@ -604,6 +641,16 @@ fn report(detail: &ServiceDetail, d: Option<Deployment>, rollback: Option<Deploy
             .as_ref()
             .and_then(|c| c.http_route.as_ref())
             .map(|r| r.path.clone()),
+        host_header: detail
+            .container
+            .as_ref()
+            .and_then(|c| c.http_route.as_ref())
+            .and_then(|r| r.aliases.first())
+            .map(|a| match a.strip_prefix("*.") {
+                // A wildcard answers any name under it.
+                Some(domain) => format!("www.{domain}"),
+                None => a.clone(),
+            }),
     }
 }
 
@@ -698,6 +745,9 @@ fn print_report(r: &Report, elapsed: Duration) {
     if let Some(d) = &r.discovery {
         println!("  the app's other services reach it at {d}");
     } else if !r.addresses.is_empty() {
-        println!("  answers at: {}", r.addresses.join(" "));
+        match &r.host_header {
+            Some(h) => println!("  answers at: {} (Host: {h})", r.addresses.join(" ")),
+            None => println!("  answers at: {}", r.addresses.join(" ")),
+        }
     }
 }

@@ -61,7 +61,7 @@ pub async fn run(a: DiffArgs, json: bool) -> Result<ExitCode> {
     // registry has is compared like any image; one it lacks would be built by a deploy.
     let (_, manifest) = super::read_manifest(&a.file)?;
     let manifest_dir = super::build::manifest_dir(&a.file);
-    let mut to_build: Vec<(String, String)> = Vec::new();
+    let mut to_build: Vec<ToBuild> = Vec::new();
     // Asked for once, and only when a service is built from source.
     let creds = tokio::sync::OnceCell::new();
     for spec in &mut specs {
@@ -86,10 +86,20 @@ pub async fn run(a: DiffArgs, json: bool) -> Result<ExitCode> {
                 spec.container.image = found.image;
                 spec.container.image_digest = Some(d);
             }
-            None => to_build.push((spec.key.name.clone(), found.image)),
+            None => {
+                let exists = client
+                    .get_opt::<Value>(&crate::client::service_path(&spec.key))
+                    .await?
+                    .is_some_and(|d| !d["summary"]["deleting"].as_bool().unwrap_or(false));
+                to_build.push(ToBuild {
+                    service: spec.key.name.clone(),
+                    image: found.image,
+                    new: !exists,
+                });
+            }
         }
     }
-    specs.retain(|s| !to_build.iter().any(|(n, _)| *n == s.key.name));
+    specs.retain(|s| !to_build.iter().any(|b| b.service == s.key.name));
     if specs.is_empty() {
         return print_builds_only(&to_build, json, a.exit_code);
     }
@@ -155,29 +165,42 @@ pub async fn run(a: DiffArgs, json: bool) -> Result<ExitCode> {
     })
 }
 
-fn builds_json(to_build: &[(String, String)]) -> Value {
+/// A service built from source whose version the registry does not have yet.
+struct ToBuild {
+    service: String,
+    image: String,
+    /// The service does not exist yet.
+    new: bool,
+}
+
+fn builds_json(to_build: &[ToBuild]) -> Value {
     Value::Array(
         to_build
             .iter()
-            .map(|(s, i)| serde_json::json!({"service": s, "image": i}))
+            .map(|b| serde_json::json!({"service": b.service, "image": b.image, "new": b.new}))
             .collect(),
     )
 }
 
-/// Services a deploy would build (their new version is not in the registry yet).
-fn print_new_versions(to_build: &[(String, String)]) {
-    for (name, image) in to_build {
-        println!(
-            "~ {name}: a deploy builds and pushes a new version, {image}, and starts a new deployment"
-        );
+/// Services a deploy would build (their new version is not in the registry yet): `+` for a
+/// service that does not exist yet, `~` for a new version of one that does.
+fn print_new_versions(to_build: &[ToBuild]) {
+    for b in to_build {
+        if b.new {
+            println!(
+                "+ {}: new service; a deploy builds and pushes {} and starts its first deployment",
+                b.service, b.image
+            );
+        } else {
+            println!(
+                "~ {}: a deploy builds and pushes a new version, {}, and starts a new deployment",
+                b.service, b.image
+            );
+        }
     }
 }
 
-fn print_builds_only(
-    to_build: &[(String, String)],
-    json: bool,
-    exit_code: bool,
-) -> Result<ExitCode> {
+fn print_builds_only(to_build: &[ToBuild], json: bool, exit_code: bool) -> Result<ExitCode> {
     if json {
         crate::output::print_json(&serde_json::json!({
             "changed": true,
@@ -195,5 +218,8 @@ fn print_builds_only(
 }
 
 fn show(v: &Value) -> String {
-    v.to_string()
+    match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
 }

@@ -227,6 +227,7 @@ pub struct RebalanceArgs {
     /// Return once the moves are decided instead of waiting for them.
     #[arg(long)]
     no_wait: bool,
+    /// Give up waiting after this long (the moves go on in the server).
     #[arg(long, default_value = "15m", value_parser = humantime::parse_duration)]
     timeout: std::time::Duration,
     #[command(flatten)]

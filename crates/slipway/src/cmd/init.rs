@@ -3,8 +3,11 @@
 //!
 //! Each Dockerfile found (at most [`MAX_DEPTH`] directories down) becomes a service named after
 //! its directory (the root Dockerfile's service after the app). The app name, each service's
-//! type and its port are asked on the terminal, or taken from defaults with `--yes`; the
-//! written manifest is parsed and compiled before it is written, so it always deploys as is.
+//! type, its port and its health-check path are asked on the terminal, or taken from defaults
+//! with `--yes`; the written manifest is parsed and compiled before it is written, so it
+//! always deploys as is. The health-check path defaults to `/healthz` when the service
+//! answers it on its port here, or its source mentions it; otherwise to none (a running
+//! container counts as healthy), never to a path nobody checked.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
@@ -17,6 +20,9 @@ use clap::Args;
 use serde::Serialize;
 use slipway_core::manifest::{self, DEFAULT_ENV};
 use slipway_core::model::{ServiceKind, validate_name};
+
+mod health;
+pub use health::{HEALTH_PATH, default_healthcheck};
 
 /// How many directories below DIR are searched for Dockerfiles.
 pub const MAX_DEPTH: usize = 3;
@@ -68,6 +74,9 @@ pub struct Planned {
     /// `image.build` as written: the Dockerfile's directory, or the Dockerfile's path when it
     /// is not named plainly `Dockerfile`.
     pub build: String,
+    /// `http.healthcheck`: the path probed before the service gets traffic; none for a
+    /// Worker Service.
+    pub healthcheck: Option<String>,
 }
 
 fn kind_name<S: serde::Serializer>(k: &ServiceKind, s: S) -> Result<S::Ok, S::Error> {
@@ -206,18 +215,27 @@ pub fn run(a: InitArgs, json: bool) -> Result<ExitCode> {
     for (i, (name, f)) in named.iter().enumerate() {
         let mut kind = kinds[i];
         let mut port = f.port.unwrap_or(DEFAULT_PORT);
+        let build = build_field(&f.path);
+        let mut healthcheck = None;
         if let Some(p) = prompt.as_mut() {
             p.say(&format!("\nService {name} ({}):", f.path))?;
             if !flags.iter().any(|fl| fl.name == *name) {
                 kind = p.ask_kind(kind)?;
             }
             port = p.ask_port(port)?;
+            if kind != ServiceKind::WorkerService {
+                let default = default_healthcheck(dir, &build, port);
+                healthcheck = p.ask_healthcheck(default.as_deref())?;
+            }
+        } else if kind != ServiceKind::WorkerService {
+            healthcheck = default_healthcheck(dir, &build, port);
         }
         planned.push(Planned {
             name: name.clone(),
             kind,
             port,
-            build: build_field(&f.path),
+            build,
+            healthcheck,
         });
     }
 
@@ -242,11 +260,12 @@ pub fn run(a: InitArgs, json: bool) -> Result<ExitCode> {
         let width = planned.iter().map(|s| s.name.len()).max().unwrap_or(0);
         for s in &planned {
             println!(
-                "  {:<width$}  {:<26} port {:<5}  build {}",
+                "  {:<width$}  {:<26} port {:<5}  build {}  health check {}",
                 s.name,
                 s.kind.as_str(),
                 s.port,
-                s.build
+                s.build,
+                s.healthcheck.as_deref().unwrap_or("none")
             );
         }
         if !skipped.is_empty() {
@@ -632,9 +651,17 @@ services:
                     "      # strip_prefix: true   # forward {path}/x to the service as /x\n"
                 ));
             }
-            y.push_str(
-                "      healthcheck: /   # a path that answers 2xx/3xx once the service is ready\n",
-            );
+            y.push_str(&healthcheck_line(s.healthcheck.as_deref()));
+        } else if s.kind == ServiceKind::BackendService {
+            match s.healthcheck.as_deref() {
+                Some(p) => {
+                    y.push_str("    http:\n");
+                    y.push_str(&healthcheck_line(Some(p)));
+                }
+                None => y.push_str(&format!(
+                    "    # http: {{healthcheck: {HEALTH_PATH}}}   # none: a running container counts as healthy\n"
+                )),
+            }
         }
         y.push_str("    count: 1\n");
         y.push_str("    # variables: {LOG_LEVEL: info}\n");
@@ -652,6 +679,19 @@ services:
 "
     ));
     y
+}
+
+/// The `http.healthcheck` line: the path, or a commented-out suggestion when there is none.
+fn healthcheck_line(path: Option<&str>) -> String {
+    match path {
+        Some(p) => format!(
+            "      healthcheck: {}   # answers 2xx/3xx once the service is ready\n",
+            scalar(p)
+        ),
+        None => format!(
+            "      # healthcheck: {HEALTH_PATH}   # none: a running container counts as healthy; add a path that answers 2xx/3xx once ready\n"
+        ),
+    }
 }
 
 /// Plain prompts on stderr, answers from stdin.
@@ -713,6 +753,24 @@ impl<R: BufRead> Prompt<R> {
         }
     }
 
+    /// A path starting with `/`, or `none`.
+    fn ask_healthcheck(&mut self, default: Option<&str>) -> Result<Option<String>> {
+        loop {
+            let a = self.ask(&format!(
+                "  Health check path (or none) [{}]",
+                default.unwrap_or("none")
+            ))?;
+            match a.as_str() {
+                "" => return Ok(default.map(str::to_owned)),
+                "none" | "-" => return Ok(None),
+                p if p.starts_with('/') && !p.contains(char::is_whitespace) => {
+                    return Ok(Some(p.to_owned()));
+                }
+                _ => self.say("  a path starts with '/' (e.g. /healthz), or answer none")?,
+            }
+        }
+    }
+
     fn ask_port(&mut self, default: u16) -> Result<u16> {
         loop {
             let a = self.ask(&format!("  Port [{default}]"))?;
@@ -758,6 +816,7 @@ mod tests {
                 kind,
                 port: f.port.unwrap_or(DEFAULT_PORT),
                 build: build_field(&f.path),
+                healthcheck: None,
             })
             .collect()
     }
@@ -934,10 +993,31 @@ mod tests {
         let api = specs.iter().find(|s| s.key.name == "api").unwrap();
         assert_eq!(api.container.port, Some(3000));
         assert_eq!(api.container.http_route.as_ref().unwrap().path, "/");
-        assert_eq!(api.container.http_health.as_ref().unwrap().path, "/");
+        // No health-check path was found: none is written (not `/`).
+        assert!(api.container.http_health.is_none());
         let users = specs.iter().find(|s| s.key.name == "users").unwrap();
         assert_eq!(users.kind, ServiceKind::BackendService);
         assert_eq!(users.container.port, Some(DEFAULT_PORT));
+
+        // With one, web and backend services are probed there.
+        let mut with = planned.clone();
+        for p in &mut with {
+            p.healthcheck = Some(HEALTH_PATH.to_owned());
+        }
+        let specs = check("shop", &with).compile(DEFAULT_ENV).unwrap();
+        for name in ["api", "users"] {
+            let s = specs.iter().find(|s| s.key.name == name).unwrap();
+            assert_eq!(s.container.http_health.as_ref().unwrap().path, HEALTH_PATH);
+        }
+        assert!(
+            specs
+                .iter()
+                .find(|s| s.key.name == "users")
+                .unwrap()
+                .container
+                .http_route
+                .is_none()
+        );
 
         // Several web services each get their own path; odd paths are quoted.
         let mut planned = planned;
@@ -1009,5 +1089,19 @@ mod tests {
         assert_eq!(p.ask_port(8080).unwrap(), 8081);
         let e = p.ask_port(8080).unwrap_err();
         assert!(e.to_string().contains("--yes"), "{e}");
+    }
+
+    #[test]
+    fn health_check_path_is_asked_with_a_default() {
+        let input = b"\n\nhealthz\n/ready\nnone\n" as &[u8];
+        let mut p = Prompt::new(input);
+        assert_eq!(
+            p.ask_healthcheck(Some("/healthz")).unwrap().as_deref(),
+            Some("/healthz")
+        );
+        assert_eq!(p.ask_healthcheck(None).unwrap(), None);
+        // "healthz" is no path: asked again.
+        assert_eq!(p.ask_healthcheck(None).unwrap().as_deref(), Some("/ready"));
+        assert_eq!(p.ask_healthcheck(Some("/healthz")).unwrap(), None);
     }
 }

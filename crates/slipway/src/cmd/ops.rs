@@ -64,8 +64,10 @@ pub struct RollbackArgs {
     /// --json` shows `summary.version`); otherwise fail and say what changed since.
     #[arg(long, value_name = "VERSION")]
     expect_version: Option<u64>,
+    /// Return once the change is accepted instead of waiting for its outcome.
     #[arg(long)]
     no_wait: bool,
+    /// Give up waiting after this long (the change goes on in the server).
     #[arg(long, default_value = "15m", value_parser = humantime::parse_duration)]
     timeout: Duration,
     #[command(flatten)]
@@ -82,8 +84,10 @@ pub struct ScaleArgs {
     /// --json` shows `summary.version`); otherwise fail and say what changed since.
     #[arg(long, value_name = "VERSION")]
     expect_version: Option<u64>,
+    /// Return once the change is accepted instead of waiting for its outcome.
     #[arg(long)]
     no_wait: bool,
+    /// Give up waiting after this long (the change goes on in the server).
     #[arg(long, default_value = "15m", value_parser = humantime::parse_duration)]
     timeout: Duration,
     #[command(flatten)]
@@ -97,8 +101,10 @@ pub struct RestartArgs {
     /// --json` shows `summary.version`); otherwise fail and say what changed since.
     #[arg(long, value_name = "VERSION")]
     expect_version: Option<u64>,
+    /// Return once the change is accepted instead of waiting for its outcome.
     #[arg(long)]
     no_wait: bool,
+    /// Give up waiting after this long (the change goes on in the server).
     #[arg(long, default_value = "15m", value_parser = humantime::parse_duration)]
     timeout: Duration,
     #[command(flatten)]
@@ -112,6 +118,7 @@ pub struct DeleteArgs {
     /// Return once the deletion is accepted instead of waiting until everything is gone.
     #[arg(long)]
     pub(crate) no_wait: bool,
+    /// Give up waiting after this long (the deletion goes on in the server).
     #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
     pub(crate) timeout: Duration,
     /// Manifest that names the app (used for SERVICE when --app is not given).
@@ -184,6 +191,7 @@ async fn follow(
     no_wait: bool,
     timeout: Duration,
     json: bool,
+    running_before: Vec<String>,
 ) -> Result<ExitCode> {
     if no_wait {
         if json {
@@ -204,6 +212,7 @@ async fn follow(
             key: r.service,
             deployment_id: r.deployment_id,
             outcome,
+            running_before,
         }],
         Vec::new(),
         timeout,
@@ -225,7 +234,7 @@ pub async fn rollback(a: RollbackArgs, json: bool) -> Result<ExitCode> {
     if !json && !a.no_wait {
         println!("{}: {}", key.name, r.message);
     }
-    follow(&client, r, a.no_wait, a.timeout, json).await
+    follow(&client, r, a.no_wait, a.timeout, json, Vec::new()).await
 }
 
 pub async fn scale(a: ScaleArgs, json: bool) -> Result<ExitCode> {
@@ -234,6 +243,18 @@ pub async fn scale(a: ScaleArgs, json: bool) -> Result<ExitCode> {
     }
     let client = Client::from_env()?;
     let key = a.target.key(&a.service)?;
+    // The tasks running now: a scale in reports each one it stops.
+    let running_before = client
+        .get_opt::<ServiceDetail>(&service_path(&key))
+        .await?
+        .map(|d| {
+            d.tasks
+                .into_iter()
+                .filter(|t| t.desired_running)
+                .map(|t| t.id)
+                .collect()
+        })
+        .unwrap_or_default();
     let r: ActionResponse = client
         .post_if(
             &format!("{}/scale", service_path(&key)),
@@ -243,7 +264,7 @@ pub async fn scale(a: ScaleArgs, json: bool) -> Result<ExitCode> {
             a.expect_version,
         )
         .await?;
-    follow(&client, r, a.no_wait, a.timeout, json).await
+    follow(&client, r, a.no_wait, a.timeout, json, running_before).await
 }
 
 pub async fn restart(a: RestartArgs, json: bool) -> Result<ExitCode> {
@@ -259,7 +280,7 @@ pub async fn restart(a: RestartArgs, json: bool) -> Result<ExitCode> {
     if !json && !a.no_wait {
         println!("{}: {}", key.name, r.message);
     }
-    follow(&client, r, a.no_wait, a.timeout, json).await
+    follow(&client, r, a.no_wait, a.timeout, json, Vec::new()).await
 }
 
 pub async fn delete(a: DeleteArgs, json: bool) -> Result<ExitCode> {

@@ -1,6 +1,9 @@
 //! `slipway run SERVICE`: runs a service's image on this machine's Docker engine in the
 //! foreground, with the manifest's variables for an environment, the way the service would
 //! run in Slipway. Ctrl-C stops and removes the container; so does its own exit.
+//!
+//! A service built from source (`image.build`) runs the version its environment runs (or the
+//! `--tag` named), pulled from the server's built-in registry.
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
@@ -33,7 +36,8 @@ pub struct RunArgs {
     /// Environment whose variables (and overrides) apply.
     #[arg(long, default_value = DEFAULT_ENV)]
     env: String,
-    /// Run this tag of the manifest's image repository.
+    /// Run this tag of the manifest's image repository (for a service built from source:
+    /// of its repository in the built-in registry; default: the version the environment runs).
     #[arg(long, conflicts_with = "highest_semver")]
     tag: Option<String>,
     /// Run the highest semver tag (`v1.2.3` or `1.2.3`) of the image's repository, as the
@@ -72,11 +76,16 @@ pub async fn run(a: RunArgs, json: bool) -> Result<ExitCode> {
         Some(p) => Some(parse_publish(p)?),
         None => None,
     };
+    if let Some(tag) = &a.tag
+        && (tag.is_empty() || tag.contains(['/', '@', ':', ' ']))
+    {
+        bail!("--tag {tag:?} is not a tag; write it as e.g. --tag v1.2.3");
+    }
     let mut image = spec.container.image.clone();
+    if image.is_empty() && manifest.build_of(&a.service).is_some() {
+        image = built_image(&spec.key, a.tag.is_some() || a.highest_semver).await?;
+    }
     if let Some(tag) = &a.tag {
-        if tag.is_empty() || tag.contains(['/', '@', ':', ' ']) {
-            bail!("--tag {tag:?} is not a tag; write it as e.g. --tag v1.2.3");
-        }
         image = with_tag(&image, tag);
     }
     let server = ClientConfig::load().ok();
@@ -108,7 +117,9 @@ pub async fn run(a: RunArgs, json: bool) -> Result<ExitCode> {
         if !json {
             eprintln!("pulling {image}");
         }
-        rt.pull(&image).await?;
+        rt.pull(&image)
+            .await
+            .with_context(|| format!("cannot pull {image}"))?;
     }
     let container_port = publish.map(|(_, c)| c).or(spec.container.port);
     let host_port = match (publish, container_port) {
@@ -219,6 +230,40 @@ pub async fn run(a: RunArgs, json: bool) -> Result<ExitCode> {
         eprintln!("{}: container exited with code {code}", key.name);
     }
     Ok(ExitCode::from(code.clamp(0, 255) as u8))
+}
+
+/// The image of a service built from source: the one its environment runs, or (when a tag
+/// is named) its repository in the built-in registry.
+async fn built_image(key: &slipway_core::model::ServiceKey, tag_named: bool) -> Result<String> {
+    let field = format!("services.{}.image.build", key.name);
+    let cfg = ClientConfig::load().map_err(|e| {
+        anyhow!(
+            "{field}: the service is built from source, so its images are in the Slipway server's registry, and no server is configured ({e:#})"
+        )
+    })?;
+    let host = builtin_registry(&cfg.server)
+        .ok_or_else(|| anyhow!("server address {:?} is not an http(s) URL", cfg.server))?;
+    if tag_named {
+        return Ok(format!("{host}/{}/{}", key.app, key.name));
+    }
+    let client = Client::new(cfg)?;
+    let detail: Option<slipway_api::types::ServiceDetail> =
+        client.get_opt(&crate::client::service_path(key)).await?;
+    match detail
+        .and_then(|d| d.container)
+        .map(|c| c.image)
+        .filter(|i| !i.is_empty())
+    {
+        Some(image) => Ok(image),
+        None => bail!(
+            "{field}: {} is not deployed in environment {}, so there is no version to run; deploy it (slipway deploy --env {}) or name a version with --tag TAG (slipway repo images {}/{} lists them)",
+            key.name,
+            key.env,
+            key.env,
+            key.app,
+            key.name
+        ),
+    }
 }
 
 /// The pull credentials of the built-in registry, for the engine.

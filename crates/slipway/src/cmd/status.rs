@@ -18,8 +18,28 @@ pub struct StatusArgs {
     /// The servers sharing this cluster's database, and which one leads (runs the controller).
     #[arg(long, conflicts_with = "service")]
     servers: bool,
-    #[command(flatten)]
-    target: Target,
+    /// Manifest that names the app (used when --app is not given).
+    #[arg(short = 'f', long = "file", default_value = "slipway.yml")]
+    file: std::path::PathBuf,
+    /// App name (default: the `app:` of the manifest).
+    #[arg(long)]
+    app: Option<String>,
+    /// Environment (default: `default` for SERVICE; every environment of the app without it).
+    #[arg(long)]
+    env: Option<String>,
+}
+
+impl StatusArgs {
+    fn target(&self) -> Target {
+        Target {
+            file: self.file.clone(),
+            app: self.app.clone(),
+            env: self
+                .env
+                .clone()
+                .unwrap_or_else(|| slipway_core::manifest::DEFAULT_ENV.to_owned()),
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -97,8 +117,9 @@ pub async fn status(a: StatusArgs, json: bool) -> Result<ExitCode> {
     if a.servers {
         return servers(&client, json).await;
     }
+    let target = a.target();
     if let Some(svc) = &a.service {
-        let key = a.target.key(svc)?;
+        let key = target.key(svc)?;
         let detail: ServiceDetail = client.get(&service_path(&key)).await?;
         if json {
             print_json(&detail)?;
@@ -167,7 +188,12 @@ pub async fn status(a: StatusArgs, json: bool) -> Result<ExitCode> {
         );
         return Ok(ExitCode::SUCCESS);
     }
-    let list: Vec<ServiceSummary> = client.get(&list_path(&a.target, true)?).await?;
+    // Without --env, every environment of the app: what `status` in an app's directory asks.
+    let path = match (&a.env, target.app()) {
+        (None, Ok(app)) => format!("/services?app={app}"),
+        _ => list_path(&target, true)?,
+    };
+    let list: Vec<ServiceSummary> = client.get(&path).await?;
     if json {
         print_json(&list)?;
         return Ok(ExitCode::SUCCESS);

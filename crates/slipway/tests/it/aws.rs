@@ -132,7 +132,7 @@ impl<'a> Aws<'a> {
     }
 
     /// A bash script in the test directory with the CI environment (AWS_ENDPOINT_URL_*).
-    fn sh(&self, script: &str) -> Out {
+    pub(crate) fn sh(&self, script: &str) -> Out {
         let mut child = Command::new("bash")
             .args(["-euo", "pipefail", "-s"])
             .current_dir(self.s.dir.path())

@@ -108,7 +108,8 @@ fn init_writes_a_manifest_from_the_dockerfiles() {
     assert_eq!(api.container.port, Some(3000));
     assert_eq!(api.desired_count, Some(1));
     assert_eq!(api.container.http_route.as_ref().unwrap().path, "/");
-    assert_eq!(api.container.http_health.as_ref().unwrap().path, "/");
+    // No /healthz answers on the port nor is in the source: no health check, not a silent `/`.
+    assert!(api.container.http_health.is_none());
     for name in ["users", "products"] {
         let s = specs.iter().find(|s| s.key.name == name).unwrap();
         assert_eq!(s.kind, ServiceKind::BackendService, "{name}");
