@@ -18,6 +18,7 @@
 //! It may call the store, the runtime and the hosts (`slipway_agent::Hosts`); it serves
 //! nothing (the API crate does).
 
+mod depends;
 mod discovery;
 mod executor;
 mod hosts;
@@ -84,6 +85,8 @@ struct Local {
     /// Crash-loop back-off per service: (consecutive crashes, no start before).
     backoff: HashMap<ServiceKey, (u32, i64)>,
     requeue: HashMap<ServiceKey, i64>,
+    /// Services whose first rollout waits for their dependencies (`depends_on`).
+    waiting: HashSet<ServiceKey>,
     /// The routing configuration last accepted by the ingress.
     pushed: Option<slipway_ingress::RoutingConfig>,
     /// The service map last sent to the hosts.

@@ -489,7 +489,14 @@ impl Controller {
             return Ok(());
         }
 
-        let backoff = self.local().backoff.get(key).map(|(_, until)| *until);
+        let mut backoff = self.local().backoff.get(key).map(|(_, until)| *until);
+        let waits_for = self.unready_dependency(svc, &deployments).await?;
+        self.note_waiting(key, waits_for.as_deref(), now).await?;
+        if waits_for.is_some() {
+            // No start yet; look again shortly (dependencies wake nothing here).
+            let until = now + crate::depends::DEPENDS_RECHECK_MS;
+            backoff = Some(backoff.map_or(until, |b| b.max(until)));
+        }
         let plan = planner::plan(PlanInput {
             now,
             desired_count: svc.desired_count,

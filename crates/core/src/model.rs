@@ -132,6 +132,109 @@ pub struct ContainerSpec {
     /// names and versions live here: values are decrypted when a task's container is created.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub secrets: BTreeMap<String, SecretRef>,
+    /// Replaces the image's ENTRYPOINT (ECS `entryPoint`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entrypoint: Option<Vec<String>>,
+    /// The user the process runs as: `name`, `uid` or `uid:gid` (ECS `user`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    /// Named volumes mounted into the container (ECS `mountPoints` of docker volumes).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub volumes: Vec<VolumeMount>,
+    /// Services of the same app environment whose tasks must be healthy before the first
+    /// tasks of this service start (the service's first deployment only).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub depends_on: Vec<String>,
+}
+
+/// A named volume mounted into a task's container. The volume belongs to the app
+/// environment (every service of it naming the same volume shares it), lives on the host
+/// the task runs on, and outlives tasks, deploys and `slipway delete`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VolumeMount {
+    /// The volume's name in the manifest (`storage.volumes.NAME`).
+    pub name: String,
+    /// Where it is mounted in the container (an absolute path).
+    pub path: String,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub read_only: bool,
+}
+
+impl VolumeMount {
+    /// The engine's name of this volume for the app environment of `key`:
+    /// `slipway-<app>-<env>-<name>`.
+    pub fn docker_name(&self, key: &ServiceKey) -> String {
+        format!("slipway-{}-{}-{}", key.app, key.env, self.name)
+    }
+}
+
+/// Checks a `user`: a name or uid, optionally with `:group`.
+pub fn validate_user(u: &str) -> Result<(), String> {
+    let part_ok = |p: &str| {
+        !p.is_empty()
+            && p.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+    };
+    let ok = match u.split_once(':') {
+        Some((a, b)) => part_ok(a) && part_ok(b),
+        None => part_ok(u),
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "user {u:?} must be a user name or uid, optionally with :group (e.g. 1000:1000)"
+        ))
+    }
+}
+
+/// Checks a volume name: what Docker accepts, at most 64 characters.
+pub fn validate_volume_name(name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "volume name {name:?} must be 1 to 64 letters, digits, '_', '.' or '-', starting with a letter or digit"
+        ))
+    }
+}
+
+/// Checks a volume's mount path: absolute, not the root, no `..`.
+pub fn validate_mount_path(path: &str) -> Result<(), String> {
+    if !path.starts_with('/') || path == "/" || path.split('/').any(|p| p == "..") {
+        return Err(format!(
+            "mount path {path:?} must be an absolute path other than / (e.g. /data)"
+        ));
+    }
+    Ok(())
+}
+
+impl ContainerSpec {
+    /// Checks `entrypoint`, `user` and `volumes` (shared by the manifest, the native API and
+    /// the ECS face).
+    pub fn validate_runtime(&self) -> Result<(), String> {
+        if self.entrypoint.as_ref().is_some_and(|e| e.is_empty()) {
+            return Err("entrypoint is empty; leave it out to use the image's".into());
+        }
+        if let Some(u) = &self.user {
+            validate_user(u)?;
+        }
+        let mut paths = std::collections::BTreeSet::new();
+        for v in &self.volumes {
+            validate_volume_name(&v.name)?;
+            validate_mount_path(&v.path)?;
+            if !paths.insert(v.path.trim_end_matches('/')) {
+                return Err(format!("two volumes are mounted at {}", v.path));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// A reference to one version of a stored secret.
@@ -284,6 +387,13 @@ impl ServiceSpec {
             && m < 6
         {
             return Err(format!("{svc}: memory must be at least 6 MiB"));
+        }
+        c.validate_runtime().map_err(|e| format!("{svc}: {e}"))?;
+        if c.depends_on.contains(svc) {
+            return Err(format!("{svc}: depends_on names the service itself"));
+        }
+        for d in &c.depends_on {
+            validate_name(d).map_err(|e| format!("{svc}: depends_on: {e}"))?;
         }
         if let Some(h) = &c.http_health {
             if !h.path.starts_with('/') {

@@ -116,5 +116,9 @@ pub fn container(image: &str) -> ContainerSpec {
         stop_timeout_ms: 30_000,
         http_route: None,
         secrets: Default::default(),
+        entrypoint: None,
+        user: None,
+        volumes: Vec::new(),
+        depends_on: Vec::new(),
     }
 }

@@ -10,6 +10,7 @@ mod concurrency;
 mod crash;
 mod deploy;
 mod everyday;
+mod fields;
 mod hosts;
 mod ingress;
 mod ingress_tls;
