@@ -17,6 +17,7 @@
 //!
 //! This crate may call the store and an [`Engine`] (image resolution, logs, exec, networks).
 
+mod apps;
 mod catalog;
 mod deploy;
 mod engine;
@@ -31,6 +32,7 @@ use std::sync::Arc;
 use slipway_store::Store;
 use slipway_store::secrets::SecretBox;
 
+pub use apps::{AppDetail, AppSummary, EnvDetail, EnvSummary, RouteLine, ServiceLine};
 pub use deploy::{DeployOutcome, DeployResult, DiffResult};
 pub use engine::{Engine, LogStream};
 pub use error::{AppError, ErrorKind, Result};

@@ -1,6 +1,7 @@
 //! The client verbs.
 
 pub mod access_key;
+pub mod apps;
 pub mod build;
 pub mod delete_app;
 pub mod deploy;
@@ -68,7 +69,7 @@ pub fn read_manifest(path: &Path) -> Result<(String, manifest::Manifest)> {
     }
 }
 
-fn app_from_manifest(path: &Path) -> Result<String> {
+pub(crate) fn app_from_manifest(path: &Path) -> Result<String> {
     if !path.exists() {
         bail!(
             "no app given: pass --app NAME, or run where {} is (or point -f at it)",

@@ -4,6 +4,7 @@
 mod support;
 mod testbed;
 
+mod apps;
 mod aws;
 mod bad_input;
 mod concurrency;
