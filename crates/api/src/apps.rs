@@ -1,5 +1,6 @@
-//! `GET /apps`, `GET /apps/{app}` and `GET /envs[?app=APP]`: the apps, one app's
-//! environments, services, routes and URLs, and the environments.
+//! What is deployed, as users look at it: `GET /apps`, `GET /apps/{app}` (environments,
+//! services, routes, URLs), `GET /envs[?app=APP]`, and the Scheduled Jobs (`GET /jobs`,
+//! `POST /jobs/{app}/{env}/{name}/run`).
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
@@ -40,4 +41,27 @@ pub(crate) async fn envs(
     Query(q): Query<EnvQuery>,
 ) -> ApiResult<Vec<EnvSummary>> {
     Ok(Json(state.app.list_envs(q.app.as_deref()).await?))
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct JobsQuery {
+    app: String,
+    env: String,
+}
+
+/// `GET /jobs?app=APP&env=ENV`: the Scheduled Jobs of an app environment with their runs.
+pub(crate) async fn jobs(
+    State(state): State<ApiState>,
+    Query(q): Query<JobsQuery>,
+) -> ApiResult<Vec<slipway_app::JobView>> {
+    Ok(Json(state.app.list_jobs(&q.app, &q.env).await?))
+}
+
+/// `POST /jobs/{app}/{env}/{name}/run`: a run of the job now.
+pub(crate) async fn run_job(
+    State(state): State<ApiState>,
+    Path((app, env, name)): Path<(String, String, String)>,
+) -> ApiResult<slipway_core::model::Task> {
+    let key = crate::handlers::key_of(app, env, name)?;
+    Ok(Json(state.app.run_job(&key).await?))
 }

@@ -79,6 +79,8 @@ pub fn router(state: ApiState) -> Router {
         .route("/apps", get(apps::list))
         .route("/apps/{app}", get(apps::show).delete(ops::delete_app))
         .route("/envs", get(apps::envs))
+        .route("/jobs", get(apps::jobs))
+        .route("/jobs/{app}/{env}/{name}/run", post(apps::run_job))
         .route("/logs", get(ops::app_logs))
         .route("/info", get(handlers::info))
         .route("/servers", get(handlers::servers))

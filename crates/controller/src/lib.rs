@@ -14,6 +14,7 @@
 //!
 //! On a cluster of several hosts it also places tasks (`schedule`), watches the hosts'
 //! liveness (`hosts`), and keeps every host's service discovery in step (`discovery`).
+//! It runs the Scheduled Jobs (`jobs`) and orders first deploys (`depends`).
 //!
 //! It may call the store, the runtime and the hosts (`slipway_agent::Hosts`); it serves
 //! nothing (the API crate does).
@@ -22,6 +23,7 @@ mod depends;
 mod discovery;
 mod executor;
 mod hosts;
+mod jobs;
 mod observe;
 mod prober;
 mod routing;
@@ -152,6 +154,7 @@ impl Controller {
         tokio::spawn(c.clone().watch_notices(notices, shutdown.clone()));
         tokio::spawn(c.clone().watch_host_events(shutdown.clone()));
         tokio::spawn(c.clone().maintain_hosts(shutdown.clone()));
+        tokio::spawn(c.clone().run_jobs(shutdown.clone()));
         tokio::spawn(prober::run(c.clone(), shutdown));
         c
     }

@@ -17,7 +17,7 @@ use serde::de::{self, Deserializer};
 use serde::{Deserialize, Serialize};
 
 mod fields;
-pub use fields::{OverrideImage, Storage, VolumeDef};
+pub use fields::{On, OverrideImage, Storage, VolumeDef};
 
 use crate::model::{
     CircuitBreaker, CommandHealthCheck, ContainerSpec, DeploymentConfig, HttpHealthCheck,
@@ -141,6 +141,15 @@ pub struct Service {
     #[serde(default)]
     #[schemars(with = "Option<Vec<String>>")]
     pub depends_on: Option<serde_saphyr::Spanned<Vec<String>>>,
+    /// Scheduled Job: when it runs (`on: {schedule: "@every 1h"}` or a cron expression, UTC).
+    #[serde(default)]
+    pub on: Option<On>,
+    /// Scheduled Job: how many times a failed run is run again (default 0).
+    #[serde(default)]
+    pub retries: Option<JobRetries>,
+    /// Scheduled Job: a run still going after this long is stopped (and counts as failed).
+    #[serde(default)]
+    pub timeout: Option<Dur>,
     /// Rolling update and circuit breaker settings.
     #[serde(default)]
     pub deployment: Option<Deploy>,
@@ -437,9 +446,10 @@ impl<'de> Deserialize<'de> for Kind {
             }
             "backend service" | "backend" => ServiceKind::BackendService,
             "worker service" | "worker" => ServiceKind::WorkerService,
+            "scheduled job" | "job" => ServiceKind::ScheduledJob,
             _ => {
                 return Err(de::Error::custom(format!(
-                    "unknown service type {s:?}; use \"Load Balanced Web Service\" (web), \"Backend Service\" (backend) or \"Worker Service\" (worker)"
+                    "unknown service type {s:?}; use \"Load Balanced Web Service\" (web), \"Backend Service\" (backend), \"Worker Service\" (worker) or \"Scheduled Job\" (job)"
                 )));
             }
         };
@@ -523,6 +533,9 @@ ranged!(
 ranged!(
     /// A percentage of the desired count.
     Percent, 0, 1000, "percent");
+ranged!(
+    /// How many times a failed run of a Scheduled Job is run again.
+    JobRetries, 0, crate::model::MAX_JOB_RETRIES as i64, "retries");
 ranged!(
     /// A count of checks or failures.
     Threshold, 1, 200, "threshold");
@@ -1085,7 +1098,11 @@ fn compile_service(
     ServiceSpec {
         key: ServiceKey::new(app, env, name),
         kind: svc.kind.0,
-        desired_count: ov.and_then(|o| o.count).or(svc.count).map(|c| c.0),
+        desired_count: if svc.kind.0 == ServiceKind::ScheduledJob {
+            Some(0)
+        } else {
+            ov.and_then(|o| o.count).or(svc.count).map(|c| c.0)
+        },
         container: ContainerSpec {
             // A built image is named by `slipway deploy` once it is pushed.
             image: match ov.and_then(|o| o.image.as_ref()) {
@@ -1129,6 +1146,7 @@ fn compile_service(
             entrypoint: svc.entrypoint.clone().map(StringOrList::into_vec),
             user: svc.user.as_ref().map(|u| u.value.trim().to_owned()),
             volumes: fields::volumes(svc),
+            job: fields::job(svc),
             depends_on: svc
                 .depends_on
                 .as_ref()

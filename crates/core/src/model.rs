@@ -145,7 +145,28 @@ pub struct ContainerSpec {
     /// tasks of this service start (the service's first deployment only).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub depends_on: Vec<String>,
+    /// Set on a Scheduled Job: when it runs, how often a failed run is retried, how long a
+    /// run may take.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job: Option<JobSpec>,
 }
+
+/// When and how a Scheduled Job runs (Copilot's `on.schedule`, `retries`, `timeout`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobSpec {
+    /// A cron expression (UTC), a macro (`@daily`) or `@every DURATION`
+    /// (see [`crate::schedule::Schedule`]).
+    pub schedule: String,
+    /// How many times a failed run is run again (0: never).
+    #[serde(default)]
+    pub retries: u32,
+    /// A run still going after this long is stopped and counts as failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u64>,
+}
+
+/// Upper bound of a job's `retries`.
+pub const MAX_JOB_RETRIES: u32 = 10;
 
 /// A named volume mounted into a task's container. The volume belongs to the app
 /// environment (every service of it naming the same volume shares it), lives on the host
@@ -389,6 +410,27 @@ impl ServiceSpec {
             return Err(format!("{svc}: memory must be at least 6 MiB"));
         }
         c.validate_runtime().map_err(|e| format!("{svc}: {e}"))?;
+        match (&c.job, self.kind) {
+            (Some(j), ServiceKind::ScheduledJob) => {
+                crate::schedule::Schedule::parse(&j.schedule)
+                    .map_err(|e| format!("{svc}: schedule: {e}"))?;
+                if j.retries > MAX_JOB_RETRIES {
+                    return Err(format!("{svc}: retries must be at most {MAX_JOB_RETRIES}"));
+                }
+                if self.desired_count.is_some_and(|n| n > 0) {
+                    return Err(format!(
+                        "{svc}: a Scheduled Job runs no task between its runs; leave count out"
+                    ));
+                }
+            }
+            (None, ServiceKind::ScheduledJob) => {
+                return Err(format!("{svc}: a Scheduled Job needs a schedule"));
+            }
+            (Some(_), _) => {
+                return Err(format!("{svc}: only a Scheduled Job has a schedule"));
+            }
+            (None, _) => {}
+        }
         if c.depends_on.contains(svc) {
             return Err(format!("{svc}: depends_on names the service itself"));
         }
@@ -416,6 +458,9 @@ pub enum ServiceKind {
     BackendService,
     #[serde(rename = "Worker Service")]
     WorkerService,
+    /// Runs on a schedule as standalone tasks; no task runs between its runs.
+    #[serde(rename = "Scheduled Job")]
+    ScheduledJob,
 }
 
 impl ServiceKind {
@@ -424,6 +469,7 @@ impl ServiceKind {
             ServiceKind::LoadBalancedWebService => "Load Balanced Web Service",
             ServiceKind::BackendService => "Backend Service",
             ServiceKind::WorkerService => "Worker Service",
+            ServiceKind::ScheduledJob => "Scheduled Job",
         }
     }
 }

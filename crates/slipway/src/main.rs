@@ -89,6 +89,11 @@ enum Command {
         #[command(subcommand)]
         cmd: cmd::apps::AppCmd,
     },
+    /// Scheduled Jobs: `job run NAME` (a run now), `job ls` (schedule, next run, history).
+    Job {
+        #[command(subcommand)]
+        cmd: cmd::jobs::JobCmd,
+    },
     /// The environments of the apps: `env ls`.
     Env {
         #[command(subcommand)]
@@ -203,6 +208,7 @@ fn run_async(command: Command, json: bool) -> ExitCode {
             Command::Secret { cmd } => cmd::secret::run(cmd, json).await,
             Command::App { cmd } => cmd::apps::app(cmd, json).await,
             Command::Env { cmd } => cmd::apps::env(cmd, json).await,
+            Command::Job { cmd } => cmd::jobs::run(cmd, json).await,
         }
     });
     match result {

@@ -120,5 +120,6 @@ pub fn container(image: &str) -> ContainerSpec {
         user: None,
         volumes: Vec::new(),
         depends_on: Vec::new(),
+        job: None,
     }
 }

@@ -274,6 +274,7 @@ pub(super) fn to_container(req: &RegisterReq) -> AwsResult<ContainerSpec> {
         user: d.user.clone().filter(|u| !u.is_empty()),
         volumes: mounts(req, d)?,
         depends_on: Vec::new(),
+        job: None,
     };
     c.validate_runtime()
         .map_err(|m| AwsError::client("ClientException", m))?;

@@ -7,8 +7,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use schemars::JsonSchema;
 use serde::Deserialize;
 
-use super::{Build, ManifestError, Override, Service, check_build};
-use crate::model::{VolumeMount, validate_mount_path, validate_user, validate_volume_name};
+use super::{Build, Dur, ManifestError, Override, Service, check_build};
+use crate::model::{
+    JobSpec, ServiceKind, VolumeMount, validate_mount_path, validate_user, validate_volume_name,
+};
 
 /// `storage:` — what a service keeps across deploys.
 #[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
@@ -43,6 +45,26 @@ pub struct OverrideImage {
     #[serde(default)]
     #[schemars(with = "Option<Build>")]
     pub build: Option<serde_saphyr::Spanned<Build>>,
+}
+
+/// `on:` — when a Scheduled Job runs.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct On {
+    /// A cron expression (minute hour day month weekday, UTC: `0 3 * * *`), `@hourly`,
+    /// `@daily`, `@weekly`, `@monthly`, `@yearly` or `@every DURATION` (`@every 1h`).
+    #[schemars(with = "String")]
+    pub schedule: serde_saphyr::Spanned<String>,
+}
+
+/// The schedule of a Scheduled Job.
+pub(super) fn job(svc: &Service) -> Option<JobSpec> {
+    let on = svc.on.as_ref()?;
+    Some(JobSpec {
+        schedule: on.schedule.value.trim().to_owned(),
+        retries: svc.retries.map_or(0, |r| r.0),
+        timeout_ms: svc.timeout.map(Dur::ms),
+    })
 }
 
 /// The named volumes of a service, as mounts.
@@ -89,6 +111,7 @@ pub(super) fn check_service(
             ));
         }
     }
+    check_job(name, svc)?;
     if let Some(d) = &svc.depends_on {
         let at =
             |m: String| ManifestError::at(d.referenced, format!("services.{name}.depends_on: {m}"));
@@ -104,6 +127,49 @@ pub(super) fn check_service(
                 )));
             }
         }
+    }
+    Ok(())
+}
+
+/// A Scheduled Job has `on.schedule` (valid) and no `count` or `http`; only a job has
+/// `on`, `retries` and `timeout`.
+fn check_job(name: &str, svc: &Service) -> Result<(), ManifestError> {
+    let field = |f: &str, m: &str| ManifestError::unplaced(format!("services.{name}.{f}: {m}"));
+    if svc.kind.0 != ServiceKind::ScheduledJob {
+        for (set, f) in [
+            (svc.on.is_some(), "on"),
+            (svc.retries.is_some(), "retries"),
+            (svc.timeout.is_some(), "timeout"),
+        ] {
+            if set {
+                return Err(field(
+                    f,
+                    "only a Scheduled Job has it (type: Scheduled Job); a service's deploy timeout is deployment.timeout",
+                ));
+            }
+        }
+        return Ok(());
+    }
+    let Some(on) = &svc.on else {
+        return Err(field(
+            "on.schedule",
+            "a Scheduled Job needs one, e.g. on: {schedule: \"@every 1h\"} or a cron expression like \"0 3 * * *\"",
+        ));
+    };
+    crate::schedule::Schedule::parse(&on.schedule.value).map_err(|m| {
+        ManifestError::at(
+            on.schedule.referenced,
+            format!("services.{name}.on.schedule: {m}"),
+        )
+    })?;
+    if svc.count.is_some() {
+        return Err(field(
+            "count",
+            "a Scheduled Job runs no task between its runs; remove count",
+        ));
+    }
+    if svc.http.is_some() {
+        return Err(field("http", "a Scheduled Job has no route; remove http"));
     }
     Ok(())
 }
@@ -289,6 +355,45 @@ environments:
             "{base}environments:\n  p:\n    services:\n      s:\n        image: {{location: 'x:2', build: .}}\n"
         ));
         assert!(e.contains("environments.p.services.s.image"), "{e}");
+    }
+
+    #[test]
+    fn scheduled_jobs_compile_and_bad_ones_are_refused() {
+        let base = "app: a\nservices:\n  s:\n    image: {location: 'x:1'}\n";
+        let m = parse(&format!(
+            "{base}    type: Scheduled Job\n    on: {{schedule: '@every 10s'}}\n    retries: 2\n    timeout: 1m\n"
+        ))
+        .unwrap();
+        let s = &m.compile(DEFAULT_ENV).unwrap()[0];
+        assert_eq!(s.desired_count, Some(0));
+        let j = s.container.job.as_ref().unwrap();
+        assert_eq!(
+            (j.schedule.as_str(), j.retries, j.timeout_ms),
+            ("@every 10s", 2, Some(60_000))
+        );
+        s.validate().unwrap();
+
+        let e = err(&format!(
+            "{base}    type: job\n    on: {{schedule: '61 * * * *'}}\n"
+        ));
+        assert!(
+            e.starts_with("6:")
+                && e.contains("services.s.on.schedule")
+                && e.contains("out of range"),
+            "{e}"
+        );
+        let e = err(&format!("{base}    type: job\n"));
+        assert!(e.contains("needs one"), "{e}");
+        let e = err(&format!(
+            "{base}    type: job\n    on: {{schedule: '@daily'}}\n    retries: 11\n"
+        ));
+        assert!(e.contains("retries must be between 0 and 10"), "{e}");
+        let e = err(&format!(
+            "{base}    type: job\n    on: {{schedule: '@daily'}}\n    count: 2\n"
+        ));
+        assert!(e.contains("services.s.count"), "{e}");
+        let e = err(&format!("{base}    type: backend\n    retries: 1\n"));
+        assert!(e.contains("only a Scheduled Job"), "{e}");
     }
 
     #[test]

@@ -9,6 +9,7 @@ pub mod diff;
 pub mod exec;
 pub mod host;
 pub mod init;
+pub mod jobs;
 pub mod login;
 pub mod ops;
 pub mod registry;

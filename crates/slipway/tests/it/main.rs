@@ -16,6 +16,7 @@ mod hosts;
 mod ingress;
 mod ingress_tls;
 mod init;
+mod jobs;
 mod ops;
 mod registry;
 mod standby;
