@@ -136,3 +136,49 @@ fn scheduled_jobs_run_on_schedule_retry_time_out_and_keep_history() {
     let out = s.cli(&["job", "run", "nope"]);
     assert_eq!(out.code, 1, "{out:?}");
 }
+
+#[test]
+fn ticks_missed_while_the_server_was_down_run_once() {
+    if !docker() {
+        return;
+    }
+    busybox_image();
+    let mut s = Server::start();
+    let app = app_name("jobdown");
+    s.manifest(&format!(
+        "app: {app}\nservices:\n{}",
+        job("beat", "@every 4s", "echo beat", "")
+    ));
+    s.cli(&["deploy"]).ok();
+    wait_for(Duration::from_secs(20), "a first run", || {
+        (!runs(&s, "beat").is_empty()).then_some(())
+    });
+    // Down for more than three ticks.
+    s.kill9();
+    std::thread::sleep(Duration::from_secs(13));
+    s.restart();
+    let before = runs(&s, "beat").len();
+    let all = wait_for(
+        Duration::from_secs(30),
+        "two runs after the restart",
+        || {
+            let r = runs(&s, "beat");
+            (r.len() >= before + 2).then_some(r)
+        },
+    );
+    let mut ticks: Vec<i64> = all.iter().map(|r| r["tick"].as_i64().unwrap()).collect();
+    ticks.sort();
+    let n = ticks.len();
+    ticks.dedup();
+    assert_eq!(ticks.len(), n, "one run per tick: {all:?}");
+    assert!(
+        ticks.windows(2).all(|w| (w[1] - w[0]) % 4_000 == 0),
+        "ticks on the 4 s grid: {ticks:?}"
+    );
+    // The missed ticks were run once: a gap of at least three ticks, not a burst.
+    let gap = ticks.windows(2).map(|w| w[1] - w[0]).max().unwrap();
+    assert!(
+        gap >= 12_000,
+        "missed ticks collapsed into one run: {ticks:?}"
+    );
+}
