@@ -26,6 +26,8 @@ pub(crate) struct HostsSeen {
     pub states: HashMap<String, HostState>,
     /// The server's own host.
     pub local: Option<String>,
+    /// When the listing began: a container started after it is not in it.
+    pub listed_at: i64,
 }
 
 impl HostsSeen {
@@ -53,8 +55,10 @@ impl Controller {
     ) -> Result<(), ControllerError> {
         let store = &self.inner.store;
         tracing::trace!(?scope, "reconcile pass");
+        let listed_at = now_ms();
         let listing = self.inner.hosts.list(&self.inner.cluster).await;
         let seen = HostsSeen {
+            listed_at,
             listed: listing.listed,
             states: store
                 .list_hosts()
