@@ -7,6 +7,7 @@
 //! version they expect (`If-Match`, the `ETag` of `GET /services/...`) get `409
 //! VERSION_CONFLICT` with what changed when the record moved on.
 
+mod apps;
 mod auth;
 mod handlers;
 pub mod hosts;
@@ -75,7 +76,11 @@ pub fn router(state: ApiState) -> Router {
         .route("/deployments/{id}", get(handlers::get_deployment))
         .route("/services/{app}/{env}/{name}/exec", post(ops::exec))
         .route("/diff", post(ops::diff))
-        .route("/apps/{app}", axum::routing::delete(ops::delete_app))
+        .route("/apps", get(apps::list))
+        .route("/apps/{app}", get(apps::show).delete(ops::delete_app))
+        .route("/envs", get(apps::envs))
+        .route("/jobs", get(apps::jobs))
+        .route("/jobs/{app}/{env}/{name}/run", post(apps::run_job))
         .route("/logs", get(ops::app_logs))
         .route("/info", get(handlers::info))
         .route("/servers", get(handlers::servers))

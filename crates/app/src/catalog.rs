@@ -29,7 +29,7 @@ impl App {
         retry(|| async {
             match self
                 .store()
-                .commit(Batch::new().write(Write::TaskDefinition(td.clone())))
+                .commit(Batch::new().write(Write::TaskDefinition(Box::new(td.clone()))))
                 .await?
                 .pop()
             {
@@ -61,7 +61,7 @@ impl App {
             td.deregistered_at = Some(now_ms());
             match self
                 .store()
-                .commit(Batch::new().write(Write::TaskDefinition(td)))
+                .commit(Batch::new().write(Write::TaskDefinition(Box::new(td))))
                 .await?
                 .pop()
             {

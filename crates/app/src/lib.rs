@@ -17,11 +17,13 @@
 //!
 //! This crate may call the store and an [`Engine`] (image resolution, logs, exec, networks).
 
+mod apps;
 mod catalog;
 mod deploy;
 mod engine;
 mod error;
 mod hosts;
+mod jobs;
 mod retry;
 mod services;
 mod tasks;
@@ -31,10 +33,12 @@ use std::sync::Arc;
 use slipway_store::Store;
 use slipway_store::secrets::SecretBox;
 
+pub use apps::{AppDetail, AppSummary, EnvDetail, EnvSummary, RouteLine, ServiceLine};
 pub use deploy::{DeployOutcome, DeployResult, DiffResult};
 pub use engine::{Engine, LogStream};
 pub use error::{AppError, ErrorKind, Result};
 pub use hosts::{HostHello, HostStatus, JOIN_TOKEN_TTL_MS, Joined, Rebalance, host_id_of_engine};
+pub use jobs::{JobRun, JobView};
 pub use services::{ActionResult, ConfigPatch, DeleteAppResult, EcsServiceChange, MAX_COUNT};
 pub use tasks::{ExecResult, LogsQuery, RunTasks};
 

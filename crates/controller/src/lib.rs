@@ -14,13 +14,16 @@
 //!
 //! On a cluster of several hosts it also places tasks (`schedule`), watches the hosts'
 //! liveness (`hosts`), and keeps every host's service discovery in step (`discovery`).
+//! It runs the Scheduled Jobs (`jobs`) and orders first deploys (`depends`).
 //!
 //! It may call the store, the runtime and the hosts (`slipway_agent::Hosts`); it serves
 //! nothing (the API crate does).
 
+mod depends;
 mod discovery;
 mod executor;
 mod hosts;
+mod jobs;
 mod observe;
 mod prober;
 mod routing;
@@ -93,6 +96,8 @@ struct Local {
     /// show them running for a while.
     dying: HashMap<String, i64>,
     requeue: HashMap<ServiceKey, i64>,
+    /// Services whose first rollout waits for their dependencies (`depends_on`).
+    waiting: HashSet<ServiceKey>,
     /// The routing configuration last accepted by the ingress.
     pushed: Option<slipway_ingress::RoutingConfig>,
     /// The service map last sent to the hosts.
@@ -160,6 +165,7 @@ impl Controller {
         tokio::spawn(c.clone().watch_notices(notices, shutdown.clone()));
         tokio::spawn(c.clone().watch_host_events(shutdown.clone()));
         tokio::spawn(c.clone().maintain_hosts(shutdown.clone()));
+        tokio::spawn(c.clone().run_jobs(shutdown.clone()));
         tokio::spawn(prober::run(c.clone(), shutdown));
         c
     }

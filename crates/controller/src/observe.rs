@@ -30,6 +30,8 @@ pub(crate) struct HostsSeen {
     pub local: Option<String>,
     /// Hosts unheard for half the loss timeout, not lost yet.
     pub unheard: BTreeSet<String>,
+    /// When the listing began: a container started after it is not in it.
+    pub listed_at: i64,
 }
 
 impl HostsSeen {
@@ -57,8 +59,10 @@ impl Controller {
     ) -> Result<(), ControllerError> {
         let store = &self.inner.store;
         tracing::trace!(?scope, "reconcile pass");
+        let listed_at = now_ms();
         let listing = self.inner.hosts.list(&self.inner.cluster).await;
         let seen = HostsSeen {
+            listed_at,
             listed: listing.listed,
             states: store
                 .list_hosts()
@@ -553,7 +557,14 @@ impl Controller {
             return Ok(());
         }
 
-        let backoff = self.local().backoff.get(key).map(|(_, until)| *until);
+        let mut backoff = self.local().backoff.get(key).map(|(_, until)| *until);
+        let waits_for = self.unready_dependency(svc, &deployments).await?;
+        self.note_waiting(key, waits_for.as_deref(), now).await?;
+        if waits_for.is_some() {
+            // No start yet; look again shortly (dependencies wake nothing here).
+            let until = now + crate::depends::DEPENDS_RECHECK_MS;
+            backoff = Some(backoff.map_or(until, |b| b.max(until)));
+        }
         let plan = planner::plan(PlanInput {
             now,
             desired_count: svc.desired_count,

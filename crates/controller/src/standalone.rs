@@ -114,6 +114,8 @@ impl Controller {
         let now = now_ms();
         match c {
             None if starting => {}
+            // Started after the listing was made (a quick run): look again next pass.
+            None if t.started_at.is_some_and(|s| s >= seen.listed_at) => {}
             // Its host is out of touch, not lost: what was last known holds.
             None if t
                 .host

@@ -17,8 +17,10 @@
 
 pub mod diff;
 pub mod health;
+pub mod jobs;
 pub mod manifest;
 pub mod model;
 pub mod placement;
 pub mod planner;
+pub mod schedule;
 pub mod schema;

@@ -16,6 +16,9 @@ use schemars::JsonSchema;
 use serde::de::{self, Deserializer};
 use serde::{Deserialize, Serialize};
 
+mod fields;
+pub use fields::{On, OverrideImage, Storage, VolumeDef};
+
 use crate::model::{
     CircuitBreaker, CommandHealthCheck, ContainerSpec, DeploymentConfig, HttpHealthCheck,
     HttpRoute, PullPolicy, SecretRef, ServiceKey, ServiceKind, ServiceSpec, validate_name,
@@ -123,6 +126,30 @@ pub struct Service {
     /// Overrides the image's command: a string (split on spaces) or a list.
     #[serde(default)]
     pub command: Option<StringOrList>,
+    /// Overrides the image's entrypoint: a string (split on spaces) or a list.
+    #[serde(default)]
+    pub entrypoint: Option<StringOrList>,
+    /// The user the process runs as: `name`, `uid` or `uid:gid`.
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub user: Option<serde_saphyr::Spanned<String>>,
+    /// Named volumes (`storage.volumes.NAME: {path, read_only}`), kept across deploys.
+    #[serde(default)]
+    pub storage: Option<Storage>,
+    /// Services of this app whose tasks must be healthy before this service's first tasks
+    /// start (on its first deploy).
+    #[serde(default)]
+    #[schemars(with = "Option<Vec<String>>")]
+    pub depends_on: Option<serde_saphyr::Spanned<Vec<String>>>,
+    /// Scheduled Job: when it runs (`on: {schedule: "@every 1h"}` or a cron expression, UTC).
+    #[serde(default)]
+    pub on: Option<On>,
+    /// Scheduled Job: how many times a failed run is run again (default 0).
+    #[serde(default)]
+    pub retries: Option<JobRetries>,
+    /// Scheduled Job: a run still going after this long is stopped (and counts as failed).
+    #[serde(default)]
+    pub timeout: Option<Dur>,
     /// Rolling update and circuit breaker settings.
     #[serde(default)]
     pub deployment: Option<Deploy>,
@@ -397,6 +424,13 @@ pub struct Override {
     pub http: Option<OverrideHttp>,
     #[serde(default)]
     pub deployment: Option<Deploy>,
+    /// Replaces the service's image source (`location` or `build`) in this environment.
+    #[serde(default)]
+    #[schemars(with = "Option<OverrideImage>")]
+    pub image: Option<serde_saphyr::Spanned<OverrideImage>>,
+    /// How long a task may take to stop before it is killed, in this environment.
+    #[serde(default)]
+    pub stop_timeout: Option<Dur>,
 }
 
 /// What an environment may change in a service's `http:`.
@@ -421,9 +455,10 @@ impl<'de> Deserialize<'de> for Kind {
             }
             "backend service" | "backend" => ServiceKind::BackendService,
             "worker service" | "worker" => ServiceKind::WorkerService,
+            "scheduled job" | "job" => ServiceKind::ScheduledJob,
             _ => {
                 return Err(de::Error::custom(format!(
-                    "unknown service type {s:?}; use \"Load Balanced Web Service\" (web), \"Backend Service\" (backend) or \"Worker Service\" (worker)"
+                    "unknown service type {s:?}; use \"Load Balanced Web Service\" (web), \"Backend Service\" (backend), \"Worker Service\" (worker) or \"Scheduled Job\" (job)"
                 )));
             }
         };
@@ -448,7 +483,7 @@ impl StringOrList {
         }
     }
 
-    fn into_vec(self) -> Vec<String> {
+    pub(crate) fn into_vec(self) -> Vec<String> {
         match self {
             StringOrList::One(s) => s.split_whitespace().map(str::to_owned).collect(),
             StringOrList::Many(v) => v,
@@ -507,6 +542,9 @@ ranged!(
 ranged!(
     /// A percentage of the desired count.
     Percent, 0, 1000, "percent");
+ranged!(
+    /// How many times a failed run of a Scheduled Job is run again.
+    JobRetries, 0, crate::model::MAX_JOB_RETRIES as i64, "retries");
 ranged!(
     /// A count of checks or failures.
     Threshold, 1, 200, "threshold");
@@ -639,6 +677,7 @@ impl Manifest {
                 ));
             }
             check_secrets(name, &svc.secrets, &svc.variables)?;
+            fields::check_service(name, svc, &self.services)?;
             if let Some(h) = &svc.http {
                 check_aliases(&format!("services.{name}.http.alias"), h.alias.as_ref())?;
                 if let Some(p) = &h.path
@@ -697,6 +736,7 @@ impl Manifest {
                 if let Some(d) = &o.deployment {
                     check_deploy(svc, d)?;
                 }
+                fields::check_override(env, svc, o)?;
                 for k in o.variables.keys() {
                     check_var_name(svc, k)?;
                 }
@@ -716,6 +756,7 @@ impl Manifest {
                 }
             }
         }
+        fields::check_cycles(&self.services)?;
         Ok(())
     }
 
@@ -749,8 +790,21 @@ impl Manifest {
 impl Manifest {
     /// The build of a service whose image is built from source (`image.build`).
     pub fn build_of(&self, service: &str) -> Option<BuildSpec> {
+        self.build_in(DEFAULT_ENV, service)
+    }
+
+    /// The build of a service in an environment: the environment's `image` override wins.
+    pub fn build_in(&self, env: &str, service: &str) -> Option<BuildSpec> {
         let svc = self.services.get(service)?;
-        let b = svc.image.value.build.as_ref()?;
+        let ov = self
+            .environments
+            .get(env)
+            .and_then(|e| e.services.get(service))
+            .and_then(|o| o.image.as_ref());
+        let b = match ov {
+            Some(o) => o.value.build.as_ref()?,
+            None => svc.image.value.build.as_ref()?,
+        };
         Some(
             b.value
                 .resolve(svc.platform.as_ref().map(|p| p.value.as_str())),
@@ -1053,14 +1107,19 @@ fn compile_service(
     ServiceSpec {
         key: ServiceKey::new(app, env, name),
         kind: svc.kind.0,
-        desired_count: ov.and_then(|o| o.count).or(svc.count).map(|c| c.0),
+        desired_count: if svc.kind.0 == ServiceKind::ScheduledJob {
+            Some(0)
+        } else {
+            ov.and_then(|o| o.count).or(svc.count).map(|c| c.0)
+        },
         container: ContainerSpec {
             // A built image is named by `slipway deploy` once it is pushed.
-            image: image
-                .location
-                .as_ref()
-                .map(|l| l.value.trim().to_owned())
-                .unwrap_or_default(),
+            image: match ov.and_then(|o| o.image.as_ref()) {
+                Some(o) => o.value.location.as_ref(),
+                None => image.location.as_ref(),
+            }
+            .map(|l| l.value.trim().to_owned())
+            .unwrap_or_default(),
             image_digest: None,
             pull: image.pull.unwrap_or_default(),
             port: image.port.map(|p| p.0 as u16),
@@ -1071,7 +1130,10 @@ fn compile_service(
             memory: ov.and_then(|o| o.memory).or(svc.memory).map(|m| m.0),
             healthcheck,
             http_health,
-            stop_timeout_ms: svc.stop_timeout.map_or(DEFAULT_STOP_TIMEOUT_MS, Dur::ms),
+            stop_timeout_ms: ov
+                .and_then(|o| o.stop_timeout)
+                .or(svc.stop_timeout)
+                .map_or(DEFAULT_STOP_TIMEOUT_MS, Dur::ms),
             init: svc.init.unwrap_or(false),
             http_route: (svc.kind.0 == ServiceKind::LoadBalancedWebService).then(|| {
                 let h = svc.http.as_ref();
@@ -1092,6 +1154,15 @@ fn compile_service(
                     allow_shadowing: h.and_then(|h| h.allow_shadowing).unwrap_or(false),
                 }
             }),
+            entrypoint: svc.entrypoint.clone().map(StringOrList::into_vec),
+            user: svc.user.as_ref().map(|u| u.value.trim().to_owned()),
+            volumes: fields::volumes(svc),
+            job: fields::job(svc),
+            depends_on: svc
+                .depends_on
+                .as_ref()
+                .map(|d| d.value.clone())
+                .unwrap_or_default(),
         },
         deployment,
         placement: svc

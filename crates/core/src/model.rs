@@ -137,6 +137,130 @@ pub struct ContainerSpec {
     /// process without a SIGTERM handler still stops on SIGTERM.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub init: bool,
+    /// Replaces the image's ENTRYPOINT (ECS `entryPoint`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entrypoint: Option<Vec<String>>,
+    /// The user the process runs as: `name`, `uid` or `uid:gid` (ECS `user`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    /// Named volumes mounted into the container (ECS `mountPoints` of docker volumes).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub volumes: Vec<VolumeMount>,
+    /// Services of the same app environment whose tasks must be healthy before the first
+    /// tasks of this service start (the service's first deployment only).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub depends_on: Vec<String>,
+    /// Set on a Scheduled Job: when it runs, how often a failed run is retried, how long a
+    /// run may take.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job: Option<JobSpec>,
+}
+
+/// When and how a Scheduled Job runs (Copilot's `on.schedule`, `retries`, `timeout`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobSpec {
+    /// A cron expression (UTC), a macro (`@daily`) or `@every DURATION`
+    /// (see [`crate::schedule::Schedule`]).
+    pub schedule: String,
+    /// How many times a failed run is run again (0: never).
+    #[serde(default)]
+    pub retries: u32,
+    /// A run still going after this long is stopped and counts as failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u64>,
+}
+
+/// Upper bound of a job's `retries`.
+pub const MAX_JOB_RETRIES: u32 = 10;
+
+/// A named volume mounted into a task's container. The volume belongs to the app
+/// environment (every service of it naming the same volume shares it), lives on the host
+/// the task runs on, and outlives tasks, deploys and `slipway delete`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VolumeMount {
+    /// The volume's name in the manifest (`storage.volumes.NAME`).
+    pub name: String,
+    /// Where it is mounted in the container (an absolute path).
+    pub path: String,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub read_only: bool,
+}
+
+impl VolumeMount {
+    /// The engine's name of this volume for the app environment of `key`:
+    /// `slipway-<app>-<env>-<name>`.
+    pub fn docker_name(&self, key: &ServiceKey) -> String {
+        format!("slipway-{}-{}-{}", key.app, key.env, self.name)
+    }
+}
+
+/// Checks a `user`: a name or uid, optionally with `:group`.
+pub fn validate_user(u: &str) -> Result<(), String> {
+    let part_ok = |p: &str| {
+        !p.is_empty()
+            && p.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+    };
+    let ok = match u.split_once(':') {
+        Some((a, b)) => part_ok(a) && part_ok(b),
+        None => part_ok(u),
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "user {u:?} must be a user name or uid, optionally with :group (e.g. 1000:1000)"
+        ))
+    }
+}
+
+/// Checks a volume name: what Docker accepts, at most 64 characters.
+pub fn validate_volume_name(name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "volume name {name:?} must be 1 to 64 letters, digits, '_', '.' or '-', starting with a letter or digit"
+        ))
+    }
+}
+
+/// Checks a volume's mount path: absolute, not the root, no `..`.
+pub fn validate_mount_path(path: &str) -> Result<(), String> {
+    if !path.starts_with('/') || path == "/" || path.split('/').any(|p| p == "..") {
+        return Err(format!(
+            "mount path {path:?} must be an absolute path other than / (e.g. /data)"
+        ));
+    }
+    Ok(())
+}
+
+impl ContainerSpec {
+    /// Checks `entrypoint`, `user` and `volumes` (shared by the manifest, the native API and
+    /// the ECS face).
+    pub fn validate_runtime(&self) -> Result<(), String> {
+        if self.entrypoint.as_ref().is_some_and(|e| e.is_empty()) {
+            return Err("entrypoint is empty; leave it out to use the image's".into());
+        }
+        if let Some(u) = &self.user {
+            validate_user(u)?;
+        }
+        let mut paths = std::collections::BTreeSet::new();
+        for v in &self.volumes {
+            validate_volume_name(&v.name)?;
+            validate_mount_path(&v.path)?;
+            if !paths.insert(v.path.trim_end_matches('/')) {
+                return Err(format!("two volumes are mounted at {}", v.path));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// A reference to one version of a stored secret.
@@ -294,6 +418,34 @@ impl ServiceSpec {
         {
             return Err(format!("{svc}: memory must be at least 6 MiB"));
         }
+        c.validate_runtime().map_err(|e| format!("{svc}: {e}"))?;
+        match (&c.job, self.kind) {
+            (Some(j), ServiceKind::ScheduledJob) => {
+                crate::schedule::Schedule::parse(&j.schedule)
+                    .map_err(|e| format!("{svc}: schedule: {e}"))?;
+                if j.retries > MAX_JOB_RETRIES {
+                    return Err(format!("{svc}: retries must be at most {MAX_JOB_RETRIES}"));
+                }
+                if self.desired_count.is_some_and(|n| n > 0) {
+                    return Err(format!(
+                        "{svc}: a Scheduled Job runs no task between its runs; leave count out"
+                    ));
+                }
+            }
+            (None, ServiceKind::ScheduledJob) => {
+                return Err(format!("{svc}: a Scheduled Job needs a schedule"));
+            }
+            (Some(_), _) => {
+                return Err(format!("{svc}: only a Scheduled Job has a schedule"));
+            }
+            (None, _) => {}
+        }
+        if c.depends_on.contains(svc) {
+            return Err(format!("{svc}: depends_on names the service itself"));
+        }
+        for d in &c.depends_on {
+            validate_name(d).map_err(|e| format!("{svc}: depends_on: {e}"))?;
+        }
         if let Some(h) = &c.http_health {
             if !h.path.starts_with('/') {
                 return Err(format!("{svc}: http health check path must start with '/'"));
@@ -315,6 +467,9 @@ pub enum ServiceKind {
     BackendService,
     #[serde(rename = "Worker Service")]
     WorkerService,
+    /// Runs on a schedule as standalone tasks; no task runs between its runs.
+    #[serde(rename = "Scheduled Job")]
+    ScheduledJob,
 }
 
 impl ServiceKind {
@@ -323,6 +478,7 @@ impl ServiceKind {
             ServiceKind::LoadBalancedWebService => "Load Balanced Web Service",
             ServiceKind::BackendService => "Backend Service",
             ServiceKind::WorkerService => "Worker Service",
+            ServiceKind::ScheduledJob => "Scheduled Job",
         }
     }
 }

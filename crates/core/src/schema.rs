@@ -19,11 +19,13 @@ pub const SERVICE_TYPES: &[&str] = &[
     "Load Balanced Web Service",
     "Backend Service",
     "Worker Service",
+    "Scheduled Job",
     "web",
     "lb",
     "lbws",
     "backend",
     "worker",
+    "job",
 ];
 
 /// The rule for app, service and environment names (see [`crate::model::validate_name`]).
@@ -99,8 +101,14 @@ mod tests {
     #[test]
     fn every_listed_service_type_parses() {
         for t in SERVICE_TYPES {
+            let job = t.to_ascii_lowercase().contains("job");
             let text = format!(
-                "app: a\nservices:\n  s:\n    type: {t}\n    image: {{location: x:1, port: 80}}\n"
+                "app: a\nservices:\n  s:\n    type: {t}\n    image: {{location: x:1, port: 80}}\n{}",
+                if job {
+                    "    on: {schedule: '@daily'}\n"
+                } else {
+                    ""
+                }
             );
             crate::manifest::parse(&text).unwrap_or_else(|e| panic!("{t}: {e}"));
         }

@@ -19,7 +19,8 @@ use bollard::Docker;
 use bollard::auth::DockerCredentials;
 use bollard::models::{
     ContainerCreateBody, ContainerSummaryStateEnum, EndpointSettings, HealthConfig, HostConfig,
-    HostConfigLogConfig, NetworkCreateRequest, NetworkingConfig, PortBinding,
+    HostConfigLogConfig, Mount, MountType, MountVolumeOptions, NetworkCreateRequest,
+    NetworkingConfig, PortBinding,
 };
 use bollard::query_parameters::{
     CreateContainerOptions, CreateImageOptions, EventsOptions, InspectContainerOptions,
@@ -661,8 +662,29 @@ impl DockerRuntime {
             )])),
             _ => None,
         };
+        let mounts: Vec<Mount> = c
+            .volumes
+            .iter()
+            .map(|v| Mount {
+                target: Some(v.path.clone()),
+                source: Some(v.docker_name(t.service)),
+                typ: Some(MountType::VOLUME),
+                read_only: Some(v.read_only),
+                // Labels of a volume the engine creates on first use.
+                volume_options: Some(MountVolumeOptions {
+                    labels: Some(HashMap::from([
+                        (CLUSTER_LABEL.to_owned(), t.cluster.to_owned()),
+                        (labels::APP.to_owned(), t.service.app.clone()),
+                        (labels::ENV.to_owned(), t.service.env.clone()),
+                    ])),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            })
+            .collect();
         let host_config = HostConfig {
             network_mode: Some(t.network.to_owned()),
+            mounts: (!mounts.is_empty()).then_some(mounts),
             port_bindings,
             dns: (!t.dns.is_empty()).then(|| t.dns.to_vec()),
             // Docker refuses less than 0.01 CPU.
@@ -685,6 +707,8 @@ impl DockerRuntime {
             image: Some(c.image_digest.clone().unwrap_or_else(|| c.image.clone())),
             env: Some(env),
             cmd: c.command.clone(),
+            entrypoint: c.entrypoint.clone(),
+            user: c.user.clone(),
             labels: Some(labels),
             healthcheck,
             stop_timeout: Some((c.stop_timeout_ms / 1000).max(1) as i64),

@@ -84,6 +84,21 @@ enum Command {
     /// Keep docker compose services on the newest image of their tag (health-gated, with
     /// rollback); `slipway watch status` shows what it knows.
     Watch(Box<cmd::watch::WatchArgs>),
+    /// The apps: `app ls`, `app show APP` (environments, services, routes, URLs).
+    App {
+        #[command(subcommand)]
+        cmd: cmd::apps::AppCmd,
+    },
+    /// Scheduled Jobs: `job run NAME` (a run now), `job ls` (schedule, next run, history).
+    Job {
+        #[command(subcommand)]
+        cmd: cmd::jobs::JobCmd,
+    },
+    /// The environments of the apps: `env ls`.
+    Env {
+        #[command(subcommand)]
+        cmd: cmd::apps::EnvCmd,
+    },
     /// Secrets injected into services as environment variables (values never printed).
     Secret {
         #[command(subcommand)]
@@ -192,6 +207,9 @@ fn run_async(command: Command, json: bool) -> ExitCode {
             Command::Watch(a) => cmd::watch::run(*a, json).await,
             Command::AccessKey { cmd } => cmd::access_key::run(cmd, json).await,
             Command::Secret { cmd } => cmd::secret::run(cmd, json).await,
+            Command::App { cmd } => cmd::apps::app(cmd, json).await,
+            Command::Env { cmd } => cmd::apps::env(cmd, json).await,
+            Command::Job { cmd } => cmd::jobs::run(cmd, json).await,
         }
     });
     match result {

@@ -287,7 +287,7 @@ pub enum Write {
     /// Registers the next revision of the family (version 0; `revision` and `created_at`
     /// are filled in) or updates a registered one (deregistration). Its outcome is
     /// [`Outcome::TaskDefinition`].
-    TaskDefinition(slipway_core::model::TaskDefinition),
+    TaskDefinition(Box<slipway_core::model::TaskDefinition>),
     /// Adds a service event (and trims the list to [`slipway_core::model::MAX_EVENTS`]).
     Event {
         key: ServiceKey,

@@ -117,5 +117,10 @@ pub fn container(image: &str) -> ContainerSpec {
         init: false,
         http_route: None,
         secrets: Default::default(),
+        entrypoint: None,
+        user: None,
+        volumes: Vec::new(),
+        depends_on: Vec::new(),
+        job: None,
     }
 }

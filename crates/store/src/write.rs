@@ -427,7 +427,7 @@ async fn apply(tx: &mut AnyConnection, w: Write) -> Result<Outcome> {
         Write::Deployment(d) => Outcome::Version(put_deployment(tx, &d).await?),
         Write::Task(t) => Outcome::Version(put_task(tx, &t).await?),
         Write::TaskDefinition(td) => {
-            Outcome::TaskDefinition(Box::new(put_task_definition(tx, td).await?))
+            Outcome::TaskDefinition(Box::new(put_task_definition(tx, *td).await?))
         }
         Write::Event { key, at, message } => {
             add_event(tx, &key, at, &message).await?;

@@ -155,7 +155,7 @@ async fn task_definitions_and_access_keys_are_versioned() {
             version: 0,
         };
         let register = async |image: &str| match s
-            .commit(Batch::new().write(Write::TaskDefinition(td(image))))
+            .commit(Batch::new().write(Write::TaskDefinition(Box::new(td(image)))))
             .await
             .unwrap()
             .pop()
@@ -168,11 +168,11 @@ async fn task_definitions_and_access_keys_are_versioned() {
         assert_eq!((two.revision, two.version), (2, 1));
         let stale = two.clone();
         two.deregistered_at = Some(9);
-        s.commit(Batch::new().write(Write::TaskDefinition(two.clone())))
+        s.commit(Batch::new().write(Write::TaskDefinition(Box::new(two.clone()))))
             .await
             .unwrap();
         let err = s
-            .commit(Batch::new().write(Write::TaskDefinition(stale)))
+            .commit(Batch::new().write(Write::TaskDefinition(Box::new(stale))))
             .await
             .unwrap_err();
         assert!(err.is_conflict(), "{db}: {err}");
@@ -503,12 +503,12 @@ async fn cached_reads_follow_every_write() {
             .unwrap()
             .unwrap();
         td.deregistered_at = Some(3);
-        s.commit(Batch::new().write(Write::TaskDefinition(td.clone())))
+        s.commit(Batch::new().write(Write::TaskDefinition(Box::new(td.clone()))))
             .await
             .unwrap();
         check("deregistration").await;
         td.version = 0;
-        s.commit(Batch::new().write(Write::TaskDefinition(td)))
+        s.commit(Batch::new().write(Write::TaskDefinition(Box::new(td))))
             .await
             .unwrap();
         check("registration").await;

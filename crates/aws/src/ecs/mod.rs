@@ -16,7 +16,7 @@ use serde_json::{Map, Value, json};
 use slipway_app::{ConfigPatch, EcsServiceChange, RunTasks};
 use slipway_core::model::{
     CommandHealthCheck, ContainerSpec, Deployment, PullPolicy, RolloutState, ServiceKey, Task,
-    TaskDefinition, TaskHealth, TaskStatus, validate_name,
+    TaskDefinition, TaskHealth, TaskStatus, VolumeMount, validate_name,
 };
 use slipway_store::{ServiceRecord, TaskCount};
 
@@ -263,6 +263,71 @@ mod tests {
             c.init,
             "linuxParameters.initProcessEnabled is Docker's init"
         );
+    }
+
+    #[test]
+    fn entry_point_command_user_and_docker_volumes_map_onto_the_container() {
+        let r = req(json!({
+            "family": "box",
+            "containerDefinitions": [{
+                "name": "box", "image": "busybox",
+                "entryPoint": ["/bin/busybox", "sh", "-c"],
+                "command": ["echo hi"],
+                "user": "1000:1000",
+                "mountPoints": [{"sourceVolume": "data", "containerPath": "/data", "readOnly": true}]
+            }],
+            "volumes": [{"name": "data", "dockerVolumeConfiguration": {"scope": "shared", "autoprovision": true}}]
+        }));
+        let c = to_container(&r).unwrap();
+        assert_eq!(
+            c.entrypoint,
+            Some(vec!["/bin/busybox".to_owned(), "sh".into(), "-c".into()])
+        );
+        assert_eq!(c.command, Some(vec!["echo hi".to_owned()]));
+        assert_eq!(c.user.as_deref(), Some("1000:1000"));
+        assert_eq!(
+            c.volumes,
+            vec![VolumeMount {
+                name: "data".into(),
+                path: "/data".into(),
+                read_only: true
+            }]
+        );
+        // And back, as DescribeTaskDefinition shows a manifest deploy's revision.
+        let td = TaskDefinition {
+            family: "box".into(),
+            revision: 1,
+            container: c,
+            created_at: 0,
+            source: None,
+            ecs: None,
+            deregistered_at: None,
+            version: 0,
+        };
+        let d = synthesized(&td);
+        let def = &d["containerDefinitions"][0];
+        assert_eq!(def["entryPoint"], json!(["/bin/busybox", "sh", "-c"]));
+        assert_eq!(def["user"], "1000:1000");
+        assert_eq!(def["mountPoints"][0]["sourceVolume"], "data");
+        assert_eq!(def["mountPoints"][0]["readOnly"], true);
+        assert_eq!(d["volumes"][0]["name"], "data");
+
+        for v in [
+            // A host path, EFS, an unknown source volume, a relative path, a bad user.
+            json!({"volumes": [{"name": "d", "host": {"sourcePath": "/srv"}}], "mp": [{"sourceVolume": "d", "containerPath": "/d"}]}),
+            json!({"volumes": [{"name": "d", "efsVolumeConfiguration": {"fileSystemId": "fs-1"}}], "mp": []}),
+            json!({"volumes": [], "mp": [{"sourceVolume": "d", "containerPath": "/d"}]}),
+            json!({"volumes": [{"name": "d"}], "mp": [{"sourceVolume": "d", "containerPath": "d"}]}),
+            json!({"volumes": [], "mp": [], "user": "a b"}),
+        ] {
+            let r = req(json!({
+                "family": "f",
+                "containerDefinitions": [{"name": "a", "image": "b", "mountPoints": v["mp"], "user": v.get("user")}],
+                "volumes": v["volumes"],
+            }));
+            let e = to_container(&r).unwrap_err();
+            assert_eq!(e.kind, "ClientException", "{v}");
+        }
     }
 
     #[test]

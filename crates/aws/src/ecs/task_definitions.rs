@@ -49,6 +49,8 @@ pub(super) struct ContainerDefReq {
     stop_timeout: Option<i64>,
     start_timeout: Option<i64>,
     linux_parameters: Option<LinuxParametersReq>,
+    user: Option<String>,
+    mount_points: Option<Vec<MountPointReq>>,
 }
 
 /// `containerDefinitions[].linuxParameters`: Slipway maps `initProcessEnabled`.
@@ -56,6 +58,26 @@ pub(super) struct ContainerDefReq {
 #[serde(rename_all = "camelCase")]
 pub(super) struct LinuxParametersReq {
     init_process_enabled: Option<bool>,
+}
+
+/// `containerDefinitions[].mountPoints[]`.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct MountPointReq {
+    source_volume: Option<String>,
+    container_path: Option<String>,
+    read_only: Option<bool>,
+}
+
+/// `volumes[]` of a task definition: Slipway runs Docker volumes
+/// (`dockerVolumeConfiguration`, or none given); host paths and EFS are refused.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct VolumeReq {
+    name: Option<String>,
+    host: Option<Value>,
+    efs_volume_configuration: Option<Value>,
+    fsx_windows_file_server_volume_configuration: Option<Value>,
 }
 
 /// `containerDefinitions[].secrets[]`: `valueFrom` names a Slipway secret, directly or as
@@ -93,6 +115,7 @@ pub(super) struct RegisterReq {
     requires_compatibilities: Option<Vec<String>>,
     execution_role_arn: Option<String>,
     task_role_arn: Option<String>,
+    volumes: Option<Vec<VolumeReq>>,
 }
 
 pub(super) fn check_family(f: &str) -> AwsResult<()> {
@@ -233,17 +256,10 @@ pub(super) fn to_container(req: &RegisterReq) -> AwsResult<ContainerSpec> {
             })
         }
     };
-    let command = match (&d.entry_point, &d.command) {
-        (Some(ep), cmd) if !ep.is_empty() => {
-            let mut all = ep.clone();
-            all.extend(cmd.clone().unwrap_or_default());
-            Some(all)
-        }
-        (_, cmd) => cmd.clone().filter(|c| !c.is_empty()),
-    };
+    let command = d.command.clone().filter(|c| !c.is_empty());
     let memory = num(d.memory.or(d.memory_reservation), "memory", 6, 1 << 20)?
         .or(task_num(&req.memory, "memory")?);
-    Ok(ContainerSpec {
+    let c = ContainerSpec {
         image: d.image.clone().unwrap_or_default().trim().to_owned(),
         image_digest: None,
         pull: PullPolicy::Missing,
@@ -267,7 +283,54 @@ pub(super) fn to_container(req: &RegisterReq) -> AwsResult<ContainerSpec> {
             .and_then(|l| l.init_process_enabled)
             .unwrap_or(false),
         http_route: None,
-    })
+        entrypoint: d.entry_point.clone().filter(|e| !e.is_empty()),
+        user: d.user.clone().filter(|u| !u.is_empty()),
+        volumes: mounts(req, d)?,
+        depends_on: Vec::new(),
+        job: None,
+    };
+    c.validate_runtime()
+        .map_err(|m| AwsError::client("ClientException", m))?;
+    Ok(c)
+}
+
+/// `mountPoints` onto the task's Docker volumes.
+fn mounts(req: &RegisterReq, d: &ContainerDefReq) -> AwsResult<Vec<VolumeMount>> {
+    let bad = |m: String| AwsError::client("ClientException", m);
+    let volumes = req.volumes.as_deref().unwrap_or_default();
+    for v in volumes {
+        let name = v.name.as_deref().unwrap_or_default();
+        if v.host.is_some()
+            || v.efs_volume_configuration.is_some()
+            || v.fsx_windows_file_server_volume_configuration.is_some()
+        {
+            return Err(bad(format!(
+                "volume {name:?}: only Docker volumes (dockerVolumeConfiguration) are supported, not host paths, EFS or FSx"
+            )));
+        }
+    }
+    let mut out = Vec::new();
+    for m in d.mount_points.iter().flatten() {
+        let (Some(src), Some(path)) = (
+            m.source_volume.as_deref().filter(|s| !s.is_empty()),
+            m.container_path.as_deref().filter(|s| !s.is_empty()),
+        ) else {
+            return Err(bad(
+                "mountPoints need a sourceVolume and a containerPath".into()
+            ));
+        };
+        if !volumes.iter().any(|v| v.name.as_deref() == Some(src)) {
+            return Err(bad(format!(
+                "Invalid 'sourceVolume' in mountPoints: no volume named {src:?} in volumes"
+            )));
+        }
+        out.push(VolumeMount {
+            name: src.to_owned(),
+            path: path.to_owned(),
+            read_only: m.read_only.unwrap_or(false),
+        });
+    }
+    Ok(out)
 }
 
 /// The registration as echoed: read-only fields dropped, ECS defaults filled in.
@@ -323,6 +386,23 @@ pub(super) fn synthesized(td: &TaskDefinition) -> Value {
     if let Some(cmd) = &c.command {
         def["command"] = json!(cmd);
     }
+    if let Some(ep) = &c.entrypoint {
+        def["entryPoint"] = json!(ep);
+    }
+    if let Some(u) = &c.user {
+        def["user"] = json!(u);
+    }
+    def["mountPoints"] = json!(
+        c.volumes
+            .iter()
+            .map(|v| json!({"sourceVolume": v.name, "containerPath": v.path, "readOnly": v.read_only}))
+            .collect::<Vec<_>>()
+    );
+    let volumes: Vec<Value> = c
+        .volumes
+        .iter()
+        .map(|v| json!({"name": v.name, "dockerVolumeConfiguration": {"scope": "shared", "autoprovision": true, "driver": "local"}}))
+        .collect();
     if let Some(h) = &c.healthcheck {
         def["healthCheck"] = json!({
             "command": h.test,
@@ -336,7 +416,7 @@ pub(super) fn synthesized(td: &TaskDefinition) -> Value {
         "family": td.family,
         "containerDefinitions": [def],
         "networkMode": "bridge",
-        "volumes": [],
+        "volumes": volumes,
         "placementConstraints": [],
     })
 }

@@ -120,7 +120,7 @@ pub async fn run(a: DeployArgs, json: bool) -> Result<ExitCode> {
         .iter()
         .filter(|s| s.container.image.is_empty())
         .filter_map(|s| {
-            let b = manifest.build_of(&s.key.name)?;
+            let b = manifest.build_in(&a.env, &s.key.name)?;
             let p = a.platform.clone().or(b.platform)?;
             Some((s.key.name.clone(), p))
         })
@@ -141,7 +141,7 @@ pub async fn run(a: DeployArgs, json: bool) -> Result<ExitCode> {
         if !spec.container.image.is_empty() {
             continue;
         }
-        let Some(b) = manifest.build_of(&spec.key.name) else {
+        let Some(b) = manifest.build_in(&a.env, &spec.key.name) else {
             continue;
         };
         let creds = creds

@@ -65,7 +65,7 @@ pub async fn run(a: DiffArgs, json: bool) -> Result<ExitCode> {
     // Asked for once, and only when a service is built from source.
     let creds = tokio::sync::OnceCell::new();
     for spec in &mut specs {
-        let Some(b) = manifest.build_of(&spec.key.name) else {
+        let Some(b) = manifest.build_in(&a.env, &spec.key.name) else {
             continue;
         };
         let creds = creds

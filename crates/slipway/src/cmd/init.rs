@@ -633,6 +633,7 @@ services:
             ServiceKind::LoadBalancedWebService => "routed from the ingress at http.path",
             ServiceKind::BackendService => "reachable only from the app's other services",
             ServiceKind::WorkerService => "no port is routed to it",
+            ServiceKind::ScheduledJob => "runs on its on.schedule",
         };
         y.push_str(&format!("    type: {}   # {note}\n", s.kind.as_str()));
         y.push_str("    image:\n");
@@ -738,7 +739,7 @@ impl<R: BufRead> Prompt<R> {
         let n = match default {
             ServiceKind::LoadBalancedWebService => 1,
             ServiceKind::BackendService => 2,
-            ServiceKind::WorkerService => 3,
+            ServiceKind::WorkerService | ServiceKind::ScheduledJob => 3,
         };
         self.say("  1) Load Balanced Web Service  2) Backend Service  3) Worker Service")?;
         loop {

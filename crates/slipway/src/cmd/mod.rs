@@ -1,6 +1,7 @@
 //! The client verbs.
 
 pub mod access_key;
+pub mod apps;
 pub mod build;
 pub mod delete_app;
 pub mod deploy;
@@ -8,6 +9,7 @@ pub mod diff;
 pub mod exec;
 pub mod host;
 pub mod init;
+pub mod jobs;
 pub mod login;
 pub mod ops;
 pub mod registry;
@@ -68,7 +70,7 @@ pub fn read_manifest(path: &Path) -> Result<(String, manifest::Manifest)> {
     }
 }
 
-fn app_from_manifest(path: &Path) -> Result<String> {
+pub(crate) fn app_from_manifest(path: &Path) -> Result<String> {
     if !path.exists() {
         bail!(
             "no app given: pass --app NAME, or run where {} is (or point -f at it)",

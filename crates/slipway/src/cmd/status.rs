@@ -252,7 +252,8 @@ fn print_tasks(tasks: &[Task], port: Option<u16>) {
         t.add_row(vec![
             task.id.clone(),
             match &task.standalone {
-                Some(_) => "(standalone)".to_owned(),
+                Some(_) => slipway_core::jobs::job_of(task)
+                    .map_or("(standalone)".to_owned(), |j| format!("{j} (job run)")),
                 None => task.service.name.clone(),
             },
             match &task.standalone {

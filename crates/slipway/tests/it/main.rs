@@ -4,6 +4,7 @@
 mod support;
 mod testbed;
 
+mod apps;
 mod aws;
 mod bad_input;
 mod build_run;
@@ -13,10 +14,12 @@ mod crash;
 mod deploy;
 mod everyday;
 mod failures;
+mod fields;
 mod hosts;
 mod ingress;
 mod ingress_tls;
 mod init;
+mod jobs;
 mod ops;
 mod readme;
 mod registry;
