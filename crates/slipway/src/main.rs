@@ -161,10 +161,13 @@ fn main() -> ExitCode {
 }
 
 fn run_async(command: Command, json: bool) -> ExitCode {
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    // The agent's work is a few connections and timers on every host: one thread is enough,
+    // and each worker thread costs memory (its stack, the allocator's heap of its own).
+    let mut builder = match command {
+        Command::Agent(_) => tokio::runtime::Builder::new_current_thread(),
+        _ => tokio::runtime::Builder::new_multi_thread(),
+    };
+    let rt = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
