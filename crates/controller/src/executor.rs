@@ -83,6 +83,17 @@ impl Controller {
         let mut stopped: Vec<String> = Vec::new();
         let mut removals: Vec<(String, String)> = Vec::new();
 
+        // This pass ends the deployment (failed, or rolled back): a crash in it announces no
+        // retry, as none follows.
+        let ends = actions.iter().any(|a| {
+            matches!(
+                a,
+                Action::Finish {
+                    state: RolloutState::Failed,
+                    ..
+                } | Action::Rollback { .. }
+            )
+        });
         for action in actions {
             match action {
                 Action::Start {
@@ -227,7 +238,7 @@ impl Controller {
                                 Some(ms) => {
                                     entry.1 = now + ms;
                                     // Only the first step of a streak is announced.
-                                    (ms == 1000).then_some(ms)
+                                    (ms == 1000 && !ends).then_some(ms)
                                 }
                                 None => None,
                             }

@@ -12,13 +12,8 @@ use crate::support::*;
 
 /// `slipway ARGS` against `s` in the background, stderr as a channel of lines.
 fn spawn(s: &Server, args: &[&str]) -> (Child, mpsc::Receiver<String>) {
-    let mut child = Command::new(&*BIN)
-        .args(args)
-        .current_dir(s.dir.path())
-        .env("SLIPWAY_SERVER", &s.url)
-        .env("SLIPWAY_TOKEN", &s.token)
-        .env("HOME", s.dir.path())
-        .stdin(Stdio::null())
+    let mut child = s
+        .command(args)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()

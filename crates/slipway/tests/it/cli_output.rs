@@ -11,13 +11,8 @@ use crate::support::*;
 /// The CLI against `s`, with stdout a pipe whose reader is already gone: every write fails
 /// with EPIPE. Returns (exit code, stderr).
 fn closed_stdout(s: &Server, args: &[&str]) -> (i32, String) {
-    let mut child = Command::new(&*BIN)
-        .args(args)
-        .current_dir(s.dir.path())
-        .env("SLIPWAY_SERVER", &s.url)
-        .env("SLIPWAY_TOKEN", &s.token)
-        .env("HOME", s.dir.path())
-        .stdin(Stdio::null())
+    let mut child = s
+        .command(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()

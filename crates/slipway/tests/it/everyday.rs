@@ -13,13 +13,7 @@ use crate::support::*;
 
 /// The CLI as a child process with piped output (for verbs that run until stopped).
 fn spawn_cli(s: &Server, args: &[&str]) -> Child {
-    Command::new(&*BIN)
-        .args(args)
-        .current_dir(s.dir.path())
-        .env("SLIPWAY_SERVER", &s.url)
-        .env("SLIPWAY_TOKEN", &s.token)
-        .env("HOME", s.dir.path())
-        .stdin(Stdio::null())
+    s.command(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()

@@ -248,6 +248,19 @@ impl Server {
         )
     }
 
+    /// `slipway ARGS` as a user of this server runs it (its directory, URL and token), not
+    /// started: for the tests that need the process itself (stdin, pipes, signals).
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(&*BIN);
+        cmd.args(args)
+            .current_dir(self.dir.path())
+            .env("SLIPWAY_SERVER", &self.url)
+            .env("SLIPWAY_TOKEN", &self.token)
+            .env("HOME", self.dir.path())
+            .stdin(std::process::Stdio::null());
+        cmd
+    }
+
     pub fn cli_env(&self, args: &[&str], env: &[(&str, &str)]) -> Out {
         let mut cmd = Command::new(&*BIN);
         cmd.args(args)

@@ -21,11 +21,11 @@ pub fn default_healthcheck(dir: &Path, build: &str, port: u16) -> Option<String>
         let mut c = std::net::TcpStream::connect_timeout(&addr, t).ok()?;
         c.set_read_timeout(Some(t)).ok()?;
         c.set_write_timeout(Some(t)).ok()?;
-        write!(
-            c,
+        // One write: `write!` on a socket sends each formatted piece on its own.
+        let req = format!(
             "GET {HEALTH_PATH} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n"
-        )
-        .ok()?;
+        );
+        c.write_all(req.as_bytes()).ok()?;
         let mut head = [0u8; 12];
         c.read_exact(&mut head).ok()?;
         let status = std::str::from_utf8(&head[9..12]).ok()?;
@@ -96,14 +96,31 @@ mod tests {
         // Something on the port that answers /healthz with 200.
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = l.local_addr().unwrap().port();
+        // Other tests' processes may knock on a port the kernel handed out again (their
+        // "is it listening yet" loops): answer the first connection that sends anything.
         let server = std::thread::spawn(move || {
             use std::io::Read;
-            let (mut c, _) = l.accept().unwrap();
-            let mut buf = [0u8; 512];
-            let n = c.read(&mut buf).unwrap();
-            let req = String::from_utf8_lossy(&buf[..n]).into_owned();
-            c.write_all(b"HTTP/1.0 200 OK\r\n\r\nok").unwrap();
-            req
+            for _ in 0..20 {
+                let (mut c, _) = l.accept().unwrap();
+                c.set_read_timeout(Some(std::time::Duration::from_secs(2)))
+                    .unwrap();
+                // The whole head, however it was sent.
+                let mut req = Vec::new();
+                let mut buf = [0u8; 512];
+                while !req.ends_with(b"\r\n\r\n") {
+                    match c.read(&mut buf) {
+                        Ok(n) if n > 0 => req.extend_from_slice(&buf[..n]),
+                        _ => break,
+                    }
+                }
+                if req.is_empty() {
+                    continue;
+                }
+                let req = String::from_utf8_lossy(&req).into_owned();
+                c.write_all(b"HTTP/1.0 200 OK\r\n\r\nok").unwrap();
+                return req;
+            }
+            String::new()
         });
         assert_eq!(
             default_healthcheck(d.path(), "./users", port).as_deref(),
