@@ -788,7 +788,9 @@ async fn a_leader_that_loses_its_session_steps_down() {
         assert!(!b.try_lead("b").await.unwrap());
         let ended = b
             .debug_execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'slipway-server:a'",
+                // With a timeout, it returns once the backend has exited (so its advisory
+                // lock is released); without one, it only sends the signal.
+                "SELECT pg_terminate_backend(pid, 10000) FROM pg_stat_activity WHERE application_name = 'slipway-server:a'",
             )
             .await
             .unwrap();
