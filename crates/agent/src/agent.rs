@@ -12,11 +12,10 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
-use slipway_runtime::{DockerRuntime, PullCredentials, TaskLaunch};
+use slipway_runtime::{DockerRuntime, PullCredentials};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::sync::{mpsc, watch};
 
-use crate::hosts::free_port;
 use crate::proto::{Hello, Launch, Op, RegistryAuth, ToAgent, ToServer, UPGRADE};
 
 /// Header naming the cluster an agent belongs to (a server of another cluster refuses it).
@@ -230,7 +229,7 @@ pub async fn run(opts: AgentOptions, shutdown: watch::Receiver<bool>) -> Result<
 /// meanwhile), starting this host's discovery with the first.
 async fn keep_discovery(
     rt: DockerRuntime,
-    cell: Arc<tokio::sync::OnceCell<Option<Arc<crate::discovery::Discovery>>>>,
+    cell: Arc<crate::hosts::DiscoveryCell>,
     mut maps: watch::Receiver<Option<crate::discovery::ServiceMap>>,
 ) {
     while maps.changed().await.is_ok() {
@@ -321,7 +320,7 @@ struct Agent {
     stopping: Arc<Mutex<HashSet<String>>>,
     /// Service names across hosts: started with the server's first map (`Some(None)`: this
     /// host cannot run it).
-    discovery: Arc<tokio::sync::OnceCell<Option<Arc<crate::discovery::Discovery>>>>,
+    discovery: Arc<crate::hosts::DiscoveryCell>,
     /// The newest service map from the server.
     maps: watch::Sender<Option<crate::discovery::ServiceMap>>,
 }
@@ -618,32 +617,14 @@ impl Agent {
 
     async fn create(&self, launch: Launch) -> Result<String, String> {
         self.passed.learn(&launch.auth);
-        let port = if launch.publish && launch.container.port.is_some() {
-            let ip = self.hello.address.as_str();
-            Some((
-                ip,
-                free_port(ip).map_err(|e| format!("no free port on {ip}: {e}"))?,
-            ))
-        } else {
-            None
-        };
-        let t = TaskLaunch {
-            cluster: &launch.cluster,
-            service: &launch.service,
-            task_id: &launch.task_id,
-            deployment_id: &launch.deployment_id,
-            revision: launch.revision,
-            network: &launch.network,
-            container: &launch.container,
-            extra_env: &launch.extra_env,
-            publish: port,
-            dns: &self
-                .discovery
-                .get()
-                .and_then(|d| d.as_ref().map(|d| d.dns()))
-                .unwrap_or_default(),
-        };
-        self.rt.create(&t).await.map_err(|e| e.to_string())
+        crate::hosts::create_here(
+            &self.rt,
+            &launch,
+            Some(self.hello.address.as_str()),
+            &self.discovery,
+        )
+        .await
+        .map_err(|e| e.to_string())
     }
 
     /// While the server is unreachable, starts again the containers of this host's tasks

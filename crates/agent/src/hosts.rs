@@ -56,7 +56,7 @@ struct Local {
     publish: Option<String>,
     /// Service names across hosts on this host: started with the first map of a cluster
     /// of several hosts (`Some(None)`: it could not start).
-    discovery: Arc<tokio::sync::OnceCell<Option<Arc<crate::discovery::Discovery>>>>,
+    discovery: Arc<crate::hosts::DiscoveryCell>,
 }
 
 /// What listing every host found.
@@ -94,6 +94,44 @@ impl std::fmt::Debug for Hosts {
 pub fn free_port(ip: &str) -> std::io::Result<u16> {
     let l = std::net::TcpListener::bind((ip, 0))?;
     Ok(l.local_addr()?.port())
+}
+
+/// A host's discovery (resolver and proxies), started with the first service map.
+pub(crate) type DiscoveryCell = tokio::sync::OnceCell<Option<Arc<crate::discovery::Discovery>>>;
+
+/// Creates a task's container on the engine of this process's host (the server's own or an
+/// agent's): its port published on `publish_on` when the launch asks, its DNS through the
+/// host's discovery when that runs. The container's id.
+pub(crate) async fn create_here(
+    rt: &DockerRuntime,
+    launch: &Launch,
+    publish_on: Option<&str>,
+    discovery: &DiscoveryCell,
+) -> std::result::Result<String, RuntimeError> {
+    let port = match (publish_on, launch.publish, launch.container.port) {
+        (Some(ip), true, Some(_)) => Some((
+            ip,
+            free_port(ip)
+                .map_err(|e| RuntimeError::Unreachable(format!("no free port on {ip}: {e}")))?,
+        )),
+        _ => None,
+    };
+    let t = TaskLaunch {
+        cluster: &launch.cluster,
+        service: &launch.service,
+        task_id: &launch.task_id,
+        deployment_id: &launch.deployment_id,
+        revision: launch.revision,
+        network: &launch.network,
+        container: &launch.container,
+        extra_env: &launch.extra_env,
+        publish: port,
+        dns: &discovery
+            .get()
+            .and_then(|d| d.as_ref().map(|d| d.dns()))
+            .unwrap_or_default(),
+    };
+    rt.create(&t).await
 }
 
 impl Hosts {
@@ -368,32 +406,7 @@ impl Hosts {
     /// Creates a task's container on `host` (not started); its id.
     pub async fn create(&self, host: &str, mut launch: Launch) -> Result<String> {
         if let Some(l) = self.local_for(host) {
-            let port = match (&l.publish, launch.publish, launch.container.port) {
-                (Some(ip), true, Some(_)) => Some((
-                    ip.as_str(),
-                    free_port(ip).map_err(|e| {
-                        RuntimeError::Unreachable(format!("no free port on {ip}: {e}"))
-                    })?,
-                )),
-                _ => None,
-            };
-            let t = TaskLaunch {
-                cluster: &launch.cluster,
-                service: &launch.service,
-                task_id: &launch.task_id,
-                deployment_id: &launch.deployment_id,
-                revision: launch.revision,
-                network: &launch.network,
-                container: &launch.container,
-                extra_env: &launch.extra_env,
-                publish: port,
-                dns: &l
-                    .discovery
-                    .get()
-                    .and_then(|d| d.as_ref().map(|d| d.dns()))
-                    .unwrap_or_default(),
-            };
-            return Ok(l.rt.create(&t).await?);
+            return Ok(create_here(&l.rt, &launch, l.publish.as_deref(), &l.discovery).await?);
         }
         launch.auth = self.remote_auth(&mut launch.container.image);
         if let Some(d) = launch.container.image_digest.as_mut() {

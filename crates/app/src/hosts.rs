@@ -75,6 +75,16 @@ fn unauthorized(message: impl Into<String>) -> AppError {
 }
 
 impl App {
+    /// Writes a host record (compare-and-swap on its version); the record as stored.
+    async fn save_host(&self, mut h: HostRecord) -> std::result::Result<HostRecord, StoreError> {
+        let out = self
+            .store()
+            .commit(Batch::new().write(Write::Host(h.clone())))
+            .await?;
+        h.version = out[0].version();
+        Ok(h)
+    }
+
     /// A new join token, valid once for `ttl_ms`; the token itself (only its hash is kept).
     pub async fn create_join_token(&self, ttl_ms: Option<i64>) -> Result<String> {
         let ttl = ttl_ms.unwrap_or(JOIN_TOKEN_TTL_MS);
@@ -215,12 +225,7 @@ impl App {
                 h.state = HostState::Active;
                 h.reason = Some("its agent is back".into());
             }
-            let out = self
-                .store()
-                .commit(Batch::new().write(Write::Host(h.clone())))
-                .await?;
-            h.version = out[0].version();
-            Ok(h)
+            Ok(self.save_host(h).await?)
         })
         .await
     }
@@ -288,12 +293,7 @@ impl App {
             }
             h.state = state;
             h.reason = Some(reason.to_owned());
-            let out = self
-                .store()
-                .commit(Batch::new().write(Write::Host(h.clone())))
-                .await?;
-            h.version = out[0].version();
-            Ok(h)
+            Ok(self.save_host(h).await?)
         })
         .await
     }
