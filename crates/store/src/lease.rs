@@ -112,10 +112,16 @@ impl Store {
         }
     }
 
-    /// Gives leadership up (the session, and so the lock, ends).
+    /// Gives leadership up: the lock is released in the session, so a standby can take it
+    /// at once (the session's end alone releases it only once its backend has exited,
+    /// which the database does after the connection closes), then the session ends.
     pub async fn resign(&self) {
         let mut session = self.inner.lease.session.lock().await;
-        if let Some(c) = session.take() {
+        if let Some(mut c) = session.take() {
+            let unlock = sqlx::query_scalar::<_, bool>("SELECT pg_advisory_unlock($1)")
+                .bind(LOCK_KEY)
+                .fetch_one(&mut c);
+            let _ = tokio::time::timeout(CHECK_TIMEOUT, unlock).await;
             let _ = c.close().await;
         }
         self.inner.lease.leading.store(false, Ordering::SeqCst);
