@@ -223,6 +223,32 @@ pub(crate) async fn rollback(
     Ok(Json(state.app.rollback(&key, req.revision, expect).await?))
 }
 
+pub(crate) async fn promote(
+    State(state): State<ApiState>,
+    Path((app, env, name)): Path<(String, String, String)>,
+) -> ApiResult<ActionResponse> {
+    let key = key_of(app, env, name)?;
+    Ok(Json(
+        state
+            .app
+            .control_rollout(&key, slipway_app::RolloutControl::Promote, "a user")
+            .await?,
+    ))
+}
+
+pub(crate) async fn abort(
+    State(state): State<ApiState>,
+    Path((app, env, name)): Path<(String, String, String)>,
+) -> ApiResult<ActionResponse> {
+    let key = key_of(app, env, name)?;
+    Ok(Json(
+        state
+            .app
+            .control_rollout(&key, slipway_app::RolloutControl::Abort, "a user")
+            .await?,
+    ))
+}
+
 pub(crate) async fn restart(
     State(state): State<ApiState>,
     Path((app, env, name)): Path<(String, String, String)>,

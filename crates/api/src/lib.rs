@@ -66,6 +66,11 @@ pub fn router(state: ApiState) -> Router {
         )
         .route("/services/{app}/{env}/{name}/scale", post(handlers::scale))
         .route(
+            "/services/{app}/{env}/{name}/promote",
+            post(handlers::promote),
+        )
+        .route("/services/{app}/{env}/{name}/abort", post(handlers::abort))
+        .route(
             "/services/{app}/{env}/{name}/restart",
             post(handlers::restart),
         )

@@ -25,6 +25,7 @@ mod error;
 mod hosts;
 mod jobs;
 mod retry;
+mod rollout;
 mod services;
 mod tasks;
 
@@ -37,6 +38,7 @@ pub use apps::{AppDetail, AppSummary, EnvDetail, EnvSummary, RouteLine, ServiceL
 pub use deploy::{DeployOutcome, DeployResult, DiffResult};
 pub use engine::{Engine, LogStream};
 pub use error::{AppError, ErrorKind, Result};
+pub use rollout::RolloutControl;
 pub use hosts::{HostHello, HostStatus, JOIN_TOKEN_TTL_MS, Joined, Rebalance, host_id_of_engine};
 pub use jobs::{JobRun, JobView};
 pub use services::{ActionResult, ConfigPatch, DeleteAppResult, EcsServiceChange, MAX_COUNT};

@@ -26,6 +26,7 @@ mod hosts;
 mod jobs;
 mod observe;
 mod prober;
+mod rollout;
 mod routing;
 mod schedule;
 mod standalone;
@@ -104,6 +105,9 @@ struct Local {
     services_pushed: Option<slipway_agent::discovery::ServiceMap>,
     /// (service, host) pairs whose "host unheard, replacing its tasks" event was told.
     unheard_told: HashSet<(ServiceKey, String)>,
+    /// Version counters at the start of each rollout's current analysis interval, by
+    /// deployment (lost on restart: the next interval starts then).
+    snapshots: HashMap<String, rollout::Snapshot>,
 }
 
 struct Inner {

@@ -565,6 +565,11 @@ impl Controller {
             let until = now + crate::depends::DEPENDS_RECHECK_MS;
             backoff = Some(backoff.map_or(until, |b| b.max(until)));
         }
+        let mut deployments = deployments;
+        if !svc.deleting {
+            self.advance_rollout(svc, &mut deployments, &observed, now)
+                .await?;
+        }
         let plan = planner::plan(PlanInput {
             now,
             desired_count: svc.desired_count,

@@ -1,11 +1,12 @@
 //! Keeps the ingress in step with the tasks: computes the routing configuration from the
-//! store (routable = running, healthy and still wanted; draining = being stopped) and pushes
-//! it, and drains a task before it is stopped.
+//! store (routable = running, healthy and still wanted; draining = being stopped; each
+//! target labelled with its deployment, and weights by label during a progressive rollout,
+//! see [`crate::rollout::weights`]) and pushes it, and drains a task before it is stopped.
 
 use std::time::Duration;
 
 use slipway_core::model::{TaskHealth, TaskStatus};
-use slipway_ingress::{RouteConfig, RoutingConfig, ServiceConfig, TargetConfig};
+use slipway_ingress::{RouteConfig, RoutingConfig, ServiceConfig, TargetConfig, VersionWeight};
 
 use crate::{Controller, ControllerError};
 
@@ -32,6 +33,8 @@ impl Controller {
             };
             // (target, routable): a task that is routable, or draining.
             let mut candidates: Vec<(TargetConfig, bool)> = Vec::new();
+            // Routable tasks as (deployment, revision), for the weights.
+            let mut versions: Vec<(String, u32)> = Vec::new();
             let local = self.inner.hosts.local_id();
             for t in store.list_tasks(&svc.key, false).await? {
                 let routable = t.desired_running
@@ -62,12 +65,17 @@ impl Controller {
                 };
                 let Some(addr) = addr else { continue };
                 let unreachable = remote && t.host.as_ref().is_some_and(|h| suspect.contains(h));
+                if routable && !unreachable {
+                    versions.push((t.deployment_id.clone(), t.revision));
+                }
                 candidates.push((
                     TargetConfig {
                         id: t.id.clone(),
                         addr,
                         draining: draining || unreachable,
                         unreachable,
+                        // Requests are weighted and measured by the task's deployment.
+                        version: Some(t.deployment_id.clone()),
                     },
                     routable,
                 ));
@@ -101,10 +109,17 @@ impl Controller {
                     strip_prefix: route.strip_prefix,
                 })
                 .collect();
+            let deployments = store.active_deployments(&svc.key).await?;
+            let (weights, sticky) = crate::rollout::weights(&deployments, &versions);
             services.push(ServiceConfig {
                 name: svc.key.to_string(),
                 routes,
                 targets,
+                weights: weights
+                    .into_iter()
+                    .map(|(version, weight)| VersionWeight { version, weight })
+                    .collect(),
+                sticky,
             });
         }
         Ok(RoutingConfig { services })

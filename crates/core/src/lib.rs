@@ -22,5 +22,6 @@ pub mod manifest;
 pub mod model;
 pub mod placement;
 pub mod planner;
+pub mod rollout;
 pub mod schedule;
 pub mod schema;

@@ -388,6 +388,118 @@ pub struct Deploy {
     pub failure_threshold: Option<Threshold>,
     #[serde(default)]
     pub timeout: Option<Dur>,
+    /// How requests move to the new version: `rolling` (the default), `canary`, `linear`
+    /// or `blue_green`.
+    #[serde(default)]
+    pub strategy: Option<StrategyName>,
+    /// `strategy: canary`: the share of requests and how long it lasts (5 %, 10m).
+    #[serde(default)]
+    pub canary: Option<CanaryConf>,
+    /// `strategy: linear`: the step and how long each lasts (10 %, 6m).
+    #[serde(default)]
+    pub linear: Option<LinearConf>,
+    /// Watched time after the new version takes every request (default 0).
+    #[serde(default)]
+    pub bake: Option<Dur>,
+    /// Keep a client on one version during a rollout, by a cookie (default true).
+    #[serde(default)]
+    pub sticky: Option<bool>,
+    /// Judge the new version from the ingress' measurements (on by default for canary,
+    /// linear, blue/green and a bake, on services with http routes).
+    #[serde(default)]
+    pub analysis: Option<AnalysisConf>,
+}
+
+/// `deployment.strategy`.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum StrategyName {
+    Rolling,
+    Canary,
+    Linear,
+    BlueGreen,
+}
+
+/// `deployment.canary`.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CanaryConf {
+    #[serde(default)]
+    pub percent: Option<TrafficPercent>,
+    #[serde(default)]
+    pub bake: Option<Dur>,
+}
+
+/// `deployment.linear`.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LinearConf {
+    #[serde(default)]
+    pub step_percent: Option<TrafficPercent>,
+    #[serde(default)]
+    pub bake: Option<Dur>,
+}
+
+/// `deployment.analysis`.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AnalysisConf {
+    /// `false` turns analysis off (steps then advance on time alone).
+    #[serde(default)]
+    pub enabled: Option<bool>,
+    #[serde(default)]
+    pub interval: Option<Dur>,
+    /// An absolute ceiling on the new version's error rate (`2%`, or a number of percent);
+    /// default: the stable version's + 1 percentage point.
+    #[serde(default)]
+    pub max_error_rate: Option<Rate>,
+    /// An absolute ceiling on the new version's p99 latency; default: 1.5 × stable's.
+    #[serde(default)]
+    pub max_p99: Option<Dur>,
+    /// Fewer requests to the new version in an interval: inconclusive (default 20).
+    #[serde(default)]
+    pub min_requests: Option<u32>,
+    /// Bad intervals in a row that roll back (default 3).
+    #[serde(default)]
+    pub failures: Option<Threshold>,
+}
+
+/// A rate in percent (`1.5%` or `1.5`), kept in basis points.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rate(pub u32);
+
+impl<'de> Deserialize<'de> for Rate {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Num(f64),
+            Text(String),
+        }
+        let v = match Raw::deserialize(d)? {
+            Raw::Num(n) => Some(n),
+            Raw::Text(t) => t.trim().trim_end_matches('%').trim().parse::<f64>().ok(),
+        };
+        match v {
+            Some(p) if (0.0..=100.0).contains(&p) => Ok(Rate((p * 100.0).round() as u32)),
+            _ => Err(de::Error::custom(
+                "a rate must be a percentage between 0 and 100, like 1% or 0.5%",
+            )),
+        }
+    }
+}
+
+impl JsonSchema for Rate {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Rate".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "a percentage, like 1% or 0.5",
+            "type": ["string", "number"],
+        })
+    }
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, JsonSchema)]
@@ -545,6 +657,9 @@ ranged!(
 ranged!(
     /// How many times a failed run of a Scheduled Job is run again.
     JobRetries, 0, crate::model::MAX_JOB_RETRIES as i64, "retries");
+ranged!(
+    /// A share of requests, in percent.
+    TrafficPercent, 1, 100, "percent");
 ranged!(
     /// A count of checks or failures.
     Threshold, 1, 200, "threshold");
@@ -718,7 +833,7 @@ impl Manifest {
                 }
             }
             if let Some(d) = &svc.deployment {
-                check_deploy(name, d)?;
+                check_deploy(name, d, svc.http.is_some())?;
             }
             for k in svc.variables.keys() {
                 check_var_name(name, k)?;
@@ -734,7 +849,7 @@ impl Manifest {
                     )));
                 }
                 if let Some(d) = &o.deployment {
-                    check_deploy(svc, d)?;
+                    check_deploy(svc, d, self.services[svc].http.is_some())?;
                 }
                 fields::check_override(env, svc, o)?;
                 for k in o.variables.keys() {
@@ -950,7 +1065,15 @@ fn check_var_name(svc: &str, k: &str) -> Result<(), ManifestError> {
     }
 }
 
-fn check_deploy(name: &str, d: &Deploy) -> Result<(), ManifestError> {
+fn check_deploy(name: &str, d: &Deploy, has_http: bool) -> Result<(), ManifestError> {
+    if d.analysis.as_ref().is_some_and(|a| a.enabled != Some(false)) && !has_http {
+        return Err(ManifestError::unplaced(format!(
+            "services.{name}.deployment.analysis: analysis measures requests through the ingress, and this service has no http routes; remove analysis or add http:"
+        )));
+    }
+    let prog = progressive(d, has_http);
+    prog.validate(deploy_timeout_ms(d, &prog), has_http)
+        .map_err(|m| ManifestError::unplaced(format!("services.{name}.deployment: {m}")))?;
     let (min, max) = percents(d);
     if min > 100 {
         return Err(ManifestError::unplaced(format!(
@@ -968,6 +1091,59 @@ fn check_deploy(name: &str, d: &Deploy) -> Result<(), ManifestError> {
         )));
     }
     Ok(())
+}
+
+/// The deployment timeout: as written, else 10 minutes beyond the rollout's bake times.
+fn deploy_timeout_ms(d: &Deploy, prog: &crate::rollout::Progressive) -> u64 {
+    d.timeout.map_or_else(
+        || DeploymentConfig::default().timeout_ms + prog.total_bake_ms(),
+        Dur::ms,
+    )
+}
+
+/// The progressive delivery settings a `deployment:` block asks for.
+fn progressive(d: &Deploy, has_http: bool) -> crate::rollout::Progressive {
+    use crate::rollout::{self as r, Strategy};
+    let strategy = match d.strategy.unwrap_or(StrategyName::Rolling) {
+        StrategyName::Rolling => Strategy::Rolling,
+        StrategyName::Canary => {
+            let c = d.canary.clone().unwrap_or_default();
+            Strategy::Canary {
+                percent: c.percent.map_or(r::CANARY_PERCENT, |p| p.0),
+                bake_ms: c.bake.map_or(r::CANARY_BAKE_MS, Dur::ms),
+            }
+        }
+        StrategyName::Linear => {
+            let l = d.linear.clone().unwrap_or_default();
+            Strategy::Linear {
+                step_percent: l.step_percent.map_or(r::LINEAR_STEP_PERCENT, |p| p.0),
+                bake_ms: l.bake.map_or(r::LINEAR_BAKE_MS, Dur::ms),
+            }
+        }
+        StrategyName::BlueGreen => Strategy::BlueGreen,
+    };
+    let bake_ms = d.bake.map_or(0, Dur::ms);
+    let wanted = match &d.analysis {
+        Some(a) => a.enabled != Some(false),
+        None => has_http && (strategy.is_progressive() || bake_ms > 0),
+    };
+    let analysis = wanted.then(|| {
+        let a = d.analysis.clone().unwrap_or_default();
+        let def = r::Analysis::default();
+        r::Analysis {
+            interval_ms: a.interval.map_or(def.interval_ms, Dur::ms),
+            max_error_rate_bp: a.max_error_rate.map(|x| x.0),
+            max_p99_ms: a.max_p99.map(Dur::ms),
+            min_requests: a.min_requests.unwrap_or(def.min_requests),
+            failures: a.failures.map_or(def.failures, |f| f.0),
+        }
+    });
+    r::Progressive {
+        strategy,
+        bake_ms,
+        analysis,
+        sticky: d.sticky.unwrap_or(true),
+    }
 }
 
 fn percents(d: &Deploy) -> (u32, u32) {
@@ -1036,6 +1212,7 @@ fn compile_service(
         .or_else(|| svc.deployment.clone())
         .unwrap_or_default();
     let (min, max) = percents(&deploy);
+    let prog = progressive(&deploy, svc.http.is_some());
     let grace = svc
         .http
         .as_ref()
@@ -1044,7 +1221,6 @@ fn compile_service(
             _ => None,
         })
         .map_or(0, Dur::ms);
-    let defaults = DeploymentConfig::default();
     let deployment = DeploymentConfig {
         minimum_healthy_percent: min,
         maximum_percent: max,
@@ -1054,7 +1230,8 @@ fn compile_service(
             threshold: deploy.failure_threshold.map(|t| t.0),
         },
         health_check_grace_period_ms: grace,
-        timeout_ms: deploy.timeout.map_or(defaults.timeout_ms, Dur::ms),
+        timeout_ms: deploy_timeout_ms(&deploy, &prog),
+        progressive: prog,
     };
     let http_health = svc
         .http
@@ -1283,6 +1460,58 @@ environments:
             e.message.contains("port must be between 1 and 65535"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn progressive_delivery_settings() {
+        let web = |deployment: &str| {
+            format!(
+                "app: a\nservices:\n  s:\n    type: web\n    image: {{location: x:1, port: 80}}\n    http: {{path: /}}\n    deployment: {deployment}\n"
+            )
+        };
+        let m = parse(&web("{strategy: canary}")).unwrap();
+        let s = &m.compile("default").unwrap()[0];
+        let p = s.deployment.progressive;
+        assert_eq!(
+            p.strategy,
+            crate::rollout::Strategy::Canary {
+                percent: 5,
+                bake_ms: 600_000
+            }
+        );
+        assert!(p.analysis.is_some() && p.sticky);
+        assert_eq!(s.deployment.timeout_ms, 20 * 60 * 1000, "10 minutes beyond the bake");
+        let m = parse(&web(
+            "{strategy: linear, linear: {step_percent: 25, bake: 10s}, bake: 5s, sticky: false, analysis: {interval: 2s, max_error_rate: 2%, max_p99: 300ms, min_requests: 50, failures: 2}}",
+        ))
+        .unwrap();
+        let p = m.compile("default").unwrap()[0].deployment.progressive;
+        let a = p.analysis.unwrap();
+        assert_eq!(
+            (a.interval_ms, a.max_error_rate_bp, a.max_p99_ms, a.min_requests, a.failures),
+            (2000, Some(200), Some(300), 50, 2)
+        );
+        assert_eq!(p.bake_ms, 5000);
+        assert!(!p.sticky);
+        // Rolling without a bake: nothing progressive.
+        let m = parse(&web("{rolling: default}")).unwrap();
+        assert!(m.compile("default").unwrap()[0].deployment.progressive.is_plain());
+        // Bad input, each refused with the reason.
+        let e = err(&web("{strategy: canary, canary: {percent: 0}}"));
+        assert!(e.message.contains("percent must be between 1 and 100"), "{e}");
+        assert_eq!(e.line, Some(7), "{e}");
+        let e = err(&web("{strategy: canary, canary: {percent: 101}}"));
+        assert!(e.message.contains("percent must be between 1 and 100"), "{e}");
+        let e = err(&web("{strategy: canary, canary: {bake: 10m}, timeout: 5m}"));
+        assert!(e.message.contains("not shorter than the deployment timeout"), "{e}");
+        let e = err(&web("{strategy: pink}"));
+        assert!(e.message.contains("pink"), "{e}");
+        let worker = "app: a\nservices:\n  s:\n    type: backend\n    image: {location: x:1}\n    deployment: {strategy: canary}\n";
+        let e = err(worker);
+        assert!(e.message.contains("needs ingress routes"), "{e}");
+        let worker = "app: a\nservices:\n  s:\n    type: backend\n    image: {location: x:1}\n    deployment: {analysis: {interval: 5s}}\n";
+        let e = err(worker);
+        assert!(e.message.contains("no http routes"), "{e}");
     }
 
     #[test]

@@ -328,6 +328,9 @@ pub struct DeploymentConfig {
     pub health_check_grace_period_ms: u64,
     /// A deployment that has not reached steady state after this long fails.
     pub timeout_ms: u64,
+    /// Canary, linear and blue/green rollouts, the bake after 100 % and its analysis.
+    #[serde(default, skip_serializing_if = "crate::rollout::Progressive::is_default")]
+    pub progressive: crate::rollout::Progressive,
 }
 
 impl Default for DeploymentConfig {
@@ -342,6 +345,7 @@ impl Default for DeploymentConfig {
             },
             health_check_grace_period_ms: 0,
             timeout_ms: 10 * 60 * 1000,
+            progressive: crate::rollout::Progressive::default(),
         }
     }
 }
@@ -407,6 +411,9 @@ impl ServiceSpec {
         crate::placement::validate(&self.placement)
             .map_err(|e| format!("{svc}: placement: {e}"))?;
         let c = &self.container;
+        d.progressive
+            .validate(d.timeout_ms, c.http_route.is_some())
+            .map_err(|e| format!("{svc}: deployment: {e}"))?;
         if c.image.trim().is_empty() {
             return Err(format!("{svc}: image is empty"));
         }
@@ -585,6 +592,10 @@ pub struct Deployment {
     pub created_at: i64,
     pub updated_at: i64,
     pub timeline: Timeline,
+    /// A canary, linear or blue/green rollout (or a bake after a rolling one): its plan and
+    /// where it stands.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout: Option<crate::rollout::RolloutProgress>,
     /// The record's version in the store (0 before it is first written).
     #[serde(default)]
     pub version: u64,

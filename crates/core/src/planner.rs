@@ -190,7 +190,13 @@ pub fn rollback_target<'a>(
 }
 
 fn belongs(task: &ObservedTask, t: &Deployment) -> bool {
-    task.deployment_id == t.id || (t.rollback_of.is_some() && task.revision == t.revision)
+    is_of(t, &task.deployment_id, task.revision)
+}
+
+/// A task of deployment `task_deployment` and revision `task_revision` counts as one of
+/// `t`'s: its own, or (for a rollback) a live task of the revision it restores.
+pub fn is_of(t: &Deployment, task_deployment: &str, task_revision: u32) -> bool {
+    task_deployment == t.id || (t.rollback_of.is_some() && task_revision == t.revision)
 }
 
 /// Plans one reconcile step for one service.
@@ -334,20 +340,32 @@ pub fn plan(input: PlanInput<'_>) -> Plan {
         }
         let cb = input.config.circuit_breaker;
         let threshold = cb.threshold_for(input.desired_count);
-        let trip = if cb.enable && count >= threshold {
+        let failed_analysis = t.rollout.as_ref().and_then(|r| r.failed.clone());
+        let trip = if let Some(why) = &failed_analysis {
+            Some(why.clone())
+        } else if cb.enable && count >= threshold {
             Some(format!(
                 "circuit breaker: {count} tasks failed in a row (threshold {threshold})"
             ))
         } else if input.now - t.created_at >= input.config.timeout_ms as i64 {
-            Some(format!(
+            let mut why = format!(
                 "deployment did not reach a steady state within {}s",
                 input.config.timeout_ms / 1000
-            ))
+            );
+            // A rollout that waited on inconclusive analysis says so.
+            if let Some(v) = t.rollout.as_ref().and_then(|r| r.last.as_ref())
+                && v.outcome == crate::rollout::Outcome::Inconclusive
+            {
+                why.push_str(&format!(" (analysis {})", v.detail));
+            }
+            Some(why)
         } else {
             None
         };
         if let Some(reason) = trip {
-            match rollback_target(input.deployments, &t).filter(|_| cb.rollback) {
+            // A version judged bad by its analysis (or aborted) is always rolled back.
+            let rollback = cb.rollback || failed_analysis.is_some();
+            match rollback_target(input.deployments, &t).filter(|_| rollback) {
                 Some(prev) => {
                     p.actions.push(Action::Event(format!(
                         "deployment {} failed ({reason}); rolling back to revision {}",
@@ -369,7 +387,7 @@ pub fn plan(input: PlanInput<'_>) -> Plan {
                         .cloned()
                         .collect();
                     target = self::target(&rest).cloned();
-                    let mut why = if cb.rollback {
+                    let mut why = if rollback {
                         format!("{reason}; no earlier successful deployment to roll back to")
                     } else {
                         reason
@@ -429,6 +447,11 @@ pub fn plan(input: PlanInput<'_>) -> Plan {
     };
 
     let desired = input.desired_count;
+    // A progressive rollout keeps the old tasks while the new version takes less than every
+    // request, and starts the whole new count beside them (maximum % does not apply).
+    let hold_old = t.state == RolloutState::InProgress
+        && t.rollout.as_ref().is_some_and(|r| r.holds_old());
+    let hold_finish = t.rollout.as_ref().is_some_and(|r| r.holds_finish());
     // Tasks on a draining host count as old: they are replaced like the tasks of an older
     // revision (new ones first within maximum%, the old ones stopped while minimum healthy
     // holds).
@@ -491,6 +514,8 @@ pub fn plan(input: PlanInput<'_>) -> Plan {
         if !healthy(x) {
             stops.push((x, why));
             old_left -= 1;
+        } else if hold_old {
+            // It takes the stable version's share of the requests.
         } else if healthy_total > min_healthy {
             healthy_total -= 1;
             stops.push((x, why));
@@ -500,7 +525,11 @@ pub fn plan(input: PlanInput<'_>) -> Plan {
 
     let total = new.len() as u32 + old.len() as u32 + stopping;
     let backoff = input.start_backoff_until.filter(|u| *u > input.now);
-    let room = max_total.saturating_sub(total);
+    let room = if hold_old {
+        desired
+    } else {
+        max_total.saturating_sub(total)
+    };
     let want = desired.saturating_sub(new.len() as u32);
     let starts = if backoff.is_some() { 0 } else { want.min(room) };
     for _ in 0..starts {
@@ -552,7 +581,8 @@ pub fn plan(input: PlanInput<'_>) -> Plan {
         let done = new.len() as u32 == desired
             && new_healthy == desired
             && old_remaining == 0
-            && stopping == 0;
+            && stopping == 0
+            && !hold_finish;
         if done {
             p.actions.push(Action::Finish {
                 deployment_id: t.id.clone(),
@@ -562,7 +592,12 @@ pub fn plan(input: PlanInput<'_>) -> Plan {
             p.actions.push(Action::Event(
                 "(service) has reached a steady state.".to_owned(),
             ));
-        } else if starts == 0 && stops.is_empty() && !in_flight && backoff.is_none() && old_left > 0
+        } else if starts == 0
+            && stops.is_empty()
+            && !in_flight
+            && backoff.is_none()
+            && old_left > 0
+            && !hold_old
         {
             p.actions.push(Action::Event(
                 "(service) was unable to stop or start tasks during a deployment because of the service deployment configuration. Update the minimumHealthyPercent or maximumPercent value and try again.".to_owned(),

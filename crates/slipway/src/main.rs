@@ -57,6 +57,12 @@ enum Command {
     Logs(cmd::ops::LogsArgs),
     /// Roll a service back to its previous successful revision (or --to one).
     Rollback(cmd::ops::RollbackArgs),
+    /// Send every request to a canary, linear or blue/green rollout in progress now,
+    /// skipping its remaining steps and bakes.
+    Promote(cmd::ops::RolloutArgs),
+    /// Stop a rollout in progress: requests go back to the stable version at once, then it
+    /// is rolled back.
+    Abort(cmd::ops::RolloutArgs),
     /// Change a service's desired count.
     Scale(cmd::ops::ScaleArgs),
     /// Replace every task of a service (re-resolving a mutable image tag).
@@ -192,6 +198,14 @@ fn run_async(command: Command, json: bool) -> ExitCode {
             Command::Rollback(a) => {
                 cmd::deploy::REQUEST_SENT.store(true, std::sync::atomic::Ordering::SeqCst);
                 interruptible(cmd::ops::rollback(a, json), json).await
+            }
+            Command::Promote(a) => {
+                cmd::deploy::REQUEST_SENT.store(true, std::sync::atomic::Ordering::SeqCst);
+                interruptible(cmd::ops::promote(a, json), json).await
+            }
+            Command::Abort(a) => {
+                cmd::deploy::REQUEST_SENT.store(true, std::sync::atomic::Ordering::SeqCst);
+                interruptible(cmd::ops::abort(a, json), json).await
             }
             Command::Scale(a) => {
                 cmd::deploy::REQUEST_SENT.store(true, std::sync::atomic::Ordering::SeqCst);

@@ -848,6 +848,27 @@ async fn deploy(tx: &mut AnyConnection, new: NewDeployment) -> Result<(Deploymen
     .await?
     .get(0);
     let created_at = newest.map_or(new.now, |n| new.now.max(n + 1));
+    // A progressive rollout (or a bake) is planned from the service's settings; a rollback
+    // restores service at once. The stable version is the newest successful deployment's.
+    let rollout = if new.config.progressive.is_plain() || new.rollback_of.is_some() {
+        None
+    } else {
+        let stable: Option<Deployment> = sqlx::query(
+            "SELECT body, version FROM deployments WHERE app = $1 AND env = $2 AND name = $3 AND state = 'SUCCEEDED' ORDER BY created_at DESC LIMIT 1",
+        )
+        .bind(&new.key.app)
+        .bind(&new.key.env)
+        .bind(&new.key.name)
+        .fetch_optional(&mut *tx)
+        .await?
+        .map(|r| record::<Deployment>(&r, 0))
+        .transpose()?;
+        Some(slipway_core::rollout::RolloutProgress::new(
+            new.config.progressive,
+            stable.map(|d| d.revision),
+            created_at,
+        ))
+    };
     let mut dep = Deployment {
         id: new.id.clone(),
         service: new.key.clone(),
@@ -861,6 +882,7 @@ async fn deploy(tx: &mut AnyConnection, new: NewDeployment) -> Result<(Deploymen
         created_at,
         updated_at: created_at,
         timeline: Timeline::default(),
+        rollout,
         version: 0,
     };
     dep.version = put_deployment(tx, &dep).await?;

@@ -13,7 +13,10 @@
 //! listening), `HELLO_EXIT_AT_START` (exit at once with this code), `HELLO_EXIT_AFTER_MS`
 //! (exit 1 after running this long), `HELLO_FAIL_HEALTH` (1: `/healthz` always 503),
 //! `HELLO_FAIL_HEALTH_AFTER_MS` (503 after running this long), `HELLO_DRAIN_MS` (on SIGTERM,
-//! wait at most this long for in-flight requests, default 5000).
+//! wait at most this long for in-flight requests, default 5000), `HELLO_FAIL_PERCENT` (this
+//! percentage of the other requests answer 500, spread evenly: with 20, every fifth;
+//! `/healthz` is not affected), `HELLO_LATENCY_MS` (the other requests wait this long before
+//! answering).
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -76,6 +79,11 @@ struct App {
     fail_health: bool,
     fail_health_after: Option<Duration>,
     in_flight: AtomicUsize,
+    /// Percent of the app's requests that fail with 500 (`HELLO_FAIL_PERCENT`).
+    fail_percent: u64,
+    /// Requests answered so far (for an even spread of the failures).
+    served: std::sync::atomic::AtomicU64,
+    latency: Option<Duration>,
 }
 
 fn serve() {
@@ -90,6 +98,11 @@ fn serve() {
         fail_health: std::env::var("HELLO_FAIL_HEALTH").is_ok_and(|v| v == "1"),
         fail_health_after: env_u64("HELLO_FAIL_HEALTH_AFTER_MS").map(Duration::from_millis),
         in_flight: AtomicUsize::new(0),
+        fail_percent: env_u64("HELLO_FAIL_PERCENT").unwrap_or(0).min(100),
+        served: std::sync::atomic::AtomicU64::new(0),
+        latency: env_u64("HELLO_LATENCY_MS")
+            .filter(|ms| *ms > 0)
+            .map(Duration::from_millis),
     });
     let listener = match TcpListener::bind(("0.0.0.0", port())) {
         Ok(l) => l,
@@ -212,6 +225,22 @@ fn handle(conn: TcpStream, app: &App) {
     }
 }
 
+impl App {
+    /// Whether the next app request fails (`HELLO_FAIL_PERCENT`, spread evenly), after the
+    /// configured latency.
+    fn fails_next(&self) -> bool {
+        if let Some(d) = self.latency {
+            std::thread::sleep(d);
+        }
+        if self.fail_percent == 0 {
+            return false;
+        }
+        let n = self.served.fetch_add(1, Ordering::SeqCst);
+        // The n-th request fails when the running count of failures due steps up.
+        (n + 1) * self.fail_percent / 100 > n * self.fail_percent / 100
+    }
+}
+
 fn respond(app: &App, method: &str, path: &str) -> (&'static str, &'static str, String) {
     let uptime = app.started.elapsed();
     match (method, path) {
@@ -232,6 +261,11 @@ fn respond(app: &App, method: &str, path: &str) -> (&'static str, &'static str, 
             Ok(v) => ("200 OK", "text/plain", v),
             Err(_) => ("404 Not Found", "text/plain", "no such variable\n".into()),
         },
+        ("GET" | "HEAD" | "POST", _) if app.fails_next() => (
+            "500 Internal Server Error",
+            "text/plain",
+            format!("failing on purpose (version {})\n", escape(&app.version)),
+        ),
         ("GET" | "HEAD" | "POST", _) => (
             "200 OK",
             "application/json",
@@ -427,5 +461,31 @@ mod tests {
             b"dGhlIHNhbXBsZSBub25jZQ==258EAFA5-E914-47DA-95CA-C5AB0DC85B11",
         ));
         assert_eq!(accept, "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
+    }
+
+    #[test]
+    fn failures_are_spread_evenly() {
+        let app = |p| super::App {
+            version: String::new(),
+            service: String::new(),
+            hostname: String::new(),
+            started: std::time::Instant::now(),
+            fail_health: false,
+            fail_health_after: None,
+            in_flight: Default::default(),
+            fail_percent: p,
+            served: Default::default(),
+            latency: None,
+        };
+        let a = app(20);
+        let fails: Vec<bool> = (0..10).map(|_| a.fails_next()).collect();
+        assert_eq!(fails.iter().filter(|f| **f).count(), 2);
+        assert!(fails[4] && fails[9], "{fails:?}");
+        let a = app(0);
+        assert!((0..100).all(|_| !a.fails_next()));
+        let a = app(100);
+        assert!((0..100).all(|_| a.fails_next()));
+        let a = app(7);
+        assert_eq!((0..1000).filter(|_| a.fails_next()).count(), 70);
     }
 }

@@ -20,6 +20,7 @@ fn deployment(id: &str, revision: u32, state: RolloutState, created_at: i64) -> 
         created_at,
         updated_at: created_at,
         timeline: Timeline::default(),
+        rollout: None,
         version: 1,
     }
 }
@@ -759,4 +760,68 @@ fn an_unheard_hosts_tasks_are_replaced_without_being_stopped_and_the_surplus_lea
     let p = input(&lost);
     assert_eq!(starts(&p), 0, "{:?}", p.actions);
     assert!(stops(&p).is_empty(), "{:?}", p.actions);
+}
+
+#[test]
+fn a_progressive_rollout_holds_old_tasks_below_100_percent_and_its_bake() {
+    use crate::rollout::{Phase, Progressive, RolloutProgress, Strategy};
+    let plan_p = Progressive {
+        strategy: Strategy::Canary {
+            percent: 10,
+            bake_ms: 1000,
+        },
+        ..Progressive::default()
+    };
+    let mut d2 = deployment("d2", 2, RolloutState::InProgress, 10);
+    d2.rollout = Some(RolloutProgress::new(plan_p, Some(1), 10));
+    // Even with maximum 100 %, the whole new count starts beside the old tasks.
+    let cfg = config(50, 100);
+    let mut tasks: Vec<ObservedTask> = (0..3)
+        .map(|i| task(&format!("o{i}"), "d1", 1, healthy()))
+        .collect();
+    let run = |d2: &Deployment, tasks: &[ObservedTask]| {
+        let deps = [deployment("d1", 1, RolloutState::Succeeded, 0), d2.clone()];
+        plan(PlanInput {
+            now: 20,
+            desired_count: 3,
+            config: &cfg,
+            deleting: false,
+            deployments: &deps,
+            tasks,
+            start_backoff_until: None,
+        })
+    };
+    let p = run(&d2, &tasks);
+    assert_eq!(starts(&p), 3);
+    assert!(stops(&p).is_empty());
+    for i in 0..3 {
+        tasks.push(task(&format!("n{i}"), "d2", 2, healthy()));
+    }
+    // All new tasks healthy, weight still below 100: old tasks stay, nothing finishes.
+    let r = d2.rollout.as_mut().unwrap();
+    r.weight = 10;
+    r.phase = Phase::Shifting;
+    let p = run(&d2, &tasks);
+    assert!(stops(&p).is_empty(), "{p:?}");
+    assert!(!p.actions.iter().any(|a| matches!(a, Action::Finish { .. })));
+    assert!(
+        !p.actions.iter().any(|a| matches!(a, Action::Event(e) if e.contains("unable"))),
+        "holding is not being stuck"
+    );
+    // Every request to the new version: the old tasks go.
+    let r = d2.rollout.as_mut().unwrap();
+    r.weight = 100;
+    r.phase = Phase::Full;
+    let p = run(&d2, &tasks);
+    assert_eq!(stops(&p).len(), 3);
+    // Old tasks gone but the bake is not over: no finish until the phase is done.
+    tasks.retain(|t| t.deployment_id == "d2");
+    d2.rollout.as_mut().unwrap().phase = Phase::Baking;
+    let p = run(&d2, &tasks);
+    assert!(!p.actions.iter().any(|a| matches!(a, Action::Finish { .. })));
+    d2.rollout.as_mut().unwrap().phase = Phase::Done;
+    let p = run(&d2, &tasks);
+    assert!(p.actions.iter().any(
+        |a| matches!(a, Action::Finish { state: RolloutState::Succeeded, .. })
+    ));
 }

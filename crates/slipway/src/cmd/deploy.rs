@@ -41,6 +41,72 @@ pub struct DeployArgs {
     /// Build images for this platform (os/arch) instead of the manifest's `platform`.
     #[arg(long)]
     platform: Option<String>,
+    /// Roll out with this strategy instead of the manifest's `deployment.strategy`.
+    #[arg(long, value_enum)]
+    strategy: Option<StrategyArg>,
+    /// Canary: the share of requests the new version takes; linear: each step (1-100).
+    #[arg(long, value_name = "PERCENT")]
+    percent: Option<u32>,
+    /// How long each step below 100 % lasts (canary and linear).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    step_bake: Option<Duration>,
+    /// How long the new version is watched once it takes every request.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    bake: Option<Duration>,
+}
+
+/// `--strategy`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[value(rename_all = "snake_case")]
+enum StrategyArg {
+    Rolling,
+    Canary,
+    Linear,
+    BlueGreen,
+}
+
+/// Applies `--strategy`, `--percent`, `--step-bake` and `--bake` to a compiled spec.
+fn apply_strategy(a: &DeployArgs, spec: &mut slipway_core::model::ServiceSpec) -> Result<()> {
+    use slipway_core::rollout::{self as r, Strategy};
+    if a.strategy.is_none() && (a.percent.is_some() || a.step_bake.is_some()) {
+        bail!("--percent and --step-bake go with --strategy canary or --strategy linear");
+    }
+    if let Some(p) = a.percent
+        && !(1..=100).contains(&p)
+    {
+        bail!("--percent must be between 1 and 100, got {p}");
+    }
+    let ms = |d: Option<Duration>| d.map(|d| d.as_millis() as u64);
+    let d = &mut spec.deployment;
+    let prog = &mut d.progressive;
+    if let Some(s) = a.strategy {
+        prog.strategy = match s {
+            StrategyArg::Rolling => Strategy::Rolling,
+            StrategyArg::Canary => Strategy::Canary {
+                percent: a.percent.unwrap_or(r::CANARY_PERCENT),
+                bake_ms: ms(a.step_bake).unwrap_or(r::CANARY_BAKE_MS),
+            },
+            StrategyArg::Linear => Strategy::Linear {
+                step_percent: a.percent.unwrap_or(r::LINEAR_STEP_PERCENT),
+                bake_ms: ms(a.step_bake).unwrap_or(r::LINEAR_BAKE_MS),
+            },
+            StrategyArg::BlueGreen => Strategy::BlueGreen,
+        };
+    }
+    if let Some(b) = ms(a.bake) {
+        prog.bake_ms = b;
+    }
+    let routed = spec.container.http_route.is_some();
+    if routed && prog.analysis.is_none() && !prog.is_plain() {
+        prog.analysis = Some(r::Analysis::default());
+    }
+    // The default timeout leaves room for the bakes (as the manifest's does).
+    let default = slipway_core::model::DeploymentConfig::default().timeout_ms;
+    if d.timeout_ms == default {
+        d.timeout_ms = default + d.progressive.total_bake_ms();
+    }
+    spec.validate()
+        .map_err(|m| anyhow::anyhow!("--strategy: {m} (nothing was deployed)"))
 }
 
 /// Refuses a deploy whose secrets do not exist before anything is built, naming the place in
@@ -103,6 +169,11 @@ pub async fn run(a: DeployArgs, json: bool) -> Result<ExitCode> {
             bail!("--image {o:?}: the image reference is empty");
         }
         spec.container.image = image.trim().to_owned();
+    }
+    if a.strategy.is_some() || a.bake.is_some() || a.percent.is_some() || a.step_bake.is_some() {
+        for spec in &mut specs {
+            apply_strategy(&a, spec)?;
+        }
     }
     if let Some(p) = &a.platform {
         slipway_core::manifest::check_platform(p)
@@ -379,6 +450,8 @@ pub async fn wait_and_report(
     let mut done: HashMap<usize, Report> = HashMap::new();
     let mut announced_rollback: HashMap<usize, String> = HashMap::new();
     let mut announced_stop: std::collections::HashSet<String> = Default::default();
+    // Per followed deployment: rollout weights shown, and the time of the last verdict shown.
+    let mut rollout_shown: HashMap<usize, (usize, Option<i64>)> = HashMap::new();
     while done.len() < waits.len() {
         for (i, w) in waits.iter().enumerate() {
             if done.contains_key(&i) {
@@ -451,6 +524,41 @@ pub async fn wait_and_report(
                     let Some(d) = find_deployment(client, &detail, id).await? else {
                         continue;
                     };
+                    if let Some(r) = &d.rollout {
+                        let shown = rollout_shown.entry(i).or_insert((0, None));
+                        for m in r.weights.iter().skip(shown.0) {
+                            if m.weight > 0 || shown.0 > 0 {
+                                progress.line(format!(
+                                    "{}: {} {} % of requests to revision {}",
+                                    w.key.name,
+                                    r.plan.strategy.name(),
+                                    m.weight,
+                                    d.revision
+                                ));
+                            }
+                        }
+                        shown.0 = r.weights.len();
+                        if let Some(v) = &r.last
+                            && shown.1 != Some(v.at)
+                        {
+                            shown.1 = Some(v.at);
+                            let word = match v.outcome {
+                                slipway_core::rollout::Outcome::Pass => "pass",
+                                slipway_core::rollout::Outcome::Fail => "FAIL",
+                                slipway_core::rollout::Outcome::Inconclusive => "wait",
+                            };
+                            progress.line(format!(
+                                "{}: analysis at {} %: {word}: {} ({} requests to the new version{})",
+                                w.key.name,
+                                v.weight,
+                                v.detail,
+                                v.canary.requests,
+                                v.stable
+                                    .map(|s| format!(", {} to stable", s.requests))
+                                    .unwrap_or_default()
+                            ));
+                        }
+                    }
                     if !d.state.is_terminal() {
                         continue;
                     }

@@ -11,6 +11,8 @@ use slipway_api::types::{
     ActionResponse, DeployOutcome, RollbackRequest, ScaleRequest, ServiceDetail,
 };
 
+use slipway_core::model::{Deployment, RolloutState};
+
 use super::Target;
 use super::deploy::{Wait, wait_and_report};
 use crate::client::{Client, service_path};
@@ -64,6 +66,19 @@ pub struct RollbackArgs {
     /// --json` shows `summary.version`); otherwise fail and say what changed since.
     #[arg(long, value_name = "VERSION")]
     expect_version: Option<u64>,
+    /// Return once the change is accepted instead of waiting for its outcome.
+    #[arg(long)]
+    no_wait: bool,
+    /// Give up waiting after this long (the change goes on in the server).
+    #[arg(long, default_value = "15m", value_parser = humantime::parse_duration)]
+    timeout: Duration,
+    #[command(flatten)]
+    target: Target,
+}
+
+#[derive(Debug, Args)]
+pub struct RolloutArgs {
+    service: String,
     /// Return once the change is accepted instead of waiting for its outcome.
     #[arg(long)]
     no_wait: bool,
@@ -235,6 +250,89 @@ pub async fn rollback(a: RollbackArgs, json: bool) -> Result<ExitCode> {
         println!("{}: {}", key.name, r.message);
     }
     follow(&client, r, a.no_wait, a.timeout, json, Vec::new()).await
+}
+
+/// `slipway promote`: the rollout in progress takes every request now; waits for its outcome.
+pub async fn promote(a: RolloutArgs, json: bool) -> Result<ExitCode> {
+    let client = Client::from_env()?;
+    let key = a.target.key(&a.service)?;
+    let r: ActionResponse = client
+        .post(
+            &format!("{}/promote", service_path(&key)),
+            &serde_json::json!({}),
+        )
+        .await?;
+    if !json && !a.no_wait {
+        println!("{}: {}", key.name, r.message);
+    }
+    follow(&client, r, a.no_wait, a.timeout, json, Vec::new()).await
+}
+
+/// `slipway abort`: the rollout in progress takes no request any more and is rolled back;
+/// succeeds once the stable version serves alone again.
+pub async fn abort(a: RolloutArgs, json: bool) -> Result<ExitCode> {
+    let client = Client::from_env()?;
+    let key = a.target.key(&a.service)?;
+    let r: ActionResponse = client
+        .post(&format!("{}/abort", service_path(&key)), &serde_json::json!({}))
+        .await?;
+    let Some(id) = r.deployment_id.clone().filter(|_| !a.no_wait) else {
+        if json {
+            crate::output::print_json(&r)?;
+        } else {
+            println!("{}: {}", key.name, r.message);
+        }
+        return Ok(ExitCode::SUCCESS);
+    };
+    if !json {
+        println!("{}: {}", key.name, r.message);
+    }
+    let started = Instant::now();
+    loop {
+        let d: Deployment = client.get(&format!("/deployments/{id}")).await?;
+        let back = match &d.rolled_back_by {
+            Some(rb) => Some(client.get::<Deployment>(&format!("/deployments/{rb}")).await?),
+            None => None,
+        };
+        let settled = d.state.is_terminal() && back.as_ref().is_none_or(|b| b.state.is_terminal());
+        if settled {
+            let ok = back.as_ref().is_some_and(|b| b.state == RolloutState::Succeeded);
+            if json {
+                crate::output::print_json(&serde_json::json!({
+                    "succeeded": ok, "deployment": d, "rollback": back,
+                }))?;
+            } else {
+                match &back {
+                    Some(b) => println!(
+                        "{} {}: deployment {} {}; revision {} serves again (deployment {} {})",
+                        if ok { "✔" } else { "✘" },
+                        key.name,
+                        d.id,
+                        d.state.as_str(),
+                        b.revision,
+                        b.id,
+                        b.state.as_str()
+                    ),
+                    None => println!(
+                        "✘ {}: deployment {} {}: {}",
+                        key.name,
+                        d.id,
+                        d.state.as_str(),
+                        d.reason.as_deref().unwrap_or("")
+                    ),
+                }
+            }
+            return Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE });
+        }
+        if started.elapsed() > a.timeout {
+            anyhow::bail!(
+                "timed out after {} waiting for the rollback; it goes on in the server: follow it with `slipway status {}`",
+                humantime::format_duration(a.timeout),
+                key.name
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
 }
 
 pub async fn scale(a: ScaleArgs, json: bool) -> Result<ExitCode> {
