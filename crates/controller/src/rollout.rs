@@ -70,8 +70,9 @@ fn sample(
 ///
 /// - a progressive deployment in progress takes its weight; the other versions share the
 ///   rest in proportion to their routable tasks;
-/// - a rollback of a progressive deployment gives the rolled-back version nothing while the
-///   restored version has a routable task (it was cut off; it stays cut off while it stops).
+/// - a rollback of a progressive deployment (or of one its analysis failed) gives the
+///   rolled-back version nothing while the restored version has a routable task (it was cut
+///   off; it stays cut off while it stops).
 pub(crate) fn weights(deployments: &[Deployment], routable: &[(String, u32)]) -> (Vec<(String, u32)>, bool) {
     let Some(t) = planner::target(deployments) else {
         return (Vec::new(), false);
@@ -87,8 +88,15 @@ pub(crate) fn weights(deployments: &[Deployment], routable: &[(String, u32)]) ->
     let mut labels: Vec<(String, u32)> = Vec::new();
     let mut sticky = false;
     match &t.rollout {
-        Some(r) if in_progress && r.plan.strategy.is_progressive() => {
-            sticky = r.plan.sticky;
+        // A progressive rollout, or any rollout its analysis failed (a bake after a rolling
+        // update): the weights in force. With nothing else to send requests to, no weights:
+        // a bad version serves rather than nothing.
+        Some(r)
+            if in_progress
+                && (r.plan.strategy.is_progressive() || r.failed.is_some())
+                && (r.weight >= 100 || old_tasks > 0) =>
+        {
+            sticky = r.plan.sticky && r.plan.strategy.is_progressive();
             for (label, n) in &counts {
                 let rev = routable
                     .iter()
@@ -106,7 +114,11 @@ pub(crate) fn weights(deployments: &[Deployment], routable: &[(String, u32)]) ->
             let cut = deployments
                 .iter()
                 .find(|d| Some(&d.id) == t.rollback_of.as_ref())
-                .is_some_and(|d| d.rollout.as_ref().is_some_and(|r| r.plan.strategy.is_progressive()));
+                .is_some_and(|d| {
+                    d.rollout.as_ref().is_some_and(|r| {
+                        r.plan.strategy.is_progressive() || r.failed.is_some()
+                    })
+                });
             if !cut {
                 return (Vec::new(), false);
             }

@@ -100,7 +100,7 @@ pub fn timeline(d: &Deployment) -> Vec<(String, String)> {
         }
         _ => "-".to_owned(),
     };
-    vec![
+    let mut lines = vec![
         ("first healthy new task".into(), rel(tl.first_healthy_at)),
         ("old and new both served".into(), overlap),
         (
@@ -109,7 +109,42 @@ pub fn timeline(d: &Deployment) -> Vec<(String, String)> {
         ),
         ("old tasks gone".into(), rel(tl.old_gone_at)),
         ("finished".into(), rel(tl.finished_at)),
-    ]
+    ];
+    if let Some(r) = &d.rollout {
+        // The weights in force over time: `0 % at 0.0s, 5 % at 4.1s, 100 % at 64.3s`.
+        let steps: Vec<String> = r
+            .weights
+            .iter()
+            .map(|w| format!("{} % at {}", w.weight, rel(Some(w.at))))
+            .collect();
+        lines.insert(
+            0,
+            (
+                format!("{} weights", r.plan.strategy.name()),
+                steps.join(", "),
+            ),
+        );
+        if let Some(v) = &r.last {
+            lines.insert(
+                1,
+                (
+                    "last analysis".into(),
+                    format!(
+                        "{} at {} %: {} ({} requests)",
+                        match v.outcome {
+                            slipway_core::rollout::Outcome::Pass => "pass",
+                            slipway_core::rollout::Outcome::Fail => "FAIL",
+                            slipway_core::rollout::Outcome::Inconclusive => "wait",
+                        },
+                        v.weight,
+                        v.detail,
+                        v.canary.requests
+                    ),
+                ),
+            );
+        }
+    }
+    lines
 }
 
 pub async fn status(a: StatusArgs, json: bool) -> Result<ExitCode> {

@@ -46,7 +46,16 @@ pub fn docker() -> bool {
     }
     static IMAGES: Once = Once::new();
     IMAGES.call_once(|| {
-        let tags = ["v1", "v2", "v3", "exit", "unhealthy", "healthcheck"];
+        let tags = [
+            "v1",
+            "v2",
+            "v3",
+            "exit",
+            "unhealthy",
+            "healthcheck",
+            "bad",
+            "slow",
+        ];
         let images = tags
             .iter()
             .map(|t| format!("slipway-hello:{t}"))
