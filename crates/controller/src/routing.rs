@@ -68,6 +68,7 @@ impl Controller {
                         addr,
                         draining: draining || unreachable,
                         unreachable,
+                        version: None,
                     },
                     routable,
                 ));
@@ -105,6 +106,8 @@ impl Controller {
                 name: svc.key.to_string(),
                 routes,
                 targets,
+                weights: Vec::new(),
+                sticky: false,
             });
         }
         Ok(RoutingConfig { services })
