@@ -12,6 +12,7 @@ use serde::de::DeserializeOwned;
 
 use crate::control::{DrainRequest, DrainResponse};
 use crate::table::RoutingConfig;
+use crate::versions::VersionReport;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -143,6 +144,15 @@ impl IngressClient {
         )
         .await?
         .ok_or_else(|| ClientError::Http("empty drain answer".into()))
+    }
+
+    /// The measurements of every version of every service (counters since the ingress
+    /// started; subtract two snapshots for an interval).
+    pub async fn versions(&self) -> Result<Vec<VersionReport>, ClientError> {
+        Ok(self
+            .call::<(), _>(Method::GET, "/versions", None, Duration::from_secs(5))
+            .await?
+            .unwrap_or_default())
     }
 
     pub async fn metrics(&self) -> Result<String, ClientError> {

@@ -1,5 +1,6 @@
 //! The control API, served on a Unix socket in the data directory (only the server, running
-//! as the same user, can reach it): the routing configuration, drains and metrics.
+//! as the same user, can reach it): the routing configuration, drains, metrics and the
+//! measurements per version.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -43,6 +44,7 @@ pub(crate) fn router(state: ControlState) -> Router {
         .route("/config", get(get_config).put(put_config))
         .route("/drain", post(drain))
         .route("/metrics", get(metrics))
+        .route("/versions", get(versions))
         .with_state(state)
 }
 
@@ -97,6 +99,11 @@ async fn drain(
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
+}
+
+/// `GET /versions`: every measured version of every service (see [`crate::versions`]).
+async fn versions(State(s): State<ControlState>) -> Json<Vec<crate::versions::VersionReport>> {
+    Json(crate::versions::report(&s.shared.table()))
 }
 
 async fn metrics(State(s): State<ControlState>) -> String {

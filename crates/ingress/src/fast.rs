@@ -671,6 +671,11 @@ async fn forward(
         Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE | Method::TRACE
     );
     let safe = matches!(head.method, Method::GET | Method::HEAD | Method::OPTIONS);
+    // The version a sticky service's cookie binds the client to.
+    let cookie = match service.weighted.as_ref().and_then(|w| w.cookie()) {
+        Some(name) => crate::versions::cookie_in_block(&head.fwd, name),
+        None => None,
+    };
     // Requests read in the same turn of the runtime go to their targets together, after it:
     // a target woken by the first of them then finds the others waiting too, rather than
     // being woken (and preempting the ingress, on a shared core) once per request.
@@ -689,8 +694,16 @@ async fn forward(
             service = proxy::reroute(shared, &head.host, path, service);
             shared.global.retries.fetch_add(1, Ordering::Relaxed);
         }
-        let Some(target) =
-            proxy::pick_or_wait(shared, &head.host, path, &mut service, &tried, start).await
+        let Some(target) = proxy::pick_or_wait(
+            shared,
+            &head.host,
+            path,
+            &mut service,
+            &tried,
+            start,
+            cookie,
+        )
+        .await
         else {
             break;
         };
@@ -712,6 +725,16 @@ async fn forward(
             Ok((conn, resp)) => {
                 target.connect_failures.store(0, Ordering::Relaxed);
                 target.requests.fetch_add(1, Ordering::Relaxed);
+                if let Some(v) = service
+                    .weighted
+                    .as_ref()
+                    .and_then(|w| w.set_cookie(cookie, &target))
+                {
+                    // `wbuf` holds the response head for the client (see `exchange`).
+                    s.wbuf.extend_from_slice(b"set-cookie: ");
+                    s.wbuf.extend_from_slice(v.as_bytes());
+                    s.wbuf.extend_from_slice(b"\r\n");
+                }
                 let log = shared.access_log.clone().map(|tx| LogLine {
                     tx,
                     service: service.name.clone(),
@@ -766,9 +789,9 @@ async fn forward(
                     _ => (StatusCode::BAD_GATEWAY, "upstream error\n"),
                 };
                 proxy::release(&target, &service);
-                service
-                    .stats
-                    .observe(status.as_u16(), start.elapsed().as_micros() as u64);
+                let micros = start.elapsed().as_micros() as u64;
+                service.stats.observe(status.as_u16(), micros);
+                crate::versions::observe(&target, status.as_u16(), micros);
                 return respond(client, status, text, head.keep_alive, &mut s.wbuf).await;
             }
         }

@@ -17,6 +17,8 @@
 //! - [`control`]: the control API on a Unix socket.
 //! - [`client`]: the controller's side of the control API.
 //! - [`metrics`]: Prometheus counters.
+//! - [`versions`]: requests weighted by version (canary, linear), sticky versions, and
+//!   measurements per version.
 //! - [`tls`]: TLS listeners' certificates (files, SNI, reload) and ALPN (`h2`, `http/1.1`).
 //!
 //! This crate may use the network and its own files; it knows nothing of containers.
@@ -29,6 +31,7 @@ pub mod proxy;
 pub mod table;
 pub mod tls;
 pub mod upstream;
+pub mod versions;
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -39,8 +42,11 @@ use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::mpsc;
 
 pub use proxy::ProxyOptions;
-pub use table::{ConfigError, RouteConfig, RoutingConfig, ServiceConfig, TargetConfig};
+pub use table::{
+    ConfigError, RouteConfig, RoutingConfig, ServiceConfig, TargetConfig, VersionWeight,
+};
 pub use tls::{TlsError, TlsOptions};
+pub use versions::VersionReport;
 
 /// Files of the ingress inside its data directory.
 pub fn socket_path(dir: &Path) -> PathBuf {

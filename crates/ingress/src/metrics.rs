@@ -135,6 +135,7 @@ pub fn render(table: &Table, g: &Global) -> String {
             t.id
         );
     }
+    render_versions(&mut out, table);
     let _ = writeln!(
         out,
         "# TYPE slipway_ingress_requests_by_protocol_total counter"
@@ -169,4 +170,43 @@ pub fn render(table: &Table, g: &Global) -> String {
         );
     }
     out
+}
+
+/// Weights in force and counters per (service, version).
+fn render_versions(out: &mut String, table: &Table) {
+    let _ = writeln!(out, "# TYPE slipway_ingress_version_weight gauge");
+    for s in &table.services {
+        let Some(w) = &s.weighted else { continue };
+        for v in &s.versions {
+            let _ = writeln!(
+                out,
+                "slipway_ingress_version_weight{{service=\"{}\",version=\"{}\"}} {}",
+                s.name,
+                v.version,
+                w.weight_of(&v.version)
+            );
+        }
+    }
+    let _ = writeln!(out, "# TYPE slipway_ingress_version_requests_total counter");
+    for v in table.services.iter().flat_map(|s| s.versions.iter()) {
+        let _ = writeln!(
+            out,
+            "slipway_ingress_version_requests_total{{service=\"{}\",version=\"{}\"}} {}",
+            v.service,
+            v.version,
+            v.requests.load(Ordering::Relaxed)
+        );
+    }
+    let _ = writeln!(out, "# TYPE slipway_ingress_version_errors_total counter");
+    for v in table.services.iter().flat_map(|s| s.versions.iter()) {
+        for (kind, c) in [("5xx", &v.by_class[4]), ("connect", &v.connect_errors)] {
+            let _ = writeln!(
+                out,
+                "slipway_ingress_version_errors_total{{service=\"{}\",version=\"{}\",kind=\"{kind}\"}} {}",
+                v.service,
+                v.version,
+                c.load(Ordering::Relaxed)
+            );
+        }
+    }
 }

@@ -415,6 +415,17 @@ async fn handle(
         parts.headers.insert("x-request-id", v);
     }
 
+    // The version a sticky service's cookie binds the client to.
+    let cookie = match service.weighted.as_ref().and_then(|w| w.cookie()) {
+        Some(name) => parts
+            .headers
+            .get_all(header::COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .find_map(|v| crate::versions::find_cookie(v, name)),
+        None => None,
+    };
+
     let mut tried: Vec<Arc<Target>> = Vec::with_capacity(MAX_ATTEMPTS);
     let mut last_error = "no healthy target";
     let mut connect_failed = false;
@@ -430,7 +441,8 @@ async fn handle(
             service = reroute(&shared, &host, &path, service);
             shared.global.retries.fetch_add(1, Ordering::Relaxed);
         }
-        let Some(target) = pick_or_wait(&shared, &host, &path, &mut service, &tried, start).await
+        let Some(target) =
+            pick_or_wait(&shared, &host, &path, &mut service, &tried, start, cookie).await
         else {
             break;
         };
@@ -499,6 +511,13 @@ async fn handle(
             Ok((mut resp, conn)) => {
                 target.connect_failures.store(0, Ordering::Relaxed);
                 target.requests.fetch_add(1, Ordering::Relaxed);
+                if let Some(v) = service
+                    .weighted
+                    .as_ref()
+                    .and_then(|w| w.set_cookie(cookie, &target))
+                {
+                    resp.headers_mut().append(header::SET_COOKIE, v.clone());
+                }
                 if resp.status() == StatusCode::SWITCHING_PROTOCOLS
                     && let Some(client_upgrade) = client_upgrade
                 {
@@ -596,9 +615,9 @@ async fn handle(
                     connect_failed = false;
                     continue;
                 }
-                service
-                    .stats
-                    .observe(502, start.elapsed().as_micros() as u64);
+                let micros = start.elapsed().as_micros() as u64;
+                service.stats.observe(502, micros);
+                crate::versions::observe(&target, 502, micros);
                 return Ok(full(StatusCode::BAD_GATEWAY, "upstream error\n"));
             }
             Err(Failure::Gone) => {
@@ -615,9 +634,9 @@ async fn handle(
                     connect_failed = true;
                     continue;
                 }
-                service
-                    .stats
-                    .observe(502, start.elapsed().as_micros() as u64);
+                let micros = start.elapsed().as_micros() as u64;
+                service.stats.observe(502, micros);
+                crate::versions::observe(&target, 502, micros);
                 return Ok(full(
                     StatusCode::BAD_GATEWAY,
                     "upstream host out of reach
@@ -626,9 +645,9 @@ async fn handle(
             }
             Err(Failure::Timeout) => {
                 release(&target, &service);
-                service
-                    .stats
-                    .observe(504, start.elapsed().as_micros() as u64);
+                let micros = start.elapsed().as_micros() as u64;
+                service.stats.observe(504, micros);
+                crate::versions::observe(&target, 504, micros);
                 return Ok(full(
                     StatusCode::GATEWAY_TIMEOUT,
                     "upstream did not answer in time\n",
@@ -671,7 +690,8 @@ pub(crate) async fn unreachable(target: &Target) {
     }
 }
 
-/// Picks a target for the request. With no target to take it right now (a table swap
+/// Picks a target for the request (one of the version its `cookie` names, when the service
+/// weights versions; see [`crate::versions`]). With no target to take it right now (a table swap
 /// mid-deploy, a dead target not yet replaced), the request waits for the next table, up to
 /// [`NO_TARGET_WAIT`] after its arrival at `start`.
 pub(crate) async fn pick_or_wait(
@@ -681,9 +701,10 @@ pub(crate) async fn pick_or_wait(
     service: &mut Arc<Service>,
     tried: &[Arc<Target>],
     start: Instant,
+    cookie: Option<&str>,
 ) -> Option<Arc<Target>> {
     loop {
-        if let Some(t) = pick(service, tried, shared) {
+        if let Some(t) = pick(service, tried, shared, cookie) {
             return Some(t);
         }
         let remaining = NO_TARGET_WAIT.saturating_sub(start.elapsed());
@@ -713,6 +734,7 @@ pub(crate) fn note_connect_failure(
     e: &crate::upstream::ConnectError,
 ) {
     shared.global.connect_errors.fetch_add(1, Ordering::Relaxed);
+    crate::versions::note_connect_failure(target);
     tracing::debug!(error = %e, target = %target.id, "connect failed");
     let n = target.connect_failures.fetch_add(1, Ordering::Relaxed) + 1;
     if n >= PASSIVE_FAILURES {
@@ -738,34 +760,65 @@ pub(crate) fn reroute(
     }
 }
 
-/// Picks a target and counts the request in flight on it. A target being drained is never
-/// picked: the in-flight count is raised before the draining flag is checked, and the drainer
-/// sets the flag before it reads the count, so one of the two always sees the other.
-fn pick(service: &Service, tried: &[Arc<Target>], shared: &Shared) -> Option<Arc<Target>> {
-    let n = service.active.len();
-    if n == 0 {
-        return None;
-    }
+/// Picks a target and counts the request in flight on it: round robin over the service's
+/// routable targets or, when the service weights versions, over those of the version the
+/// request is assigned (see [`crate::versions::Weighted::pick`]).
+fn pick(
+    service: &Service,
+    tried: &[Arc<Target>],
+    shared: &Shared,
+    cookie: Option<&str>,
+) -> Option<Arc<Target>> {
     let now = shared.now_ms();
-    let start = service.next.fetch_add(1, Ordering::Relaxed);
-    for pass in 0..2 {
-        for i in 0..n {
-            let t = &service.active[(start + i) % n];
-            if tried.iter().any(|x| Arc::ptr_eq(x, t)) {
-                continue;
+    let t = match &service.weighted {
+        None => {
+            let n = service.active.len();
+            if n == 0 {
+                return None;
             }
-            // First pass skips passively failed targets; the second fails open.
-            if pass == 0 && t.down_until.load(Ordering::Relaxed) > now {
-                continue;
-            }
-            t.in_flight.fetch_add(1, Ordering::SeqCst);
-            if t.draining.load(Ordering::SeqCst) {
-                t.in_flight.fetch_sub(1, Ordering::SeqCst);
-                continue;
-            }
-            service.stats.in_flight.fetch_add(1, Ordering::Relaxed);
-            return Some(Arc::clone(t));
+            let start = service.next.fetch_add(1, Ordering::Relaxed);
+            (0..2).find_map(|pass| pick_in(&service.active, start, tried, now, pass))?
         }
+        Some(w) => w.pick(cookie, |targets, next, pass| {
+            if targets.is_empty() {
+                return None;
+            }
+            let start = next.fetch_add(1, Ordering::Relaxed);
+            pick_in(targets, start, tried, now, pass)
+        })?,
+    };
+    service.stats.in_flight.fetch_add(1, Ordering::Relaxed);
+    Some(t)
+}
+
+/// One pass over `targets` from `start`: the first target not tried yet that is not draining
+/// (pass 0 also skips passively failed ones; pass 1 fails open), counted in flight on it. A
+/// target being drained is never picked: the in-flight count is raised before the draining
+/// flag is checked, and the drainer sets the flag before it reads the count, so one of the two
+/// always sees the other.
+#[inline]
+fn pick_in(
+    targets: &[Arc<Target>],
+    start: usize,
+    tried: &[Arc<Target>],
+    now: u64,
+    pass: usize,
+) -> Option<Arc<Target>> {
+    let n = targets.len();
+    for i in 0..n {
+        let t = &targets[(start + i) % n];
+        if tried.iter().any(|x| Arc::ptr_eq(x, t)) {
+            continue;
+        }
+        if pass == 0 && t.down_until.load(Ordering::Relaxed) > now {
+            continue;
+        }
+        t.in_flight.fetch_add(1, Ordering::SeqCst);
+        if t.draining.load(Ordering::SeqCst) {
+            t.in_flight.fetch_sub(1, Ordering::SeqCst);
+            continue;
+        }
+        return Some(Arc::clone(t));
     }
     None
 }
@@ -830,6 +883,7 @@ impl Guard {
         }
         release(&self.target, &self.service);
         self.service.stats.observe(self.status, micros);
+        crate::versions::observe(&self.target, self.status, micros);
         if let Some(l) = self.log {
             let line = serde_json::json!({
                 "time_ms": std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64),

@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering}
 use serde::{Deserialize, Serialize};
 
 use crate::metrics::ServiceStats;
+use crate::versions::{VersionStats, Weighted};
 
 /// The whole routing configuration, as pushed by the controller.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -23,6 +24,20 @@ pub struct ServiceConfig {
     pub name: String,
     pub routes: Vec<RouteConfig>,
     pub targets: Vec<TargetConfig>,
+    /// Request weights by version. Empty: every routable target takes requests alike (as today).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub weights: Vec<VersionWeight>,
+    /// With weights: keep each client on the version it was first given, by a cookie.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub sticky: bool,
+}
+
+/// The share of a service's new requests that one version takes: `weight` out of the sum of
+/// the service's weights.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct VersionWeight {
+    pub version: String,
+    pub weight: u32,
 }
 
 /// Requests whose host and path match go to the service.
@@ -51,6 +66,10 @@ pub struct TargetConfig {
     /// come back). Implies draining.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub unreachable: bool,
+    /// The version (task definition revision) the target runs; requests are weighted and
+    /// measured per version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
 }
 
 /// A configuration the ingress refuses.
@@ -139,10 +158,24 @@ pub struct Target {
     pub idle: std::sync::Mutex<Vec<crate::upstream::Conn>>,
     /// Idle connections of the HTTP/1.1 fast path (see [`crate::fast`]).
     pub raw_idle: std::sync::Mutex<Vec<tokio::net::TcpStream>>,
+    /// The version the target runs (it never changes: a new version is a new target).
+    pub version: Option<String>,
+    /// Its version's counters (see [`crate::versions`]).
+    pub version_stats: Option<Arc<VersionStats>>,
 }
 
 impl Target {
     pub fn new(id: &str, addr: SocketAddr) -> Self {
+        Self::with_version(id, addr, None, None)
+    }
+
+    /// A target running `version`, counted in `stats`.
+    pub fn with_version(
+        id: &str,
+        addr: SocketAddr,
+        version: Option<String>,
+        stats: Option<Arc<VersionStats>>,
+    ) -> Self {
         Self {
             id: id.to_owned(),
             addr,
@@ -156,6 +189,8 @@ impl Target {
             unreachable: tokio::sync::watch::channel(false).0,
             idle: std::sync::Mutex::new(Vec::new()),
             raw_idle: std::sync::Mutex::new(Vec::new()),
+            version,
+            version_stats: stats,
         }
     }
 }
@@ -168,6 +203,10 @@ pub struct Service {
     pub active: Vec<Arc<Target>>,
     pub next: AtomicUsize,
     pub stats: Arc<ServiceStats>,
+    /// The assignment of requests to versions, when the service has weights.
+    pub weighted: Option<Box<Weighted>>,
+    /// Counters of the service's versions (those weighted or run by a target).
+    pub versions: Vec<Arc<VersionStats>>,
 }
 
 #[derive(Debug)]
@@ -257,8 +296,16 @@ impl Table {
     pub fn compile(cfg: &RoutingConfig, previous: &Table) -> Table {
         let mut old_targets: HashMap<&str, &Arc<Target>> = HashMap::new();
         let mut old_stats: HashMap<&str, &Arc<ServiceStats>> = HashMap::new();
+        let mut old_versions: HashMap<(&str, &str), &Arc<VersionStats>> = HashMap::new();
+        let mut old_counters: HashMap<&str, &Arc<AtomicU64>> = HashMap::new();
         for s in &previous.services {
             old_stats.insert(&s.name, &s.stats);
+            for v in &s.versions {
+                old_versions.insert((&v.service, &v.version), v);
+            }
+            if let Some(w) = &s.weighted {
+                old_counters.insert(&s.name, w.counter());
+            }
             for t in &s.active {
                 old_targets.insert(&t.id, t);
             }
@@ -270,11 +317,49 @@ impl Table {
         let mut draining = Vec::new();
         let mut unreachable = Vec::new();
         for (i, s) in cfg.services.iter().enumerate() {
+            // Versions measured: those weighted, then those targets run.
+            let mut versions: Vec<Arc<VersionStats>> = Vec::new();
+            let named = s
+                .weights
+                .iter()
+                .map(|w| w.version.as_str())
+                .chain(s.targets.iter().filter_map(|t| t.version.as_deref()));
+            for v in named {
+                if !versions.iter().any(|x| x.version == v) {
+                    versions.push(old_versions.get(&(s.name.as_str(), v)).map_or_else(
+                        || Arc::new(VersionStats::new(&s.name, v)),
+                        |x| Arc::clone(x),
+                    ));
+                }
+            }
             let mut active = Vec::new();
             for t in &s.targets {
+                let vstats = t
+                    .version
+                    .as_deref()
+                    .and_then(|v| versions.iter().find(|x| x.version == v))
+                    .cloned();
+                // A task's version never changes: another version at the same id and
+                // address is another target (and counted apart).
+                let same_stats = |e: &Target| match (&e.version_stats, &vstats) {
+                    (None, None) => true,
+                    (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+                    _ => false,
+                };
                 let target = match old_targets.get(t.id.as_str()) {
-                    Some(existing) if existing.addr == t.addr => Arc::clone(existing),
-                    _ => Arc::new(Target::new(&t.id, t.addr)),
+                    Some(existing)
+                        if existing.addr == t.addr
+                            && existing.version == t.version
+                            && same_stats(existing) =>
+                    {
+                        Arc::clone(existing)
+                    }
+                    _ => Arc::new(Target::with_version(
+                        &t.id,
+                        t.addr,
+                        t.version.clone(),
+                        vstats,
+                    )),
                 };
                 // The shared draining flags are not touched here: the table being
                 // compiled is not serving yet (see `Table::undrain` and `Table::drain`).
@@ -290,11 +375,17 @@ impl Table {
             let stats = old_stats
                 .get(s.name.as_str())
                 .map_or_else(|| Arc::new(ServiceStats::default()), |s| Arc::clone(s));
+            let weighted = (!s.weights.is_empty()).then(|| {
+                let counter = old_counters.get(s.name.as_str()).map(|c| Arc::clone(c));
+                Box::new(Weighted::compile(s, &active, counter))
+            });
             table.services.push(Arc::new(Service {
                 name: s.name.clone(),
                 active,
                 next: AtomicUsize::new(0),
                 stats,
+                weighted,
+                versions,
             }));
             for r in &s.routes {
                 let route = CompiledRoute {
@@ -469,8 +560,11 @@ mod tests {
                     addr: a.parse().unwrap(),
                     draining: *d,
                     unreachable: false,
+                    version: None,
                 })
                 .collect(),
+            weights: Vec::new(),
+            sticky: false,
         }
     }
 
@@ -574,6 +668,68 @@ mod tests {
         t3.undrain();
         assert!(!p1.draining.load(Ordering::SeqCst));
         assert!(!*p1.drain_signal.borrow());
+    }
+
+    #[test]
+    fn version_stats_survive_swaps_and_a_new_version_is_a_new_target() {
+        let mut c = cfg();
+        c.services[0].targets[0].version = Some("v1".into());
+        c.services[0].targets.push(TargetConfig {
+            id: "a2".into(),
+            addr: "127.0.0.1:5".parse().unwrap(),
+            draining: false,
+            unreachable: false,
+            version: Some("v2".into()),
+        });
+        c.services[0].weights = vec![VersionWeight {
+            version: "v1".into(),
+            weight: 90,
+        }];
+        let t1 = Table::compile(&c, &Table::default());
+        let api = &t1.services[0];
+        let names: Vec<&str> = api.versions.iter().map(|v| v.version.as_str()).collect();
+        assert_eq!(names, ["v1", "v2"]);
+        let a1 = Arc::clone(&api.active[0]);
+        let v1 = Arc::clone(a1.version_stats.as_ref().unwrap());
+        assert!(Arc::ptr_eq(&v1, &api.versions[0]));
+        v1.observe(503, 1_000);
+        let w = api.weighted.as_ref().unwrap();
+        assert_eq!((w.weight_of("v1"), w.weight_of("v2")), (90, 0));
+        assert_eq!(w.groups.len(), 1, "v2 (not listed) takes no requests");
+        assert_eq!(w.assign(), Some(0));
+        assert!(t1.services[1].versions.is_empty());
+        assert!(t1.services[1].weighted.is_none());
+        assert!(t1.services[1].active[0].version_stats.is_none());
+
+        // Same configuration: same targets, same counters (the assignment count too).
+        let t2 = Table::compile(&c, &t1);
+        let api2 = &t2.services[0];
+        assert!(Arc::ptr_eq(&api2.active[0], &a1));
+        assert!(Arc::ptr_eq(&api2.versions[0], &v1));
+        assert_eq!(v1.by_class[4].load(Ordering::Relaxed), 1);
+        let w2 = api2.weighted.as_ref().unwrap();
+        assert!(Arc::ptr_eq(w2.counter(), w.counter()));
+
+        // a1 now runs v2 at the same address: another target, counted with v2.
+        c.services[0].targets[0].version = Some("v2".into());
+        let t3 = Table::compile(&c, &t2);
+        let api3 = &t3.services[0];
+        let a1_new = &api3.active[0];
+        assert!(!Arc::ptr_eq(a1_new, &a1));
+        assert_eq!(a1_new.version.as_deref(), Some("v2"));
+        assert_eq!(a1_new.version_stats.as_ref().unwrap().version, "v2");
+        // v1 is still weighted, so still reported, with its counts.
+        assert!(Arc::ptr_eq(&api3.versions[0], &v1));
+        // A version neither weighted nor run is no longer reported.
+        c.services[0].weights.clear();
+        let t4 = Table::compile(&c, &t3);
+        let names: Vec<&str> = t4.services[0]
+            .versions
+            .iter()
+            .map(|v| v.version.as_str())
+            .collect();
+        assert_eq!(names, ["v2"]);
+        assert!(t4.services[0].weighted.is_none());
     }
 
     #[test]

@@ -4,6 +4,7 @@
 mod fast;
 mod retry;
 mod tls;
+mod versions;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 

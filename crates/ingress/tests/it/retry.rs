@@ -27,8 +27,11 @@ pub(crate) fn config(targets: &[(&str, std::net::SocketAddr)]) -> RoutingConfig 
                     addr: *addr,
                     draining: false,
                     unreachable: false,
+                    version: None,
                 })
                 .collect(),
+            weights: Vec::new(),
+            sticky: false,
         }],
     }
 }

@@ -31,7 +31,10 @@ async fn http2_over_tls_reaches_an_http1_upstream_with_forwarded_headers() {
                 addr: upstream,
                 draining: false,
                 unreachable: false,
+                version: None,
             }],
+            weights: Vec::new(),
+            sticky: false,
         }],
     };
     std::fs::write(
