@@ -38,9 +38,9 @@ pub use apps::{AppDetail, AppSummary, EnvDetail, EnvSummary, RouteLine, ServiceL
 pub use deploy::{DeployOutcome, DeployResult, DiffResult};
 pub use engine::{Engine, LogStream};
 pub use error::{AppError, ErrorKind, Result};
-pub use rollout::RolloutControl;
 pub use hosts::{HostHello, HostStatus, JOIN_TOKEN_TTL_MS, Joined, Rebalance, host_id_of_engine};
 pub use jobs::{JobRun, JobView};
+pub use rollout::RolloutControl;
 pub use services::{ActionResult, ConfigPatch, DeleteAppResult, EcsServiceChange, MAX_COUNT};
 pub use tasks::{ExecResult, LogsQuery, RunTasks};
 

@@ -60,7 +60,7 @@ fn sample(
     Sample {
         requests,
         errors,
-        p99_us: slipway_ingress::quantile_us(&latency, 0.99),
+        p99_us: slipway_ingress::versions::quantile_us(&latency, 0.99),
     }
 }
 
@@ -73,7 +73,10 @@ fn sample(
 /// - a rollback of a progressive deployment (or of one its analysis failed) gives the
 ///   rolled-back version nothing while the restored version has a routable task (it was cut
 ///   off; it stays cut off while it stops).
-pub(crate) fn weights(deployments: &[Deployment], routable: &[(String, u32)]) -> (Vec<(String, u32)>, bool) {
+pub(crate) fn weights(
+    deployments: &[Deployment],
+    routable: &[(String, u32)],
+) -> (Vec<(String, u32)>, bool) {
     let Some(t) = planner::target(deployments) else {
         return (Vec::new(), false);
     };
@@ -115,9 +118,9 @@ pub(crate) fn weights(deployments: &[Deployment], routable: &[(String, u32)]) ->
                 .iter()
                 .find(|d| Some(&d.id) == t.rollback_of.as_ref())
                 .is_some_and(|d| {
-                    d.rollout.as_ref().is_some_and(|r| {
-                        r.plan.strategy.is_progressive() || r.failed.is_some()
-                    })
+                    d.rollout
+                        .as_ref()
+                        .is_some_and(|r| r.plan.strategy.is_progressive() || r.failed.is_some())
                 });
             if !cut {
                 return (Vec::new(), false);
@@ -161,9 +164,8 @@ impl Controller {
             return Ok(());
         }
         let t_id = t.id.clone();
-        let live = |x: &&ObservedTask| {
-            x.desired_running && !matches!(x.state, TaskState::Exited { .. })
-        };
+        let live =
+            |x: &&ObservedTask| x.desired_running && !matches!(x.state, TaskState::Exited { .. });
         let healthy = |x: &ObservedTask| {
             x.state == TaskState::Running(TaskHealth::Healthy) && x.evict.is_none()
         };
@@ -173,11 +175,15 @@ impl Controller {
             .filter(|x| planner::is_of(t, &x.deployment_id, x.revision) && healthy(x))
             .count() as u32
             >= svc.desired_count;
-        let old_gone = !observed
-            .iter()
-            .any(|x| !matches!(x.state, TaskState::Exited { .. }) && !planner::is_of(t, &x.deployment_id, x.revision));
+        let old_gone = !observed.iter().any(|x| {
+            !matches!(x.state, TaskState::Exited { .. })
+                && !planner::is_of(t, &x.deployment_id, x.revision)
+        });
         let measured = if before.interval_due(now) {
-            let interval = before.plan.analysis.map_or(60_000, |a| a.interval_ms as i64);
+            let interval = before
+                .plan
+                .analysis
+                .map_or(60_000, |a| a.interval_ms as i64);
             self.measure(key, &t_id, before.weight, interval, now).await
         } else {
             None
@@ -200,8 +206,12 @@ impl Controller {
             Err(e) => return Err(e),
         }
         for e in tick.events {
-            self.event(key, now, format!("(service {}) deployment {t_id}: {e}", key.name))
-                .await?;
+            self.event(
+                key,
+                now,
+                format!("(service {}) deployment {t_id}: {e}", key.name),
+            )
+            .await?;
         }
         if tick.weight_changed {
             // The new weights reach the ingress before anything else happens.
@@ -353,11 +363,20 @@ mod tests {
             connect_errors: 0,
             latency: lat,
         };
-        let before = vec![rep("a", 10, 1, vec![10, 0, 0]), rep("b", 5, 0, vec![5, 0, 0])];
-        let now = vec![rep("a", 110, 21, vec![10, 100, 0]), rep("b", 3, 0, vec![3, 0, 0])];
+        let before = vec![
+            rep("a", 10, 1, vec![10, 0, 0]),
+            rep("b", 5, 0, vec![5, 0, 0]),
+        ];
+        let now = vec![
+            rep("a", 110, 21, vec![10, 100, 0]),
+            rep("b", 3, 0, vec![3, 0, 0]),
+        ];
         let a = sample(&now, &before, |v| v == "a");
         assert_eq!((a.requests, a.errors), (100, 20));
-        assert_eq!(a.p99_us, slipway_ingress::quantile_us(&[0, 100, 0], 0.99));
+        assert_eq!(
+            a.p99_us,
+            slipway_ingress::versions::quantile_us(&[0, 100, 0], 0.99)
+        );
         // b's counter went down: it was reset, the new reading is the difference.
         let b = sample(&now, &before, |v| v == "b");
         assert_eq!(b.requests, 3);

@@ -1066,7 +1066,11 @@ fn check_var_name(svc: &str, k: &str) -> Result<(), ManifestError> {
 }
 
 fn check_deploy(name: &str, d: &Deploy, has_http: bool) -> Result<(), ManifestError> {
-    if d.analysis.as_ref().is_some_and(|a| a.enabled != Some(false)) && !has_http {
+    if d.analysis
+        .as_ref()
+        .is_some_and(|a| a.enabled != Some(false))
+        && !has_http
+    {
         return Err(ManifestError::unplaced(format!(
             "services.{name}.deployment.analysis: analysis measures requests through the ingress, and this service has no http routes; remove analysis or add http:"
         )));
@@ -1480,7 +1484,11 @@ environments:
             }
         );
         assert!(p.analysis.is_some() && p.sticky);
-        assert_eq!(s.deployment.timeout_ms, 20 * 60 * 1000, "10 minutes beyond the bake");
+        assert_eq!(
+            s.deployment.timeout_ms,
+            20 * 60 * 1000,
+            "10 minutes beyond the bake"
+        );
         let m = parse(&web(
             "{strategy: linear, linear: {step_percent: 25, bake: 10s}, bake: 5s, sticky: false, analysis: {interval: 2s, max_error_rate: 2%, max_p99: 300ms, min_requests: 50, failures: 2}}",
         ))
@@ -1488,22 +1496,43 @@ environments:
         let p = m.compile("default").unwrap()[0].deployment.progressive;
         let a = p.analysis.unwrap();
         assert_eq!(
-            (a.interval_ms, a.max_error_rate_bp, a.max_p99_ms, a.min_requests, a.failures),
+            (
+                a.interval_ms,
+                a.max_error_rate_bp,
+                a.max_p99_ms,
+                a.min_requests,
+                a.failures
+            ),
             (2000, Some(200), Some(300), 50, 2)
         );
         assert_eq!(p.bake_ms, 5000);
         assert!(!p.sticky);
         // Rolling without a bake: nothing progressive.
         let m = parse(&web("{rolling: default}")).unwrap();
-        assert!(m.compile("default").unwrap()[0].deployment.progressive.is_plain());
+        assert!(
+            m.compile("default").unwrap()[0]
+                .deployment
+                .progressive
+                .is_plain()
+        );
         // Bad input, each refused with the reason.
         let e = err(&web("{strategy: canary, canary: {percent: 0}}"));
-        assert!(e.message.contains("percent must be between 1 and 100"), "{e}");
+        assert!(
+            e.message.contains("percent must be between 1 and 100"),
+            "{e}"
+        );
         assert_eq!(e.line, Some(7), "{e}");
         let e = err(&web("{strategy: canary, canary: {percent: 101}}"));
-        assert!(e.message.contains("percent must be between 1 and 100"), "{e}");
+        assert!(
+            e.message.contains("percent must be between 1 and 100"),
+            "{e}"
+        );
         let e = err(&web("{strategy: canary, canary: {bake: 10m}, timeout: 5m}"));
-        assert!(e.message.contains("not shorter than the deployment timeout"), "{e}");
+        assert!(
+            e.message
+                .contains("not shorter than the deployment timeout"),
+            "{e}"
+        );
         let e = err(&web("{strategy: pink}"));
         assert!(e.message.contains("pink"), "{e}");
         let worker = "app: a\nservices:\n  s:\n    type: backend\n    image: {location: x:1}\n    deployment: {strategy: canary}\n";

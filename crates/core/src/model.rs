@@ -329,7 +329,10 @@ pub struct DeploymentConfig {
     /// A deployment that has not reached steady state after this long fails.
     pub timeout_ms: u64,
     /// Canary, linear and blue/green rollouts, the bake after 100 % and its analysis.
-    #[serde(default, skip_serializing_if = "crate::rollout::Progressive::is_default")]
+    #[serde(
+        default,
+        skip_serializing_if = "crate::rollout::Progressive::is_default"
+    )]
     pub progressive: crate::rollout::Progressive,
 }
 

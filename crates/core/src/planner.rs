@@ -449,8 +449,8 @@ pub fn plan(input: PlanInput<'_>) -> Plan {
     let desired = input.desired_count;
     // A progressive rollout keeps the old tasks while the new version takes less than every
     // request, and starts the whole new count beside them (maximum % does not apply).
-    let hold_old = t.state == RolloutState::InProgress
-        && t.rollout.as_ref().is_some_and(|r| r.holds_old());
+    let hold_old =
+        t.state == RolloutState::InProgress && t.rollout.as_ref().is_some_and(|r| r.holds_old());
     let hold_finish = t.rollout.as_ref().is_some_and(|r| r.holds_finish());
     // Tasks on a draining host count as old: they are replaced like the tasks of an older
     // revision (new ones first within maximum%, the old ones stopped while minimum healthy

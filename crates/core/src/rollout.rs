@@ -105,11 +105,9 @@ impl Strategy {
             Strategy::Canary { percent, .. } if !(1..=100).contains(&percent) => Err(format!(
                 "canary percent must be between 1 and 100, got {percent}"
             )),
-            Strategy::Linear { step_percent, .. } if !(1..=100).contains(&step_percent) => {
-                Err(format!(
-                    "linear step_percent must be between 1 and 100, got {step_percent}"
-                ))
-            }
+            Strategy::Linear { step_percent, .. } if !(1..=100).contains(&step_percent) => Err(
+                format!("linear step_percent must be between 1 and 100, got {step_percent}"),
+            ),
             _ => Ok(()),
         }
     }
@@ -187,7 +185,9 @@ impl Progressive {
 
     /// Bake times a deployment cannot finish before.
     pub fn total_bake_ms(&self) -> u64 {
-        self.strategy.total_step_bake_ms().saturating_add(self.bake_ms)
+        self.strategy
+            .total_step_bake_ms()
+            .saturating_add(self.bake_ms)
     }
 
     /// Checks the settings against the deployment timeout and whether the service has
@@ -236,11 +236,9 @@ pub struct Sample {
 impl Sample {
     /// Error rate in basis points.
     pub fn error_rate_bp(&self) -> u64 {
-        if self.requests == 0 {
-            0
-        } else {
-            self.errors * 10_000 / self.requests
-        }
+        (self.errors * 10_000)
+            .checked_div(self.requests)
+            .unwrap_or(0)
     }
 }
 
@@ -574,10 +572,8 @@ impl RolloutProgress {
                         self.phase = Phase::Done;
                     } else {
                         self.phase = Phase::Baking;
-                        t.events.push(format!(
-                            "baking for {}s at 100 %",
-                            self.plan.bake_ms / 1000
-                        ));
+                        t.events
+                            .push(format!("baking for {}s at 100 %", self.plan.bake_ms / 1000));
                     }
                 }
             }
@@ -612,22 +608,40 @@ mod tests {
     fn verdicts() {
         let a = Analysis::default();
         // Too few requests: never a pass.
-        assert_eq!(judge(&a, &s(5, 0, 1), Some(&s(500, 0, 1))).0, Outcome::Inconclusive);
+        assert_eq!(
+            judge(&a, &s(5, 0, 1), Some(&s(500, 0, 1))).0,
+            Outcome::Inconclusive
+        );
         assert_eq!(judge(&a, &s(0, 0, 0), None).0, Outcome::Inconclusive);
         // 20 % errors vs 0.1 %.
         let (o, d) = judge(&a, &s(100, 20, 1), Some(&s(1000, 1, 1)));
         assert_eq!(o, Outcome::Fail);
         assert_eq!(d, "error rate 20.0 % vs stable 0.1 %");
         // Within one percentage point.
-        assert_eq!(judge(&a, &s(100, 1, 1), Some(&s(1000, 1, 1))).0, Outcome::Pass);
-        assert_eq!(judge(&a, &s(100, 2, 1), Some(&s(1000, 1, 1))).0, Outcome::Fail);
+        assert_eq!(
+            judge(&a, &s(100, 1, 1), Some(&s(1000, 1, 1))).0,
+            Outcome::Pass
+        );
+        assert_eq!(
+            judge(&a, &s(100, 2, 1), Some(&s(1000, 1, 1))).0,
+            Outcome::Fail
+        );
         // Latency: 300 ms more fails, a few ms more does not.
         let (o, d) = judge(&a, &s(100, 0, 302), Some(&s(1000, 0, 2)));
         assert_eq!(o, Outcome::Fail, "{d}");
         assert!(d.starts_with("p99 302 ms vs stable 2.0 ms"), "{d}");
-        assert_eq!(judge(&a, &s(100, 0, 3), Some(&s(1000, 0, 2))).0, Outcome::Pass);
-        assert_eq!(judge(&a, &s(100, 0, 600), Some(&s(1000, 0, 400))).0, Outcome::Pass);
-        assert_eq!(judge(&a, &s(100, 0, 601), Some(&s(1000, 0, 400))).0, Outcome::Fail);
+        assert_eq!(
+            judge(&a, &s(100, 0, 3), Some(&s(1000, 0, 2))).0,
+            Outcome::Pass
+        );
+        assert_eq!(
+            judge(&a, &s(100, 0, 600), Some(&s(1000, 0, 400))).0,
+            Outcome::Pass
+        );
+        assert_eq!(
+            judge(&a, &s(100, 0, 601), Some(&s(1000, 0, 400))).0,
+            Outcome::Fail
+        );
         // Absolute limits.
         let abs = Analysis {
             max_error_rate_bp: Some(500),
@@ -638,7 +652,10 @@ mod tests {
         assert_eq!(judge(&abs, &s(100, 6, 50), None).0, Outcome::Fail);
         assert_eq!(judge(&abs, &s(100, 0, 150), None).0, Outcome::Fail);
         // A stable version with too few requests is no reference.
-        assert_eq!(judge(&a, &s(100, 1, 900), Some(&s(3, 0, 1))).0, Outcome::Pass);
+        assert_eq!(
+            judge(&a, &s(100, 1, 900), Some(&s(3, 0, 1))).0,
+            Outcome::Pass
+        );
     }
 
     fn canary(bake_ms: u64, final_bake: u64) -> RolloutProgress {
@@ -747,7 +764,14 @@ mod tests {
             bake_ms: 0,
         };
         assert!(bad.validate().is_err());
-        assert!(Strategy::Canary { percent: 101, bake_ms: 0 }.validate().is_err());
+        assert!(
+            Strategy::Canary {
+                percent: 101,
+                bake_ms: 0
+            }
+            .validate()
+            .is_err()
+        );
     }
 
     #[test]

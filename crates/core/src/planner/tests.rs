@@ -805,7 +805,9 @@ fn a_progressive_rollout_holds_old_tasks_below_100_percent_and_its_bake() {
     assert!(stops(&p).is_empty(), "{p:?}");
     assert!(!p.actions.iter().any(|a| matches!(a, Action::Finish { .. })));
     assert!(
-        !p.actions.iter().any(|a| matches!(a, Action::Event(e) if e.contains("unable"))),
+        !p.actions
+            .iter()
+            .any(|a| matches!(a, Action::Event(e) if e.contains("unable"))),
         "holding is not being stuck"
     );
     // Every request to the new version: the old tasks go.
@@ -821,7 +823,11 @@ fn a_progressive_rollout_holds_old_tasks_below_100_percent_and_its_bake() {
     assert!(!p.actions.iter().any(|a| matches!(a, Action::Finish { .. })));
     d2.rollout.as_mut().unwrap().phase = Phase::Done;
     let p = run(&d2, &tasks);
-    assert!(p.actions.iter().any(
-        |a| matches!(a, Action::Finish { state: RolloutState::Succeeded, .. })
-    ));
+    assert!(p.actions.iter().any(|a| matches!(
+        a,
+        Action::Finish {
+            state: RolloutState::Succeeded,
+            ..
+        }
+    )));
 }

@@ -274,7 +274,10 @@ pub async fn abort(a: RolloutArgs, json: bool) -> Result<ExitCode> {
     let client = Client::from_env()?;
     let key = a.target.key(&a.service)?;
     let r: ActionResponse = client
-        .post(&format!("{}/abort", service_path(&key)), &serde_json::json!({}))
+        .post(
+            &format!("{}/abort", service_path(&key)),
+            &serde_json::json!({}),
+        )
         .await?;
     let Some(id) = r.deployment_id.clone().filter(|_| !a.no_wait) else {
         if json {
@@ -291,12 +294,18 @@ pub async fn abort(a: RolloutArgs, json: bool) -> Result<ExitCode> {
     loop {
         let d: Deployment = client.get(&format!("/deployments/{id}")).await?;
         let back = match &d.rolled_back_by {
-            Some(rb) => Some(client.get::<Deployment>(&format!("/deployments/{rb}")).await?),
+            Some(rb) => Some(
+                client
+                    .get::<Deployment>(&format!("/deployments/{rb}"))
+                    .await?,
+            ),
             None => None,
         };
         let settled = d.state.is_terminal() && back.as_ref().is_none_or(|b| b.state.is_terminal());
         if settled {
-            let ok = back.as_ref().is_some_and(|b| b.state == RolloutState::Succeeded);
+            let ok = back
+                .as_ref()
+                .is_some_and(|b| b.state == RolloutState::Succeeded);
             if json {
                 crate::output::print_json(&serde_json::json!({
                     "succeeded": ok, "deployment": d, "rollback": back,
@@ -322,7 +331,11 @@ pub async fn abort(a: RolloutArgs, json: bool) -> Result<ExitCode> {
                     ),
                 }
             }
-            return Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE });
+            return Ok(if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            });
         }
         if started.elapsed() > a.timeout {
             anyhow::bail!(

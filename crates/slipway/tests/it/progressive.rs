@@ -22,7 +22,12 @@ fn now_ms() -> i64 {
 
 /// A web service of the example app with a `deployment:` block.
 fn manifest(app: &str, count: u32, deployment: &str) -> String {
-    web_manifest(app, "slipway-hello:v1", count, &format!("    deployment: {deployment}\n"))
+    web_manifest(
+        app,
+        "slipway-hello:v1",
+        count,
+        &format!("    deployment: {deployment}\n"),
+    )
 }
 
 /// One answered request: when (unix ms), its status, and the version that answered (2xx).
@@ -100,7 +105,9 @@ fn failed(seen: &[Seen], from: i64, to: i64) -> usize {
 fn get(addr: &str, cookie: Option<&str>) -> Option<(u16, Option<String>, Option<String>)> {
     let mut s = std::net::TcpStream::connect(addr).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
-    let cookie = cookie.map(|c| format!("Cookie: {c}\r\n")).unwrap_or_default();
+    let cookie = cookie
+        .map(|c| format!("Cookie: {c}\r\n"))
+        .unwrap_or_default();
     s.write_all(
         format!("GET / HTTP/1.1\r\nHost: progressive.test\r\n{cookie}Connection: close\r\n\r\n")
             .as_bytes(),
@@ -249,7 +256,10 @@ fn share(seen: &[Seen], version: &str, from: i64, to: i64) -> (f64, usize) {
         .iter()
         .filter(|s| s.version.as_deref() == Some(version))
         .count();
-    (100.0 * hits as f64 / answered.len().max(1) as f64, answered.len())
+    (
+        100.0 * hits as f64 / answered.len().max(1) as f64,
+        answered.len(),
+    )
 }
 
 /// Checks each step of a finished rollout against the answers: the share of the new
@@ -378,7 +388,11 @@ fn stickiness_promote_and_abort() {
         for _ in 0..100 {
             let (status, v, again) = get(&addr, Some(cookie)).unwrap();
             assert_eq!(status, 200);
-            assert_eq!(v.as_deref(), Some(version.as_str()), "a sticky client flipped");
+            assert_eq!(
+                v.as_deref(),
+                Some(version.as_str()),
+                "a sticky client flipped"
+            );
             assert_eq!(again, None, "no new cookie for a client that has one");
         }
     }
@@ -486,7 +500,11 @@ fn bad_rollout_settings_are_refused_and_change_nothing() {
     ));
     let out = s.cli(&["deploy"]);
     assert_ne!(out.code, 0, "{out:?}");
-    assert!(out.stderr.contains("needs ingress routes"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("needs ingress routes"),
+        "{}",
+        out.stderr
+    );
     // The flags are checked the same way.
     s.manifest(&manifest(&app, 1, "{strategy: rolling}"));
     let out = s.cli(&["deploy", "--strategy", "canary", "--percent", "0"]);
