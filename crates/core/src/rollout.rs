@@ -236,11 +236,9 @@ pub struct Sample {
 impl Sample {
     /// Error rate in basis points.
     pub fn error_rate_bp(&self) -> u64 {
-        if self.requests == 0 {
-            0
-        } else {
-            self.errors * 10_000 / self.requests
-        }
+        (self.errors * 10_000)
+            .checked_div(self.requests)
+            .unwrap_or(0)
     }
 }
 
