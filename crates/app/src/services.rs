@@ -45,6 +45,9 @@ pub struct ConfigPatch {
     /// `deploymentCircuitBreaker`: (enable, rollback).
     pub circuit_breaker: Option<(bool, bool)>,
     pub health_check_grace_period_ms: Option<u64>,
+    /// `strategy` and its canary/linear settings, `bakeTimeInMinutes`: the whole
+    /// progressive plan, resolved by the caller from the service's current one.
+    pub progressive: Option<slipway_core::rollout::Progressive>,
 }
 
 impl ConfigPatch {
@@ -66,6 +69,16 @@ impl ConfigPatch {
         if let Some(g) = self.health_check_grace_period_ms {
             c.health_check_grace_period_ms = g;
         }
+        if let Some(p) = self.progressive {
+            // As in a manifest: the default deployment timeout is stretched by the bake
+            // times; a timeout that is not the stretched default was chosen, and is kept.
+            let default = DeploymentConfig::default().timeout_ms;
+            let derived = c.timeout_ms == default.saturating_add(c.progressive.total_bake_ms());
+            c.progressive = p;
+            if derived {
+                c.timeout_ms = default.saturating_add(p.total_bake_ms());
+            }
+        }
         if c.minimum_healthy_percent == 100 && c.maximum_percent == 100 {
             return Err(AppError::invalid(
                 "minimumHealthyPercent 100 with maximumPercent 100 allows no deployment to progress",
@@ -73,6 +86,17 @@ impl ConfigPatch {
         }
         Ok(c)
     }
+}
+
+/// Refuses a progressive plan the service cannot run: weights and analysis need ingress
+/// routes on the container, and the bakes must fit in the deployment timeout.
+fn check_progressive(c: &DeploymentConfig, container: &ContainerSpec) -> Result<()> {
+    if c.progressive.is_plain() {
+        return Ok(());
+    }
+    c.progressive
+        .validate(c.timeout_ms, container.http_route.is_some())
+        .map_err(|m| AppError::invalid(format!("deploymentConfiguration: {m}")))
 }
 
 /// An ECS `UpdateService`.
@@ -395,6 +419,7 @@ impl App {
         }
         check_placement(placement)?;
         let config = config.apply(DeploymentConfig::default())?;
+        check_progressive(&config, &td.container)?;
         let container = self.pin_image(td.container.clone(), false).await;
         let _turn = self.queue(std::slice::from_ref(key)).await;
         retry(|| async {
@@ -445,6 +470,19 @@ impl App {
                 .task_definition
                 .as_ref()
                 .is_some_and(|t| t.source.clone().unwrap_or_else(|| t.id()) != current_source);
+            if !config.progressive.is_plain() {
+                let running = match &change.task_definition {
+                    Some(t) if changes_td => Some(t.container.clone()),
+                    _ => self
+                        .store()
+                        .get_task_definition(&key.family(), svc.revision)
+                        .await?
+                        .map(|t| t.container),
+                };
+                if let Some(c) = running {
+                    check_progressive(&config, &c)?;
+                }
+            }
             let desired = change.desired_count.unwrap_or(svc.desired_count);
             let placement = change
                 .placement

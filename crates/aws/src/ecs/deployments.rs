@@ -70,8 +70,13 @@ pub(super) fn deployment_brief(
     if let Some(f) = d.timeline.finished_at {
         o["finishedAt"] = ts(f);
     }
-    if let Some(r) = &d.reason {
-        o["statusReason"] = json!(r);
+    // A progressive deployment under way says where it stands.
+    match (&d.reason, &d.rollout) {
+        (Some(r), _) => o["statusReason"] = json!(r),
+        (None, Some(p)) if d.state == RolloutState::InProgress => {
+            o["statusReason"] = json!(progress_words(p));
+        }
+        _ => {}
     }
     o
 }
@@ -249,14 +254,11 @@ pub(super) async fn describe_service_deployments(
         o["updatedAt"] = ts(d.updated_at);
         o["sourceServiceRevisions"] = json!(sources);
         o["targetServiceRevision"] = counts(&d, requested);
-        o["deploymentConfiguration"] = json!({
-            "deploymentCircuitBreaker": {
-                "enable": svc.config.circuit_breaker.enable,
-                "rollback": svc.config.circuit_breaker.rollback,
-            },
-            "maximumPercent": svc.config.maximum_percent,
-            "minimumHealthyPercent": svc.config.minimum_healthy_percent,
-        });
+        // The strategy this deployment runs (the service's may have changed since).
+        o["deploymentConfiguration"] = configuration_json(&svc.config, &plan_of(&d));
+        if let Some(stage) = lifecycle_stage(&d) {
+            o["lifecycleStage"] = json!(stage);
+        }
         let cb = svc.config.circuit_breaker;
         let breaker_status = if !cb.enable {
             "DISABLED"
@@ -281,7 +283,7 @@ pub(super) async fn describe_service_deployments(
             .and_then(|id| all.iter().find(|x| x.id == id))
         {
             o["rollback"] = json!({
-                "reason": d.reason.clone().unwrap_or_default(),
+                "reason": rollback_reason(&d).unwrap_or_default(),
                 "startedAt": ts(r.created_at),
                 "serviceRevisionArn": service_revision_arn(call, &c, service, r.revision),
             });

@@ -6,6 +6,9 @@ mod clusters;
 mod deployments;
 mod instances;
 mod services;
+mod strategy;
+#[cfg(test)]
+mod strategy_flow;
 mod task_definitions;
 mod tasks;
 
@@ -15,8 +18,8 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use slipway_app::{ConfigPatch, EcsServiceChange, RunTasks};
 use slipway_core::model::{
-    CommandHealthCheck, ContainerSpec, Deployment, PullPolicy, RolloutState, ServiceKey, Task,
-    TaskDefinition, TaskHealth, TaskStatus, VolumeMount, validate_name,
+    CommandHealthCheck, ContainerSpec, Deployment, DeploymentConfig, PullPolicy, RolloutState,
+    ServiceKey, Task, TaskDefinition, TaskHealth, TaskStatus, VolumeMount, validate_name,
 };
 use slipway_store::{ServiceRecord, TaskCount};
 
@@ -25,6 +28,7 @@ use clusters::*;
 use deployments::*;
 use instances::*;
 use services::*;
+use strategy::*;
 use task_definitions::*;
 use tasks::*;
 

@@ -16,6 +16,16 @@ pub(super) struct DeploymentConfigReq {
     maximum_percent: Option<i64>,
     minimum_healthy_percent: Option<i64>,
     deployment_circuit_breaker: Option<BreakerReq>,
+    #[serde(flatten)]
+    strategy: StrategyReq,
+}
+
+/// What a request asks of the strategy (checked; `None`: nothing).
+pub(super) fn strategy_ask(req: Option<&DeploymentConfigReq>) -> AwsResult<Option<StrategyAsk>> {
+    match req {
+        Some(r) => r.strategy.ask(),
+        None => Ok(None),
+    }
 }
 
 #[derive(Deserialize)]
@@ -98,7 +108,10 @@ pub(super) fn rollout(d: &Deployment) -> (&'static str, String) {
     match d.state {
         RolloutState::InProgress => (
             "IN_PROGRESS",
-            format!("ECS deployment ecs-svc/{} in progress.", d.id),
+            match &d.rollout {
+                Some(p) => progress_words(p),
+                None => format!("ECS deployment ecs-svc/{} in progress.", d.id),
+            },
         ),
         RolloutState::Succeeded => (
             "COMPLETED",
@@ -256,7 +269,6 @@ pub(super) async fn services_json(
             .iter()
             .map(|e| json!({ "id": e.id.to_string(), "createdAt": ts(e.created_at), "message": e.message }))
             .collect();
-        let cb = svc.config.circuit_breaker;
         let (placement_strategy, placement_constraints) = placement_json(&svc.placement);
         out.insert(
             key.name.clone(),
@@ -272,11 +284,7 @@ pub(super) async fn services_json(
                 "pendingCount": pending,
                 "launchType": "EC2",
                 "taskDefinition": td_arn(call, &source(key, svc.revision)),
-                "deploymentConfiguration": {
-                    "deploymentCircuitBreaker": { "enable": cb.enable, "rollback": cb.rollback },
-                    "maximumPercent": svc.config.maximum_percent,
-                    "minimumHealthyPercent": svc.config.minimum_healthy_percent,
-                },
+                "deploymentConfiguration": configuration_json(&svc.config, &svc.config.progressive),
                 "deployments": deployments,
                 "events": events,
                 "createdAt": ts(svc.created_at),
@@ -305,16 +313,23 @@ pub(super) async fn create_service(call: &Call<'_>, req: CreateServiceReq) -> Aw
         .task_definition
         .ok_or_else(|| AwsError::invalid("taskDefinition is required"))?;
     let desired_count = desired(req.desired_count)?.unwrap_or(1);
-    let patch = config_patch(
+    let mut patch = config_patch(
         req.deployment_configuration.as_ref(),
         req.health_check_grace_period_seconds,
     )?;
+    let ask = strategy_ask(req.deployment_configuration.as_ref())?;
     let placement = placement_of(
         req.placement_strategy.as_deref(),
         req.placement_constraints.as_deref(),
     )?
     .unwrap_or_default();
     let td = find_td(call, &tdr).await?;
+    let has_routes = td.container.http_route.is_some();
+    let base = DeploymentConfig::default();
+    patch.progressive = ask
+        .map(|a| a.resolve(&base.progressive, has_routes))
+        .transpose()?;
+    check(&patch.apply(base)?, has_routes)?;
     let svc = call
         .state
         .app
@@ -331,21 +346,48 @@ pub(super) async fn update_service(call: &Call<'_>, req: UpdateServiceReq) -> Aw
         .map(name_of)
         .ok_or_else(|| AwsError::invalid("service is required"))?
         .to_owned();
+    let desired_count = desired(req.desired_count)?;
+    let mut config = config_patch(
+        req.deployment_configuration.as_ref(),
+        req.health_check_grace_period_seconds,
+    )?;
+    let ask = strategy_ask(req.deployment_configuration.as_ref())?;
+    let task_definition = match &req.task_definition {
+        Some(r) => Some(find_td(call, r).await?),
+        None => None,
+    };
+    let placement = placement_of(
+        req.placement_strategy.as_deref(),
+        req.placement_constraints.as_deref(),
+    )?;
+    // The strategy members left out keep the service's; analysis and the check need to
+    // know whether the version to run has ingress routes. (The application layer checks
+    // again against the service it changes.)
+    let store = call.state.app.store();
+    let current = match validate_name(&name) {
+        Ok(()) => store.get_service(&c.key(&name)).await?,
+        Err(_) => None,
+    };
+    if let Some(svc) = &current {
+        let running = match &task_definition {
+            Some(td) => Some(td.container.clone()),
+            None => store
+                .get_task_definition(&svc.key.family(), svc.revision)
+                .await?
+                .map(|td| td.container),
+        };
+        let has_routes = running.is_some_and(|c| c.http_route.is_some());
+        config.progressive = ask
+            .map(|a| a.resolve(&svc.config.progressive, has_routes))
+            .transpose()?;
+        check(&config.apply(svc.config)?, has_routes)?;
+    }
     let change = EcsServiceChange {
-        desired_count: desired(req.desired_count)?,
-        config: config_patch(
-            req.deployment_configuration.as_ref(),
-            req.health_check_grace_period_seconds,
-        )?,
-        task_definition: match &req.task_definition {
-            Some(r) => Some(find_td(call, r).await?),
-            None => None,
-        },
+        desired_count,
+        config,
+        task_definition,
         force: req.force_new_deployment.unwrap_or(false),
-        placement: placement_of(
-            req.placement_strategy.as_deref(),
-            req.placement_constraints.as_deref(),
-        )?,
+        placement,
     };
     let svc = call
         .state
