@@ -38,46 +38,65 @@ struct Seen {
     version: Option<String>,
 }
 
-/// Constant load that records every request (no cookies kept: each request is assigned a
-/// version afresh by the weights).
+/// Constant load on keep-alive connections that records every request (no cookies kept:
+/// each request is assigned a version afresh by the weights).
 struct Recorder {
     stop: Arc<AtomicBool>,
     seen: Arc<Mutex<Vec<Seen>>>,
-    threads: Vec<std::thread::JoinHandle<()>>,
+    thread: std::thread::JoinHandle<()>,
 }
 
 impl Recorder {
     fn start(addr: &str, conns: usize) -> Recorder {
         let stop = Arc::new(AtomicBool::new(false));
         let seen = Arc::new(Mutex::new(Vec::new()));
-        let threads = (0..conns)
-            .map(|_| {
-                let (stop, seen, addr) = (stop.clone(), seen.clone(), addr.to_owned());
-                std::thread::spawn(move || {
-                    let deadline = Instant::now() + Duration::from_secs(600);
-                    while !stop.load(Ordering::SeqCst) && Instant::now() < deadline {
-                        let s = match get(&addr, None) {
-                            Some((status, version, _)) => Seen {
+        let url = format!("http://{addr}/");
+        let (flag, log) = (stop.clone(), seen.clone());
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let _ = rustls::crypto::ring::default_provider().install_default();
+                let client = reqwest::Client::builder()
+                    .pool_max_idle_per_host(conns)
+                    .timeout(Duration::from_secs(10))
+                    .build()
+                    .unwrap();
+                let deadline = Instant::now() + Duration::from_secs(600);
+                let mut tasks = Vec::new();
+                for _ in 0..conns {
+                    let (client, url, flag, log) =
+                        (client.clone(), url.clone(), flag.clone(), log.clone());
+                    tasks.push(tokio::spawn(async move {
+                        while !flag.load(Ordering::SeqCst) && Instant::now() < deadline {
+                            let (status, version) = match client.get(&url).send().await {
+                                Ok(resp) => {
+                                    let status = resp.status().as_u16();
+                                    let body = resp.text().await.unwrap_or_default();
+                                    let version = serde_json::from_str::<Value>(&body)
+                                        .ok()
+                                        .and_then(|v| v["version"].as_str().map(str::to_owned));
+                                    (status, version)
+                                }
+                                Err(_) => (0, None),
+                            };
+                            log.lock().unwrap().push(Seen {
                                 at: now_ms(),
                                 status,
                                 version,
-                            },
-                            None => Seen {
-                                at: now_ms(),
-                                status: 0,
-                                version: None,
-                            },
-                        };
-                        seen.lock().unwrap().push(s);
-                    }
-                })
-            })
-            .collect();
-        Recorder {
-            stop,
-            seen,
-            threads,
-        }
+                            });
+                        }
+                    }));
+                }
+                for t in tasks {
+                    t.await.unwrap();
+                }
+            });
+        });
+        Recorder { stop, seen, thread }
     }
 
     fn snapshot(&self) -> Vec<Seen> {
@@ -86,9 +105,7 @@ impl Recorder {
 
     fn stop(self) -> Vec<Seen> {
         self.stop.store(true, Ordering::SeqCst);
-        for t in self.threads {
-            t.join().unwrap();
-        }
+        self.thread.join().unwrap();
         Arc::try_unwrap(self.seen).unwrap().into_inner().unwrap()
     }
 }
