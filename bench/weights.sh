@@ -9,7 +9,8 @@
 # Load generator (wrk, 64 keep-alive connections) pinned to core 0; backends and ingress
 # together on core 1, as in bench/ingress.sh. Rounds alternate plain/weighted; prints the
 # medians of rps and of ingress CPU per request (utime+stime from /proc/PID/stat over the
-# requests wrk counted), and weighted/plain ratios. Everything listens on 127.0.0.1, on ports
+# requests wrk counted), weighted/plain ratios of the medians, and the median of each round's
+# own weighted/plain ratio. Everything listens on 127.0.0.1, on ports
 # the kernel hands out.
 #
 # Usage: bench/weights.sh [ROUNDS] [SECONDS]   (default 7 rounds of 10 s)
@@ -78,6 +79,7 @@ median() { sort -n | awk '{a[NR]=$1} END {if (NR%2) print a[(NR+1)/2]; else prin
 med() { echo "$1" | tr ' ' '\n' | grep -v '^$' | median; }
 hz=$(getconf CLK_TCK)
 declare -A RPS CPU
+PR=""; PC=""; prev_rps=1; prev_cpu=1
 for round in $(seq "$rounds"); do
   for t in plain weighted; do
     taskset -c 0 wrk -t1 -c64 -d1s -H "Host: $t.test" "http://$addr/" >/dev/null
@@ -89,6 +91,11 @@ for round in $(seq "$rounds"); do
     cpu=$(awk -v c=$((c1 - c0)) -v n="$req" -v hz="$hz" 'BEGIN {printf "%.2f", c / hz * 1e6 / n}')
     RPS[$t]+="$rps "
     CPU[$t]+="$cpu "
+    if [ "$t" = weighted ]; then
+      PR+="$(awk -v a="$rps" -v b="$prev_rps" 'BEGIN {print a/b}') "
+      PC+="$(awk -v a="$cpu" -v b="$prev_cpu" 'BEGIN {print a/b}') "
+    fi
+    prev_rps=$rps; prev_cpu=$cpu
     printf '  round %d %-8s %9.0f rps %6s CPU-µs/req\n' "$round" "$t" "$rps" "$cpu"
     errs=$(echo "$out" | awk '/Non-2xx|Socket errors/')
     [ -n "$errs" ] && echo "  round $round $t: $errs"
@@ -104,3 +111,5 @@ for t in plain weighted; do
 done
 awk -v a="$(med "${RPS[weighted]}")" -v b="$(med "${RPS[plain]}")" -v c="$(med "${CPU[weighted]}")" -v d="$(med "${CPU[plain]}")" \
   'BEGIN {printf "\nweighted/plain: rps %.3f (%+.1f %%), CPU per request %.3f (%+.1f %%)\n", a/b, (a/b-1)*100, c/d, (c/d-1)*100}'
+# Each round's weighted/plain pair ran back to back: their ratios drift less with the load.
+printf 'median of the rounds'"'"' own ratios: rps %.3f, CPU per request %.3f\n' "$(med "$PR")" "$(med "$PC")"

@@ -7,7 +7,9 @@
 //! routing, target choice, retries, passive health and accounting.
 //!
 //! Target choice is round robin over the service's routable targets, skipping targets that
-//! are passively marked down (unless all are). A connect failure (nothing was sent) is
+//! are passively marked down (unless all are). A service with weights first assigns the
+//! request a version (its sticky cookie's, or the next by weight; see [`crate::versions`]),
+//! and the round robin runs over that version's targets. A connect failure (nothing was sent) is
 //! retried on a different target, up to [`MAX_ATTEMPTS`]; a safe request whose target died
 //! mid-request is retried within [`RETRY_BUDGET`]. Connections to targets come from
 //! [`crate::upstream`] (per-target idle connections; a connect gives up when its target leaves

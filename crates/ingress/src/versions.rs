@@ -352,7 +352,7 @@ impl Weighted {
     }
 
     /// Picks a target: the version of `cookie` when it has weight and `try_pick` finds a
-    /// target in it, otherwise the version assigned by weight, otherwise any other version with
+    /// target in it that is not passively down, otherwise the version assigned by weight, otherwise any other version with
     /// weight. `try_pick(targets, next, pass)` is the data path's choice within a group; pass 0
     /// skips passively failed targets, pass 1 fails open, and every group gets pass 0 before
     /// any gets pass 1.
@@ -361,14 +361,13 @@ impl Weighted {
         cookie: Option<&str>,
         mut try_pick: impl FnMut(&[Arc<Target>], &AtomicUsize, usize) -> Option<Arc<Target>>,
     ) -> Option<Arc<Target>> {
+        // A bound client whose version's targets are all passively down is assigned afresh
+        // rather than sent there (the fail-open pass comes after every version's first).
         if let Some(v) = cookie
             && let Some(g) = self.groups.iter().find(|g| g.version == v)
+            && let Some(t) = try_pick(&g.targets, &g.next, 0)
         {
-            for pass in 0..2 {
-                if let Some(t) = try_pick(&g.targets, &g.next, pass) {
-                    return Some(t);
-                }
-            }
+            return Some(t);
         }
         let first = self.assign()?;
         let n = self.groups.len();
