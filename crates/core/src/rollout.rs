@@ -775,6 +775,58 @@ mod tests {
     }
 
     #[test]
+    fn blue_green_goes_from_nothing_to_everything() {
+        let plan = Progressive {
+            strategy: Strategy::BlueGreen,
+            ..Progressive::default()
+        };
+        let mut r = RolloutProgress::new(plan, Some(1), 0);
+        assert_eq!((r.phase, r.weight), (Phase::Starting, 0));
+        r.tick(10, false, false, None);
+        assert_eq!(r.weight, 0, "no request before every new task is healthy");
+        assert!(r.tick(20, true, false, None).weight_changed);
+        assert_eq!((r.phase, r.weight), (Phase::Full, 100));
+        r.tick(30, true, true, None);
+        assert_eq!(r.phase, Phase::Done);
+    }
+
+    #[test]
+    fn the_bake_after_a_rolling_update_is_watched_too() {
+        let plan = Progressive {
+            strategy: Strategy::Rolling,
+            bake_ms: 60_000,
+            analysis: Some(Analysis {
+                interval_ms: 1000,
+                failures: 2,
+                ..Analysis::default()
+            }),
+            sticky: true,
+        };
+        let mut r = RolloutProgress::new(plan, Some(1), 0);
+        assert_eq!(
+            (r.phase, r.weight),
+            (Phase::Full, 100),
+            "rolling: no weights"
+        );
+        assert!(!r.holds_old());
+        // While both versions serve, the stable one's measurements become the reference.
+        r.tick(1000, false, false, Some((s(100, 0, 2), Some(s(100, 0, 2)))));
+        assert_eq!(r.baseline, Some(s(100, 0, 2)));
+        r.tick(2000, true, true, None);
+        assert_eq!(r.phase, Phase::Baking);
+        // Alone now, it is judged against that reference.
+        let bad = Some((s(100, 20, 2), None));
+        assert!(r.tick(3000, true, true, bad).rollback.is_none());
+        let t = r.tick(4000, true, true, bad);
+        assert_eq!(
+            t.rollback.as_deref(),
+            Some("error rate 20.0 % vs stable 0.0 % over 2 intervals")
+        );
+        assert_eq!(r.phase, Phase::Done);
+        assert!(r.failed.is_some());
+    }
+
+    #[test]
     fn promote_skips_the_rest_and_the_first_deployment_takes_everything() {
         let mut r = canary(600_000, 600_000);
         r.tick(0, true, false, None);
