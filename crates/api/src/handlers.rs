@@ -224,29 +224,26 @@ pub(crate) async fn rollback(
 }
 
 pub(crate) async fn promote(
-    State(state): State<ApiState>,
-    Path((app, env, name)): Path<(String, String, String)>,
+    state: State<ApiState>,
+    path: Path<(String, String, String)>,
 ) -> ApiResult<ActionResponse> {
-    let key = key_of(app, env, name)?;
-    Ok(Json(
-        state
-            .app
-            .control_rollout(&key, slipway_app::RolloutControl::Promote, "a user")
-            .await?,
-    ))
+    control_rollout(state, path, slipway_app::RolloutControl::Promote).await
 }
 
 pub(crate) async fn abort(
+    state: State<ApiState>,
+    path: Path<(String, String, String)>,
+) -> ApiResult<ActionResponse> {
+    control_rollout(state, path, slipway_app::RolloutControl::Abort).await
+}
+
+async fn control_rollout(
     State(state): State<ApiState>,
     Path((app, env, name)): Path<(String, String, String)>,
+    what: slipway_app::RolloutControl,
 ) -> ApiResult<ActionResponse> {
     let key = key_of(app, env, name)?;
-    Ok(Json(
-        state
-            .app
-            .control_rollout(&key, slipway_app::RolloutControl::Abort, "a user")
-            .await?,
-    ))
+    Ok(Json(state.app.control_rollout(&key, what, "a user").await?))
 }
 
 pub(crate) async fn restart(

@@ -224,25 +224,28 @@ impl Controller {
         Ok(())
     }
 
-    /// Starts an interval: keeps the version counters of `key` as they are now.
-    async fn snapshot(&self, key: &ServiceKey, deployment: &str, weight: u32, now: i64) {
-        let Some(ingress) = &self.inner.ingress else {
-            return;
-        };
+    /// The ingress' version counters of `key` now (None: no ingress, or it did not answer).
+    async fn counters(&self, key: &ServiceKey) -> Option<Vec<VersionReport>> {
+        let ingress = self.inner.ingress.as_ref()?;
         let name = key.to_string();
         match ingress.versions().await {
-            Ok(all) => {
-                let reports = all.into_iter().filter(|r| r.service == name).collect();
-                self.local().snapshots.insert(
-                    deployment.to_owned(),
-                    Snapshot {
-                        at: now,
-                        weight,
-                        reports,
-                    },
-                );
+            Ok(all) => Some(all.into_iter().filter(|r| r.service == name).collect()),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the ingress' version counters");
+                None
             }
-            Err(e) => tracing::warn!(error = %e, "cannot read the ingress' version counters"),
+        }
+    }
+
+    /// Starts an interval: keeps the version counters of `key` as they are now.
+    async fn snapshot(&self, key: &ServiceKey, deployment: &str, weight: u32, now: i64) {
+        if let Some(reports) = self.counters(key).await {
+            let snap = Snapshot {
+                at: now,
+                weight,
+                reports,
+            };
+            self.local().snapshots.insert(deployment.to_owned(), snap);
         }
     }
 
@@ -256,7 +259,6 @@ impl Controller {
         interval: i64,
         now: i64,
     ) -> Option<(Sample, Option<Sample>)> {
-        let ingress = self.inner.ingress.as_ref()?;
         let snap = self.local().snapshots.get(deployment).cloned();
         let Some(snap) = snap.filter(|s| s.weight == weight) else {
             self.snapshot(key, deployment, weight, now).await;
@@ -265,24 +267,15 @@ impl Controller {
         if now - snap.at < interval {
             return None;
         }
-        let name = key.to_string();
-        let reports: Vec<VersionReport> = match ingress.versions().await {
-            Ok(all) => all.into_iter().filter(|r| r.service == name).collect(),
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot read the ingress' version counters");
-                return None;
-            }
-        };
+        let reports = self.counters(key).await?;
         let canary = sample(&reports, &snap.reports, |v| v == deployment);
         let stable = sample(&reports, &snap.reports, |v| v != deployment);
-        self.local().snapshots.insert(
-            deployment.to_owned(),
-            Snapshot {
-                at: now,
-                weight,
-                reports,
-            },
-        );
+        let next = Snapshot {
+            at: now,
+            weight,
+            reports,
+        };
+        self.local().snapshots.insert(deployment.to_owned(), next);
         Some((canary, (stable.requests > 0).then_some(stable)))
     }
 }

@@ -11,7 +11,7 @@ use slipway_api::types::{
     ActionResponse, DeployOutcome, RollbackRequest, ScaleRequest, ServiceDetail,
 };
 
-use slipway_core::model::{Deployment, RolloutState};
+use slipway_core::model::{Deployment, RolloutState, ServiceKey};
 
 use super::Target;
 use super::deploy::{Wait, wait_and_report};
@@ -239,33 +239,36 @@ async fn follow(
 pub async fn rollback(a: RollbackArgs, json: bool) -> Result<ExitCode> {
     let client = Client::from_env()?;
     let key = a.target.key(&a.service)?;
+    let body = RollbackRequest { revision: a.to };
+    let wait = (a.no_wait, a.timeout, json);
+    change_and_follow(&client, &key, "rollback", &body, a.expect_version, wait).await
+}
+
+/// Posts one change of a service (`verb`: its path under the service) and follows the
+/// deployment it starts to its outcome (`wait`: no_wait, timeout, json).
+async fn change_and_follow<B: serde::Serialize>(
+    client: &Client,
+    key: &ServiceKey,
+    verb: &str,
+    body: &B,
+    expect: Option<u64>,
+    (no_wait, timeout, json): (bool, Duration, bool),
+) -> Result<ExitCode> {
     let r: ActionResponse = client
-        .post_if(
-            &format!("{}/rollback", service_path(&key)),
-            &RollbackRequest { revision: a.to },
-            a.expect_version,
-        )
+        .post_if(&format!("{}/{verb}", service_path(key)), body, expect)
         .await?;
-    if !json && !a.no_wait {
+    if !json && !no_wait {
         println!("{}: {}", key.name, r.message);
     }
-    follow(&client, r, a.no_wait, a.timeout, json, Vec::new()).await
+    follow(client, r, no_wait, timeout, json, Vec::new()).await
 }
 
 /// `slipway promote`: the rollout in progress takes every request now; waits for its outcome.
 pub async fn promote(a: RolloutArgs, json: bool) -> Result<ExitCode> {
     let client = Client::from_env()?;
     let key = a.target.key(&a.service)?;
-    let r: ActionResponse = client
-        .post(
-            &format!("{}/promote", service_path(&key)),
-            &serde_json::json!({}),
-        )
-        .await?;
-    if !json && !a.no_wait {
-        println!("{}: {}", key.name, r.message);
-    }
-    follow(&client, r, a.no_wait, a.timeout, json, Vec::new()).await
+    let wait = (a.no_wait, a.timeout, json);
+    change_and_follow(&client, &key, "promote", &serde_json::json!({}), None, wait).await
 }
 
 /// `slipway abort`: the rollout in progress takes no request any more and is rolled back;
@@ -381,17 +384,9 @@ pub async fn scale(a: ScaleArgs, json: bool) -> Result<ExitCode> {
 pub async fn restart(a: RestartArgs, json: bool) -> Result<ExitCode> {
     let client = Client::from_env()?;
     let key = a.target.key(&a.service)?;
-    let r: ActionResponse = client
-        .post_if(
-            &format!("{}/restart", service_path(&key)),
-            &serde_json::json!({}),
-            a.expect_version,
-        )
-        .await?;
-    if !json && !a.no_wait {
-        println!("{}: {}", key.name, r.message);
-    }
-    follow(&client, r, a.no_wait, a.timeout, json, Vec::new()).await
+    let wait = (a.no_wait, a.timeout, json);
+    let body = serde_json::json!({});
+    change_and_follow(&client, &key, "restart", &body, a.expect_version, wait).await
 }
 
 pub async fn delete(a: DeleteArgs, json: bool) -> Result<ExitCode> {
