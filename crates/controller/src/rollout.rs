@@ -86,7 +86,19 @@ pub(crate) fn weights(
     }
     let ours = |d: &str, rev: u32| planner::is_of(t, d, rev);
     let new_tasks = routable.iter().filter(|(d, r)| ours(d, *r)).count() as u32;
-    let old_tasks = routable.len() as u32 - new_tasks;
+    // The rest of the requests go to the stable version's tasks; tasks of a failed or
+    // superseded deployment get none while a stable task can take them.
+    let stable = |d: &str| planner::is_stable(deployments, d);
+    let old_tasks = routable
+        .iter()
+        .filter(|(d, r)| !ours(d, *r) && stable(d))
+        .count() as u32;
+    let any_stable = old_tasks > 0;
+    let old_tasks = if any_stable {
+        old_tasks
+    } else {
+        routable.len() as u32 - new_tasks
+    };
     let in_progress = t.state == RolloutState::InProgress;
     let mut labels: Vec<(String, u32)> = Vec::new();
     let mut sticky = false;
@@ -107,6 +119,8 @@ pub(crate) fn weights(
                     .map_or(0, |(_, r)| *r);
                 let w = if ours(label, rev) {
                     r.weight * n * old_tasks.max(1)
+                } else if any_stable && !stable(label) {
+                    0
                 } else {
                     (100 - r.weight.min(100)) * n * new_tasks.max(1)
                 };
@@ -329,6 +343,20 @@ mod tests {
         let total: u32 = w.iter().map(|x| x.1).sum();
         let d2w = w.iter().find(|x| x.0 == "d2").unwrap().1;
         assert_eq!(d2w * 100, total * 5, "{w:?}");
+        // A superseded canary's tasks take nothing while the stable version's can.
+        let mut d3 = d2.clone();
+        d3.id = "d3".into();
+        d3.revision = 3;
+        d3.created_at = 3;
+        let mut superseded = d2.clone();
+        superseded.state = RolloutState::Failed;
+        let deps3 = vec![dep("d1", 1, RolloutState::Succeeded, 1), superseded, d3];
+        let mut with_old_canary = tasks.clone();
+        with_old_canary.push(("d3".into(), 3));
+        let (w, _) = weights(&deps3, &with_old_canary);
+        assert_eq!(w.iter().find(|x| x.0 == "d2").unwrap().1, 0, "{w:?}");
+        let total: u32 = w.iter().map(|x| x.1).sum();
+        assert_eq!(w.iter().find(|x| x.0 == "d3").unwrap().1 * 100, total * 5, "{w:?}");
         // Rolling: no weights.
         let deps = vec![
             dep("d1", 1, RolloutState::Succeeded, 1),

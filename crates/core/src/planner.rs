@@ -193,6 +193,16 @@ fn belongs(task: &ObservedTask, t: &Deployment) -> bool {
     is_of(t, &task.deployment_id, task.revision)
 }
 
+/// A task of deployment `task_deployment` belongs to a stable version: its deployment
+/// succeeded (or is too old to be remembered). A progressive rollout keeps such tasks, and
+/// they take the rest of the requests; tasks of failed or superseded deployments do not.
+pub fn is_stable(deployments: &[Deployment], task_deployment: &str) -> bool {
+    deployments
+        .iter()
+        .find(|d| d.id == task_deployment)
+        .is_none_or(|d| d.state == RolloutState::Succeeded)
+}
+
 /// A task of deployment `task_deployment` and revision `task_revision` counts as one of
 /// `t`'s: its own, or (for a rollback) a live task of the revision it restores.
 pub fn is_of(t: &Deployment, task_deployment: &str, task_revision: u32) -> bool {
@@ -514,7 +524,7 @@ pub fn plan(input: PlanInput<'_>) -> Plan {
         if !healthy(x) {
             stops.push((x, why));
             old_left -= 1;
-        } else if hold_old {
+        } else if hold_old && is_stable(input.deployments, &x.deployment_id) {
             // It takes the stable version's share of the requests.
         } else if healthy_total > min_healthy {
             healthy_total -= 1;

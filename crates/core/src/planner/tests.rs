@@ -810,6 +810,24 @@ fn a_progressive_rollout_holds_old_tasks_below_100_percent_and_its_bake() {
             .any(|a| matches!(a, Action::Event(e) if e.contains("unable"))),
         "holding is not being stuck"
     );
+    // A task of a failed (superseded) deployment is not held: it takes no request.
+    let mut with_failed = tasks.clone();
+    with_failed.push(task("f0", "dx", 9, healthy()));
+    let deps = [
+        deployment("d1", 1, RolloutState::Succeeded, 0),
+        deployment("dx", 9, RolloutState::Failed, 5),
+        d2.clone(),
+    ];
+    let p = plan(PlanInput {
+        now: 20,
+        desired_count: 3,
+        config: &cfg,
+        deleting: false,
+        deployments: &deps,
+        tasks: &with_failed,
+        start_backoff_until: None,
+    });
+    assert_eq!(stops(&p), vec!["f0"]);
     // Every request to the new version: the old tasks go.
     let r = d2.rollout.as_mut().unwrap();
     r.weight = 100;
