@@ -92,12 +92,12 @@ done
 echo "bad-but-healthy version (20 % of requests answer 500), ${window} s under load, $rounds rounds, $(date -u +%F)"
 printf '%-14s %14s %20s %22s\n' way "requests" "failed (median)" "back on v1 after (ms)"
 for w in canary rolling+bake ecs-breaker; do
-  f=$(echo "${fails[$w]}" | tr ' ' '\n' | grep . | median)
-  r=$(echo "${reqs[$w]}" | tr ' ' '\n' | grep . | median)
-  t=$(echo "${back[$w]}" | tr ' ' '\n' | grep -v never | grep . | median)
+  f=$(echo "${fails[$w]}" | tr ' ' '\n' | { grep . || true; } | median)
+  r=$(echo "${reqs[$w]}" | tr ' ' '\n' | { grep . || true; } | median)
+  t=$(echo "${back[$w]}" | tr ' ' '\n' | { grep -v never || true; } | { grep . || true; } | median)
   [ "$t" = "-" ] && t="never"
   printf '%-14s %14s %20s %22s   (each round: %s; %s)\n' "$w" "$r" "$f" "$t" "${fails[$w]% }" "${back[$w]% }"
 done
-cf=$(echo "${fails[canary]}" | tr ' ' '\n' | grep . | median)
-ef=$(echo "${fails[ecs-breaker]}" | tr ' ' '\n' | grep . | median)
+cf=$(echo "${fails[canary]}" | tr ' ' '\n' | { grep . || true; } | median)
+ef=$(echo "${fails[ecs-breaker]}" | tr ' ' '\n' | { grep . || true; } | median)
 awk -v c="$cf" -v e="$ef" 'BEGIN { if (c > 0) printf "ratio: the ECS way fails %.1fx the requests of canary\n", e / c; else print "ratio: canary failed no request" }'

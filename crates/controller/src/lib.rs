@@ -146,7 +146,13 @@ impl Controller {
         // reqwest is built with rustls (for `slipway watch`) and needs a process-wide crypto
         // provider; ring, as everywhere in Slipway (a no-op when one is installed).
         let _ = rustls::crypto::ring::default_provider().install_default();
+        // The health prober's client, as every host's agent builds it: never through a
+        // proxy (`HTTP_PROXY` of the server is not the tasks'), and a redirect is an answer
+        // judged by the success codes (as an ALB does), never followed: a container cannot
+        // point the server's probe anywhere.
         let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .no_proxy()
             .pool_max_idle_per_host(0)
             .build()
             .expect("an HTTP client with the default TLS setup builds");

@@ -16,7 +16,7 @@
 //! wait at most this long for in-flight requests, default 5000), `HELLO_FAIL_PERCENT` (this
 //! percentage of the other requests answer 500, spread evenly: with 20, every fifth;
 //! `/healthz` is not affected), `HELLO_LATENCY_MS` (the other requests wait this long before
-//! answering).
+//! answering), `HELLO_HEALTH_REDIRECT` (`/healthz` answers 302 to this URL).
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -204,8 +204,12 @@ fn handle(conn: TcpStream, app: &App) {
         }
         app.in_flight.fetch_add(1, Ordering::SeqCst);
         let (status, content_type, body) = respond(app, &method, &path);
+        let location = match std::env::var("HELLO_HEALTH_REDIRECT") {
+            Ok(to) if status.starts_with("302") => format!("Location: {to}\r\n"),
+            _ => String::new(),
+        };
         let head = format!(
-            "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nX-Hello-Version: {}\r\n{}\r\n",
+            "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nX-Hello-Version: {}\r\n{location}{}\r\n",
             body.len(),
             app.version,
             if keep_alive {
@@ -244,6 +248,11 @@ impl App {
 fn respond(app: &App, method: &str, path: &str) -> (&'static str, &'static str, String) {
     let uptime = app.started.elapsed();
     match (method, path) {
+        ("GET" | "HEAD", "/healthz") if std::env::var("HELLO_HEALTH_REDIRECT").is_ok() => (
+            "302 Found",
+            "text/plain",
+            "see elsewhere\n".into(),
+        ),
         ("GET" | "HEAD", "/healthz") => {
             let failing =
                 app.fail_health || app.fail_health_after.is_some_and(|after| uptime >= after);

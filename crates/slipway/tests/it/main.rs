@@ -21,6 +21,7 @@ mod ingress_tls;
 mod init;
 mod jobs;
 mod ops;
+mod probe_safety;
 mod progressive;
 mod readme;
 mod registry;

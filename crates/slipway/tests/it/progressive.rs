@@ -325,10 +325,19 @@ fn a_good_version_goes_through_canary_and_linear_steps_with_exact_weights_and_no
     ));
     s.cli(&["deploy"]).ok();
     let rec = Recorder::start(&s.ingress(), 6);
-    let (out, v) = deploy(&s, &["--image", "web=slipway-hello:v2"]);
+    // The human output shows each step and each verdict as they happen.
+    let out = s.cli(&["deploy", "--image", "web=slipway-hello:v2"]);
     assert_eq!(out.code, 0, "{out:?}");
-    let canary = v["results"][0]["deployment"].clone();
-    assert_eq!(canary["state"], "SUCCEEDED", "{v:#}");
+    for want in [
+        "web: canary 10 % of requests to revision 2",
+        "web: analysis at 10 %: pass: error rate 0.0 % vs stable 0.0 %, p99 ",
+        "web: canary 100 % of requests to revision 2",
+        "✔ web: SUCCEEDED",
+    ] {
+        assert!(out.stdout.contains(want), "{want:?} in:\n{}", out.stdout);
+    }
+    let canary = deployment(&s, &newest_deployment(&s, &app));
+    assert_eq!(canary["state"], "SUCCEEDED", "{canary:#}");
     // Linear: 30 % steps.
     s.manifest(&manifest(
         &app,

@@ -111,6 +111,8 @@ pub struct Server {
     pub dir: tempfile::TempDir,
     child: Option<Child>,
     extra: Vec<String>,
+    /// Environment of the server process (beyond the test's own).
+    env: Vec<(String, String)>,
     pub url: String,
     pub token: String,
     pub cluster: String,
@@ -128,7 +130,16 @@ impl Server {
 
     /// Starts a server with extra flags, after `prepare` put what it needs in its data
     /// directory (e.g. another server's admin.token).
+    /// Starts a server with extra flags and environment variables.
+    pub fn start_with_env(extra: &[&str], env: &[(&str, &str)]) -> Server {
+        Self::start_full(extra, env, |_| {})
+    }
+
     pub fn start_in(extra: &[&str], prepare: impl FnOnce(&Path)) -> Server {
+        Self::start_full(extra, &[], prepare)
+    }
+
+    fn start_full(extra: &[&str], env: &[(&str, &str)], prepare: impl FnOnce(&Path)) -> Server {
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("data");
         std::fs::create_dir_all(&data).unwrap();
@@ -137,6 +148,10 @@ impl Server {
             dir,
             child: None,
             extra: extra.iter().map(|x| (*x).to_owned()).collect(),
+            env: env
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
             url: String::new(),
             token: String::new(),
             cluster: String::new(),
@@ -195,6 +210,7 @@ impl Server {
             .args(["--ingress-addr", "127.0.0.1:0"])
             .args(&self.extra)
             .env("SLIPWAY_LOG", "info,slipway_controller=debug")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
