@@ -144,8 +144,11 @@ impl Default for Analysis {
 }
 
 /// Latencies this close to the stable version's are never a regression: on a p99 of a few
-/// milliseconds, 1.5 × is within the noise of a loaded host.
-pub const P99_SLACK_US: u64 = 25_000;
+/// milliseconds, 1.5 × is within the noise of a loaded host, and the version that takes most
+/// of the requests (a linear step past 50 %) is the one a saturated host slows down (seen
+/// here: 51 ms against 0.8 ms for the same build at 90 % / 10 % on a busy 2-core machine).
+/// `analysis.max_p99` sets a tighter absolute bound.
+pub const P99_SLACK_US: u64 = 100_000;
 
 /// Error rate allowed above the stable version's, in basis points (1 percentage point).
 pub const ERROR_RATE_SLACK_BP: u64 = 100;

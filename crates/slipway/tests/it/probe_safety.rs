@@ -43,22 +43,43 @@ fn probes_ignore_the_servers_proxy_and_do_not_follow_redirects() {
     s.manifest(&web_manifest(&app, "slipway-hello:v1", 1, ""));
     let out = s.cli(&["deploy"]);
     assert_eq!(out.code, 0, "{out:?}");
-    assert_eq!(proxied.load(Ordering::SeqCst), 0, "a probe went to the proxy");
+    assert_eq!(
+        proxied.load(Ordering::SeqCst),
+        0,
+        "a probe went to the proxy"
+    );
 
-    // /healthz redirects elsewhere: 302 is not a success code, and nothing is fetched there.
+    // /healthz redirects elsewhere. With the default success codes (200-399) the 302 is a
+    // pass, and nothing is fetched there (a followed redirect would hang on the trap and
+    // fail the check).
     let (elsewhere, followed) = trap();
-    s.manifest(&web_manifest(
-        &app,
-        "slipway-hello:v2",
-        1,
-        &format!(
-            "    variables:\n      HELLO_HEALTH_REDIRECT: http://{elsewhere}/healthz\n    deployment: {{failure_threshold: 1}}\n"
-        ),
-    ));
+    let redirecting = |codes: &str| {
+        format!(
+            "app: {app}\nservices:\n  web:\n    type: Load Balanced Web Service\n    image:\n      location: slipway-hello:v2\n      port: 8080\n    http:\n      path: /\n      healthcheck: {{path: /healthz{codes}}}\n    count: 1\n    memory: 32\n    variables:\n      HELLO_HEALTH_REDIRECT: http://{elsewhere}/healthz\n    deployment: {{failure_threshold: 1}}\n"
+        )
+    };
+    s.manifest(&redirecting(""));
     let out = s.cli(&["deploy"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(
+        followed.load(Ordering::SeqCst),
+        0,
+        "the probe followed the redirect"
+    );
+    // Only 200 counts: the 302 fails the check, and says so.
+    s.manifest(&redirecting(", success_codes: \"200\""));
+    let out = s.cli(&["deploy", "--image", "web=slipway-hello:v3"]);
     assert_ne!(out.code, 0, "{out:?}");
     assert!(out.stdout.contains("ROLLED_BACK"), "{}", out.stdout);
     assert!(out.stdout.contains("answered 302"), "{}", out.stdout);
-    assert_eq!(followed.load(Ordering::SeqCst), 0, "the probe followed the redirect");
-    assert_eq!(proxied.load(Ordering::SeqCst), 0, "a probe went to the proxy");
+    assert_eq!(
+        followed.load(Ordering::SeqCst),
+        0,
+        "the probe followed the redirect"
+    );
+    assert_eq!(
+        proxied.load(Ordering::SeqCst),
+        0,
+        "a probe went to the proxy"
+    );
 }
