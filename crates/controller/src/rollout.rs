@@ -356,7 +356,11 @@ mod tests {
         let (w, _) = weights(&deps3, &with_old_canary);
         assert_eq!(w.iter().find(|x| x.0 == "d2").unwrap().1, 0, "{w:?}");
         let total: u32 = w.iter().map(|x| x.1).sum();
-        assert_eq!(w.iter().find(|x| x.0 == "d3").unwrap().1 * 100, total * 5, "{w:?}");
+        assert_eq!(
+            w.iter().find(|x| x.0 == "d3").unwrap().1 * 100,
+            total * 5,
+            "{w:?}"
+        );
         // Rolling: no weights.
         let deps = vec![
             dep("d1", 1, RolloutState::Succeeded, 1),

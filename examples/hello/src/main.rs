@@ -248,11 +248,9 @@ impl App {
 fn respond(app: &App, method: &str, path: &str) -> (&'static str, &'static str, String) {
     let uptime = app.started.elapsed();
     match (method, path) {
-        ("GET" | "HEAD", "/healthz") if std::env::var("HELLO_HEALTH_REDIRECT").is_ok() => (
-            "302 Found",
-            "text/plain",
-            "see elsewhere\n".into(),
-        ),
+        ("GET" | "HEAD", "/healthz") if std::env::var("HELLO_HEALTH_REDIRECT").is_ok() => {
+            ("302 Found", "text/plain", "see elsewhere\n".into())
+        }
         ("GET" | "HEAD", "/healthz") => {
             let failing =
                 app.fail_health || app.fail_health_after.is_some_and(|after| uptime >= after);

@@ -43,7 +43,11 @@ fn probes_ignore_the_servers_proxy_and_do_not_follow_redirects() {
     s.manifest(&web_manifest(&app, "slipway-hello:v1", 1, ""));
     let out = s.cli(&["deploy"]);
     assert_eq!(out.code, 0, "{out:?}");
-    assert_eq!(proxied.load(Ordering::SeqCst), 0, "a probe went to the proxy");
+    assert_eq!(
+        proxied.load(Ordering::SeqCst),
+        0,
+        "a probe went to the proxy"
+    );
 
     // /healthz redirects elsewhere: 302 is not a success code, and nothing is fetched there.
     let (elsewhere, followed) = trap();
@@ -59,6 +63,14 @@ fn probes_ignore_the_servers_proxy_and_do_not_follow_redirects() {
     assert_ne!(out.code, 0, "{out:?}");
     assert!(out.stdout.contains("ROLLED_BACK"), "{}", out.stdout);
     assert!(out.stdout.contains("answered 302"), "{}", out.stdout);
-    assert_eq!(followed.load(Ordering::SeqCst), 0, "the probe followed the redirect");
-    assert_eq!(proxied.load(Ordering::SeqCst), 0, "a probe went to the proxy");
+    assert_eq!(
+        followed.load(Ordering::SeqCst),
+        0,
+        "the probe followed the redirect"
+    );
+    assert_eq!(
+        proxied.load(Ordering::SeqCst),
+        0,
+        "a probe went to the proxy"
+    );
 }
