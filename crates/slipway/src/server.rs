@@ -496,12 +496,14 @@ pub async fn run(args: ServerArgs) -> Result<ExitCode> {
         Some(crate::tls::serve_auto(
             &dir,
             &cert_names,
+            &supervisor,
             shutdown_rx.clone(),
         )?)
     } else if let (Some(c), Some(k)) = (&args.tls_cert, &args.tls_key) {
         Some(crate::tls::serve_files(
             c.clone(),
             k.clone(),
+            &supervisor,
             shutdown_rx.clone(),
         )?)
     } else {
