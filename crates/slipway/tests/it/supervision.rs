@@ -29,7 +29,7 @@ const LOOPS: [&str; 13] = [
 ];
 
 /// `GET /readyz` (no token): status and body.
-fn readyz(s: &Server) -> (u16, Value) {
+pub(crate) fn readyz(s: &Server) -> (u16, Value) {
     let out = Command::new("curl")
         .args(["-sS", "-w", "\n%{http_code}", &format!("{}/readyz", s.url)])
         .output()
