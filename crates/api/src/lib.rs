@@ -12,6 +12,7 @@ mod auth;
 mod handlers;
 pub mod hosts;
 mod ops;
+pub mod ready;
 pub mod secrets;
 pub mod types;
 
@@ -35,6 +36,10 @@ pub struct ApiState {
     pub hub: slipway_agent::Hub,
     /// Whether this server leads now.
     pub leading: Arc<std::sync::atomic::AtomicBool>,
+    /// This server's supervised loops (reported by `/readyz`).
+    pub supervisor: slipway_supervise::Supervisor,
+    /// This server's own engine, pinged by `/readyz`.
+    pub engine: Option<slipway_runtime::DockerRuntime>,
 }
 
 impl ApiState {
@@ -43,7 +48,8 @@ impl ApiState {
     }
 }
 
-/// The API router: `/healthz` (open) and `/api/v1/...` (bearer token).
+/// The API router: `/healthz` and `/readyz` (open; see [`ready`]) and `/api/v1/...`
+/// (bearer token).
 pub fn router(state: ApiState) -> Router {
     // Agents authenticate with their own credentials (a join token, then their key).
     let agents = Router::new()
@@ -94,6 +100,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/hosts/{id}", axum::routing::delete(hosts::remove))
         .route("/hosts/{id}/drain", post(hosts::drain))
         .route("/hosts/{id}/activate", post(hosts::activate))
+        .route("/debug/panic", post(ready::debug_panic))
         .route("/secrets", get(secrets::list))
         .route(
             "/secrets/{*name}",
@@ -103,9 +110,10 @@ pub fn router(state: ApiState) -> Router {
             state.clone(),
             auth::require_token,
         ))
-        .with_state(state);
+        .with_state(state.clone());
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(ready::readyz).with_state(state))
         .nest("/api/v1", api)
         .merge(agents)
 }

@@ -17,8 +17,12 @@ use crate::{Controller, now_ms};
 const SEEN_EVERY_MS: i64 = 5_000;
 
 impl Controller {
-    pub(crate) async fn maintain_hosts(self, mut shutdown: watch::Receiver<bool>) {
-        let started = now_ms();
+    pub(crate) async fn maintain_hosts(
+        self,
+        beat: slipway_supervise::Beat,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
+        let started = self.inner.started_at;
         let mut silent = std::collections::BTreeSet::new();
         let mut unheard = std::collections::BTreeSet::new();
         let mut up = Vec::new();
@@ -55,6 +59,7 @@ impl Controller {
             if let Err(e) = self.check_hosts(started).await {
                 tracing::warn!(error = %e, "checking hosts failed");
             }
+            beat.progress();
         }
     }
 

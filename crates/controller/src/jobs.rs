@@ -21,7 +21,11 @@ use crate::{Controller, ControllerError, now_ms};
 const PASS: Duration = Duration::from_secs(1);
 
 impl Controller {
-    pub(crate) async fn run_jobs(self, mut shutdown: watch::Receiver<bool>) {
+    pub(crate) async fn run_jobs(
+        self,
+        beat: slipway_supervise::Beat,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
         loop {
             tokio::select! {
                 _ = tokio::time::sleep(PASS) => {}
@@ -33,6 +37,7 @@ impl Controller {
             if let Err(e) = self.jobs_pass().await {
                 tracing::warn!(error = %e, "job scheduler pass failed; trying again");
             }
+            beat.progress();
         }
     }
 

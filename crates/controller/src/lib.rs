@@ -18,6 +18,12 @@
 //!
 //! It may call the store, the runtime and the hosts (`slipway_agent::Hosts`); it serves
 //! nothing (the API crate does).
+//!
+//! Its loops run under the server's [`Supervisor`]: a loop that panics is restarted (after
+//! a back-off) by calling its factory again, so each takes what it needs anew (the wake
+//! receiver is shared behind a lock, the broadcasts are subscribed again) and wakes every
+//! service, as anything may have been missed while it was down. The loops with a period
+//! (reconcile, prober, hosts, jobs) report progress each round; see [`LOOPS`].
 
 mod depends;
 mod discovery;
@@ -41,12 +47,30 @@ use slipway_core::health::ProbeState;
 use slipway_core::model::{Deployment, HttpHealthCheck, ServiceKey, Task};
 use slipway_store::secrets::SecretBox;
 use slipway_store::{Batch, Notice, Store, Write};
+use slipway_supervise::{Beat, LoopSpec, Supervisor};
 use tokio::sync::{mpsc, watch};
 
 pub use slipway_store::now_ms;
 
 /// How often every service is reconciled even when nothing woke the controller.
 pub const RESYNC_INTERVAL: Duration = Duration::from_secs(5);
+
+/// The names of the controller's supervised loops (as `/readyz` lists them).
+pub const LOOPS: [&str; 7] = [
+    "reconcile",
+    "engine-events",
+    "notices",
+    "host-events",
+    "hosts",
+    "jobs",
+    "prober",
+];
+
+/// A reconcile loop with no pass for this long is stuck (a pass runs at least every
+/// [`RESYNC_INTERVAL`]; a pass may wait on slow engines).
+const RECONCILE_STALE: Duration = Duration::from_secs(120);
+/// The other periodic loops (rounds of at most a second, plus their calls).
+const PERIODIC_STALE: Duration = Duration::from_secs(60);
 
 /// How long a `die` event makes a pass ask the engine about a container the list shows
 /// running.
@@ -123,7 +147,12 @@ struct Inner {
     /// Serialises routing pushes so they reach the ingress in order.
     ingress_lock: tokio::sync::Mutex<()>,
     secrets: SecretBox,
+    /// When this controller started (hosts unheard since are judged from then).
+    started_at: i64,
 }
+
+/// The wake receiver, shared by the incarnations of the reconcile loop.
+type WakeRx = Arc<tokio::sync::Mutex<mpsc::UnboundedReceiver<Wake>>>;
 
 /// Handle to the running controller.
 #[derive(Clone)]
@@ -132,14 +161,16 @@ pub struct Controller {
 }
 
 impl Controller {
-    /// Starts the reconcile loop, the engine event watcher, the store notice listener and
-    /// the health prober. They run until `shutdown` turns true.
+    /// Starts the reconcile loop, the engine event watchers, the store notice listener, the
+    /// hosts' and jobs' loops and the health prober under `supervisor`. They run until
+    /// `shutdown` turns true.
     pub fn start(
         store: Store,
         hosts: Hosts,
         cluster: String,
         ingress: Option<slipway_ingress::client::IngressClient>,
         secrets: SecretBox,
+        supervisor: &Supervisor,
         shutdown: watch::Receiver<bool>,
     ) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
@@ -167,17 +198,54 @@ impl Controller {
             ingress,
             ingress_lock: tokio::sync::Mutex::new(()),
             secrets,
+            started_at: now_ms(),
         });
         let c = Controller { inner };
-        let notices = c.inner.store.subscribe();
-        tokio::spawn(c.clone().run(rx, shutdown.clone()));
-        tokio::spawn(c.clone().watch_events(shutdown.clone()));
-        tokio::spawn(c.clone().watch_notices(notices, shutdown.clone()));
-        tokio::spawn(c.clone().watch_host_events(shutdown.clone()));
-        tokio::spawn(c.clone().maintain_hosts(shutdown.clone()));
-        tokio::spawn(c.clone().run_jobs(shutdown.clone()));
-        tokio::spawn(prober::run(c.clone(), shutdown));
+        c.supervise(supervisor, Arc::new(tokio::sync::Mutex::new(rx)), shutdown);
         c
+    }
+
+    /// Runs each loop of [`LOOPS`] under `sup`.
+    fn supervise(&self, sup: &Supervisor, rx: WakeRx, shutdown: watch::Receiver<bool>) {
+        let periodic = |name: &str, stale| LoopSpec::new(name).stale_after(stale);
+        let (c, s) = (self.clone(), shutdown.clone());
+        sup.spawn(
+            periodic("reconcile", RECONCILE_STALE),
+            shutdown.clone(),
+            move |beat| c.clone().run(rx.clone(), beat, s.clone()),
+        );
+        let (c, s) = (self.clone(), shutdown.clone());
+        sup.spawn(
+            LoopSpec::new("engine-events"),
+            shutdown.clone(),
+            move |_| c.clone().watch_events(s.clone()),
+        );
+        let (c, s) = (self.clone(), shutdown.clone());
+        sup.spawn(LoopSpec::new("notices"), shutdown.clone(), move |_| {
+            // Subscribed before the first await: nothing committed from here on is missed.
+            let notices = c.inner.store.subscribe();
+            c.clone().watch_notices(notices, s.clone())
+        });
+        let (c, s) = (self.clone(), shutdown.clone());
+        sup.spawn(LoopSpec::new("host-events"), shutdown.clone(), move |_| {
+            c.clone().watch_host_events(s.clone())
+        });
+        let (c, s) = (self.clone(), shutdown.clone());
+        sup.spawn(
+            periodic("hosts", PERIODIC_STALE),
+            shutdown.clone(),
+            move |beat| c.clone().maintain_hosts(beat, s.clone()),
+        );
+        let (c, s) = (self.clone(), shutdown.clone());
+        sup.spawn(
+            periodic("jobs", PERIODIC_STALE),
+            shutdown.clone(),
+            move |beat| c.clone().run_jobs(beat, s.clone()),
+        );
+        let (c, s) = (self.clone(), shutdown.clone());
+        sup.spawn(periodic("prober", PERIODIC_STALE), shutdown, move |beat| {
+            prober::run(c.clone(), beat, s.clone())
+        });
     }
 
     /// Wakes the reconcile loop for the services committed batches name.
@@ -187,6 +255,8 @@ impl Controller {
         mut shutdown: watch::Receiver<bool>,
     ) {
         use tokio::sync::broadcast::error::RecvError;
+        // Started (or started again): what was committed before is re-read by a full pass.
+        self.wake_all();
         loop {
             tokio::select! {
                 n = notices.recv() => match n {
@@ -288,7 +358,10 @@ impl Controller {
         self.inner.local.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    async fn run(self, mut rx: mpsc::UnboundedReceiver<Wake>, mut shutdown: watch::Receiver<bool>) {
+    /// The reconcile loop: a pass when woken, for requeued services, and of everything every
+    /// [`RESYNC_INTERVAL`] (the first at once, so a restarted loop catches up).
+    async fn run(self, rx: WakeRx, beat: Beat, mut shutdown: watch::Receiver<bool>) {
+        let mut rx = rx.lock().await;
         let mut next_resync = tokio::time::Instant::now();
         loop {
             let mut all = false;
@@ -347,12 +420,15 @@ impl Controller {
             // whole configuration in case the ingress restarted.
             self.sync_ingress(all).await;
             self.sync_discovery(all).await;
+            beat.progress();
         }
     }
 
     /// Wakes the services whose containers changed on a remote host.
     async fn watch_host_events(self, mut shutdown: watch::Receiver<bool>) {
         let mut events = self.inner.hosts.hub().events();
+        // Anything may have happened while no one listened.
+        self.wake_all();
         loop {
             let ev = tokio::select! {
                 e = events.recv() => e,

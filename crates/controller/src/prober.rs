@@ -10,12 +10,17 @@ use crate::{Controller, now_ms};
 
 const TICK: Duration = Duration::from_millis(50);
 
-pub(crate) async fn run(c: Controller, mut shutdown: watch::Receiver<bool>) {
+pub(crate) async fn run(
+    c: Controller,
+    beat: slipway_supervise::Beat,
+    mut shutdown: watch::Receiver<bool>,
+) {
     loop {
         tokio::select! {
             _ = tokio::time::sleep(TICK) => {}
             _ = shutdown.changed() => return,
         }
+        beat.progress();
         let now = now_ms();
         let due: Vec<(String, String, u64, Option<String>)> = {
             let mut l = c.local();

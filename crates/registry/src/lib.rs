@@ -159,40 +159,47 @@ impl Registry {
         Ok(reg)
     }
 
-    /// Runs the hourly purge of abandoned uploads, and lifecycle policies and garbage
-    /// collection on their schedules, until `stop` turns true.
-    pub fn spawn_janitor(&self, stop: tokio::sync::watch::Receiver<bool>) {
-        let reg = self.clone();
-        every(
-            Some(std::time::Duration::from_secs(3600)),
-            stop.clone(),
-            move || {
-                let reg = reg.clone();
-                async move {
-                    if let Err(e) = reg.purge_stale_uploads().await {
-                        tracing::warn!(error = %e, "purging stale uploads failed");
-                    }
-                }
-            },
-        );
-        let reg = self.clone();
-        every(self.inner.lifecycle_interval, stop.clone(), move || {
-            let reg = reg.clone();
-            async move {
-                if let Err(e) = reg.apply_lifecycle_all().await {
-                    tracing::warn!(error = %e, "applying lifecycle policies failed");
-                }
+    /// The janitor's chores on their schedules (those switched off left out): the hourly
+    /// purge of abandoned uploads, lifecycle policies and garbage collection. The server
+    /// runs each with [`Registry::run_chore`] under its supervisor while it leads.
+    pub fn chores(&self) -> Vec<(Chore, std::time::Duration)> {
+        [
+            (
+                Chore::PurgeUploads,
+                Some(std::time::Duration::from_secs(3600)),
+            ),
+            (Chore::Lifecycle, self.inner.lifecycle_interval),
+            (Chore::Gc, self.inner.gc_interval),
+        ]
+        .into_iter()
+        .filter_map(|(c, p)| p.map(|p| (c, p)))
+        .collect()
+    }
+
+    /// Runs `chore` every `period` (first after one period) until `stop` turns true.
+    pub async fn run_chore(
+        &self,
+        chore: Chore,
+        period: std::time::Duration,
+        mut stop: tokio::sync::watch::Receiver<bool>,
+    ) {
+        let mut tick = tokio::time::interval(period);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tick.tick().await;
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = stop.changed() => return,
             }
-        });
-        let reg = self.clone();
-        every(self.inner.gc_interval, stop, move || {
-            let reg = reg.clone();
-            async move {
-                if let Err(e) = reg.gc(false).await {
-                    tracing::warn!(error = %e, "registry garbage collection failed");
-                }
+            let result = match chore {
+                Chore::PurgeUploads => self.purge_stale_uploads().await,
+                Chore::Lifecycle => self.apply_lifecycle_all().await.map(drop),
+                Chore::Gc => self.gc(false).await.map(drop),
+            };
+            if let Err(e) = result {
+                tracing::warn!(chore = chore.name(), error = %e, "registry chore failed");
             }
-        });
+        }
     }
 
     async fn purge_stale_uploads(&self) -> Result<(), RegistryError> {
@@ -260,25 +267,21 @@ impl Registry {
     }
 }
 
-/// Runs `f` every `period` (first after one period) until `stop` turns true.
-fn every<F, Fut>(
-    period: Option<std::time::Duration>,
-    mut stop: tokio::sync::watch::Receiver<bool>,
-    f: F,
-) where
-    F: Fn() -> Fut + Send + 'static,
-    Fut: std::future::Future<Output = ()> + Send,
-{
-    let Some(period) = period else { return };
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(period);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        tick.tick().await;
-        loop {
-            tokio::select! {
-                _ = tick.tick() => f().await,
-                _ = stop.changed() => break,
-            }
+/// A periodic job of the registry's janitor (see [`Registry::chores`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Chore {
+    PurgeUploads,
+    Lifecycle,
+    Gc,
+}
+
+impl Chore {
+    /// Its name as a supervised loop.
+    pub fn name(self) -> &'static str {
+        match self {
+            Chore::PurgeUploads => "registry-uploads",
+            Chore::Lifecycle => "registry-lifecycle",
+            Chore::Gc => "registry-gc",
         }
-    });
+    }
 }

@@ -288,6 +288,12 @@ impl DockerRuntime {
         self
     }
 
+    /// Whether the engine answers (`GET /_ping`).
+    pub async fn ping(&self) -> Result<()> {
+        self.docker.ping().await?;
+        Ok(())
+    }
+
     /// The engine's `os/arch`, for platform checks.
     pub async fn platform(&self) -> Result<(String, String)> {
         let v = self.docker.version().await?;

@@ -1,5 +1,6 @@
 //! `slipway ingress` (the load balancer process) and how `slipway server` starts it or
-//! re-attaches to one that is already running.
+//! re-attaches to one that is already running, and starts it again when it dies (after an
+//! exponential back-off while it keeps failing: [`slipway_supervise::backoff`]).
 
 use std::net::SocketAddr;
 use std::os::unix::process::CommandExt;
@@ -157,6 +158,23 @@ pub struct Supervised {
     max_body: u64,
     tls: IngressTlsArgs,
     child: Option<Child>,
+    /// Restart attempts that failed or were short-lived, in a row.
+    failures: u32,
+    /// When the last restart attempt was made (its process ran since then, if it started).
+    last_attempt: Option<std::time::Instant>,
+    /// No restart attempt before this.
+    retry_at: Option<std::time::Instant>,
+}
+
+/// What [`Supervised::check`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Checked {
+    /// The ingress answers.
+    Up,
+    /// It did not answer and was started again.
+    Restarted,
+    /// It does not answer; a restart failed or waits for its back-off.
+    Down,
 }
 
 fn spawn(dir: &Path, addr: SocketAddr, max_body: u64, tls: &IngressTlsArgs) -> Result<Child> {
@@ -206,6 +224,9 @@ impl Supervised {
                 max_body,
                 tls,
                 child: None,
+                failures: 0,
+                last_attempt: None,
+                retry_at: None,
             });
         }
         let mut s = Self {
@@ -215,6 +236,9 @@ impl Supervised {
             max_body,
             tls,
             child: None,
+            failures: 0,
+            last_attempt: None,
+            retry_at: None,
         };
         s.respawn().await?;
         Ok(s)
@@ -251,8 +275,10 @@ impl Supervised {
             .map(|s| s.trim().to_owned())
     }
 
-    /// Restarts the ingress if it died. Returns true when it had to.
-    pub async fn check(&mut self) -> bool {
+    /// Restarts the ingress if it died, unless the back-off of its last failures says to
+    /// wait: an ingress that keeps failing at start (or dying soon after) is tried again
+    /// after 100 ms, doubling to 30 s.
+    pub async fn check(&mut self) -> Checked {
         if let Some(c) = &mut self.child
             && let Ok(Some(status)) = c.try_wait()
         {
@@ -260,12 +286,26 @@ impl Supervised {
             self.child = None;
         }
         if self.client.ping().await {
-            return false;
+            return Checked::Up;
+        }
+        let now = std::time::Instant::now();
+        if self.retry_at.is_some_and(|at| now < at) {
+            return Checked::Down;
         }
         tracing::warn!("the ingress is not answering; starting it again");
-        if let Err(e) = self.respawn().await {
-            tracing::error!(error = %e, "cannot restart the ingress");
+        // How long what the last attempt started ran (an attempt that failed: not at all).
+        let ran = self.last_attempt.map(|t| now - t).unwrap_or_default();
+        let result = self.respawn().await;
+        self.failures = slipway_supervise::next_failures(self.failures, ran);
+        let wait = slipway_supervise::backoff(self.failures);
+        self.last_attempt = result.is_ok().then_some(now);
+        self.retry_at = Some(std::time::Instant::now() + wait);
+        match result {
+            Ok(()) => Checked::Restarted,
+            Err(e) => {
+                tracing::error!(error = %e, retry_in_ms = wait.as_millis() as u64, "cannot restart the ingress");
+                Checked::Down
+            }
         }
-        true
     }
 }

@@ -3,6 +3,12 @@
 //! exists, connects to the engine, serves the API, and runs the controller while it leads
 //! (always with SQLite; with PostgreSQL, while it holds the leadership lock: several servers
 //! on one database are full peers for the API and hot standbys for the controller).
+//!
+//! Every long-running loop runs under one [`Supervisor`] (restarted when it panics; see
+//! `slipway_supervise`), whose state `GET /readyz` reports. `SLIPWAY_FAULT_INJECT=1` turns
+//! on the test-only fault hook (`POST /api/v1/debug/panic`).
+
+mod loops;
 
 use std::net::SocketAddr;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
@@ -13,11 +19,11 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use clap::Args;
 use slipway_api::{ApiState, TOKEN_META_KEY, hash_token};
-use slipway_controller::Controller;
 use slipway_registry::{AdminCheck, Registry, RegistryConfig};
 use slipway_runtime::DockerRuntime;
 use slipway_store::secrets::SecretBox;
 use slipway_store::{Backend, Store, random_id};
+use slipway_supervise::Supervisor;
 use tokio::sync::watch;
 
 /// Default API address: loopback only.
@@ -414,108 +420,21 @@ async fn init_store(store: &Store, dir: &Path, secrets: &SecretBox) -> Result<St
     Ok(cluster)
 }
 
-/// The controller while this server leads.
-struct Leading {
-    controller: Controller,
-    stop: watch::Sender<bool>,
-}
-
-/// Runs the controller (and the registry's janitor) while this server leads: every second
-/// it takes or checks leadership; it starts them when it gains it and stops them at once
-/// when it loses it (the database session that holds the lock failed its check).
-#[allow(clippy::too_many_arguments)]
-fn spawn_leadership(
-    store: Store,
-    server_id: String,
-    hosts: slipway_agent::Hosts,
-    leading_flag: Arc<std::sync::atomic::AtomicBool>,
-    cluster: String,
-    ingress: Option<slipway_ingress::client::IngressClient>,
-    secrets: SecretBox,
-    registry: Registry,
-    leading: Arc<tokio::sync::Mutex<Option<Leading>>>,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    tokio::spawn(async move {
-        loop {
-            let lead = match store.try_lead(&server_id).await {
-                Ok(l) => l,
-                Err(e) => {
-                    tracing::warn!(error = %e, "leadership check failed");
-                    false
-                }
-            };
-            {
-                let mut current = leading.lock().await;
-                match (lead, current.is_some()) {
-                    (true, false) => {
-                        tracing::info!(server = %server_id, "this server leads: starting the controller");
-                        let (stop, stop_rx) = watch::channel(false);
-                        leading_flag.store(true, std::sync::atomic::Ordering::SeqCst);
-                        let controller = Controller::start(
-                            store.clone(),
-                            hosts.clone(),
-                            cluster.clone(),
-                            ingress.clone(),
-                            secrets.clone(),
-                            stop_rx.clone(),
-                        );
-                        registry.spawn_janitor(stop_rx);
-                        controller.wake_all();
-                        *current = Some(Leading { controller, stop });
-                    }
-                    (false, true) => {
-                        tracing::warn!(server = %server_id, "this server no longer leads: stopping the controller");
-                        leading_flag.store(false, std::sync::atomic::Ordering::SeqCst);
-                        if let Some(l) = current.take() {
-                            let _ = l.stop.send(true);
-                        }
-                    }
-                    _ => {}
-                }
-            }
-            tokio::select! {
-                _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
-                _ = shutdown.changed() => {
-                    if let Some(l) = leading.lock().await.take() {
-                        let _ = l.stop.send(true);
-                    }
-                    store.resign().await;
-                    return;
-                }
-            }
-        }
-    });
-}
-
-/// Records this server in the database every 2 s (what `slipway server ls` shows) and
-/// forgets servers gone for an hour.
-fn spawn_heartbeat(
-    store: Store,
-    mut info: slipway_store::ServerInfo,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    tokio::spawn(async move {
-        loop {
-            info.seen_at = slipway_store::now_ms();
-            if let Err(e) = store.heartbeat(&info).await {
-                tracing::warn!(error = %e, "cannot record this server's heartbeat");
-            }
-            let _ = store.forget_servers(info.seen_at - 3_600_000).await;
-            tokio::select! {
-                _ = tokio::time::sleep(std::time::Duration::from_secs(2)) => {}
-                _ = shutdown.changed() => return,
-            }
-        }
-    });
-}
-
 fn schedule(d: std::time::Duration) -> Option<std::time::Duration> {
     (!d.is_zero()).then_some(d)
 }
 
+/// The environment variable that turns on the test-only fault hook.
+const FAULT_INJECT_ENV: &str = "SLIPWAY_FAULT_INJECT";
+
 pub async fn run(args: ServerArgs) -> Result<ExitCode> {
     init_logging(args.log_json);
+    slipway_supervise::install_panic_hook();
+    let faults = std::env::var(FAULT_INJECT_ENV).is_ok_and(|v| v == "1");
+    if faults {
+        tracing::warn!("{FAULT_INJECT_ENV}=1: the test-only fault hook is on; never in production");
+    }
+    let supervisor = Supervisor::new(faults);
     let dir = args.data_dir.unwrap_or_else(default_data_dir);
     let key_path = args
         .secret_key
@@ -577,12 +496,14 @@ pub async fn run(args: ServerArgs) -> Result<ExitCode> {
         Some(crate::tls::serve_auto(
             &dir,
             &cert_names,
+            &supervisor,
             shutdown_rx.clone(),
         )?)
     } else if let (Some(c), Some(k)) = (&args.tls_cert, &args.tls_key) {
         Some(crate::tls::serve_files(
             c.clone(),
             k.clone(),
+            &supervisor,
             shutdown_rx.clone(),
         )?)
     } else {
@@ -657,7 +578,7 @@ pub async fn run(args: ServerArgs) -> Result<ExitCode> {
         format!("http://{first}")
     });
     let server_id = random_id(6);
-    let leading: Arc<tokio::sync::Mutex<Option<Leading>>> = Arc::default();
+    let leading: loops::SharedLeading = Arc::default();
     let leading_flag = Arc::new(std::sync::atomic::AtomicBool::new(false));
     // The engines of the cluster: this server's own (unless --no-local-agent) and every
     // connected agent's.
@@ -708,19 +629,21 @@ pub async fn run(args: ServerArgs) -> Result<ExitCode> {
         .await
         .map_err(|e| anyhow::anyhow!("cannot record this server's host: {e}"))?;
     }
-    spawn_leadership(
-        store.clone(),
-        server_id.clone(),
+    loops::Leadership {
+        store: store.clone(),
+        server_id: server_id.clone(),
         hosts,
-        leading_flag.clone(),
-        cluster.clone(),
-        ingress.as_ref().map(|i| i.client.clone()),
-        secrets.clone(),
-        registry.clone(),
-        leading.clone(),
-        shutdown_rx.clone(),
-    );
-    spawn_heartbeat(
+        flag: leading_flag.clone(),
+        cluster: cluster.clone(),
+        ingress: ingress.as_ref().map(|i| i.client.clone()),
+        secrets: secrets.clone(),
+        registry: registry.clone(),
+        leading: leading.clone(),
+        supervisor: supervisor.clone(),
+    }
+    .spawn(shutdown_rx.clone());
+    loops::spawn_heartbeat(
+        &supervisor,
         store.clone(),
         slipway_store::ServerInfo {
             id: server_id.clone(),
@@ -732,24 +655,8 @@ pub async fn run(args: ServerArgs) -> Result<ExitCode> {
         },
         shutdown_rx.clone(),
     );
-    if let Some(mut ing) = ingress.take() {
-        // Keep the data plane up: restart the ingress if it dies, then (if this server
-        // leads) re-send the routes.
-        let leading = leading.clone();
-        let mut shutdown = shutdown_rx.clone();
-        tokio::spawn(async move {
-            loop {
-                tokio::select! {
-                    _ = tokio::time::sleep(std::time::Duration::from_millis(500)) => {}
-                    _ = shutdown.changed() => return,
-                }
-                if ing.check().await
-                    && let Some(l) = leading.lock().await.as_ref()
-                {
-                    l.controller.wake_all();
-                }
-            }
-        });
+    if let Some(ing) = ingress.take() {
+        loops::spawn_ingress_watchdog(&supervisor, ing, leading.clone(), shutdown_rx.clone());
     }
     // One listener: the native API, the registry (/v2/) and the registry's API routes, and
     // the AWS-compatible API (`POST /`: ECS, ECR, STS; `/api/v1/access-keys`).
@@ -764,6 +671,8 @@ pub async fn run(args: ServerArgs) -> Result<ExitCode> {
         server_id: server_id.clone().into(),
         hub,
         leading: leading_flag,
+        supervisor,
+        engine: Some(rt.clone()),
     })
     .merge(registry.router())
     .merge(registry.admin_router())

@@ -32,6 +32,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
 use slipway_ingress::tls::provider;
+use slipway_supervise::{LoopSpec, Supervisor};
 
 /// Reads a certificate chain and key (PEM) that belong together (shared with the ingress).
 fn load_pair(cert: &Path, key: &Path) -> Result<CertifiedKey> {
@@ -105,6 +106,33 @@ impl Reloader {
     }
 }
 
+/// The reloader's loop: checks the files every [`POLL`] and on SIGHUP until `stop`.
+async fn reload(
+    reloader: Arc<std::sync::Mutex<Reloader>>,
+    resolver: Arc<Resolver>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+    loop {
+        let forced = tokio::select! {
+            _ = tokio::time::sleep(POLL) => false,
+            _ = async { match hup.as_mut() { Some(h) => { h.recv().await; } None => std::future::pending().await } } => true,
+            _ = stop.changed() => return,
+        };
+        let r = reloader.clone();
+        let checked = tokio::task::spawn_blocking(move || {
+            r.lock().unwrap_or_else(|p| p.into_inner()).check(forced)
+        })
+        .await;
+        match checked {
+            Ok(Some(k)) => *resolver.0.write().expect("cert lock") = Arc::new(k),
+            Ok(None) => {}
+            // A panic of the check is this loop's: the supervisor restarts it.
+            Err(e) => std::panic::resume_unwind(e.into_panic()),
+        }
+    }
+}
+
 /// A TLS setup ready to serve.
 pub struct Tls {
     pub acceptor: tokio_rustls::TlsAcceptor,
@@ -113,8 +141,13 @@ pub struct Tls {
 }
 
 /// Loads `cert`/`key` and keeps reloading them when their contents change (checked every
-/// second) and on SIGHUP.
-pub fn serve_files(cert: PathBuf, key: PathBuf, mut stop: watch::Receiver<bool>) -> Result<Tls> {
+/// second) and on SIGHUP (a loop under `sup`).
+pub fn serve_files(
+    cert: PathBuf,
+    key: PathBuf,
+    sup: &Supervisor,
+    stop: watch::Receiver<bool>,
+) -> Result<Tls> {
     let seen = read_contents(&cert, &key);
     let first = match &seen {
         (Some(c), Some(k)) => slipway_ingress::tls::pair_from_pem(c, k, &cert, &key)?,
@@ -127,37 +160,15 @@ pub fn serve_files(cert: PathBuf, key: PathBuf, mut stop: watch::Receiver<bool>)
         .with_no_client_auth()
         .with_cert_resolver(resolver.clone());
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    let mut reloader = Reloader {
+    let reloader = Arc::new(std::sync::Mutex::new(Reloader {
         cert,
         key,
         seen,
         pending: None,
-    };
-    tokio::spawn(async move {
-        let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
-        loop {
-            let forced = tokio::select! {
-                _ = tokio::time::sleep(POLL) => false,
-                _ = async { match hup.as_mut() { Some(h) => { h.recv().await; } None => std::future::pending().await } } => true,
-                _ = stop.changed() => return,
-            };
-            let (r, k) = match tokio::task::spawn_blocking(move || {
-                let k = reloader.check(forced);
-                (reloader, k)
-            })
-            .await
-            {
-                Ok(x) => x,
-                Err(e) => {
-                    tracing::error!(error = %e, "the TLS certificate reloader failed");
-                    return;
-                }
-            };
-            reloader = r;
-            if let Some(k) = k {
-                *resolver.0.write().expect("cert lock") = Arc::new(k);
-            }
-        }
+    }));
+    let s = stop.clone();
+    sup.spawn(LoopSpec::new("tls-reload"), stop, move |_| {
+        reload(reloader.clone(), resolver.clone(), s.clone())
     });
     Ok(Tls {
         acceptor: tokio_rustls::TlsAcceptor::from(Arc::new(config)),
@@ -240,7 +251,12 @@ pub fn certificate_names(bound: SocketAddr, extra: &[String]) -> Vec<String> {
 
 /// Makes (or reuses) the private CA and a server certificate for `names`, then serves it
 /// (reloading like `--tls-cert`).
-pub fn serve_auto(dir: &Path, names: &[String], stop: watch::Receiver<bool>) -> Result<Tls> {
+pub fn serve_auto(
+    dir: &Path,
+    names: &[String],
+    sup: &Supervisor,
+    stop: watch::Receiver<bool>,
+) -> Result<Tls> {
     let ca_dir = dir.join("ca");
     std::fs::create_dir_all(&ca_dir)
         .with_context(|| format!("cannot create {}", ca_dir.display()))?;
@@ -288,7 +304,7 @@ pub fn serve_auto(dir: &Path, names: &[String], stop: watch::Receiver<bool>) -> 
         write_file(&names_file, &wanted, false)?;
         tracing::info!(names = %names.join(","), "issued the server certificate from the private CA");
     }
-    let mut tls = serve_files(crt, key, stop)?;
+    let mut tls = serve_files(crt, key, sup, stop)?;
     tls.ca_pem = Some(ca_pem);
     Ok(tls)
 }
@@ -450,13 +466,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (_tx, rx) = watch::channel(false);
         let names = vec!["localhost".to_owned(), "10.9.9.9".to_owned()];
-        let a = serve_auto(dir.path(), &names, rx.clone()).unwrap();
+        let sup = Supervisor::default();
+        let a = serve_auto(dir.path(), &names, &sup, rx.clone()).unwrap();
         let mode = std::fs::metadata(dir.path().join("ca/ca.key"))
             .unwrap()
             .permissions();
         use std::os::unix::fs::PermissionsExt;
         assert_eq!(mode.mode() & 0o777, 0o600);
-        let b = serve_auto(dir.path(), &["localhost".to_owned()], rx).unwrap();
+        let b = serve_auto(dir.path(), &["localhost".to_owned()], &sup, rx).unwrap();
         assert_eq!(a.ca_pem, b.ca_pem, "the CA is made once");
         assert!(a.ca_pem.unwrap().starts_with("-----BEGIN CERTIFICATE-----"));
     }

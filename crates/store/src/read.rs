@@ -114,6 +114,12 @@ impl Store {
         Ok(row.map(|r| r.get::<String, _>(0)))
     }
 
+    /// Whether the database answers (a trivial query, past every cache).
+    pub async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(self.pool()).await?;
+        Ok(())
+    }
+
     pub async fn get_meta(&self, key: &str) -> Result<Option<String>> {
         let key = key.to_owned();
         let cache = &self.inner.cache.meta;

@@ -28,5 +28,6 @@ mod registry;
 mod routes;
 mod scripts;
 mod standby;
+mod supervision;
 mod watch;
 mod workflow;

@@ -134,6 +134,23 @@ fn the_standby_takes_over_a_deploy_when_the_leader_is_killed() {
     let list = servers(&b);
     assert_eq!(list.len(), 2, "{list:?}");
     assert_eq!(leader(&b).as_deref(), Some(a_id.as_str()), "B stands by");
+    // A standby is ready with its own loops: it runs no controller.
+    let (code, ready) = crate::supervision::readyz(&b);
+    assert_eq!(
+        (code, &ready["leading"]),
+        (200, &Value::Bool(false)),
+        "{ready}"
+    );
+    let names: Vec<&str> = ready["loops"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|l| l["name"].as_str())
+        .collect();
+    assert!(
+        names.contains(&"leadership") && !names.contains(&"reconcile"),
+        "{ready}"
+    );
 
     let app = app_name("standby");
     let manifest = |image: &str| {
