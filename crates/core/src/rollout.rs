@@ -637,6 +637,11 @@ mod tests {
             judge(&a, &s(100, 0, 3), Some(&s(1000, 0, 2))).0,
             Outcome::Pass
         );
+        // The busier version on a saturated host (seen at 90 % / 10 %): not a regression.
+        assert_eq!(
+            judge(&a, &s(400, 0, 51), Some(&s(44, 0, 1))).0,
+            Outcome::Pass
+        );
         assert_eq!(
             judge(&a, &s(100, 0, 600), Some(&s(1000, 0, 400))).0,
             Outcome::Pass
