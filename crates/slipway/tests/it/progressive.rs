@@ -321,7 +321,7 @@ fn a_good_version_goes_through_canary_and_linear_steps_with_exact_weights_and_no
     s.manifest(&manifest(
         &app,
         2,
-        "{strategy: canary, canary: {percent: 10, bake: 12s}, analysis: {interval: 2s}}",
+        "{strategy: canary, canary: {percent: 10, bake: 20s}, analysis: {interval: 2s}}",
     ));
     s.cli(&["deploy"]).ok();
     let rec = Recorder::start(&s.ingress(), 6);
@@ -342,7 +342,7 @@ fn a_good_version_goes_through_canary_and_linear_steps_with_exact_weights_and_no
     s.manifest(&manifest(
         &app,
         2,
-        "{strategy: linear, linear: {step_percent: 30, bake: 12s}, analysis: {interval: 2s}}",
+        "{strategy: linear, linear: {step_percent: 30, bake: 20s}, analysis: {interval: 2s}}",
     ));
     let (out, v) = deploy(&s, &["--image", "web=slipway-hello:v3"]);
     assert_eq!(out.code, 0, "{out:?}");
