@@ -72,12 +72,7 @@ impl ConfigPatch {
         if let Some(p) = self.progressive {
             // As in a manifest: the default deployment timeout is stretched by the bake
             // times; a timeout that is not the stretched default was chosen, and is kept.
-            let default = DeploymentConfig::default().timeout_ms;
-            let derived = c.timeout_ms == default.saturating_add(c.progressive.total_bake_ms());
-            c.progressive = p;
-            if derived {
-                c.timeout_ms = default.saturating_add(p.total_bake_ms());
-            }
+            c.set_progressive(p);
         }
         if c.minimum_healthy_percent == 100 && c.maximum_percent == 100 {
             return Err(AppError::invalid(

@@ -1099,10 +1099,8 @@ fn check_deploy(name: &str, d: &Deploy, has_http: bool) -> Result<(), ManifestEr
 
 /// The deployment timeout: as written, else 10 minutes beyond the rollout's bake times.
 fn deploy_timeout_ms(d: &Deploy, prog: &crate::rollout::Progressive) -> u64 {
-    d.timeout.map_or_else(
-        || DeploymentConfig::default().timeout_ms + prog.total_bake_ms(),
-        Dur::ms,
-    )
+    d.timeout
+        .map_or_else(|| DeploymentConfig::default_timeout_ms(prog), Dur::ms)
 }
 
 /// The progressive delivery settings a `deployment:` block asks for.
@@ -1129,7 +1127,7 @@ fn progressive(d: &Deploy, has_http: bool) -> crate::rollout::Progressive {
     let bake_ms = d.bake.map_or(0, Dur::ms);
     let wanted = match &d.analysis {
         Some(a) => a.enabled != Some(false),
-        None => has_http && (strategy.is_progressive() || bake_ms > 0),
+        None => r::analysis_by_default(&strategy, bake_ms, has_http),
     };
     let analysis = wanted.then(|| {
         let a = d.analysis.clone().unwrap_or_default();

@@ -354,6 +354,22 @@ impl Default for DeploymentConfig {
 }
 
 impl DeploymentConfig {
+    /// The deployment timeout when none is chosen for this rollout plan: 10 minutes beyond
+    /// its bake times.
+    pub fn default_timeout_ms(progressive: &crate::rollout::Progressive) -> u64 {
+        progressive.default_timeout_ms(Self::default().timeout_ms)
+    }
+
+    /// Replaces the rollout plan; a timeout that was the default for the old plan becomes the
+    /// default for the new one, a chosen one is kept.
+    pub fn set_progressive(&mut self, p: crate::rollout::Progressive) {
+        let derived = self.timeout_ms == Self::default_timeout_ms(&self.progressive);
+        self.progressive = p;
+        if derived {
+            self.timeout_ms = Self::default_timeout_ms(&p);
+        }
+    }
+
     /// Lower bound of healthy tasks during a deployment (rounded up, as ECS does).
     pub fn min_healthy(&self, desired: u32) -> u32 {
         (u64::from(desired) * u64::from(self.minimum_healthy_percent)).div_ceil(100) as u32

@@ -176,7 +176,18 @@ impl Default for Progressive {
     }
 }
 
+/// Analysis is on by default for a progressive strategy or a bake, on a service with ingress
+/// routes (the one rule the manifest, the CLI's flags and the ECS API all follow).
+pub fn analysis_by_default(strategy: &Strategy, bake_ms: u64, has_routes: bool) -> bool {
+    has_routes && (strategy.is_progressive() || bake_ms > 0)
+}
+
 impl Progressive {
+    /// The deployment timeout when none is chosen: `base` (10 minutes) beyond the bakes.
+    pub fn default_timeout_ms(&self, base: u64) -> u64 {
+        base.saturating_add(self.total_bake_ms())
+    }
+
     pub fn is_default(&self) -> bool {
         *self == Self::default()
     }

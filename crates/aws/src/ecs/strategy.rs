@@ -233,7 +233,8 @@ impl StrategyAsk {
             .bake_ms
             .unwrap_or(if same { current.bake_ms } else { 0 });
         let turned_off = has_routes && !current.is_plain() && current.analysis.is_none();
-        let wanted = has_routes && (strategy.is_progressive() || bake_ms > 0) && !turned_off;
+        let wanted = slipway_core::rollout::analysis_by_default(&strategy, bake_ms, has_routes)
+            && !turned_off;
         Ok(Progressive {
             strategy,
             bake_ms,

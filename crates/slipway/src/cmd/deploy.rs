@@ -77,8 +77,9 @@ fn apply_strategy(a: &DeployArgs, spec: &mut slipway_core::model::ServiceSpec) -
         bail!("--percent must be between 1 and 100, got {p}");
     }
     let ms = |d: Option<Duration>| d.map(|d| d.as_millis() as u64);
+    let routed = spec.container.http_route.is_some();
     let d = &mut spec.deployment;
-    let prog = &mut d.progressive;
+    let mut prog = d.progressive;
     if let Some(s) = a.strategy {
         prog.strategy = match s {
             StrategyArg::Rolling => Strategy::Rolling,
@@ -96,15 +97,11 @@ fn apply_strategy(a: &DeployArgs, spec: &mut slipway_core::model::ServiceSpec) -
     if let Some(b) = ms(a.bake) {
         prog.bake_ms = b;
     }
-    let routed = spec.container.http_route.is_some();
-    if routed && prog.analysis.is_none() && !prog.is_plain() {
+    if prog.analysis.is_none() && r::analysis_by_default(&prog.strategy, prog.bake_ms, routed) {
         prog.analysis = Some(r::Analysis::default());
     }
     // The default timeout leaves room for the bakes (as the manifest's does).
-    let default = slipway_core::model::DeploymentConfig::default().timeout_ms;
-    if d.timeout_ms == default {
-        d.timeout_ms = default + d.progressive.total_bake_ms();
-    }
+    d.set_progressive(prog);
     spec.validate()
         .map_err(|m| anyhow::anyhow!("--strategy: {m} (nothing was deployed)"))
 }
