@@ -246,41 +246,6 @@ async fn try_lowered_mark() -> std::io::Result<bool> {
     )
 }
 
-/// A TCP listener whose connections are [`LowatStream`]s (for `axum::serve`).
-pub struct LowatListener {
-    listener: TcpListener,
-    enabled: bool,
-}
-
-impl LowatListener {
-    pub fn new(listener: TcpListener, enabled: bool) -> Self {
-        LowatListener { listener, enabled }
-    }
-}
-
-impl axum::serve::Listener for LowatListener {
-    type Io = LowatStream;
-    type Addr = std::net::SocketAddr;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        loop {
-            match self.listener.accept().await {
-                Ok((s, peer)) => return (LowatStream::new(s, self.enabled), peer),
-                Err(e) => {
-                    // As axum's own listener: a full descriptor table (or a connection reset
-                    // before it was accepted) must not end the server.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-            }
-        }
-    }
-
-    fn local_addr(&self) -> std::io::Result<Self::Addr> {
-        self.listener.local_addr()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

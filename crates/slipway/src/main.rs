@@ -13,6 +13,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 mod client;
 mod cmd;
 mod ingress;
+mod limits;
 mod lowat;
 mod output;
 mod server;

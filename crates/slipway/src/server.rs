@@ -119,6 +119,8 @@ pub struct ServerArgs {
     /// Extra host name or address the --tls-auto certificate covers (repeatable).
     #[arg(long = "tls-san", value_name = "NAME")]
     tls_sans: Vec<String>,
+    #[command(flatten)]
+    limits: crate::limits::Limits,
 }
 
 /// `NAME=VALUE` of `--attribute`.
@@ -702,18 +704,15 @@ pub async fn run(args: ServerArgs) -> Result<ExitCode> {
             "this kernel does not signal a lowered SO_RCVLOWAT; uploads are read unbatched"
         );
     }
-    match tls {
-        Some(tls) => {
-            let stop = shutdown_rx.clone();
-            tokio::spawn(signal);
-            crate::tls::serve(listeners, app, tls.acceptor, lowat, stop).await?;
-        }
-        None => {
-            let listener = listeners.remove(0);
-            axum::serve(crate::lowat::LowatListener::new(listener, lowat), app)
-                .with_graceful_shutdown(signal)
-                .await?;
-        }
-    }
+    tokio::spawn(signal);
+    crate::limits::serve(
+        listeners,
+        app,
+        tls.map(|t| t.acceptor),
+        lowat,
+        args.limits,
+        shutdown_rx.clone(),
+    )
+    .await?;
     Ok(ExitCode::SUCCESS)
 }

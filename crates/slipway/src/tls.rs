@@ -16,7 +16,7 @@
 //! otherwise. When the API address is a specific non-loopback address, a second, plain
 //! listener on `127.0.0.1` with the same port keeps the local clients working.
 //! Both kinds of connection read through [`crate::lowat::LowatStream`] (fewer wake-ups for
-//! uploads).
+//! uploads) and are served by [`crate::limits::serve`] (timeouts and connection cap).
 
 use std::net::SocketAddr;
 use std::os::unix::fs::OpenOptionsExt;
@@ -25,10 +25,8 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, Result};
-use axum::Router;
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
-use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
 use slipway_ingress::tls::provider;
@@ -307,99 +305,6 @@ pub fn serve_auto(
     let mut tls = serve_files(crt, key, sup, stop)?;
     tls.ca_pem = Some(ca_pem);
     Ok(tls)
-}
-
-/// Serves `app` on `listeners`: TLS to anyone, plain HTTP to loopback peers only.
-pub async fn serve(
-    listeners: Vec<TcpListener>,
-    app: Router,
-    tls: tokio_rustls::TlsAcceptor,
-    lowat: bool,
-    mut stop: watch::Receiver<bool>,
-) -> Result<()> {
-    let (conn_tx, mut conn_rx) = tokio::sync::mpsc::channel::<(TcpStream, SocketAddr)>(64);
-    for l in listeners {
-        let tx = conn_tx.clone();
-        tokio::spawn(async move {
-            loop {
-                match l.accept().await {
-                    Ok(c) => {
-                        if tx.send(c).await.is_err() {
-                            return;
-                        }
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = %e, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                    }
-                }
-            }
-        });
-    }
-    drop(conn_tx);
-    loop {
-        let (stream, peer) = tokio::select! {
-            c = conn_rx.recv() => match c { Some(c) => c, None => return Ok(()) },
-            _ = stop.changed() => return Ok(()),
-        };
-        let app = app.clone();
-        let tls = tls.clone();
-        tokio::spawn(async move {
-            if let Err(e) = connection(stream, peer, app, tls, lowat).await {
-                tracing::debug!(%peer, error = %e, "connection ended with an error");
-            }
-        });
-    }
-}
-
-async fn connection(
-    stream: TcpStream,
-    peer: SocketAddr,
-    app: Router,
-    tls: tokio_rustls::TlsAcceptor,
-    lowat: bool,
-) -> Result<()> {
-    use hyper_util::rt::TokioIo;
-    use hyper_util::service::TowerToHyperService;
-    use tower::ServiceExt;
-    let _ = stream.set_nodelay(true);
-    let mut first = [0u8; 1];
-    let n = tokio::time::timeout(Duration::from_secs(30), stream.peek(&mut first)).await??;
-    let http = hyper::server::conn::http1::Builder::new();
-    if n == 1 && first[0] == 0x16 {
-        let stream = crate::lowat::LowatStream::new(stream, lowat);
-        let s = tokio::time::timeout(Duration::from_secs(30), tls.accept(stream)).await??;
-        // Tell the handlers (the token realm) that this request came over TLS.
-        let svc = app.map_request(|mut req: axum::http::Request<hyper::body::Incoming>| {
-            req.headers_mut().insert(
-                "x-forwarded-proto",
-                axum::http::HeaderValue::from_static("https"),
-            );
-            req
-        });
-        http.serve_connection(TokioIo::new(s), TowerToHyperService::new(svc))
-            .with_upgrades()
-            .await?;
-    } else if peer.ip().is_loopback() {
-        let stream = crate::lowat::LowatStream::new(stream, lowat);
-        http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(app))
-            .with_upgrades()
-            .await?;
-    } else {
-        use tokio::io::AsyncWriteExt;
-        let mut stream = stream;
-        let body = "this server requires TLS from non-loopback clients: use https://\n";
-        let _ = stream
-            .write_all(
-                format!(
-                    "HTTP/1.1 400 Bad Request\r\ncontent-type: text/plain\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-                    body.len()
-                )
-                .as_bytes(),
-            )
-            .await;
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -20,6 +20,7 @@ mod ingress;
 mod ingress_tls;
 mod init;
 mod jobs;
+mod limits;
 mod ops;
 mod probe_safety;
 mod progressive;
