@@ -140,7 +140,8 @@ fn result_json(e: &Expiry) -> Value {
 }
 
 fn selected(e: &Expiry, ids: Option<&[ImageId]>, tagged: Option<bool>) -> bool {
-    tagged.is_none_or(|t| t == !e.tags.is_empty())
+    let has_tags = !e.tags.is_empty();
+    tagged.is_none_or(|t| t == has_tags)
         && ids.is_none_or(|ids| {
             ids.iter().any(|id| {
                 (id.image_digest.is_some() || id.image_tag.is_some())
