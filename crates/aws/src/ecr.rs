@@ -9,6 +9,10 @@ use slipway_registry::{Registry, RegistryError, Rights};
 
 use crate::{ACCOUNT_ID, AwsError, AwsResult, Call, parse, require_write, ts};
 
+mod lifecycle;
+#[cfg(test)]
+mod lifecycle_flow;
+
 impl From<RegistryError> for AwsError {
     fn from(e: RegistryError) -> Self {
         tracing::error!(error = %e, "registry error in the AWS API");
@@ -17,13 +21,14 @@ impl From<RegistryError> for AwsError {
 }
 
 pub(crate) async fn dispatch(call: &Call<'_>, op: &str, body: &[u8]) -> AwsResult {
-    const WRITES: [&str; 9] = [
+    const WRITES: [&str; 10] = [
         "CreateRepository",
         "DeleteRepository",
         "BatchDeleteImage",
         "PutImageTagMutability",
         "PutLifecyclePolicy",
         "DeleteLifecyclePolicy",
+        "StartLifecyclePolicyPreview",
         "PutImage",
         "TagResource",
         "UntagResource",
@@ -41,20 +46,11 @@ pub(crate) async fn dispatch(call: &Call<'_>, op: &str, body: &[u8]) -> AwsResul
         "BatchDeleteImage" => batch_delete_image(call, parse(body)?).await,
         "BatchGetImage" => batch_get_image(call, parse(body)?).await,
         "PutImageTagMutability" => put_tag_mutability(call, parse(body)?).await,
-        "GetLifecyclePolicy" | "DeleteLifecyclePolicy" => {
-            let r: RepoReq = parse(body)?;
-            existing(call, r.repository_name.as_deref()).await?;
-            Err(AwsError::client(
-                "LifecyclePolicyNotFoundException",
-                "Lifecycle policy does not exist for the repository (Slipway does not implement lifecycle policies yet).",
-            ))
-        }
-        "PutLifecyclePolicy" | "StartLifecyclePolicyPreview" | "GetLifecyclePolicyPreview" => {
-            Err(AwsError::client(
-                "ValidationException",
-                format!("{op}: lifecycle policies are not implemented by Slipway yet"),
-            ))
-        }
+        "PutLifecyclePolicy" => lifecycle::put(call, parse(body)?).await,
+        "GetLifecyclePolicy" => lifecycle::get(call, parse(body)?).await,
+        "DeleteLifecyclePolicy" => lifecycle::delete(call, parse(body)?).await,
+        "StartLifecyclePolicyPreview" => lifecycle::start_preview(call, parse(body)?).await,
+        "GetLifecyclePolicyPreview" => lifecycle::get_preview(call, parse(body)?).await,
         _ => Err(AwsError::client(
             "UnknownOperationException",
             format!("unknown ECR operation {op}"),

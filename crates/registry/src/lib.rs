@@ -121,6 +121,10 @@ pub(crate) struct Inner {
     lifecycle_interval: Option<std::time::Duration>,
     pub(crate) in_use: Option<Arc<dyn lifecycle::InUse>>,
     pub(crate) ca: Option<CaInfo>,
+    /// Per repository: when its policy was last applied (unix ms) by this process.
+    pub(crate) lifecycle_evaluated: std::sync::Mutex<HashMap<String, i64>>,
+    /// Per repository: the last preview started (ECR's `StartLifecyclePolicyPreview`).
+    pub(crate) lifecycle_previews: std::sync::Mutex<HashMap<String, lifecycle::Preview>>,
 }
 
 /// The registry: cheap to clone, shared by its routers.
@@ -153,6 +157,8 @@ impl Registry {
                 lifecycle_interval: cfg.lifecycle_interval,
                 in_use: cfg.in_use,
                 ca: cfg.ca,
+                lifecycle_evaluated: std::sync::Mutex::new(HashMap::new()),
+                lifecycle_previews: std::sync::Mutex::new(HashMap::new()),
             }),
         };
         reg.purge_stale_uploads().await?;

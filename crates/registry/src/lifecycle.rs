@@ -497,6 +497,18 @@ pub struct LifecycleReport {
     pub protected: Vec<String>,
 }
 
+/// A preview kept for a repository: the policy previewed and what it would expire.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Preview {
+    pub policy_text: String,
+    pub report: LifecycleReport,
+}
+
+/// A map lock; a panic elsewhere while holding it leaves a usable map.
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// The plan for one repository: pure, given its contents, what is in use and the clock.
 pub fn plan(
     repository: &str,
@@ -670,6 +682,18 @@ impl Registry {
         })
     }
 
+    /// The plan of `policy` for a repository at `now_ms` (nothing deleted).
+    async fn plan_now(
+        &self,
+        repo: &str,
+        policy: &Policy,
+        now_ms: i64,
+    ) -> Result<LifecycleReport, RegistryError> {
+        let in_use = self.in_use_set().await?;
+        let contents = self.contents(repo).await?;
+        Ok(plan(repo, policy, &contents, &in_use, now_ms))
+    }
+
     /// Applies (or with `dry_run`, previews) a repository's policy at `now_ms`. `None` when
     /// the repository has no policy.
     pub async fn apply_lifecycle(
@@ -682,9 +706,7 @@ impl Registry {
             return Ok(None);
         };
         let policy = parse_policy(&text).map_err(|e| RegistryError::Corrupt(e.to_string()))?;
-        let in_use = self.in_use_set().await?;
-        let contents = self.contents(repo).await?;
-        let mut report = plan(repo, &policy, &contents, &in_use, now_ms);
+        let mut report = self.plan_now(repo, &policy, now_ms).await?;
         report.dry_run = dry_run;
         if !dry_run {
             for d in report
@@ -695,6 +717,7 @@ impl Registry {
             {
                 self.inner.db.delete_manifest(repo, d).await?;
             }
+            lock(&self.inner.lifecycle_evaluated).insert(repo.to_owned(), now_ms);
             if !report.expired.is_empty() {
                 tracing::info!(
                     repository = repo,
@@ -705,6 +728,51 @@ impl Registry {
             }
         }
         Ok(Some(report))
+    }
+
+    /// When this process last applied the repository's policy (unix ms), if it did.
+    pub fn lifecycle_evaluated_at(&self, repo: &str) -> Option<i64> {
+        lock(&self.inner.lifecycle_evaluated).get(repo).copied()
+    }
+
+    /// Previews `text` (or, without it, the stored policy) on a repository at `now_ms`
+    /// without deleting anything, and keeps the result as the repository's last preview
+    /// ([`Registry::lifecycle_preview`]). `Ok(Ok(None))` when there is no policy to preview.
+    pub async fn start_lifecycle_preview(
+        &self,
+        repo: &str,
+        text: Option<&str>,
+        now_ms: i64,
+    ) -> Result<Result<Option<Preview>, PolicyError>, RegistryError> {
+        let text = match text {
+            Some(t) => t.to_owned(),
+            None => match self.inner.db.lifecycle_policy(repo).await? {
+                Some(t) => t,
+                None => return Ok(Ok(None)),
+            },
+        };
+        let policy = match parse_policy(&text) {
+            Ok(p) => p,
+            Err(e) => return Ok(Err(e)),
+        };
+        let report = self.plan_now(repo, &policy, now_ms).await?;
+        let preview = Preview {
+            policy_text: text,
+            report,
+        };
+        lock(&self.inner.lifecycle_previews).insert(repo.to_owned(), preview.clone());
+        Ok(Ok(Some(preview)))
+    }
+
+    /// The repository's last preview started with [`Registry::start_lifecycle_preview`].
+    pub fn lifecycle_preview(&self, repo: &str) -> Option<Preview> {
+        lock(&self.inner.lifecycle_previews).get(repo).cloned()
+    }
+
+    /// Drops what is kept in memory about a deleted repository's lifecycle.
+    pub(crate) fn forget_lifecycle_state(&self, repo: &str) {
+        lock(&self.inner.lifecycle_previews).remove(repo);
+        lock(&self.inner.lifecycle_evaluated).remove(repo);
     }
 
     /// Applies every repository's policy now.

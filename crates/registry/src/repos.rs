@@ -48,6 +48,7 @@ impl Registry {
                     self.inner.blobs.remove_upload(&u).await;
                     self.forget_upload(&u);
                 }
+                self.forget_lifecycle_state(name);
                 tracing::info!(repository = %name, "deleted repository");
                 Ok(true)
             }

@@ -8,7 +8,7 @@ mod instances;
 mod services;
 mod strategy;
 #[cfg(test)]
-mod strategy_flow;
+pub(crate) mod strategy_flow;
 mod task_definitions;
 mod tasks;
 

@@ -16,7 +16,7 @@ use super::*;
 use crate::AwsState;
 
 /// Resolves every image to a digest made from its name.
-struct FixedImages;
+pub(crate) struct FixedImages;
 
 #[async_trait]
 impl Engine for FixedImages {

@@ -820,6 +820,140 @@ fn seed_002_ecr_login_push_and_force_new_deployment() {
     assert_eq!(mine["manifests"], 1);
 }
 
+/// The registry's lifecycle policies through `aws ecr`: set, read, preview (nothing
+/// deleted), a bad policy refused with the stored one unchanged, delete.
+#[test]
+fn ecr_lifecycle_policy_put_get_preview_and_delete() {
+    if !docker() {
+        return;
+    }
+    let Some(cli) = aws_cli() else { return };
+    let s = Server::start();
+    let aws = Aws::new(&s, &cli, &[]);
+    let host = s.url.trim_start_matches("http://").to_owned();
+    let repo = format!("life/{}", app_name("ecrlife"));
+    struct Cleanup(Vec<String>);
+    impl Drop for Cleanup {
+        fn drop(&mut self) {
+            for i in &self.0 {
+                let _ = Command::new("docker").args(["rmi", "-f", i]).output();
+            }
+        }
+    }
+    let tags = ["v1", "v2", "v3"];
+    let _cleanup = Cleanup(tags.iter().map(|t| format!("{host}/{repo}:{t}")).collect());
+    aws.json(&["ecr", "create-repository", "--repository-name", &repo]);
+    // Three images pushed one after the other: v3 is the newest.
+    let mut script = format!(
+        "aws ecr get-login-password --region us-east-1 | docker login --username AWS --password-stdin {host}\n"
+    );
+    for t in tags {
+        script.push_str(&format!(
+            "docker tag slipway-hello:{t} {host}/{repo}:{t}\ndocker push {host}/{repo}:{t}\n"
+        ));
+    }
+    let out = aws.sh(&script);
+    assert_eq!(out.code, 0, "{out:#?}");
+    let digest_of = |tag: &str| -> String {
+        let d = aws.json(&[
+            "ecr",
+            "describe-images",
+            "--repository-name",
+            &repo,
+            "--image-ids",
+            &format!("imageTag={tag}"),
+        ]);
+        d["imageDetails"][0]["imageDigest"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let digests: Vec<String> = tags.iter().map(|t| digest_of(t)).collect();
+
+    let policy = r#"{"rules":[{"rulePriority":1,"description":"keep the newest","selection":{"tagStatus":"any","countType":"imageCountMoreThan","countNumber":1},"action":{"type":"expire"}}]}"#;
+    let put = aws.json(&[
+        "ecr",
+        "put-lifecycle-policy",
+        "--repository-name",
+        &repo,
+        "--lifecycle-policy-text",
+        policy,
+    ]);
+    assert_eq!(put["repositoryName"], repo.as_str());
+    assert_eq!(put["lifecyclePolicyText"], policy);
+    let got = aws.json(&["ecr", "get-lifecycle-policy", "--repository-name", &repo]);
+    assert_eq!(got["lifecyclePolicyText"], policy, "{got}");
+    assert!(got["lastEvaluatedAt"].is_number(), "{got}");
+
+    let started = aws.json(&[
+        "ecr",
+        "start-lifecycle-policy-preview",
+        "--repository-name",
+        &repo,
+    ]);
+    assert_eq!(started["status"], "COMPLETE", "{started}");
+    assert_eq!(started["lifecyclePolicyText"], policy);
+    let preview = aws.json(&[
+        "ecr",
+        "get-lifecycle-policy-preview",
+        "--repository-name",
+        &repo,
+    ]);
+    assert_eq!(preview["status"], "COMPLETE", "{preview}");
+    assert_eq!(
+        preview["summary"]["expiringImageTotalCount"], 2,
+        "{preview}"
+    );
+    let results = preview["previewResults"].as_array().unwrap();
+    let listed: Vec<(&str, &Value)> = results
+        .iter()
+        .map(|r| (r["imageDigest"].as_str().unwrap(), &r["imageTags"]))
+        .collect();
+    assert_eq!(
+        listed,
+        [
+            (digests[0].as_str(), &json!(["v1"])),
+            (digests[1].as_str(), &json!(["v2"]))
+        ],
+        "{preview}"
+    );
+    for r in results {
+        assert_eq!(r["action"]["type"], "EXPIRE", "{preview}");
+        assert_eq!(r["appliedRulePriority"], 1, "{preview}");
+    }
+    // A preview deletes nothing.
+    let imgs = aws.json(&["ecr", "describe-images", "--repository-name", &repo]);
+    assert_eq!(imgs["imageDetails"].as_array().unwrap().len(), 3, "{imgs}");
+
+    // A bad policy: the parser's message, the stored one unchanged.
+    let bad = r#"{"rules":[{"rulePriority":1,"selection":{"tagStatus":"tagged","countType":"imageCountMoreThan","countNumber":1},"action":{"type":"expire"}}]}"#;
+    let refused = aws.run(&[
+        "ecr",
+        "put-lifecycle-policy",
+        "--repository-name",
+        &repo,
+        "--lifecycle-policy-text",
+        bad,
+    ]);
+    assert_ne!(refused.code, 0, "{refused:#?}");
+    assert!(
+        refused.stderr.contains("InvalidParameterException")
+            && refused.stderr.contains("tagPrefixList or tagPatternList"),
+        "{refused:#?}"
+    );
+    let got = aws.json(&["ecr", "get-lifecycle-policy", "--repository-name", &repo]);
+    assert_eq!(got["lifecyclePolicyText"], policy, "{got}");
+
+    let deleted = aws.json(&["ecr", "delete-lifecycle-policy", "--repository-name", &repo]);
+    assert_eq!(deleted["lifecyclePolicyText"], policy, "{deleted}");
+    let gone = aws.run(&["ecr", "get-lifecycle-policy", "--repository-name", &repo]);
+    assert_ne!(gone.code, 0, "{gone:#?}");
+    assert!(
+        gone.stderr.contains("LifecyclePolicyNotFoundException"),
+        "{gone:#?}"
+    );
+}
+
 #[test]
 fn sigv4_failures_revoked_and_read_only_keys() {
     if !docker() {
