@@ -106,15 +106,27 @@ pub struct TestBed {
 impl TestBed {
     /// A bed of `n` hosts, each with its engine running (agents are started separately).
     pub fn new(n: usize) -> TestBed {
-        let r: u8 = 1 + rand::random::<u8>() % 250;
         let tmp = tempfile::Builder::new()
             .prefix("slwbed")
             .tempdir_in("/tmp")
             .unwrap();
+        // A bridge name (and subnet) no other bed holds: two beds of one run (or a bed and
+        // another process's) may draw the same number; the kernel's "exists" says so.
+        let mut r = 0u8;
+        for _ in 0..50 {
+            r = 1 + rand::random::<u8>() % 250;
+            let o = sh(&["ip", "link", "add", &format!("slwb{r}"), "type", "bridge"]);
+            if o.status.success() {
+                break;
+            }
+            let err = String::from_utf8_lossy(&o.stderr);
+            assert!(err.contains("File exists"), "ip link add slwb{r}: {err}");
+            r = 0;
+        }
+        assert_ne!(r, 0, "no free test-bed bridge name after 50 tries");
         let bridge = format!("slwb{r}");
         let subnet = format!("10.78.{r}.0/24");
         let gateway = format!("10.78.{r}.1");
-        must(&["ip", "link", "add", &bridge, "type", "bridge"]);
         must(&[
             "ip",
             "addr",
