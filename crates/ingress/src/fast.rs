@@ -68,13 +68,29 @@ pub async fn serve(mut client: TcpStream, peer: SocketAddr, shared: Arc<Shared>)
                 return;
             }
         };
-        // The body, if any, is small (see `parse_request`): read it whole.
+        // The body, if any, is small (see `parse_request`): read it whole, each read within
+        // the body timeout (nothing has gone to a target yet, so a body that stops arriving
+        // gets a 408).
         let len = head.content_length as usize;
         while rbuf.len() < len {
             rbuf.reserve(len - rbuf.len());
-            match tokio::time::timeout(shared.opts.idle_timeout, client.read_buf(&mut rbuf)).await {
+            match tokio::time::timeout(shared.opts.body_timeout, client.read_buf(&mut rbuf)).await {
                 Ok(Ok(n)) if n > 0 => {}
-                _ => return,
+                Ok(_) => return,
+                Err(_) => {
+                    shared.global.body_timeouts.fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!(%peer, "request body stopped arriving");
+                    let _ = respond(
+                        &mut client,
+                        StatusCode::REQUEST_TIMEOUT,
+                        "the request body stopped arriving (body timeout)\n",
+                        false,
+                        &mut s.wbuf,
+                    )
+                    .await;
+                    linger(&mut client).await;
+                    return;
+                }
             }
         }
         let body = rbuf.split_to(len);

@@ -43,6 +43,13 @@ pub struct Global {
     pub drains: AtomicU64,
     pub rejected: AtomicU64,
     pub tls_handshake_errors: AtomicU64,
+    /// Client connections open now (admitted, not yet closed).
+    pub connections_open: AtomicU64,
+    /// Connections refused at accept by the global cap and by the per-client cap.
+    pub refused_global: AtomicU64,
+    pub refused_per_client: AtomicU64,
+    /// Requests failed because their body stopped arriving (the body timeout).
+    pub body_timeouts: AtomicU64,
     /// Requests by protocol ([`PROTOCOLS`]) and by TLS (index 1) or not (0).
     pub by_protocol: [[AtomicU64; 2]; PROTOCOLS.len()],
 }
@@ -150,8 +157,28 @@ pub fn render(table: &Table, g: &Global) -> String {
             );
         }
     }
+    let _ = writeln!(
+        out,
+        "# TYPE slipway_ingress_connections_open gauge\nslipway_ingress_connections_open {}",
+        g.connections_open.load(Ordering::Relaxed)
+    );
+    let _ = writeln!(
+        out,
+        "# TYPE slipway_ingress_connections_refused_total counter"
+    );
+    for (reason, v) in [
+        ("global", &g.refused_global),
+        ("per_client", &g.refused_per_client),
+    ] {
+        let _ = writeln!(
+            out,
+            "slipway_ingress_connections_refused_total{{reason=\"{reason}\"}} {}",
+            v.load(Ordering::Relaxed)
+        );
+    }
     for (name, v) in [
         ("slipway_ingress_retries_total", &g.retries),
+        ("slipway_ingress_body_timeouts_total", &g.body_timeouts),
         (
             "slipway_ingress_upstream_connect_errors_total",
             &g.connect_errors,

@@ -16,10 +16,11 @@
 //! the routing table). Requests count as in flight on their target from the moment it is
 //! picked until the response body is finished, which is what draining waits for.
 
+use std::collections::HashMap;
 use std::convert::Infallible;
-use std::net::SocketAddr;
-use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
@@ -64,7 +65,18 @@ pub struct ProxyOptions {
     pub connect_timeout: Duration,
     pub response_header_timeout: Duration,
     pub client_header_timeout: Duration,
+    /// A kept-alive client connection with no request (no byte either way) for this long is
+    /// closed, on both paths (HTTP/2: GOAWAY, open streams finish).
     pub idle_timeout: Duration,
+    /// Longest wait for the next bytes of a request body (an idle deadline, not a total: slow
+    /// but steady uploads go on). Past it the request fails: 408 when the target has not
+    /// answered yet, and the client connection is closed.
+    pub body_timeout: Duration,
+    /// Client connections open at once, over every listener; beyond it new connections get a
+    /// 503 (plain-text listeners) or are closed (TLS listeners) at once.
+    pub max_connections: u32,
+    /// Client connections open at once from one client address, likewise.
+    pub max_connections_per_ip: u32,
 }
 
 impl Default for ProxyOptions {
@@ -75,6 +87,9 @@ impl Default for ProxyOptions {
             response_header_timeout: Duration::from_secs(30),
             client_header_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(60),
+            body_timeout: Duration::from_secs(30),
+            max_connections: 10_000,
+            max_connections_per_ip: 256,
         }
     }
 }
@@ -87,6 +102,8 @@ pub struct Shared {
     pub started: Instant,
     pub(crate) upstreams: Upstreams,
     pub(crate) access_log: Option<mpsc::Sender<String>>,
+    /// Open client connections by client address (for the per-client cap).
+    per_ip: Mutex<HashMap<IpAddr, u32>>,
 }
 
 impl Shared {
@@ -104,7 +121,36 @@ impl Shared {
             started: Instant::now(),
             upstreams,
             access_log,
+            per_ip: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Counts a new client connection from `ip` in, unless it would pass a connection cap.
+    /// The connection counts until the returned guard is dropped.
+    pub(crate) fn admit(self: &Arc<Self>, ip: IpAddr) -> Result<ConnGuard, Refused> {
+        let open = &self.global.connections_open;
+        if open.fetch_add(1, Ordering::AcqRel) >= u64::from(self.opts.max_connections) {
+            open.fetch_sub(1, Ordering::AcqRel);
+            self.global.refused_global.fetch_add(1, Ordering::Relaxed);
+            return Err(Refused::Global);
+        }
+        {
+            let mut per_ip = self.per_ip.lock().unwrap_or_else(|e| e.into_inner());
+            let n = per_ip.entry(ip).or_insert(0);
+            if *n >= self.opts.max_connections_per_ip {
+                drop(per_ip);
+                open.fetch_sub(1, Ordering::AcqRel);
+                self.global
+                    .refused_per_client
+                    .fetch_add(1, Ordering::Relaxed);
+                return Err(Refused::PerClient);
+            }
+            *n += 1;
+        }
+        Ok(ConnGuard {
+            shared: Arc::clone(self),
+            ip,
+        })
     }
 
     /// The routing table requests are served from now.
@@ -140,6 +186,74 @@ impl Shared {
     }
 }
 
+/// Why a connection was refused at accept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Refused {
+    /// `max_connections` are open.
+    Global,
+    /// `max_connections_per_ip` are open from the client's address.
+    PerClient,
+}
+
+impl Refused {
+    /// The whole answer a refused plain-text connection gets.
+    fn response(self) -> &'static [u8] {
+        match self {
+            Refused::Global => {
+                b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 49\r\nConnection: close\r\n\r\ntoo many connections (global connection cap hit)\n"
+            }
+            Refused::PerClient => {
+                b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 53\r\nConnection: close\r\n\r\ntoo many connections (per client connection cap hit)\n"
+            }
+        }
+    }
+}
+
+/// An admitted client connection; dropping it counts the connection out.
+pub(crate) struct ConnGuard {
+    shared: Arc<Shared>,
+    ip: IpAddr,
+}
+
+impl Drop for ConnGuard {
+    fn drop(&mut self) {
+        let mut per_ip = self.shared.per_ip.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = per_ip.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                per_ip.remove(&self.ip);
+            }
+        }
+        drop(per_ip);
+        self.shared
+            .global
+            .connections_open
+            .fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Answers a connection refused at accept with its 503 and closes it, reading (and
+/// dropping) what the client sends for a moment, so the close does not reset the connection
+/// before the client has read the answer.
+async fn refuse(mut stream: tokio::net::TcpStream, why: Refused) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let _ = tokio::time::timeout(Duration::from_millis(500), async {
+        stream.write_all(why.response()).await?;
+        stream.shutdown().await?;
+        let mut sink = [0u8; 4096];
+        let mut left = 64 * 1024usize;
+        while left > 0 {
+            let n = stream.read(&mut sink).await?;
+            if n == 0 {
+                break;
+            }
+            left = left.saturating_sub(n);
+        }
+        Ok::<_, std::io::Error>(())
+    })
+    .await;
+}
+
 /// Accepts connections until the task is dropped. With `tls`, each connection is a TLS
 /// handshake first (ALPN `h2` or `http/1.1`). Either way HTTP/1.1 and HTTP/2 are served: over
 /// TLS as negotiated; in plain text HTTP/1.1 goes through [`crate::fast`], which hands what it
@@ -154,10 +268,23 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>, tls: Option<TlsAc
                 continue;
             }
         };
+        let guard = match shared.admit(peer.ip()) {
+            Ok(g) => g,
+            Err(why) => {
+                tracing::debug!(%peer, reason = ?why, "connection refused: connection cap");
+                // Over TLS nothing can be said before a handshake, which is what the cap
+                // saves: the connection is just closed.
+                if tls.is_none() {
+                    tokio::spawn(refuse(stream, why));
+                }
+                continue;
+            }
+        };
         let _ = stream.set_nodelay(true);
         let shared = shared.clone();
         let tls = tls.clone();
         tokio::spawn(async move {
+            let _guard = guard;
             let Some(acceptor) = tls else {
                 crate::fast::serve(stream, peer, shared).await;
                 return;
@@ -190,13 +317,24 @@ pub(crate) async fn serve_connection<I>(io: I, peer: SocketAddr, shared: Arc<Sha
 where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    let io = TokioIo::new(io);
+    // The idle timeout: no byte either way for that long and the connection is shut down
+    // gracefully (HTTP/1.1: closed once the request in progress, if any, is answered;
+    // HTTP/2: GOAWAY, open streams finish).
+    let base = tokio::time::Instant::now();
+    let last = Arc::new(AtomicU64::new(0));
+    let io = TokioIo::new(Activity {
+        inner: io,
+        base,
+        last: Arc::clone(&last),
+    });
+    let idle = shared.opts.idle_timeout;
+    let header_timeout = shared.opts.client_header_timeout;
     let svc = service_fn(move |req| handle(req, peer, shared.clone(), tls));
     let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(Some(Duration::from_secs(10)))
+        .header_read_timeout(Some(header_timeout))
         .max_buf_size(64 * 1024)
         .keep_alive(true);
     builder
@@ -204,9 +342,173 @@ where
         .timer(TokioTimer::new())
         .max_concurrent_streams(256)
         .max_header_list_size(64 * 1024);
-    if let Err(e) = builder.serve_connection_with_upgrades(io, svc).await {
-        tracing::trace!(error = %e, %peer, "connection ended with an error");
+    let conn = builder.serve_connection_with_upgrades(io, svc);
+    tokio::pin!(conn);
+    let mut shut = false;
+    loop {
+        let seen = last.load(Ordering::Relaxed);
+        let at = base + Duration::from_millis(seen) + idle;
+        tokio::select! {
+            r = conn.as_mut() => {
+                if let Err(e) = r {
+                    tracing::trace!(error = %e, %peer, "connection ended with an error");
+                }
+                return;
+            }
+            () = tokio::time::sleep_until(at), if !shut => {
+                if last.load(Ordering::Relaxed) == seen {
+                    tracing::trace!(%peer, "idle connection closed");
+                    conn.as_mut().graceful_shutdown();
+                    shut = true;
+                }
+            }
+        }
     }
+}
+
+/// A client connection that notes when a byte last went either way (milliseconds after
+/// `base`), for the idle timeout.
+struct Activity<I> {
+    inner: I,
+    base: tokio::time::Instant,
+    last: Arc<AtomicU64>,
+}
+
+impl<I> Activity<I> {
+    fn touch(&self) {
+        self.last
+            .store(self.base.elapsed().as_millis() as u64, Ordering::Relaxed);
+    }
+}
+
+impl<I: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for Activity<I> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let poll = std::pin::Pin::new(&mut self.inner).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            self.touch();
+        }
+        poll
+    }
+}
+
+impl<I: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Activity<I> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        data: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let poll = std::pin::Pin::new(&mut self.inner).poll_write(cx, data);
+        if matches!(poll, std::task::Poll::Ready(Ok(n)) if n > 0) {
+            self.touch();
+        }
+        poll
+    }
+
+    fn poll_write_vectored(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let poll = std::pin::Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        if matches!(poll, std::task::Poll::Ready(Ok(n)) if n > 0) {
+            self.touch();
+        }
+        poll
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// A request body stopped arriving: nothing came for the body timeout.
+#[derive(Debug, thiserror::Error)]
+#[error("no request body bytes for {0:?}")]
+pub struct BodyTimeout(pub Duration);
+
+/// A request body that fails with [`BodyTimeout`] when no frame comes for `limit`, and
+/// raises `timed_out` when it does.
+struct TimedBody {
+    inner: Incoming,
+    limit: Duration,
+    sleep: std::pin::Pin<Box<tokio::time::Sleep>>,
+    timed_out: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl TimedBody {
+    fn new(inner: Incoming, limit: Duration) -> Self {
+        Self {
+            inner,
+            limit,
+            sleep: Box::pin(tokio::time::sleep(limit)),
+            timed_out: Arc::new(std::sync::atomic::AtomicBool::new(false)),
+        }
+    }
+}
+
+impl Body for TimedBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = &mut *self;
+        match std::pin::Pin::new(&mut this.inner).poll_frame(cx) {
+            std::task::Poll::Ready(r) => {
+                let next = tokio::time::Instant::now() + this.limit;
+                this.sleep.as_mut().reset(next);
+                std::task::Poll::Ready(r.map(|f| f.map_err(BoxError::from)))
+            }
+            std::task::Poll::Pending => match this.sleep.as_mut().poll(cx) {
+                std::task::Poll::Ready(()) => {
+                    this.timed_out.store(true, Ordering::Relaxed);
+                    std::task::Poll::Ready(Some(Err(Box::new(BodyTimeout(this.limit)))))
+                }
+                std::task::Poll::Pending => std::task::Poll::Pending,
+            },
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// The answer to a request whose body stopped arriving; the connection closes after it.
+fn body_timed_out(shared: &Shared) -> Response<ProxyBody> {
+    shared.global.body_timeouts.fetch_add(1, Ordering::Relaxed);
+    let mut r = full(
+        StatusCode::REQUEST_TIMEOUT,
+        "the request body stopped arriving (body timeout)\n",
+    );
+    r.headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    r
 }
 
 fn full(status: StatusCode, text: impl Into<Bytes>) -> Response<ProxyBody> {
@@ -355,10 +657,13 @@ async fn handle(
         ));
     }
     let (mut parts, body) = req.into_parts();
+    let body = TimedBody::new(body, shared.opts.body_timeout);
+    let body_timed_out_flag = Arc::clone(&body.timed_out);
     let mut body = match declared {
         Some(0) => ReqBody::Buffered(Bytes::new()),
         Some(n) if n <= BUFFER_LIMIT => match body.collect().await {
             Ok(c) => ReqBody::Buffered(c.to_bytes()),
+            Err(e) if e.is::<BodyTimeout>() => return Ok(body_timed_out(&shared)),
             Err(_) => {
                 return Ok(full(
                     StatusCode::BAD_REQUEST,
@@ -606,6 +911,10 @@ async fn handle(
                 // with a buffered body are retried elsewhere; others get a 502.
                 tracing::debug!(error = %e, target = %target.id, "upstream request failed");
                 release(&target, &service);
+                if body_timed_out_flag.load(Ordering::Relaxed) {
+                    // The client stopped sending its (streamed) body, not the target failing.
+                    return Ok(body_timed_out(&shared));
+                }
                 let safe = matches!(
                     method,
                     http::Method::GET | http::Method::HEAD | http::Method::OPTIONS
@@ -1086,7 +1395,25 @@ impl FrameCursor {
 
 #[cfg(test)]
 mod tests {
-    use super::FrameCursor;
+    use super::{FrameCursor, Refused};
+
+    #[test]
+    fn refusals_are_well_framed_and_name_their_cap() {
+        for (why, cap) in [
+            (Refused::Global, "global"),
+            (Refused::PerClient, "per client"),
+        ] {
+            let text = std::str::from_utf8(why.response()).unwrap();
+            let (head, body) = text.split_once("\r\n\r\n").unwrap();
+            assert!(head.starts_with("HTTP/1.1 503 Service Unavailable\r\n"));
+            assert!(head.contains("\r\nConnection: close"));
+            assert!(
+                head.contains(&format!("\r\nContent-Length: {}", body.len())),
+                "{text}"
+            );
+            assert!(body.contains(cap), "{text}");
+        }
+    }
 
     #[test]
     fn frame_cursor_finds_boundaries_across_reads() {

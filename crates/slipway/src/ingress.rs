@@ -35,6 +35,17 @@ pub struct IngressArgs {
     /// Largest accepted request body in bytes (413 beyond).
     #[arg(long, default_value_t = 100 * 1024 * 1024)]
     max_body: u64,
+    /// Client connections open at once over all listeners; beyond it a new connection gets a
+    /// 503 and is closed (on TLS listeners: closed).
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..))]
+    max_connections: u32,
+    /// Client connections open at once from one client address; beyond it likewise.
+    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..))]
+    max_connections_per_ip: u32,
+    /// Longest wait for the next bytes of a request body (an idle deadline: slow but steady
+    /// uploads go on); past it the request fails (408) and the connection is closed.
+    #[arg(long, default_value = "30s", value_parser = crate::limits::positive_duration)]
+    body_timeout: Duration,
     /// Worker threads (default: one per core).
     #[arg(long)]
     workers: Option<usize>,
@@ -133,6 +144,9 @@ pub fn run(a: IngressArgs) -> Result<ExitCode> {
         access_log_max_bytes: a.access_log_max_bytes,
         proxy: ProxyOptions {
             max_body: a.max_body,
+            max_connections: a.max_connections,
+            max_connections_per_ip: a.max_connections_per_ip,
+            body_timeout: a.body_timeout,
             ..Default::default()
         },
         tls,
@@ -150,12 +164,37 @@ pub fn run(a: IngressArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The ingress' limits `slipway server` passes to the ingress it starts.
+#[derive(Debug, Clone, Copy)]
+pub struct IngressLimits {
+    pub max_body: u64,
+    pub max_connections: u32,
+    pub max_connections_per_ip: u32,
+    pub body_timeout: Duration,
+}
+
+impl IngressLimits {
+    /// The same limits as `slipway ingress` flags.
+    fn to_args(self) -> Vec<String> {
+        vec![
+            "--max-body".into(),
+            self.max_body.to_string(),
+            "--max-connections".into(),
+            self.max_connections.to_string(),
+            "--max-connections-per-ip".into(),
+            self.max_connections_per_ip.to_string(),
+            "--body-timeout".into(),
+            format!("{}ms", self.body_timeout.as_millis()),
+        ]
+    }
+}
+
 /// The ingress the server uses, and the child process when the server started it.
 pub struct Supervised {
     pub client: IngressClient,
     dir: PathBuf,
     addr: SocketAddr,
-    max_body: u64,
+    limits: IngressLimits,
     tls: IngressTlsArgs,
     child: Option<Child>,
     /// Restart attempts that failed or were short-lived, in a row.
@@ -177,7 +216,12 @@ pub enum Checked {
     Down,
 }
 
-fn spawn(dir: &Path, addr: SocketAddr, max_body: u64, tls: &IngressTlsArgs) -> Result<Child> {
+fn spawn(
+    dir: &Path,
+    addr: SocketAddr,
+    limits: IngressLimits,
+    tls: &IngressTlsArgs,
+) -> Result<Child> {
     std::fs::create_dir_all(dir)?;
     let log = std::fs::OpenOptions::new()
         .create(true)
@@ -191,8 +235,7 @@ fn spawn(dir: &Path, addr: SocketAddr, max_body: u64, tls: &IngressTlsArgs) -> R
         .arg(dir)
         .arg("--addr")
         .arg(addr.to_string())
-        .arg("--max-body")
-        .arg(max_body.to_string())
+        .args(limits.to_args())
         .args(tls.to_args()?)
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
@@ -210,7 +253,7 @@ impl Supervised {
     pub async fn start(
         dir: PathBuf,
         addr: SocketAddr,
-        max_body: u64,
+        limits: IngressLimits,
         tls: IngressTlsArgs,
     ) -> Result<Self> {
         tls.options()?;
@@ -221,7 +264,7 @@ impl Supervised {
                 client,
                 dir,
                 addr,
-                max_body,
+                limits,
                 tls,
                 child: None,
                 failures: 0,
@@ -233,7 +276,7 @@ impl Supervised {
             client,
             dir,
             addr,
-            max_body,
+            limits,
             tls,
             child: None,
             failures: 0,
@@ -246,7 +289,7 @@ impl Supervised {
 
     async fn respawn(&mut self) -> Result<()> {
         let _ = std::fs::remove_file(slipway_ingress::addr_path(&self.dir));
-        let mut child = spawn(&self.dir, self.addr, self.max_body, &self.tls)?;
+        let mut child = spawn(&self.dir, self.addr, self.limits, &self.tls)?;
         for _ in 0..200 {
             if self.client.ping().await {
                 tracing::info!(pid = child.id(), listen = %self.listen().unwrap_or_default(), "ingress started");

@@ -78,6 +78,16 @@ pub struct ServerArgs {
     /// Largest request body the ingress accepts, in bytes.
     #[arg(long, default_value_t = 100 * 1024 * 1024)]
     ingress_max_body: u64,
+    /// Client connections the ingress keeps open at once (all listeners); beyond it new
+    /// connections get a 503 and are closed.
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..))]
+    ingress_max_connections: u32,
+    /// Client connections the ingress keeps open at once from one client address.
+    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..))]
+    ingress_max_connections_per_ip: u32,
+    /// Longest wait of the ingress for the next bytes of a request body (408 past it).
+    #[arg(long, default_value = "30s", value_parser = crate::limits::positive_duration)]
+    ingress_body_timeout: std::time::Duration,
     /// HTTPS listener of the ingress (repeatable; HTTP/2 and HTTP/1.1 by ALPN). Needs
     /// --ingress-tls-cert/--ingress-tls-key or --ingress-tls-dir.
     #[arg(long = "ingress-tls-addr", value_name = "HOST:PORT")]
@@ -560,7 +570,12 @@ pub async fn run(args: ServerArgs) -> Result<ExitCode> {
                     .clone()
                     .unwrap_or_else(|| dir.join("ingress")),
                 args.ingress_addr,
-                args.ingress_max_body,
+                crate::ingress::IngressLimits {
+                    max_body: args.ingress_max_body,
+                    max_connections: args.ingress_max_connections,
+                    max_connections_per_ip: args.ingress_max_connections_per_ip,
+                    body_timeout: args.ingress_body_timeout,
+                },
                 crate::ingress::IngressTlsArgs {
                     tls_addrs: args.ingress_tls_addrs.clone(),
                     tls_cert: args.ingress_tls_cert.clone(),

@@ -15,14 +15,14 @@ use crate::retry::{config, start_ingress};
 
 /// What the upstream saw: connections accepted and each request (head and body) as text.
 #[derive(Default)]
-struct Seen {
+pub(crate) struct Seen {
     accepted: AtomicUsize,
-    requests: Mutex<Vec<String>>,
+    pub(crate) requests: Mutex<Vec<String>>,
 }
 
 /// An upstream that answers by path with each kind of response framing. With `close_after_one`
 /// it closes every connection after its first answer without saying so.
-async fn framing_upstream(close_after_one: bool) -> (std::net::SocketAddr, Arc<Seen>) {
+pub(crate) async fn framing_upstream(close_after_one: bool) -> (std::net::SocketAddr, Arc<Seen>) {
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = l.local_addr().unwrap();
     let seen = Arc::new(Seen::default());
@@ -110,7 +110,11 @@ async fn framing_upstream(close_after_one: bool) -> (std::net::SocketAddr, Arc<S
 }
 
 /// One response: the head as sent, and the body (chunked bodies decoded, trailers dropped).
-async fn response(c: &mut TcpStream, buf: &mut Vec<u8>, head_request: bool) -> (String, Vec<u8>) {
+pub(crate) async fn response(
+    c: &mut TcpStream,
+    buf: &mut Vec<u8>,
+    head_request: bool,
+) -> (String, Vec<u8>) {
     let mut chunk = [0u8; 16 * 1024];
     let mut fill = async |c: &mut TcpStream, buf: &mut Vec<u8>| -> bool {
         let n = tokio::time::timeout(Duration::from_secs(30), c.read(&mut chunk))
@@ -181,7 +185,7 @@ async fn response(c: &mut TcpStream, buf: &mut Vec<u8>, head_request: bool) -> (
     (head, body)
 }
 
-async fn send(c: &mut TcpStream, raw: &str) {
+pub(crate) async fn send(c: &mut TcpStream, raw: &str) {
     c.write_all(raw.as_bytes()).await.unwrap();
 }
 

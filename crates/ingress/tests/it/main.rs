@@ -2,6 +2,7 @@
 //! crate.
 
 mod fast;
+mod limits;
 mod retry;
 mod tls;
 mod versions;
