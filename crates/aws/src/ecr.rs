@@ -192,31 +192,11 @@ async fn describe_repositories(call: &Call<'_>, req: DescribeReposReq) -> AwsRes
         }
         None => call.state.registry.repositories().await?,
     };
-    let start: usize = match req.next_token.as_deref() {
-        None => 0,
-        Some(t) => t
-            .parse()
-            .map_err(|_| AwsError::invalid("nextToken is not valid"))?,
-    };
-    let max = match req.max_results {
-        None => 1000,
-        Some(m) if (1..=1000).contains(&m) => m as usize,
-        Some(m) => {
-            return Err(AwsError::invalid(format!(
-                "maxResults must be between 1 and 1000, got {m}"
-            )));
-        }
-    };
-    let end = (start + max).min(repos.len());
-    let page: Vec<Value> = repos
-        .get(start..end)
-        .unwrap_or_default()
-        .iter()
-        .map(|r| repo_json(call, r))
-        .collect();
+    let (repos, next) = crate::page(&repos, req.max_results, req.next_token.as_deref(), 1000)?;
+    let page: Vec<Value> = repos.iter().map(|r| repo_json(call, r)).collect();
     Ok(json!({
         "repositories": page,
-        "nextToken": (end < repos.len()).then(|| end.to_string()),
+        "nextToken": next,
     }))
 }
 

@@ -460,6 +460,34 @@ fn sts(call: &Call<'_>, body: &[u8], rid: &str) -> Response {
 }
 
 /// Epoch seconds (fractional) from unix milliseconds: the JSON 1.1 timestamp format.
+/// One page of `items` as the AWS list calls give it: `nextToken` is the offset of the next
+/// page, `maxResults` from 1 to `limit` (default `limit`).
+pub(crate) fn page<T: Clone>(
+    items: &[T],
+    max: Option<i64>,
+    token: Option<&str>,
+    limit: usize,
+) -> AwsResult<(Vec<T>, Option<String>)> {
+    let start: usize = match token {
+        None => 0,
+        Some(t) => t
+            .parse()
+            .map_err(|_| AwsError::invalid("nextToken is not valid"))?,
+    };
+    let max = match max {
+        None => limit,
+        Some(m) if m >= 1 && (m as u64) <= limit as u64 => m as usize,
+        Some(m) => {
+            return Err(AwsError::invalid(format!(
+                "maxResults must be between 1 and {limit}, got {m}"
+            )));
+        }
+    };
+    let end = start.saturating_add(max).min(items.len());
+    let slice = items.get(start..end).unwrap_or_default().to_vec();
+    Ok((slice, (end < items.len()).then(|| end.to_string())))
+}
+
 pub(crate) fn ts(ms: i64) -> Value {
     serde_json::json!(ms as f64 / 1000.0)
 }

@@ -178,35 +178,15 @@ pub(super) async fn get_preview(call: &Call<'_>, req: PreviewReq) -> AwsResult {
         .iter()
         .filter(|e| selected(e, req.image_ids.as_deref(), tagged))
         .collect();
-    let start: usize = match req.next_token.as_deref() {
-        None => 0,
-        Some(t) => t
-            .parse()
-            .map_err(|_| AwsError::invalid("nextToken is not valid"))?,
-    };
-    let max = match req.max_results {
-        None => 100,
-        Some(m) if (1..=100).contains(&m) => m as usize,
-        Some(m) => {
-            return Err(AwsError::invalid(format!(
-                "maxResults must be between 1 and 100, got {m}"
-            )));
-        }
-    };
-    let end = (start + max).min(results.len());
-    let page: Vec<Value> = results
-        .get(start..end)
-        .unwrap_or_default()
-        .iter()
-        .map(|e| result_json(e))
-        .collect();
+    let (shown, next) = crate::page(&results, req.max_results, req.next_token.as_deref(), 100)?;
+    let page: Vec<Value> = shown.iter().map(|e| result_json(e)).collect();
     Ok(json!({
         "registryId": ACCOUNT_ID,
         "repositoryName": r.name,
         "lifecyclePolicyText": policy_text,
         "status": "COMPLETE",
         "previewResults": page,
-        "nextToken": (end < results.len()).then(|| end.to_string()),
+        "nextToken": next,
         "summary": { "expiringImageTotalCount": report.expired.len() },
     }))
 }

@@ -553,29 +553,13 @@ pub(super) struct ListTdReq {
     next_token: Option<String>,
 }
 
+/// One page of an ECS list (`maxResults` 1 to 100).
 pub(super) fn page<T: Clone>(
     items: &[T],
     max: Option<i64>,
     token: Option<&str>,
 ) -> AwsResult<(Vec<T>, Option<String>)> {
-    let start: usize = match token {
-        None => 0,
-        Some(t) => t
-            .parse()
-            .map_err(|_| AwsError::invalid("nextToken is not valid"))?,
-    };
-    let max = match max {
-        None => 100,
-        Some(m) if (1..=100).contains(&m) => m as usize,
-        Some(m) => {
-            return Err(AwsError::invalid(format!(
-                "maxResults must be between 1 and 100, got {m}"
-            )));
-        }
-    };
-    let end = (start + max).min(items.len());
-    let slice = items.get(start..end).unwrap_or_default().to_vec();
-    Ok((slice, (end < items.len()).then(|| end.to_string())))
+    crate::page(items, max, token, 100)
 }
 
 pub(super) fn status_filter(s: Option<&str>) -> AwsResult<Option<bool>> {
