@@ -206,7 +206,7 @@ connected() { # N: N hosts connected and ACTIVE
 push() {
   local reg="127.0.0.1:$api_port" cfg="$work/docker-config"
   mkdir -p "$cfg"
-  printf '%s' "$SLIPWAY_TOKEN" | docker --config "$cfg" login "$reg" -u admin --password-stdin >/dev/null 2>&1
+  SLIPWAY_SERVER="http://$reg" "$bin" registry password | docker --config "$cfg" login "$reg" -u slipway --password-stdin >/dev/null 2>&1
   docker tag "$1" "$reg/$2"; pushed+=("$reg/$2")
   docker --config "$cfg" push "$reg/$2" >/dev/null
   echo "$reg/$2"

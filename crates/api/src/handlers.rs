@@ -57,8 +57,13 @@ pub(crate) async fn service_or_404(
 
 pub(crate) async fn deploy(
     State(state): State<ApiState>,
+    axum::Extension(who): axum::Extension<slipway_core::access::Identity>,
     Json(req): Json<DeployRequest>,
 ) -> ApiResult<DeployResponse> {
+    for s in &req.services {
+        who.may_change(&s.key.app, Some(&s.key.env))
+            .map_err(|d| crate::auth::forbidden(&d))?;
+    }
     let results = state
         .app
         .deploy(&req.services, req.force, &req.expect)

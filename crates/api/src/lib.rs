@@ -11,7 +11,9 @@ mod apps;
 mod auth;
 mod handlers;
 pub mod hosts;
+pub mod identities;
 mod ops;
+pub mod rate;
 pub mod ready;
 pub mod secrets;
 pub mod types;
@@ -22,7 +24,8 @@ use axum::Router;
 use axum::routing::{get, post};
 use slipway_app::App;
 
-pub use auth::{TOKEN_META_KEY, hash_token};
+pub use auth::{Gate, TOKEN_META_KEY, audit, forbidden, hash_token, record, source_of, too_many};
+pub use rate::RateLimiter;
 
 /// Shared state of the API handlers.
 #[derive(Clone)]
@@ -40,6 +43,8 @@ pub struct ApiState {
     pub supervisor: slipway_supervise::Supervisor,
     /// This server's own engine, pinged by `/readyz`.
     pub engine: Option<slipway_runtime::DockerRuntime>,
+    /// Per-identity request rates (shared with the AWS face).
+    pub limiter: Arc<RateLimiter>,
 }
 
 impl ApiState {
@@ -49,8 +54,9 @@ impl ApiState {
 }
 
 /// The API router: `/healthz` and `/readyz` (open; see [`ready`]) and `/api/v1/...`
-/// (bearer token).
-pub fn router(state: ApiState) -> Router {
+/// (bearer token, through the [`auth`] gate), with `native`: the other faces' routes under
+/// `/api/v1` (the registry's, the access keys'), behind the same gate.
+pub fn router(state: ApiState, native: Router) -> Router {
     // Agents authenticate with their own credentials (a join token, then their key).
     let agents = Router::new()
         .route("/api/v1/agent/join", post(hosts::agent_join))
@@ -106,14 +112,22 @@ pub fn router(state: ApiState) -> Router {
             "/secrets/{*name}",
             axum::routing::put(secrets::set).delete(secrets::delete),
         )
-        .route_layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            auth::require_token,
-        ))
+        .route("/tokens", get(identities::list).post(identities::create))
+        .route("/tokens/{name}", axum::routing::delete(identities::revoke))
+        .route("/audit", get(identities::audit_log))
+        .route("/whoami", get(identities::whoami))
         .with_state(state.clone());
+    let gate = auth::Gate {
+        app: state.app.clone(),
+        limiter: state.limiter.clone(),
+    };
+    let gated = Router::new()
+        .nest("/api/v1", api)
+        .merge(native)
+        .route_layer(axum::middleware::from_fn_with_state(gate, auth::authorize));
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(ready::readyz).with_state(state))
-        .nest("/api/v1", api)
+        .merge(gated)
         .merge(agents)
 }

@@ -194,7 +194,15 @@ impl App {
         &self,
         name: Option<String>,
         read_only: bool,
+        owner: Option<String>,
     ) -> Result<AccessKey> {
+        if let Some(o) = &owner
+            && self.identity(o).await?.is_none()
+        {
+            return Err(AppError::not_found(format!(
+                "identity {o} (`slipway token ls` lists the live ones)"
+            )));
+        }
         if let Some(n) = &name
             && (n.is_empty()
                 || n.len() > 64
@@ -213,6 +221,7 @@ impl App {
             read_only,
             created_at: now_ms(),
             revoked_at: None,
+            owner,
             version: 0,
         };
         let out = self

@@ -17,6 +17,7 @@
 //!
 //! This crate may call the store and an [`Engine`] (image resolution, logs, exec, networks).
 
+mod access;
 mod apps;
 mod catalog;
 mod deploy;
@@ -34,6 +35,7 @@ use std::sync::Arc;
 use slipway_store::Store;
 use slipway_store::secrets::SecretBox;
 
+pub use access::{ADMIN_IDENTITY, ADMIN_TOKEN_META_KEY, NewIdentity, hash_token};
 pub use apps::{AppDetail, AppSummary, EnvDetail, EnvSummary, RouteLine, ServiceLine};
 pub use deploy::{DeployOutcome, DeployResult, DiffResult};
 pub use engine::{Engine, LogStream};
@@ -62,6 +64,8 @@ struct Inner {
     engine: Arc<dyn Engine>,
     secrets: SecretBox,
     cluster: String,
+    /// Identity lookups (see [`access`]).
+    identities: access::IdentityCache,
     /// One queue per service for the intents of this server (see [`App::queue`]).
     queues: std::sync::Mutex<
         std::collections::HashMap<
@@ -84,6 +88,7 @@ impl App {
                 engine,
                 secrets,
                 cluster: cluster.into(),
+                identities: Default::default(),
                 queues: Default::default(),
             }),
         }

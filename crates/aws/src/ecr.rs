@@ -7,7 +7,9 @@ use serde_json::{Value, json};
 use slipway_registry::admin::{ImageInfo, RepositoryInfo};
 use slipway_registry::{Registry, RegistryError, Rights};
 
-use crate::{ACCOUNT_ID, AwsError, AwsResult, Call, parse, require_write, ts};
+use slipway_core::access::Face;
+
+use crate::{ACCOUNT_ID, AwsError, AwsResult, Call, parse, ts};
 
 mod lifecycle;
 #[cfg(test)]
@@ -21,21 +23,6 @@ impl From<RegistryError> for AwsError {
 }
 
 pub(crate) async fn dispatch(call: &Call<'_>, op: &str, body: &[u8]) -> AwsResult {
-    const WRITES: [&str; 10] = [
-        "CreateRepository",
-        "DeleteRepository",
-        "BatchDeleteImage",
-        "PutImageTagMutability",
-        "PutLifecyclePolicy",
-        "DeleteLifecyclePolicy",
-        "StartLifecyclePolicyPreview",
-        "PutImage",
-        "TagResource",
-        "UntagResource",
-    ];
-    if WRITES.contains(&op) {
-        require_write(call, "ecr", op)?;
-    }
     match op {
         "GetAuthorizationToken" => get_authorization_token(call),
         "CreateRepository" => create_repository(call, parse(body)?).await,
@@ -58,6 +45,33 @@ pub(crate) async fn dispatch(call: &Call<'_>, op: &str, body: &[u8]) -> AwsResul
     }
 }
 
+/// Every ECR operation [`dispatch`] answers (each has a rule in the permission table).
+#[cfg(test)]
+pub(crate) const OPERATIONS: &[&str] = &[
+    "GetAuthorizationToken",
+    "CreateRepository",
+    "DescribeRepositories",
+    "DeleteRepository",
+    "DescribeImages",
+    "ListImages",
+    "BatchDeleteImage",
+    "BatchGetImage",
+    "PutImageTagMutability",
+    "PutLifecyclePolicy",
+    "GetLifecyclePolicy",
+    "DeleteLifecyclePolicy",
+    "StartLifecyclePolicyPreview",
+    "GetLifecyclePolicyPreview",
+];
+
+/// The repository a mutating call acts on.
+pub(crate) fn scope_target(body: &[u8]) -> Option<crate::Target> {
+    let v: Value = serde_json::from_slice(body).ok()?;
+    v.get("repositoryName")
+        .and_then(Value::as_str)
+        .map(|r| crate::Target::Repo(r.to_owned()))
+}
+
 fn host<'a>(call: &'a Call<'_>) -> &'a str {
     call.origin
         .split_once("://")
@@ -78,12 +92,17 @@ fn repo_json(call: &Call<'_>, r: &RepositoryInfo) -> Value {
 }
 
 fn get_authorization_token(call: &Call<'_>) -> AwsResult {
-    let rights = if call.key.read_only {
-        Rights::Pull
-    } else {
+    let rights = if call.who.check(Face::Registry, "push").is_ok() {
         Rights::Push
+    } else {
+        Rights::Pull
     };
-    let (password, exp) = call.state.registry.issue_password(rights);
+    // The password belongs to the key: it stops working when the key (or its owner) is
+    // revoked.
+    let (password, exp) = call
+        .state
+        .registry
+        .issue_password(rights, &format!("key:{}", call.key.id));
     let token = base64::engine::general_purpose::STANDARD.encode(format!("AWS:{password}"));
     Ok(json!({
         "authorizationData": [{

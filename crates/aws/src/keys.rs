@@ -1,16 +1,14 @@
-//! Access keys of the AWS-compatible API, managed through the native API with the admin
-//! token: `POST /api/v1/access-keys`, `GET /api/v1/access-keys`,
-//! `DELETE /api/v1/access-keys/ID` (revoke).
+//! Access keys of the AWS-compatible API, managed through the native API (behind its gate:
+//! admin only): `POST /api/v1/access-keys` (`{"name", "read_only", "owner"}`: a key of the
+//! identity `owner` acts with its role and scope and dies with it), `GET
+//! /api/v1/access-keys`, `DELETE /api/v1/access-keys/ID` (revoke).
 
 use axum::Json;
-use axum::extract::{Path, Request, State};
-use axum::http::{StatusCode, header};
-use axum::middleware::Next;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
-use slipway_api::{TOKEN_META_KEY, hash_token};
 use slipway_store::{AccessKey, Store};
-use subtle::ConstantTimeEq;
 
 use crate::AwsState;
 
@@ -108,6 +106,9 @@ pub struct CreateAccessKey {
     pub name: Option<String>,
     #[serde(default)]
     pub read_only: bool,
+    /// The identity the key belongs to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
 }
 
 /// The one answer that shows the secret (IAM's `AccessKey` shape).
@@ -121,6 +122,8 @@ pub struct AccessKeyCreated {
     pub name: Option<String>,
     #[serde(rename = "ReadOnly")]
     pub read_only: bool,
+    #[serde(rename = "Owner", default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
     #[serde(rename = "Status")]
     pub status: String,
 }
@@ -131,6 +134,8 @@ pub struct AccessKeyInfo {
     pub id: String,
     pub name: Option<String>,
     pub read_only: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
     pub created_at: i64,
     pub revoked_at: Option<i64>,
 }
@@ -141,32 +146,6 @@ fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response
         Json(serde_json::json!({ "error": { "code": code, "message": message.into() } })),
     )
         .into_response()
-}
-
-pub(crate) async fn require_admin(
-    State(state): State<AwsState>,
-    req: Request,
-    next: Next,
-) -> Response {
-    let presented = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(hash_token);
-    let ok = match (presented, state.app.store().get_meta(TOKEN_META_KEY).await) {
-        (Some(p), Ok(Some(expected))) => bool::from(p.as_bytes().ct_eq(expected.as_bytes())),
-        _ => false,
-    };
-    if ok {
-        next.run(req).await
-    } else {
-        error(
-            StatusCode::UNAUTHORIZED,
-            "UNAUTHORIZED",
-            "missing or invalid API token; set SLIPWAY_TOKEN or run `slipway login`",
-        )
-    }
 }
 
 fn internal(e: impl std::fmt::Display) -> Response {
@@ -187,7 +166,11 @@ pub(crate) async fn create(
     body: Option<Json<CreateAccessKey>>,
 ) -> Response {
     let req = body.map(|b| b.0).unwrap_or_default();
-    let key = match state.app.create_access_key(req.name, req.read_only).await {
+    let key = match state
+        .app
+        .create_access_key(req.name, req.read_only, req.owner)
+        .await
+    {
         Ok(k) => k,
         Err(e) => return app_error(e),
     };
@@ -198,6 +181,7 @@ pub(crate) async fn create(
             secret_access_key: key.secret,
             name: key.name,
             read_only: key.read_only,
+            owner: key.owner,
             status: "Active".into(),
         }),
     )
@@ -212,6 +196,7 @@ pub(crate) async fn list(State(state): State<AwsState>) -> Response {
                     id: k.id,
                     name: k.name,
                     read_only: k.read_only,
+                    owner: k.owner,
                     created_at: k.created_at,
                     revoked_at: k.revoked_at,
                 })
@@ -232,6 +217,7 @@ pub(crate) async fn revoke(State(state): State<AwsState>, Path(id): Path<String>
         id: key.id,
         name: key.name,
         read_only: key.read_only,
+        owner: key.owner,
         created_at: key.created_at,
         revoked_at: key.revoked_at,
     })

@@ -28,6 +28,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use serde_json::Value;
 use slipway_app::App;
+use slipway_core::access::Face;
 use slipway_registry::Registry;
 use slipway_store::{AccessKey, StoreError};
 
@@ -45,6 +46,8 @@ pub struct AwsState {
     pub registry: Registry,
     /// Access keys and SigV4 signing keys kept in memory.
     pub keys: Arc<KeyCache>,
+    /// Per-identity request rates (shared with the native API).
+    pub limiter: Arc<slipway_api::RateLimiter>,
 }
 
 /// An AWS error: HTTP status, error shape name and message.
@@ -133,6 +136,8 @@ const ECR_PREFIX: &str = "AmazonEC2ContainerRegistry_V20150921.";
 pub(crate) struct Call<'a> {
     pub state: &'a AwsState,
     pub key: AccessKey,
+    /// Who the key acts as (its owner's role and scope, or the admin's).
+    pub who: slipway_core::access::Identity,
     pub region: String,
     /// `scheme://host[:port]` the client used: the registry's address for ECR.
     pub origin: String,
@@ -144,19 +149,17 @@ impl Call<'_> {
     }
 }
 
-/// The router: `POST /` (ECS, ECR, STS) and the native access-key routes under
-/// `/api/v1/access-keys` (admin token).
+/// The AWS front door: `POST /` (ECS, ECR, STS).
 pub fn router(state: AwsState) -> Router {
-    let keys = Router::new()
+    Router::new().route("/", post(handle)).with_state(state)
+}
+
+/// The native access-key routes under `/api/v1/access-keys`, to be put behind the native
+/// API's gate.
+pub fn keys_router(state: AwsState) -> Router {
+    Router::new()
         .route("/api/v1/access-keys", get(keys::list).post(keys::create))
         .route("/api/v1/access-keys/{id}", delete(keys::revoke))
-        .route_layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            keys::require_admin,
-        ));
-    Router::new()
-        .route("/", post(handle))
-        .merge(keys)
         .with_state(state)
 }
 
@@ -172,7 +175,7 @@ fn request_id() -> String {
     )
 }
 
-enum Protocol {
+pub(crate) enum Protocol {
     Ecs(String),
     Ecr(String),
     Sts,
@@ -181,12 +184,14 @@ enum Protocol {
 
 async fn handle(
     State(state): State<AwsState>,
+    peer: Option<axum::Extension<axum::extract::ConnectInfo<std::net::SocketAddr>>>,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
     let rid = request_id();
+    let source = peer.map_or_else(|| "unknown".to_owned(), |p| p.0.0.to_string());
     let target = headers
         .get("x-amz-target")
         .and_then(|v| v.to_str().ok())
@@ -244,13 +249,65 @@ async fn handle(
         };
         format!("{scheme}://{host}")
     };
+    let (face, op) = match &proto {
+        Protocol::Ecs(op) => (Face::Ecs, op.clone()),
+        Protocol::Ecr(op) => (Face::Ecr, op.clone()),
+        Protocol::Sts => (
+            Face::Sts,
+            form_urlencoded::parse(&body)
+                .find(|(k, _)| k == "Action")
+                .map(|(_, v)| v.into_owned())
+                .unwrap_or_default(),
+        ),
+        Protocol::Unknown(t) => (Face::Ecs, t.clone()),
+    };
+    let who = match state.app.key_identity(&key).await {
+        Ok(Some(w)) => w,
+        Ok(None) => {
+            let e = AwsError::new(
+                StatusCode::FORBIDDEN,
+                "UnrecognizedClientException",
+                "The security token included in the request is invalid.",
+            );
+            return match proto {
+                Protocol::Sts => sts_error(&e, &rid),
+                _ => e.json_response(&rid),
+            };
+        }
+        Err(e) => return AwsError::from(e).json_response(&rid),
+    };
     let call = Call {
         state: &state,
         key,
+        who,
         region,
         origin,
     };
-    match proto {
+    let rule = match permit(&call, face, &op, &body, &proto).await {
+        Ok(r) => r,
+        Err(e) => {
+            if slipway_core::access::rule(face, &op).is_some_and(|r| r.mutates) {
+                audit(&call, &source, face, &op, &body, e.status).await;
+            }
+            return match proto {
+                Protocol::Sts => sts_error(&e, &rid),
+                _ => e.json_response(&rid),
+            };
+        }
+    };
+    if let Err(wait) = state.limiter.take(&call.who.name) {
+        let mut r = AwsError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "ThrottlingException",
+            "Rate exceeded (the server's --rate-limit per identity)",
+        )
+        .json_response(&rid);
+        let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
+        return r;
+    }
+    let resp = match proto {
         Protocol::Sts => sts(&call, &body, &rid),
         Protocol::Unknown(t) => AwsError::client(
             "UnknownOperationException",
@@ -263,7 +320,114 @@ async fn handle(
         }
         Protocol::Ecs(op) => json_reply(ecs::dispatch(&call, &op, &body).await, &rid),
         Protocol::Ecr(op) => json_reply(ecr::dispatch(&call, &op, &body).await, &rid),
+    };
+    if rule.mutates {
+        audit(&call, &source, face, &op, &body, resp.status()).await;
     }
+    resp
+}
+
+/// Whether the caller may call `op` (the permission table) on its target (a scoped
+/// identity changes only its apps: the ECS cluster's app, the ECR repository).
+pub(crate) async fn permit(
+    call: &Call<'_>,
+    face: Face,
+    op: &str,
+    body: &[u8],
+    proto: &Protocol,
+) -> Result<&'static slipway_core::access::Rule, AwsError> {
+    let denied = |d: slipway_core::access::Denied| {
+        AwsError::client(
+            "AccessDeniedException",
+            format!(
+                "User: arn:aws:iam::{ACCOUNT_ID}:user/{} is not authorized to perform: {}:{op}: {d}",
+                call.who.name,
+                face.as_str()
+            ),
+        )
+    };
+    let rule = match call.who.check(face, op) {
+        Ok(r) => r,
+        Err(slipway_core::access::Denied::NoRule { .. }) => {
+            return Err(match proto {
+                Protocol::Sts => AwsError::client(
+                    "InvalidAction",
+                    format!(
+                        "Could not find operation {op} for version 2011-06-15 (Slipway's STS answers GetCallerIdentity only)"
+                    ),
+                ),
+                Protocol::Unknown(t) => AwsError::client(
+                    "UnknownOperationException",
+                    format!("unknown X-Amz-Target {t}"),
+                ),
+                _ if op.is_empty() => {
+                    AwsError::client("UnknownOperationException", "empty operation name")
+                }
+                _ => AwsError::client(
+                    "UnknownOperationException",
+                    format!("unknown {} operation {op}", face.as_str().to_uppercase()),
+                ),
+            });
+        }
+        Err(d) => return Err(denied(d)),
+    };
+    if rule.mutates && call.who.scoped() {
+        let scope = match face {
+            Face::Ecs => ecs::scope_target(call, op, body).await,
+            Face::Ecr => ecr::scope_target(body),
+            _ => None,
+        };
+        match scope {
+            Some(Target::App(app, env)) => {
+                call.who.may_change(&app, env.as_deref()).map_err(denied)?
+            }
+            Some(Target::Repo(repo)) => call.who.may_change_repo(&repo).map_err(denied)?,
+            None => {}
+        }
+    }
+    Ok(rule)
+}
+
+/// What a mutating call acts on, for scopes and the audit log.
+pub(crate) enum Target {
+    App(String, Option<String>),
+    Repo(String),
+}
+
+/// The audit entry of an AWS call: its target is the body's resource names, never the body.
+async fn audit(
+    call: &Call<'_>,
+    source: &str,
+    face: Face,
+    op: &str,
+    body: &[u8],
+    status: StatusCode,
+) {
+    let v: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+    let target = [
+        "cluster",
+        "clusterName",
+        "service",
+        "serviceName",
+        "family",
+        "taskDefinition",
+        "task",
+        "repositoryName",
+    ]
+    .iter()
+    .filter_map(|k| v.get(k).and_then(Value::as_str).map(|x| format!("{k}={x}")))
+    .collect::<Vec<_>>()
+    .join(" ");
+    slipway_api::record(
+        &call.state.app,
+        &call.who,
+        source,
+        face.as_str(),
+        op,
+        &target,
+        status,
+    )
+    .await;
 }
 
 fn json_reply(r: AwsResult, rid: &str) -> Response {
@@ -378,20 +542,6 @@ async fn authenticate(
     Ok((key, auth.region))
 }
 
-/// A read-only key may not call `op`.
-pub(crate) fn require_write(call: &Call<'_>, service: &str, op: &str) -> AwsResult<()> {
-    if call.key.read_only {
-        return Err(AwsError::client(
-            "AccessDeniedException",
-            format!(
-                "User: arn:aws:iam::{ACCOUNT_ID}:user/{} is not authorized to perform: {service}:{op} (read-only access key)",
-                call.key.name.as_deref().unwrap_or(&call.key.id)
-            ),
-        ));
-    }
-    Ok(())
-}
-
 fn xml_escape(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
@@ -435,7 +585,7 @@ fn sts(call: &Call<'_>, body: &[u8], rid: &str) -> Response {
         .map(|(_, v)| v.as_str());
     match action {
         Some("GetCallerIdentity") => {
-            let user = call.key.name.as_deref().unwrap_or(&call.key.id);
+            let user = &call.who.name;
             xml_response(
                 StatusCode::OK,
                 format!(
@@ -490,4 +640,35 @@ pub(crate) fn page<T: Clone>(
 
 pub(crate) fn ts(ms: i64) -> Value {
     serde_json::json!(ms as f64 / 1000.0)
+}
+
+#[cfg(test)]
+mod permission_tests {
+    use slipway_core::access::{Face, RULES, rule};
+
+    /// Every operation the ECS and ECR dispatchers answer has a rule, and every rule of
+    /// those faces names an operation they answer: a new operation without a rule fails
+    /// here (and is refused to everyone at run time).
+    #[test]
+    fn every_aws_operation_has_exactly_one_rule() {
+        for (face, ops) in [
+            (Face::Ecs, crate::ecs::OPERATIONS),
+            (Face::Ecr, crate::ecr::OPERATIONS),
+            (Face::Sts, &["GetCallerIdentity"][..]),
+        ] {
+            for op in ops {
+                assert!(
+                    rule(face, op).is_some(),
+                    "{face:?} {op} has no permission rule"
+                );
+            }
+            for r in RULES.iter().filter(|r| r.face == face) {
+                assert!(
+                    ops.contains(&r.op),
+                    "{face:?} {} has a rule but no dispatcher answers it",
+                    r.op
+                );
+            }
+        }
+    }
 }

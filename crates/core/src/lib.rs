@@ -15,6 +15,7 @@
 //! - [`planner`] turns desired and observed state into actions.
 //! - [`schema`] generates the JSON Schema of `slipway.yml` from the manifest's types.
 
+pub mod access;
 pub mod diff;
 pub mod health;
 pub mod jobs;

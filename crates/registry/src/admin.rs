@@ -1,8 +1,9 @@
-//! The registry's part of Slipway's native API, under `/api/v1` with the admin token:
+//! The registry's part of Slipway's native API, under `/api/v1` (behind the native API's
+//! gate, which checks who may call what):
 //!
 //! | route | what |
 //! | --- | --- |
-//! | `POST /api/v1/registry/password` `{"pull_only": bool}` | a fresh 12-hour registry password |
+//! | `POST /api/v1/registry/password` `{"pull_only": bool}` | a fresh 12-hour registry password of the caller (pull only for a reader) |
 //! | `POST /api/v1/repositories` `{"name", "immutable"}` | create a repository |
 //! | `GET /api/v1/repositories` | list repositories |
 //! | `GET /api/v1/repositories/NAME` | one repository |
@@ -20,14 +21,14 @@
 use std::collections::{HashMap, HashSet};
 
 use axum::body::Bytes;
-use axum::extract::{Path, Query, Request, State};
-use axum::http::{StatusCode, header};
-use axum::middleware::Next;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use slipway_core::access::Identity;
 
 use crate::Registry;
 use crate::auth::Rights;
@@ -158,49 +159,21 @@ pub(crate) fn router(reg: Registry) -> Router {
                 .put(put_policy)
                 .post(post_repository),
         )
-        .route_layer(axum::middleware::from_fn_with_state(
-            reg.clone(),
-            require_admin,
-        ))
         .with_state(reg)
-}
-
-async fn require_admin(State(reg): State<Registry>, req: Request, next: Next) -> Response {
-    let token = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::to_owned);
-    match token {
-        Some(t) if reg.inner.admin.is_admin_token(&t).await => next.run(req).await,
-        _ => {
-            let mut r = AdminError::new(
-                StatusCode::UNAUTHORIZED,
-                "UNAUTHORIZED",
-                "missing or invalid API token; set SLIPWAY_TOKEN or run `slipway login --server URL --token-file DATA_DIR/admin.token`",
-            )
-            .into_response();
-            r.headers_mut().insert(
-                header::WWW_AUTHENTICATE,
-                header::HeaderValue::from_static("Bearer"),
-            );
-            r
-        }
-    }
 }
 
 async fn password(
     State(reg): State<Registry>,
+    axum::Extension(who): axum::Extension<Identity>,
     body: Option<Json<PasswordRequest>>,
 ) -> AResult<PasswordResponse> {
     let req = body.map(|b| b.0).unwrap_or_default();
-    let rights = if req.pull_only {
+    let rights = if req.pull_only || !who.role.meets(slipway_core::access::Need::Deploy) {
         Rights::Pull
     } else {
         Rights::Push
     };
-    let (password, exp) = reg.issue_password(rights);
+    let (password, exp) = reg.issue_password(rights, &who.name);
     Ok(Json(PasswordResponse {
         username: "slipway".into(),
         password,
@@ -241,9 +214,12 @@ pub(crate) async fn info(
 
 async fn create_repository(
     State(reg): State<Registry>,
+    axum::Extension(who): axum::Extension<Identity>,
     Json(req): Json<CreateRepository>,
 ) -> Result<(StatusCode, Json<RepositoryInfo>), AdminError> {
     check_name(&req.name)?;
+    who.may_change_repo(&req.name)
+        .map_err(|d| AdminError::new(StatusCode::FORBIDDEN, "FORBIDDEN", d.to_string()))?;
     if !reg.inner.db.create_repo(&req.name, req.immutable).await? {
         return Err(AdminError::new(
             StatusCode::CONFLICT,

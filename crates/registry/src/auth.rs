@@ -1,9 +1,12 @@
 //! Credentials and tokens (the Docker token protocol).
 //!
 //! * A **registry password** is a signed credential, `slwp1.<payload>.<mac>`, carrying its
-//!   rights (`pull`, or `pull,push` which also allows delete) and an expiry (12 hours by
-//!   default), like ECR's `get-login-password`. Nothing is stored: it is checked by its MAC.
-//!   The server's admin token is also accepted as a password, with full rights.
+//!   rights (`pull`, or `pull,push` which also allows delete), the identity it was issued to
+//!   and an expiry (12 hours by default), like ECR's `get-login-password`. It is checked by
+//!   its MAC and, on every use, against its identity ([`Identities`]): a revoked identity's
+//!   passwords and tokens stop working at once, and a scoped identity pushes only to its
+//!   apps' repositories. The server's admin token is not a password (it would end up in
+//!   `~/.docker/config.json`); it is refused with the command that gives one.
 //! * A **token** is a short-lived JWT (HS256) issued by the token endpoint for the scopes a
 //!   client asks for, intersected with what its password allows.
 //!
@@ -27,11 +30,28 @@ pub const TOKEN_TTL_SECS: u64 = 300;
 /// How long a registry password lives (as ECR's).
 pub const PASSWORD_TTL_SECS: u64 = 12 * 3600;
 
-/// Decides whether a secret is the server's admin token (implemented by the server on top
-/// of its store, where only the token's hash is kept).
+/// The server's identities, as the registry needs them (implemented by the server on top
+/// of its application layer).
 #[async_trait]
-pub trait AdminCheck: Send + Sync + 'static {
+pub trait Identities: Send + Sync + 'static {
+    /// Whether a secret is the server's admin token (only its hash is stored).
     async fn is_admin_token(&self, secret: &str) -> bool;
+    /// A live identity by name (`None`: unknown or revoked).
+    async fn identity(&self, name: &str) -> Option<slipway_core::access::Identity>;
+    /// Records a mutating call (push, delete) in the audit log, before it is answered.
+    async fn audit(&self, event: AuditEvent);
+}
+
+/// A mutating call of the distribution API.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditEvent {
+    pub identity: String,
+    pub source: String,
+    /// `push` or `delete`.
+    pub operation: &'static str,
+    /// `repository:reference`.
+    pub target: String,
+    pub status: u16,
 }
 
 /// What a credential may do, on every repository.
@@ -105,6 +125,9 @@ pub struct Claims {
     /// The rights of the credential the token was issued for (so a request beyond them is
     /// DENIED rather than sent back for another token).
     pub rights: Rights,
+    /// The identity of that credential (checked on every use).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idn: Option<String>,
 }
 
 impl Claims {
@@ -130,6 +153,9 @@ struct PasswordClaims {
     iat: u64,
     exp: u64,
     n: String,
+    /// The identity it was issued to (`None`: the server's own short-lived pull passwords).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    i: Option<String>,
 }
 
 /// The signing keys.
@@ -227,15 +253,21 @@ impl Keys {
         }
     }
 
-    /// A fresh registry password with `rights`, valid for `ttl` seconds. Returns the
-    /// password and its expiry (unix seconds).
-    pub fn issue_password(&self, rights: Rights, ttl: u64) -> (String, u64) {
+    /// A fresh registry password with `rights` for `identity`, valid for `ttl` seconds.
+    /// Returns the password and its expiry (unix seconds).
+    pub fn issue_password(
+        &self,
+        rights: Rights,
+        ttl: u64,
+        identity: Option<&str>,
+    ) -> (String, u64) {
         let now = now_secs();
         let claims = PasswordClaims {
             r: rights,
             iat: now,
             exp: now + ttl,
             n: random_hex(8),
+            i: identity.map(str::to_owned),
         };
         let payload =
             URL_SAFE_NO_PAD.encode(serde_json::to_vec(&claims).expect("claims serialise"));
@@ -243,8 +275,9 @@ impl Keys {
         (format!("slwp1.{payload}.{sig}"), claims.exp)
     }
 
-    /// The rights of a registry password, if it is genuine and not expired.
-    pub fn check_password(&self, password: &str) -> Option<Rights> {
+    /// The rights and identity of a registry password, if it is genuine and not expired
+    /// (whether the identity is still alive is the caller's check).
+    pub fn check_password(&self, password: &str) -> Option<(Rights, Option<String>)> {
         if password.len() > 1024 {
             return None;
         }
@@ -256,7 +289,7 @@ impl Keys {
         }
         let claims: PasswordClaims =
             serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).ok()?).ok()?;
-        (claims.exp > now_secs()).then_some(claims.r)
+        (claims.exp > now_secs()).then_some((claims.r, claims.i))
     }
 
     /// A signed token (JWT, HS256).
@@ -388,11 +421,14 @@ mod tests {
     #[test]
     fn passwords_round_trip_and_reject_tampering() {
         let k = Keys::from_secret(&[7u8; 32]);
-        let (p, exp) = k.issue_password(Rights::Pull, 60);
+        let (p, exp) = k.issue_password(Rights::Pull, 60, None);
         assert!(exp > now_secs());
-        assert_eq!(k.check_password(&p), Some(Rights::Pull));
-        let (p2, _) = k.issue_password(Rights::Push, 60);
-        assert_eq!(k.check_password(&p2), Some(Rights::Push));
+        assert_eq!(k.check_password(&p), Some((Rights::Pull, None)));
+        let (p2, _) = k.issue_password(Rights::Push, 60, Some("ci"));
+        assert_eq!(
+            k.check_password(&p2),
+            Some((Rights::Push, Some("ci".into())))
+        );
         // Swapping the payload of a pull password for a push one breaks the MAC.
         let (_, pay_push) = p2.split_once('.').unwrap();
         let pay_push = pay_push.split_once('.').unwrap().0;
@@ -403,7 +439,7 @@ mod tests {
         );
         let other = Keys::from_secret(&[8u8; 32]);
         assert_eq!(other.check_password(&p), None);
-        let (expired, _) = k.issue_password(Rights::Push, 0);
+        let (expired, _) = k.issue_password(Rights::Push, 0, None);
         assert_eq!(k.check_password(&expired), None);
         assert_eq!(k.check_password("nonsense"), None);
     }
@@ -422,6 +458,7 @@ mod tests {
             jti: "j".into(),
             access: grant(&["repository:team/app:pull,push".into()], Rights::Pull),
             rights: Rights::Pull,
+            idn: None,
         };
         let t = k.issue_token(&c);
         let back = k.check_token(&t, "slipway").unwrap();

@@ -39,7 +39,7 @@ use std::sync::Arc;
 
 use axum::Router;
 
-pub use auth::{AdminCheck, Rights};
+pub use auth::{AuditEvent, Identities, Rights};
 pub use error::{Code, OciError, RegistryError};
 
 use crate::db::Db;
@@ -55,8 +55,8 @@ pub struct RegistryConfig {
     pub dir: PathBuf,
     /// The token service name (`service=` of the challenge, `aud` of tokens).
     pub service: String,
-    /// Accepts the server's admin token as a password with full rights.
-    pub admin: Arc<dyn AdminCheck>,
+    /// The server's identities: who a password belongs to, the audit log.
+    pub ids: Arc<dyn Identities>,
     pub max_manifest_bytes: usize,
     /// Upload sessions untouched for this long are dropped (checked at start and hourly).
     pub upload_ttl: std::time::Duration,
@@ -83,11 +83,11 @@ pub struct CaInfo {
 }
 
 impl RegistryConfig {
-    pub fn new(dir: PathBuf, admin: Arc<dyn AdminCheck>) -> Self {
+    pub fn new(dir: PathBuf, ids: Arc<dyn Identities>) -> Self {
         RegistryConfig {
             dir,
             service: "slipway".into(),
-            admin,
+            ids,
             max_manifest_bytes: DEFAULT_MAX_MANIFEST_BYTES,
             upload_ttl: std::time::Duration::from_secs(7 * 24 * 3600),
             gc_grace: std::time::Duration::from_secs(3600),
@@ -108,7 +108,7 @@ pub(crate) struct Inner {
     pub(crate) blobs: BlobStore,
     pub(crate) keys: auth::Keys,
     pub(crate) service: String,
-    pub(crate) admin: Arc<dyn AdminCheck>,
+    pub(crate) ids: Arc<dyn Identities>,
     pub(crate) max_manifest_bytes: usize,
     upload_ttl: std::time::Duration,
     uploads: std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<UploadCache>>>>,
@@ -146,7 +146,7 @@ impl Registry {
                 blobs,
                 keys,
                 service: cfg.service,
-                admin: cfg.admin,
+                ids: cfg.ids,
                 max_manifest_bytes: cfg.max_manifest_bytes,
                 upload_ttl: cfg.upload_ttl,
                 uploads: std::sync::Mutex::new(HashMap::new()),
@@ -239,22 +239,28 @@ impl Registry {
     }
 
     /// The registry's part of the native API (`/api/v1/registry/...`,
-    /// `/api/v1/repositories...`), authenticated with the admin token.
+    /// `/api/v1/repositories...`); the server puts it behind the native API's gate, which
+    /// authenticates and authorizes each call and leaves the caller's identity in the
+    /// request's extensions.
     pub fn admin_router(&self) -> Router {
         admin::router(self.clone())
     }
 
-    /// A fresh registry password (see [`auth`]); returns it and its expiry (unix seconds).
-    pub fn issue_password(&self, rights: Rights) -> (String, u64) {
+    /// A fresh registry password of `identity` (see [`auth`]); returns it and its expiry
+    /// (unix seconds).
+    pub fn issue_password(&self, rights: Rights, identity: &str) -> (String, u64) {
         self.inner
             .keys
-            .issue_password(rights, auth::PASSWORD_TTL_SECS)
+            .issue_password(rights, auth::PASSWORD_TTL_SECS, Some(identity))
     }
 
     /// A pull-only password living `ttl_secs`, for the engine's pulls of deployed images
     /// (internal credentials: hosts need no `docker login`).
     pub fn internal_pull_password(&self, ttl_secs: u64) -> String {
-        self.inner.keys.issue_password(Rights::Pull, ttl_secs).0
+        self.inner
+            .keys
+            .issue_password(Rights::Pull, ttl_secs, None)
+            .0
     }
 
     pub(crate) fn upload_lock(&self, uuid: &str) -> Arc<tokio::sync::Mutex<UploadCache>> {

@@ -11,9 +11,10 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
 use serde_json::{Value, json};
+use slipway_core::access::{Face, Identity};
 
 use crate::Registry;
-use crate::auth::{self, Action, Claims, Rights};
+use crate::auth::{self, Action, AuditEvent, Claims, Rights};
 use crate::db::{NewManifest, PutManifestError};
 use crate::error::{Code, OciError};
 use crate::names::{Algorithm, Digest, validate_name, validate_tag};
@@ -36,12 +37,14 @@ pub fn router(reg: Registry) -> Router {
 
 async fn dispatch(
     State(reg): State<Registry>,
+    peer: Option<axum::Extension<axum::extract::ConnectInfo<std::net::SocketAddr>>>,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let mut resp = match handle(&reg, &method, &uri, &headers, body).await {
+    let source = peer.map_or_else(|| "unknown".to_owned(), |p| p.0.0.to_string());
+    let mut resp = match handle(&reg, &source, &method, &uri, &headers, body).await {
         Ok(r) => r,
         Err(e) => {
             tracing::debug!(%method, path = uri.path(), code = e.code.as_str(), message = %e.message, "registry error");
@@ -146,28 +149,41 @@ impl Query {
     }
 }
 
-/// Who is calling.
+/// Who is calling, with the live identity behind the credential (`None`: the server's own
+/// short-lived pull passwords).
 enum Principal {
-    /// HTTP Basic with a registry password (or the admin token).
-    Basic(Rights),
+    /// HTTP Basic with a registry password.
+    Basic(Rights, Option<Identity>),
     /// A token from the token endpoint.
-    Token(Claims),
+    Token(Claims, Option<Identity>),
 }
 
 impl Principal {
     fn rights(&self) -> Rights {
         match self {
-            Principal::Basic(r) => *r,
-            Principal::Token(c) => c.rights,
+            Principal::Basic(r, _) => *r,
+            Principal::Token(c, _) => c.rights,
+        }
+    }
+
+    fn who(&self) -> Option<&Identity> {
+        match self {
+            Principal::Basic(_, w) | Principal::Token(_, w) => w.as_ref(),
         }
     }
 
     fn may(&self, repo: &str, a: Action) -> bool {
-        match self {
-            Principal::Basic(r) => r.allows(a),
-            Principal::Token(c) => c.grants(repo, a),
-        }
+        let granted = match self {
+            Principal::Basic(r, _) => r.allows(a),
+            Principal::Token(c, _) => c.grants(repo, a),
+        };
+        granted && in_scope(self.who(), repo, a)
     }
+}
+
+/// Whether a scoped identity may do `a` on `repo` (pulls are never scoped).
+fn in_scope(who: Option<&Identity>, repo: &str, a: Action) -> bool {
+    a == Action::Pull || who.is_none_or(|w| w.may_change_repo(repo).is_ok())
 }
 
 /// What a request needs.
@@ -177,28 +193,74 @@ enum Need<'a> {
     Repo(&'a str, Action),
 }
 
-async fn check_password(reg: &Registry, password: &str) -> Option<Rights> {
-    if let Some(r) = reg.inner.keys.check_password(password) {
-        return Some(r);
-    }
-    reg.inner
-        .admin
-        .is_admin_token(password)
-        .await
-        .then_some(Rights::Push)
+/// The admin token offered as a registry password.
+fn admin_token_refused() -> OciError {
+    OciError::new(
+        Code::Unauthorized,
+        "the admin token is not a registry password (it would be stored in ~/.docker/config.json): get a password with `slipway registry password` or `aws ecr get-login-password`",
+    )
+    .with_header(header::WWW_AUTHENTICATE, "Basic realm=\"slipway\"")
 }
 
-async fn authenticate(reg: &Registry, headers: &HeaderMap) -> Option<Principal> {
-    let v = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-    if let Some(t) = v.strip_prefix("Bearer ") {
-        return reg
-            .inner
-            .keys
-            .check_token(t.trim(), &reg.inner.service)
-            .map(Principal::Token);
+/// The rights and live identity of a password; `Ok(None)` when it is not one (or its
+/// identity is revoked); an error for the admin token.
+async fn check_password(
+    reg: &Registry,
+    password: &str,
+) -> Result<Option<(Rights, Option<Identity>)>> {
+    let Some((rights, id)) = reg.inner.keys.check_password(password) else {
+        if reg.inner.ids.is_admin_token(password).await {
+            return Err(admin_token_refused());
+        }
+        return Ok(None);
+    };
+    let Some(name) = id else {
+        return Ok(Some((rights, None)));
+    };
+    Ok(live(reg, &name)
+        .await
+        .map(|w| (effective(rights, &w), Some(w))))
+}
+
+/// A live identity by name.
+async fn live(reg: &Registry, name: &str) -> Option<Identity> {
+    reg.inner.ids.identity(name).await
+}
+
+/// A credential's rights within what its identity's role allows now.
+fn effective(rights: Rights, who: &Identity) -> Rights {
+    if who.check(Face::Registry, "push").is_ok() {
+        rights
+    } else {
+        Rights::Pull
     }
-    let (_, pass) = auth::parse_basic(v)?;
-    check_password(reg, &pass).await.map(Principal::Basic)
+}
+
+async fn authenticate(reg: &Registry, headers: &HeaderMap) -> Result<Option<Principal>> {
+    let Some(v) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return Ok(None);
+    };
+    if let Some(t) = v.strip_prefix("Bearer ") {
+        let Some(mut c) = reg.inner.keys.check_token(t.trim(), &reg.inner.service) else {
+            return Ok(None);
+        };
+        return Ok(match c.idn.clone() {
+            None => Some(Principal::Token(c, None)),
+            Some(name) => live(reg, &name).await.map(|w| {
+                c.rights = effective(c.rights, &w);
+                Principal::Token(c, Some(w))
+            }),
+        });
+    }
+    let Some((_, pass)) = auth::parse_basic(v) else {
+        return Ok(None);
+    };
+    Ok(check_password(reg, &pass)
+        .await?
+        .map(|(r, w)| Principal::Basic(r, w)))
 }
 
 fn realm(headers: &HeaderMap) -> String {
@@ -253,19 +315,32 @@ fn authorize(
     };
     let ok = match (p, need) {
         (_, Need::Login) => true,
-        (Principal::Basic(_), Need::Catalog) => true,
-        (Principal::Token(c), Need::Catalog) => c.grants_catalog(),
+        (Principal::Basic(..), Need::Catalog) => true,
+        (Principal::Token(c, _), Need::Catalog) => c.grants_catalog(),
         (p, Need::Repo(name, a)) => p.may(name, *a),
     };
     if ok {
         return Ok(());
     }
     let could = match need {
-        Need::Repo(_, a) => p.rights().allows(*a),
+        Need::Repo(repo, a) => p.rights().allows(*a) && in_scope(p.who(), repo, *a),
         _ => true,
     };
-    if could && matches!(p, Principal::Token(_)) {
+    if could && matches!(p, Principal::Token(..)) {
         Err(challenge(reg, headers, need, true))
+    } else if let (Need::Repo(repo, a), Some(w)) = (need, p.who())
+        && !in_scope(Some(w), repo, *a)
+    {
+        Err(OciError::new(
+            Code::Denied,
+            format!(
+                "requested access to the resource is denied: {}",
+                w.may_change_repo(repo)
+                    .err()
+                    .map(|d| d.to_string())
+                    .unwrap_or_default()
+            ),
+        ))
     } else {
         Err(OciError::new(
             Code::Denied,
@@ -290,6 +365,7 @@ fn not_found() -> OciError {
 
 async fn handle(
     reg: &Registry,
+    source: &str,
     method: &Method,
     uri: &Uri,
     headers: &HeaderMap,
@@ -324,9 +400,60 @@ async fn handle(
         }
         _ => return Err(unsupported(method)),
     };
-    let principal = authenticate(reg, headers).await;
-    authorize(reg, headers, principal.as_ref(), &need)?;
+    let principal = authenticate(reg, headers).await?;
+    // Pushes (a manifest's PUT: the blobs before it are its parts) and deletions are
+    // audited, refusals of a known identity included.
+    let audited = match (&route, method) {
+        (Route::Manifest(n, r), &Method::PUT) => Some(("push", format!("{n}:{r}"))),
+        (Route::Manifest(n, r) | Route::Blob(n, r), &Method::DELETE) => {
+            Some(("delete", format!("{n}:{r}")))
+        }
+        _ => None,
+    };
+    let record = |status: StatusCode, p: Option<&Principal>| {
+        let event = match (&audited, p) {
+            (Some((op, target)), Some(p)) => Some(AuditEvent {
+                identity: p
+                    .who()
+                    .map_or_else(|| "slipway-internal".to_owned(), |w| w.name.clone()),
+                source: source.to_owned(),
+                operation: op,
+                target: target.clone(),
+                status: status.as_u16(),
+            }),
+            _ => None,
+        };
+        async move {
+            if let Some(e) = event {
+                reg.inner.ids.audit(e).await;
+            }
+        }
+    };
+    if let Err(e) = authorize(reg, headers, principal.as_ref(), &need) {
+        record(e.status, principal.as_ref()).await;
+        return Err(e);
+    }
     let principal = principal.expect("authorized");
+    let result = serve(reg, route, method, &q, &principal, headers, body).await;
+    let status = match &result {
+        Ok(r) => r.status(),
+        Err(e) => e.status,
+    };
+    record(status, Some(&principal)).await;
+    result
+}
+
+/// Serves an authorized request.
+async fn serve(
+    reg: &Registry,
+    route: Route<'_>,
+    method: &Method,
+    q: &Query,
+    principal: &Principal,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Response> {
+    let head = method == Method::HEAD;
     match route {
         Route::Ping => Ok((
             [(header::CONTENT_TYPE, "application/json")],
@@ -334,11 +461,11 @@ async fn handle(
         )
             .into_response()),
         Route::Token => unreachable!("handled above"),
-        Route::Catalog => catalog(reg, &q).await,
-        Route::Tags(name) => tags_list(reg, name, &q).await,
-        Route::Referrers(name, d) => referrers(reg, name, d, &q).await,
+        Route::Catalog => catalog(reg, q).await,
+        Route::Tags(name) => tags_list(reg, name, q).await,
+        Route::Referrers(name, d) => referrers(reg, name, d, q).await,
         Route::Manifest(name, r) => match *method {
-            Method::PUT => put_manifest(reg, name, r, &q, headers, body).await,
+            Method::PUT => put_manifest(reg, name, r, q, headers, body).await,
             Method::DELETE => delete_manifest(reg, name, r).await,
             _ => get_manifest(reg, name, r, head).await,
         },
@@ -346,10 +473,10 @@ async fn handle(
             Method::DELETE => delete_blob(reg, name, d).await,
             _ => get_blob(reg, name, d, head, headers).await,
         },
-        Route::Uploads(name) => start_upload(reg, name, &q, &principal, headers, body).await,
+        Route::Uploads(name) => start_upload(reg, name, q, principal, headers, body).await,
         Route::Upload(name, id) => match *method {
             Method::PATCH => patch_upload(reg, name, id, headers, body).await,
-            Method::PUT => put_upload(reg, name, id, &q, headers, body).await,
+            Method::PUT => put_upload(reg, name, id, q, headers, body).await,
             Method::DELETE => cancel_upload(reg, name, id).await,
             _ => upload_status(reg, name, id).await,
         },
@@ -371,11 +498,11 @@ async fn token(
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(auth::parse_basic);
-    let rights = match &creds {
-        Some((_, pass)) => check_password(reg, pass).await,
+    let checked = match &creds {
+        Some((_, pass)) => check_password(reg, pass).await?,
         None => None,
     };
-    let Some(rights) = rights else {
+    let Some((rights, who)) = checked else {
         return Err(OciError::new(
             Code::Unauthorized,
             "invalid username or password: use any username and a password from `slipway registry password`",
@@ -392,8 +519,9 @@ async fn token(
         nbf: now,
         iat: now,
         jti: auth::random_hex(12),
-        access: auth::grant(&q.all("scope"), rights),
+        access: scoped(auth::grant(&q.all("scope"), rights), who.as_ref()),
         rights,
+        idn: who.map(|w| w.name),
     };
     let token = reg.inner.keys.issue_token(&claims);
     Ok(axum::Json(json!({
@@ -403,6 +531,24 @@ async fn token(
         "issued_at": auth::rfc3339(now),
     }))
     .into_response())
+}
+
+/// A scoped identity's grants: pushes and deletions only on its apps' repositories.
+fn scoped(mut access: Vec<auth::Access>, who: Option<&Identity>) -> Vec<auth::Access> {
+    for a in &mut access {
+        if a.kind == "repository" {
+            a.actions.retain(|x| {
+                let action = match x.as_str() {
+                    "push" => Action::Push,
+                    "delete" => Action::Delete,
+                    _ => Action::Pull,
+                };
+                in_scope(who, &a.name, action)
+            });
+        }
+    }
+    access.retain(|a| !a.actions.is_empty());
+    access
 }
 
 // ---- helpers ----

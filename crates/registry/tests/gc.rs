@@ -11,20 +11,13 @@ use axum::http::{Method, Request, StatusCode};
 use base64::Engine as _;
 use serde_json::{Value, json};
 use sha2::{Digest as _, Sha256};
-use slipway_registry::{AdminCheck, Registry, RegistryConfig};
+use slipway_registry::{Registry, RegistryConfig};
 use tower::ServiceExt;
 
-const ADMIN: &str = "admin-secret";
+mod support;
+
+use support::{ADMIN, FixedIds, admin_password, routers};
 const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
-
-struct FixedAdmin;
-
-#[async_trait::async_trait]
-impl AdminCheck for FixedAdmin {
-    async fn is_admin_token(&self, secret: &str) -> bool {
-        secret == ADMIN
-    }
-}
 
 fn sha256(b: &[u8]) -> String {
     format!("sha256:{}", hex::encode(Sha256::digest(b)))
@@ -182,16 +175,17 @@ fn random_bytes(n: usize) -> Vec<u8> {
 }
 
 async fn open(dir: &std::path::Path, grace: Duration) -> (Registry, Client) {
-    let mut cfg = RegistryConfig::new(dir.to_owned(), Arc::new(FixedAdmin));
+    let mut cfg = RegistryConfig::new(dir.to_owned(), Arc::new(FixedIds::default()));
     cfg.gc_grace = grace;
     cfg.gc_interval = None;
     cfg.lifecycle_interval = None;
     let reg = Registry::open(cfg).await.unwrap();
     let client = Client {
-        app: reg.router().merge(reg.admin_router()),
+        app: routers(&reg),
         basic: format!(
             "Basic {}",
-            base64::engine::general_purpose::STANDARD.encode(format!("slipway:{ADMIN}"))
+            base64::engine::general_purpose::STANDARD
+                .encode(format!("slipway:{}", admin_password(&reg)))
         ),
     };
     (reg, client)

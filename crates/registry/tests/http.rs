@@ -9,22 +9,15 @@ use axum::http::{HeaderMap, Method, Request, StatusCode};
 use base64::Engine as _;
 use serde_json::{Value, json};
 use sha2::{Digest as _, Sha256, Sha512};
-use slipway_registry::{AdminCheck, Registry, RegistryConfig, Rights};
+use slipway_registry::{Registry, RegistryConfig, Rights};
 use tower::ServiceExt;
 
-const ADMIN: &str = "admin-secret";
+mod support;
+
+use support::{ADMIN, FixedIds, admin_password, routers};
 const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
 const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
-
-struct FixedAdmin;
-
-#[async_trait::async_trait]
-impl AdminCheck for FixedAdmin {
-    async fn is_admin_token(&self, secret: &str) -> bool {
-        secret == ADMIN
-    }
-}
 
 struct Resp {
     status: StatusCode,
@@ -72,7 +65,7 @@ fn sha256(b: &[u8]) -> String {
 }
 
 async fn open(dir: &std::path::Path) -> Registry {
-    let mut cfg = RegistryConfig::new(dir.to_owned(), Arc::new(FixedAdmin));
+    let mut cfg = RegistryConfig::new(dir.to_owned(), Arc::new(FixedIds::default()));
     cfg.max_manifest_bytes = 64 * 1024;
     Registry::open(cfg).await.unwrap()
 }
@@ -82,16 +75,16 @@ impl Reg {
         let dir = tempfile::tempdir().unwrap();
         let reg = open(dir.path()).await;
         Reg {
-            app: reg.router().merge(reg.admin_router()),
+            app: routers(&reg),
             dir,
-            auth: basic(ADMIN),
+            auth: basic(&admin_password(&reg)),
         }
     }
 
     /// Drops the registry and opens it again on the same directory (a server restart).
     async fn reopen(&mut self) {
         let reg = open(self.dir.path()).await;
-        self.app = reg.router().merge(reg.admin_router());
+        self.app = routers(&reg);
     }
 
     async fn send(
@@ -349,7 +342,7 @@ async fn pull_only_credentials_cannot_push() {
     let mut r = Reg::new().await;
     r.push_image("team/app", "v1", "a", "amd64").await;
     let reg = open(r.dir.path()).await;
-    let (pull_pw, _) = reg.issue_password(Rights::Pull);
+    let (pull_pw, _) = reg.issue_password(Rights::Pull, "admin");
     // Basic with a pull-only password: pulls work, pushes are DENIED and store nothing.
     r.auth = basic(&pull_pw);
     assert_eq!(
@@ -404,7 +397,7 @@ async fn pull_only_credentials_cannot_push() {
         .await;
     assert_eq!(resp.status, StatusCode::OK);
     r.reopen().await;
-    r.auth = basic(ADMIN);
+    r.auth = basic(&admin_password(&reg));
     let cat = r.req(Method::GET, "/v2/_catalog", &[], vec![]).await.json();
     assert_eq!(cat["repositories"], json!(["team/app"]));
 }

@@ -9,6 +9,8 @@
 //!   A slow but steady upload (large registry layers) is never cut.
 //! * `--max-connections`: connections open at once per listener; beyond it, a new
 //!   connection is accepted and closed at once.
+//! * `--rate-limit`: requests a second per identity on the native and AWS APIs (enforced
+//!   by the API's gate, [`slipway_api::RateLimiter`]).
 //!
 //! One [`Watch`] per connection holds its phase and deadline; the connection's task closes
 //! it (drops it) when the deadline passes. Agent connections that upgrade leave these
@@ -48,6 +50,11 @@ pub struct Limits {
     /// accepted and closed at once.
     #[arg(long, default_value_t = 4096, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_connections: u32,
+    /// Requests a second each identity may make on the native and AWS APIs (bursts of
+    /// twice that); beyond it `429` with `Retry-After`. `0` turns the limit off. The
+    /// registry's `/v2/` is not counted (one pull is many requests).
+    #[arg(long, default_value_t = 100)]
+    pub rate_limit: u32,
 }
 
 pub(crate) fn positive_duration(s: &str) -> Result<Duration, String> {
@@ -384,7 +391,7 @@ async fn connection(
             inner: crate::lowat::LowatStream::new(stream, lowat),
             watch: watch.clone(),
         };
-        return http(io, app, watch, false, stop).await;
+        return http(io, peer, app, watch, false, stop).await;
     };
     let mut first = [0u8; 1];
     let n = stream.peek(&mut first).await?;
@@ -394,13 +401,13 @@ async fn connection(
             watch: watch.clone(),
         };
         let s = tls.accept(io).await?;
-        http(s, app, watch, true, stop).await
+        http(s, peer, app, watch, true, stop).await
     } else if peer.ip().is_loopback() {
         let io = Watched {
             inner: crate::lowat::LowatStream::new(stream, lowat),
             watch: watch.clone(),
         };
-        http(io, app, watch, false, stop).await
+        http(io, peer, app, watch, false, stop).await
     } else {
         use tokio::io::AsyncWriteExt;
         let mut stream = stream;
@@ -421,6 +428,7 @@ async fn connection(
 /// Serves HTTP/1 on one connection (the one place both listeners build it).
 async fn http<I>(
     io: I,
+    peer: SocketAddr,
     app: Router,
     watch: Arc<Watch>,
     https: bool,
@@ -435,6 +443,9 @@ where
         let (app, watch) = (app.clone(), watch.clone());
         async move {
             watch.busy();
+            // The client's address, for the audit log and per-client limits.
+            req.extensions_mut()
+                .insert(axum::extract::ConnectInfo(peer));
             if https {
                 // Tell the handlers (the token realm) that this request came over TLS.
                 req.headers_mut().insert(

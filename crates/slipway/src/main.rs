@@ -111,6 +111,13 @@ enum Command {
         #[command(subcommand)]
         cmd: cmd::secret::SecretCmd,
     },
+    /// Named identities with a role (admin, deployer, reader) and their tokens.
+    Token {
+        #[command(subcommand)]
+        cmd: cmd::token::TokenCmd,
+    },
+    /// The audit log: every mutating call on every face, who made it and how it ended.
+    Audit(cmd::token::AuditArgs),
     /// Access keys of the AWS-compatible API (`aws ecs`/`aws ecr` with --endpoint-url).
     AccessKey {
         #[command(subcommand)]
@@ -224,6 +231,8 @@ fn run_async(command: Command, json: bool) -> ExitCode {
             Command::Repo { cmd } => cmd::registry::repo(cmd, json).await,
             Command::Watch(a) => cmd::watch::run(*a, json).await,
             Command::AccessKey { cmd } => cmd::access_key::run(cmd, json).await,
+            Command::Token { cmd } => cmd::token::run(cmd, json).await,
+            Command::Audit(a) => cmd::token::audit(a, json).await,
             Command::Secret { cmd } => cmd::secret::run(cmd, json).await,
             Command::App { cmd } => cmd::apps::app(cmd, json).await,
             Command::Env { cmd } => cmd::apps::env(cmd, json).await,

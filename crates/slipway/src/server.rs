@@ -19,7 +19,7 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use clap::Args;
 use slipway_api::{ApiState, TOKEN_META_KEY, hash_token};
-use slipway_registry::{AdminCheck, Registry, RegistryConfig};
+use slipway_registry::{AuditEvent, Identities, Registry, RegistryConfig};
 use slipway_runtime::DockerRuntime;
 use slipway_store::secrets::SecretBox;
 use slipway_store::{Backend, Store, random_id};
@@ -215,16 +215,54 @@ async fn ensure_admin_token(store: &Store, dir: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Lets the registry accept the admin token (only its hash is stored) as a password.
-struct StoreAdminCheck(Store);
+/// The registry's view of the server's identities, through the application layer (set
+/// once the application layer exists; nothing is served before).
+#[derive(Default)]
+struct AppIdentities(std::sync::OnceLock<slipway_app::App>);
 
 #[async_trait::async_trait]
-impl AdminCheck for StoreAdminCheck {
+impl Identities for AppIdentities {
     async fn is_admin_token(&self, secret: &str) -> bool {
-        use subtle::ConstantTimeEq;
-        match self.0.get_meta(TOKEN_META_KEY).await {
-            Ok(Some(hash)) => bool::from(hash_token(secret).as_bytes().ct_eq(hash.as_bytes())),
-            _ => false,
+        match self.0.get() {
+            Some(app) => app.is_admin_token(secret).await,
+            None => false,
+        }
+    }
+
+    async fn identity(&self, name: &str) -> Option<slipway_core::access::Identity> {
+        let app = self.0.get()?;
+        match app.identity(name).await {
+            Ok(i) => i,
+            Err(e) => {
+                tracing::warn!(error = %e.message, "could not look an identity up; refusing");
+                None
+            }
+        }
+    }
+
+    async fn audit(&self, e: AuditEvent) {
+        if let Some(app) = self.0.get() {
+            slipway_api::audit(
+                app,
+                slipway_store::AuditEntry {
+                    seq: 0,
+                    at: slipway_store::now_ms(),
+                    identity: e.identity,
+                    source: e.source,
+                    face: "registry".into(),
+                    operation: e.operation.into(),
+                    target: e.target,
+                    status: e.status,
+                    outcome: if e.status < 400 {
+                        "ok".into()
+                    } else if e.status == 401 || e.status == 403 {
+                        "refused".into()
+                    } else {
+                        format!("failed ({})", e.status)
+                    },
+                },
+            )
+            .await;
         }
     }
 }
@@ -525,10 +563,8 @@ pub async fn run(args: ServerArgs) -> Result<ExitCode> {
         .registry_storage
         .clone()
         .unwrap_or_else(|| dir.join("registry"));
-    let mut reg_cfg = RegistryConfig::new(
-        registry_dir.clone(),
-        Arc::new(StoreAdminCheck(store.clone())),
-    );
+    let identities = Arc::new(AppIdentities::default());
+    let mut reg_cfg = RegistryConfig::new(registry_dir.clone(), identities.clone());
     reg_cfg.gc_grace = args.registry_gc_grace;
     reg_cfg.gc_interval = schedule(args.registry_gc_interval);
     reg_cfg.lifecycle_interval = schedule(args.registry_lifecycle_interval);
@@ -629,6 +665,8 @@ pub async fn run(args: ServerArgs) -> Result<ExitCode> {
         secrets.clone(),
         cluster.clone(),
     );
+    let _ = identities.0.set(app.clone());
+    let limiter = Arc::new(slipway_api::RateLimiter::new(args.limits.rate_limit));
     if !args.no_local_agent {
         app.register_local_host(slipway_app::HostHello {
             host: local_host.clone(),
@@ -677,22 +715,31 @@ pub async fn run(args: ServerArgs) -> Result<ExitCode> {
     }
     // One listener: the native API, the registry (/v2/) and the registry's API routes, and
     // the AWS-compatible API (`POST /`: ECS, ECR, STS; `/api/v1/access-keys`).
-    let aws = slipway_aws::router(slipway_aws::AwsState {
+    let aws_state = slipway_aws::AwsState {
         app: app.clone(),
         registry: registry.clone(),
         keys: Default::default(),
-    });
-    let app = slipway_api::router(ApiState {
-        app,
-        ingress_url,
-        server_id: server_id.clone().into(),
-        hub,
-        leading: leading_flag,
-        supervisor,
-        engine: Some(rt.clone()),
-    })
+        limiter: limiter.clone(),
+    };
+    let aws = slipway_aws::router(aws_state.clone());
+    // Behind the native API's gate with the API's own routes.
+    let native = registry
+        .admin_router()
+        .merge(slipway_aws::keys_router(aws_state));
+    let app = slipway_api::router(
+        ApiState {
+            app,
+            ingress_url,
+            server_id: server_id.clone().into(),
+            hub,
+            leading: leading_flag,
+            supervisor,
+            engine: Some(rt.clone()),
+            limiter,
+        },
+        native,
+    )
     .merge(registry.router())
-    .merge(registry.admin_router())
     .merge(aws);
     write_private(
         &dir.join("api.addr"),

@@ -174,8 +174,46 @@ pub struct AccessKey {
     pub read_only: bool,
     pub created_at: i64,
     pub revoked_at: Option<i64>,
+    /// The identity the key belongs to: it acts with that identity's role and scope and
+    /// dies with it. `None`: a key of the admin (or a reader key, with `read_only`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
     #[serde(default)]
     pub version: u64,
+}
+
+/// A named identity: a token (only its SHA-256 is kept) with a role and a scope.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdentityRecord {
+    #[serde(flatten)]
+    pub identity: slipway_core::access::Identity,
+    pub token_sha256: String,
+    pub created_at: i64,
+    pub revoked_at: Option<i64>,
+    #[serde(default)]
+    pub version: u64,
+}
+
+/// One entry of the audit log: a mutating call on any face. Never a request body.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    /// Its place in the log (filled in when read).
+    #[serde(default)]
+    pub seq: i64,
+    /// Unix milliseconds.
+    pub at: i64,
+    pub identity: String,
+    /// The client's address.
+    pub source: String,
+    /// `native`, `ecs`, `ecr`, `sts`, `registry`.
+    pub face: String,
+    pub operation: String,
+    /// What it acted on: the request path, the ECS/ECR resource, the repository.
+    pub target: String,
+    /// The HTTP status it was answered with.
+    pub status: u16,
+    /// `ok` or `refused`/`failed` with the error's code.
+    pub outcome: String,
 }
 
 /// A host of the cluster: one Docker engine, run by its agent (or by the server itself).
@@ -302,6 +340,10 @@ pub enum Write {
     },
     /// Creates (version 0) or updates an access key.
     AccessKey(AccessKey),
+    /// Creates (version 0) or updates (revokes) an identity.
+    Identity(IdentityRecord),
+    /// Appends an entry to the audit log.
+    Audit(AuditEntry),
     /// Stores a new version of a secret (sealed by the caller). With `expected`, only if
     /// the current version is that one (`Some(0)`: only if the secret does not exist).
     /// Its outcome is the new version. A deleted secret set again continues its numbers.

@@ -12,8 +12,8 @@ use sqlx::any::AnyRow;
 
 use crate::db::Store;
 use crate::{
-    AccessKey, ClusterRecord, HostRecord, HostUsage, Result, SecretInfo, ServiceRecord,
-    ServiceView, StoreError, TaskCount,
+    AccessKey, AuditEntry, ClusterRecord, HostRecord, HostUsage, IdentityRecord, Result,
+    SecretInfo, ServiceRecord, ServiceView, StoreError, TaskCount,
 };
 
 /// A record whose version lives in its own column.
@@ -36,7 +36,8 @@ versioned!(
     Task,
     TaskDefinition,
     AccessKey,
-    HostRecord
+    HostRecord,
+    IdentityRecord
 );
 
 pub(crate) fn decode<T: serde::de::DeserializeOwned>(body: &str) -> Result<T> {
@@ -258,6 +259,56 @@ impl Store {
     pub async fn get_access_key(&self, id: &str) -> Result<Option<AccessKey>> {
         self.by_id("SELECT body, version FROM access_keys WHERE id = $1", id)
             .await
+    }
+
+    pub async fn get_identity(&self, name: &str) -> Result<Option<IdentityRecord>> {
+        self.by_id("SELECT body, version FROM identities WHERE name = $1", name)
+            .await
+    }
+
+    /// The identity whose token has this SHA-256 (hex).
+    pub async fn identity_by_token(&self, token_sha256: &str) -> Result<Option<IdentityRecord>> {
+        self.by_id(
+            "SELECT body, version FROM identities WHERE token_hash = $1",
+            token_sha256,
+        )
+        .await
+    }
+
+    /// Identities, oldest first.
+    pub async fn list_identities(&self) -> Result<Vec<IdentityRecord>> {
+        let rows = sqlx::query("SELECT body, version FROM identities ORDER BY created_at, name")
+            .fetch_all(self.pool())
+            .await?;
+        records(&rows)
+    }
+
+    /// Audit entries after `after_seq`, at or after `since` (unix ms), of `identity` if
+    /// given, oldest first, at most `limit`.
+    pub async fn list_audit(
+        &self,
+        after_seq: i64,
+        since: i64,
+        identity: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<AuditEntry>> {
+        let rows = sqlx::query(
+            "SELECT seq, body FROM audit WHERE seq > $1 AND at >= $2 AND ($3 = '' OR identity = $3)
+             ORDER BY seq LIMIT $4",
+        )
+        .bind(after_seq)
+        .bind(since)
+        .bind(identity.unwrap_or(""))
+        .bind(i64::from(limit))
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let mut e: AuditEntry = decode(r.get::<&str, _>(1))?;
+                e.seq = r.get::<i64, _>(0);
+                Ok(e)
+            })
+            .collect()
     }
 
     /// Access keys, oldest first.

@@ -11,8 +11,8 @@ use crate::db::{Backend, Store};
 use crate::notify::{CHANNEL, Payload};
 use crate::read::record;
 use crate::{
-    AccessKey, Batch, ClusterRecord, Conflict, HostRecord, NewDeployment, Outcome, Result,
-    RevisionChoice, ServiceRecord, StoreError, Write,
+    AccessKey, Batch, ClusterRecord, Conflict, HostRecord, IdentityRecord, NewDeployment, Outcome,
+    Result, RevisionChoice, ServiceRecord, StoreError, Write,
 };
 
 /// How many deployments of a service are kept (in-progress ones are always kept).
@@ -452,6 +452,16 @@ async fn apply(tx: &mut AnyConnection, w: Write) -> Result<Outcome> {
             Outcome::Done(true)
         }
         Write::AccessKey(k) => Outcome::Version(put_access_key(tx, &k).await?),
+        Write::Identity(i) => Outcome::Version(put_identity(tx, &i).await?),
+        Write::Audit(e) => {
+            sqlx::query("INSERT INTO audit (at, identity, body) VALUES ($1, $2, $3)")
+                .bind(e.at)
+                .bind(&e.identity)
+                .bind(encode(&e)?)
+                .execute(&mut *tx)
+                .await?;
+            Outcome::Done(true)
+        }
         Write::Secret {
             name,
             sealed,
@@ -681,6 +691,25 @@ async fn put_access_key(tx: &mut AnyConnection, k: &AccessKey) -> Result<u64> {
         &[("created_at", Val::I(k.created_at))],
         &[("body", Val::S(&body))],
         k.version,
+    )
+    .await
+}
+
+async fn put_identity(tx: &mut AnyConnection, i: &IdentityRecord) -> Result<u64> {
+    let mut body = i.clone();
+    body.version = i.version + 1;
+    let body = encode(&body)?;
+    put(
+        tx,
+        &|| format!("identity {}", i.identity.name),
+        "identities",
+        &[("name", Val::S(&i.identity.name))],
+        &[
+            ("created_at", Val::I(i.created_at)),
+            ("token_hash", Val::S(&i.token_sha256)),
+        ],
+        &[("body", Val::S(&body))],
+        i.version,
     )
     .await
 }

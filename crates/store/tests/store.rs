@@ -189,6 +189,7 @@ async fn task_definitions_and_access_keys_are_versioned() {
             read_only: true,
             created_at: 1,
             revoked_at: None,
+            owner: None,
             version: 0,
         };
         let put = async |k: &AccessKey| {

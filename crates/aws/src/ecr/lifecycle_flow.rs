@@ -16,20 +16,10 @@ use super::*;
 use crate::AwsState;
 use crate::ecs::strategy_flow::FixedImages;
 
-const ADMIN: &str = "admin-secret";
 const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 const REPO: &str = "life/app";
 const KEEP_1: &str = r#"{"rules":[{"rulePriority":1,"selection":{"tagStatus":"any","countType":"imageCountMoreThan","countNumber":1},"action":{"type":"expire"}}]}"#;
 const KEEP_2: &str = r#"{"rules":[{"rulePriority":7,"selection":{"tagStatus":"any","countType":"imageCountMoreThan","countNumber":2},"action":{"type":"expire"}}]}"#;
-
-struct FixedAdmin;
-
-#[async_trait::async_trait]
-impl slipway_registry::AdminCheck for FixedAdmin {
-    async fn is_admin_token(&self, secret: &str) -> bool {
-        secret == ADMIN
-    }
-}
 
 fn sha256(b: &[u8]) -> String {
     format!("sha256:{}", hex::encode(Sha256::digest(b)))
@@ -51,7 +41,7 @@ impl Ecr {
         );
         let mut cfg = slipway_registry::RegistryConfig::new(
             dir.path().join("registry"),
-            Arc::new(FixedAdmin),
+            Arc::new(crate::ecs::strategy_flow::AdminOnly),
         );
         cfg.gc_interval = None;
         cfg.lifecycle_interval = None;
@@ -61,27 +51,42 @@ impl Ecr {
                 app,
                 registry,
                 keys: Default::default(),
+                limiter: Arc::new(slipway_api::RateLimiter::new(0)),
             },
             _dir: dir,
         }
     }
 
+    /// Calls `op` as the ECR face does: the permission check, then the operation.
     async fn call_as(&self, read_only: bool, op: &str, body: &Value) -> AwsResult {
+        let key = AccessKey {
+            id: "AKIDTEST".into(),
+            secret: "secret".into(),
+            name: None,
+            read_only,
+            created_at: 0,
+            revoked_at: None,
+            owner: None,
+            version: 1,
+        };
+        let who = self.state.app.key_identity(&key).await.unwrap().unwrap();
         let call = Call {
             state: &self.state,
-            key: AccessKey {
-                id: "AKIDTEST".into(),
-                secret: "secret".into(),
-                name: None,
-                read_only,
-                created_at: 0,
-                revoked_at: None,
-                version: 1,
-            },
+            key,
+            who,
             region: "us-east-1".into(),
             origin: "http://127.0.0.1".into(),
         };
-        dispatch(&call, op, body.to_string().as_bytes()).await
+        let body = body.to_string();
+        crate::permit(
+            &call,
+            slipway_core::access::Face::Ecr,
+            op,
+            body.as_bytes(),
+            &crate::Protocol::Ecr(op.to_owned()),
+        )
+        .await?;
+        dispatch(&call, op, body.as_bytes()).await
     }
 
     async fn ok(&self, op: &str, body: Value) -> Value {
@@ -100,7 +105,11 @@ impl Ecr {
     }
 
     async fn oci(&self, method: Method, uri: &str, ct: Option<&str>, body: Vec<u8>) -> StatusCode {
-        let basic = base64::engine::general_purpose::STANDARD.encode(format!("slipway:{ADMIN}"));
+        let (password, _) = self
+            .state
+            .registry
+            .issue_password(slipway_registry::Rights::Push, "admin");
+        let basic = base64::engine::general_purpose::STANDARD.encode(format!("slipway:{password}"));
         let mut b = Request::builder()
             .method(method)
             .uri(uri)

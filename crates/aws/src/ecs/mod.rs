@@ -23,7 +23,7 @@ use slipway_core::model::{
 };
 use slipway_store::{ServiceRecord, TaskCount};
 
-use crate::{AwsError, AwsResult, Call, parse, require_write, ts};
+use crate::{AwsError, AwsResult, Call, parse, ts};
 use clusters::*;
 use deployments::*;
 use instances::*;
@@ -50,24 +50,6 @@ const READ_ONLY_TD: [&str; 9] = [
 ];
 
 pub(crate) async fn dispatch(call: &Call<'_>, op: &str, body: &[u8]) -> AwsResult {
-    const WRITES: [&str; 13] = [
-        "CreateCluster",
-        "DeleteCluster",
-        "RegisterTaskDefinition",
-        "DeregisterTaskDefinition",
-        "CreateService",
-        "UpdateService",
-        "DeleteService",
-        "RunTask",
-        "StartTask",
-        "StopTask",
-        "UpdateContainerInstancesState",
-        "TagResource",
-        "UntagResource",
-    ];
-    if WRITES.contains(&op) {
-        require_write(call, "ecs", op)?;
-    }
     match op {
         "CreateCluster" => create_cluster(call, parse(body)?).await,
         "DescribeClusters" => describe_clusters(call, parse(body)?).await,
@@ -103,6 +85,77 @@ pub(crate) async fn dispatch(call: &Call<'_>, op: &str, body: &[u8]) -> AwsResul
             format!("unknown ECS operation {op}"),
         )),
     }
+}
+
+/// Every ECS operation [`dispatch`] answers (each has a rule in the permission table).
+#[cfg(test)]
+pub(crate) const OPERATIONS: &[&str] = &[
+    "CreateCluster",
+    "DescribeClusters",
+    "ListClusters",
+    "DeleteCluster",
+    "RegisterTaskDefinition",
+    "DescribeTaskDefinition",
+    "ListTaskDefinitions",
+    "ListTaskDefinitionFamilies",
+    "DeregisterTaskDefinition",
+    "CreateService",
+    "UpdateService",
+    "DescribeServices",
+    "ListServices",
+    "DeleteService",
+    "ListTasks",
+    "ListServiceDeployments",
+    "DescribeServiceDeployments",
+    "DescribeTasks",
+    "RunTask",
+    "StartTask",
+    "StopTask",
+    "ListContainerInstances",
+    "DescribeContainerInstances",
+    "UpdateContainerInstancesState",
+    "TagResource",
+    "UntagResource",
+];
+
+/// The app environment a mutating call acts on: its cluster's (`clusterName` for
+/// CreateCluster). `None` when the call names no cluster that exists (the call itself
+/// then fails) or acts on no app (task definitions are shared).
+pub(crate) async fn scope_target(call: &Call<'_>, op: &str, body: &[u8]) -> Option<crate::Target> {
+    let v: serde_json::Value = serde_json::from_slice(body).ok()?;
+    if op == "CreateCluster" {
+        let name = v
+            .get("clusterName")
+            .and_then(|x| x.as_str())
+            .unwrap_or("default");
+        return Some(crate::Target::App(
+            name.to_owned(),
+            Some(ECS_ENV.to_owned()),
+        ));
+    }
+    if [
+        "RegisterTaskDefinition",
+        "DeregisterTaskDefinition",
+        "TagResource",
+        "UntagResource",
+    ]
+    .contains(&op)
+    {
+        return None;
+    }
+    let c = find_cluster(call, v.get("cluster").and_then(|x| x.as_str())).await;
+    Some(match c {
+        Ok(c) => crate::Target::App(c.app, Some(c.env)),
+        // A cluster that does not exist: nothing of another app can be touched, but a
+        // scoped identity is not told more than that it may not.
+        Err(_) => crate::Target::App(
+            v.get("cluster")
+                .and_then(|x| x.as_str())
+                .unwrap_or("default")
+                .to_owned(),
+            None,
+        ),
+    })
 }
 
 // ---------------------------------------------------------------- names and ARNs

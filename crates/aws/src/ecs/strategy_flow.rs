@@ -70,13 +70,20 @@ impl Engine for FixedImages {
     }
 }
 
-struct NoAdmin;
+/// The registry's identities in these tests: only `admin`, no admin token, no audit.
+pub(crate) struct AdminOnly;
 
 #[async_trait]
-impl slipway_registry::AdminCheck for NoAdmin {
+impl slipway_registry::Identities for AdminOnly {
     async fn is_admin_token(&self, _: &str) -> bool {
         false
     }
+
+    async fn identity(&self, name: &str) -> Option<slipway_core::access::Identity> {
+        (name == "admin").then(|| slipway_core::access::Identity::admin("admin"))
+    }
+
+    async fn audit(&self, _: slipway_registry::AuditEvent) {}
 }
 
 struct Ecs {
@@ -96,7 +103,7 @@ impl Ecs {
         );
         let registry = slipway_registry::Registry::open(slipway_registry::RegistryConfig::new(
             dir.path().join("registry"),
-            Arc::new(NoAdmin),
+            Arc::new(AdminOnly),
         ))
         .await
         .unwrap();
@@ -105,6 +112,7 @@ impl Ecs {
                 app,
                 registry,
                 keys: Default::default(),
+                limiter: Arc::new(slipway_api::RateLimiter::new(0)),
             },
             _dir: dir,
         }
@@ -120,8 +128,10 @@ impl Ecs {
                 read_only: false,
                 created_at: 0,
                 revoked_at: None,
+                owner: None,
                 version: 1,
             },
+            who: slipway_core::access::Identity::admin("AKIDTEST"),
             region: "us-east-1".into(),
             origin: "http://127.0.0.1".into(),
         };

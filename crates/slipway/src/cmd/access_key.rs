@@ -29,6 +29,10 @@ pub struct CreateArgs {
     /// A name for the key (who or what uses it), shown by `ls` and in STS answers.
     #[arg(long)]
     name: Option<String>,
+    /// The identity the key belongs to (`slipway token create`): it acts with that
+    /// identity's role and scope and is revoked with it. Without, the key acts as the admin.
+    #[arg(long = "for", value_name = "IDENTITY")]
+    owner: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -47,6 +51,7 @@ pub async fn run(cmd: AccessKeyCmd, json: bool) -> Result<ExitCode> {
                     &CreateAccessKey {
                         name: a.name,
                         read_only: a.read_only,
+                        owner: a.owner,
                     },
                 )
                 .await?;
@@ -72,11 +77,12 @@ pub async fn run(cmd: AccessKeyCmd, json: bool) -> Result<ExitCode> {
             } else if keys.is_empty() {
                 println!("no access keys yet; `slipway access-key create` makes one");
             } else {
-                let mut t = table(&["ID", "NAME", "ACCESS", "CREATED", "STATUS"]);
+                let mut t = table(&["ID", "NAME", "IDENTITY", "ACCESS", "CREATED", "STATUS"]);
                 for k in &keys {
                     t.add_row(vec![
                         k.id.clone(),
                         k.name.clone().unwrap_or_else(|| "-".into()),
+                        k.owner.clone().unwrap_or_else(|| "admin".into()),
                         if k.read_only {
                             "read-only"
                         } else {

@@ -17,6 +17,7 @@ pub mod run;
 pub mod schema;
 pub mod secret;
 pub mod status;
+pub mod token;
 pub mod watch;
 
 use std::path::{Path, PathBuf};

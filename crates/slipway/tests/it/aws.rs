@@ -156,8 +156,18 @@ impl<'a> Aws<'a> {
         }
     }
 
+    pub(crate) fn secret(&self) -> &str {
+        &self.secret
+    }
+
     /// A raw signed request (tests/it/aws_sign.py): returns (status, body).
-    fn raw(&self, secret: &str, target: &str, body: &str, extra: &[&str]) -> (u16, String) {
+    pub(crate) fn raw(
+        &self,
+        secret: &str,
+        target: &str,
+        body: &str,
+        extra: &[&str],
+    ) -> (u16, String) {
         let script = repo_root().join("crates/slipway/tests/it/aws_sign.py");
         let o = Command::new("python3")
             .arg(script)
@@ -172,7 +182,7 @@ impl<'a> Aws<'a> {
     }
 }
 
-const ECS: &str = "AmazonEC2ContainerServiceV20141113";
+pub(crate) const ECS: &str = "AmazonEC2ContainerServiceV20141113";
 
 /// Versions answered by the running containers of the server.
 fn versions(s: &Server) -> Vec<String> {

@@ -130,7 +130,7 @@ fn header_and_idle_timeouts_close_connections_plain_and_tls() {
 
 fn auth(s: &Server) -> String {
     use base64::Engine;
-    base64::engine::general_purpose::STANDARD.encode(format!("admin:{}", s.token))
+    base64::engine::general_purpose::STANDARD.encode(format!("ci:{}", s.registry_password()))
 }
 
 /// Starts a blob upload; its location.

@@ -4,6 +4,7 @@
 mod support;
 mod testbed;
 
+mod access;
 mod apps;
 mod aws;
 mod bad_input;

@@ -178,8 +178,18 @@ fn pull_only_credentials_cannot_push() {
     let s = Server::start();
     let h = host(&s);
     let mut refs = Refs(Vec::new());
-    // The admin token works as a password with full rights.
-    docker_login(&s, "admin", &s.token);
+    // The admin token is not a registry password: refused, with the command that gives one.
+    let refused = docker_cmd(
+        &s,
+        &["login", &h, "-u", "admin", "--password-stdin"],
+        Some(&s.token),
+    );
+    assert_ne!(refused.code, 0, "{refused:?}");
+    assert!(
+        refused.stderr.contains("slipway registry password"),
+        "{refused:?}"
+    );
+    docker_login(&s, "ci", &password(&s, false));
     let v1 = format!("{h}/team/app:v1");
     refs.tag(&s, "slipway-hello:v1", &v1);
     docker_cmd(&s, &["push", &v1], None).ok();
@@ -259,7 +269,7 @@ fn repo_verbs_and_immutable_tags() {
     assert!(gone.stderr.contains("not found"), "{gone:?}");
 }
 
-/// curl against the registry with the admin token as a Basic password; returns
+/// curl against the registry with an admin registry password; returns
 /// (status, headers, body).
 fn curl(
     s: &Server,
@@ -272,11 +282,17 @@ fn curl(
     let hdr = dir.path().join("h");
     let out_body = dir.path().join("b");
     let mut cmd = Command::new("curl");
-    cmd.args(["-sS", "-X", method, "-u", &format!("admin:{}", s.token)])
-        .arg("-D")
-        .arg(&hdr)
-        .arg("-o")
-        .arg(&out_body);
+    cmd.args([
+        "-sS",
+        "-X",
+        method,
+        "-u",
+        &format!("ci:{}", s.registry_password()),
+    ])
+    .arg("-D")
+    .arg(&hdr)
+    .arg("-o")
+    .arg(&out_body);
     for h in headers {
         cmd.args(["-H", h]);
     }
@@ -385,7 +401,8 @@ fn a_streamed_upload_pausing_before_its_last_bytes_completes() {
     assert_eq!(st, 202, "{h}");
     let loc = header(&h, "location");
 
-    let auth = base64::engine::general_purpose::STANDARD.encode(format!("admin:{}", s.token));
+    let auth =
+        base64::engine::general_purpose::STANDARD.encode(format!("ci:{}", s.registry_password()));
     let mut conn = std::net::TcpStream::connect(host(&s)).unwrap();
     conn.set_read_timeout(Some(Duration::from_secs(30)))
         .unwrap();

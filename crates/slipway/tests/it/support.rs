@@ -319,6 +319,21 @@ impl Server {
         serde_json::from_slice(&out.stdout).unwrap()
     }
 
+    /// A fresh push password of the admin for the built-in registry (the admin token
+    /// itself is not a registry password).
+    pub fn registry_password(&self) -> String {
+        let (st, body) = api_call(
+            self,
+            "POST",
+            "/registry/password",
+            Some(&serde_json::json!({})),
+            &[],
+        );
+        assert_eq!(st, 200, "{body}");
+        let v: Value = serde_json::from_str(&body).unwrap();
+        v["password"].as_str().unwrap().to_owned()
+    }
+
     /// Containers of this server: (id, task, revision, running).
     pub fn containers(&self) -> Vec<Container> {
         containers(&format!("slipway.cluster={}", self.cluster))
@@ -645,6 +660,18 @@ pub fn api_call(
     body: Option<&Value>,
     headers: &[(&str, &str)],
 ) -> (u16, String) {
+    api_call_as(s, &s.token, method, path, body, headers)
+}
+
+/// [`api_call`] with another identity's token.
+pub fn api_call_as(
+    s: &Server,
+    token: &str,
+    method: &str,
+    path: &str,
+    body: Option<&Value>,
+    headers: &[(&str, &str)],
+) -> (u16, String) {
     use std::io::{Read, Write};
     let addr = s.url.trim_start_matches("http://");
     let mut conn = std::net::TcpStream::connect(addr).unwrap();
@@ -652,8 +679,7 @@ pub fn api_call(
         .unwrap();
     let body = body.map(|b| b.to_string()).unwrap_or_default();
     let mut req = format!(
-        "{method} /api/v1{path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n",
-        s.token,
+        "{method} /api/v1{path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n",
         body.len()
     );
     for (k, v) in headers {

@@ -388,7 +388,10 @@ pub fn push_to_server(s: &Server, local: &str, repo: &str, tag: &str) -> String 
         .spawn()
         .and_then(|mut c| {
             use std::io::Write;
-            c.stdin.take().unwrap().write_all(s.token.as_bytes())?;
+            c.stdin
+                .take()
+                .unwrap()
+                .write_all(s.registry_password().as_bytes())?;
             c.wait_with_output()
         })
         .unwrap();
