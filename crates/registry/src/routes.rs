@@ -202,24 +202,25 @@ fn admin_token_refused() -> OciError {
     .with_header(header::WWW_AUTHENTICATE, "Basic realm=\"slipway\"")
 }
 
+/// A password's rights and, when it was issued to one, its identity: the reference it
+/// carries (a name, or `key:ID` for an access key's) and who that is now.
+type Checked = (Rights, Option<(String, Identity)>);
+
 /// The rights and live identity of a password; `Ok(None)` when it is not one (or its
 /// identity is revoked); an error for the admin token.
-async fn check_password(
-    reg: &Registry,
-    password: &str,
-) -> Result<Option<(Rights, Option<Identity>)>> {
+async fn check_password(reg: &Registry, password: &str) -> Result<Option<Checked>> {
     let Some((rights, id)) = reg.inner.keys.check_password(password) else {
         if reg.inner.ids.is_admin_token(password).await {
             return Err(admin_token_refused());
         }
         return Ok(None);
     };
-    let Some(name) = id else {
+    let Some(reference) = id else {
         return Ok(Some((rights, None)));
     };
-    Ok(live(reg, &name)
+    Ok(live(reg, &reference)
         .await
-        .map(|w| (effective(rights, &w), Some(w))))
+        .map(|w| (effective(rights, &w), Some((reference, w)))))
 }
 
 /// A live identity by name.
@@ -260,7 +261,7 @@ async fn authenticate(reg: &Registry, headers: &HeaderMap) -> Result<Option<Prin
     };
     Ok(check_password(reg, &pass)
         .await?
-        .map(|(r, w)| Principal::Basic(r, w)))
+        .map(|(r, w)| Principal::Basic(r, w.map(|(_, w)| w))))
 }
 
 fn realm(headers: &HeaderMap) -> String {
@@ -519,9 +520,12 @@ async fn token(
         nbf: now,
         iat: now,
         jti: auth::random_hex(12),
-        access: scoped(auth::grant(&q.all("scope"), rights), who.as_ref()),
+        access: scoped(
+            auth::grant(&q.all("scope"), rights),
+            who.as_ref().map(|(_, w)| w),
+        ),
         rights,
-        idn: who.map(|w| w.name),
+        idn: who.map(|(reference, _)| reference),
     };
     let token = reg.inner.keys.issue_token(&claims);
     Ok(axum::Json(json!({
