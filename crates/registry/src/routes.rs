@@ -215,22 +215,39 @@ fn realm(headers: &HeaderMap) -> String {
 }
 
 fn challenge(reg: &Registry, headers: &HeaderMap, need: &Need<'_>, insufficient: bool) -> OciError {
+    let scope = match need {
+        Need::Login => None,
+        Need::Catalog => Some("registry:catalog:*".to_owned()),
+        Need::Repo(name, a) => Some(repo_scope(name, *a)),
+    };
+    challenge_for(reg, headers, scope.as_deref(), insufficient)
+}
+
+/// The token scope that grants `a` on repository `name`.
+fn repo_scope(name: &str, a: Action) -> String {
+    let actions = match a {
+        Action::Pull => "pull",
+        Action::Push => "pull,push",
+        Action::Delete => "delete",
+    };
+    format!("repository:{name}:{actions}")
+}
+
+/// A Bearer challenge for `scope` (several scopes separated by spaces, as the token spec
+/// has them).
+fn challenge_for(
+    reg: &Registry,
+    headers: &HeaderMap,
+    scope: Option<&str>,
+    insufficient: bool,
+) -> OciError {
     let mut v = format!(
         "Bearer realm=\"{}\",service=\"{}\"",
         realm(headers),
         reg.inner.service
     );
-    match need {
-        Need::Login => {}
-        Need::Catalog => v.push_str(",scope=\"registry:catalog:*\""),
-        Need::Repo(name, a) => {
-            let actions = match a {
-                Action::Pull => "pull",
-                Action::Push => "pull,push",
-                Action::Delete => "delete",
-            };
-            v.push_str(&format!(",scope=\"repository:{name}:{actions}\""));
-        }
+    if let Some(scope) = scope {
+        v.push_str(&format!(",scope=\"{scope}\""));
     }
     if insufficient {
         v.push_str(",error=\"insufficient_scope\"");
@@ -757,6 +774,20 @@ async fn start_upload(
     if let Some(m) = q.get("mount")
         && let Ok(d) = Digest::parse(m)
     {
+        // A token without pull on the source is sent back for one that has it (as the
+        // reference registry does), rather than silently given an upload session.
+        if let Some(from) = q.get("from")
+            && validate_name(from).is_ok()
+            && matches!(principal, Principal::Token(_))
+            && !principal.may(from, Action::Pull)
+        {
+            let scope = format!(
+                "{} {}",
+                repo_scope(name, Action::Push),
+                repo_scope(from, Action::Pull)
+            );
+            return Err(challenge_for(reg, headers, Some(&scope), true));
+        }
         let ds = d.to_string();
         let _gc = reg.inner.gc_lock.read().await;
         let source = match q.get("from") {

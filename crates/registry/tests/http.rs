@@ -900,6 +900,97 @@ async fn cross_repository_mount() {
     assert!(resp.header("location").contains("/blobs/uploads/"));
 }
 
+/// A token for `scopes` (space-separated), from a push password.
+async fn token_for(r: &Reg, password: &str, scopes: &[&str]) -> String {
+    let q: String = scopes
+        .iter()
+        .map(|s| {
+            let enc: String = form_urlencoded::byte_serialize(s.as_bytes()).collect();
+            format!("&scope={enc}")
+        })
+        .collect();
+    let tok = r
+        .send(
+            Method::GET,
+            &format!("/v2/token?service=slipway{q}"),
+            &[("authorization", &basic(password))],
+            vec![],
+        )
+        .await;
+    assert_eq!(tok.status, StatusCode::OK);
+    format!("Bearer {}", tok.json()["token"].as_str().unwrap())
+}
+
+/// A mount whose token lacks pull on the source repository is sent back for a token naming
+/// both repositories (as the reference registry does), not silently given an upload; with
+/// such a token the mount is done.
+#[tokio::test]
+async fn cross_repository_mount_challenges_for_pull_on_the_source() {
+    let r = Reg::new().await;
+    let d = r.push_blob("team/a", b"layer to mount").await;
+    let reg = open(r.dir.path()).await;
+    let (push_pw, _) = reg.issue_password(Rights::Push);
+    let mount = format!("/v2/team/b/blobs/uploads/?mount={d}&from=team/a");
+
+    let target_only = token_for(&r, &push_pw, &["repository:team/b:pull,push"]).await;
+    let resp = r
+        .send(
+            Method::POST,
+            &mount,
+            &[("authorization", &target_only)],
+            vec![],
+        )
+        .await;
+    assert_eq!(resp.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(resp.code(), "UNAUTHORIZED");
+    let challenge = resp.header("www-authenticate");
+    assert!(
+        challenge.contains("scope=\"repository:team/b:pull,push repository:team/a:pull\""),
+        "{challenge}"
+    );
+    assert!(
+        challenge.contains("error=\"insufficient_scope\""),
+        "{challenge}"
+    );
+    assert!(challenge.starts_with("Bearer realm=\"http://reg.test/v2/token\""));
+    // Nothing was mounted or started.
+    let head = r
+        .req(Method::HEAD, &format!("/v2/team/b/blobs/{d}"), &[], vec![])
+        .await;
+    assert_eq!(head.status, StatusCode::NOT_FOUND);
+
+    // The token the challenge asks for (both scopes, as the client sends them back).
+    let both = token_for(
+        &r,
+        &push_pw,
+        &["repository:team/b:pull,push repository:team/a:pull"],
+    )
+    .await;
+    let resp = r
+        .send(Method::POST, &mount, &[("authorization", &both)], vec![])
+        .await;
+    assert_eq!(resp.status, StatusCode::CREATED);
+    assert_eq!(resp.header("location"), format!("/v2/team/b/blobs/{d}"));
+    assert_eq!(resp.header("docker-content-digest"), d);
+    let head = r
+        .req(Method::HEAD, &format!("/v2/team/b/blobs/{d}"), &[], vec![])
+        .await;
+    assert_eq!(head.status, StatusCode::OK);
+
+    // With pull on the source, a blob the source does not have still falls back to an
+    // upload session (never an error).
+    let missing = sha256(b"not in team/a");
+    let resp = r
+        .send(
+            Method::POST,
+            &format!("/v2/team/b/blobs/uploads/?mount={missing}&from=team/a"),
+            &[("authorization", &both)],
+            vec![],
+        )
+        .await;
+    assert_eq!(resp.status, StatusCode::ACCEPTED);
+}
+
 // ---- pull ----
 
 #[tokio::test]
