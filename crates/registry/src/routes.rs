@@ -26,6 +26,10 @@ pub const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list
 
 type Result<T, E = OciError> = std::result::Result<T, E>;
 
+/// The most `?tag=` parameters one manifest push takes (the spec asks for at least 10);
+/// beyond it the push is refused with `414`.
+pub const MAX_TAG_PARAMS: usize = 100;
+
 pub fn router(reg: Registry) -> Router {
     Router::new()
         .route("/v2", any(dispatch))
@@ -1202,10 +1206,27 @@ async fn put_manifest(
     if let Reference::Tag(t) = &reference {
         tags.push(t.clone());
     }
+    // Tags given as `?tag=` (distribution-spec 1.1): each one is answered in `OCI-Tag`.
+    let mut tag_params: Vec<String> = Vec::new();
     for t in q.all("tag") {
         validate_tag(&t).map_err(|m| OciError::new(Code::TagInvalid, m))?;
-        if !tags.contains(&t) {
-            tags.push(t);
+        if !tag_params.contains(&t) {
+            tag_params.push(t);
+        }
+    }
+    if tag_params.len() > MAX_TAG_PARAMS {
+        return Err(OciError::new(
+            Code::TagInvalid,
+            format!(
+                "{} tags in one push; at most {MAX_TAG_PARAMS} are taken",
+                tag_params.len()
+            ),
+        )
+        .with_status(StatusCode::URI_TOO_LONG));
+    }
+    for t in &tag_params {
+        if !tags.contains(t) {
+            tags.push(t.clone());
         }
     }
     require_repo_or_create(reg, name).await?;
@@ -1329,6 +1350,12 @@ async fn put_manifest(
     ];
     if let Some(s) = subject {
         hs.push((header::HeaderName::from_static("oci-subject"), s));
+    }
+    if !tag_params.is_empty() {
+        hs.push((
+            header::HeaderName::from_static("oci-tag"),
+            tag_params.join(", "),
+        ));
     }
     Ok(empty(StatusCode::CREATED, hs))
 }

@@ -991,6 +991,139 @@ async fn cross_repository_mount_challenges_for_pull_on_the_source() {
     assert_eq!(resp.status, StatusCode::ACCEPTED);
 }
 
+/// Pushes a config and a layer and returns an image manifest naming them (not pushed).
+async fn image_manifest(r: &Reg, repo: &str, seed: &str) -> Vec<u8> {
+    let config = json!({"architecture": "amd64", "os": "linux", "seed": seed})
+        .to_string()
+        .into_bytes();
+    let layer = format!("layer of {seed}").into_bytes();
+    let cd = r.push_blob(repo, &config).await;
+    let ld = r.push_blob(repo, &layer).await;
+    json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cd, "size": config.len()},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": ld, "size": layer.len()}],
+    })
+    .to_string()
+    .into_bytes()
+}
+
+async fn tags_of(r: &Reg, repo: &str) -> Value {
+    r.req(Method::GET, &format!("/v2/{repo}/tags/list"), &[], vec![])
+        .await
+        .json()["tags"]
+        .clone()
+}
+
+/// Distribution-spec 1.1: `PUT /v2/<name>/manifests/<digest>?tag=a&tag=b` tags the manifest
+/// with each tag and answers them in `OCI-Tag`; a bad tag, too many tags or an immutable
+/// tag moved refuse the whole push and change nothing.
+#[tokio::test]
+async fn push_by_digest_with_tag_parameters() {
+    let r = Reg::new().await;
+    let bearer = format!("Bearer {ADMIN}");
+    let resp = r
+        .send(
+            Method::POST,
+            "/api/v1/repositories",
+            &[
+                ("authorization", bearer.as_str()),
+                ("content-type", "application/json"),
+            ],
+            br#"{"name":"team/locked","immutable":true}"#.to_vec(),
+        )
+        .await;
+    assert_eq!(resp.status, StatusCode::CREATED);
+    let a = image_manifest(&r, "team/locked", "a").await;
+    let a_d = sha256(&a);
+    let put = |query: String, body: Vec<u8>| {
+        let r = &r;
+        async move {
+            let d = sha256(&body);
+            r.req(
+                Method::PUT,
+                &format!("/v2/team/locked/manifests/{d}{query}"),
+                &[("content-type", OCI_MANIFEST)],
+                body,
+            )
+            .await
+        }
+    };
+
+    let resp = put("?tag=1.2.3&tag=1.2&tag=latest&tag=1.2".into(), a.clone()).await;
+    assert_eq!(
+        resp.status,
+        StatusCode::CREATED,
+        "{}",
+        String::from_utf8_lossy(&resp.body)
+    );
+    assert_eq!(resp.header("oci-tag"), "1.2.3, 1.2, latest");
+    assert_eq!(resp.header("docker-content-digest"), a_d);
+    assert_eq!(
+        tags_of(&r, "team/locked").await,
+        json!(["1.2", "1.2.3", "latest"])
+    );
+    for t in ["1.2.3", "1.2", "latest"] {
+        let got = r
+            .req(
+                Method::GET,
+                &format!("/v2/team/locked/manifests/{t}"),
+                &[],
+                vec![],
+            )
+            .await;
+        assert_eq!(got.header("docker-content-digest"), a_d, "{t}");
+    }
+    // Without tag parameters there is no OCI-Tag header.
+    let resp = put(String::new(), a.clone()).await;
+    assert_eq!(resp.status, StatusCode::CREATED);
+    assert!(resp.headers.get("oci-tag").is_none());
+
+    // Another manifest: a bad tag among good ones refuses the push, nothing changes.
+    let b = image_manifest(&r, "team/locked", "b").await;
+    let b_d = sha256(&b);
+    let resp = put("?tag=new&tag=-bad".into(), b.clone()).await;
+    assert_eq!(resp.status, StatusCode::BAD_REQUEST);
+    assert_eq!(resp.code(), "TAG_INVALID");
+    // Too many tags: 414, nothing changes.
+    let many: String = (0..=100).map(|i| format!("&tag=t{i}")).collect();
+    let resp = put(format!("?{}", &many[1..]), b.clone()).await;
+    assert_eq!(resp.status, StatusCode::URI_TOO_LONG);
+    assert_eq!(resp.code(), "TAG_INVALID");
+    // Moving an immutable tag among new ones: refused, nothing changes.
+    let resp = put("?tag=new&tag=latest".into(), b.clone()).await;
+    assert_eq!(resp.status, StatusCode::BAD_REQUEST);
+    assert_eq!(resp.code(), "TAG_INVALID");
+    assert!(
+        resp.json()["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("immutable")
+    );
+    assert_eq!(
+        tags_of(&r, "team/locked").await,
+        json!(["1.2", "1.2.3", "latest"])
+    );
+    let got = r
+        .req(
+            Method::HEAD,
+            &format!("/v2/team/locked/manifests/{b_d}"),
+            &[],
+            vec![],
+        )
+        .await;
+    assert_eq!(got.status, StatusCode::NOT_FOUND);
+    // New tags only: accepted.
+    let resp = put("?tag=b1&tag=b2".into(), b.clone()).await;
+    assert_eq!(resp.status, StatusCode::CREATED);
+    assert_eq!(resp.header("oci-tag"), "b1, b2");
+    assert_eq!(
+        tags_of(&r, "team/locked").await,
+        json!(["1.2", "1.2.3", "b1", "b2", "latest"])
+    );
+}
+
 // ---- pull ----
 
 #[tokio::test]
