@@ -19,6 +19,8 @@
 //! - [`metrics`]: Prometheus counters.
 //! - [`versions`]: requests weighted by version (canary, linear), sticky versions, and
 //!   measurements per version.
+//! - [`linger`]: the lingering close of connections answered before their request's body
+//!   was read (also used by the server's API listeners).
 //! - [`tls`]: TLS listeners' certificates (files, SNI, reload) and ALPN (`h2`, `http/1.1`).
 //!
 //! This crate may use the network and its own files; it knows nothing of containers.
@@ -26,6 +28,7 @@
 pub mod client;
 pub mod control;
 pub mod fast;
+pub mod linger;
 pub mod metrics;
 pub mod proxy;
 pub mod table;

@@ -19,7 +19,7 @@
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -36,6 +36,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 use tokio_rustls::TlsAcceptor;
 
+use crate::linger::Reclaim;
 use crate::metrics::Global;
 use crate::table::{Service, Table, Target};
 use crate::upstream::Upstreams;
@@ -322,6 +323,10 @@ where
     // HTTP/2: GOAWAY, open streams finish).
     let base = tokio::time::Instant::now();
     let last = Arc::new(AtomicU64::new(0));
+    // Raised when a request's body was left unread: the connection then ends with a
+    // lingering close (see `crate::linger`), so the client reads its answer, not a reset.
+    let unread = Arc::new(AtomicBool::new(false));
+    let (io, back) = Reclaim::new(io);
     let io = TokioIo::new(Activity {
         inner: io,
         base,
@@ -329,7 +334,8 @@ where
     });
     let idle = shared.opts.idle_timeout;
     let header_timeout = shared.opts.client_header_timeout;
-    let svc = service_fn(move |req| handle(req, peer, shared.clone(), tls));
+    let conn_unread = Arc::clone(&unread);
+    let svc = service_fn(move |req| handle(req, peer, shared.clone(), tls, conn_unread.clone()));
     let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
@@ -342,8 +348,7 @@ where
         .timer(TokioTimer::new())
         .max_concurrent_streams(256)
         .max_header_list_size(64 * 1024);
-    let conn = builder.serve_connection_with_upgrades(io, svc);
-    tokio::pin!(conn);
+    let mut conn = Box::pin(builder.serve_connection_with_upgrades(io, svc));
     let mut shut = false;
     loop {
         let seen = last.load(Ordering::Relaxed);
@@ -353,7 +358,7 @@ where
                 if let Err(e) = r {
                     tracing::trace!(error = %e, %peer, "connection ended with an error");
                 }
-                return;
+                break;
             }
             () = tokio::time::sleep_until(at), if !shut => {
                 if last.load(Ordering::Relaxed) == seen {
@@ -363,6 +368,14 @@ where
                 }
             }
         }
+    }
+    // Dropping the connection gives the I/O back (unless an upgrade took it).
+    drop(conn);
+    if unread.load(Ordering::Relaxed)
+        && let Some(io) = back.take()
+    {
+        let n = crate::linger::linger(io).await;
+        tracing::trace!(%peer, bytes = n, "lingering close");
     }
 }
 
@@ -446,21 +459,34 @@ impl<I: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Activity<I> {
 pub struct BodyTimeout(pub Duration);
 
 /// A request body that fails with [`BodyTimeout`] when no frame comes for `limit`, and
-/// raises `timed_out` when it does.
+/// raises `timed_out` when it does. Dropped before its end (and not timed out), it raises
+/// its connection's `unread`.
 struct TimedBody {
     inner: Incoming,
     limit: Duration,
     sleep: std::pin::Pin<Box<tokio::time::Sleep>>,
-    timed_out: Arc<std::sync::atomic::AtomicBool>,
+    timed_out: Arc<AtomicBool>,
+    ended: bool,
+    unread: Arc<AtomicBool>,
 }
 
 impl TimedBody {
-    fn new(inner: Incoming, limit: Duration) -> Self {
+    fn new(inner: Incoming, limit: Duration, unread: Arc<AtomicBool>) -> Self {
         Self {
             inner,
             limit,
             sleep: Box::pin(tokio::time::sleep(limit)),
-            timed_out: Arc::new(std::sync::atomic::AtomicBool::new(false)),
+            timed_out: Arc::new(AtomicBool::new(false)),
+            ended: false,
+            unread,
+        }
+    }
+}
+
+impl Drop for TimedBody {
+    fn drop(&mut self) {
+        if !self.ended && !self.inner.is_end_stream() && !self.timed_out.load(Ordering::Relaxed) {
+            self.unread.store(true, Ordering::Relaxed);
         }
     }
 }
@@ -478,6 +504,9 @@ impl Body for TimedBody {
             std::task::Poll::Ready(r) => {
                 let next = tokio::time::Instant::now() + this.limit;
                 this.sleep.as_mut().reset(next);
+                if r.is_none() {
+                    this.ended = true;
+                }
                 std::task::Poll::Ready(r.map(|f| f.map_err(BoxError::from)))
             }
             std::task::Poll::Pending => match this.sleep.as_mut().poll(cx) {
@@ -549,7 +578,7 @@ fn strip_hop_by_hop(h: &mut HeaderMap) {
     }
 }
 
-fn host_of(req: &Request<Incoming>) -> String {
+fn host_of<B>(req: &Request<B>) -> String {
     let raw = req
         .headers()
         .get(header::HOST)
@@ -609,12 +638,15 @@ impl ReqBody {
 }
 
 async fn handle(
-    mut req: Request<Incoming>,
+    req: Request<Incoming>,
     peer: SocketAddr,
     shared: Arc<Shared>,
     tls: bool,
+    unread: Arc<AtomicBool>,
 ) -> Result<Response<ProxyBody>, Infallible> {
     let start = Instant::now();
+    // From here a body dropped before its end (an early answer) raises `unread`.
+    let mut req = req.map(|b| TimedBody::new(b, shared.opts.body_timeout, unread));
     let proto = protocol(req.version());
     shared.global.count_protocol(proto, tls);
     let upgrade = requested_upgrade(req.headers());
@@ -657,7 +689,6 @@ async fn handle(
         ));
     }
     let (mut parts, body) = req.into_parts();
-    let body = TimedBody::new(body, shared.opts.body_timeout);
     let body_timed_out_flag = Arc::clone(&body.timed_out);
     let mut body = match declared {
         Some(0) => ReqBody::Buffered(Bytes::new()),

@@ -27,6 +27,10 @@ pub const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list
 
 type Result<T, E = OciError> = std::result::Result<T, E>;
 
+/// The most `?tag=` parameters one manifest push takes (the spec asks for at least 10);
+/// beyond it the push is refused with `414`.
+pub const MAX_TAG_PARAMS: usize = 100;
+
 pub fn router(reg: Registry) -> Router {
     Router::new()
         .route("/v2", any(dispatch))
@@ -278,22 +282,39 @@ fn realm(headers: &HeaderMap) -> String {
 }
 
 fn challenge(reg: &Registry, headers: &HeaderMap, need: &Need<'_>, insufficient: bool) -> OciError {
+    let scope = match need {
+        Need::Login => None,
+        Need::Catalog => Some("registry:catalog:*".to_owned()),
+        Need::Repo(name, a) => Some(repo_scope(name, *a)),
+    };
+    challenge_for(reg, headers, scope.as_deref(), insufficient)
+}
+
+/// The token scope that grants `a` on repository `name`.
+fn repo_scope(name: &str, a: Action) -> String {
+    let actions = match a {
+        Action::Pull => "pull",
+        Action::Push => "pull,push",
+        Action::Delete => "delete",
+    };
+    format!("repository:{name}:{actions}")
+}
+
+/// A Bearer challenge for `scope` (several scopes separated by spaces, as the token spec
+/// has them).
+fn challenge_for(
+    reg: &Registry,
+    headers: &HeaderMap,
+    scope: Option<&str>,
+    insufficient: bool,
+) -> OciError {
     let mut v = format!(
         "Bearer realm=\"{}\",service=\"{}\"",
         realm(headers),
         reg.inner.service
     );
-    match need {
-        Need::Login => {}
-        Need::Catalog => v.push_str(",scope=\"registry:catalog:*\""),
-        Need::Repo(name, a) => {
-            let actions = match a {
-                Action::Pull => "pull",
-                Action::Push => "pull,push",
-                Action::Delete => "delete",
-            };
-            v.push_str(&format!(",scope=\"repository:{name}:{actions}\""));
-        }
+    if let Some(scope) = scope {
+        v.push_str(&format!(",scope=\"{scope}\""));
     }
     if insufficient {
         v.push_str(",error=\"insufficient_scope\"");
@@ -907,6 +928,20 @@ async fn start_upload(
     if let Some(m) = q.get("mount")
         && let Ok(d) = Digest::parse(m)
     {
+        // A token without pull on the source is sent back for one that has it (as the
+        // reference registry does), rather than silently given an upload session.
+        if let Some(from) = q.get("from")
+            && validate_name(from).is_ok()
+            && matches!(principal, Principal::Token(_))
+            && !principal.may(from, Action::Pull)
+        {
+            let scope = format!(
+                "{} {}",
+                repo_scope(name, Action::Push),
+                repo_scope(from, Action::Pull)
+            );
+            return Err(challenge_for(reg, headers, Some(&scope), true));
+        }
         let ds = d.to_string();
         let _gc = reg.inner.gc_lock.read().await;
         let source = match q.get("from") {
@@ -1321,10 +1356,27 @@ async fn put_manifest(
     if let Reference::Tag(t) = &reference {
         tags.push(t.clone());
     }
+    // Tags given as `?tag=` (distribution-spec 1.1): each one is answered in `OCI-Tag`.
+    let mut tag_params: Vec<String> = Vec::new();
     for t in q.all("tag") {
         validate_tag(&t).map_err(|m| OciError::new(Code::TagInvalid, m))?;
-        if !tags.contains(&t) {
-            tags.push(t);
+        if !tag_params.contains(&t) {
+            tag_params.push(t);
+        }
+    }
+    if tag_params.len() > MAX_TAG_PARAMS {
+        return Err(OciError::new(
+            Code::TagInvalid,
+            format!(
+                "{} tags in one push; at most {MAX_TAG_PARAMS} are taken",
+                tag_params.len()
+            ),
+        )
+        .with_status(StatusCode::URI_TOO_LONG));
+    }
+    for t in &tag_params {
+        if !tags.contains(t) {
+            tags.push(t.clone());
         }
     }
     require_repo_or_create(reg, name).await?;
@@ -1448,6 +1500,12 @@ async fn put_manifest(
     ];
     if let Some(s) = subject {
         hs.push((header::HeaderName::from_static("oci-subject"), s));
+    }
+    if !tag_params.is_empty() {
+        hs.push((
+            header::HeaderName::from_static("oci-tag"),
+            tag_params.join(", "),
+        ));
     }
     Ok(empty(StatusCode::CREATED, hs))
 }

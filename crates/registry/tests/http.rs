@@ -893,6 +893,230 @@ async fn cross_repository_mount() {
     assert!(resp.header("location").contains("/blobs/uploads/"));
 }
 
+/// A token for `scopes` (space-separated), from a push password.
+async fn token_for(r: &Reg, password: &str, scopes: &[&str]) -> String {
+    let q: String = scopes
+        .iter()
+        .map(|s| {
+            let enc: String = form_urlencoded::byte_serialize(s.as_bytes()).collect();
+            format!("&scope={enc}")
+        })
+        .collect();
+    let tok = r
+        .send(
+            Method::GET,
+            &format!("/v2/token?service=slipway{q}"),
+            &[("authorization", &basic(password))],
+            vec![],
+        )
+        .await;
+    assert_eq!(tok.status, StatusCode::OK);
+    format!("Bearer {}", tok.json()["token"].as_str().unwrap())
+}
+
+/// A mount whose token lacks pull on the source repository is sent back for a token naming
+/// both repositories (as the reference registry does), not silently given an upload; with
+/// such a token the mount is done.
+#[tokio::test]
+async fn cross_repository_mount_challenges_for_pull_on_the_source() {
+    let r = Reg::new().await;
+    let d = r.push_blob("team/a", b"layer to mount").await;
+    let reg = open(r.dir.path()).await;
+    let (push_pw, _) = reg.issue_password(Rights::Push);
+    let mount = format!("/v2/team/b/blobs/uploads/?mount={d}&from=team/a");
+
+    let target_only = token_for(&r, &push_pw, &["repository:team/b:pull,push"]).await;
+    let resp = r
+        .send(
+            Method::POST,
+            &mount,
+            &[("authorization", &target_only)],
+            vec![],
+        )
+        .await;
+    assert_eq!(resp.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(resp.code(), "UNAUTHORIZED");
+    let challenge = resp.header("www-authenticate");
+    assert!(
+        challenge.contains("scope=\"repository:team/b:pull,push repository:team/a:pull\""),
+        "{challenge}"
+    );
+    assert!(
+        challenge.contains("error=\"insufficient_scope\""),
+        "{challenge}"
+    );
+    assert!(challenge.starts_with("Bearer realm=\"http://reg.test/v2/token\""));
+    // Nothing was mounted or started.
+    let head = r
+        .req(Method::HEAD, &format!("/v2/team/b/blobs/{d}"), &[], vec![])
+        .await;
+    assert_eq!(head.status, StatusCode::NOT_FOUND);
+
+    // The token the challenge asks for (both scopes, as the client sends them back).
+    let both = token_for(
+        &r,
+        &push_pw,
+        &["repository:team/b:pull,push repository:team/a:pull"],
+    )
+    .await;
+    let resp = r
+        .send(Method::POST, &mount, &[("authorization", &both)], vec![])
+        .await;
+    assert_eq!(resp.status, StatusCode::CREATED);
+    assert_eq!(resp.header("location"), format!("/v2/team/b/blobs/{d}"));
+    assert_eq!(resp.header("docker-content-digest"), d);
+    let head = r
+        .req(Method::HEAD, &format!("/v2/team/b/blobs/{d}"), &[], vec![])
+        .await;
+    assert_eq!(head.status, StatusCode::OK);
+
+    // With pull on the source, a blob the source does not have still falls back to an
+    // upload session (never an error).
+    let missing = sha256(b"not in team/a");
+    let resp = r
+        .send(
+            Method::POST,
+            &format!("/v2/team/b/blobs/uploads/?mount={missing}&from=team/a"),
+            &[("authorization", &both)],
+            vec![],
+        )
+        .await;
+    assert_eq!(resp.status, StatusCode::ACCEPTED);
+}
+
+/// Pushes a config and a layer and returns an image manifest naming them (not pushed).
+async fn image_manifest(r: &Reg, repo: &str, seed: &str) -> Vec<u8> {
+    let config = json!({"architecture": "amd64", "os": "linux", "seed": seed})
+        .to_string()
+        .into_bytes();
+    let layer = format!("layer of {seed}").into_bytes();
+    let cd = r.push_blob(repo, &config).await;
+    let ld = r.push_blob(repo, &layer).await;
+    json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cd, "size": config.len()},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": ld, "size": layer.len()}],
+    })
+    .to_string()
+    .into_bytes()
+}
+
+async fn tags_of(r: &Reg, repo: &str) -> Value {
+    r.req(Method::GET, &format!("/v2/{repo}/tags/list"), &[], vec![])
+        .await
+        .json()["tags"]
+        .clone()
+}
+
+/// Distribution-spec 1.1: `PUT /v2/<name>/manifests/<digest>?tag=a&tag=b` tags the manifest
+/// with each tag and answers them in `OCI-Tag`; a bad tag, too many tags or an immutable
+/// tag moved refuse the whole push and change nothing.
+#[tokio::test]
+async fn push_by_digest_with_tag_parameters() {
+    let r = Reg::new().await;
+    let bearer = format!("Bearer {ADMIN}");
+    let resp = r
+        .send(
+            Method::POST,
+            "/api/v1/repositories",
+            &[
+                ("authorization", bearer.as_str()),
+                ("content-type", "application/json"),
+            ],
+            br#"{"name":"team/locked","immutable":true}"#.to_vec(),
+        )
+        .await;
+    assert_eq!(resp.status, StatusCode::CREATED);
+    let a = image_manifest(&r, "team/locked", "a").await;
+    let a_d = sha256(&a);
+    let put = |query: String, body: Vec<u8>| {
+        let r = &r;
+        async move {
+            let d = sha256(&body);
+            r.req(
+                Method::PUT,
+                &format!("/v2/team/locked/manifests/{d}{query}"),
+                &[("content-type", OCI_MANIFEST)],
+                body,
+            )
+            .await
+        }
+    };
+
+    let resp = put("?tag=1.2.3&tag=1.2&tag=latest&tag=1.2".into(), a.clone()).await;
+    assert_eq!(
+        resp.status,
+        StatusCode::CREATED,
+        "{}",
+        String::from_utf8_lossy(&resp.body)
+    );
+    assert_eq!(resp.header("oci-tag"), "1.2.3, 1.2, latest");
+    assert_eq!(resp.header("docker-content-digest"), a_d);
+    assert_eq!(
+        tags_of(&r, "team/locked").await,
+        json!(["1.2", "1.2.3", "latest"])
+    );
+    for t in ["1.2.3", "1.2", "latest"] {
+        let got = r
+            .req(
+                Method::GET,
+                &format!("/v2/team/locked/manifests/{t}"),
+                &[],
+                vec![],
+            )
+            .await;
+        assert_eq!(got.header("docker-content-digest"), a_d, "{t}");
+    }
+    // Without tag parameters there is no OCI-Tag header.
+    let resp = put(String::new(), a.clone()).await;
+    assert_eq!(resp.status, StatusCode::CREATED);
+    assert!(resp.headers.get("oci-tag").is_none());
+
+    // Another manifest: a bad tag among good ones refuses the push, nothing changes.
+    let b = image_manifest(&r, "team/locked", "b").await;
+    let b_d = sha256(&b);
+    let resp = put("?tag=new&tag=-bad".into(), b.clone()).await;
+    assert_eq!(resp.status, StatusCode::BAD_REQUEST);
+    assert_eq!(resp.code(), "TAG_INVALID");
+    // Too many tags: 414, nothing changes.
+    let many: String = (0..=100).map(|i| format!("&tag=t{i}")).collect();
+    let resp = put(format!("?{}", &many[1..]), b.clone()).await;
+    assert_eq!(resp.status, StatusCode::URI_TOO_LONG);
+    assert_eq!(resp.code(), "TAG_INVALID");
+    // Moving an immutable tag among new ones: refused, nothing changes.
+    let resp = put("?tag=new&tag=latest".into(), b.clone()).await;
+    assert_eq!(resp.status, StatusCode::BAD_REQUEST);
+    assert_eq!(resp.code(), "TAG_INVALID");
+    assert!(
+        resp.json()["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("immutable")
+    );
+    assert_eq!(
+        tags_of(&r, "team/locked").await,
+        json!(["1.2", "1.2.3", "latest"])
+    );
+    let got = r
+        .req(
+            Method::HEAD,
+            &format!("/v2/team/locked/manifests/{b_d}"),
+            &[],
+            vec![],
+        )
+        .await;
+    assert_eq!(got.status, StatusCode::NOT_FOUND);
+    // New tags only: accepted.
+    let resp = put("?tag=b1&tag=b2".into(), b.clone()).await;
+    assert_eq!(resp.status, StatusCode::CREATED);
+    assert_eq!(resp.header("oci-tag"), "b1, b2");
+    assert_eq!(
+        tags_of(&r, "team/locked").await,
+        json!(["1.2", "1.2.3", "b1", "b2", "latest"])
+    );
+}
+
 // ---- pull ----
 
 #[tokio::test]

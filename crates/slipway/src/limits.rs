@@ -15,6 +15,11 @@
 //! One [`Watch`] per connection holds its phase and deadline; the connection's task closes
 //! it (drops it) when the deadline passes. Agent connections that upgrade leave these
 //! limits (and the count) when the upgrade completes.
+//!
+//! A request answered before its body was read (a 401, 400 or 413 while the client is still
+//! sending) ends its connection with a lingering close ([`slipway_ingress::linger`]): the
+//! write side is shut down and what the client still sends is read and dropped, within
+//! bounds, so that the client reads the answer instead of a connection reset.
 
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -25,6 +30,7 @@ use std::time::Duration;
 
 use axum::Router;
 use hyper::body::{Body, Bytes, Frame, Incoming, SizeHint};
+use slipway_ingress::linger::{Reclaim, linger};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, watch};
@@ -83,6 +89,9 @@ pub struct Watch {
     state: Mutex<(Phase, Option<Instant>)>,
     /// Set while idle: the next byte read starts a head.
     idle: AtomicBool,
+    /// Set when a request body was dropped before its end: the connection ends with a
+    /// lingering close.
+    unread: AtomicBool,
     changed: Notify,
 }
 
@@ -93,6 +102,7 @@ impl Watch {
             limits,
             state: Mutex::new((Phase::Head, Some(Instant::now() + limits.header_timeout))),
             idle: AtomicBool::new(false),
+            unread: AtomicBool::new(false),
             changed: Notify::new(),
         })
     }
@@ -220,11 +230,22 @@ impl std::fmt::Display for BodyTimeout {
 
 impl std::error::Error for BodyTimeout {}
 
-/// A request body with the idle timeout of `--body-timeout`.
+/// A request body with the idle timeout of `--body-timeout`. Dropped before its end (an
+/// early answer), it marks the connection for a lingering close.
 struct IdleBody {
     inner: Incoming,
     watch: Arc<Watch>,
     sleep: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// Read to its end, or failed (a timed-out body closes the connection at once).
+    ended: bool,
+}
+
+impl Drop for IdleBody {
+    fn drop(&mut self) {
+        if !self.ended && !self.inner.is_end_stream() {
+            self.watch.unread.store(true, Ordering::Release);
+        }
+    }
 }
 
 impl Body for IdleBody {
@@ -239,6 +260,9 @@ impl Body for IdleBody {
         match Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Ready(f) => {
                 this.sleep = None;
+                if !matches!(f, Some(Ok(_))) {
+                    this.ended = true;
+                }
                 Poll::Ready(f.map(|r| r.map_err(Into::into)))
             }
             Poll::Pending => {
@@ -248,6 +272,7 @@ impl Body for IdleBody {
                     .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
                 if sleep.as_mut().poll(cx).is_ready() {
                     this.sleep = None;
+                    this.ended = true;
                     this.watch.expire();
                     return Poll::Ready(Some(Err(BodyTimeout(timeout).into())));
                 }
@@ -439,6 +464,7 @@ where
 {
     use hyper_util::rt::TokioIo;
     use tower::ServiceExt;
+    let own = watch.clone();
     let svc = hyper::service::service_fn(move |mut req: axum::http::Request<Incoming>| {
         let (app, watch) = (app.clone(), watch.clone());
         async move {
@@ -457,6 +483,7 @@ where
                 inner,
                 watch: watch.clone(),
                 sleep: None,
+                ended: false,
             });
             let resp = app.oneshot(req).await?;
             if resp.status() == axum::http::StatusCode::SWITCHING_PROTOCOLS {
@@ -466,14 +493,28 @@ where
             Ok(resp.map(|inner| axum::body::Body::new(DoneBody { inner, watch })))
         }
     });
-    let conn = hyper::server::conn::http1::Builder::new()
-        .serve_connection(TokioIo::new(io), svc)
-        .with_upgrades();
-    tokio::pin!(conn);
-    tokio::select! {
-        r = conn.as_mut() => return Ok(r?),
-        _ = async { if stop.wait_for(|s| *s).await.is_err() { std::future::pending::<()>().await } } => {}
+    let (io, back) = Reclaim::new(io);
+    let mut conn = Box::pin(
+        hyper::server::conn::http1::Builder::new()
+            .serve_connection(TokioIo::new(io), svc)
+            .with_upgrades(),
+    );
+    let r = tokio::select! {
+        r = conn.as_mut() => r,
+        _ = async { if stop.wait_for(|s| *s).await.is_err() { std::future::pending::<()>().await } } => {
+            conn.as_mut().graceful_shutdown();
+            return Ok(conn.await?);
+        }
+    };
+    // Dropping the connection gives the I/O back (unless an upgrade took it).
+    drop(conn);
+    let upgraded = own.state.lock().unwrap_or_else(|p| p.into_inner()).0 == Phase::Upgraded;
+    if own.unread.load(Ordering::Acquire)
+        && !upgraded
+        && let Some(io) = back.take()
+    {
+        let n = linger(io).await;
+        tracing::debug!(bytes = n, "lingering close after an early answer");
     }
-    conn.as_mut().graceful_shutdown();
-    Ok(conn.await?)
+    Ok(r?)
 }

@@ -1,6 +1,7 @@
 //! The ingress run in this process against upstreams on loopback: one test binary for the
 //! crate.
 
+mod edges;
 mod fast;
 mod limits;
 mod retry;

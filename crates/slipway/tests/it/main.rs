@@ -25,6 +25,7 @@ mod limits;
 mod ops;
 mod probe_safety;
 mod progressive;
+mod protocol_edges;
 mod readme;
 mod registry;
 mod routes;
