@@ -400,7 +400,7 @@ impl Controller {
                 .get_secret(&r.name, r.version)
                 .await
                 .map_err(|e| e.to_string())?;
-            let Some((_, sealed)) = found else {
+            let Some((version, sealed)) = found else {
                 return Err(match r.version {
                     Some(v) => format!(
                         "secret {:?} version {v} (variable {var}) no longer exists",
@@ -415,9 +415,9 @@ impl Controller {
             let plain = self
                 .inner
                 .secrets
-                .open(&r.name, &sealed)
+                .open(&r.name, version, &sealed)
                 .map_err(|e| e.to_string())?;
-            let value = String::from_utf8(plain)
+            let value = String::from_utf8(plain.value)
                 .map_err(|_| format!("secret {:?} is not UTF-8 text", r.name))?;
             out.push((var.clone(), value));
         }
