@@ -1912,9 +1912,9 @@ environments:
         assert!(e.message.contains("not a secret name"), "{e}");
         assert_eq!(e.line, Some(9), "{e}");
         // A volume where the files are mounted.
-        let e = err(&format!(
-            "app: a\nservices:\n  s:\n    type: backend\n    image: {{build: ./s}}\n    storage: {{volumes: {{v: {{path: /run/secrets/}}}}}}\n    secrets:\n      KEY: {{from: shop/key, as: file}}\n"
-        ));
+        let e = err(
+            "app: a\nservices:\n  s:\n    type: backend\n    image: {build: ./s}\n    storage: {volumes: {v: {path: /run/secrets/}}}\n    secrets:\n      KEY: {from: shop/key, as: file}\n",
+        );
         assert!(e.message.contains("volume v"), "{e}");
         assert_eq!(e.line, Some(8), "{e}");
         parse("app: a\nservices:\n  s:\n    type: backend\n    image: {build: ./s}\n    storage: {volumes: {v: {path: /run}}}\n    secrets:\n      KEY: {from: shop/key, as: file}\n").unwrap();
