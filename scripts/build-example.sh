@@ -6,6 +6,7 @@
 #   slipway-hello:bad              healthy, but one request in five answers 500
 #   slipway-hello:slow             healthy, but every request takes 300 ms more
 #   slipway-hello:healthcheck      v1 with a Docker HEALTHCHECK (`/hello check`)
+#   slipway-hello:files            v1 running as user 1000:1000 (secret files' owner)
 #   slipway-shop-base:v1           examples/shop's server binary, the base of its Dockerfiles
 # Nothing is pulled from a registry. Safe to run concurrently (serialised by a lock). Honours
 # CARGO_TARGET_DIR.
@@ -39,6 +40,7 @@ build exit 'ENV HELLO_EXIT_AT_START=3' --build-arg HELLO_VERSION=exit
 build unhealthy 'ENV HELLO_FAIL_HEALTH=1' --build-arg HELLO_VERSION=unhealthy
 build bad 'ENV HELLO_FAIL_PERCENT=20' --build-arg HELLO_VERSION=bad
 build slow 'ENV HELLO_LATENCY_MS=300' --build-arg HELLO_VERSION=slow
+build files 'USER 1000:1000' --build-arg HELLO_VERSION=files
 build healthcheck 'HEALTHCHECK --interval=1s --timeout=2s --retries=3 CMD ["/hello", "check"]' --build-arg HELLO_VERSION=healthcheck
 
 # examples/shop's base image: the shop server alone; its services' Dockerfiles add their data.

@@ -125,6 +125,7 @@ pub(crate) async fn create_here(
         network: &launch.network,
         container: &launch.container,
         extra_env: &launch.extra_env,
+        secret_files: &launch.secret_files,
         publish: port,
         dns: &discovery
             .get()

@@ -64,6 +64,10 @@ pub struct Launch {
     pub container: ContainerSpec,
     /// Environment added to the spec's (discovery variables, decrypted secrets).
     pub extra_env: Vec<(String, String)>,
+    /// Decrypted secrets delivered as files under `/run/secrets` (written on the host that
+    /// creates the container).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub secret_files: Vec<slipway_runtime::SecretFile>,
     /// Publish the container's port on the host's address (a port the agent picks).
     pub publish: bool,
     #[serde(default)]
@@ -192,4 +196,61 @@ pub enum ProbeResult {
     Answered { status: u16, body: String },
     /// No answer, and why (timeout, connection refused).
     Failed(String),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn launch(secret_files: Vec<slipway_runtime::SecretFile>) -> Launch {
+        Launch {
+            cluster: "c".into(),
+            service: ServiceKey::new("shop", "default", "api"),
+            task_id: "t1".into(),
+            deployment_id: "d1".into(),
+            revision: 1,
+            network: "n".into(),
+            container: serde_json::from_value(serde_json::json!({
+                "image": "hello:v1",
+                "pull": "missing",
+                "port": 8080,
+                "command": null,
+                "environment": {},
+                "cpu": null,
+                "memory": 32,
+                "healthcheck": null,
+                "http_health": null,
+                "stop_timeout_ms": 30000,
+                "http_route": null
+            }))
+            .unwrap(),
+            extra_env: Vec::new(),
+            secret_files,
+            publish: false,
+            auth: Vec::new(),
+        }
+    }
+
+    /// A task's secret files reach the agent that creates its container; a launch without
+    /// any reads as before (and an older server's launch, without the field, reads too).
+    #[test]
+    fn secret_files_travel_to_the_agent() {
+        let files = vec![slipway_runtime::SecretFile {
+            name: "TLS_KEY".into(),
+            value: "hunter2".into(),
+        }];
+        let op = Op::Create {
+            launch: Box::new(launch(files.clone())),
+        };
+        let json = serde_json::to_string(&op).unwrap();
+        let Op::Create { launch: back } = serde_json::from_str(&json).unwrap() else {
+            panic!("not a create: {json}");
+        };
+        assert_eq!(back.secret_files, files);
+        assert!(!format!("{back:?}").contains("hunter2"));
+        let none = serde_json::to_value(launch(Vec::new())).unwrap();
+        assert!(none.get("secret_files").is_none(), "{none}");
+        let old: Launch = serde_json::from_value(none).unwrap();
+        assert!(old.secret_files.is_empty());
+    }
 }

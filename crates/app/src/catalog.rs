@@ -3,7 +3,9 @@
 use slipway_core::model::{ContainerSpec, ServiceKey, TaskDefinition};
 use slipway_store::{AccessKey, Batch, ClusterRecord, Outcome, Write, now_ms, random_id};
 
-use crate::retry::retry;
+use slipway_store::StoreError;
+
+use crate::retry::{Attempt, retry};
 use crate::{App, AppError, MAX_SECRET_BYTES, Result};
 
 impl App {
@@ -144,32 +146,62 @@ impl App {
                 "secret {name:?}: a value is text of at most {MAX_SECRET_BYTES} bytes without NUL characters"
             )));
         }
-        let sealed = self
-            .secrets()
-            .seal(name, value.as_bytes())
-            .map_err(AppError::internal)?;
-        let write = Write::Secret {
-            name: name.to_owned(),
-            sealed,
-            at: now_ms(),
-            expected: expect,
-        };
         let version = match expect {
             // The caller named the version it read: a lost race is its conflict.
-            Some(_) => self.store().commit(Batch::new().write(write)).await?,
-            None => {
-                retry(|| async {
-                    Ok(self
-                        .store()
-                        .commit(Batch::new().write(write.clone()))
-                        .await?)
-                })
-                .await?
-            }
-        }[0]
-        .version() as u32;
+            Some(_) => match self.put_secret(name, value, expect).await {
+                Ok(v) => v,
+                Err(Attempt::Lost(c)) => return Err(StoreError::Conflict(c).into()),
+                Err(Attempt::Failed(e)) => return Err(e),
+            },
+            None => retry(|| self.put_secret(name, value, None)).await?,
+        };
         tracing::info!(secret = %name, version, "secret set");
         Ok(version)
+    }
+
+    /// One attempt at writing the next version of a secret, sealed for its name and that
+    /// version. Older versions still sealed for the name alone (written before versions
+    /// were bound) are re-sealed in the same transaction, each only if still as read.
+    async fn put_secret(
+        &self,
+        name: &str,
+        value: &str,
+        expect: Option<u32>,
+    ) -> std::result::Result<u32, Attempt> {
+        let versions = self.store().secret_versions(name).await?;
+        let next = versions.last().map_or(1, |(v, _)| v + 1);
+        let sealed = |version: u32, value: &[u8]| {
+            self.secrets()
+                .seal(name, version, value)
+                .map_err(|e| Attempt::Failed(AppError::internal(e)))
+        };
+        let mut batch = Batch::new().write(Write::Secret {
+            name: name.to_owned(),
+            version: next,
+            sealed: sealed(next, value.as_bytes())?,
+            at: now_ms(),
+            expected: expect,
+        });
+        let mut resealed = 0;
+        for (version, old) in versions {
+            let Ok(opened) = self.secrets().open(name, version, &old) else {
+                continue;
+            };
+            if opened.legacy {
+                batch = batch.write(Write::ResealSecret {
+                    name: name.to_owned(),
+                    version,
+                    sealed: sealed(version, &opened.value)?,
+                    old,
+                });
+                resealed += 1;
+            }
+        }
+        let out = self.store().commit(batch).await?;
+        if resealed > 0 {
+            tracing::info!(secret = %name, versions = resealed, "re-sealed legacy versions with their version bound");
+        }
+        Ok(out[0].version() as u32)
     }
 
     /// Marks a secret deleted (new deploys cannot use it); false when there was none.

@@ -17,9 +17,9 @@ use slipway_core::model::{
     DeploymentConfig, PullPolicy, RolloutState, ServiceKey, ServiceKind, ServiceSpec,
 };
 use slipway_runtime::{ExecOutput, ImageInfo, RuntimeError};
-use slipway_store::Store;
 use slipway_store::secrets::SecretBox;
 use slipway_store::testing::{container, stores};
+use slipway_store::{Batch, Store, Write};
 
 /// Resolves every image name to a digest derived from it.
 struct FixedImages;
@@ -364,5 +364,50 @@ async fn an_expected_version_that_moved_on_is_a_conflict_with_what_changed() {
             .unwrap_err();
         assert_eq!(err.code, "VERSION_CONFLICT", "{db}");
         assert_eq!(store.list_deployments(&key(), 10).await.unwrap().len(), 2);
+    }
+}
+
+/// A secret written before versions were bound (sealed for its name alone) still opens; the
+/// next write of that secret re-seals it bound to its version, so it no longer opens as any
+/// other version.
+#[tokio::test]
+async fn a_legacy_secret_is_resealed_with_its_version_on_the_next_write() {
+    for (db, store) in stores().await {
+        let app = app(store.clone());
+        let legacy = slipway_store::secrets::legacy_seal(&[7u8; 32], "shop/db", b"old", [3; 12]);
+        store
+            .commit(Batch::new().write(Write::Secret {
+                name: "shop/db".into(),
+                version: 1,
+                sealed: legacy.clone(),
+                at: 1,
+                expected: Some(0),
+            }))
+            .await
+            .unwrap();
+        let sb = SecretBox::from_key(&[7u8; 32]).unwrap();
+        let opened = sb.open("shop/db", 1, &legacy).unwrap();
+        assert!(opened.legacy, "{db}");
+        // A legacy value is not bound to its version: it opens as version 2 as well.
+        assert!(sb.open("shop/db", 2, &legacy).is_ok(), "{db}");
+
+        assert_eq!(
+            app.set_secret("shop/db", "new", None).await.unwrap(),
+            2,
+            "{db}"
+        );
+        let rows = store.secret_versions("shop/db").await.unwrap();
+        assert_eq!(rows.len(), 2, "{db}");
+        for (version, value) in [(1, "old"), (2, "new")] {
+            let sealed = &rows[version as usize - 1].1;
+            let opened = sb.open("shop/db", version, sealed).unwrap();
+            assert_eq!(opened.value, value.as_bytes(), "{db}: version {version}");
+            assert!(!opened.legacy, "{db}: version {version} is re-sealed");
+            let other = 3 - version;
+            assert!(
+                sb.open("shop/db", other, sealed).is_err(),
+                "{db}: version {version}'s value opens as version {other}"
+            );
+        }
     }
 }

@@ -13,10 +13,11 @@ use std::time::Duration;
 
 use slipway_agent::proto::Launch;
 use slipway_core::model::{
-    Deployment, RolloutState, STOP_TIMEOUT_HINT, ServiceKey, Task, TaskExit, TaskHealth, TaskStatus,
+    Deployment, RolloutState, STOP_TIMEOUT_HINT, SecretDelivery, ServiceKey, Task, TaskExit,
+    TaskHealth, TaskStatus,
 };
 use slipway_core::planner::{Action, Mark};
-use slipway_runtime::{ContainerInfo, ExitInfo};
+use slipway_runtime::{ContainerInfo, ExitInfo, SecretFile};
 use slipway_store::{Batch, NewDeployment, RevisionChoice, ServiceRecord, Write, random_id};
 
 use crate::schedule::{Board, need_of};
@@ -387,12 +388,13 @@ impl Controller {
         Ok(())
     }
 
-    /// The secret variables of a container, decrypted. Errors name the secret, never a value.
-    async fn secret_env(
+    /// The secrets of a container, decrypted: environment variables and files. Errors
+    /// name the secret, never a value.
+    async fn secret_values(
         &self,
         container: &slipway_core::model::ContainerSpec,
-    ) -> Result<Vec<(String, String)>, String> {
-        let mut out = Vec::with_capacity(container.secrets.len());
+    ) -> Result<(Vec<(String, String)>, Vec<SecretFile>), String> {
+        let (mut env, mut files) = (Vec::new(), Vec::new());
         for (var, r) in &container.secrets {
             let found = self
                 .inner
@@ -400,7 +402,7 @@ impl Controller {
                 .get_secret(&r.name, r.version)
                 .await
                 .map_err(|e| e.to_string())?;
-            let Some((_, sealed)) = found else {
+            let Some((version, sealed)) = found else {
                 return Err(match r.version {
                     Some(v) => format!(
                         "secret {:?} version {v} (variable {var}) no longer exists",
@@ -415,13 +417,19 @@ impl Controller {
             let plain = self
                 .inner
                 .secrets
-                .open(&r.name, &sealed)
+                .open(&r.name, version, &sealed)
                 .map_err(|e| e.to_string())?;
-            let value = String::from_utf8(plain)
+            let value = String::from_utf8(plain.value)
                 .map_err(|_| format!("secret {:?} is not UTF-8 text", r.name))?;
-            out.push((var.clone(), value));
+            match r.delivery {
+                SecretDelivery::Env => env.push((var.clone(), value)),
+                SecretDelivery::File => files.push(SecretFile {
+                    name: var.clone(),
+                    value,
+                }),
+            }
         }
-        Ok(out)
+        Ok((env, files))
     }
 
     /// Starts `task` on `host` in the background (its record is written already).
@@ -463,7 +471,7 @@ impl Controller {
                     .await
                     .map_err(|e| e.to_string())?
             };
-            let mut extra_env = self.secret_env(&container).await?;
+            let (mut extra_env, secret_files) = self.secret_values(&container).await?;
             extra_env.extend([
                 ("SLIPWAY_APP".to_owned(), key.app.clone()),
                 ("SLIPWAY_ENV".to_owned(), key.env.clone()),
@@ -483,6 +491,7 @@ impl Controller {
                 network: network.clone(),
                 container,
                 extra_env,
+                secret_files,
                 // Published on the host's address: the ingress reaches tasks of other
                 // hosts there.
                 publish: true,

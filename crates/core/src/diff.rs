@@ -211,7 +211,8 @@ fn duration(ms: u64) -> String {
     }
 }
 
-/// `secrets.NAME` keeps its version (a number, or a `version` field) and hides the rest.
+/// `secrets.NAME` keeps its version (a number, or a `version` field) and how it is delivered
+/// (`delivery`: `env` or `file`, nothing else) and hides the rest.
 fn flatten_secrets(v: &Value, out: &mut BTreeMap<String, Value>) {
     let Value::Object(m) = v else {
         if !v.is_null() {
@@ -223,10 +224,18 @@ fn flatten_secrets(v: &Value, out: &mut BTreeMap<String, Value>) {
         let path = format!("secrets.{name}");
         let shown = match s {
             Value::Number(_) => s.clone(),
-            Value::Object(o) => match o.get("version") {
-                Some(ver) if !ver.is_null() => serde_json::json!({ "version": ver }),
-                _ => Value::String(REDACTED.to_owned()),
-            },
+            Value::Object(o) => {
+                let delivery = o
+                    .get("delivery")
+                    .and_then(Value::as_str)
+                    .filter(|d| matches!(*d, "env" | "file"));
+                match (o.get("version").filter(|v| !v.is_null()), delivery) {
+                    (Some(ver), None) => serde_json::json!({ "version": ver }),
+                    (Some(ver), Some(d)) => serde_json::json!({ "version": ver, "delivery": d }),
+                    (None, Some(d)) => serde_json::json!({ "delivery": d }),
+                    (None, None) => Value::String(REDACTED.to_owned()),
+                }
+            }
             _ => Value::String(REDACTED.to_owned()),
         };
         out.insert(path, shown);
@@ -384,7 +393,9 @@ mod tests {
             &serde_json::json!({
                 "DB_PASSWORD": {"name": "shop/db", "version": 3, "value": "hunter2"},
                 "API_KEY": "plain-value",
-                "TOKEN": 7
+                "TOKEN": 7,
+                "TLS": {"name": "shop/tls", "version": 2, "delivery": "file"},
+                "ODD": {"name": "shop/odd", "version": 1, "delivery": "hunter2"}
             }),
             &mut out,
         );
@@ -399,5 +410,10 @@ mod tests {
         );
         assert_eq!(out["secrets.API_KEY"], Value::from(REDACTED));
         assert_eq!(out["secrets.TOKEN"], Value::from(7));
+        assert_eq!(
+            out["secrets.TLS"],
+            serde_json::json!({"version": 2, "delivery": "file"})
+        );
+        assert_eq!(out["secrets.ODD"], serde_json::json!({"version": 1}));
     }
 }

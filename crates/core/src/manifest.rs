@@ -21,7 +21,8 @@ pub use fields::{On, OverrideImage, Storage, VolumeDef};
 
 use crate::model::{
     CircuitBreaker, CommandHealthCheck, ContainerSpec, DeploymentConfig, HttpHealthCheck,
-    HttpRoute, PullPolicy, SecretRef, ServiceKey, ServiceKind, ServiceSpec, validate_name,
+    HttpRoute, PullPolicy, SecretDelivery, SecretRef, ServiceKey, ServiceKind, ServiceSpec,
+    validate_name,
 };
 
 /// The environment used when `--env` is not given.
@@ -161,10 +162,12 @@ pub struct Service {
     /// `stop_timeout`). ECS `linuxParameters.initProcessEnabled`.
     #[serde(default)]
     pub init: Option<bool>,
-    /// Secrets injected as environment variables: `VARIABLE: secret-name`.
+    /// Values from the secret store: `VARIABLE: secret-name` (an environment variable), or
+    /// `NAME: {from: secret-name, as: file}` (the file `/run/secrets/NAME` on an in-memory
+    /// mount, which `docker inspect` does not show) or `as: env`.
     #[serde(default)]
-    #[schemars(with = "BTreeMap<String, String>")]
-    pub secrets: BTreeMap<String, serde_saphyr::Spanned<String>>,
+    #[schemars(with = "BTreeMap<String, SecretSource>")]
+    pub secrets: BTreeMap<String, serde_saphyr::Spanned<SecretSource>>,
     /// The platform images are built for (`linux/amd64`); Copilot's `platform`.
     #[serde(default)]
     #[schemars(
@@ -199,6 +202,83 @@ pub struct Image {
     /// When to pull the image: `missing` (default) or `always`.
     #[serde(default)]
     pub pull: Option<PullPolicy>,
+}
+
+/// `secrets.NAME:` — a secret name (delivered as an environment variable), or
+/// `{from: secret-name, as: env | file}`.
+#[derive(Debug, Clone)]
+pub enum SecretSource {
+    Name(String),
+    Full {
+        from: serde_saphyr::Spanned<String>,
+        /// `env` or `file` as written (checked by validation, so the error is placed).
+        delivery: Option<serde_saphyr::Spanned<String>>,
+    },
+}
+
+impl SecretSource {
+    /// The secret's name.
+    pub fn name(&self) -> &str {
+        match self {
+            SecretSource::Name(n) => n,
+            SecretSource::Full { from, .. } => &from.value,
+        }
+    }
+
+    /// How it is delivered (`env` unless `as: file`; an unknown `as` is refused earlier).
+    pub fn delivery(&self) -> SecretDelivery {
+        match self {
+            SecretSource::Full {
+                delivery: Some(d), ..
+            } => SecretDelivery::parse(d.value.trim()).unwrap_or_default(),
+            _ => SecretDelivery::Env,
+        }
+    }
+
+    /// A reference to the current version of the secret.
+    fn reference(&self) -> SecretRef {
+        SecretRef::latest(self.name()).delivered(self.delivery())
+    }
+}
+
+impl<'de> Deserialize<'de> for SecretSource {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        const EXPECTED: &str = "a secret name, or {from: secret-name, as: env | file}";
+        impl<'de> de::Visitor<'de> for V {
+            type Value = SecretSource;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(EXPECTED)
+            }
+
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<SecretSource, E> {
+                Ok(SecretSource::Name(v.to_owned()))
+            }
+
+            fn visit_map<A: de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<SecretSource, A::Error> {
+                let (mut from, mut delivery) = (None, None);
+                while let Some(key) = map.next_key::<String>()? {
+                    match key.as_str() {
+                        "from" if from.is_none() => from = Some(map.next_value()?),
+                        "as" if delivery.is_none() => delivery = Some(map.next_value()?),
+                        "from" | "as" => return Err(de::Error::duplicate_field("from or as")),
+                        other => return Err(de::Error::unknown_field(other, &["from", "as"])),
+                    }
+                }
+                let from = from.ok_or_else(|| {
+                    de::Error::custom(
+                        "missing `from` (the secret's name): write {from: secret-name, as: env | file}",
+                    )
+                })?;
+                Ok(SecretSource::Full { from, delivery })
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 /// `image.build:` — a directory holding a `Dockerfile`, a Dockerfile path (Copilot's
@@ -530,8 +610,8 @@ pub struct Override {
     #[serde(default)]
     pub variables: BTreeMap<String, String>,
     #[serde(default)]
-    #[schemars(with = "BTreeMap<String, String>")]
-    pub secrets: BTreeMap<String, serde_saphyr::Spanned<String>>,
+    #[schemars(with = "BTreeMap<String, SecretSource>")]
+    pub secrets: BTreeMap<String, serde_saphyr::Spanned<SecretSource>>,
     #[serde(default)]
     pub http: Option<OverrideHttp>,
     #[serde(default)]
@@ -792,6 +872,7 @@ impl Manifest {
                 ));
             }
             check_secrets(name, &svc.secrets, &svc.variables)?;
+            check_secret_mount(name, svc, &svc.secrets)?;
             fields::check_service(name, svc, &self.services)?;
             if let Some(h) = &svc.http {
                 check_aliases(&format!("services.{name}.http.alias"), h.alias.as_ref())?;
@@ -858,6 +939,7 @@ impl Manifest {
                 let mut vars = self.services[svc].variables.clone();
                 vars.extend(o.variables.clone());
                 check_secrets(svc, &o.secrets, &vars)?;
+                check_secret_mount(svc, &self.services[svc], &o.secrets)?;
                 if let Some(h) = &o.http {
                     if self.services[svc].kind.0 != ServiceKind::LoadBalancedWebService {
                         return Err(ManifestError::unplaced(format!(
@@ -942,7 +1024,10 @@ impl Manifest {
             .and_then(|o| o.secrets.get(var));
         let message = format!("services.{service}.secrets.{var}: {message}");
         match from_env.or_else(|| self.services.get(service)?.secrets.get(var)) {
-            Some(s) => ManifestError::at(s.referenced, message),
+            Some(s) => match &s.value {
+                SecretSource::Full { from, .. } => ManifestError::at(from.referenced, message),
+                SecretSource::Name(_) => ManifestError::at(s.referenced, message),
+            },
             None => ManifestError::unplaced(message),
         }
     }
@@ -1031,22 +1116,66 @@ pub fn check_secret_name(n: &str) -> Result<(), String> {
 
 fn check_secrets(
     svc: &str,
-    secrets: &BTreeMap<String, serde_saphyr::Spanned<String>>,
+    secrets: &BTreeMap<String, serde_saphyr::Spanned<SecretSource>>,
     variables: &BTreeMap<String, String>,
 ) -> Result<(), ManifestError> {
-    for (var, name) in secrets {
-        let at = |m: String| {
-            ManifestError::at(
-                name.referenced,
-                format!("services.{svc}.secrets.{var}: {m}"),
-            )
-        };
+    for (var, source) in secrets {
+        let field = format!("services.{svc}.secrets.{var}");
+        let at = |loc, m: String| ManifestError::at(loc, format!("{field}: {m}"));
         check_var_name(svc, var)?;
-        check_secret_name(&name.value).map_err(at)?;
-        if variables.contains_key(var) {
-            return Err(at(format!(
-                "{var} is also set under variables; a variable comes from one place, remove one of them"
-            )));
+        let name_at = match &source.value {
+            SecretSource::Name(_) => source.referenced,
+            SecretSource::Full { from, delivery } => {
+                if let Some(d) = delivery
+                    && SecretDelivery::parse(d.value.trim()).is_none()
+                {
+                    return Err(at(
+                        d.referenced,
+                        format!(
+                            "as: {:?} is not a way to deliver a secret; write `as: file` (the file /run/secrets/{var}) or `as: env` (the environment variable {var})",
+                            d.value
+                        ),
+                    ));
+                }
+                from.referenced
+            }
+        };
+        check_secret_name(source.value.name()).map_err(|m| at(name_at, m))?;
+        if source.value.delivery() == SecretDelivery::Env && variables.contains_key(var) {
+            return Err(at(
+                name_at,
+                format!(
+                    "{var} is also set under variables; a variable comes from one place, remove one of them"
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// File secrets are mounted at `/run/secrets`: no volume may take that place.
+fn check_secret_mount(
+    svc: &str,
+    service: &Service,
+    secrets: &BTreeMap<String, serde_saphyr::Spanned<SecretSource>>,
+) -> Result<(), ManifestError> {
+    let Some((var, source)) = secrets
+        .iter()
+        .find(|(_, s)| s.value.delivery() == SecretDelivery::File)
+    else {
+        return Ok(());
+    };
+    let dir = crate::model::SECRET_FILES_DIR;
+    for (vol, v) in service.storage.iter().flat_map(|s| s.volumes.iter()) {
+        let path = v.path.trim().trim_end_matches('/');
+        if path == dir || path.starts_with(&format!("{dir}/")) {
+            return Err(ManifestError::at(
+                source.referenced,
+                format!(
+                    "services.{svc}.secrets.{var}: file secrets are mounted at {dir}, where volume {vol} is mounted ({}); move the volume elsewhere",
+                    v.path.trim()
+                ),
+            ));
         }
     }
     Ok(())
@@ -1196,16 +1325,26 @@ fn compile_service(
     let mut secrets: BTreeMap<String, SecretRef> = svc
         .secrets
         .iter()
-        .map(|(k, v)| (k.clone(), SecretRef::latest(&v.value)))
+        .map(|(k, v)| (k.clone(), v.value.reference()))
         .collect();
     if let Some(o) = ov {
         environment.extend(o.variables.clone());
         for (k, v) in &o.secrets {
-            environment.remove(k);
-            secrets.insert(k.clone(), SecretRef::latest(&v.value));
+            let r = v.value.reference();
+            if r.delivery == SecretDelivery::Env {
+                environment.remove(k);
+            }
+            secrets.insert(k.clone(), r);
         }
+        // An environment's variable replaces a secret variable of the same name (a file
+        // secret is no variable).
         for k in o.variables.keys() {
-            secrets.remove(k);
+            if secrets
+                .get(k)
+                .is_some_and(|r| r.delivery == SecretDelivery::Env)
+            {
+                secrets.remove(k);
+            }
         }
     }
     let image = &svc.image.value;
@@ -1699,6 +1838,92 @@ environments:
         assert!(!g.container.environment.contains_key("API_KEY"));
         let e = m.secret_error("prod", "gateway", "DB", "secret \"shop/db\" does not exist");
         assert_eq!(e.line, Some(33), "{e}");
+    }
+
+    #[test]
+    fn secrets_are_env_unless_delivered_as_files() {
+        let text = "app: a\nservices:\n  s:\n    type: backend\n    image: {build: ./s}\n    variables: {TLS_KEY: not-the-file}\n    secrets:\n      DB: shop/db\n      API: {from: shop/api, as: env}\n      TLS_KEY: {from: shop/tls-key, as: file}\n      PLAIN: {from: shop/plain}\nenvironments:\n  prod:\n    services:\n      s:\n        variables: {DB: from-prod, TLS_KEY: y}\n        secrets: {API: {from: shop/prod-api, as: file}}\n";
+        let m = parse(text).unwrap();
+        let s = &m.compile(DEFAULT_ENV).unwrap()[0];
+        let c = &s.container;
+        assert_eq!(c.secrets["DB"], SecretRef::latest("shop/db"));
+        assert_eq!(c.secrets["API"], SecretRef::latest("shop/api"));
+        assert_eq!(c.secrets["PLAIN"], SecretRef::latest("shop/plain"));
+        assert_eq!(
+            c.secrets["TLS_KEY"],
+            SecretRef::latest("shop/tls-key").delivered(SecretDelivery::File)
+        );
+        // A file secret is no variable: a variable of the same name stays.
+        assert_eq!(c.environment["TLS_KEY"], "not-the-file");
+        let p = &m.compile("prod").unwrap()[0].container;
+        // An environment's variable replaces an env secret, not a file secret...
+        assert!(!p.secrets.contains_key("DB"));
+        assert_eq!(p.environment["DB"], "from-prod");
+        assert_eq!(p.secrets["TLS_KEY"].delivery, SecretDelivery::File);
+        // ...and an environment may turn an env secret into a file.
+        assert_eq!(
+            p.secrets["API"],
+            SecretRef::latest("shop/prod-api").delivered(SecretDelivery::File)
+        );
+        // The stored form of an env reference is what it was before files existed.
+        let json = serde_json::to_value(&c.secrets["DB"]).unwrap();
+        assert_eq!(json, serde_json::json!({"name": "shop/db"}));
+        let json = serde_json::to_value(&c.secrets["TLS_KEY"]).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({"name": "shop/tls-key", "delivery": "file"})
+        );
+        let old: SecretRef = serde_json::from_str(r#"{"name":"x","version":3}"#).unwrap();
+        assert_eq!(old.delivery, SecretDelivery::Env);
+    }
+
+    #[test]
+    fn a_bad_secret_delivery_is_placed_and_says_the_fix() {
+        let base =
+            "app: a\nservices:\n  s:\n    type: backend\n    image: {build: ./s}\n    secrets:\n";
+        let e = err(&format!(
+            "{base}      KEY: {{from: shop/key, as: volume}}\n"
+        ));
+        assert_eq!((e.line, e.column), (Some(7), Some(33)), "{e}");
+        assert!(
+            e.message.contains("services.s.secrets.KEY")
+                && e.message.contains("\"volume\"")
+                && e.message.contains("as: file")
+                && e.message.contains("/run/secrets/KEY")
+                && e.message.contains("as: env"),
+            "{e}"
+        );
+        let e = err(&format!(
+            "{base}      KEY:\n        from: shop/key\n        as: File\n"
+        ));
+        assert_eq!((e.line, e.column), (Some(9), Some(13)), "{e}");
+        // Unknown fields, a missing `from` and a bad name in `from` are placed too.
+        let e = err(&format!(
+            "{base}      KEY: {{from: shop/key, mode: 0400}}\n"
+        ));
+        assert!(e.message.contains("mode"), "{e}");
+        assert_eq!(e.line, Some(7), "{e}");
+        let e = err(&format!("{base}      KEY: {{as: file}}\n"));
+        assert!(e.message.contains("missing `from`"), "{e}");
+        assert_eq!(e.line, Some(7), "{e}");
+        let e = err(&format!(
+            "{base}      KEY:\n        as: file\n        from: 'bad name'\n"
+        ));
+        assert!(e.message.contains("not a secret name"), "{e}");
+        assert_eq!(e.line, Some(9), "{e}");
+        // A volume where the files are mounted.
+        let e = err(
+            "app: a\nservices:\n  s:\n    type: backend\n    image: {build: ./s}\n    storage: {volumes: {v: {path: /run/secrets/}}}\n    secrets:\n      KEY: {from: shop/key, as: file}\n",
+        );
+        assert!(e.message.contains("volume v"), "{e}");
+        assert_eq!(e.line, Some(8), "{e}");
+        parse("app: a\nservices:\n  s:\n    type: backend\n    image: {build: ./s}\n    storage: {volumes: {v: {path: /run}}}\n    secrets:\n      KEY: {from: shop/key, as: file}\n").unwrap();
+        // The same in an environment's override.
+        let e = err(
+            "app: a\nservices:\n  s:\n    type: backend\n    image: {build: ./s}\nenvironments:\n  prod:\n    services:\n      s:\n        secrets: {K: {from: x, as: tmpfs}}\n",
+        );
+        assert!(e.message.contains("\"tmpfs\""), "{e}");
+        assert_eq!(e.line, Some(10), "{e}");
     }
 
     #[test]

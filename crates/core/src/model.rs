@@ -128,8 +128,9 @@ pub struct ContainerSpec {
     /// Ingress routes of a Load Balanced Web Service.
     #[serde(default)]
     pub http_route: Option<HttpRoute>,
-    /// Environment variables whose values come from the secret store, by variable. Only
-    /// names and versions live here: values are decrypted when a task's container is created.
+    /// Values from the secret store, by variable (or file) name: environment variables, or
+    /// files under [`SECRET_FILES_DIR`] ([`SecretRef::delivery`]). Only names and versions
+    /// live here: values are decrypted when a task's container is created.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub secrets: BTreeMap<String, SecretRef>,
     /// Run an init process as PID 1 (Docker's `--init`, ECS
@@ -263,6 +264,10 @@ impl ContainerSpec {
     }
 }
 
+/// Where a container finds its file secrets: `/run/secrets/VARIABLE`, a read-only
+/// in-memory mount (see the runtime crate).
+pub const SECRET_FILES_DIR: &str = "/run/secrets";
+
 /// A reference to one version of a stored secret.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SecretRef {
@@ -271,14 +276,56 @@ pub struct SecretRef {
     /// versions it used, so a rollback restores them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub version: Option<u32>,
+    /// How the container receives the value (records written before files existed: env).
+    #[serde(default, skip_serializing_if = "SecretDelivery::is_env")]
+    pub delivery: SecretDelivery,
 }
 
 impl SecretRef {
-    /// A reference to whatever version is current when the deploy is made.
+    /// A reference to whatever version is current when the deploy is made, delivered as an
+    /// environment variable.
     pub fn latest(name: &str) -> Self {
         Self {
             name: name.to_owned(),
             version: None,
+            delivery: SecretDelivery::Env,
+        }
+    }
+
+    /// The same reference, delivered as `delivery`.
+    #[must_use]
+    pub fn delivered(mut self, delivery: SecretDelivery) -> Self {
+        self.delivery = delivery;
+        self
+    }
+}
+
+/// How a secret reaches a container (`as:` in `slipway.yml`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SecretDelivery {
+    /// An environment variable named as the key (visible to `docker inspect`).
+    #[default]
+    Env,
+    /// A file `/run/secrets/KEY` on an in-memory, read-only mount, mode 0400 and owned by
+    /// the container's user when it is known; never in the container's configuration.
+    File,
+}
+
+impl SecretDelivery {
+    pub fn is_env(&self) -> bool {
+        *self == SecretDelivery::Env
+    }
+
+    /// The words `as:` accepts.
+    pub const CHOICES: &'static str = "env or file";
+
+    /// Parses `as:` (`env` or `file`).
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "env" => Some(SecretDelivery::Env),
+            "file" => Some(SecretDelivery::File),
+            _ => None,
         }
     }
 }

@@ -4,14 +4,14 @@
 //! `docs/slipway.schema.json` is its committed copy.
 //!
 //! The derives live on the types in [`crate::manifest`]; this module holds the hand-written
-//! schemas of the types whose `Deserialize` is hand-written too ([`Kind`], [`Dur`]).
+//! schemas of the types whose `Deserialize` is hand-written too ([`Kind`], [`Dur`], [`SecretSource`]).
 
 use std::borrow::Cow;
 
 use schemars::{JsonSchema, Schema, SchemaGenerator, generate::SchemaSettings, json_schema};
 use serde_json::Value;
 
-use crate::manifest::{Dur, Kind, Manifest};
+use crate::manifest::{Dur, Kind, Manifest, SecretSource};
 
 /// Every spelling of a service type the manifest accepts (case-insensitively): Copilot's
 /// names first, then the short aliases.
@@ -80,6 +80,33 @@ impl JsonSchema for Dur {
                 { "type": "integer", "minimum": 0 },
                 { "type": "string", "pattern": DURATION_PATTERN },
             ],
+        })
+    }
+}
+
+impl JsonSchema for SecretSource {
+    fn schema_name() -> Cow<'static, str> {
+        "SecretSource".into()
+    }
+
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "description": "a secret name (delivered as an environment variable), or {from: secret-name, as: env | file}",
+            "oneOf": [
+                { "type": "string" },
+                {
+                    "type": "object",
+                    "properties": {
+                        "from": { "type": "string", "description": "the secret's name" },
+                        "as": {
+                            "enum": ["env", "file"],
+                            "description": "env: an environment variable (default); file: /run/secrets/NAME on an in-memory mount, mode 0400"
+                        }
+                    },
+                    "required": ["from"],
+                    "additionalProperties": false
+                }
+            ]
         })
     }
 }

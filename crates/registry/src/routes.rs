@@ -932,7 +932,7 @@ async fn start_upload(
         // reference registry does), rather than silently given an upload session.
         if let Some(from) = q.get("from")
             && validate_name(from).is_ok()
-            && matches!(principal, Principal::Token(_))
+            && matches!(principal, Principal::Token(..))
             && !principal.may(from, Action::Pull)
         {
             let scope = format!(

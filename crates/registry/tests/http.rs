@@ -922,7 +922,7 @@ async fn cross_repository_mount_challenges_for_pull_on_the_source() {
     let r = Reg::new().await;
     let d = r.push_blob("team/a", b"layer to mount").await;
     let reg = open(r.dir.path()).await;
-    let (push_pw, _) = reg.issue_password(Rights::Push);
+    let (push_pw, _) = reg.issue_password(Rights::Push, "admin");
     let mount = format!("/v2/team/b/blobs/uploads/?mount={d}&from=team/a");
 
     let target_only = token_for(&r, &push_pw, &["repository:team/b:pull,push"]).await;

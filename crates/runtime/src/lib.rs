@@ -8,8 +8,10 @@
 
 mod compose;
 mod ops;
+pub mod secret_files;
 pub use compose::{ContainerDetails, Health, ImageDetails, PullAuth};
 pub use ops::{EngineInfo, ExecOutput, LOCAL_RUN_LABEL, LocalRun};
+pub use secret_files::{SecretFile, SecretFileError};
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -54,6 +56,8 @@ pub enum RuntimeError {
     },
     #[error("docker: {0}")]
     Docker(#[from] bollard::errors::Error),
+    #[error(transparent)]
+    SecretFiles(#[from] SecretFileError),
 }
 
 impl RuntimeError {
@@ -169,6 +173,8 @@ pub struct TaskLaunch<'a> {
     pub container: &'a ContainerSpec,
     /// Extra environment (discovery variables) added to the spec's.
     pub extra_env: &'a [(String, String)],
+    /// Secrets delivered as files under `/run/secrets` (see [`secret_files`]).
+    pub secret_files: &'a [SecretFile],
     /// Publish the container's port on this address of the host, at `host_port` (for
     /// traffic from other hosts: the ingress of a cluster of several hosts).
     pub publish: Option<(&'a str, u16)>,
@@ -192,6 +198,8 @@ pub struct DockerRuntime {
     credentials: Option<Arc<dyn PullCredentials>>,
     /// The engine's `os`/`arch` (Go names: linux/amd64), read once at connect.
     host_platform: (String, String),
+    /// Where tasks' secret files are written ([`secret_files::root`]).
+    secret_root: std::path::PathBuf,
 }
 
 impl std::fmt::Debug for DockerRuntime {
@@ -278,6 +286,7 @@ impl DockerRuntime {
             docker,
             credentials: None,
             host_platform,
+            secret_root: secret_files::root(),
         })
     }
 
@@ -668,7 +677,7 @@ impl DockerRuntime {
             )])),
             _ => None,
         };
-        let mounts: Vec<Mount> = c
+        let mut mounts: Vec<Mount> = c
             .volumes
             .iter()
             .map(|v| Mount {
@@ -688,6 +697,19 @@ impl DockerRuntime {
                 ..Default::default()
             })
             .collect();
+        let secret_dir = if t.secret_files.is_empty() {
+            None
+        } else {
+            let dir = self.write_secret_files(t).await?;
+            mounts.push(Mount {
+                target: Some(secret_files::MOUNT_PATH.to_owned()),
+                source: Some(dir.display().to_string()),
+                typ: Some(MountType::BIND),
+                read_only: Some(true),
+                ..Default::default()
+            });
+            Some(dir)
+        };
         let host_config = HostConfig {
             network_mode: Some(t.network.to_owned()),
             mounts: (!mounts.is_empty()).then_some(mounts),
@@ -738,7 +760,7 @@ impl DockerRuntime {
             name: Some(name),
             ..Default::default()
         };
-        match self
+        let created = match self
             .docker
             .create_container(Some(opts.clone()), body.clone())
             .await
@@ -750,12 +772,58 @@ impl DockerRuntime {
                 let pinned = body.image.as_deref().unwrap_or_default();
                 if e.is_not_found() && pinned.contains('@') && registry_host(pinned).is_some() {
                     tracing::info!(image = pinned, "pulling a pinned image the engine lost");
-                    self.pull(pinned).await?;
-                    return Ok(self.docker.create_container(Some(opts), body).await?.id);
+                    match self.pull(pinned).await {
+                        Ok(()) => self
+                            .docker
+                            .create_container(Some(opts), body)
+                            .await
+                            .map(|r| r.id)
+                            .map_err(RuntimeError::from),
+                        Err(e) => Err(e),
+                    }
+                } else {
+                    Err(e)
                 }
-                Err(e)
             }
+        };
+        if created.is_err()
+            && let Some(dir) = &secret_dir
+        {
+            secret_files::remove(&self.secret_root, dir);
         }
+        created
+    }
+
+    /// Writes a task's file secrets into their directory (see [`secret_files`]), owned by
+    /// the container's user when it is numeric (the spec's `user`, else the image's).
+    async fn write_secret_files(&self, t: &TaskLaunch<'_>) -> Result<std::path::PathBuf> {
+        let c = t.container;
+        let user = match &c.user {
+            Some(u) => Some(u.clone()),
+            None => {
+                let image = c.image_digest.as_deref().unwrap_or(&c.image);
+                match self.docker.inspect_image(image).await {
+                    Ok(i) => Some(i.config.and_then(|c| c.user).unwrap_or_default()),
+                    Err(_) => None,
+                }
+            }
+        };
+        // No user at all runs as root.
+        let owner = user.and_then(|u| {
+            if u.trim().is_empty() {
+                Some((0, 0))
+            } else {
+                secret_files::numeric_owner(&u)
+            }
+        });
+        let root = self.secret_root.clone();
+        let dir = secret_files::task_dir(&root, t.cluster, t.task_id)?;
+        let files = t.secret_files.to_vec();
+        let d = dir.clone();
+        tokio::task::spawn_blocking(move || secret_files::write(&root, &d, &files, owner))
+            .await
+            .map_err(|e| RuntimeError::Unreachable(format!("writing secret files: {e}")))??;
+        Ok(dir)
     }
 
     pub async fn start(&self, id: &str) -> Result<()> {
@@ -805,21 +873,44 @@ impl DockerRuntime {
         }
     }
 
-    /// Removes a container (forcibly); a missing container is not an error.
+    /// Removes a container (forcibly) and its secret files; a missing container is not an
+    /// error.
     pub async fn remove(&self, id: &str) -> Result<()> {
+        // The secret files' directory, read before the container is gone (only when this
+        // host has any).
+        let secret_dir = if self.secret_root.exists() {
+            self.docker
+                .inspect_container(id, None::<InspectContainerOptions>)
+                .await
+                .ok()
+                .and_then(|c| c.mounts)
+                .unwrap_or_default()
+                .into_iter()
+                .find(|m| m.destination.as_deref() == Some(secret_files::MOUNT_PATH))
+                .and_then(|m| m.source)
+                .map(std::path::PathBuf::from)
+        } else {
+            None
+        };
         let opts = RemoveContainerOptions {
             force: true,
             v: true,
             ..Default::default()
         };
-        match self.docker.remove_container(id, Some(opts)).await {
+        let removed = match self.docker.remove_container(id, Some(opts)).await {
             Ok(()) => Ok(()),
             Err(bollard::errors::Error::DockerResponseServerError {
                 status_code: 404 | 409,
                 ..
             }) => Ok(()),
             Err(e) => Err(e.into()),
+        };
+        if removed.is_ok()
+            && let Some(dir) = secret_dir
+        {
+            secret_files::remove(&self.secret_root, &dir);
         }
+        removed
     }
 
     /// Container events (start, die, health changes, destroy) of this cluster.

@@ -344,14 +344,26 @@ pub enum Write {
     Identity(IdentityRecord),
     /// Appends an entry to the audit log.
     Audit(AuditEntry),
-    /// Stores a new version of a secret (sealed by the caller). With `expected`, only if
-    /// the current version is that one (`Some(0)`: only if the secret does not exist).
-    /// Its outcome is the new version. A deleted secret set again continues its numbers.
+    /// Stores version `version` of a secret, sealed by the caller for that name and
+    /// version: a conflict unless `version` is the next one (versions are never reused; a
+    /// deleted secret set again continues its numbers). With `expected`, also only if the
+    /// current version is that one (`Some(0)`: only if the secret does not exist). Its
+    /// outcome is `version`.
     Secret {
         name: String,
+        version: u32,
         sealed: Vec<u8>,
         at: i64,
         expected: Option<u32>,
+    },
+    /// Replaces the sealed value of one version of a secret if it is still `old` (a legacy
+    /// value re-sealed with its version bound); outcome [`Outcome::Done`] with whether it
+    /// was replaced.
+    ResealSecret {
+        name: String,
+        version: u32,
+        old: Vec<u8>,
+        sealed: Vec<u8>,
     },
     /// Marks a secret deleted (new deploys cannot use it); outcome [`Outcome::Done`] with
     /// whether there was one.

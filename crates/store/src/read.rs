@@ -347,6 +347,20 @@ impl Store {
         Ok(row.map(|r| (r.get::<i64, _>(0) as u32, r.get::<Vec<u8>, _>(1))))
     }
 
+    /// Every version of a secret (deleted or not), sealed, oldest first: the newest is the
+    /// one the next write follows.
+    pub async fn secret_versions(&self, name: &str) -> Result<Vec<(u32, Vec<u8>)>> {
+        let rows =
+            sqlx::query("SELECT version, sealed FROM secrets WHERE name = $1 ORDER BY version")
+                .bind(name)
+                .fetch_all(self.pool())
+                .await?;
+        Ok(rows
+            .iter()
+            .map(|r| (r.get::<i64, _>(0) as u32, r.get::<Vec<u8>, _>(1)))
+            .collect())
+    }
+
     /// The current version of a secret that is not deleted.
     pub async fn current_secret_version(&self, name: &str) -> Result<Option<u32>> {
         let v: Option<i64> =

@@ -464,10 +464,32 @@ async fn apply(tx: &mut AnyConnection, w: Write) -> Result<Outcome> {
         }
         Write::Secret {
             name,
+            version,
             sealed,
             at,
             expected,
-        } => Outcome::Version(put_secret(tx, &name, &sealed, at, expected).await?.into()),
+        } => Outcome::Version(
+            put_secret(tx, &name, version, &sealed, at, expected)
+                .await?
+                .into(),
+        ),
+        Write::ResealSecret {
+            name,
+            version,
+            old,
+            sealed,
+        } => {
+            let r = sqlx::query(
+                "UPDATE secrets SET sealed = $1 WHERE name = $2 AND version = $3 AND sealed = $4",
+            )
+            .bind(sealed)
+            .bind(&name)
+            .bind(i64::from(version))
+            .bind(old)
+            .execute(&mut *tx)
+            .await?;
+            Outcome::Done(r.rows_affected() > 0)
+        }
         Write::DeleteSecret { name, at } => {
             let r = sqlx::query(
                 "UPDATE secrets SET deleted_at = $1 WHERE name = $2 AND deleted_at IS NULL",
@@ -717,6 +739,7 @@ async fn put_identity(tx: &mut AnyConnection, i: &IdentityRecord) -> Result<u64>
 async fn put_secret(
     tx: &mut AnyConnection,
     name: &str,
+    version: u32,
     sealed: &[u8],
     at: i64,
     expected: Option<u32>,
@@ -741,6 +764,15 @@ async fn put_secret(
         .into());
     }
     let next = newest + 1;
+    // The value is sealed for `version`: written as any other version it would not open.
+    if i64::from(version) != next {
+        return Err(Conflict {
+            record: format!("secret {name}"),
+            expected: u64::from(version).saturating_sub(1),
+            found: newest as u64,
+        }
+        .into());
+    }
     sqlx::query("UPDATE secrets SET deleted_at = NULL WHERE name = $1")
         .bind(name)
         .execute(&mut *tx)

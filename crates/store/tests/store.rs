@@ -78,9 +78,10 @@ async fn put_task(s: &Store, t: &mut Task) {
 #[tokio::test]
 async fn secrets_keep_every_version() {
     for (db, s) in stores().await {
-        let set = |name: &str, value: &[u8], at: i64, expected: Option<u32>| {
+        let set = |name: &str, version: u32, value: &[u8], at: i64, expected: Option<u32>| {
             Batch::new().write(Write::Secret {
                 name: name.into(),
+                version,
                 sealed: value.to_vec(),
                 at,
                 expected,
@@ -89,17 +90,22 @@ async fn secrets_keep_every_version() {
         assert_eq!(s.current_secret_version("shop/db").await.unwrap(), None);
         let v = |o: Vec<Outcome>| o[0].version();
         assert_eq!(
-            v(s.commit(set("shop/db", b"one", 1, Some(0))).await.unwrap()),
+            v(s.commit(set("shop/db", 1, b"one", 1, Some(0)))
+                .await
+                .unwrap()),
             1
         );
         assert_eq!(
-            v(s.commit(set("shop/db", b"two", 2, None)).await.unwrap()),
+            v(s.commit(set("shop/db", 2, b"two", 2, None)).await.unwrap()),
             2
         );
-        assert_eq!(v(s.commit(set("other", b"x", 3, None)).await.unwrap()), 1);
+        assert_eq!(
+            v(s.commit(set("other", 1, b"x", 3, None)).await.unwrap()),
+            1
+        );
         // A writer that read version 1 loses to the one that wrote version 2.
         let err = s
-            .commit(set("shop/db", b"late", 4, Some(1)))
+            .commit(set("shop/db", 2, b"late", 4, Some(1)))
             .await
             .unwrap_err();
         assert!(err.is_conflict(), "{db}: {err}");
@@ -132,12 +138,60 @@ async fn secrets_keep_every_version() {
         assert!(s.get_secret("shop/db", Some(2)).await.unwrap().is_some());
         // Set again: numbering continues, never reusing a version.
         assert_eq!(
-            v(s.commit(set("shop/db", b"three", 6, Some(0)))
+            v(s.commit(set("shop/db", 3, b"three", 6, Some(0)))
                 .await
                 .unwrap()),
             3
         );
         assert_eq!(s.list_secrets().await.unwrap().len(), 2, "{db}");
+        // A value sealed for a version that is not the next one is refused (it would not
+        // open as the version it would become), and nothing is written.
+        for wrong in [1, 3, 5] {
+            let err = s
+                .commit(set("shop/db", wrong, b"wrong", 7, None))
+                .await
+                .unwrap_err();
+            assert!(err.is_conflict(), "{db}: version {wrong}: {err}");
+        }
+        assert_eq!(s.current_secret_version("shop/db").await.unwrap(), Some(3));
+        let all: Vec<u32> = s
+            .secret_versions("shop/db")
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|(v, _)| v)
+            .collect();
+        assert_eq!(all, [1, 2, 3], "{db}");
+        // Re-sealing replaces a version's value only while it is the one read.
+        let reseal = |old: &[u8], sealed: &[u8]| {
+            Batch::new().write(Write::ResealSecret {
+                name: "shop/db".into(),
+                version: 1,
+                old: old.to_vec(),
+                sealed: sealed.to_vec(),
+            })
+        };
+        assert_eq!(
+            s.commit(reseal(b"stale", b"resealed")).await.unwrap()[0],
+            Outcome::Done(false),
+            "{db}"
+        );
+        assert_eq!(
+            s.commit(reseal(b"one", b"resealed")).await.unwrap()[0],
+            Outcome::Done(true),
+            "{db}"
+        );
+        assert_eq!(
+            s.get_secret("shop/db", Some(1)).await.unwrap(),
+            Some((1, b"resealed".to_vec())),
+            "{db}"
+        );
+        // Other versions are untouched.
+        assert_eq!(
+            s.get_secret("shop/db", Some(2)).await.unwrap(),
+            Some((2, b"two".to_vec())),
+            "{db}"
+        );
     }
 }
 

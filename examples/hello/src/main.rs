@@ -6,6 +6,8 @@
 //! - `GET /` answers `{"version": ..., "hostname": ..., "uptime_ms": ...}`.
 //! - `GET /healthz` answers `ok` (or 503 when told to fail).
 //! - `GET /env/NAME` answers the value of an environment variable (for tests of injection).
+//! - `GET /secret-file/NAME` answers the content of `/run/secrets/NAME` (a secret delivered
+//!   as a file), `GET /secret-stat/NAME` its mode, owner and group (`400 1000 1000`).
 //! - `GET /ws` upgrades to a WebSocket that echoes text and binary messages.
 //! - `hello check [PORT]` probes `/healthz` on loopback: a container `HEALTHCHECK`.
 //!
@@ -262,6 +264,32 @@ fn respond(app: &App, method: &str, path: &str) -> (&'static str, &'static str, 
                 )
             } else {
                 ("200 OK", "text/plain", "ok\n".into())
+            }
+        }
+        ("GET" | "HEAD", p) if p.starts_with("/secret-file/") || p.starts_with("/secret-stat/") => {
+            let (stat, name) = match p.strip_prefix("/secret-file/") {
+                Some(n) => (false, n),
+                None => (true, &p["/secret-stat/".len()..]),
+            };
+            if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                return (
+                    "400 Bad Request",
+                    "text/plain",
+                    "not a secret name\n".into(),
+                );
+            }
+            let path = format!("/run/secrets/{name}");
+            let read = if stat {
+                std::fs::metadata(&path).map(|m| {
+                    use std::os::unix::fs::MetadataExt;
+                    format!("{:o} {} {}", m.mode() & 0o7777, m.uid(), m.gid())
+                })
+            } else {
+                std::fs::read_to_string(&path)
+            };
+            match read {
+                Ok(v) => ("200 OK", "text/plain", v),
+                Err(e) => ("404 Not Found", "text/plain", format!("{path}: {e}\n")),
             }
         }
         ("GET" | "HEAD", p) if p.starts_with("/env/") => match std::env::var(&p[5..]) {

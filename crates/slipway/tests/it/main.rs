@@ -30,6 +30,7 @@ mod readme;
 mod registry;
 mod routes;
 mod scripts;
+mod secrets_files;
 mod standby;
 mod supervision;
 mod watch;

@@ -55,6 +55,7 @@ pub fn docker() -> bool {
             "healthcheck",
             "bad",
             "slow",
+            "files",
         ];
         let images = tags
             .iter()
