@@ -52,8 +52,9 @@ impl std::fmt::Debug for RegistryAuth {
     }
 }
 
-/// A task's container to create (an owned `slipway_runtime::TaskLaunch`).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// A task's container to create (an owned `slipway_runtime::TaskLaunch`). Its debug
+/// output names the extra variables but never shows their values (decrypted secrets).
+#[derive(Clone, Serialize, Deserialize)]
 pub struct Launch {
     pub cluster: String,
     pub service: ServiceKey,
@@ -72,6 +73,27 @@ pub struct Launch {
     pub publish: bool,
     #[serde(default)]
     pub auth: Vec<RegistryAuth>,
+}
+
+impl std::fmt::Debug for Launch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Launch")
+            .field("cluster", &self.cluster)
+            .field("service", &self.service)
+            .field("task_id", &self.task_id)
+            .field("deployment_id", &self.deployment_id)
+            .field("revision", &self.revision)
+            .field("network", &self.network)
+            .field("container", &self.container)
+            .field(
+                "extra_env",
+                &self.extra_env.iter().map(|(k, _)| k).collect::<Vec<_>>(),
+            )
+            .field("secret_files", &self.secret_files)
+            .field("publish", &self.publish)
+            .field("auth", &self.auth)
+            .finish()
+    }
 }
 
 /// One call of the server.
@@ -252,5 +274,22 @@ mod tests {
         assert!(none.get("secret_files").is_none(), "{none}");
         let old: Launch = serde_json::from_value(none).unwrap();
         assert!(old.secret_files.is_empty());
+    }
+
+    /// Debug output (logs, panics) names a launch's variables and credentials, never their
+    /// values: decrypted secrets ride in `extra_env`, pull passwords in `auth`.
+    #[test]
+    fn debug_output_never_shows_secret_values() {
+        let mut l = launch(Vec::new());
+        l.extra_env = vec![("DB_PASSWORD".into(), "s3cret-env".into())];
+        l.auth = vec![RegistryAuth {
+            registry: "reg:5000".into(),
+            username: "slipway-internal".into(),
+            password: "s3cret-pw".into(),
+        }];
+        let text = format!("{:?}", Op::Create { launch: Box::new(l) });
+        assert!(text.contains("DB_PASSWORD"), "{text}");
+        assert!(!text.contains("s3cret-env"), "{text}");
+        assert!(!text.contains("s3cret-pw"), "{text}");
     }
 }

@@ -161,8 +161,9 @@ pub struct ContainerEvent {
     pub service: Option<ServiceKey>,
 }
 
-/// Everything needed to create one task's container.
-#[derive(Debug, Clone)]
+/// Everything needed to create one task's container. Its debug output names the extra
+/// variables but never shows their values (decrypted secrets).
+#[derive(Clone)]
 pub struct TaskLaunch<'a> {
     pub cluster: &'a str,
     pub service: &'a ServiceKey,
@@ -181,6 +182,27 @@ pub struct TaskLaunch<'a> {
     /// DNS servers of the container (the engine's embedded resolver forwards the names it
     /// does not know to them); empty: the host's.
     pub dns: &'a [String],
+}
+
+impl std::fmt::Debug for TaskLaunch<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TaskLaunch")
+            .field("cluster", &self.cluster)
+            .field("service", &self.service)
+            .field("task_id", &self.task_id)
+            .field("deployment_id", &self.deployment_id)
+            .field("revision", &self.revision)
+            .field("network", &self.network)
+            .field("container", &self.container)
+            .field(
+                "extra_env",
+                &self.extra_env.iter().map(|(k, _)| k).collect::<Vec<_>>(),
+            )
+            .field("secret_files", &self.secret_files)
+            .field("publish", &self.publish)
+            .field("dns", &self.dns)
+            .finish()
+    }
 }
 
 /// Supplies the credentials the engine pulls with, per registry host (`host:port`). The
