@@ -287,7 +287,12 @@ mod tests {
             username: "slipway-internal".into(),
             password: "s3cret-pw".into(),
         }];
-        let text = format!("{:?}", Op::Create { launch: Box::new(l) });
+        let text = format!(
+            "{:?}",
+            Op::Create {
+                launch: Box::new(l)
+            }
+        );
         assert!(text.contains("DB_PASSWORD"), "{text}");
         assert!(!text.contains("s3cret-env"), "{text}");
         assert!(!text.contains("s3cret-pw"), "{text}");

@@ -246,9 +246,12 @@ impl App {
                 "name {n:?} must be 1 to 64 letters, digits or +=,.@_-"
             )));
         }
+        let id = format!("AKIA{}", random_id(8).to_ascii_uppercase());
+        let secret = random_id(20);
         let mut key = AccessKey {
-            id: format!("AKIA{}", random_id(8).to_ascii_uppercase()),
-            secret: random_id(20),
+            sealed: Some(self.seal_key_secret(&id, &secret)?),
+            id,
+            secret: String::new(),
             name,
             read_only,
             created_at: now_ms(),
@@ -261,8 +264,63 @@ impl App {
             .commit(Batch::new().write(Write::AccessKey(key.clone())))
             .await?;
         key.version = out[0].version();
+        key.secret = secret;
         tracing::info!(id = %key.id, read_only = key.read_only, "created an access key");
         Ok(key)
+    }
+
+    /// Seals an access key's secret for the database, bound to the key's id (`:` is in no
+    /// secret store name, so no secret can stand in for it).
+    fn seal_key_secret(&self, id: &str, secret: &str) -> Result<String> {
+        let sealed = self
+            .secrets()
+            .seal(&format!("access-key:{id}"), 1, secret.as_bytes())
+            .map_err(AppError::internal)?;
+        Ok(hex::encode(sealed))
+    }
+
+    /// Fills in the secret of a key read from the store (in memory only).
+    pub fn open_access_key(&self, key: &mut AccessKey) -> Result<()> {
+        let Some(sealed) = &key.sealed else {
+            return Ok(());
+        };
+        let bytes = hex::decode(sealed).map_err(AppError::internal)?;
+        let opened = self
+            .secrets()
+            .open(&format!("access-key:{}", key.id), 1, &bytes)
+            .map_err(AppError::internal)?;
+        key.secret = String::from_utf8(opened.value).map_err(AppError::internal)?;
+        Ok(())
+    }
+
+    /// Seals the secrets of access keys written before secrets were sealed (run at start;
+    /// returns how many were sealed). A key another server changed meanwhile is left for
+    /// the next start.
+    pub async fn seal_legacy_access_keys(&self) -> Result<usize> {
+        let mut n = 0;
+        for mut k in self.store().list_access_keys().await? {
+            if k.sealed.is_some() || k.secret.is_empty() {
+                continue;
+            }
+            k.sealed = Some(self.seal_key_secret(&k.id, &k.secret)?);
+            k.secret = String::new();
+            match self
+                .store()
+                .commit(Batch::new().write(Write::AccessKey(k)))
+                .await
+            {
+                Ok(_) => n += 1,
+                Err(slipway_store::StoreError::Conflict(_)) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        if n > 0 {
+            tracing::info!(
+                keys = n,
+                "sealed the secrets of access keys stored in clear"
+            );
+        }
+        Ok(n)
     }
 
     /// Revokes an access key (revoking a revoked key changes nothing).

@@ -8,7 +8,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
-use slipway_store::{AccessKey, Store};
+use slipway_store::AccessKey;
 
 use crate::AwsState;
 
@@ -40,16 +40,21 @@ impl KeyCache {
     /// effect at once), else from the store (unknown ids are not remembered).
     pub(crate) async fn access_key(
         &self,
-        store: &Store,
+        app: &slipway_app::App,
         id: &str,
-    ) -> Result<Option<AccessKey>, slipway_store::StoreError> {
+    ) -> Result<Option<AccessKey>, slipway_app::AppError> {
+        let store = app.store();
         let generation = store.generation();
         if let Some((k, at)) = self.lock().keys.get(id)
             && *at == generation
         {
             return Ok(Some(k.clone()));
         }
-        let found = store.get_access_key(id).await?;
+        let mut found = store.get_access_key(id).await?;
+        if let Some(k) = &mut found {
+            // The secret is opened here and kept only in this cache.
+            app.open_access_key(k)?;
+        }
         let mut c = self.lock();
         match &found {
             Some(k) => {

@@ -521,7 +521,7 @@ async fn authenticate(
     let now = slipway_store::now_ms() / 1000;
     let key = state
         .keys
-        .access_key(state.app.store(), &auth.access_key)
+        .access_key(&state.app, &auth.access_key)
         .await?
         .filter(|k| k.revoked_at.is_none())
         .ok_or_else(|| {

@@ -666,6 +666,9 @@ pub async fn run(args: ServerArgs) -> Result<ExitCode> {
         cluster.clone(),
     );
     let _ = identities.0.set(app.clone());
+    app.seal_legacy_access_keys()
+        .await
+        .context("cannot seal the access keys stored in clear")?;
     let limiter = Arc::new(slipway_api::RateLimiter::new(args.limits.rate_limit));
     if !args.no_local_agent {
         app.register_local_host(slipway_app::HostHello {

@@ -163,12 +163,18 @@ pub enum RevisionChoice {
     Existing(u32),
 }
 
-/// An access key of the AWS-compatible API (SigV4). The secret is stored as is: SigV4
-/// verification re-signs each request with it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// An access key of the AWS-compatible API (SigV4). SigV4 verification re-signs each
+/// request with the secret, so it must be recoverable: it is stored sealed with the secret
+/// store's key (`sealed`, hex), bound to the key's id, and opened only in memory by the
+/// application layer. `secret` holds the plaintext in memory only (and, in rows written
+/// before sealing, in the database until the server seals them at start).
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AccessKey {
     pub id: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub secret: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sealed: Option<String>,
     pub name: Option<String>,
     /// Read-only keys may only call operations that change nothing.
     pub read_only: bool,
@@ -180,6 +186,19 @@ pub struct AccessKey {
     pub owner: Option<String>,
     #[serde(default)]
     pub version: u64,
+}
+
+impl std::fmt::Debug for AccessKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AccessKey")
+            .field("id", &self.id)
+            .field("name", &self.name)
+            .field("read_only", &self.read_only)
+            .field("owner", &self.owner)
+            .field("revoked_at", &self.revoked_at)
+            .field("version", &self.version)
+            .finish_non_exhaustive()
+    }
 }
 
 /// A named identity: a token (only its SHA-256 is kept) with a role and a scope.

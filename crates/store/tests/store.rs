@@ -239,6 +239,7 @@ async fn task_definitions_and_access_keys_are_versioned() {
         let mut k = AccessKey {
             id: "AKIA1".into(),
             secret: "s".into(),
+            sealed: None,
             name: Some("ci".into()),
             read_only: true,
             created_at: 1,

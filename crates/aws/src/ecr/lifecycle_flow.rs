@@ -62,6 +62,7 @@ impl Ecr {
         let key = AccessKey {
             id: "AKIDTEST".into(),
             secret: "secret".into(),
+            sealed: None,
             name: None,
             read_only,
             created_at: 0,

@@ -124,6 +124,7 @@ impl Ecs {
             key: AccessKey {
                 id: "AKIDTEST".into(),
                 secret: "secret".into(),
+                sealed: None,
                 name: None,
                 read_only: false,
                 created_at: 0,
