@@ -133,6 +133,16 @@ pub(crate) async fn authorize(State(gate): State<Gate>, mut req: Request, next: 
         .strip_prefix("/api/v1")
         .unwrap_or(matched.as_str())
         .to_owned();
+    let audit_native = |status: StatusCode| {
+        let (app, identity, source, op, path) = (
+            gate.app.clone(),
+            identity.clone(),
+            source.clone(),
+            op.clone(),
+            path.clone(),
+        );
+        async move { record(&app, &identity, &source, "native", &op, &path, status).await }
+    };
     let checked = identity.check(Face::Native, &op).and_then(|rule| {
         if rule.mutates && identity.scoped() && !BODY_SCOPED.contains(&op.as_str()) {
             let local = path.strip_prefix("/api/v1").unwrap_or(&path);
@@ -154,16 +164,7 @@ pub(crate) async fn authorize(State(gate): State<Gate>, mut req: Request, next: 
             if !matches!(d, Denied::NoRule { .. })
                 && slipway_core::access::rule(Face::Native, &op).is_some_and(|r| r.mutates)
             {
-                record(
-                    &gate.app,
-                    &identity,
-                    &source,
-                    "native",
-                    &op,
-                    &path,
-                    resp.status(),
-                )
-                .await;
+                audit_native(resp.status()).await;
             }
             return resp;
         }
@@ -174,16 +175,7 @@ pub(crate) async fn authorize(State(gate): State<Gate>, mut req: Request, next: 
     req.extensions_mut().insert(identity.clone());
     let resp = next.run(req).await;
     if rule.mutates {
-        record(
-            &gate.app,
-            &identity,
-            &source,
-            "native",
-            &op,
-            &path,
-            resp.status(),
-        )
-        .await;
+        audit_native(resp.status()).await;
     }
     resp
 }
