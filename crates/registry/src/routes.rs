@@ -1365,3 +1365,6 @@ mod tests {
         assert_eq!(parse_range("items=0-1", 100), Ok(None));
     }
 }
+
+#[cfg(test)]
+mod fuzz;
