@@ -25,13 +25,16 @@ use slipway_core::model::ServiceKind;
 
 /// CI-sized runs: a few seconds per target on a debug build.
 const CI_CASES: u32 = 2_000;
+/// The targets that build whole documents: a debug build of the YAML parser takes 4–5 ms for
+/// one, so CI runs fewer of them (the bench run takes a million of each, in release).
+const CI_CASES_DOCUMENTS: u32 = 500;
 
-fn config() -> Config {
+fn config(ci_cases: u32) -> Config {
     let mut c = Config::default();
     c.cases = match std::env::var("SLIPWAY_FUZZ_CASES") {
         Ok(v) => v.parse().expect("SLIPWAY_FUZZ_CASES is a number of cases"),
         Err(_) if std::env::var_os("PROPTEST_CASES").is_some() => c.cases,
-        Err(_) => CI_CASES,
+        Err(_) => ci_cases,
     };
     c.failure_persistence = None;
     c.max_global_rejects = c.cases;
@@ -983,7 +986,7 @@ fn valid_doc(app: &str, services: &[ValidService]) -> Y {
 }
 
 proptest! {
-    #![proptest_config(config())]
+    #![proptest_config(config(CI_CASES))]
 
     #[test]
     fn fuzz_manifest_arbitrary_bytes(bytes in prop::collection::vec(any::<u8>(), 0..512)) {
@@ -1002,6 +1005,10 @@ proptest! {
         let r = manifest::parse(&text);
         check_outcome(&text, &r)?;
     }
+}
+
+proptest! {
+    #![proptest_config(config(CI_CASES_DOCUMENTS))]
 
     #[test]
     fn fuzz_manifest_structured_mutations(
