@@ -42,7 +42,10 @@ for c in "${crates[@]}"; do
     rate=$(echo "$cases / $secs" | bc)
     printf '%-18s %-62s %10s %9.1f %9s  %s\n' "$c" "$t" "$cases" "$secs" "$rate" "$result"
     if [ "$result" = FAILED ]; then
-      grep -E -A40 'minimal failing input|panicked at' "$log/out" | head -60
+      kept=$(mktemp --suffix=".fuzz-$t.log")
+      cp "$log/out" "$kept"
+      grep -E -m1 -A3 'Test failed' "$kept"
+      echo "  the minimal failing input: $kept"
     fi
   done
 done

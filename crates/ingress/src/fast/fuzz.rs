@@ -23,7 +23,7 @@ use proptest::test_runner::Config;
 use super::*;
 
 /// CI-sized runs: a few seconds per target on a debug build.
-const CI_CASES: u32 = 5_000;
+const CI_CASES: u32 = 2_000;
 
 fn config() -> Config {
     let mut c = Config::default();
@@ -119,7 +119,9 @@ fn check_forwarded_block(head: &Head) -> Result<(), TestCaseError> {
         .iter()
         .find(|h| h.name == "x-forwarded-host")
         .unwrap();
-    prop_assert_eq!(host.value, head.host.as_bytes());
+    // A header value has no white space at its ends (a Host of `[\t:1]` gives `\t:1`).
+    let host_text = head.host.trim_matches([' ', '\t']);
+    prop_assert_eq!(host.value, host_text.as_bytes());
     let rid = &head.fwd[head.rid.clone()];
     prop_assert!(!rid.is_empty() && rid.len() <= 200 && visible(rid));
     Ok(())

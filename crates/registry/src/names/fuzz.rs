@@ -16,7 +16,7 @@ use proptest::test_runner::Config;
 use super::*;
 
 /// CI-sized runs: a few seconds per target on a debug build.
-pub(crate) const CI_CASES: u32 = 5_000;
+pub(crate) const CI_CASES: u32 = 2_000;
 
 pub(crate) fn config() -> Config {
     let mut c = Config::default();
