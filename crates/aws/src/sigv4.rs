@@ -600,3 +600,6 @@ mod tests {
         println!("SigV4 verification, signing key cached: {per:?} per request ({n} requests)");
     }
 }
+
+#[cfg(test)]
+mod fuzz;

@@ -195,10 +195,11 @@ fn parse_field(f: &str, lo: u32, hi: u32, names: &[&str]) -> Result<u64, String>
         if a > b {
             return Err(format!("range {range:?} is reversed"));
         }
-        let mut v = a;
-        while v <= b {
-            bits |= 1 << v;
-            v += step;
+        // `v + step` overflows for a step near u32::MAX (`5/4294967295`): stop there.
+        let mut v = Some(a);
+        while let Some(x) = v.filter(|x| *x <= b) {
+            bits |= 1 << x;
+            v = x.checked_add(step);
         }
     }
     Ok(bits)
@@ -333,6 +334,17 @@ mod tests {
             let e = Schedule::parse(bad).unwrap_err();
             assert!(e.contains('"'), "{bad}: {e}");
         }
+    }
+
+    /// Found by fuzzing the manifest (issue 20): a step near `u32::MAX` overflowed
+    /// `v + step` (a panic in debug builds, a wrapped walk in release ones).
+    #[test]
+    fn huge_steps_mean_the_first_value_only() {
+        let s = Schedule::parse("5/4294967295 * * * *").unwrap();
+        assert_eq!(s.next_after(MON), Some(at(2026, 12, 7, 8, 5)));
+        let s = Schedule::parse("0-59/4294967295 * * * *").unwrap();
+        assert_eq!(s.next_after(MON), Some(at(2026, 12, 7, 8, 0)));
+        assert!(Schedule::parse("0/4294967296 * * * *").is_err());
     }
 
     #[test]

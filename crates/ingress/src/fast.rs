@@ -452,8 +452,10 @@ fn parse_response(buf: &[u8], head_request: bool, out: &mut Vec<u8>) -> RespPars
             }
             length_line.start = out.len();
             length_line.end = out.len() + name.len() + v.len() + 4;
-        }
-        if name.eq_ignore_ascii_case("transfer-encoding") {
+            // Passed on even when `Connection` names it: the body is framed by it (dropping
+            // it left a keep-alive response without a length, and a later chunked coding
+            // then took out a line that was never written).
+        } else if name.eq_ignore_ascii_case("transfer-encoding") {
             let last = String::from_utf8_lossy(h.value);
             let last = last.rsplit(',').next().unwrap_or("").trim().to_owned();
             chunked = Some(last.eq_ignore_ascii_case("chunked"));
@@ -1302,6 +1304,25 @@ mod tests {
         }
     }
 
+    /// Found by fuzzing (issue 20): a target naming `Content-Length` in `Connection` had the
+    /// length dropped from a keep-alive response framed by it, and with a chunked coding as
+    /// well the head builder removed a line it had never written (a panic).
+    #[test]
+    fn connection_cannot_drop_the_framing_headers() {
+        let (r, out) = resp(
+            "HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: content-length\r\n\r\n",
+            false,
+        );
+        assert_eq!((r.framing, r.reusable), (Framing::Length(0), true));
+        assert_eq!(out, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n");
+        let (r, out) = resp(
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nConnection: content-length, transfer-encoding\r\nContent-Length: 5\r\n\r\n",
+            false,
+        );
+        assert_eq!(r.framing, Framing::Chunked);
+        assert_eq!(out, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n");
+    }
+
     #[test]
     fn chunked_bodies_end_where_they_end_in_any_split() {
         let body =
@@ -1323,3 +1344,6 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod fuzz;

@@ -251,3 +251,6 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+pub(crate) mod fuzz;

@@ -1573,3 +1573,6 @@ mod tests {
         assert_eq!(parse_range("items=0-1", 100), Ok(None));
     }
 }
+
+#[cfg(test)]
+mod fuzz;

@@ -396,6 +396,21 @@ environments:
         assert!(e.contains("only a Scheduled Job"), "{e}");
     }
 
+    /// The input fuzzing found (issue 20): a cron step near `u32::MAX` overflowed while the
+    /// schedule was checked.
+    #[test]
+    fn a_huge_cron_step_is_no_panic() {
+        let m = parse(
+            "app: shop\nservices:\n  api:\n    type: 'job'\n    image:\n      build: './api'\n    on:\n      schedule: '5/4294967295 * * * *'\n",
+        )
+        .unwrap();
+        let s = &m.compile(DEFAULT_ENV).unwrap()[0];
+        assert_eq!(
+            s.container.job.as_ref().unwrap().schedule,
+            "5/4294967295 * * * *"
+        );
+    }
+
     #[test]
     fn depends_on_cycles_are_named() {
         let e = err(
