@@ -39,6 +39,9 @@ impl fmt::Debug for Cron {
 
 /// The shortest `@every` interval.
 pub const MIN_EVERY_MS: u64 = 1000;
+/// The longest `@every` interval (100 years: longer would overflow the clock's arithmetic
+/// and is no schedule anyway).
+pub const MAX_EVERY_MS: u64 = 100 * 366 * 86_400_000;
 const MINUTE_MS: i64 = 60_000;
 const DAY_MS: i64 = 86_400_000;
 
@@ -53,6 +56,9 @@ impl Schedule {
             let ms = d.as_millis().min(u128::from(u64::MAX)) as u64;
             if ms < MIN_EVERY_MS {
                 return Err(format!("{t:?}: @every needs at least 1s"));
+            }
+            if ms > MAX_EVERY_MS {
+                return Err(format!("{t:?}: @every takes at most 100 years"));
             }
             return Ok(Schedule::Every { interval_ms: ms });
         }
@@ -327,6 +333,8 @@ mod tests {
             "5-1 * * * *",
             "@every",
             "@every 10ms",
+            "@every 999999999y",
+            "@every 101y",
             "@sometimes",
             "0 0 30 2 *",
             "x * * * *",
