@@ -14,7 +14,8 @@
 //! `docker0` or `br-*`) to a published task port is dropped, before Docker's own rules:
 //! - a chain, [`CHAIN`], jumped to from `INPUT` and `DOCKER-USER` for those interfaces;
 //! - one `DROP` rule per task of this host, added when its container is created (before it
-//!   starts) and removed with it, tagged `slipway-task:ID`;
+//!   starts) and removed with it, tagged `slipway-task:ID` (the rules of containers removed
+//!   behind Slipway's back go when the next task of the host is created);
 //! - one `DROP` rule per task published on another host, from the service map the server
 //!   sends every host, tagged `slipway-remote:CLUSTER` and kept in step with the map.
 //!
@@ -205,6 +206,26 @@ pub async fn unblock_task(container: &str) {
     for r in rules {
         if let Err(e) = delete(&r).await {
             tracing::warn!(error = %e, container, "cannot remove a task's isolation rule");
+        }
+    }
+}
+
+/// Removes the rules of tasks whose container is gone without Slipway removing it (removed
+/// by hand, or while no Slipway process ran): `exists` tells whether a container whose id
+/// starts with the given prefix still exists.
+pub async fn prune_tasks(exists: impl Fn(&str) -> bool) {
+    let _guard = LOCK.lock().await;
+    let Ok(listed) = iptables(&["-S", CHAIN]).await else {
+        return;
+    };
+    for w in listed.lines().map(words) {
+        let gone = w
+            .windows(2)
+            .find(|p| p[0] == "--comment")
+            .and_then(|p| p[1].strip_prefix("slipway-task:"))
+            .is_some_and(|id| !exists(id));
+        if gone && w.first().map(String::as_str) == Some("-A") {
+            let _ = delete(&w).await;
         }
     }
 }

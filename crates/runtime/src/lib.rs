@@ -805,9 +805,32 @@ impl DockerRuntime {
         if let (Ok(id), Some((ip, port))) = (&created, t.publish)
             && let Ok(ip) = ip.parse::<std::net::IpAddr>()
         {
-            let _ = isolation::block_task(id, std::net::SocketAddr::new(ip, port)).await;
+            if isolation::block_task(id, std::net::SocketAddr::new(ip, port))
+                .await
+                .is_ok()
+            {
+                self.prune_isolation().await;
+            }
         }
         created
+    }
+
+    /// Drops the isolation rules of containers that no longer exist (see
+    /// [`isolation::prune_tasks`]); nothing when the engine cannot list them.
+    async fn prune_isolation(&self) {
+        let opts = ListContainersOptions {
+            all: true,
+            filters: Some(HashMap::from([(
+                "label".to_owned(),
+                vec![CLUSTER_LABEL.to_owned()],
+            )])),
+            ..Default::default()
+        };
+        let Ok(list) = self.docker.list_containers(Some(opts)).await else {
+            return;
+        };
+        let ids: Vec<String> = list.into_iter().filter_map(|c| c.id).collect();
+        isolation::prune_tasks(|prefix| ids.iter().any(|id| id.starts_with(prefix))).await;
     }
 
     /// Writes a task's file secrets into their directory (see [`secret_files`]), owned by
