@@ -804,13 +804,11 @@ impl DockerRuntime {
         // still runs (a warning says its port is not isolated).
         if let (Ok(id), Some((ip, port))) = (&created, t.publish)
             && let Ok(ip) = ip.parse::<std::net::IpAddr>()
-        {
-            if isolation::block_task(id, std::net::SocketAddr::new(ip, port))
+            && isolation::block_task(id, std::net::SocketAddr::new(ip, port))
                 .await
                 .is_ok()
-            {
-                self.prune_isolation().await;
-            }
+        {
+            self.prune_isolation().await;
         }
         created
     }
