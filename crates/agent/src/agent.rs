@@ -236,6 +236,8 @@ async fn keep_discovery(
         let Some(map) = maps.borrow_and_update().clone() else {
             continue;
         };
+        // Containers of this host must not reach other hosts' published tasks.
+        let _ = slipway_runtime::isolation::sync_remote(&map.cluster, &map.published).await;
         let rt = rt.clone();
         if let Some(d) = cell
             .get_or_init(|| crate::discovery::Discovery::start(rt))

@@ -52,6 +52,11 @@ pub struct ServiceEntry {
 pub struct ServiceMap {
     pub cluster: String,
     pub services: Vec<ServiceEntry>,
+    /// Where every task of the cluster that is not stopped is published (`host:port`,
+    /// healthy or not): each host keeps its containers from connecting there (see
+    /// [`slipway_runtime::isolation`]).
+    #[serde(default)]
+    pub published: Vec<SocketAddr>,
 }
 
 /// Virtual addresses for `keys`: a hash of each key into `198.18.1.0`–`198.19.255.254`,

@@ -195,6 +195,8 @@ impl Hosts {
             self.hub.send(&h, ToAgent::Services { map: map.clone() });
         }
         if let Some(l) = &self.local {
+            // Containers of this host must not reach other hosts' published tasks.
+            let _ = slipway_runtime::isolation::sync_remote(&map.cluster, &map.published).await;
             let rt = l.rt.clone();
             let d = l
                 .discovery

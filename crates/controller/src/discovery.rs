@@ -1,6 +1,7 @@
 //! Keeps every host's service discovery in step (`slipway_agent::discovery`): the
 //! services of the cluster with a port, their virtual addresses and where their healthy
-//! tasks answer, sent to every host when it changes. Only on a cluster of several hosts: on
+//! tasks answer, and where every task is published (for the hosts' isolation rules), sent
+//! to every host when it changes. Only on a cluster of several hosts: on
 //! one, Docker's DNS on the app networks finds every task.
 
 use slipway_agent::discovery::{ServiceEntry, ServiceMap, assign_vips};
@@ -29,6 +30,19 @@ impl Controller {
         let vips = assign_vips(&keys);
         let local = self.inner.hosts.local_id();
         let mut entries = Vec::new();
+        // Every published task, whatever its health: no other app environment may reach it.
+        let mut published = Vec::new();
+        for svc in &services {
+            for t in store.list_tasks(&svc.key, false).await? {
+                if t.last_status != TaskStatus::Stopped
+                    && let Some(addr) = t.published.as_deref().and_then(|p| p.parse().ok())
+                {
+                    published.push(addr);
+                }
+            }
+        }
+        published.sort();
+        published.dedup();
         for svc in services.iter().filter(|s| !s.deleting) {
             let Some(td) = store
                 .get_task_definition(&svc.key.family(), svc.revision)
@@ -69,6 +83,7 @@ impl Controller {
         Ok(Some(ServiceMap {
             cluster: self.inner.cluster.clone(),
             services: entries,
+            published,
         }))
     }
 

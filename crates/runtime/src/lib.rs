@@ -7,6 +7,7 @@
 //! and touches no state store.
 
 mod compose;
+pub mod isolation;
 mod ops;
 pub mod secret_files;
 pub use compose::{ContainerDetails, Health, ImageDetails, PullAuth};
@@ -689,6 +690,12 @@ impl DockerRuntime {
                 ),
             ]
         };
+        // A published port is also exposed (the engine ignores a binding of a port the
+        // image does not `EXPOSE`).
+        let exposed_ports = match (t.publish, c.port) {
+            (Some(_), Some(port)) => Some(vec![format!("{port}/tcp")]),
+            _ => None,
+        };
         let port_bindings = match (t.publish, c.port) {
             (Some((ip, host_port)), Some(port)) => Some(HashMap::from([(
                 format!("{port}/tcp"),
@@ -761,6 +768,7 @@ impl DockerRuntime {
             user: c.user.clone(),
             labels: Some(labels),
             healthcheck,
+            exposed_ports,
             stop_timeout: Some((c.stop_timeout_ms / 1000).max(1) as i64),
             host_config: Some(host_config),
             networking_config: Some(NetworkingConfig {
@@ -813,7 +821,36 @@ impl DockerRuntime {
         {
             secret_files::remove(&self.secret_root, dir);
         }
+        // Other app environments' containers must not reach the published port: the rule
+        // is in place before the task starts (see [`isolation`]). Without iptables the task
+        // still runs (a warning says its port is not isolated).
+        if let (Ok(id), Some((ip, port))) = (&created, t.publish)
+            && let Ok(ip) = ip.parse::<std::net::IpAddr>()
+            && isolation::block_task(id, std::net::SocketAddr::new(ip, port))
+                .await
+                .is_ok()
+        {
+            self.prune_isolation().await;
+        }
         created
+    }
+
+    /// Drops the isolation rules of containers that no longer exist (see
+    /// [`isolation::prune_tasks`]); nothing when the engine cannot list them.
+    async fn prune_isolation(&self) {
+        let opts = ListContainersOptions {
+            all: true,
+            filters: Some(HashMap::from([(
+                "label".to_owned(),
+                vec![CLUSTER_LABEL.to_owned()],
+            )])),
+            ..Default::default()
+        };
+        let Ok(list) = self.docker.list_containers(Some(opts)).await else {
+            return;
+        };
+        let ids: Vec<String> = list.into_iter().filter_map(|c| c.id).collect();
+        isolation::prune_tasks(|prefix| ids.iter().any(|id| id.starts_with(prefix))).await;
     }
 
     /// Writes a task's file secrets into their directory (see [`secret_files`]), owned by
@@ -898,13 +935,25 @@ impl DockerRuntime {
     /// Removes a container (forcibly) and its secret files; a missing container is not an
     /// error.
     pub async fn remove(&self, id: &str) -> Result<()> {
-        // The secret files' directory, read before the container is gone (only when this
-        // host has any).
+        // What goes with the container, read before it is gone: the secret files'
+        // directory (only when this host has any) and whether its port is published (then
+        // it has an isolation rule).
+        let inspected = self
+            .docker
+            .inspect_container(id, None::<InspectContainerOptions>)
+            .await
+            .ok();
+        let published = inspected
+            .as_ref()
+            .and_then(|c| c.host_config.as_ref())
+            .and_then(|h| h.port_bindings.as_ref())
+            .is_some_and(|b| {
+                b.values()
+                    .any(|v| v.as_ref().is_some_and(|v| !v.is_empty()))
+            });
+        let full_id = inspected.as_ref().and_then(|c| c.id.clone());
         let secret_dir = if self.secret_root.exists() {
-            self.docker
-                .inspect_container(id, None::<InspectContainerOptions>)
-                .await
-                .ok()
+            inspected
                 .and_then(|c| c.mounts)
                 .unwrap_or_default()
                 .into_iter()
@@ -931,6 +980,12 @@ impl DockerRuntime {
             && let Some(dir) = secret_dir
         {
             secret_files::remove(&self.secret_root, &dir);
+        }
+        if removed.is_ok()
+            && published
+            && let Some(full_id) = full_id
+        {
+            isolation::unblock_task(&full_id).await;
         }
         removed
     }

@@ -1125,6 +1125,38 @@ fn backend_services_answer_by_name_across_hosts_and_environments_stay_apart() {
     let foreign = curl_host(&ingress, "other.test", "/users");
     assert_ne!(foreign.0, 200, "{foreign:?}");
     assert!(!foreign.1.contains("Grace Hopper"), "{foreign:?}");
+    // Nor where a users task is published on its host (for the ingress and the other hosts'
+    // proxies): the other app's task is stopped on its own host (issue 20 item 9), while
+    // a host process still gets there.
+    let ports = c.bed.hosts[0].docker(&[
+        "ps",
+        "--filter",
+        &format!("label=slipway.app={app}"),
+        "--filter",
+        "label=slipway.service=users",
+        "--format",
+        "{{.Ports}}",
+    ]);
+    let ports = String::from_utf8_lossy(&ports.stdout).into_owned();
+    let published = ports
+        .lines()
+        .next()
+        .and_then(|l| l.split_once("->"))
+        .map(|(a, _)| a.trim().to_owned())
+        .unwrap_or_else(|| panic!("a published users task on host 0: {ports:?}"));
+    assert_eq!(
+        probe_host(&published, "users", "/healthz").map(|r| r.0),
+        Some(200),
+        "a host process reaches {published}"
+    );
+    c.s.manifest(&format!(
+        "app: {other}\nservices:\n  direct:\n    type: Load Balanced Web Service\n    image:\n      location: {gateway}\n      port: 8080\n    http:\n      path: /\n      alias: leak.test\n      healthcheck: /healthz\n    variables:\n      SHOP_ROUTES: users={published}\n    count: 1\n    memory: 32\n{}",
+        only("front"),
+    ));
+    c.s.cli(&["deploy"]).ok();
+    let leak = curl_host(&ingress, "leak.test", "/users");
+    assert_ne!(leak.0, 200, "another app reached {published}: {leak:?}");
+    assert!(!leak.1.contains("Grace Hopper"), "{leak:?}");
 
     // Its backend moves (all on the gateway's host now): the name follows.
     c.s.manifest(&format!(

@@ -20,6 +20,7 @@ mod hosts;
 mod ingress;
 mod ingress_tls;
 mod init;
+mod isolation;
 mod jobs;
 mod limits;
 mod ops;
