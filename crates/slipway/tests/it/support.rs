@@ -595,12 +595,17 @@ impl Load {
 }
 
 /// A free TCP port on loopback (bound once, then released).
+/// A port free now on every address, below the kernel's ephemeral range (32768 and up by
+/// default): a port from that range can be taken meanwhile as the local port of any client
+/// connection on the machine, and then a server binding `0.0.0.0:PORT` fails.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    for _ in 0..1000 {
+        let port = 20_000 + rand::random::<u16>() % 12_000;
+        if std::net::TcpListener::bind(("0.0.0.0", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port in 20000..32000");
 }
 
 /// Debian's docker-registry (distribution 2.8.2, deletes enabled) on a free loopback port,
