@@ -6,8 +6,11 @@
 #   API      sequential authenticated requests on one keep-alive connection for API_SECS
 #            each (crates/slipway/examples/aws_load.rs, concurrency 1):
 #              GET  /api/v1/services
-#              POST /api/v1/services/cost/default/web/scale {"count":2}  (the count it has;
-#                   the new binary audits it: one database write before the answer)
+#              POST /api/v1/services/cost/default/web/scale {"count":2}  (the count it has:
+#                   nothing changes; the new binary audits it: one database write of an
+#                   audit entry before the answer)
+#              PUT  /api/v1/secrets/cost/s {"value":"v"}  (a real change: a new version of
+#                   the secret, one synced commit; the new binary adds its audit entry)
 #            -> p50/p99 latency;
 #   ingress  wrk, 1 thread, CONC keep-alive connections, SECS seconds, through the ingress to
 #            the service -> requests/s and the ingress process' CPU time per request
@@ -103,7 +106,7 @@ new_flags=()
 declare -A V   # V[metric,binary] = "run values..."
 declare -A R   # R[metric] = "per-run new/old ratios..."
 declare -A LAST
-metrics="get_p50 get_p99 scale_p50 scale_p99 rps cpu"
+metrics="get_p50 get_p99 scale_p50 scale_p99 secret_p50 secret_p99 rps cpu"
 
 measure() { # NAME BIN
   local name=$1 b=$2 flags=()
@@ -117,10 +120,11 @@ measure() { # NAME BIN
   docker ps -q --filter "label=slipway.cluster=$cluster" | xargs -r docker update --cpuset-cpus 1 >/dev/null
   sleep 1
   # API: one keep-alive connection, one request at a time.
-  local g s
+  local g s w
   g=$("$load" "$url" bearer "$token" "GET /api/v1/services" '' 1 "$api_secs")
   s=$("$load" "$url" bearer "$token" "POST /api/v1/services/cost/default/web/scale" '{"count":2}' 1 "$api_secs")
-  for j in "$g" "$s"; do
+  w=$("$load" "$url" bearer "$token" "PUT /api/v1/secrets/cost/s" '{"value":"v"}' 1 "$api_secs")
+  for j in "$g" "$s" "$w"; do
     [ "$(jget "$j" errors)" = 0 ] || echo "  $name: API errors: $j"
   done
   # Ingress.
@@ -136,10 +140,12 @@ measure() { # NAME BIN
   [ -n "$errs" ] && echo "  $name: wrk: $errs"
   LAST[get_p50]=$(jget "$g" p50_ms); LAST[get_p99]=$(jget "$g" p99_ms)
   LAST[scale_p50]=$(jget "$s" p50_ms); LAST[scale_p99]=$(jget "$s" p99_ms)
+  LAST[secret_p50]=$(jget "$w" p50_ms); LAST[secret_p99]=$(jget "$w" p99_ms)
   LAST[rps]=$rps; LAST[cpu]=$cpu
-  printf '  run %d %-3s GET p50/p99 %5s/%5s ms (%5s req)  scale p50/p99 %5s/%5s ms (%5s req)  ingress %7.0f rps %6s CPU-µs/req  load %s\n' \
+  printf '  run %d %-3s GET p50/p99 %5s/%5s ms (%5s req)  scale p50/p99 %5s/%5s ms (%5s req)  secret p50/p99 %5s/%5s ms (%5s req)  ingress %7.0f rps %6s CPU-µs/req  load %s\n' \
     "$run" "$name" "${LAST[get_p50]}" "${LAST[get_p99]}" "$(jget "$g" requests)" \
-    "${LAST[scale_p50]}" "${LAST[scale_p99]}" "$(jget "$s" requests)" "$rps" "$cpu" "$(cut -d' ' -f1 /proc/loadavg)"
+    "${LAST[scale_p50]}" "${LAST[scale_p99]}" "$(jget "$s" requests)" \
+    "${LAST[secret_p50]}" "${LAST[secret_p99]}" "$(jget "$w" requests)" "$rps" "$cpu" "$(cut -d' ' -f1 /proc/loadavg)"
   for m in $metrics; do V[$m,$name]+="${LAST[$m]} "; done
   stop_server
 }
@@ -165,7 +171,7 @@ for m in $metrics; do
   printf '%-10s %9s (%11s) %9s (%11s) %7.3f %15s %13s\n' "$m" "$o" "$(spread "${V[$m,old]}")" "$n" "$(spread "${V[$m,new]}")" \
     "$(awk -v a="$n" -v b="$o" 'BEGIN {print a/b}')" "$(med "${R[$m]}")" "$(spread "${R[$m]}")"
 done
-echo "(get/scale: ms, rps: requests/s, cpu: ingress CPU-µs per request; for rps higher is better)"
+echo "(get/scale/secret: ms, rps: requests/s, cpu: ingress CPU-µs per request; for rps higher is better)"
 
 # What a client as fast as this one gets from the new binary with the default limit.
 if [ ${#new_flags[@]} -gt 0 ]; then

@@ -68,22 +68,24 @@ pub async fn serve(mut client: TcpStream, peer: SocketAddr, shared: Arc<Shared>)
                 return;
             }
         };
-        // The body, if any, is small (see `parse_request`): read it whole, each read within
-        // the body timeout (nothing has gone to a target yet, so a body that stops arriving
-        // gets a 408).
+        // The body, if any, is small (see `parse_request`): read it whole at the body's pace
+        // (see `crate::pace`; nothing has gone to a target yet, so a body that stops
+        // arriving or trickles gets a 408).
         let len = head.content_length as usize;
+        let mut clock = (rbuf.len() < len).then(|| shared.opts.body_pace().start());
         while rbuf.len() < len {
+            let Some(c) = clock.as_mut() else { break };
             rbuf.reserve(len - rbuf.len());
-            match tokio::time::timeout(shared.opts.body_timeout, client.read_buf(&mut rbuf)).await {
-                Ok(Ok(n)) if n > 0 => {}
+            match tokio::time::timeout_at(c.deadline(), client.read_buf(&mut rbuf)).await {
+                Ok(Ok(n)) if n > 0 => c.received(n),
                 Ok(_) => return,
                 Err(_) => {
                     shared.global.body_timeouts.fetch_add(1, Ordering::Relaxed);
-                    tracing::debug!(%peer, "request body stopped arriving");
+                    tracing::debug!(%peer, reason = %c.reason(), "request body cut");
                     let _ = respond(
                         &mut client,
                         StatusCode::REQUEST_TIMEOUT,
-                        "the request body stopped arriving (body timeout)\n",
+                        "the request body stopped arriving or arrived too slowly (body timeout)\n",
                         false,
                         &mut s.wbuf,
                     )

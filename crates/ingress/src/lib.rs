@@ -19,6 +19,7 @@
 //! - [`metrics`]: Prometheus counters.
 //! - [`versions`]: requests weighted by version (canary, linear), sticky versions, and
 //!   measurements per version.
+//! - [`pace`]: the pace a request body must keep (idle timeout and minimum rate).
 //! - [`linger`]: the lingering close of connections answered before their request's body
 //!   was read (also used by the server's API listeners).
 //! - [`tls`]: TLS listeners' certificates (files, SNI, reload) and ALPN (`h2`, `http/1.1`).
@@ -30,6 +31,7 @@ pub mod control;
 pub mod fast;
 pub mod linger;
 pub mod metrics;
+pub mod pace;
 pub mod proxy;
 pub mod table;
 pub mod tls;

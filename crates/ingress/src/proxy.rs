@@ -38,6 +38,7 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::linger::Reclaim;
 use crate::metrics::Global;
+use crate::pace::{BodyClock, BodyPace};
 use crate::table::{Service, Table, Target};
 use crate::upstream::Upstreams;
 
@@ -59,6 +60,9 @@ pub const PASSIVE_DOWN: Duration = Duration::from_secs(2);
 /// Request bodies up to this size are buffered, so they can be retried on another target.
 pub const BUFFER_LIMIT: u64 = 1024 * 1024;
 
+/// The default minimum pace of a request body in bytes a second (`mod_reqtimeout`'s).
+pub const DEFAULT_BODY_MIN_RATE: u32 = 500;
+
 /// Tunables of the data path.
 #[derive(Debug, Clone)]
 pub struct ProxyOptions {
@@ -69,15 +73,28 @@ pub struct ProxyOptions {
     /// A kept-alive client connection with no request (no byte either way) for this long is
     /// closed, on both paths (HTTP/2: GOAWAY, open streams finish).
     pub idle_timeout: Duration,
-    /// Longest wait for the next bytes of a request body (an idle deadline, not a total: slow
-    /// but steady uploads go on). Past it the request fails: 408 when the target has not
-    /// answered yet, and the client connection is closed.
+    /// Longest wait for the next bytes of a request body, and the time a body may take
+    /// before `body_min_rate` counts (see [`crate::pace`]). Past either the request fails:
+    /// 408 when the target has not answered yet, and the client connection is closed.
     pub body_timeout: Duration,
+    /// Bytes a second a request body must average beyond `body_timeout` (0: no minimum):
+    /// a body trickled a byte at a time is cut, a steady upload is not.
+    pub body_min_rate: u32,
     /// Client connections open at once, over every listener; beyond it new connections get a
     /// 503 (plain-text listeners) or are closed (TLS listeners) at once.
     pub max_connections: u32,
     /// Client connections open at once from one client address, likewise.
     pub max_connections_per_ip: u32,
+}
+
+impl ProxyOptions {
+    /// The pace request bodies must keep.
+    pub fn body_pace(&self) -> BodyPace {
+        BodyPace {
+            idle: self.body_timeout,
+            min_rate: self.body_min_rate,
+        }
+    }
 }
 
 impl Default for ProxyOptions {
@@ -89,6 +106,7 @@ impl Default for ProxyOptions {
             client_header_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(60),
             body_timeout: Duration::from_secs(30),
+            body_min_rate: DEFAULT_BODY_MIN_RATE,
             max_connections: 10_000,
             max_connections_per_ip: 256,
         }
@@ -453,17 +471,18 @@ impl<I: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Activity<I> {
     }
 }
 
-/// A request body stopped arriving: nothing came for the body timeout.
+/// A request body stopped arriving, or arrived too slowly (see [`crate::pace`]).
 #[derive(Debug, thiserror::Error)]
-#[error("no request body bytes for {0:?}")]
-pub struct BodyTimeout(pub Duration);
+#[error("{0}")]
+pub struct BodyTimeout(pub String);
 
-/// A request body that fails with [`BodyTimeout`] when no frame comes for `limit`, and
-/// raises `timed_out` when it does. Dropped before its end (and not timed out), it raises
-/// its connection's `unread`.
+/// A request body that fails with [`BodyTimeout`] when it falls behind its [`BodyPace`]
+/// (no frame for the idle timeout, or slower than the minimum rate), and raises `timed_out`
+/// when it does. Dropped before its end (and not timed out), it raises its connection's
+/// `unread`.
 struct TimedBody {
     inner: Incoming,
-    limit: Duration,
+    clock: BodyClock,
     sleep: std::pin::Pin<Box<tokio::time::Sleep>>,
     timed_out: Arc<AtomicBool>,
     ended: bool,
@@ -471,11 +490,12 @@ struct TimedBody {
 }
 
 impl TimedBody {
-    fn new(inner: Incoming, limit: Duration, unread: Arc<AtomicBool>) -> Self {
+    fn new(inner: Incoming, pace: BodyPace, unread: Arc<AtomicBool>) -> Self {
+        let clock = pace.start();
         Self {
             inner,
-            limit,
-            sleep: Box::pin(tokio::time::sleep(limit)),
+            clock,
+            sleep: Box::pin(tokio::time::sleep_until(clock.deadline())),
             timed_out: Arc::new(AtomicBool::new(false)),
             ended: false,
             unread,
@@ -502,8 +522,12 @@ impl Body for TimedBody {
         let this = &mut *self;
         match std::pin::Pin::new(&mut this.inner).poll_frame(cx) {
             std::task::Poll::Ready(r) => {
-                let next = tokio::time::Instant::now() + this.limit;
-                this.sleep.as_mut().reset(next);
+                let n = match &r {
+                    Some(Ok(f)) => f.data_ref().map_or(0, Bytes::len),
+                    _ => 0,
+                };
+                this.clock.received(n);
+                this.sleep.as_mut().reset(this.clock.deadline());
                 if r.is_none() {
                     this.ended = true;
                 }
@@ -512,7 +536,7 @@ impl Body for TimedBody {
             std::task::Poll::Pending => match this.sleep.as_mut().poll(cx) {
                 std::task::Poll::Ready(()) => {
                     this.timed_out.store(true, Ordering::Relaxed);
-                    std::task::Poll::Ready(Some(Err(Box::new(BodyTimeout(this.limit)))))
+                    std::task::Poll::Ready(Some(Err(Box::new(BodyTimeout(this.clock.reason())))))
                 }
                 std::task::Poll::Pending => std::task::Poll::Pending,
             },
@@ -533,7 +557,7 @@ fn body_timed_out(shared: &Shared) -> Response<ProxyBody> {
     shared.global.body_timeouts.fetch_add(1, Ordering::Relaxed);
     let mut r = full(
         StatusCode::REQUEST_TIMEOUT,
-        "the request body stopped arriving (body timeout)\n",
+        "the request body stopped arriving or arrived too slowly (body timeout)\n",
     );
     r.headers_mut()
         .insert(header::CONNECTION, HeaderValue::from_static("close"));
@@ -646,7 +670,7 @@ async fn handle(
 ) -> Result<Response<ProxyBody>, Infallible> {
     let start = Instant::now();
     // From here a body dropped before its end (an early answer) raises `unread`.
-    let mut req = req.map(|b| TimedBody::new(b, shared.opts.body_timeout, unread));
+    let mut req = req.map(|b| TimedBody::new(b, shared.opts.body_pace(), unread));
     let proto = protocol(req.version());
     shared.global.count_protocol(proto, tls);
     let upgrade = requested_upgrade(req.headers());

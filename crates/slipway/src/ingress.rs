@@ -42,10 +42,15 @@ pub struct IngressArgs {
     /// Client connections open at once from one client address; beyond it likewise.
     #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..))]
     max_connections_per_ip: u32,
-    /// Longest wait for the next bytes of a request body (an idle deadline: slow but steady
-    /// uploads go on); past it the request fails (408) and the connection is closed.
+    /// Longest wait for the next bytes of a request body, and the time a body may take
+    /// before --body-min-rate counts; past either the request fails (408) and the
+    /// connection is closed.
     #[arg(long, default_value = "30s", value_parser = crate::limits::positive_duration)]
     body_timeout: Duration,
+    /// Bytes a second a request body must average beyond --body-timeout (a body trickled a
+    /// byte at a time is cut; 0: no minimum, only the idle timeout).
+    #[arg(long, default_value_t = slipway_ingress::proxy::DEFAULT_BODY_MIN_RATE)]
+    body_min_rate: u32,
     /// Worker threads (default: one per core).
     #[arg(long)]
     workers: Option<usize>,
@@ -147,6 +152,7 @@ pub fn run(a: IngressArgs) -> Result<ExitCode> {
             max_connections: a.max_connections,
             max_connections_per_ip: a.max_connections_per_ip,
             body_timeout: a.body_timeout,
+            body_min_rate: a.body_min_rate,
             ..Default::default()
         },
         tls,
@@ -171,6 +177,7 @@ pub struct IngressLimits {
     pub max_connections: u32,
     pub max_connections_per_ip: u32,
     pub body_timeout: Duration,
+    pub body_min_rate: u32,
 }
 
 impl IngressLimits {
@@ -185,6 +192,8 @@ impl IngressLimits {
             self.max_connections_per_ip.to_string(),
             "--body-timeout".into(),
             format!("{}ms", self.body_timeout.as_millis()),
+            "--body-min-rate".into(),
+            self.body_min_rate.to_string(),
         ]
     }
 }

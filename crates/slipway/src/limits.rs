@@ -4,9 +4,11 @@
 //!   the TLS handshake, to the end of the head; on a kept-alive connection: from its first
 //!   byte) must arrive within this time, or the connection is closed.
 //! * `--idle-timeout`: a kept-alive connection with no request for this long is closed.
-//! * `--body-timeout`: an *idle* timeout on a request body: when the handler waits for the
-//!   next bytes and none arrive for this long, the body fails and the connection is closed.
-//!   A slow but steady upload (large registry layers) is never cut.
+//! * `--body-timeout` and `--body-min-rate`: the pace of a request body
+//!   ([`slipway_ingress::pace`]): when the handler waits for the next bytes and none arrive
+//!   for the timeout, or the body falls below the minimum rate once the timeout's credit is
+//!   spent (a byte a second), the body fails and the connection is closed. A steady upload
+//!   (large registry layers) is never cut.
 //! * `--max-connections`: connections open at once per listener; beyond it, a new
 //!   connection is accepted and closed at once.
 //! * `--rate-limit`: requests a second per identity on the native and AWS APIs (enforced
@@ -31,6 +33,7 @@ use std::time::Duration;
 use axum::Router;
 use hyper::body::{Body, Bytes, Frame, Incoming, SizeHint};
 use slipway_ingress::linger::{Reclaim, linger};
+use slipway_ingress::pace::{BodyClock, BodyPace};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, watch};
@@ -44,11 +47,15 @@ pub struct Limits {
     /// byte). Past it the connection is closed.
     #[arg(long, default_value = "10s", value_parser = positive_duration)]
     pub header_timeout: Duration,
-    /// Longest wait for the next bytes of a request body (an idle timeout, not a total:
-    /// slow but steady uploads go on). Past it the request fails and the connection is
+    /// Longest wait for the next bytes of a request body, and the time a body may take
+    /// before --body-min-rate counts. Past either the request fails and the connection is
     /// closed.
     #[arg(long, default_value = "60s", value_parser = positive_duration)]
     pub body_timeout: Duration,
+    /// Bytes a second a request body must average beyond --body-timeout (a body trickled a
+    /// byte at a time is cut; steady uploads are not). 0: no minimum.
+    #[arg(long, default_value_t = slipway_ingress::proxy::DEFAULT_BODY_MIN_RATE)]
+    pub body_min_rate: u32,
     /// A kept-alive connection with no request for this long is closed.
     #[arg(long, default_value = "60s", value_parser = positive_duration)]
     pub idle_timeout: Duration,
@@ -218,23 +225,24 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
     }
 }
 
-/// The error of a request body whose bytes stopped arriving.
+/// The error of a request body that stopped arriving or arrived too slowly.
 #[derive(Debug)]
-pub struct BodyTimeout(Duration);
+pub struct BodyTimeout(String);
 
 impl std::fmt::Display for BodyTimeout {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "no bytes of the request body for {:?}", self.0)
+        f.write_str(&self.0)
     }
 }
 
 impl std::error::Error for BodyTimeout {}
 
-/// A request body with the idle timeout of `--body-timeout`. Dropped before its end (an
-/// early answer), it marks the connection for a lingering close.
+/// A request body kept to the pace of `--body-timeout` and `--body-min-rate`. Dropped
+/// before its end (an early answer), it marks the connection for a lingering close.
 struct IdleBody {
     inner: Incoming,
     watch: Arc<Watch>,
+    clock: BodyClock,
     sleep: Option<Pin<Box<tokio::time::Sleep>>>,
     /// Read to its end, or failed (a timed-out body closes the connection at once).
     ended: bool,
@@ -260,21 +268,23 @@ impl Body for IdleBody {
         match Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Ready(f) => {
                 this.sleep = None;
-                if !matches!(f, Some(Ok(_))) {
+                if let Some(Ok(frame)) = &f {
+                    this.clock.received(frame.data_ref().map_or(0, Bytes::len));
+                } else {
                     this.ended = true;
                 }
                 Poll::Ready(f.map(|r| r.map_err(Into::into)))
             }
             Poll::Pending => {
-                let timeout = this.watch.limits.body_timeout;
+                let deadline = this.clock.deadline();
                 let sleep = this
                     .sleep
-                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
                 if sleep.as_mut().poll(cx).is_ready() {
                     this.sleep = None;
                     this.ended = true;
                     this.watch.expire();
-                    return Poll::Ready(Some(Err(BodyTimeout(timeout).into())));
+                    return Poll::Ready(Some(Err(BodyTimeout(this.clock.reason()).into())));
                 }
                 Poll::Pending
             }
@@ -482,6 +492,11 @@ where
             let req = req.map(|inner| IdleBody {
                 inner,
                 watch: watch.clone(),
+                clock: BodyPace {
+                    idle: watch.limits.body_timeout,
+                    min_rate: watch.limits.body_min_rate,
+                }
+                .start(),
                 sleep: None,
                 ended: false,
             });

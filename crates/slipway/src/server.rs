@@ -85,9 +85,14 @@ pub struct ServerArgs {
     /// Client connections the ingress keeps open at once from one client address.
     #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..))]
     ingress_max_connections_per_ip: u32,
-    /// Longest wait of the ingress for the next bytes of a request body (408 past it).
+    /// Longest wait of the ingress for the next bytes of a request body, and the time a
+    /// body may take before --ingress-body-min-rate counts (408 past either).
     #[arg(long, default_value = "30s", value_parser = crate::limits::positive_duration)]
     ingress_body_timeout: std::time::Duration,
+    /// Bytes a second a request body to the ingress must average beyond
+    /// --ingress-body-timeout (0: no minimum).
+    #[arg(long, default_value_t = slipway_ingress::proxy::DEFAULT_BODY_MIN_RATE)]
+    ingress_body_min_rate: u32,
     /// HTTPS listener of the ingress (repeatable; HTTP/2 and HTTP/1.1 by ALPN). Needs
     /// --ingress-tls-cert/--ingress-tls-key or --ingress-tls-dir.
     #[arg(long = "ingress-tls-addr", value_name = "HOST:PORT")]
@@ -611,6 +616,7 @@ pub async fn run(args: ServerArgs) -> Result<ExitCode> {
                     max_connections: args.ingress_max_connections,
                     max_connections_per_ip: args.ingress_max_connections_per_ip,
                     body_timeout: args.ingress_body_timeout,
+                    body_min_rate: args.ingress_body_min_rate,
                 },
                 crate::ingress::IngressTlsArgs {
                     tls_addrs: args.ingress_tls_addrs.clone(),

@@ -467,6 +467,13 @@ impl Batch {
         self.writes.push(w);
     }
 
+    /// Only audit entries: no record anyone caches or watches changes, so the commit skips
+    /// the caches, the generation and the other servers' notices, and is not synced to
+    /// disk on its own (see [`Store::commit`]).
+    pub fn only_audit(&self) -> bool {
+        !self.writes.is_empty() && self.writes.iter().all(|w| matches!(w, Write::Audit(_)))
+    }
+
     /// Wakes the controller for `key` once the batch is committed.
     pub fn notify(mut self, key: &ServiceKey) -> Self {
         if !self.notify.contains(key) {

@@ -201,15 +201,24 @@ impl Store {
     /// flushes in the server).
     async fn commit_alone(&self, batch: Batch) -> Result<Vec<Outcome>> {
         let backend = self.inner.backend;
-        let written = self.inner.cache.write_all();
+        let light = batch.only_audit();
+        let written = (!light).then(|| self.inner.cache.write_all());
         let mut tx = match backend {
             // Take the write lock at once: two writers never both read, then both try to
             // upgrade (SQLITE_BUSY).
             Backend::Sqlite => self.pool().begin_with("BEGIN IMMEDIATE").await?,
             Backend::Postgres => self.pool().begin().await?,
         };
+        if light && backend == Backend::Postgres {
+            // Committed and visible at once; flushed by the WAL writer within a few hundred
+            // milliseconds (a crash of the database server may lose the last entries; it
+            // never corrupts anything).
+            sqlx::query("SET LOCAL synchronous_commit = off")
+                .execute(&mut *tx)
+                .await?;
+        }
         let out = apply_all(&mut tx, batch.writes).await?;
-        if backend == Backend::Postgres {
+        if backend == Backend::Postgres && !light {
             // Delivered to every server (this one included) only if the transaction commits.
             sqlx::query("SELECT 1 FROM pg_notify($1, $2)")
                 .bind(CHANNEL)
@@ -219,7 +228,9 @@ impl Store {
         }
         tx.commit().await?;
         drop(written);
-        self.bump_generation();
+        if !light {
+            self.bump_generation();
+        }
         Ok(out)
     }
 
@@ -334,34 +345,63 @@ impl GroupWriter {
 
 impl Store {
     /// Commits `jobs` in one transaction, each batch in its own savepoint, and answers each.
+    ///
+    /// A group of audit entries only ([`Batch::only_audit`]) is committed with
+    /// `synchronous=NORMAL`: in the database and visible before it is acknowledged, and kept
+    /// if the process dies, but on disk only with the next synced commit or checkpoint (a
+    /// power loss may drop the last entries; Vault's file audit device gives the same). It
+    /// leaves the caches and the generation alone.
     async fn commit_group(&self, jobs: Vec<Job>) {
-        let written = self.inner.cache.write_all();
-        tracing::trace!(batches = jobs.len(), "group commit");
+        let light = jobs.iter().all(|j| j.batch.only_audit());
+        let written = (!light).then(|| self.inner.cache.write_all());
+        tracing::trace!(batches = jobs.len(), light, "group commit");
         let mut results: Vec<Result<Vec<Outcome>>> = Vec::with_capacity(jobs.len());
         let mut dones = Vec::with_capacity(jobs.len());
         let committed: Result<()> = async {
-            let mut tx = self.pool().begin_with("BEGIN IMMEDIATE").await?;
-            for job in jobs {
-                dones.push(job.done);
-                sqlx::query("SAVEPOINT batch").execute(&mut *tx).await?;
-                match apply_all(&mut tx, job.batch.writes).await {
-                    Ok(out) => {
-                        sqlx::query("RELEASE batch").execute(&mut *tx).await?;
-                        results.push(Ok(out));
-                    }
-                    Err(e) => {
-                        sqlx::query("ROLLBACK TO batch").execute(&mut *tx).await?;
-                        sqlx::query("RELEASE batch").execute(&mut *tx).await?;
-                        results.push(Err(e));
+            let mut conn = self.pool().acquire().await?;
+            if light {
+                sqlx::query("PRAGMA synchronous = NORMAL")
+                    .execute(&mut *conn)
+                    .await?;
+            }
+            let applied = async {
+                let mut tx = sqlx::Connection::begin_with(&mut *conn, "BEGIN IMMEDIATE").await?;
+                for job in jobs {
+                    dones.push(job.done);
+                    sqlx::query("SAVEPOINT batch").execute(&mut *tx).await?;
+                    match apply_all(&mut tx, job.batch.writes).await {
+                        Ok(out) => {
+                            sqlx::query("RELEASE batch").execute(&mut *tx).await?;
+                            results.push(Ok(out));
+                        }
+                        Err(e) => {
+                            sqlx::query("ROLLBACK TO batch").execute(&mut *tx).await?;
+                            sqlx::query("RELEASE batch").execute(&mut *tx).await?;
+                            results.push(Err(e));
+                        }
                     }
                 }
+                tx.commit().await?;
+                Ok::<_, StoreError>(())
             }
-            tx.commit().await?;
-            Ok(())
+            .await;
+            if light {
+                // Back to FULL before the connection serves anything else; a connection
+                // that cannot be set back is closed, never reused.
+                let restored = sqlx::query("PRAGMA synchronous = FULL")
+                    .execute(&mut *conn)
+                    .await;
+                if restored.is_err() {
+                    conn.close_on_drop();
+                }
+            }
+            applied
         }
         .await;
         drop(written);
-        self.bump_generation();
+        if !light {
+            self.bump_generation();
+        }
         match committed {
             Ok(()) => {
                 for (done, r) in dones.into_iter().zip(results) {

@@ -10,8 +10,8 @@ use slipway_core::model::{
 };
 use slipway_store::testing::{container, shared_pairs, stores};
 use slipway_store::{
-    AccessKey, Batch, ClusterRecord, NewDeployment, Notice, Outcome, RevisionChoice, Store,
-    StoreError, Write,
+    AccessKey, AuditEntry, Batch, ClusterRecord, NewDeployment, Notice, Outcome, RevisionChoice,
+    Store, StoreError, Write,
 };
 
 fn new(id: &str, key: &ServiceKey, revision: RevisionChoice, now: i64) -> NewDeployment {
@@ -700,6 +700,64 @@ async fn clusters_are_records() {
         assert!(rm(7).await.unwrap_err().is_conflict());
         rm(1).await.unwrap();
         assert!(s.list_clusters().await.unwrap().is_empty(), "{db}");
+    }
+}
+
+/// An audit entry is readable as soon as its commit returns, and (changing nothing anyone
+/// caches) leaves the generation alone; in a batch with a real change it is that change's
+/// commit, which moves the generation as any change does.
+#[tokio::test]
+async fn audit_entries_are_visible_at_once_and_leave_the_caches_alone() {
+    let entry = |n: u32| AuditEntry {
+        seq: 0,
+        at: 1_000 + i64::from(n),
+        identity: "ci".into(),
+        source: "127.0.0.1".into(),
+        face: "native".into(),
+        operation: format!("POST /op{n}"),
+        target: "/x".into(),
+        status: 200,
+        outcome: "ok".into(),
+    };
+    for (db, s) in stores().await {
+        let g = s.generation();
+        s.commit(Batch::new().write(Write::Audit(entry(1))))
+            .await
+            .unwrap();
+        assert_eq!(
+            s.generation(),
+            g,
+            "{db}: an audit entry moved the generation"
+        );
+        let listed = s.list_audit(0, 0, None, 10).await.unwrap();
+        assert_eq!(listed.len(), 1, "{db}");
+        assert_eq!(listed[0].operation, "POST /op1", "{db}");
+        s.commit(
+            Batch::new()
+                .write(Write::Audit(entry(2)))
+                .write(Write::Meta {
+                    key: "k".into(),
+                    value: "v".into(),
+                }),
+        )
+        .await
+        .unwrap();
+        assert!(s.generation() > g, "{db}: a change with its entry moves it");
+        assert_eq!(s.get_meta("k").await.unwrap().as_deref(), Some("v"), "{db}");
+        // Several writers at once: every entry is there, in one order.
+        let mut writers = tokio::task::JoinSet::new();
+        for n in 3..23 {
+            let (s, e) = (s.clone(), entry(n));
+            writers.spawn(async move { s.commit(Batch::new().write(Write::Audit(e))).await });
+        }
+        while let Some(r) = writers.join_next().await {
+            r.unwrap().unwrap();
+        }
+        assert_eq!(
+            s.list_audit(0, 0, None, 100).await.unwrap().len(),
+            22,
+            "{db}"
+        );
     }
 }
 

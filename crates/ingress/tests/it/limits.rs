@@ -1,6 +1,6 @@
 //! The ingress' limits: the global and per-client connection caps (a 503 that names the cap,
-//! counted in the metrics), the body timeout on both paths (a body that stops arriving is cut,
-//! a slow but steady one is not) and the idle timeout of kept-alive connections on both paths.
+//! counted in the metrics), the body's pace on both paths (a body that stops arriving is cut,
+//! a trickled one is cut, a slow one that keeps the minimum rate is not) and the idle timeout of kept-alive connections on both paths.
 
 use std::time::Duration;
 
@@ -194,12 +194,14 @@ async fn a_body_that_stops_arriving_is_cut_on_the_hyper_path() {
     stalled_body_is_cut("HTTP/1.0").await;
 }
 
-/// A body sent 10 bytes every 200 ms for 3 s with a body timeout of 1 s gets through.
+/// A body sent 10 bytes every 200 ms (50 bytes/s) for 3 s with a body timeout of 1 s and
+/// a minimum rate of 40 bytes/s gets through: it is slow, but it keeps the pace.
 async fn slow_steady_body_is_not_cut(version: &str) {
     let (upstream, _) = framing_upstream(false).await;
     let dir = tempfile::tempdir().unwrap();
     let opts = ProxyOptions {
         body_timeout: Duration::from_secs(1),
+        body_min_rate: 40,
         ..Default::default()
     };
     let (addr, stop, ingress) = start_ingress(dir.path(), &config(&[("t", upstream)]), opts).await;
@@ -229,6 +231,77 @@ async fn a_slow_but_steady_body_is_not_cut_on_the_fast_path() {
 #[tokio::test]
 async fn a_slow_but_steady_body_is_not_cut_on_the_hyper_path() {
     slow_steady_body_is_not_cut("HTTP/1.0").await;
+}
+
+/// A body trickled one byte every 500 ms (the slow-POST attack) with a body timeout of 2 s:
+/// each gap is shorter than the timeout, so an idle timeout alone would wait for all
+/// 100 000 bytes (14 hours); the minimum rate (the default, 500 bytes/s) cuts it once the
+/// 2 s of credit are spent: a 408, and the target never saw the request.
+async fn trickled_body_is_cut(version: &str) {
+    let (upstream, seen) = framing_upstream(false).await;
+    let dir = tempfile::tempdir().unwrap();
+    let opts = ProxyOptions {
+        body_timeout: Duration::from_secs(2),
+        ..Default::default()
+    };
+    assert_eq!(opts.body_min_rate, 500);
+    let (addr, stop, ingress) = start_ingress(dir.path(), &config(&[("t", upstream)]), opts).await;
+    let c = TcpStream::connect(&addr).await.unwrap();
+    let (mut rd, mut wr) = c.into_split();
+    use tokio::io::AsyncWriteExt;
+    wr.write_all(
+        format!("POST /echo {version}\r\nHost: a.test\r\nContent-Length: 100000\r\n\r\n")
+            .as_bytes(),
+    )
+    .await
+    .unwrap();
+    let trickle = tokio::spawn(async move {
+        let mut sent = 0u32;
+        while wr.write_all(b"x").await.is_ok() && sent < 100_000 {
+            sent += 1;
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        sent
+    });
+    let mut out = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(20), async {
+        let mut chunk = [0u8; 4096];
+        loop {
+            match rd.read(&mut chunk).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => out.extend_from_slice(&chunk[..n]),
+            }
+        }
+    })
+    .await;
+    assert!(read.is_ok(), "{version}: the trickled body was not cut");
+    let answer = String::from_utf8_lossy(&out);
+    assert!(
+        answer.starts_with("HTTP/1.1 408 ") || answer.starts_with("HTTP/1.0 408 "),
+        "{version}: {answer}"
+    );
+    assert!(answer.contains("too slowly"), "{version}: {answer}");
+    trickle.abort();
+    assert!(
+        seen.requests.lock().unwrap().is_empty(),
+        "{version}: the target saw the request"
+    );
+    assert_eq!(
+        metric(dir.path(), "slipway_ingress_body_timeouts_total").await,
+        1
+    );
+    let _ = stop.send(());
+    ingress.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn a_trickled_body_is_cut_on_the_fast_path() {
+    trickled_body_is_cut("HTTP/1.1").await;
+}
+
+#[tokio::test]
+async fn a_trickled_body_is_cut_on_the_hyper_path() {
+    trickled_body_is_cut("HTTP/1.0").await;
 }
 
 /// Two requests on one kept-alive connection, then nothing: the ingress closes it.

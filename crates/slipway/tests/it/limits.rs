@@ -1,5 +1,6 @@
 //! The limits of the API/registry listeners: header, body and idle timeouts and the
-//! connection cap, on the plain and the TLS path.
+//! connection cap, on the plain and the TLS path; and the ingress' connection cap with
+//! 10 000 idle connections.
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
@@ -154,14 +155,16 @@ fn patch_head(s: &Server, loc: &str, len: usize) -> String {
     )
 }
 
-/// `--body-timeout` is an idle timeout: a body that stops arriving is cut, a slow but steady
-/// one (longer in total than the timeout) is not.
+/// `--body-timeout` and `--body-min-rate`: a body that stops arriving is cut; a body trickled
+/// a byte every 500 ms (each gap shorter than the timeout, so an idle timeout alone would
+/// never cut it) is cut once the timeout's credit is spent; a slow one that keeps the
+/// minimum rate (250 bytes/s against 100, for 4 s: longer in total than the timeout) is not.
 #[test]
-fn a_stalled_body_is_cut_and_a_slow_steady_one_is_not() {
+fn a_stalled_or_trickled_body_is_cut_and_a_slow_steady_one_is_not() {
     if !docker() {
         return;
     }
-    let s = Server::start_with(&["--body-timeout", "1s"]);
+    let s = Server::start_with(&["--body-timeout", "1s", "--body-min-rate", "100"]);
     let port = port(&s);
     // Stalled: 100 of 1000 bytes, then nothing.
     let mut c = tcp(port);
@@ -169,6 +172,26 @@ fn a_stalled_body_is_cut_and_a_slow_steady_one_is_not() {
     c.write_all(patch_head(&s, &loc, 1000).as_bytes()).unwrap();
     c.write_all(&[7u8; 100]).unwrap();
     assert!(closed(&mut c), "a stalled body is cut");
+    // Trickled: one byte every 500 ms until the server closes the connection.
+    let mut c = tcp(port);
+    let loc = start_upload(&s, &mut c);
+    c.write_all(patch_head(&s, &loc, 100_000).as_bytes())
+        .unwrap();
+    let mut w = c.try_clone().unwrap();
+    let trickle = std::thread::spawn(move || {
+        let mut sent = 0;
+        while sent < 100 && w.write_all(b"x").is_ok() {
+            sent += 1;
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        sent
+    });
+    assert!(closed(&mut c), "a trickled body is cut");
+    let sent = trickle.join().unwrap();
+    assert!(
+        sent < 100,
+        "the trickle went on after the cut ({sent} bytes)"
+    );
     // Steady: 50 bytes every 200 ms for 4 s.
     let mut c = tcp(port);
     let loc = start_upload(&s, &mut c);
@@ -222,4 +245,92 @@ fn connections_beyond_the_cap_are_closed() {
         let mut c = tcp(port);
         request(&mut c, GET_V2).ok().map(|r| r.0)
     });
+}
+
+/// The ingress process' resident memory in KiB.
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or_else(|| panic!("no VmRSS in /proc/{pid}/status"))
+}
+
+/// One request on a new ingress connection from `source`: the answer (status, then head
+/// and body), and the connection, kept alive when the answer says so.
+fn ingress_request(
+    ingress: std::net::SocketAddr,
+    source: std::net::Ipv4Addr,
+) -> (String, TcpStream) {
+    let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    sock.bind(&std::net::SocketAddr::from((source, 0)).into())
+        .unwrap();
+    sock.connect(&ingress.into()).unwrap();
+    let mut c: TcpStream = sock.into();
+    c.set_read_timeout(Some(BOUND)).unwrap();
+    c.write_all(b"GET /idle HTTP/1.1\r\nHost: nobody.test\r\n\r\n")
+        .unwrap();
+    let (status, head, body) = response(&mut c).unwrap();
+    (
+        format!("{status} {head}{}", String::from_utf8_lossy(&body)),
+        c,
+    )
+}
+
+/// Issue 20: 10 000 idle connections to the ingress (the default global cap), from 200
+/// client addresses (50 each: under the per-address cap of 256), each kept alive after one
+/// answered request. Client 10 001 gets a 503 that names the global cap; the ingress' RSS
+/// stays bounded (printed; asserted under 32 KiB per connection); once they close, new
+/// clients are served again.
+#[test]
+fn ten_thousand_idle_ingress_connections_then_a_503_and_bounded_memory() {
+    if !docker() {
+        return;
+    }
+    let limits = std::fs::read_to_string("/proc/self/limits").unwrap();
+    let nofile: u64 = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .and_then(|l| l.split_whitespace().nth(3)?.parse().ok())
+        .unwrap();
+    assert!(
+        nofile >= 10_500,
+        "this test needs 10 500 file descriptors (ulimit -n is {nofile}): raise it"
+    );
+    let s = Server::start();
+    let ingress: std::net::SocketAddr = s.ingress().parse().unwrap();
+    let pid = s.ingress_pid().expect("the ingress' pid");
+    let src = |i: usize| std::net::Ipv4Addr::new(127, 0, 0, 1 + (i / 50) as u8);
+    let (first, c) = ingress_request(ingress, src(0));
+    assert!(first.starts_with("404"), "{first}");
+    let before = rss_kib(pid);
+    let mut open = vec![c];
+    for i in 1..10_000 {
+        let (status, c) = ingress_request(ingress, src(i));
+        assert!(status.starts_with("404"), "connection {i}: {status}");
+        open.push(c);
+    }
+    let full = rss_kib(pid);
+    let per_conn = full.saturating_sub(before) * 1024 / 10_000;
+    eprintln!(
+        "ingress RSS: {before} KiB with 1 connection, {full} KiB with 10 000 idle ones ({per_conn} bytes each)"
+    );
+    assert!(
+        per_conn < 32 * 1024,
+        "the ingress holds {per_conn} bytes per idle connection"
+    );
+    // Client 10 001 (from an address of its own, far from the per-address cap).
+    let (status, _c) = ingress_request(ingress, std::net::Ipv4Addr::new(127, 0, 0, 250));
+    assert!(status.starts_with("503"), "client 10 001: {status}");
+    assert!(
+        status.contains("global connection cap"),
+        "client 10 001: {status}"
+    );
+    drop(open);
+    let served = wait_for(Duration::from_secs(10), "a new client served", || {
+        let (status, _) = ingress_request(ingress, std::net::Ipv4Addr::new(127, 0, 0, 250));
+        status.starts_with("404").then_some(status)
+    });
+    assert!(served.starts_with("404"));
 }
