@@ -173,11 +173,52 @@ pub(crate) async fn authorize(State(gate): State<Gate>, mut req: Request, next: 
         return too_many(wait);
     }
     req.extensions_mut().insert(identity.clone());
-    let resp = next.run(req).await;
-    if rule.mutates {
+    if !rule.mutates {
+        return next.run(req).await;
+    }
+    // The entry rides with the call's first change (one transaction); a call that changed
+    // nothing, or failed after its change, is recorded here with its status.
+    let pending = entry(&identity, &source, "native", &op, &path, None);
+    let (resp, recorded) = slipway_store::with_pending_audit(pending, next.run(req)).await;
+    if !recorded || !answered_ok(resp.status()) {
         audit_native(resp.status()).await;
     }
     resp
+}
+
+fn answered_ok(status: StatusCode) -> bool {
+    status.is_success() || status.is_redirection()
+}
+
+/// The audit entry of a call: answered with `status`, or (`None`) to be recorded with the
+/// call's first change (`ok`, status 0: see [`slipway_store::audit`]).
+pub fn entry(
+    identity: &Identity,
+    source: &str,
+    face: &str,
+    op: &str,
+    target: &str,
+    status: Option<StatusCode>,
+) -> AuditEntry {
+    let outcome = match status {
+        None => "ok".to_owned(),
+        Some(s) if answered_ok(s) => "ok".to_owned(),
+        Some(s) if s == StatusCode::FORBIDDEN || s == StatusCode::UNAUTHORIZED => {
+            "refused".to_owned()
+        }
+        Some(s) => format!("failed ({})", s.as_u16()),
+    };
+    AuditEntry {
+        seq: 0,
+        at: slipway_store::now_ms(),
+        identity: identity.name.clone(),
+        source: source.to_owned(),
+        face: face.to_owned(),
+        operation: op.to_owned(),
+        target: target.to_owned(),
+        status: status.map_or(0, |s| s.as_u16()),
+        outcome,
+    }
 }
 
 /// Writes the audit entry of a call answered with `status` (before the answer is sent).
@@ -190,28 +231,7 @@ pub async fn record(
     target: &str,
     status: StatusCode,
 ) {
-    let outcome = if status.is_success() || status.is_redirection() {
-        "ok".to_owned()
-    } else if status == StatusCode::FORBIDDEN || status == StatusCode::UNAUTHORIZED {
-        "refused".to_owned()
-    } else {
-        format!("failed ({})", status.as_u16())
-    };
-    audit(
-        app,
-        AuditEntry {
-            seq: 0,
-            at: slipway_store::now_ms(),
-            identity: identity.name.clone(),
-            source: source.to_owned(),
-            face: face.to_owned(),
-            operation: op.to_owned(),
-            target: target.to_owned(),
-            status: status.as_u16(),
-            outcome,
-        },
-    )
-    .await;
+    audit(app, entry(identity, source, face, op, target, Some(status))).await;
 }
 
 /// Appends an entry; a failure is logged (the call already happened).

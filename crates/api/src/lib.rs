@@ -24,7 +24,10 @@ use axum::Router;
 use axum::routing::{get, post};
 use slipway_app::App;
 
-pub use auth::{Gate, TOKEN_META_KEY, audit, forbidden, hash_token, record, source_of, too_many};
+pub use auth::{
+    Gate, TOKEN_META_KEY, audit, entry as audit_entry, forbidden, hash_token, record, source_of,
+    too_many,
+};
 pub use rate::RateLimiter;
 
 /// Shared state of the API handlers.

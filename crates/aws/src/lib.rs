@@ -307,21 +307,30 @@ async fn handle(
             .insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
         return r;
     }
-    let resp = match proto {
-        Protocol::Sts => sts(&call, &body, &rid),
-        Protocol::Unknown(t) => AwsError::client(
-            "UnknownOperationException",
-            format!("unknown X-Amz-Target {t}"),
-        )
-        .json_response(&rid),
-        Protocol::Ecs(op) | Protocol::Ecr(op) if op.is_empty() => {
-            AwsError::client("UnknownOperationException", "empty operation name")
-                .json_response(&rid)
+    let answer = async {
+        match proto {
+            Protocol::Sts => sts(&call, &body, &rid),
+            Protocol::Unknown(t) => AwsError::client(
+                "UnknownOperationException",
+                format!("unknown X-Amz-Target {t}"),
+            )
+            .json_response(&rid),
+            Protocol::Ecs(op) | Protocol::Ecr(op) if op.is_empty() => {
+                AwsError::client("UnknownOperationException", "empty operation name")
+                    .json_response(&rid)
+            }
+            Protocol::Ecs(op) => json_reply(ecs::dispatch(&call, &op, &body).await, &rid),
+            Protocol::Ecr(op) => json_reply(ecr::dispatch(&call, &op, &body).await, &rid),
         }
-        Protocol::Ecs(op) => json_reply(ecs::dispatch(&call, &op, &body).await, &rid),
-        Protocol::Ecr(op) => json_reply(ecr::dispatch(&call, &op, &body).await, &rid),
     };
-    if rule.mutates {
+    if !rule.mutates {
+        return answer.await;
+    }
+    // The entry rides with the call's first change (see `slipway_store::audit`).
+    let pending = audit_entry(&call, &source, face, &op, &body, None);
+    let (resp, recorded) = slipway_store::with_pending_audit(pending, answer).await;
+    let ok = resp.status().is_success();
+    if !recorded || !ok {
         audit(&call, &source, face, &op, &body, resp.status()).await;
     }
     resp
@@ -394,15 +403,16 @@ pub(crate) enum Target {
     Repo(String),
 }
 
-/// The audit entry of an AWS call: its target is the body's resource names, never the body.
-async fn audit(
+/// The audit entry of an AWS call answered with `status` (`None`: recorded with the call's
+/// change): its target is the body's resource names, never the body.
+fn audit_entry(
     call: &Call<'_>,
     source: &str,
     face: Face,
     op: &str,
     body: &[u8],
-    status: StatusCode,
-) {
+    status: Option<StatusCode>,
+) -> slipway_store::AuditEntry {
     let v: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
     let target = [
         "cluster",
@@ -418,16 +428,20 @@ async fn audit(
     .filter_map(|k| v.get(k).and_then(Value::as_str).map(|x| format!("{k}={x}")))
     .collect::<Vec<_>>()
     .join(" ");
-    slipway_api::record(
-        &call.state.app,
-        &call.who,
-        source,
-        face.as_str(),
-        op,
-        &target,
-        status,
-    )
-    .await;
+    slipway_api::audit_entry(&call.who, source, face.as_str(), op, &target, status)
+}
+
+/// Records the audit entry of an AWS call answered with `status`.
+async fn audit(
+    call: &Call<'_>,
+    source: &str,
+    face: Face,
+    op: &str,
+    body: &[u8],
+    status: StatusCode,
+) {
+    let e = audit_entry(call, source, face, op, body, Some(status));
+    slipway_api::audit(&call.state.app, e).await;
 }
 
 fn json_reply(r: AwsResult, rid: &str) -> Response {

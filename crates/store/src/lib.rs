@@ -31,6 +31,7 @@
 //! This crate may call the database (and the file system for the secret key) and nothing
 //! else. The store holds desired state and history only: what runs is read from engines.
 
+pub mod audit;
 mod cache;
 mod db;
 mod lease;
@@ -47,6 +48,7 @@ use slipway_core::model::{
     TaskStatus,
 };
 
+pub use audit::with_pending_audit;
 pub use db::{Backend, Store, redacted};
 pub use lease::ServerInfo;
 pub use notify::Notice;
@@ -229,7 +231,8 @@ pub struct AuditEntry {
     pub operation: String,
     /// What it acted on: the request path, the ECS/ECR resource, the repository.
     pub target: String,
-    /// The HTTP status it was answered with.
+    /// The HTTP status it was answered with; 0 when recorded in the same transaction as the
+    /// call's change (answered after it, with a success: see [`audit`]).
     pub status: u16,
     /// `ok` or `refused`/`failed` with the error's code.
     pub outcome: String,

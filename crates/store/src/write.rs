@@ -183,16 +183,39 @@ impl Store {
     /// With SQLite, batches committed at the same moment share one database transaction
     /// and one fsync (group commit, see [`GroupWriter`]); each is a savepoint of its own, so
     /// each is still all or nothing and a conflict in one leaves the others untouched.
-    pub async fn commit(&self, batch: Batch) -> Result<Vec<Outcome>> {
+    ///
+    /// Inside [`crate::audit::with_pending_audit`], the first batch with a change also
+    /// records the call's audit entry (its outcome is not among those returned).
+    pub async fn commit(&self, mut batch: Batch) -> Result<Vec<Outcome>> {
         if batch.writes.is_empty() {
             self.notify_local(&batch.notify);
             return Ok(Vec::new());
         }
-        let notify = batch.notify.clone();
-        let out = match &self.inner.writer {
-            Some(w) => w.submit(batch).await?,
-            None => self.commit_alone(batch).await?,
+        let carried = if batch.only_audit() {
+            None
+        } else {
+            crate::audit::take()
         };
+        if let Some(e) = &carried {
+            batch.writes.push(Write::Audit(e.clone()));
+        }
+        let notify = batch.notify.clone();
+        let committed = match &self.inner.writer {
+            Some(w) => w.submit(batch).await,
+            None => self.commit_alone(batch).await,
+        };
+        let mut out = match committed {
+            Ok(out) => out,
+            Err(e) => {
+                if let Some(entry) = carried {
+                    crate::audit::put_back(entry);
+                }
+                return Err(e);
+            }
+        };
+        if carried.is_some() {
+            out.pop();
+        }
         self.notify_local(&notify);
         Ok(out)
     }

@@ -11,7 +11,7 @@ use slipway_core::model::{
 use slipway_store::testing::{container, shared_pairs, stores};
 use slipway_store::{
     AccessKey, AuditEntry, Batch, ClusterRecord, NewDeployment, Notice, Outcome, RevisionChoice,
-    Store, StoreError, Write,
+    Store, StoreError, Write, with_pending_audit,
 };
 
 fn new(id: &str, key: &ServiceKey, revision: RevisionChoice, now: i64) -> NewDeployment {
@@ -758,6 +758,66 @@ async fn audit_entries_are_visible_at_once_and_leave_the_caches_alone() {
             22,
             "{db}"
         );
+    }
+}
+
+/// Inside `with_pending_audit`, the call's first change carries the entry (the outcomes
+/// returned are the change's only); a commit that fails leaves it pending for the next; a
+/// call without a change leaves it pending for the face to write.
+#[tokio::test]
+async fn a_calls_audit_entry_rides_with_its_first_change() {
+    let entry = |op: &str| AuditEntry {
+        seq: 0,
+        at: 1_000,
+        identity: "ci".into(),
+        source: "127.0.0.1".into(),
+        face: "native".into(),
+        operation: op.into(),
+        target: "/x".into(),
+        status: 0,
+        outcome: "ok".into(),
+    };
+    for (db, s) in stores().await {
+        let meta = |v: &str| {
+            Batch::new().write(Write::Meta {
+                key: "k".into(),
+                value: v.into(),
+            })
+        };
+        // Two changes: the first carries the entry, once.
+        let (outs, recorded) = with_pending_audit(entry("PUT /a"), async {
+            let a = s.commit(meta("1")).await.unwrap();
+            let b = s.commit(meta("2")).await.unwrap();
+            (a.len(), b.len())
+        })
+        .await;
+        assert!(recorded, "{db}");
+        assert_eq!(outs, (1, 1), "{db}: the entry's outcome is not returned");
+        let log = s.list_audit(0, 0, None, 10).await.unwrap();
+        assert_eq!(log.len(), 1, "{db}: {log:?}");
+        assert_eq!(log[0].operation, "PUT /a");
+        // A failed commit (a stale cluster version) puts it back; the next change takes it.
+        let (_, recorded) = with_pending_audit(entry("PUT /b"), async {
+            let stale = Batch::new().write(Write::RemoveCluster {
+                name: "missing".into(),
+                version: 9,
+            });
+            assert!(s.commit(stale).await.is_err());
+            assert_eq!(s.list_audit(0, 0, None, 10).await.unwrap().len(), 1);
+            s.commit(meta("3")).await.unwrap();
+        })
+        .await;
+        assert!(recorded, "{db}");
+        let log = s.list_audit(0, 0, None, 10).await.unwrap();
+        assert_eq!(log.len(), 2, "{db}: {log:?}");
+        assert_eq!(log[1].operation, "PUT /b");
+        // No change: still pending at the end.
+        let (_, recorded) = with_pending_audit(entry("PUT /c"), async {
+            s.get_meta("k").await.unwrap();
+        })
+        .await;
+        assert!(!recorded, "{db}");
+        assert_eq!(s.list_audit(0, 0, None, 10).await.unwrap().len(), 2, "{db}");
     }
 }
 
