@@ -14,7 +14,7 @@ use crate::retry::{config, start_ingress};
 
 /// Everything the ingress sends until it closes the connection (panics if it does not within
 /// 10 s).
-async fn read_to_close(c: &mut TcpStream) -> String {
+async fn read_to_close(c: &mut (impl tokio::io::AsyncRead + Unpin)) -> String {
     let mut out = Vec::new();
     let read = tokio::time::timeout(Duration::from_secs(10), async {
         let mut chunk = [0u8; 4096];
@@ -148,6 +148,27 @@ async fn connections_beyond_the_per_client_cap_get_a_503() {
     ingress.await.unwrap().unwrap();
 }
 
+/// A body was cut: the client read a 408 that `says` why, the target never saw the request,
+/// and the ingress counted one body timeout.
+async fn cut_before_the_target(
+    version: &str,
+    answer: &str,
+    says: &str,
+    seen: &crate::fast::Seen,
+    dir: &std::path::Path,
+) {
+    assert!(
+        answer.starts_with("HTTP/1.1 408 ") || answer.starts_with("HTTP/1.0 408 "),
+        "{version}: {answer}"
+    );
+    assert!(answer.contains(says), "{version}: {answer}");
+    assert!(
+        seen.requests.lock().unwrap().is_empty(),
+        "{version}: the target saw the request"
+    );
+    assert_eq!(metric(dir, "slipway_ingress_body_timeouts_total").await, 1);
+}
+
 /// `version` `HTTP/1.1` takes the fast path, `HTTP/1.0` the hyper path.
 async fn stalled_body_is_cut(version: &str) {
     let (upstream, seen) = framing_upstream(false).await;
@@ -167,19 +188,7 @@ async fn stalled_body_is_cut(version: &str) {
     )
     .await;
     let answer = read_to_close(&mut c).await;
-    assert!(
-        answer.starts_with("HTTP/1.1 408 ") || answer.starts_with("HTTP/1.0 408 "),
-        "{version}: {answer}"
-    );
-    assert!(answer.contains("body timeout"), "{version}: {answer}");
-    assert!(
-        seen.requests.lock().unwrap().is_empty(),
-        "{version}: the target saw the request"
-    );
-    assert_eq!(
-        metric(dir.path(), "slipway_ingress_body_timeouts_total").await,
-        1
-    );
+    cut_before_the_target(version, &answer, "body timeout", &seen, dir.path()).await;
     let _ = stop.send(());
     ingress.await.unwrap().unwrap();
 }
@@ -263,33 +272,9 @@ async fn trickled_body_is_cut(version: &str) {
         }
         sent
     });
-    let mut out = Vec::new();
-    let read = tokio::time::timeout(Duration::from_secs(20), async {
-        let mut chunk = [0u8; 4096];
-        loop {
-            match rd.read(&mut chunk).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => out.extend_from_slice(&chunk[..n]),
-            }
-        }
-    })
-    .await;
-    assert!(read.is_ok(), "{version}: the trickled body was not cut");
-    let answer = String::from_utf8_lossy(&out);
-    assert!(
-        answer.starts_with("HTTP/1.1 408 ") || answer.starts_with("HTTP/1.0 408 "),
-        "{version}: {answer}"
-    );
-    assert!(answer.contains("too slowly"), "{version}: {answer}");
+    let answer = read_to_close(&mut rd).await;
     trickle.abort();
-    assert!(
-        seen.requests.lock().unwrap().is_empty(),
-        "{version}: the target saw the request"
-    );
-    assert_eq!(
-        metric(dir.path(), "slipway_ingress_body_timeouts_total").await,
-        1
-    );
+    cut_before_the_target(version, &answer, "too slowly", &seen, dir.path()).await;
     let _ = stop.send(());
     ingress.await.unwrap().unwrap();
 }
