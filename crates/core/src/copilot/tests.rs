@@ -598,3 +598,22 @@ fn two_manifests_naming_one_service_are_an_error() {
         "{e}"
     );
 }
+
+#[test]
+fn unplaced_errors_of_the_manifest_are_placed_by_their_field() {
+    // slipway.yml's check of variable names has no line of its own: the field names it.
+    let e = err(one(&format!("{WEB}variables:\n  1BAD: x\n")));
+    assert!(
+        e.starts_with("copilot/api/manifest.yml:8:1: services.api.variables:"),
+        "{e}"
+    );
+    // A secret reference error found later (by the CLI), rendered at the reference.
+    let t = one(&format!("{WEB}secrets:\n  DB: /shop/db\n")).unwrap();
+    let e = t
+        .manifest
+        .secret_error("default", "api", "DB", "secret \"shop/db\" does not exist");
+    assert_eq!(
+        t.render(&e),
+        "copilot/api/manifest.yml:9:7: services.api.secrets.DB: secret \"shop/db\" does not exist"
+    );
+}

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Result, bail};
 use slipway_core::copilot::{self, Translation, WORKSPACE_FILE, WorkspaceFile};
-use slipway_core::manifest::ManifestError;
+use slipway_core::manifest::{DEFAULT_ENV, ManifestError};
 
 /// The default manifest name: a Copilot workspace is read only where it is missing.
 const DEFAULT_MANIFEST: &str = "slipway.yml";
@@ -153,4 +153,67 @@ pub fn warnings_json(root: &Path, t: &Translation) -> Vec<copilot::Warning> {
             ..w.clone()
         })
         .collect()
+}
+
+/// Where a verb's manifest comes from: `slipway.yml`, or a Copilot workspace.
+pub struct Source {
+    /// How the manifest is named in messages.
+    pub shown: String,
+    pub manifest: slipway_core::manifest::Manifest,
+    /// The directory builds are relative to.
+    pub dir: PathBuf,
+    /// The workspace root and its translation.
+    copilot: Option<(PathBuf, slipway_core::copilot::Translation)>,
+}
+
+impl Source {
+    /// `-f FILE`, or the Copilot workspace it means (its warnings printed on stderr when
+    /// `warn`).
+    pub fn open(file: &Path, env: &str, warn: bool) -> Result<Source> {
+        let Some(root) = workspace_root(file) else {
+            let (shown, manifest) = super::read_manifest(file)?;
+            return Ok(Source {
+                shown,
+                manifest,
+                dir: super::build::manifest_dir(file),
+                copilot: None,
+            });
+        };
+        let t = read(&root)?;
+        if warn {
+            print_warnings(&root, &t);
+        }
+        let shown = shown(&root, "copilot/");
+        if env != DEFAULT_ENV && !t.environments.iter().any(|e| e == env) {
+            bail!(
+                "{shown}: the workspace has no environment {env:?} (environments: {}); add copilot/environments/{env}/manifest.yml, or leave out --env to deploy the services as their manifests write them (nothing was deployed)",
+                if t.environments.is_empty() {
+                    "none".to_owned()
+                } else {
+                    t.environments.join(", ")
+                }
+            );
+        }
+        Ok(Source {
+            shown,
+            manifest: t.manifest.clone(),
+            dir: root.clone(),
+            copilot: Some((root, t)),
+        })
+    }
+
+    /// An error about the manifest, as `file:line:column: message`.
+    pub fn render(&self, e: &slipway_core::manifest::ManifestError) -> String {
+        match &self.copilot {
+            Some((root, t)) => render(root, t, e),
+            None => e.with_file(&self.shown),
+        }
+    }
+
+    pub fn warnings(&self) -> Vec<slipway_core::copilot::Warning> {
+        match &self.copilot {
+            Some((root, t)) => warnings_json(root, t),
+            None => Vec::new(),
+        }
+    }
 }

@@ -115,7 +115,7 @@ async fn check_secrets(
     manifest: &slipway_core::manifest::Manifest,
     env: &str,
     specs: &[slipway_core::model::ServiceSpec],
-    source: &Source,
+    source: &super::copilot::Source,
 ) -> Result<()> {
     if specs.iter().all(|s| s.container.secrets.is_empty()) {
         return Ok(());
@@ -140,68 +140,8 @@ async fn check_secrets(
     Ok(())
 }
 
-/// Where the deploy's manifest comes from: `slipway.yml`, or a Copilot workspace.
-struct Source {
-    /// How the manifest is named in messages.
-    shown: String,
-    manifest: slipway_core::manifest::Manifest,
-    /// The directory builds are relative to.
-    dir: PathBuf,
-    /// The workspace root and its translation.
-    copilot: Option<(PathBuf, slipway_core::copilot::Translation)>,
-}
-
-impl Source {
-    /// `-f FILE`, or the Copilot workspace it means (its warnings printed on stderr).
-    fn open(file: &std::path::Path, env: &str) -> Result<Source> {
-        let Some(root) = super::copilot::workspace_root(file) else {
-            let (shown, manifest) = super::read_manifest(file)?;
-            return Ok(Source {
-                shown,
-                manifest,
-                dir: super::build::manifest_dir(file),
-                copilot: None,
-            });
-        };
-        let t = super::copilot::read(&root)?;
-        super::copilot::print_warnings(&root, &t);
-        let shown = super::copilot::shown(&root, "copilot/");
-        if env != DEFAULT_ENV && !t.environments.iter().any(|e| e == env) {
-            bail!(
-                "{shown}: the workspace has no environment {env:?} (environments: {}); add copilot/environments/{env}/manifest.yml, or leave out --env to deploy the services as their manifests write them (nothing was deployed)",
-                if t.environments.is_empty() {
-                    "none".to_owned()
-                } else {
-                    t.environments.join(", ")
-                }
-            );
-        }
-        Ok(Source {
-            shown,
-            manifest: t.manifest.clone(),
-            dir: root.clone(),
-            copilot: Some((root, t)),
-        })
-    }
-
-    /// An error about the manifest, as `file:line:column: message`.
-    fn render(&self, e: &slipway_core::manifest::ManifestError) -> String {
-        match &self.copilot {
-            Some((root, t)) => super::copilot::render(root, t, e),
-            None => e.with_file(&self.shown),
-        }
-    }
-
-    fn warnings(&self) -> Vec<slipway_core::copilot::Warning> {
-        match &self.copilot {
-            Some((root, t)) => super::copilot::warnings_json(root, t),
-            None => Vec::new(),
-        }
-    }
-}
-
 pub async fn run(a: DeployArgs, json: bool) -> Result<ExitCode> {
-    let source = Source::open(&a.file, &a.env)?;
+    let source = super::copilot::Source::open(&a.file, &a.env, true)?;
     let (shown, manifest) = (source.shown.clone(), &source.manifest);
     let mut specs = manifest
         .compile(&a.env)

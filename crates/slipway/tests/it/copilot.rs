@@ -149,6 +149,15 @@ fn copilot_shop_deploys_as_it_is_and_its_init_output_deploys_the_same() {
     let users = s.api_get(&format!("/services/{app}/test/users"));
     assert_eq!(users["summary"]["desired"], 1, "{users}");
 
+    // `slipway diff` reads the workspace too: nothing to deploy.
+    let diff = cli_in(&s, &dir, &["diff", "--env", "test", "--exit-code"]);
+    assert_eq!(
+        (diff.code, diff.stdout.trim()),
+        (0, "no changes"),
+        "{}",
+        diff.stderr
+    );
+
     // `slipway init --from-copilot` writes the equivalent slipway.yml ...
     let init = cli_in(&s, &dir, &["init", "--from-copilot"]).ok();
     assert!(init.stdout.contains("wrote"), "{}", init.stdout);
@@ -190,7 +199,7 @@ fn copilot_bad_workspaces_are_refused_at_file_line_column_and_deploy_nothing() {
     }
     let s = Server::start();
     let dir = s.dir.path().join("copilot-shop");
-    checkout(&dir);
+    let app = checkout(&dir);
     let users = dir.join("copilot/users/manifest.yml");
     let original = std::fs::read_to_string(&users).unwrap();
 
@@ -252,6 +261,26 @@ fn copilot_bad_workspaces_are_refused_at_file_line_column_and_deploy_nothing() {
         "{}",
         out.stderr
     );
+
+    // A secret the store does not have: refused at the reference, before anything is built.
+    std::fs::write(
+        &users,
+        format!(
+            "{original}secrets:\n  DB_PASSWORD: /copilot/${{COPILOT_APPLICATION_NAME}}/secrets/db\n"
+        ),
+    )
+    .unwrap();
+    let line = original.lines().count() + 2;
+    let out = cli_in(&s, &dir, &["deploy"]);
+    assert_ne!(out.code, 0);
+    assert!(
+        out.stderr.contains(&format!(
+            "copilot/users/manifest.yml:{line}:16: services.users.secrets.DB_PASSWORD: secret \"copilot/{app}/secrets/db\" does not exist"
+        )),
+        "{}",
+        out.stderr
+    );
+    assert!(!out.stderr.contains("built and pushed"), "{}", out.stderr);
 
     // An environment the workspace does not have.
     std::fs::write(&users, &original).unwrap();
