@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Fuzzing on stable Rust (run by hand; CI runs the same targets with a few thousand cases).
 #
-# Every proptest target named `fuzz_*` of the manifest and the Copilot translator (slipway-core), SigV4 (slipway-aws),
-# registry names/references/digests/routes (slipway-registry) and the ingress' HTTP/1 fast
-# path (slipway-ingress), one at a time, with CASES cases each (default 1 000 000), in a
+# Every proptest target named `fuzz_*` of the manifest and the Copilot workspace translator
+# (slipway-core), SigV4 (slipway-aws), registry names/references/digests/routes
+# (slipway-registry) and the ingress' HTTP/1 fast path (slipway-ingress), one at a time, with CASES cases each (default 1 000 000), in a
 # release build with overflow checks and debug assertions on (an arithmetic overflow is a
 # panic in debug builds, so the fuzzer must see it; plain release builds wrap silently).
 #

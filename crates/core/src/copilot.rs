@@ -164,15 +164,16 @@ pub fn translate(files: &[WorkspaceFile]) -> Result<Translation, CopilotError> {
     let app = cx.app_name(ws, &files[ws].text)?;
 
     let mut services: Vec<(usize, String, Node)> = Vec::new();
-    let mut envs: BTreeMap<String, Option<usize>> = BTreeMap::new();
+    // Each environment, and where it is declared (its manifest, else a service's override).
+    let mut envs: BTreeMap<String, (usize, Location)> = BTreeMap::new();
     for (i, f) in files.iter().enumerate() {
         let parts: Vec<&str> = f.path.split('/').collect();
         match parts.as_slice() {
             ["copilot", ".workspace"] => {}
             ["copilot", "environments", env, "manifest.yml"] => {
                 let root = cx.parse(i, &f.text)?;
-                let name = cx.environment(i, env, &root)?;
-                envs.insert(name, Some(i));
+                let (name, at) = cx.environment(i, env, &root)?;
+                envs.insert(name, (i, at));
             }
             ["copilot", "environments", ..] => {}
             ["copilot", "pipelines", ..] | ["copilot", "buildspec.yml"] => cx.warn_file(
@@ -210,7 +211,7 @@ pub fn translate(files: &[WorkspaceFile]) -> Result<Translation, CopilotError> {
                     ));
                 }
                 for (k, _) in root.get("environments").map_or(&[][..], |(_, e)| e.entries()) {
-                    envs.entry(k.name.clone()).or_insert(None);
+                    envs.entry(k.name.clone()).or_insert((i, k.at));
                 }
                 services.push((i, name, root));
             }
@@ -225,11 +226,8 @@ pub fn translate(files: &[WorkspaceFile]) -> Result<Translation, CopilotError> {
             ),
         });
     }
-    for env in envs.keys() {
-        validate_name(env).map_err(|m| CopilotError {
-            file: format!("copilot/environments/{env}/manifest.yml"),
-            error: ManifestError::unplaced(format!("environment: {m}")),
-        })?;
+    for (env, (i, at)) in &envs {
+        validate_name(env).map_err(|m| cx.err(*i, *at, format!("environment {env:?}: {m}")))?;
     }
 
     cx.w.kv(0, "app", &scalar_text(&app), None);
@@ -405,14 +403,21 @@ impl Cx {
     }
 
     /// An environment manifest: its name; everything else in it is AWS's.
-    fn environment(&mut self, file: usize, dir: &str, root: &Node) -> Result<String, CopilotError> {
+    fn environment(
+        &mut self,
+        file: usize,
+        dir: &str,
+        root: &Node,
+    ) -> Result<(String, Location), CopilotError> {
         let mut name = dir.to_owned();
+        let mut name_at = Location::UNKNOWN;
         for (k, v) in root.entries() {
             match k.name.as_str() {
                 "name" => {
                     name = v.scalar().ok_or_else(|| {
                         self.err(file, v.at, "name: must be the environment's name")
                     })?;
+                    name_at = v.at;
                     validate_name(&name).map_err(|m| self.err(file, v.at, format!("name: {m}")))?;
                 }
                 "type" => {
@@ -445,7 +450,7 @@ impl Cx {
                 }
             }
         }
-        Ok(name)
+        Ok((name, name_at))
     }
 
     fn service(
@@ -718,7 +723,7 @@ impl Cx {
             }
         }
 
-        self.count(f, 2, root.get("count"));
+        self.count(f, 2, "", root.get("count"));
         for key in [
             "cpu",
             "memory",
@@ -749,7 +754,7 @@ impl Cx {
             self.storage(f, k, v);
         }
         if let Some((k, v)) = root.get("deployment") {
-            self.deployment(f, 2, k, v);
+            self.deployment(f, 2, "", k, v);
         }
 
         // Everything else: AWS-only, or unknown.
@@ -799,7 +804,7 @@ impl Cx {
     }
 
     /// `count`: a number, or autoscaling (not applied: the range's minimum runs).
-    fn count(&mut self, f: usize, depth: usize, count: Option<(&node::Key, &Node)>) {
+    fn count(&mut self, f: usize, depth: usize, prefix: &str, count: Option<(&node::Key, &Node)>) {
         let Some((ck, cv)) = count else {
             return;
         };
@@ -839,7 +844,7 @@ impl Cx {
                     "autoscaling is accepted but not applied; Slipway runs {runs} (scale with `slipway scale`)"
                 ),
             };
-            self.warn(f, k.at, &format!("count.{}", k.name), why);
+            self.warn(f, k.at, &format!("{prefix}count.{}", k.name), why);
         }
         match n {
             Some((m, at)) => {
@@ -926,7 +931,7 @@ impl Cx {
                 None if vv.get("from_cfn").is_some() => self.warn(
                     f,
                     vk.at,
-                    &format!("variables.{}", vk.name),
+                    &format!("{}variables.{}", env_prefix(env), vk.name),
                     "a CloudFormation stack output (from_cfn) does not exist here; the variable is not set",
                 ),
                 None => lines.push((vk.name.clone(), String::new(), vv.at)),
@@ -966,7 +971,7 @@ impl Cx {
             if skip.contains(&sk.name) {
                 continue;
             }
-            let key = format!("secrets.{}", sk.name);
+            let key = format!("{}secrets.{}", env_prefix(env), sk.name);
             let raw = match (&sv.val, sv.get("secretsmanager")) {
                 (Val::Str(s), _) => s.clone(),
                 (_, Some((_, n))) => match n.scalar() {
@@ -1074,7 +1079,7 @@ impl Cx {
         }
     }
 
-    fn deployment(&mut self, f: usize, depth: usize, k: &node::Key, v: &Node) {
+    fn deployment(&mut self, f: usize, depth: usize, prefix: &str, k: &node::Key, v: &Node) {
         let mut wrote = false;
         for (dk, dv) in v.entries() {
             match dk.name.as_str() {
@@ -1087,7 +1092,7 @@ impl Cx {
                 }
                 "rollback_alarms" => self.warn_leaves(
                     f,
-                    "deployment.rollback_alarms",
+                    &format!("{prefix}deployment.rollback_alarms"),
                     dk.at,
                     dv,
                     "CloudWatch alarms do not apply: Slipway's circuit breaker rolls back a deploy whose tasks fail their health checks",
@@ -1095,7 +1100,7 @@ impl Cx {
                 other => self.warn(
                     f,
                     dk.at,
-                    &format!("deployment.{other}"),
+                    &format!("{prefix}deployment.{other}"),
                     "not a deployment setting Slipway knows; ignored",
                 ),
             }
@@ -1149,10 +1154,10 @@ impl Cx {
             for (k, v) in ov_node.entries() {
                 let key = format!("{prefix}.{}", k.name);
                 match k.name.as_str() {
-                    "count" => self.count(f, 4, Some((k, v))),
+                    "count" => self.count(f, 4, &format!("{prefix}."), Some((k, v))),
                     "cpu" | "memory" => self.w.kv(4, &k.name, &v.flow(), origin(f, v.at)),
                     "variables" | "secrets" => {}
-                    "deployment" => self.deployment(f, 4, k, v),
+                    "deployment" => self.deployment(f, 4, &format!("{prefix}."), k, v),
                     "image" => {
                         let mut wrote = false;
                         for (ik, iv) in v.entries() {
@@ -1270,6 +1275,12 @@ impl Cx {
         }
         Ok(())
     }
+}
+
+/// How a key of an environment's override is named in a warning.
+fn env_prefix(env: Option<&str>) -> String {
+    env.map(|e| format!("environments.{e}."))
+        .unwrap_or_default()
 }
 
 /// Appends the entries of `extra` to the mapping in `into` (or makes it).

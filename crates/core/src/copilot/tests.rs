@@ -617,3 +617,35 @@ fn unplaced_errors_of_the_manifest_are_placed_by_their_field() {
         "copilot/api/manifest.yml:9:7: services.api.secrets.DB: secret \"shop/db\" does not exist"
     );
 }
+
+#[test]
+fn warnings_of_an_environment_override_name_the_environment() {
+    let t = one(&format!(
+        "{WEB}environments:\n  prod:\n    count:\n      range: 2-4\n    variables:\n      X:\n        from_cfn: out\n    deployment:\n      rollback_alarms: [a]\n"
+    ))
+    .unwrap();
+    assert_eq!(
+        t.warnings
+            .iter()
+            .map(|w| w.key.as_str())
+            .collect::<Vec<_>>(),
+        [
+            "environments.prod.count.range",
+            "environments.prod.variables.X",
+            "environments.prod.deployment.rollback_alarms"
+        ]
+    );
+    assert_eq!(
+        t.manifest.compile("prod").unwrap()[0].desired_count,
+        Some(2)
+    );
+}
+
+#[test]
+fn an_environment_name_slipway_refuses_is_placed_where_it_is_declared() {
+    let e = err(one(&format!("{WEB}environments:\n  Prod:\n    count: 2\n")));
+    assert!(
+        e.starts_with("copilot/api/manifest.yml:9:3: environment \"Prod\":"),
+        "{e}"
+    );
+}
