@@ -324,10 +324,6 @@ fn aws_only(key: &str) -> Option<&'static str> {
         "observability" => "AWS X-Ray tracing is not set up",
         "nlb" => "a Network Load Balancer is not created; the ingress routes HTTP only",
         "env_file" => "the S3 environment file is not read; move its variables to `variables:`",
-        "cdn" => "CloudFront is not set up",
-        "http" => {
-            "the environment's load balancer settings are AWS's; Slipway's ingress is configured on the server"
-        }
         _ => return None,
     })
 }
