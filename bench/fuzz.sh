@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Fuzzing on stable Rust (run by hand; CI runs the same targets with a few thousand cases).
 #
-# Every proptest target named `fuzz_*` of the manifest (slipway-core), SigV4 (slipway-aws),
-# registry names/references/digests/routes (slipway-registry) and the ingress' HTTP/1 fast
-# path (slipway-ingress), one at a time, with CASES cases each (default 1 000 000), in a
-# release build with overflow checks and debug assertions on (an arithmetic overflow is a
-# panic in debug builds, so the fuzzer must see it; plain release builds wrap silently).
+# Every proptest target named `fuzz_*` of the manifest and the Copilot workspace translator
+# (slipway-core), SigV4 (slipway-aws), registry names/references/digests/routes
+# (slipway-registry) and the ingress' HTTP/1 fast path (slipway-ingress), one at a time, with
+# CASES cases each (default 1 000 000), in a release build with overflow checks and debug
+# assertions on (an arithmetic overflow is a panic in debug builds, so the fuzzer must see it;
+# plain release builds wrap silently).
 #
 # Usage: bench/fuzz.sh [CASES] [FILTER]   e.g. bench/fuzz.sh 1000000, bench/fuzz.sh 20000 sigv4
 # Prints per target: cases, seconds, cases/s and the result; a failure prints proptest's

@@ -16,6 +16,7 @@
 //! - [`schema`] generates the JSON Schema of `slipway.yml` from the manifest's types.
 
 pub mod access;
+pub mod copilot;
 pub mod diff;
 pub mod health;
 pub mod jobs;

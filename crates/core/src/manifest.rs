@@ -41,7 +41,7 @@ pub struct ManifestError {
 }
 
 impl ManifestError {
-    fn unplaced(message: impl Into<String>) -> Self {
+    pub(crate) fn unplaced(message: impl Into<String>) -> Self {
         Self {
             line: None,
             column: None,
@@ -49,7 +49,7 @@ impl ManifestError {
         }
     }
 
-    fn at(loc: serde_saphyr::Location, message: impl Into<String>) -> Self {
+    pub(crate) fn at(loc: serde_saphyr::Location, message: impl Into<String>) -> Self {
         let (line, column) = (loc.line(), loc.column());
         if line == 0 {
             return Self::unplaced(message);
@@ -785,15 +785,18 @@ pub const DEFAULT_DEREGISTRATION_DELAY_MS: u64 = 30_000;
 
 /// Parses manifest text. Errors carry the line and column of the offending node.
 pub fn parse(text: &str) -> Result<Manifest, ManifestError> {
-    let manifest: Manifest = serde_saphyr::from_str(text).map_err(|e| {
-        let message = clean_message(&e.without_snippet().to_string());
-        match e.location() {
-            Some(loc) => ManifestError::at(loc, message),
-            None => ManifestError::unplaced(message),
-        }
-    })?;
+    let manifest: Manifest = serde_saphyr::from_str(text).map_err(yaml_error)?;
     manifest.validate()?;
     Ok(manifest)
+}
+
+/// A YAML parser's error as a [`ManifestError`], placed where the parser says.
+pub(crate) fn yaml_error(e: serde_saphyr::Error) -> ManifestError {
+    let message = clean_message(&e.without_snippet().to_string());
+    match e.location() {
+        Some(loc) => ManifestError::at(loc, message),
+        None => ManifestError::unplaced(message),
+    }
 }
 
 /// serde-saphyr renders "at line X column Y" into its messages; we print the place once, in

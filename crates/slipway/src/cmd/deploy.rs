@@ -21,10 +21,12 @@ use crate::output::duration_ms;
 
 #[derive(Debug, Args)]
 pub struct DeployArgs {
-    /// The manifest.
+    /// The manifest. Where no slipway.yml exists but an AWS Copilot workspace (`copilot/`)
+    /// does, the workspace is read; -f may also name a directory holding `copilot/`.
     #[arg(short = 'f', long = "file", default_value = "slipway.yml")]
     file: PathBuf,
-    /// Environment to deploy (its overrides from `environments:` apply).
+    /// Environment to deploy (its overrides from `environments:` apply; in a Copilot
+    /// workspace, one of its environments).
     #[arg(long, default_value = DEFAULT_ENV)]
     env: String,
     /// Deploy only these services (default: all of the manifest).
@@ -113,7 +115,7 @@ async fn check_secrets(
     manifest: &slipway_core::manifest::Manifest,
     env: &str,
     specs: &[slipway_core::model::ServiceSpec],
-    shown: &str,
+    source: &super::copilot::Source,
 ) -> Result<()> {
     if specs.iter().all(|s| s.container.secrets.is_empty()) {
         return Ok(());
@@ -131,7 +133,7 @@ async fn check_secrets(
                         r.name, r.name
                     ),
                 );
-                bail!("{}", e.with_file(shown));
+                bail!("{}", source.render(&e));
             }
         }
     }
@@ -139,10 +141,11 @@ async fn check_secrets(
 }
 
 pub async fn run(a: DeployArgs, json: bool) -> Result<ExitCode> {
-    let (shown, manifest) = super::read_manifest(&a.file)?;
+    let source = super::copilot::Source::open(&a.file, &a.env, true)?;
+    let (shown, manifest) = (source.shown.clone(), &source.manifest);
     let mut specs = manifest
         .compile(&a.env)
-        .map_err(|e| anyhow::anyhow!("{}", e.with_file(&shown)))?;
+        .map_err(|e| anyhow::anyhow!("{}", source.render(&e)))?;
     if !a.services.is_empty() {
         for s in &a.services {
             if !specs.iter().any(|x| &x.key.name == s) {
@@ -177,9 +180,9 @@ pub async fn run(a: DeployArgs, json: bool) -> Result<ExitCode> {
             .map_err(|m| anyhow::anyhow!("--platform: {m}"))?;
     }
     let client = Client::from_env()?;
-    check_secrets(&client, &manifest, &a.env, &specs, &shown).await?;
+    check_secrets(&client, manifest, &a.env, &specs, &source).await?;
     // Build and push what the manifest builds from source (unless --image named an image).
-    let manifest_dir = super::build::manifest_dir(&a.file);
+    let manifest_dir = source.dir.clone();
     let mut built = Vec::new();
     // Asked for once, and only when a service is built from source.
     let creds = tokio::sync::OnceCell::new();
@@ -252,9 +255,14 @@ pub async fn run(a: DeployArgs, json: bool) -> Result<ExitCode> {
             running_before: Vec::new(),
         })
         .collect();
+    let warnings = source.warnings();
     if a.no_wait {
         if json {
-            crate::output::print_json(&resp)?;
+            let mut out = serde_json::to_value(&resp)?;
+            if !warnings.is_empty() {
+                out["warnings"] = serde_json::to_value(&warnings)?;
+            }
+            crate::output::print_json(&out)?;
         } else {
             for r in &resp.results {
                 println!(
@@ -268,7 +276,7 @@ pub async fn run(a: DeployArgs, json: bool) -> Result<ExitCode> {
         }
         return Ok(ExitCode::SUCCESS);
     }
-    wait_and_report(&client, waits, built, a.timeout, json).await
+    wait_and_report(&client, waits, built, &warnings, a.timeout, json).await
 }
 
 /// What `wait_and_report` is still waiting for: `(service, deployment id)`, so an
@@ -431,6 +439,7 @@ pub async fn wait_and_report(
     client: &Client,
     waits: Vec<Wait>,
     builds: Vec<super::build::Built>,
+    warnings: &[slipway_core::copilot::Warning],
     timeout: Duration,
     json: bool,
 ) -> Result<ExitCode> {
@@ -632,6 +641,9 @@ pub async fn wait_and_report(
         let mut out = serde_json::json!({ "succeeded": ok, "results": reports });
         if !builds.is_empty() {
             out["builds"] = serde_json::to_value(&builds)?;
+        }
+        if !warnings.is_empty() {
+            out["warnings"] = serde_json::to_value(warnings)?;
         }
         crate::output::print_json(&out)?;
     } else {

@@ -35,10 +35,12 @@ pub fn compile_specs(
     env: &str,
     only: &[String],
 ) -> Result<Vec<ServiceSpec>> {
-    let (shown, manifest) = super::read_manifest(file)?;
-    let mut specs = manifest
+    let source = super::copilot::Source::open(file, env, false)?;
+    let shown = &source.shown;
+    let mut specs = source
+        .manifest
         .compile(env)
-        .map_err(|e| anyhow!("{}", e.with_file(&shown)))?;
+        .map_err(|e| anyhow!("{}", source.render(&e)))?;
     for s in only {
         if !specs.iter().any(|x| &x.key.name == s) {
             let known: Vec<&str> = specs.iter().map(|x| x.key.name.as_str()).collect();
@@ -59,8 +61,11 @@ pub async fn run(a: DiffArgs, json: bool) -> Result<ExitCode> {
     let client = Client::from_env()?;
     // Services built from source: their version is known without building. One the
     // registry has is compared like any image; one it lacks would be built by a deploy.
-    let (_, manifest) = super::read_manifest(&a.file)?;
-    let manifest_dir = super::build::manifest_dir(&a.file);
+    let super::copilot::Source {
+        manifest,
+        dir: manifest_dir,
+        ..
+    } = super::copilot::Source::open(&a.file, &a.env, false)?;
     let mut to_build: Vec<ToBuild> = Vec::new();
     // Asked for once, and only when a service is built from source.
     let creds = tokio::sync::OnceCell::new();

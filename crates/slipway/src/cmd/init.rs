@@ -53,6 +53,54 @@ pub struct InitArgs {
     /// Overwrite an existing slipway.yml.
     #[arg(long)]
     force: bool,
+    /// Translate the AWS Copilot workspace in DIR (`copilot/`) instead: its services,
+    /// environments and overrides, with comments where Slipway's meaning differs and the
+    /// keys it does not apply listed (as warnings on stderr, too).
+    #[arg(long, conflicts_with_all = ["app", "services"])]
+    from_copilot: bool,
+}
+
+/// `slipway init --from-copilot`: writes the workspace's translation as slipway.yml.
+fn from_copilot(dir: &Path, target: &Path, json: bool) -> Result<ExitCode> {
+    if !dir.join("copilot").is_dir() {
+        bail!(
+            "{}: no Copilot workspace here (no copilot/ directory); run slipway init --from-copilot in the directory that holds copilot/",
+            dir.display()
+        );
+    }
+    let root = if dir == Path::new("") {
+        Path::new(".")
+    } else {
+        dir
+    };
+    let t = super::copilot::read(root)?;
+    super::copilot::print_warnings(root, &t);
+    fs::write(target, &t.yaml).with_context(|| format!("writing {}", target.display()))?;
+    let services: Vec<&str> = t.manifest.services.keys().map(String::as_str).collect();
+    if json {
+        crate::output::print_json(&serde_json::json!({
+            "file": target.display().to_string(),
+            "app": t.app,
+            "services": services,
+            "environments": t.environments,
+            "warnings": super::copilot::warnings_json(root, &t),
+        }))?;
+    } else {
+        println!(
+            "wrote {} from the Copilot workspace: app {}, services {}{}; {} key(s) not applied (listed at its top). Deploy it with `slipway deploy -f {}`.",
+            target.display(),
+            t.app,
+            services.join(", "),
+            if t.environments.is_empty() {
+                String::new()
+            } else {
+                format!(", environments {}", t.environments.join(", "))
+            },
+            t.warnings.len(),
+            target.display()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// A Dockerfile found under DIR.
@@ -115,6 +163,9 @@ pub fn run(a: InitArgs, json: bool) -> Result<ExitCode> {
             "{} already exists; edit it, or pass --force to overwrite it",
             target.display()
         );
+    }
+    if a.from_copilot {
+        return from_copilot(dir, &target, json);
     }
     let interactive = !a.yes;
     if interactive && !io::stdin().is_terminal() {

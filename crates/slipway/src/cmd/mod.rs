@@ -3,6 +3,7 @@
 pub mod access_key;
 pub mod apps;
 pub mod build;
+pub mod copilot;
 pub mod delete_app;
 pub mod deploy;
 pub mod diff;
@@ -72,6 +73,9 @@ pub fn read_manifest(path: &Path) -> Result<(String, manifest::Manifest)> {
 }
 
 pub(crate) fn app_from_manifest(path: &Path) -> Result<String> {
+    if let Some(root) = copilot::workspace_root(path) {
+        return Ok(copilot::read(&root)?.app);
+    }
     if !path.exists() {
         bail!(
             "no app given: pass --app NAME, or run where {} is (or point -f at it)",

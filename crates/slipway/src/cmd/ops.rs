@@ -230,6 +230,7 @@ async fn follow(
             running_before,
         }],
         Vec::new(),
+        &[],
         timeout,
         json,
     )

@@ -56,10 +56,11 @@ pub struct RunArgs {
 
 pub async fn run(a: RunArgs, json: bool) -> Result<ExitCode> {
     // Everything that can be wrong with the input is checked before the engine is touched.
-    let (shown, manifest) = super::read_manifest(&a.file)?;
+    let source = super::copilot::Source::open(&a.file, &a.env, false)?;
+    let (shown, manifest) = (&source.shown, &source.manifest);
     let specs = manifest
         .compile(&a.env)
-        .map_err(|e| anyhow!("{}", e.with_file(&shown)))?;
+        .map_err(|e| anyhow!("{}", source.render(&e)))?;
     let Some(spec) = specs.into_iter().find(|s| s.key.name == a.service) else {
         let known: Vec<String> = manifest.services.keys().cloned().collect();
         bail!(

@@ -1,0 +1,1326 @@
+//! AWS Copilot workspaces: the translation of a `copilot/` directory into the same
+//! [`Manifest`] a `slipway.yml` produces, and the equivalent `slipway.yml` text.
+//!
+//! Pure: the CLI reads the workspace's files (path relative to the workspace root, and text)
+//! and hands them over. What is read:
+//! - `copilot/.workspace`: `application:` is the app's name;
+//! - `copilot/<service>/manifest.yml`: one service each (Load Balanced Web Service, Backend
+//!   Service, Worker Service without its queue, Scheduled Job);
+//! - `copilot/environments/<env>/manifest.yml`: each declares a Slipway environment (its
+//!   VPC, certificates and load balancer settings are AWS's);
+//! - `copilot/<service>/addons/*`, `copilot/pipelines/*`: CloudFormation and CodePipeline,
+//!   reported as not applied.
+//!
+//! The translation writes `slipway.yml` text (with comments where Slipway's meaning differs)
+//! and parses it with [`crate::manifest::parse`], so a workspace means exactly what its
+//! `slipway init --from-copilot` output means. Every line written remembers the place in the
+//! Copilot file it comes from, so an error found by the manifest's validation is reported at
+//! `copilot/<service>/manifest.yml:line:column`.
+//!
+//! Nothing is silently ignored: a key that only means something on AWS (VPCs, security
+//! groups, `exec`, `publish`, `taskdef_overrides`, `observability`, ...) or that Slipway does
+//! not apply (autoscaling) gives one [`Warning`] per key with its place. Keys Slipway cannot
+//! honour and whose absence would change what runs (`sidecars`, `logging`) are errors.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::Serialize;
+use serde_saphyr::Location;
+
+use crate::manifest::{self, Manifest, ManifestError};
+use crate::model::validate_name;
+
+mod node;
+use node::{Node, Origin, Val, Writer, scalar_text};
+
+/// The workspace marker file.
+pub const WORKSPACE_FILE: &str = "copilot/.workspace";
+
+/// One file of the workspace: its path relative to the workspace root (`/` separators) and
+/// its text.
+#[derive(Debug, Clone)]
+pub struct WorkspaceFile {
+    pub path: String,
+    pub text: String,
+}
+
+/// A key that is accepted but not applied (or applied differently), with its place.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Warning {
+    pub file: String,
+    pub line: u64,
+    pub column: u64,
+    /// The key as a dotted path from the file's root (`network.vpc.security_groups`).
+    pub key: String,
+    pub message: String,
+}
+
+impl std::fmt::Display for Warning {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}:{}:{}: warning: {}: {}",
+            self.file, self.line, self.column, self.key, self.message
+        )
+    }
+}
+
+/// An error in a Copilot file, with its place.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}", error.with_file(file))]
+pub struct CopilotError {
+    pub file: String,
+    pub error: ManifestError,
+}
+
+/// A translated workspace.
+#[derive(Debug, Clone)]
+pub struct Translation {
+    /// The app's name (`.workspace`'s `application`).
+    pub app: String,
+    /// What `slipway.yml` would parse to.
+    pub manifest: Manifest,
+    /// The equivalent `slipway.yml`, with comments.
+    pub yaml: String,
+    /// Keys not applied, in file order.
+    pub warnings: Vec<Warning>,
+    /// The workspace's environments.
+    pub environments: Vec<String>,
+    places: Places,
+}
+
+/// Where each line and each manifest path of the written `slipway.yml` comes from.
+#[derive(Debug, Clone)]
+struct Places {
+    files: Vec<String>,
+    lines: Vec<Option<Origin>>,
+    paths: Vec<(String, Origin)>,
+}
+
+impl Translation {
+    /// Where an error about the translated manifest comes from: `(file, line, column)`.
+    pub fn origin_of(&self, e: &ManifestError) -> Option<(String, u64, u64)> {
+        self.places.origin_of(e)
+    }
+
+    /// An error about the translated manifest as one line naming `file:line:column` in the
+    /// workspace.
+    pub fn render(&self, e: &ManifestError) -> String {
+        match self.origin_of(e) {
+            Some((f, l, c)) if l > 0 => format!("{f}:{l}:{c}: {}", e.message),
+            Some((f, _, _)) => format!("{f}: {}", e.message),
+            None => format!("copilot/: {}", e.message),
+        }
+    }
+}
+
+impl Places {
+    /// The line of `slipway.yml` the error names, else the manifest path
+    /// (`services.api.http`) its message starts with.
+    fn origin_of(&self, e: &ManifestError) -> Option<(String, u64, u64)> {
+        let by_line = e.line.and_then(|l| {
+            let l = usize::try_from(l).ok()?.min(self.lines.len());
+            self.lines[..l].iter().rev().find_map(|o| *o)
+        });
+        let by_path = || {
+            let head = e.message.split([':', ' ']).next().unwrap_or("");
+            self.paths
+                .iter()
+                .filter(|(p, _)| head == p || head.starts_with(&format!("{p}.")))
+                .max_by_key(|(p, _)| p.len())
+                .map(|(_, o)| *o)
+        };
+        let o = by_line.or_else(by_path)?;
+        Some((self.files[o.file].clone(), o.line, o.column))
+    }
+}
+
+/// The service types Slipway runs, by their Copilot names.
+const TYPES: &[&str] = &[
+    "Load Balanced Web Service",
+    "Backend Service",
+    "Worker Service",
+    "Scheduled Job",
+];
+
+/// Translates a Copilot workspace.
+pub fn translate(files: &[WorkspaceFile]) -> Result<Translation, CopilotError> {
+    let mut files: Vec<&WorkspaceFile> = files.iter().collect();
+    files.sort_by(|a, b| a.path.cmp(&b.path));
+    let mut cx = Cx {
+        files: files.iter().map(|f| f.path.clone()).collect(),
+        warnings: Vec::new(),
+        w: Writer::default(),
+    };
+    let ws = files
+        .iter()
+        .position(|f| f.path == WORKSPACE_FILE)
+        .ok_or_else(|| CopilotError {
+            file: WORKSPACE_FILE.into(),
+            error: ManifestError::unplaced(
+                "not found: a Copilot workspace has copilot/.workspace (written by `copilot app init`) naming its application",
+            ),
+        })?;
+    let app = cx.app_name(ws, &files[ws].text)?;
+
+    let mut services: Vec<(usize, String, Node)> = Vec::new();
+    // Each environment, and where it is declared (its manifest, else a service's override).
+    let mut envs: BTreeMap<String, (usize, Location)> = BTreeMap::new();
+    for (i, f) in files.iter().enumerate() {
+        let parts: Vec<&str> = f.path.split('/').collect();
+        match parts.as_slice() {
+            ["copilot", ".workspace"] => {}
+            ["copilot", "environments", env, "manifest.yml"] => {
+                let root = cx.parse(i, &f.text)?;
+                let (name, at) = cx.environment(i, env, &root)?;
+                envs.insert(name, (i, at));
+            }
+            ["copilot", "environments", ..] => {}
+            ["copilot", "pipelines", ..] | ["copilot", "buildspec.yml"] => cx.warn_file(
+                i,
+                "pipelines",
+                "a Copilot pipeline (CodePipeline) is not run by Slipway; run `slipway deploy` from your CI instead",
+            ),
+            ["copilot", _, "addons", ..] => cx.warn_file(
+                i,
+                "addons",
+                "CloudFormation addons are not applied; create what they describe (tables, buckets, ...) yourself",
+            ),
+            ["copilot", dir, "manifest.yml"] => {
+                let root = cx.parse(i, &f.text)?;
+                let name = match root.get("name") {
+                    Some((_, n)) => match n.scalar() {
+                        Some(s) => s,
+                        None => return Err(cx.err(i, n.at, "name: must be the service's name")),
+                    },
+                    None => (*dir).to_owned(),
+                };
+                validate_name(&name).map_err(|m| {
+                    let at = root.get("name").map_or(root.at, |(_, n)| n.at);
+                    cx.err(i, at, format!("name: {m}"))
+                })?;
+                if let Some((j, _, _)) = services.iter().find(|(_, n, _)| n == &name) {
+                    let at = root.get("name").map_or(root.at, |(_, n)| n.at);
+                    return Err(cx.err(
+                        i,
+                        at,
+                        format!(
+                            "name: the service {name:?} is also declared by {}",
+                            cx.files[*j]
+                        ),
+                    ));
+                }
+                for (k, _) in root.get("environments").map_or(&[][..], |(_, e)| e.entries()) {
+                    envs.entry(k.name.clone()).or_insert((i, k.at));
+                }
+                services.push((i, name, root));
+            }
+            _ => {}
+        }
+    }
+    if services.is_empty() {
+        return Err(CopilotError {
+            file: "copilot/".into(),
+            error: ManifestError::unplaced(
+                "the workspace declares no service (no copilot/<service>/manifest.yml)",
+            ),
+        });
+    }
+    for (env, (i, at)) in &envs {
+        validate_name(env).map_err(|m| cx.err(*i, *at, format!("environment {env:?}: {m}")))?;
+    }
+
+    cx.w.kv(0, "app", &scalar_text(&app), None);
+    cx.w.open(0, "services", None);
+    for (i, name, root) in &services {
+        cx.service(*i, name, root, &app)?;
+    }
+    if !envs.is_empty() {
+        cx.w.open(0, "environments", None);
+        for env in envs.keys() {
+            cx.environment_overrides(env, &services, &app)?;
+        }
+    }
+
+    cx.warnings
+        .sort_by(|a, b| (&a.file, a.line, a.column).cmp(&(&b.file, b.line, b.column)));
+    let mut header = Writer::default();
+    header.comment(
+        0,
+        &format!(
+            "Slipway's reading of the Copilot workspace of {app:?} (`slipway init --from-copilot`).\nComments mark where Slipway's meaning differs from Copilot's."
+        ),
+    );
+    if !cx.warnings.is_empty() {
+        header.comment(0, "Not applied (AWS-only, or not supported by Slipway):");
+        for w in &cx.warnings {
+            header.comment(
+                0,
+                &format!(
+                    "  {}:{}:{} {}: {}",
+                    w.file, w.line, w.column, w.key, w.message
+                ),
+            );
+        }
+    }
+    let yaml = format!("{}{}", header.text, cx.w.text);
+    let mut lines = header.lines;
+    lines.extend(cx.w.lines.iter().copied());
+    let places = Places {
+        files: cx.files,
+        lines,
+        paths: std::mem::take(&mut cx.w.paths),
+    };
+    let manifest = manifest::parse(&yaml).map_err(|e| {
+        let (file, line, column) = places.origin_of(&e).unwrap_or(("copilot/".into(), 0, 0));
+        CopilotError {
+            file,
+            error: ManifestError {
+                line: (line > 0).then_some(line),
+                column: (line > 0).then_some(column),
+                message: e.message.clone(),
+            },
+        }
+    })?;
+    Ok(Translation {
+        app,
+        manifest,
+        yaml,
+        warnings: cx.warnings,
+        environments: envs.keys().cloned().collect(),
+        places,
+    })
+}
+
+struct Cx {
+    files: Vec<String>,
+    warnings: Vec<Warning>,
+    w: Writer,
+}
+
+fn origin(file: usize, at: Location) -> Option<Origin> {
+    Some(Origin {
+        file,
+        line: at.line(),
+        column: at.column(),
+    })
+}
+
+/// What a service type becomes in `slipway.yml`.
+fn kind_of(t: &str) -> Option<&'static str> {
+    TYPES.iter().copied().find(|k| *k == t)
+}
+
+/// AWS-only keys of a service manifest, and why they do not apply.
+fn aws_only(key: &str) -> Option<&'static str> {
+    Some(match key {
+        "network" => {
+            "AWS networking (VPC placement, security groups, Service Connect) does not apply: an app environment's services share a private network and reach each other by name"
+        }
+        "exec" => "ECS Exec is not needed: `slipway exec` opens a shell in any task",
+        "publish" => "SNS topics are not created; publish to a broker you run",
+        "subscribe" => "SQS queues are not created: a Worker Service runs without its queue",
+        "taskdef_overrides" => "CloudFormation task definition overrides are not applied",
+        "observability" => "AWS X-Ray tracing is not set up",
+        "nlb" => "a Network Load Balancer is not created; the ingress routes HTTP only",
+        "env_file" => "the S3 environment file is not read; move its variables to `variables:`",
+        _ => return None,
+    })
+}
+
+impl Cx {
+    fn err(&self, file: usize, at: Location, message: impl Into<String>) -> CopilotError {
+        CopilotError {
+            file: self.files[file].clone(),
+            error: ManifestError::at(at, message),
+        }
+    }
+
+    fn warn(&mut self, file: usize, at: Location, key: &str, message: impl Into<String>) {
+        self.warnings.push(Warning {
+            file: self.files[file].clone(),
+            line: at.line(),
+            column: at.column(),
+            key: key.to_owned(),
+            message: message.into(),
+        });
+    }
+
+    fn warn_file(&mut self, file: usize, key: &str, message: &str) {
+        self.warnings.push(Warning {
+            file: self.files[file].clone(),
+            line: 1,
+            column: 1,
+            key: key.to_owned(),
+            message: message.to_owned(),
+        });
+    }
+
+    /// One warning per leaf key under `node` (a list or scalar is one leaf).
+    fn warn_leaves(&mut self, file: usize, path: &str, at: Location, node: &Node, why: &str) {
+        if node.is_map() && !node.entries().is_empty() {
+            for (k, v) in node.entries() {
+                self.warn_leaves(file, &format!("{path}.{}", k.name), k.at, v, why);
+            }
+        } else {
+            self.warn(file, at, path, why);
+        }
+    }
+
+    fn parse(&self, file: usize, text: &str) -> Result<Node, CopilotError> {
+        let root: Node = serde_saphyr::from_str(text).map_err(|e| CopilotError {
+            file: self.files[file].clone(),
+            error: manifest::yaml_error(e),
+        })?;
+        if !root.is_map() {
+            return Err(self.err(
+                file,
+                root.at,
+                "a Copilot manifest is a mapping of keys (name:, type:, ...)",
+            ));
+        }
+        Ok(root)
+    }
+
+    fn app_name(&self, file: usize, text: &str) -> Result<String, CopilotError> {
+        let root = self.parse(file, text)?;
+        let Some((k, v)) = root.get("application") else {
+            return Err(self.err(
+                file,
+                root.at,
+                "application: missing (the workspace's app name, as `copilot app init` writes it)",
+            ));
+        };
+        let name = v
+            .scalar()
+            .ok_or_else(|| self.err(file, k.at, "application: must be the app's name"))?;
+        validate_name(&name).map_err(|m| self.err(file, v.at, format!("application: {m}")))?;
+        Ok(name)
+    }
+
+    /// An environment manifest: its name; everything else in it is AWS's.
+    fn environment(
+        &mut self,
+        file: usize,
+        dir: &str,
+        root: &Node,
+    ) -> Result<(String, Location), CopilotError> {
+        let mut name = dir.to_owned();
+        let mut name_at = Location::UNKNOWN;
+        for (k, v) in root.entries() {
+            match k.name.as_str() {
+                "name" => {
+                    name = v.scalar().ok_or_else(|| {
+                        self.err(file, v.at, "name: must be the environment's name")
+                    })?;
+                    name_at = v.at;
+                    validate_name(&name).map_err(|m| self.err(file, v.at, format!("name: {m}")))?;
+                }
+                "type" => {
+                    if v.scalar().as_deref() != Some("Environment") {
+                        return Err(self.err(
+                            file,
+                            v.at,
+                            format!(
+                                "type: an environment manifest has type: Environment, got {}",
+                                v.flow()
+                            ),
+                        ));
+                    }
+                }
+                other => {
+                    let why = match other {
+                        "network" => {
+                            "the environment's VPC, subnets and security groups are AWS's: Slipway gives each app environment its own private network"
+                        }
+                        "http" => {
+                            "the environment's load balancer (certificates, ingress rules, access logs, SSL policy) is AWS's: Slipway's ingress and its TLS are set on the server"
+                        }
+                        "cdn" => "CloudFront is not set up",
+                        "observability" => {
+                            "Container Insights is not set up: Slipway's status, logs and events cover the tasks"
+                        }
+                        _ => "not an environment setting Slipway applies",
+                    };
+                    self.warn_leaves(file, other, k.at, v, why);
+                }
+            }
+        }
+        Ok((name, name_at))
+    }
+
+    fn service(
+        &mut self,
+        f: usize,
+        name: &str,
+        root: &Node,
+        app: &str,
+    ) -> Result<(), CopilotError> {
+        let Some((tk, tv)) = root.get("type") else {
+            return Err(self.err(
+                f,
+                root.at,
+                format!(
+                    "type: missing; a service's type is one of {}",
+                    TYPES.join(", ")
+                ),
+            ));
+        };
+        let t = tv.scalar().unwrap_or_default();
+        let mut kind = match kind_of(&t) {
+            Some(k) => k,
+            None => {
+                let hint = match t.as_str() {
+                    "Request-Driven Web Service" => {
+                        " (App Runner): write type: Load Balanced Web Service to run it behind Slipway's ingress"
+                    }
+                    "Static Site" => {
+                        " (S3 and CloudFront): serve the files from a web server image"
+                    }
+                    _ => "",
+                };
+                return Err(self.err(
+                    f,
+                    tv.at,
+                    format!(
+                        "type: unknown Copilot service type {}{hint}; Slipway runs {}",
+                        match &tv.val {
+                            Val::Str(s) => format!("{s:?}"),
+                            _ => tv.flow(),
+                        },
+                        TYPES.join(", ")
+                    ),
+                ));
+            }
+        };
+        // Refusals first: a key whose absence would change what runs.
+        for (k, v) in root.entries() {
+            match k.name.as_str() {
+                "sidecars" | "logging" => {
+                    return Err(self.err(
+                        f,
+                        k.at,
+                        format!(
+                            "{}: multi-container tasks (sidecars, a FireLens log router) are not supported yet; remove `{}` to run the main container alone",
+                            k.name, k.name
+                        ),
+                    ));
+                }
+                "image" => {
+                    if let Some((dk, _)) = v.get("depends_on") {
+                        return Err(self.err(
+                            f,
+                            dk.at,
+                            "image.depends_on: orders the main container after sidecars, and multi-container tasks are not supported yet; remove it",
+                        ));
+                    }
+                }
+                _ => {}
+            }
+        }
+        let http = root.get("http");
+        if kind == "Load Balanced Web Service"
+            && let Some((hk, hv)) = http
+            && matches!(hv.val, Val::Bool(false))
+        {
+            self.warn(
+                f,
+                hk.at,
+                "http",
+                "http: false (no Application Load Balancer, a Network Load Balancer instead): the service gets no ingress route and runs as a Backend Service",
+            );
+            kind = "Backend Service";
+        }
+        let w_origin = origin(f, root.get("name").map_or(tk.at, |(k, _)| k.at));
+        self.w.open(1, name, w_origin);
+        self.w.kv(2, "type", &scalar_text(kind), origin(f, tv.at));
+
+        // image
+        let mut port: Option<String> = None;
+        if let Some((ik, iv)) = root.get("image") {
+            if !iv.is_map() {
+                self.w.kv(2, "image", &iv.flow(), origin(f, iv.at));
+            } else {
+                self.w.open(2, "image", origin(f, ik.at));
+                for (k, v) in iv.entries() {
+                    let key = format!("image.{}", k.name);
+                    match k.name.as_str() {
+                        "build" if v.is_map() => {
+                            self.w.open(3, "build", origin(f, k.at));
+                            for (bk, bv) in v.entries() {
+                                match bk.name.as_str() {
+                                    "context" | "dockerfile" | "args" | "target" => {
+                                        self.w.kv(4, &bk.name, &bv.flow(), origin(f, bv.at))
+                                    }
+                                    "cache_from" => self.warn(
+                                        f,
+                                        bk.at,
+                                        &format!("{key}.cache_from"),
+                                        "build cache images are not used",
+                                    ),
+                                    other => self.warn(
+                                        f,
+                                        bk.at,
+                                        &format!("{key}.{other}"),
+                                        "not a build setting Slipway knows; ignored",
+                                    ),
+                                }
+                            }
+                        }
+                        "build" | "location" => self.w.kv(3, &k.name, &v.flow(), origin(f, v.at)),
+                        "port" => {
+                            port = v.scalar();
+                            self.w.kv(3, "port", &v.flow(), origin(f, v.at));
+                        }
+                        "healthcheck" => {
+                            // Copilot's container health check: the same keys as Slipway's.
+                            self.w.kv(2, "healthcheck", &v.flow(), origin(f, v.at));
+                        }
+                        "credentials" => self.warn(
+                            f,
+                            k.at,
+                            &key,
+                            "a Secrets Manager secret for a private registry does not apply: the server pulls with its own registry credentials (`docker login` on the host)",
+                        ),
+                        "labels" | "docker_labels" => self.warn(
+                            f,
+                            k.at,
+                            &key,
+                            "Docker labels are not set: Slipway's own labels mark every container",
+                        ),
+                        other => self.warn(
+                            f,
+                            k.at,
+                            &key,
+                            format!("not an image setting Slipway knows ({other}); ignored"),
+                        ),
+                    }
+                }
+            }
+        }
+
+        // http
+        let routed = kind == "Load Balanced Web Service";
+        let mut wrote_http = false;
+        let mut open_http = |cx: &mut Cx, at: Location| {
+            if !wrote_http {
+                cx.w.open(2, "http", origin(f, at));
+                wrote_http = true;
+            }
+        };
+        let (mut has_path, mut has_health) = (false, false);
+        if let Some((hk, hv)) = http
+            && hv.is_map()
+        {
+            for (k, v) in hv.entries() {
+                let key = format!("http.{}", k.name);
+                match k.name.as_str() {
+                    "path" if routed => {
+                        open_http(self, hk.at);
+                        has_path = true;
+                        let p = v.scalar().unwrap_or_default();
+                        let p = if p.starts_with('/') {
+                            p
+                        } else {
+                            format!("/{p}")
+                        };
+                        self.w.kv(3, "path", &scalar_text(&p), origin(f, v.at));
+                    }
+                    "path" => self.warn(
+                        f,
+                        k.at,
+                        &key,
+                        "a Backend Service's internal load balancer path does not apply: the app's services reach it by name on their private network",
+                    ),
+                    "healthcheck" => {
+                        open_http(self, hk.at);
+                        has_health = true;
+                        if v.is_map() {
+                            self.w.open(3, "healthcheck", origin(f, k.at));
+                            for (ck, cv) in v.entries() {
+                                match ck.name.as_str() {
+                                    "path" | "success_codes" | "healthy_threshold"
+                                    | "unhealthy_threshold" | "interval" | "timeout"
+                                    | "grace_period" | "port" => {
+                                        let val = match (ck.name.as_str(), &cv.val) {
+                                            ("success_codes", Val::Int(i)) => {
+                                                scalar_text(&i.to_string())
+                                            }
+                                            _ => cv.flow(),
+                                        };
+                                        self.w.kv(4, &ck.name, &val, origin(f, cv.at))
+                                    }
+                                    other => self.warn(
+                                        f,
+                                        ck.at,
+                                        &format!("{key}.{other}"),
+                                        "not a health check setting Slipway applies; ignored",
+                                    ),
+                                }
+                            }
+                        } else {
+                            self.w.kv(3, "healthcheck", &v.flow(), origin(f, v.at));
+                        }
+                    }
+                    "alias" if routed => {
+                        open_http(self, hk.at);
+                        let names = self.aliases(f, &key, v);
+                        self.w.kv(3, "alias", &names, origin(f, v.at));
+                    }
+                    "deregistration_delay" => {
+                        open_http(self, hk.at);
+                        self.w.kv(3, "deregistration_delay", &v.flow(), origin(f, v.at));
+                    }
+                    "target_port" if v.scalar().is_some() && v.scalar() == port => {}
+                    "target_container" if v.scalar().as_deref() == Some(name) => {}
+                    "target_container" | "target_port" => self.warn(
+                        f,
+                        k.at,
+                        &key,
+                        "only the main container on image.port takes requests (multi-container tasks are not supported yet)",
+                    ),
+                    "stickiness" | "allowed_source_ips" | "redirect_to_https" | "hosted_zone"
+                    | "version" | "additional_rules" | "alias" | "private" | "public" => self
+                        .warn(
+                            f,
+                            k.at,
+                            &key,
+                            "an Application Load Balancer setting Slipway's ingress does not apply",
+                        ),
+                    other => self.warn(
+                        f,
+                        k.at,
+                        &key,
+                        format!("not an http setting Slipway knows ({other}); ignored"),
+                    ),
+                }
+            }
+        } else if let Some((hk, hv)) = http
+            && !matches!(hv.val, Val::Bool(false))
+        {
+            self.w.kv(2, "http", &hv.flow(), origin(f, hk.at));
+            (has_path, has_health) = (true, true);
+        }
+        if routed {
+            let at = http.map_or(tv.at, |(k, _)| k.at);
+            if !has_path {
+                open_http(self, at);
+                self.w
+                    .comment(3, "Copilot routes `/` when http.path is not set.");
+                self.w.kv(3, "path", "/", origin(f, at));
+            }
+            if !has_health {
+                open_http(self, at);
+                self.w.comment(
+                    3,
+                    "Copilot's load balancer checks `/` when http.healthcheck is not set; so does Slipway here.",
+                );
+                self.w.kv(3, "healthcheck", "/", origin(f, at));
+            }
+        }
+
+        self.count(f, 2, "", root.get("count"));
+        for key in [
+            "cpu",
+            "memory",
+            "command",
+            "entrypoint",
+            "retries",
+            "timeout",
+        ] {
+            if let Some((_, v)) = root.get(key) {
+                self.w.kv(2, key, &v.flow(), origin(f, v.at));
+            }
+        }
+        if let Some((k, v)) = root.get("on") {
+            if let Some((sk, sv)) = v.get("schedule") {
+                self.w.open(2, "on", origin(f, k.at));
+                self.w.kv(3, "schedule", &sv.flow(), origin(f, sv.at));
+                let _ = sk;
+            } else {
+                self.w.kv(2, "on", &v.flow(), origin(f, v.at));
+            }
+        }
+        if let Some((k, v)) = root.get("platform") {
+            self.platform(f, k, v);
+        }
+        self.variables(f, 2, root.get("variables"), app, None, &BTreeSet::new());
+        self.secrets(f, 2, root.get("secrets"), app, None, &BTreeSet::new());
+        if let Some((k, v)) = root.get("storage") {
+            self.storage(f, k, v);
+        }
+        if let Some((k, v)) = root.get("deployment") {
+            self.deployment(f, 2, "", k, v);
+        }
+
+        // Everything else: AWS-only, or unknown.
+        for (k, v) in root.entries() {
+            match k.name.as_str() {
+                "name" | "type" | "image" | "http" | "count" | "cpu" | "memory" | "command"
+                | "entrypoint" | "retries" | "timeout" | "on" | "platform" | "variables"
+                | "secrets" | "storage" | "deployment" | "environments" => {}
+                "exec" if matches!(v.val, Val::Bool(false)) => {}
+                other => match aws_only(other) {
+                    Some(why) => self.warn_leaves(f, other, k.at, v, why),
+                    None => self.warn(
+                        f,
+                        k.at,
+                        other,
+                        "not a Copilot service setting Slipway knows; ignored",
+                    ),
+                },
+            }
+        }
+        Ok(())
+    }
+
+    /// `http.alias`: a name, a list of names, or a list of `{name, hosted_zone}`.
+    fn aliases(&mut self, f: usize, key: &str, v: &Node) -> String {
+        let Val::Seq(items) = &v.val else {
+            return v.flow();
+        };
+        let mut names = Vec::new();
+        for it in items {
+            match it.get("name") {
+                Some((_, n)) => {
+                    names.push(n.flow());
+                    if let Some((hk, _)) = it.get("hosted_zone") {
+                        self.warn(
+                            f,
+                            hk.at,
+                            &format!("{key}.hosted_zone"),
+                            "Route 53 records are not created; point the name's DNS at the ingress",
+                        );
+                    }
+                }
+                None => names.push(it.flow()),
+            }
+        }
+        format!("[{}]", names.join(", "))
+    }
+
+    /// `count`: a number, or autoscaling (not applied: the range's minimum runs).
+    fn count(&mut self, f: usize, depth: usize, prefix: &str, count: Option<(&node::Key, &Node)>) {
+        let Some((ck, cv)) = count else {
+            return;
+        };
+        if !cv.is_map() {
+            self.w.kv(depth, "count", &cv.flow(), origin(f, cv.at));
+            return;
+        }
+        let mut n: Option<(String, Location)> = None;
+        for (k, v) in cv.entries() {
+            match k.name.as_str() {
+                "range" => {
+                    let min = match &v.val {
+                        Val::Str(s) => s.split('-').next().map(|m| m.trim().to_owned()),
+                        _ => v.get("min").and_then(|(_, m)| m.scalar()),
+                    };
+                    if let Some(m) = min {
+                        n = Some((m, v.at));
+                    }
+                }
+                "spot" if n.is_none() => {
+                    if let Some(s) = v.scalar() {
+                        n = Some((s, v.at));
+                    }
+                }
+                _ => {}
+            }
+        }
+        let runs = n
+            .as_ref()
+            .map_or("the count Slipway keeps".to_owned(), |(m, _)| {
+                format!("{m} task(s), the range's minimum")
+            });
+        for (k, _) in cv.entries() {
+            let why = match k.name.as_str() {
+                "spot" => format!("Fargate Spot does not apply; Slipway runs {runs}"),
+                _ => format!(
+                    "autoscaling is accepted but not applied; Slipway runs {runs} (scale with `slipway scale`)"
+                ),
+            };
+            self.warn(f, k.at, &format!("{prefix}count.{}", k.name), why);
+        }
+        match n {
+            Some((m, at)) => {
+                self.w.comment(
+                    depth,
+                    "Copilot autoscales this service; Slipway runs the range's minimum (see the warnings above).",
+                );
+                let v = m
+                    .parse::<i64>()
+                    .map_or_else(|_| scalar_text(&m), |i| i.to_string());
+                self.w.kv(depth, "count", &v, origin(f, at));
+            }
+            None => {
+                let _ = ck;
+            }
+        }
+    }
+
+    fn platform(&mut self, f: usize, k: &node::Key, v: &Node) {
+        let (os, arch) = match (&v.val, v.get("osfamily"), v.get("architecture")) {
+            (Val::Str(s), _, _) => match s.split_once('/') {
+                Some((o, a)) => (o.to_ascii_lowercase(), a.to_ascii_lowercase()),
+                None => (s.to_ascii_lowercase(), String::new()),
+            },
+            (_, Some((_, o)), Some((_, a))) => (
+                o.scalar().unwrap_or_default().to_ascii_lowercase(),
+                a.scalar().unwrap_or_default().to_ascii_lowercase(),
+            ),
+            _ => (String::new(), String::new()),
+        };
+        let arch = match arch.as_str() {
+            "x86_64" | "amd64" => "amd64",
+            "arm64" | "aarch64" | "arm" => "arm64",
+            _ => "",
+        };
+        if os == "linux" && !arch.is_empty() {
+            let p = format!("linux/{arch}");
+            self.w.kv(2, "platform", &p, origin(f, v.at));
+        } else {
+            self.warn(
+                f,
+                k.at,
+                "platform",
+                format!(
+                    "{} cannot run on Slipway's hosts (linux/amd64 or linux/arm64); images are built for the hosts' platform",
+                    v.flow()
+                ),
+            );
+        }
+    }
+
+    /// Copilot's names for an app and an environment in a string.
+    fn expand(s: &str, app: &str, env: Option<&str>) -> String {
+        s.replace("${COPILOT_APPLICATION_NAME}", app).replace(
+            "${COPILOT_ENVIRONMENT_NAME}",
+            env.unwrap_or(crate::manifest::DEFAULT_ENV),
+        )
+    }
+
+    /// `variables:`; `skip` names those an environment's override already sets.
+    fn variables(
+        &mut self,
+        f: usize,
+        depth: usize,
+        vars: Option<(&node::Key, &Node)>,
+        app: &str,
+        env: Option<&str>,
+        skip: &BTreeSet<String>,
+    ) -> bool {
+        let Some((k, v)) = vars else {
+            return false;
+        };
+        if !v.is_map() {
+            self.w.kv(depth, "variables", &v.flow(), origin(f, v.at));
+            return true;
+        }
+        let mut lines = Vec::new();
+        for (vk, vv) in v.entries() {
+            if skip.contains(&vk.name) {
+                continue;
+            }
+            match vv.scalar() {
+                Some(s) => lines.push((vk.name.clone(), Self::expand(&s, app, env), vv.at)),
+                None if vv.get("from_cfn").is_some() => self.warn(
+                    f,
+                    vk.at,
+                    &format!("{}variables.{}", env_prefix(env), vk.name),
+                    "a CloudFormation stack output (from_cfn) does not exist here; the variable is not set",
+                ),
+                None => lines.push((vk.name.clone(), String::new(), vv.at)),
+            }
+        }
+        if lines.is_empty() {
+            return false;
+        }
+        self.w.open(depth, "variables", origin(f, k.at));
+        for (name, val, at) in lines {
+            self.w
+                .kv(depth + 1, &name, &scalar_text(&val), origin(f, at));
+        }
+        true
+    }
+
+    /// `secrets:` — SSM parameter and Secrets Manager names become Slipway secret names
+    /// (without the leading `/`).
+    fn secrets(
+        &mut self,
+        f: usize,
+        depth: usize,
+        secrets: Option<(&node::Key, &Node)>,
+        app: &str,
+        env: Option<&str>,
+        skip: &BTreeSet<String>,
+    ) -> bool {
+        let Some((k, v)) = secrets else {
+            return false;
+        };
+        if !v.is_map() {
+            self.w.kv(depth, "secrets", &v.flow(), origin(f, v.at));
+            return true;
+        }
+        let mut lines = Vec::new();
+        for (sk, sv) in v.entries() {
+            if skip.contains(&sk.name) {
+                continue;
+            }
+            let key = format!("{}secrets.{}", env_prefix(env), sk.name);
+            let raw = match (&sv.val, sv.get("secretsmanager")) {
+                (Val::Str(s), _) => s.clone(),
+                (_, Some((_, n))) => match n.scalar() {
+                    Some(s) => {
+                        let s = s.trim_end_matches("::");
+                        // `name:json-key:version-stage:version-id`
+                        let (name, rest) = s.split_once(':').map_or((s, ""), |(a, b)| (a, b));
+                        if !rest.is_empty() && !s.starts_with("arn:") {
+                            self.warn(
+                                f,
+                                n.at,
+                                &format!("{key}.secretsmanager"),
+                                "a JSON key or version of a Secrets Manager secret is not applied: the whole secret's value is delivered",
+                            );
+                            name.to_owned()
+                        } else {
+                            s.to_owned()
+                        }
+                    }
+                    None => String::new(),
+                },
+                _ if sv.get("from_cfn").is_some() => {
+                    self.warn(
+                        f,
+                        sk.at,
+                        &key,
+                        "a CloudFormation stack output (from_cfn) does not exist here; the secret is not set",
+                    );
+                    continue;
+                }
+                _ => {
+                    lines.push((sk.name.clone(), sv.flow(), sv.at));
+                    continue;
+                }
+            };
+            let name = secret_name(&Self::expand(&raw, app, env));
+            lines.push((sk.name.clone(), scalar_text(&name), sv.at));
+        }
+        if lines.is_empty() {
+            return false;
+        }
+        self.w.open(depth, "secrets", origin(f, k.at));
+        if env.is_none() {
+            self.w.comment(
+                depth + 1,
+                "Copilot's SSM parameter (or Secrets Manager secret) names, without the leading '/', name\nSlipway secrets: set each with `slipway secret set NAME`.",
+            );
+        }
+        for (name, val, at) in lines {
+            self.w.kv(depth + 1, &name, &val, origin(f, at));
+        }
+        true
+    }
+
+    fn storage(&mut self, f: usize, k: &node::Key, v: &Node) {
+        let mut vols = Vec::new();
+        for (sk, sv) in v.entries() {
+            match sk.name.as_str() {
+                "volumes" => {
+                    for (vk, vv) in sv.entries() {
+                        let mut parts = Vec::new();
+                        for (pk, pv) in vv.entries() {
+                            match pk.name.as_str() {
+                                "path" | "read_only" => {
+                                    parts.push(format!("{}: {}", pk.name, pv.flow()))
+                                }
+                                "efs" => self.warn_leaves(
+                                    f,
+                                    &format!("storage.volumes.{}.efs", vk.name),
+                                    pk.at,
+                                    pv,
+                                    "EFS does not apply: the volume is a named Docker volume on the host the task runs on (kept across deploys, not shared between hosts)",
+                                ),
+                                other => self.warn(
+                                    f,
+                                    pk.at,
+                                    &format!("storage.volumes.{}.{other}", vk.name),
+                                    "not a volume setting Slipway applies; ignored",
+                                ),
+                            }
+                        }
+                        vols.push((vk.name.clone(), format!("{{{}}}", parts.join(", ")), vk.at));
+                    }
+                }
+                other => self.warn_leaves(
+                    f,
+                    &format!("storage.{other}"),
+                    sk.at,
+                    sv,
+                    "Fargate's ephemeral storage size and read-only root file system do not apply",
+                ),
+            }
+        }
+        if vols.is_empty() {
+            return;
+        }
+        self.w.open(2, "storage", origin(f, k.at));
+        self.w.comment(
+            3,
+            "Copilot mounts EFS or a task-local volume; Slipway mounts a named volume of the\napp environment on the task's host, kept across deploys.",
+        );
+        self.w.open(3, "volumes", None);
+        for (name, val, at) in vols {
+            self.w.kv(4, &name, &val, origin(f, at));
+        }
+    }
+
+    fn deployment(&mut self, f: usize, depth: usize, prefix: &str, k: &node::Key, v: &Node) {
+        let mut wrote = false;
+        for (dk, dv) in v.entries() {
+            match dk.name.as_str() {
+                "rolling" => {
+                    if !wrote {
+                        self.w.open(depth, "deployment", origin(f, k.at));
+                        wrote = true;
+                    }
+                    self.w.kv(depth + 1, "rolling", &dv.flow(), origin(f, dv.at));
+                }
+                "rollback_alarms" => self.warn_leaves(
+                    f,
+                    &format!("{prefix}deployment.rollback_alarms"),
+                    dk.at,
+                    dv,
+                    "CloudWatch alarms do not apply: Slipway's circuit breaker rolls back a deploy whose tasks fail their health checks",
+                ),
+                other => self.warn(
+                    f,
+                    dk.at,
+                    &format!("{prefix}deployment.{other}"),
+                    "not a deployment setting Slipway knows; ignored",
+                ),
+            }
+        }
+        if !v.is_map() {
+            self.w.kv(depth, "deployment", &v.flow(), origin(f, v.at));
+        }
+    }
+
+    /// `environments.ENV.services.*`: what each service's `environments.ENV` overrides, plus
+    /// the base's variables and secrets naming `${COPILOT_ENVIRONMENT_NAME}`, expanded.
+    fn environment_overrides(
+        &mut self,
+        env: &str,
+        services: &[(usize, String, Node)],
+        app: &str,
+    ) -> Result<(), CopilotError> {
+        let mut any = false;
+        for (f, name, root) in services {
+            let f = *f;
+            let ov = root
+                .get("environments")
+                .and_then(|(_, e)| e.get(env))
+                .map(|(k, v)| (k.clone(), v.clone()));
+            let env_dependent = |key: &str| -> Vec<String> {
+                root.get(key)
+                    .map(|(_, v)| v.entries())
+                    .unwrap_or_default()
+                    .iter()
+                    .filter(|(_, v)| v.flow().contains("${COPILOT_ENVIRONMENT_NAME}"))
+                    .map(|(k, _)| k.name.clone())
+                    .collect()
+            };
+            let (dep_vars, dep_secrets) = (env_dependent("variables"), env_dependent("secrets"));
+            if ov.is_none() && dep_vars.is_empty() && dep_secrets.is_empty() {
+                continue;
+            }
+            if !any {
+                self.w.open(1, env, None);
+                self.w.open(2, "services", None);
+                any = true;
+            }
+            let at = ov.as_ref().map_or(root.at, |(k, _)| k.at);
+            self.w.open(3, name, origin(f, at));
+            let empty = Node {
+                val: Val::Map(Vec::new()),
+                at: root.at,
+            };
+            let ov_node = ov.as_ref().map_or(&empty, |(_, v)| v);
+            let prefix = format!("environments.{env}");
+            for (k, v) in ov_node.entries() {
+                let key = format!("{prefix}.{}", k.name);
+                match k.name.as_str() {
+                    "count" => self.count(f, 4, &format!("{prefix}."), Some((k, v))),
+                    "cpu" | "memory" => self.w.kv(4, &k.name, &v.flow(), origin(f, v.at)),
+                    "variables" | "secrets" => {}
+                    "deployment" => self.deployment(f, 4, &format!("{prefix}."), k, v),
+                    "image" => {
+                        let mut wrote = false;
+                        for (ik, iv) in v.entries() {
+                            match ik.name.as_str() {
+                                "location" | "build" => {
+                                    if !wrote {
+                                        self.w.open(4, "image", origin(f, k.at));
+                                        wrote = true;
+                                    }
+                                    self.w.kv(5, &ik.name, &iv.flow(), origin(f, iv.at));
+                                }
+                                other => self.warn(
+                                    f,
+                                    ik.at,
+                                    &format!("{key}.{other}"),
+                                    "an environment override of this image setting is not applied; set it in the service's base manifest",
+                                ),
+                            }
+                        }
+                    }
+                    "http" => {
+                        for (hk, hv) in v.entries() {
+                            if hk.name == "alias" {
+                                let names = self.aliases(f, &format!("{key}.alias"), hv);
+                                self.w.open(4, "http", origin(f, k.at));
+                                self.w.kv(5, "alias", &names, origin(f, hv.at));
+                            } else {
+                                self.warn(
+                                    f,
+                                    hk.at,
+                                    &format!("{key}.{}", hk.name),
+                                    "an environment override of this http setting is not applied; set it in the service's base manifest",
+                                );
+                            }
+                        }
+                    }
+                    "sidecars" | "logging" => {
+                        return Err(self.err(
+                            f,
+                            k.at,
+                            format!(
+                                "{key}: multi-container tasks (sidecars, a FireLens log router) are not supported yet; remove `{}`",
+                                k.name
+                            ),
+                        ));
+                    }
+                    other => match aws_only(other) {
+                        Some(why) => self.warn_leaves(f, &key, k.at, v, why),
+                        None => self.warn(
+                            f,
+                            k.at,
+                            &key,
+                            "an environment override of this setting is not applied; set it in the service's base manifest",
+                        ),
+                    },
+                }
+            }
+            // Variables and secrets: the override's, then the base's that name the environment.
+            let ov_names = |key: &str| -> BTreeSet<String> {
+                ov_node
+                    .get(key)
+                    .map(|(_, v)| v.entries().iter().map(|(k, _)| k.name.clone()).collect())
+                    .unwrap_or_default()
+            };
+            let set_vars = ov_names("variables");
+            let set_secrets = ov_names("secrets");
+            let base_only = |root: &Node, key: &str, names: &[String], set: &BTreeSet<String>| {
+                root.get(key).map(|(k, v)| {
+                    let entries = v
+                        .entries()
+                        .iter()
+                        .filter(|(k, _)| names.contains(&k.name) && !set.contains(&k.name))
+                        .cloned()
+                        .collect();
+                    (
+                        k.clone(),
+                        Node {
+                            val: Val::Map(entries),
+                            at: v.at,
+                        },
+                    )
+                })
+            };
+            let mut vars: Option<(node::Key, Node)> = ov_node
+                .get("variables")
+                .map(|(k, v)| (k.clone(), v.clone()));
+            if let Some((bk, bv)) = base_only(root, "variables", &dep_vars, &set_vars) {
+                merge(&mut vars, bk, bv);
+            }
+            let mut secs: Option<(node::Key, Node)> =
+                ov_node.get("secrets").map(|(k, v)| (k.clone(), v.clone()));
+            if let Some((bk, bv)) = base_only(root, "secrets", &dep_secrets, &set_secrets) {
+                merge(&mut secs, bk, bv);
+            }
+            let none = BTreeSet::new();
+            self.variables(
+                f,
+                4,
+                vars.as_ref().map(|(k, v)| (k, v)),
+                app,
+                Some(env),
+                &none,
+            );
+            self.secrets(
+                f,
+                4,
+                secs.as_ref().map(|(k, v)| (k, v)),
+                app,
+                Some(env),
+                &none,
+            );
+        }
+        if !any {
+            self.w.kv(1, env, "{}", None);
+        }
+        Ok(())
+    }
+}
+
+/// How a key of an environment's override is named in a warning.
+fn env_prefix(env: Option<&str>) -> String {
+    env.map(|e| format!("environments.{e}."))
+        .unwrap_or_default()
+}
+
+/// Appends the entries of `extra` to the mapping in `into` (or makes it).
+fn merge(into: &mut Option<(node::Key, Node)>, key: node::Key, extra: Node) {
+    if extra.entries().is_empty() {
+        return;
+    }
+    match into {
+        Some((
+            _,
+            Node {
+                val: Val::Map(m), ..
+            },
+        )) => m.extend(extra.entries().iter().cloned()),
+        Some(_) => {}
+        None => *into = Some((key, extra)),
+    }
+}
+
+/// A Copilot secret reference as a Slipway secret name: an SSM parameter name or ARN, or a
+/// Secrets Manager name or ARN, without the leading `/` (`/copilot/shop/test/secrets/db` →
+/// `copilot/shop/test/secrets/db`).
+pub fn secret_name(copilot: &str) -> String {
+    let s = copilot.trim();
+    let s = if s.starts_with("arn:") {
+        let parts: Vec<&str> = s.splitn(6, ':').collect();
+        let resource = parts.get(5).copied().unwrap_or(s);
+        if let Some(p) = resource.strip_prefix("parameter") {
+            p.to_owned()
+        } else if let Some(name) = resource.strip_prefix("secret:") {
+            // Secrets Manager appends '-' and six random characters to a secret's ARN.
+            let name = name.split(':').next().unwrap_or(name);
+            match name.rsplit_once('-') {
+                Some((base, tail)) if tail.len() == 6 => base.to_owned(),
+                _ => name.to_owned(),
+            }
+        } else {
+            resource.to_owned()
+        }
+    } else {
+        s.to_owned()
+    };
+    s.trim_start_matches('/').to_owned()
+}
+
+#[cfg(test)]
+mod tests;
