@@ -346,6 +346,10 @@ pub struct HttpRoute {
     /// app's `/`); refused without it.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub allow_shadowing: bool,
+    /// Set when the route comes from an ELBv2 target group attached to the service (ECS
+    /// `loadBalancers[]`): which group, container and port.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_group: Option<crate::elb::TargetGroupBinding>,
 }
 
 /// Circuit breaker settings (ECS `deploymentCircuitBreaker` plus its 2026 threshold option).

@@ -723,6 +723,7 @@ pub async fn run(args: ServerArgs) -> Result<ExitCode> {
         registry: registry.clone(),
         keys: Default::default(),
         limiter: limiter.clone(),
+        ingress_url: ingress_url.clone(),
     };
     let aws = slipway_aws::router(aws_state.clone());
     // Behind the native API's gate with the API's own routes.

@@ -52,6 +52,7 @@ impl Ecr {
                 registry,
                 keys: Default::default(),
                 limiter: Arc::new(slipway_api::RateLimiter::new(0)),
+                ingress_url: None,
             },
             _dir: dir,
         }

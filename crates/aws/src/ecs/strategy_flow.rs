@@ -113,6 +113,7 @@ impl Ecs {
                 registry,
                 keys: Default::default(),
                 limiter: Arc::new(slipway_api::RateLimiter::new(0)),
+                ingress_url: None,
             },
             _dir: dir,
         }
@@ -175,6 +176,7 @@ impl Ecs {
             strip_prefix: false,
             deregistration_delay_ms: 1000,
             allow_shadowing: false,
+            target_group: None,
         });
         let spec = ServiceSpec {
             key: key.clone(),
