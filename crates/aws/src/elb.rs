@@ -290,18 +290,14 @@ pub(crate) fn service_load_balancers(
 /// `host[:port]` where the ingress answers: its address, or when it listens on every
 /// address, the host the client reached the API at with the ingress' port.
 fn dns_name(call: &Call<'_>) -> String {
-    let Some(url) = &call.state.ingress_url else {
+    let Some(addr) = &call.state.ingress_addr else {
         return "127.0.0.1".into();
     };
-    let hostport = url
-        .trim_start_matches("http://")
-        .trim_start_matches("https://")
-        .trim_end_matches('/');
-    let (host, port) = match hostport.rsplit_once(':') {
-        Some((h, p)) => (h.to_owned(), p.to_owned()),
-        None => (hostport.to_owned(), "80".to_owned()),
+    let (host, port) = match addr.rsplit_once(':') {
+        Some((h, p)) => (h, p),
+        None => (addr.as_str(), "80"),
     };
-    let host = if host == "127.0.0.1" || host == "0.0.0.0" || host == "[::]" {
+    let host = if matches!(host, "0.0.0.0" | "[::]" | "::") {
         let origin = call
             .origin
             .trim_start_matches("http://")
@@ -311,7 +307,7 @@ fn dns_name(call: &Call<'_>) -> String {
             _ => origin.to_owned(),
         }
     } else {
-        host
+        host.to_owned()
     };
     if port == "80" {
         host

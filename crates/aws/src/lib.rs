@@ -49,8 +49,9 @@ pub struct AwsState {
     pub keys: Arc<KeyCache>,
     /// Per-identity request rates (shared with the native API).
     pub limiter: Arc<slipway_api::RateLimiter>,
-    /// Where the ingress answers (`http://host:port`): ELBv2's `DNSName`.
-    pub ingress_url: Option<String>,
+    /// The address the ingress listens on (`host:port`; `0.0.0.0` for every address):
+    /// ELBv2's `DNSName`.
+    pub ingress_addr: Option<String>,
 }
 
 /// An AWS error: HTTP status, error shape name and message.

@@ -723,7 +723,10 @@ pub async fn run(args: ServerArgs) -> Result<ExitCode> {
         registry: registry.clone(),
         keys: Default::default(),
         limiter: limiter.clone(),
-        ingress_url: ingress_url.clone(),
+        ingress_addr: ingress
+            .as_ref()
+            .and_then(|i| i.listen())
+            .and_then(|l| l.split_whitespace().next().map(str::to_owned)),
     };
     let aws = slipway_aws::router(aws_state.clone());
     // Behind the native API's gate with the API's own routes.

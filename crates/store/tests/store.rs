@@ -726,7 +726,7 @@ async fn elb_objects_are_records_with_unique_names() {
             assert!(e.unwrap_err().is_conflict(), "{db}");
         }
         let got = s.get_elb("loadbalancer/app/web/a1").await.unwrap().unwrap();
-        assert_eq!((got.version, got.object), (1, lb("a1").object));
+        assert_eq!((got.version, &got.object), (1, &lb("a1").object));
         assert_eq!(s.list_elb("load_balancer").await.unwrap().len(), 1, "{db}");
         assert!(s.list_elb("target_group").await.unwrap().is_empty());
         // Updated at its version only.

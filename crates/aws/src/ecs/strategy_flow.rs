@@ -113,7 +113,7 @@ impl Ecs {
                 registry,
                 keys: Default::default(),
                 limiter: Arc::new(slipway_api::RateLimiter::new(0)),
-                ingress_url: None,
+                ingress_addr: None,
             },
             _dir: dir,
         }

@@ -85,6 +85,10 @@ impl<'a> Aws<'a> {
             ("AWS_ENDPOINT_URL_ECR".into(), self.s.url.clone()),
             ("AWS_ENDPOINT_URL_STS".into(), self.s.url.clone()),
             (
+                "AWS_ENDPOINT_URL_ELASTIC_LOAD_BALANCING_V2".into(),
+                self.s.url.clone(),
+            ),
+            (
                 "AWS_CONFIG_FILE".into(),
                 self.s.dir.path().join("aws-config").display().to_string(),
             ),

@@ -13,6 +13,7 @@ mod cli_output;
 mod concurrency;
 mod crash;
 mod deploy;
+mod elb;
 mod everyday;
 mod failures;
 mod fields;
