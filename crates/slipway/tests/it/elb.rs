@@ -548,7 +548,7 @@ fn elb_bad_input_gets_aws_errors_and_changes_nothing() {
         "internal",
     ]);
     fails_with(&out, "DuplicateLoadBalancerName");
-    let out = aws.run(&["elbv2", "create-load-balancer", "--name", "-bad"]);
+    let out = aws.run(&["elbv2", "create-load-balancer", "--name", "bad_name"]);
     fails_with(&out, "ValidationError");
     // A path pattern the ingress cannot route, a priority in use, a group in use.
     let rule = |priority: &str, path: &str| {
@@ -582,16 +582,19 @@ fn elb_bad_input_gets_aws_errors_and_changes_nothing() {
     assert!(s.containers().is_empty());
 
     // Deleting the load balancer takes its listeners and rules; then the groups go.
-    aws.json(&["elbv2", "delete-load-balancer", "--load-balancer-arn", &lb]);
+    aws.run(&["elbv2", "delete-load-balancer", "--load-balancer-arn", &lb])
+        .ok();
     let out = aws.run(&["elbv2", "describe-listeners", "--listener-arns", &l]);
     fails_with(&out, "ListenerNotFound");
-    aws.json(&["elbv2", "delete-target-group", "--target-group-arn", &tg]);
-    aws.json(&[
+    aws.run(&["elbv2", "delete-target-group", "--target-group-arn", &tg])
+        .ok();
+    aws.run(&[
         "elbv2",
         "delete-target-group",
         "--target-group-arn",
         &other_port,
-    ]);
+    ])
+    .ok();
     let left = aws.json(&["elbv2", "describe-target-groups"]);
     assert_eq!(left["TargetGroups"], json!([]), "{left}");
 }
