@@ -4,8 +4,11 @@
 //! (see [`slipway_core::elb::route_for`]): the ingress routes it exactly as it routes a
 //! `slipway.yml` `http:` section.
 //!
-//! Changes to rules, listeners or a group's attributes after a service is attached take
-//! effect at the service's next deployment (a route is part of a release, as in a manifest).
+//! A change of rules, listeners or a group's deregistration delay that changes the route of
+//! an attached service starts a deployment of that service in the same transaction (a route
+//! is part of a release, as in a manifest: its tasks are replaced by ones with the new
+//! route, healthy first, old ones drained); a change that would leave an attached service
+//! with nothing forwarding to it is `RESOURCE_IN_USE`.
 
 use slipway_core::elb::{
     ElbObject, ListenerRule, LoadBalancer, TargetGroup, TargetGroupBinding, host_alias,
@@ -183,8 +186,13 @@ impl App {
             ));
         }
         retry(|| async {
-            let rec = self.store().get_elb(resource).await?;
-            let Some(mut rec) = rec else {
+            let st = self.elb_state().await?;
+            let Some(mut rec) = st
+                .target_groups
+                .iter()
+                .find(|r| r.object.resource() == resource)
+                .cloned()
+            else {
                 return Err(not_found(
                     "TARGET_GROUP_NOT_FOUND",
                     "One or more target groups not found".into(),
@@ -192,17 +200,21 @@ impl App {
                 .into());
             };
             let ElbObject::TargetGroup(tg) = &mut rec.object else {
-                return Err(not_found(
-                    "TARGET_GROUP_NOT_FOUND",
-                    "One or more target groups not found".into(),
-                )
-                .into());
+                return Err(AppError::internal("a target group record of another kind").into());
             };
             tg.deregistration_delay_s = secs;
             let tg = tg.clone();
-            self.store()
-                .commit(Batch::new().write(Write::Elb(rec)))
+            let next = st.with(rec.clone());
+            let batch = Batch::new().write(Write::Elb(rec));
+            let batch = self
+                .reroute(
+                    &next,
+                    batch,
+                    &[resource.to_owned()],
+                    &format!("target group {} deregistration delay {secs}s", tg.name),
+                )
                 .await?;
+            self.store().commit(batch).await?;
             Ok(tg)
         })
         .await
@@ -260,13 +272,26 @@ impl App {
                 default_target_group: default_target_group.map(str::to_owned),
                 created_at: now_ms(),
             };
+            let rec = ElbRecord {
+                object: ElbObject::Listener(l.clone()),
+                version: 0,
+            };
+            let next = st.with(rec.clone());
+            let mut batch = Batch::new().write(Write::Elb(rec));
             if let Some(tg) = default_target_group {
-                let mut listeners: Vec<Listener> = st.listeners().cloned().collect();
-                listeners.push(l.clone());
-                let rules: Vec<ListenerRule> = st.rules().cloned().collect();
+                let listeners: Vec<Listener> = next.listeners().cloned().collect();
+                let rules: Vec<ListenerRule> = next.rules().cloned().collect();
                 check_group_routes(&st, tg, &listeners, &rules)?;
+                batch = self
+                    .reroute(
+                        &next,
+                        batch,
+                        &[tg.to_owned()],
+                        "a listener forwards to its target group",
+                    )
+                    .await?;
             }
-            self.put_new(ElbObject::Listener(l.clone())).await?;
+            self.store().commit(batch).await?;
             Ok(l)
         })
         .await
@@ -330,11 +355,24 @@ impl App {
                 target_group: target_group.to_owned(),
                 created_at: now_ms(),
             };
-            let listeners: Vec<Listener> = st.listeners().cloned().collect();
-            let mut rules: Vec<ListenerRule> = st.rules().cloned().collect();
-            rules.push(r.clone());
+            let rec = ElbRecord {
+                object: ElbObject::Rule(r.clone()),
+                version: 0,
+            };
+            let next = st.with(rec.clone());
+            let listeners: Vec<Listener> = next.listeners().cloned().collect();
+            let rules: Vec<ListenerRule> = next.rules().cloned().collect();
             check_group_routes(&st, target_group, &listeners, &rules)?;
-            self.put_new(ElbObject::Rule(r.clone())).await?;
+            let batch = Batch::new().write(Write::Elb(rec));
+            let batch = self
+                .reroute(
+                    &next,
+                    batch,
+                    &[target_group.to_owned()],
+                    "a listener rule forwards to its target group",
+                )
+                .await?;
+            self.store().commit(batch).await?;
             Ok(r)
         })
         .await
@@ -408,6 +446,17 @@ impl App {
                 }
                 ElbObject::Rule(_) => {}
             }
+            // The groups that lose a forward: their services take their new route.
+            let mut groups: Vec<String> = Vec::new();
+            for r in &gone {
+                match &r.object {
+                    ElbObject::Listener(l) => groups.extend(l.default_target_group.clone()),
+                    ElbObject::Rule(x) => groups.push(x.target_group.clone()),
+                    _ => {}
+                }
+            }
+            let resources: Vec<String> = gone.iter().map(|r| r.object.resource()).collect();
+            let next = st.without(&resources);
             let mut batch = Batch::new();
             for r in gone {
                 batch = batch.write(Write::RemoveElb {
@@ -415,6 +464,9 @@ impl App {
                     version: r.version,
                 });
             }
+            let batch = self
+                .reroute(&next, batch, &groups, "a listener or rule was deleted")
+                .await?;
             self.store().commit(batch).await?;
             Ok(())
         })
@@ -451,7 +503,7 @@ impl App {
     pub async fn attach_target_groups(
         &self,
         key: &ServiceKey,
-        mut container: ContainerSpec,
+        container: ContainerSpec,
         host_ports: &[u16],
         bindings: Option<&[TargetGroupBinding]>,
         current: Option<&ContainerSpec>,
@@ -468,10 +520,35 @@ impl App {
                 .and_then(|c| c.http_route.as_ref())
                 .and_then(|r| r.target_group.clone()),
         };
+        if binding.is_none() {
+            return Ok(container);
+        }
+        let st = self.elb_state().await?;
+        self.attach_with(&st, key, container, host_ports, bindings, current)
+            .await
+    }
+
+    /// [`Self::attach_target_groups`] against `st` (the ELBv2 objects as they are, or as a
+    /// change would leave them).
+    async fn attach_with(
+        &self,
+        st: &ElbState,
+        key: &ServiceKey,
+        mut container: ContainerSpec,
+        host_ports: &[u16],
+        bindings: Option<&[TargetGroupBinding]>,
+        current: Option<&ContainerSpec>,
+    ) -> Result<ContainerSpec> {
+        let binding = match bindings {
+            Some([b]) => Some(b.clone()),
+            Some(_) => None,
+            None => current
+                .and_then(|c| c.http_route.as_ref())
+                .and_then(|r| r.target_group.clone()),
+        };
         let Some(b) = binding else {
             return Ok(container);
         };
-        let st = self.elb_state().await?;
         let tg = st.target_group(&b.target_group).ok_or_else(|| {
             AppError::invalid(format!(
                 "The target group {} does not exist",
@@ -499,16 +576,120 @@ impl App {
         let route = route_for(tg, &listeners, &rules, b.clone())
             .map_err(AppError::invalid)?
             .ok_or_else(|| {
-                AppError::invalid(format!(
-                    "The target group with targetGroupArn {} does not have an associated load balancer (no listener or rule forwards to it)",
-                    b.target_group
-                ))
+                AppError::new(
+                    ErrorKind::Invalid,
+                    "NOT_FORWARDED",
+                    format!(
+                        "The target group with targetGroupArn {} does not have an associated load balancer (no listener or rule forwards to it)",
+                        b.target_group
+                    ),
+                )
             })?;
         self.check_route_claims(&[(key.clone(), route.clone())])
             .await?;
         container.http_route = Some(route);
         container.http_health = Some(tg.http_health());
         Ok(container)
+    }
+}
+
+impl App {
+    /// Adds to `batch` a deployment of every live service attached to one of `groups`
+    /// whose route or health check would change with the ELBv2 objects as `next` has them
+    /// (a route is part of a release: the new one rolls out as a deploy does). Refuses a
+    /// change that leaves such a service with nothing forwarding to it.
+    async fn reroute(
+        &self,
+        next: &ElbState,
+        mut batch: Batch,
+        groups: &[String],
+        why: &str,
+    ) -> Result<Batch> {
+        let mut keys: Vec<ServiceKey> = Vec::new();
+        for g in groups {
+            for k in self.services_of_target_group(g).await? {
+                if !keys.contains(&k) {
+                    keys.push(k);
+                }
+            }
+        }
+        for key in keys {
+            let svc = self.service(&key).await?;
+            let Some(td) = self
+                .store()
+                .get_task_definition(&key.family(), svc.revision)
+                .await?
+            else {
+                continue;
+            };
+            let container = self
+                .attach_with(next, &key, td.container.clone(), &[], None, Some(&td.container))
+                .await
+                .map_err(|e| {
+                    if e.code == "NOT_FORWARDED" {
+                        AppError::conflict(
+                            "RESOURCE_IN_USE",
+                            format!(
+                                "service {key} is attached to the target group and nothing else would forward to it; detach the service first (update-service --load-balancers '[]')"
+                            ),
+                        )
+                    } else {
+                        e
+                    }
+                })?;
+            if container == td.container {
+                continue;
+            }
+            batch = self.start_deployment(
+                batch,
+                &key,
+                Some(&svc),
+                svc.kind,
+                svc.desired_count,
+                svc.config,
+                svc.placement.clone(),
+                slipway_store::RevisionChoice::Register {
+                    container: Box::new(container),
+                    source: td.source.clone(),
+                    ecs: td.ecs.clone(),
+                },
+                format!(
+                    "(service {}) deployment ecs-svc/{{id}} started: {why} (revision {{revision}}).",
+                    key.name
+                ),
+            );
+        }
+        Ok(batch)
+    }
+}
+
+impl ElbState {
+    /// The state with `r` added (or replacing the object of the same resource).
+    fn with(&self, r: ElbRecord) -> ElbState {
+        let mut next = self.without(&[r.object.resource()]);
+        match r.object.kind() {
+            "load_balancer" => next.load_balancers.push(r),
+            "target_group" => next.target_groups.push(r),
+            "listener" => next.listeners.push(r),
+            _ => next.rules.push(r),
+        }
+        next
+    }
+
+    /// The state without the objects of `resources`.
+    fn without(&self, resources: &[String]) -> ElbState {
+        let keep = |v: &Vec<ElbRecord>| -> Vec<ElbRecord> {
+            v.iter()
+                .filter(|r| !resources.contains(&r.object.resource()))
+                .cloned()
+                .collect()
+        };
+        ElbState {
+            load_balancers: keep(&self.load_balancers),
+            target_groups: keep(&self.target_groups),
+            listeners: keep(&self.listeners),
+            rules: keep(&self.rules),
+        }
     }
 }
 

@@ -458,6 +458,54 @@ fn elb_alb_set_up_with_the_cli_routes_checks_health_and_rolls_without_drops() {
     );
     // The api service never moved.
     assert_eq!(versions_via(&dns, "/").as_deref(), Some("api-v1"));
+
+    // A change of the group reaches the attached service as a deployment (its route is part
+    // of its release); taking away the only rule forwarding to it is refused.
+    let before = aws.json(&[
+        "ecs",
+        "describe-services",
+        "--cluster",
+        "shop",
+        "--services",
+        "users",
+    ]);
+    aws.json(&[
+        "elbv2",
+        "modify-target-group-attributes",
+        "--target-group-arn",
+        &users_tg,
+        "--attributes",
+        "Key=deregistration_delay.timeout_seconds,Value=3",
+    ]);
+    let after = aws.json(&[
+        "ecs",
+        "describe-services",
+        "--cluster",
+        "shop",
+        "--services",
+        "users",
+    ]);
+    assert_ne!(
+        before["services"][0]["deployments"][0]["id"], after["services"][0]["deployments"][0]["id"],
+        "{after}"
+    );
+    assert!(
+        after["services"][0]["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["message"]
+                .as_str()
+                .unwrap()
+                .contains("target group users-tg deregistration delay 3s")),
+        "{after}"
+    );
+    wait_stable(&aws, "shop", "users");
+    let rule_arn = rule["Rules"][0]["RuleArn"].as_str().unwrap();
+    let out = aws.run(&["elbv2", "delete-rule", "--rule-arn", rule_arn]);
+    assert_ne!(out.code, 0, "{out:#?}");
+    assert!(out.stderr.contains("(ResourceInUse)"), "{out:#?}");
+    assert_eq!(versions_via(&dns, "/users").as_deref(), Some("users-v2"));
 }
 
 /// The aws CLI failed with this AWS error code.
