@@ -394,6 +394,16 @@ pub(crate) async fn permit(
         }
         Err(d) => return Err(denied(d)),
     };
+    // Load balancers, target groups, listeners and rules are shared by every app (a change
+    // may start deployments of any attached service): a scoped identity changes none.
+    if rule.mutates && call.who.scoped() && face == Face::Elb {
+        return Err(denied(slipway_core::access::Denied::Scope {
+            who: call.who.name.clone(),
+            scope: call.who.describe_scope(),
+            target: "load balancers, target groups, listeners and rules (shared by every app)"
+                .into(),
+        }));
+    }
     if rule.mutates && call.who.scoped() {
         let scope = match face {
             Face::Ecs => ecs::scope_target(call, op, body).await,

@@ -393,7 +393,7 @@ impl Identity {
         })
     }
 
-    fn describe_scope(&self) -> String {
+    pub fn describe_scope(&self) -> String {
         let apps = if self.apps.is_empty() {
             "every app".to_owned()
         } else {

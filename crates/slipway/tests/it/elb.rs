@@ -617,6 +617,27 @@ fn elb_bad_input_gets_aws_errors_and_changes_nothing() {
     fails_with(&rule("5", "/x"), "PriorityInUse");
     let out = aws.run(&["elbv2", "delete-target-group", "--target-group-arn", &tg]);
     fails_with(&out, "ResourceInUse");
+    // An identity scoped to an app reads load balancers but changes none (they are shared).
+    s.cli(&[
+        "token", "create", "ci-bad", "--role", "deployer", "--app", "bad",
+    ])
+    .ok();
+    let scoped = Aws::new(&s, &cli, &["--for", "ci-bad"]);
+    scoped.json(&[
+        "elbv2",
+        "describe-target-groups",
+        "--target-group-arns",
+        &tg,
+    ]);
+    let out = scoped.run(&[
+        "elbv2",
+        "modify-target-group-attributes",
+        "--target-group-arn",
+        &tg,
+        "--attributes",
+        "Key=deregistration_delay.timeout_seconds,Value=1",
+    ]);
+    fails_with(&out, "AccessDenied");
 
     // Nothing changed.
     let after = (
