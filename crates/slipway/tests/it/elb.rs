@@ -667,3 +667,101 @@ fn elb_bad_input_gets_aws_errors_and_changes_nothing() {
     let left = aws.json(&["elbv2", "describe-target-groups"]);
     assert_eq!(left["TargetGroups"], json!([]), "{left}");
 }
+
+/// A service attached to a target group has ingress routes, so the ECS progressive
+/// strategies work for it: a canary through the ALB takes its share, then is promoted.
+#[test]
+fn elb_canary_of_a_service_attached_to_a_target_group() {
+    if !docker() {
+        return;
+    }
+    let Some(cli) = aws_cli() else { return };
+    let s = Server::start();
+    let aws = Aws::new(&s, &cli, &[]);
+    let (lb, dns) = load_balancer(&aws, "canary-alb");
+    let tg = target_group(&aws, "web-tg", "8080");
+    listener(&aws, &lb, &tg);
+    aws.json(&["ecs", "create-cluster", "--cluster-name", "shop"]);
+    let v1 = register(&aws, "web", "web", "v1");
+    let canary = r#"{"strategy":"CANARY","canaryConfiguration":{"canaryPercent":20,"canaryBakeTimeInMinutes":0},"bakeTimeInMinutes":0,"maximumPercent":200,"minimumHealthyPercent":100}"#;
+    // Refused without a load balancer, accepted with one.
+    let out = aws.run(&[
+        "ecs",
+        "create-service",
+        "--cluster",
+        "shop",
+        "--service-name",
+        "web",
+        "--task-definition",
+        &v1,
+        "--deployment-configuration",
+        canary,
+    ]);
+    fails_with(&out, "InvalidParameterException");
+    let created = aws.json(&[
+        "ecs",
+        "create-service",
+        "--cluster",
+        "shop",
+        "--service-name",
+        "web",
+        "--task-definition",
+        &v1,
+        "--desired-count",
+        "2",
+        "--deployment-configuration",
+        canary,
+        "--load-balancers",
+        &format!("targetGroupArn={tg},containerName=web,containerPort=8080"),
+    ]);
+    assert_eq!(
+        created["service"]["deploymentConfiguration"]["strategy"],
+        "CANARY"
+    );
+    wait_stable(&aws, "shop", "web");
+
+    let v2 = register(&aws, "web", "web", "v2");
+    let load = Load::start(&format!("http://{dns}/"), 2, Duration::from_secs(180));
+    aws.json(&[
+        "ecs",
+        "update-service",
+        "--cluster",
+        "shop",
+        "--service",
+        "web",
+        "--task-definition",
+        &v2,
+    ]);
+    wait_for(Duration::from_secs(120), "the canary at 20 %", || {
+        let d = aws.json(&[
+            "ecs",
+            "describe-services",
+            "--cluster",
+            "shop",
+            "--services",
+            "web",
+        ]);
+        d["services"][0]["deployments"][0]["rolloutStateReason"]
+            .as_str()?
+            .starts_with("CANARY: 20% of production traffic to the new revision")
+            .then_some(())
+    });
+    wait_for(
+        Duration::from_secs(30),
+        "both versions through the ALB",
+        || {
+            let seen: std::collections::BTreeSet<String> =
+                (0..40).filter_map(|_| versions_via(&dns, "/")).collect();
+            (seen.len() == 2).then_some(())
+        },
+    );
+    s.cli(&["promote", "web", "--app", "shop"]).ok();
+    wait_stable(&aws, "shop", "web");
+    wait_for(Duration::from_secs(60), "only v2 answers", || {
+        (0..10)
+            .all(|_| versions_via(&dns, "/").as_deref() == Some("v2"))
+            .then_some(())
+    });
+    let report = load.stop();
+    assert_eq!(report.errors + report.non_2xx, 0, "{report:#?}");
+}
