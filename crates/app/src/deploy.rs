@@ -426,22 +426,30 @@ impl App {
     }
 }
 
-/// The (host, path) pairs a route claims: one per alias (`""` for any host), the host
-/// lower-cased and the path without a trailing `/`.
+/// The (host, path) pairs a route claims: one per alias (`""` for any host) and path, the
+/// host lower-cased and the path without a trailing `/`.
 fn route_claims(route: &HttpRoute) -> Vec<(String, String)> {
-    let path = if route.path.len() > 1 {
-        route.path.trim_end_matches('/').to_owned()
+    let hosts: Vec<String> = if route.aliases.is_empty() {
+        vec![String::new()]
     } else {
-        route.path.clone()
+        route
+            .aliases
+            .iter()
+            .map(|h| h.to_ascii_lowercase())
+            .collect()
     };
-    if route.aliases.is_empty() {
-        return vec![(String::new(), path)];
+    let mut out = Vec::new();
+    for p in route.paths() {
+        let path = if p.len() > 1 {
+            p.trim_end_matches('/').to_owned()
+        } else {
+            p.clone()
+        };
+        for h in &hosts {
+            out.push((h.clone(), path.clone()));
+        }
     }
-    route
-        .aliases
-        .iter()
-        .map(|h| (h.to_ascii_lowercase(), path.clone()))
-        .collect()
+    out
 }
 
 /// Whether `path` lies strictly under `prefix` on a segment boundary (the ingress' longest

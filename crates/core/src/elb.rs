@@ -277,8 +277,8 @@ pub fn host_alias(value: &str) -> Result<String, String> {
 
 /// The ingress route of a target group: what the listener rules forwarding to it (and the
 /// listeners whose default action forwards to it) describe. `None` when nothing forwards
-/// to it. One path per target group: the route of a service has one path prefix (any number
-/// of hosts), so rules forwarding to one group with different paths are refused.
+/// to it: every path prefix of those rules, on their hosts. A group is forwarded to either for
+/// any host or for named hosts (the hosts of a route apply to all its paths).
 pub fn route_for(
     tg: &TargetGroup,
     listeners: &[Listener],
@@ -315,13 +315,6 @@ pub fn route_for(
     }
     paths.sort();
     paths.dedup();
-    if paths.len() > 1 {
-        return Err(format!(
-            "target group {} is forwarded to for the paths {}: Slipway routes one path prefix per target group (use one target group per path)",
-            tg.name,
-            paths.join(", ")
-        ));
-    }
     hosts.sort();
     hosts.dedup();
     if any_host && !hosts.is_empty() {
@@ -331,8 +324,10 @@ pub fn route_for(
             hosts.join(", ")
         ));
     }
+    let path = paths.remove(0);
     Ok(Some(HttpRoute {
-        path: paths.remove(0),
+        path,
+        more_paths: paths,
         aliases: hosts,
         strip_prefix: false,
         deregistration_delay_ms: u64::from(tg.deregistration_delay_s) * 1000,
@@ -416,10 +411,19 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!((r.path.as_str(), r.aliases.len()), ("/", 1));
+        let two = route_for(&tg(), &[], &[rule(&["/b*", "/a", "/a/*"], &[])], binding())
+            .unwrap()
+            .unwrap();
+        assert_eq!(two.paths().collect::<Vec<_>>(), ["/a", "/b"]);
         assert!(
-            route_for(&tg(), &[], &[rule(&["/a", "/b"], &[])], binding())
-                .unwrap_err()
-                .contains("one path prefix")
+            route_for(
+                &tg(),
+                &[],
+                &[rule(&["/a"], &[]), rule(&["/b"], &["x.example.com"])],
+                binding()
+            )
+            .unwrap_err()
+            .contains("any host")
         );
         assert_eq!(route_for(&tg(), &[], &[], binding()).unwrap(), None);
         let l = Listener {

@@ -1471,6 +1471,7 @@ fn compile_service(
                         .map_or(DEFAULT_DEREGISTRATION_DELAY_MS, Dur::ms),
                     allow_shadowing: h.and_then(|h| h.allow_shadowing).unwrap_or(false),
                     target_group: None,
+                    more_paths: Vec::new(),
                 }
             }),
             entrypoint: svc.entrypoint.clone().map(StringOrList::into_vec),

@@ -350,6 +350,17 @@ pub struct HttpRoute {
     /// `loadBalancers[]`): which group, container and port.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target_group: Option<crate::elb::TargetGroupBinding>,
+    /// More path prefixes routed alike, on the same hosts (a target group that listener
+    /// rules forward to for several paths); a manifest route has none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub more_paths: Vec<String>,
+}
+
+impl HttpRoute {
+    /// Every path prefix of the route: `path`, then `more_paths`.
+    pub fn paths(&self) -> impl Iterator<Item = &String> {
+        std::iter::once(&self.path).chain(&self.more_paths)
+    }
 }
 
 /// Circuit breaker settings (ECS `deploymentCircuitBreaker` plus its 2026 threshold option).

@@ -177,6 +177,7 @@ impl Ecs {
             deregistration_delay_ms: 1000,
             allow_shadowing: false,
             target_group: None,
+            more_paths: Vec::new(),
         });
         let spec = ServiceSpec {
             key: key.clone(),

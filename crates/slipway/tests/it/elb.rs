@@ -324,14 +324,14 @@ fn elb_alb_set_up_with_the_cli_routes_checks_health_and_rolls_without_drops() {
         "--priority",
         "10",
         "--conditions",
-        "Field=path-pattern,Values=/users*",
+        "Field=path-pattern,Values=/users*,/accounts/*",
         "--actions",
         &format!("Type=forward,TargetGroupArn={users_tg}"),
     ]);
     assert_eq!(rule["Rules"][0]["Priority"], "10", "{rule}");
     assert_eq!(
         rule["Rules"][0]["Conditions"][0]["Values"],
-        json!(["/users*"])
+        json!(["/users*", "/accounts/*"])
     );
 
     aws.json(&["ecs", "create-cluster", "--cluster-name", "shop"]);
@@ -349,6 +349,7 @@ fn elb_alb_set_up_with_the_cli_routes_checks_health_and_rolls_without_drops() {
     wait_for(Duration::from_secs(30), "routes through the ALB", || {
         (versions_via(&dns, "/users").as_deref() == Some("users-v1")
             && versions_via(&dns, "/users/7").as_deref() == Some("users-v1")
+            && versions_via(&dns, "/accounts/7").as_deref() == Some("users-v1")
             && versions_via(&dns, "/").as_deref() == Some("api-v1"))
         .then_some(())
     });
