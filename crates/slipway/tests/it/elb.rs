@@ -502,11 +502,42 @@ fn elb_alb_set_up_with_the_cli_routes_checks_health_and_rolls_without_drops() {
         "{after}"
     );
     wait_stable(&aws, "shop", "users");
+    // A new rule forwarding another path to the group: the service answers there too once
+    // its new tasks (with the new route) are healthy.
+    assert_eq!(versions_via(&dns, "/people").as_deref(), Some("api-v1"));
+    aws.json(&[
+        "elbv2",
+        "create-rule",
+        "--listener-arn",
+        &l,
+        "--priority",
+        "20",
+        "--conditions",
+        "Field=path-pattern,Values=/people*",
+        "--actions",
+        &format!("Type=forward,TargetGroupArn={users_tg}"),
+    ]);
+    wait_stable(&aws, "shop", "users");
+    wait_for(Duration::from_secs(60), "/people routed to users", || {
+        (versions_via(&dns, "/people").as_deref() == Some("users-v2")).then_some(())
+    });
+    // Deleting the first rule takes /users and /accounts from the service (the listener's
+    // default answers them again); deleting the last rule forwarding to it is refused.
     let rule_arn = rule["Rules"][0]["RuleArn"].as_str().unwrap();
-    let out = aws.run(&["elbv2", "delete-rule", "--rule-arn", rule_arn]);
+    aws.run(&["elbv2", "delete-rule", "--rule-arn", rule_arn])
+        .ok();
+    wait_stable(&aws, "shop", "users");
+    wait_for(
+        Duration::from_secs(60),
+        "/users back to the default",
+        || (versions_via(&dns, "/users").as_deref() == Some("api-v1")).then_some(()),
+    );
+    let people = aws.json(&["elbv2", "describe-rules", "--listener-arn", &l]);
+    let people_arn = people["Rules"][0]["RuleArn"].as_str().unwrap();
+    let out = aws.run(&["elbv2", "delete-rule", "--rule-arn", people_arn]);
     assert_ne!(out.code, 0, "{out:#?}");
     assert!(out.stderr.contains("(ResourceInUse)"), "{out:#?}");
-    assert_eq!(versions_via(&dns, "/users").as_deref(), Some("users-v2"));
+    assert_eq!(versions_via(&dns, "/people").as_deref(), Some("users-v2"));
 }
 
 /// The aws CLI failed with this AWS error code.
