@@ -323,11 +323,21 @@ impl App {
     /// service, or that would take requests from another app's shorter route on the same
     /// hosts (`/users` under another app's `/`) without `http.allow_shadowing`.
     async fn check_routes(&self, specs: &[ServiceSpec]) -> Result<()> {
+        let asked: Vec<(ServiceKey, HttpRoute)> = specs
+            .iter()
+            .filter_map(|s| Some((s.key.clone(), s.container.http_route.clone()?)))
+            .collect();
+        self.check_route_claims(&asked).await
+    }
+
+    /// [`Self::check_routes`] of the routes services would have (the services of a deploy,
+    /// or one attached to a target group through ECS).
+    pub(crate) async fn check_route_claims(&self, specs: &[(ServiceKey, HttpRoute)]) -> Result<()> {
         // What other services hold now, then each asked route in turn (a route asked
         // earlier in the request holds against a later one).
         let mut held: Vec<(ServiceKey, String, String)> = Vec::new();
         for svc in self.store().list_services(None).await? {
-            if svc.deleting || specs.iter().any(|s| s.key == svc.key) {
+            if svc.deleting || specs.iter().any(|(k, _)| *k == svc.key) {
                 continue;
             }
             if let Some(td) = self
@@ -341,10 +351,7 @@ impl App {
                 }
             }
         }
-        for s in specs {
-            let Some(r) = &s.container.http_route else {
-                continue;
-            };
+        for (key, r) in specs {
             for (host, path) in route_claims(r) {
                 let on = if host.is_empty() {
                     "any host".to_owned()
@@ -352,7 +359,7 @@ impl App {
                     host.clone()
                 };
                 for (holder, h, p) in &held {
-                    if *h != host || *holder == s.key {
+                    if *h != host || holder == key {
                         continue;
                     }
                     if *p == path {
@@ -360,21 +367,21 @@ impl App {
                             "ROUTE_CONFLICT",
                             format!(
                                 "route {path} on {on} is already used by service {holder}; choose another http.path or http.alias for {}",
-                                s.key
+                                key
                             ),
                         ));
                     }
-                    if holder.app != s.key.app && !r.allow_shadowing && is_under(&path, p) {
+                    if holder.app != key.app && !r.allow_shadowing && is_under(&path, p) {
                         return Err(AppError::conflict(
                             "ROUTE_SHADOWS",
                             format!(
                                 "route {path} on {on} of service {} would take requests from route {p} of service {holder} (app {}); choose another http.path or http.alias for {}, or set http.allow_shadowing: true to take them",
-                                s.key, holder.app, s.key.name
+                                key, holder.app, key.name
                             ),
                         ));
                     }
                 }
-                held.push((s.key.clone(), host, path));
+                held.push((key.clone(), host, path));
             }
         }
         Ok(())
@@ -419,22 +426,30 @@ impl App {
     }
 }
 
-/// The (host, path) pairs a route claims: one per alias (`""` for any host), the host
-/// lower-cased and the path without a trailing `/`.
+/// The (host, path) pairs a route claims: one per alias (`""` for any host) and path, the
+/// host lower-cased and the path without a trailing `/`.
 fn route_claims(route: &HttpRoute) -> Vec<(String, String)> {
-    let path = if route.path.len() > 1 {
-        route.path.trim_end_matches('/').to_owned()
+    let hosts: Vec<String> = if route.aliases.is_empty() {
+        vec![String::new()]
     } else {
-        route.path.clone()
+        route
+            .aliases
+            .iter()
+            .map(|h| h.to_ascii_lowercase())
+            .collect()
     };
-    if route.aliases.is_empty() {
-        return vec![(String::new(), path)];
+    let mut out = Vec::new();
+    for p in route.paths() {
+        let path = if p.len() > 1 {
+            p.trim_end_matches('/').to_owned()
+        } else {
+            p.clone()
+        };
+        for h in &hosts {
+            out.push((h.clone(), path.clone()));
+        }
     }
-    route
-        .aliases
-        .iter()
-        .map(|h| (h.to_ascii_lowercase(), path.clone()))
-        .collect()
+    out
 }
 
 /// Whether `path` lies strictly under `prefix` on a segment boundary (the ingress' longest

@@ -21,6 +21,7 @@ mod access;
 mod apps;
 mod catalog;
 mod deploy;
+mod elb;
 mod engine;
 mod error;
 mod hosts;
@@ -38,12 +39,15 @@ use slipway_store::secrets::SecretBox;
 pub use access::{ADMIN_IDENTITY, ADMIN_TOKEN_META_KEY, NewIdentity, hash_token};
 pub use apps::{AppDetail, AppSummary, EnvDetail, EnvSummary, RouteLine, ServiceLine};
 pub use deploy::{DeployOutcome, DeployResult, DiffResult};
+pub use elb::{ElbState, NewTargetGroup};
 pub use engine::{Engine, LogStream};
 pub use error::{AppError, ErrorKind, Result};
 pub use hosts::{HostHello, HostStatus, JOIN_TOKEN_TTL_MS, Joined, Rebalance, host_id_of_engine};
 pub use jobs::{JobRun, JobView};
 pub use rollout::RolloutControl;
-pub use services::{ActionResult, ConfigPatch, DeleteAppResult, EcsServiceChange, MAX_COUNT};
+pub use services::{
+    ActionResult, ConfigPatch, DeleteAppResult, EcsServiceChange, LoadBalancing, MAX_COUNT,
+};
 pub use tasks::{ExecResult, LogsQuery, RunTasks};
 
 /// How long `exec` waits for a command.

@@ -2,6 +2,7 @@
 //! whole app), and the ECS model's create, update and delete.
 
 use serde::{Deserialize, Serialize};
+use slipway_core::elb::TargetGroupBinding;
 use slipway_core::model::{
     CircuitBreaker, ContainerSpec, DeploymentConfig, PullPolicy, RolloutState, ServiceKey,
     ServiceKind, TaskDefinition, validate_name,
@@ -105,6 +106,18 @@ pub struct EcsServiceChange {
     pub force: bool,
     /// New placement rules (for the tasks placed from now on).
     pub placement: Option<Placement>,
+    /// ECS `loadBalancers[]`: the target group the service is attached to from now on
+    /// (`None`: unchanged; empty: detached). A change starts a deployment.
+    pub load_balancers: Option<Vec<TargetGroupBinding>>,
+    /// The host ports the task definition maps (a target group may send to one).
+    pub host_ports: Vec<u16>,
+}
+
+/// ECS `CreateService`'s `loadBalancers[]` and the host ports of its task definition.
+#[derive(Debug, Clone, Default)]
+pub struct LoadBalancing {
+    pub load_balancers: Vec<TargetGroupBinding>,
+    pub host_ports: Vec<u16>,
 }
 
 fn check_placement(p: &Placement) -> Result<()> {
@@ -408,14 +421,24 @@ impl App {
         desired_count: u32,
         config: &ConfigPatch,
         placement: &Placement,
+        lb: &LoadBalancing,
     ) -> Result<ServiceRecord> {
         if td.deregistered_at.is_some() {
             return Err(inactive(td));
         }
         check_placement(placement)?;
         let config = config.apply(DeploymentConfig::default())?;
-        check_progressive(&config, &td.container)?;
-        let container = self.pin_image(td.container.clone(), false).await;
+        let attached = self
+            .attach_target_groups(
+                key,
+                td.container.clone(),
+                &lb.host_ports,
+                Some(&lb.load_balancers),
+                None,
+            )
+            .await?;
+        check_progressive(&config, &attached)?;
+        let container = self.pin_image(attached, false).await;
         let _turn = self.queue(std::slice::from_ref(key)).await;
         retry(|| async {
             if self.store().get_service(key).await?.is_some() {
@@ -465,16 +488,36 @@ impl App {
                 .task_definition
                 .as_ref()
                 .is_some_and(|t| t.source.clone().unwrap_or_else(|| t.id()) != current_source);
+            let running = self
+                .store()
+                .get_task_definition(&key.family(), svc.revision)
+                .await?
+                .map(|t| t.container);
+            let current_binding = running
+                .as_ref()
+                .and_then(|c| c.http_route.as_ref())
+                .and_then(|r| r.target_group.clone());
+            // A new attachment starts a deployment (its tasks take the group's route and
+            // health check).
+            let changes_lb = change
+                .load_balancers
+                .as_ref()
+                .is_some_and(|l| l.first() != current_binding.as_ref());
             if !config.progressive.is_plain() {
-                let running = match &change.task_definition {
-                    Some(t) if changes_td => Some(t.container.clone()),
-                    _ => self
-                        .store()
-                        .get_task_definition(&key.family(), svc.revision)
-                        .await?
-                        .map(|t| t.container),
+                let next = match &change.task_definition {
+                    Some(t) if changes_td || changes_lb => Some(
+                        self.attach_target_groups(
+                            key,
+                            t.container.clone(),
+                            &change.host_ports,
+                            change.load_balancers.as_deref(),
+                            running.as_ref(),
+                        )
+                        .await?,
+                    ),
+                    _ => running.clone(),
                 };
-                if let Some(c) = running {
+                if let Some(c) = next {
                     check_progressive(&config, &c)?;
                 }
             }
@@ -484,12 +527,23 @@ impl App {
                 .clone()
                 .unwrap_or_else(|| svc.placement.clone());
             // New placement rules place every task anew: a deployment (as on ECS).
-            let batch = if changes_td || change.force || placement != svc.placement {
+            let batch = if changes_td || changes_lb || change.force || placement != svc.placement {
                 let td = match &change.task_definition {
                     Some(t) => t.clone(),
                     None => self.find_source(&current_source).await?,
                 };
-                let container = self.pin_image(td.container.clone(), change.force).await;
+                // The attachment is kept (and its route recomputed from the rules of now)
+                // unless the request changes it.
+                let attached = self
+                    .attach_target_groups(
+                        key,
+                        td.container.clone(),
+                        &change.host_ports,
+                        change.load_balancers.as_deref(),
+                        running.as_ref(),
+                    )
+                    .await?;
+                let container = self.pin_image(attached, change.force).await;
                 self.deploy_task_definition(
                     key,
                     Some(&svc),

@@ -1,5 +1,5 @@
-//! Slipway's AWS-compatible front door: the ECS and ECR subsets over AWS JSON 1.1 and STS
-//! `GetCallerIdentity` over the query protocol, all on `POST /` of the server's API address,
+//! Slipway's AWS-compatible front door: the ECS and ECR subsets over AWS JSON 1.1, and the
+//! ELBv2 subset and STS `GetCallerIdentity` over the query protocol, all on `POST /` of the server's API address,
 //! authenticated with SigV4 access keys (`slipway access-key create`).
 //!
 //! One model, two front doors: ECS clusters, task definitions, services and tasks are views
@@ -15,6 +15,7 @@
 
 mod ecr;
 mod ecs;
+mod elb;
 mod keys;
 pub mod sigv4;
 
@@ -48,6 +49,9 @@ pub struct AwsState {
     pub keys: Arc<KeyCache>,
     /// Per-identity request rates (shared with the native API).
     pub limiter: Arc<slipway_api::RateLimiter>,
+    /// The address the ingress listens on (`host:port`; `0.0.0.0` for every address):
+    /// ELBv2's `DNSName`.
+    pub ingress_addr: Option<String>,
 }
 
 /// An AWS error: HTTP status, error shape name and message.
@@ -149,7 +153,7 @@ impl Call<'_> {
     }
 }
 
-/// The AWS front door: `POST /` (ECS, ECR, STS).
+/// The AWS front door: `POST /` (ECS, ECR, ELBv2, STS).
 pub fn router(state: AwsState) -> Router {
     Router::new().route("/", post(handle)).with_state(state)
 }
@@ -179,6 +183,8 @@ pub(crate) enum Protocol {
     Ecs(String),
     Ecr(String),
     Sts,
+    /// ELBv2 over the query protocol (`Version=2015-12-01`).
+    Elb(String),
     Unknown(String),
 }
 
@@ -215,12 +221,21 @@ async fn handle(
         {
             Protocol::Unknown("(none)".into())
         }
-        None => Protocol::Sts,
+        // The query protocol: ELBv2 names its version, STS is the rest.
+        None => {
+            let params = elb::Params::parse(&body);
+            if params.get("Version") == Some(elb::VERSION) {
+                Protocol::Elb(params.get("Action").unwrap_or_default().to_owned())
+            } else {
+                Protocol::Sts
+            }
+        }
     };
     let expected_service = match &proto {
         Protocol::Ecs(_) => Some("ecs"),
         Protocol::Ecr(_) => Some("ecr"),
         Protocol::Sts => Some("sts"),
+        Protocol::Elb(_) => Some("elasticloadbalancing"),
         Protocol::Unknown(_) => None,
     };
     let auth = authenticate(&state, &method, &uri, &headers, &body, expected_service).await;
@@ -228,10 +243,7 @@ async fn handle(
         Ok(k) => k,
         Err(e) => {
             tracing::info!(error = %e.message, kind = e.kind, "AWS API request refused");
-            return match proto {
-                Protocol::Sts => sts_error(&e, &rid),
-                _ => e.json_response(&rid),
-            };
+            return error_reply(&proto, &e, &rid);
         }
     };
     let origin = {
@@ -252,6 +264,7 @@ async fn handle(
     let (face, op) = match &proto {
         Protocol::Ecs(op) => (Face::Ecs, op.clone()),
         Protocol::Ecr(op) => (Face::Ecr, op.clone()),
+        Protocol::Elb(op) => (Face::Elb, op.clone()),
         Protocol::Sts => (
             Face::Sts,
             form_urlencoded::parse(&body)
@@ -269,12 +282,9 @@ async fn handle(
                 "UnrecognizedClientException",
                 "The security token included in the request is invalid.",
             );
-            return match proto {
-                Protocol::Sts => sts_error(&e, &rid),
-                _ => e.json_response(&rid),
-            };
+            return error_reply(&proto, &e, &rid);
         }
-        Err(e) => return AwsError::from(e).json_response(&rid),
+        Err(e) => return error_reply(&proto, &AwsError::from(e), &rid),
     };
     let call = Call {
         state: &state,
@@ -289,19 +299,19 @@ async fn handle(
             if slipway_core::access::rule(face, &op).is_some_and(|r| r.mutates) {
                 audit(&call, &source, face, &op, &body, e.status).await;
             }
-            return match proto {
-                Protocol::Sts => sts_error(&e, &rid),
-                _ => e.json_response(&rid),
-            };
+            return error_reply(&proto, &e, &rid);
         }
     };
     if let Err(wait) = state.limiter.take(&call.who.name) {
-        let mut r = AwsError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "ThrottlingException",
-            "Rate exceeded (the server's --rate-limit per identity)",
-        )
-        .json_response(&rid);
+        let mut r = error_reply(
+            &proto,
+            &AwsError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "ThrottlingException",
+                "Rate exceeded (the server's --rate-limit per identity)",
+            ),
+            &rid,
+        );
         let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
         r.headers_mut()
             .insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
@@ -321,6 +331,15 @@ async fn handle(
             }
             Protocol::Ecs(op) => json_reply(ecs::dispatch(&call, &op, &body).await, &rid),
             Protocol::Ecr(op) => json_reply(ecr::dispatch(&call, &op, &body).await, &rid),
+            Protocol::Elb(op) => match elb::dispatch(&call, &op, &body).await {
+                Ok(v) => elb::reply(&op, &v, &rid),
+                Err(e) => {
+                    if e.status.is_server_error() {
+                        tracing::error!(error = %e.message, "AWS API request failed");
+                    }
+                    elb::error(&e, &rid)
+                }
+            },
         }
     };
     if !rule.mutates {
@@ -365,6 +384,10 @@ pub(crate) async fn permit(
                         "Could not find operation {op} for version 2011-06-15 (Slipway's STS answers GetCallerIdentity only)"
                     ),
                 ),
+                Protocol::Elb(_) => AwsError::client(
+                    "InvalidAction",
+                    format!("Could not find operation {op} for version 2015-12-01"),
+                ),
                 Protocol::Unknown(t) => AwsError::client(
                     "UnknownOperationException",
                     format!("unknown X-Amz-Target {t}"),
@@ -380,6 +403,16 @@ pub(crate) async fn permit(
         }
         Err(d) => return Err(denied(d)),
     };
+    // Load balancers, target groups, listeners and rules are shared by every app (a change
+    // may start deployments of any attached service): a scoped identity changes none.
+    if rule.mutates && call.who.scoped() && face == Face::Elb {
+        return Err(denied(slipway_core::access::Denied::Scope {
+            who: call.who.name.clone(),
+            scope: call.who.describe_scope(),
+            target: "load balancers, target groups, listeners and rules (shared by every app)"
+                .into(),
+        }));
+    }
     if rule.mutates && call.who.scoped() {
         let scope = match face {
             Face::Ecs => ecs::scope_target(call, op, body).await,
@@ -414,20 +447,11 @@ fn audit_entry(
     status: Option<StatusCode>,
 ) -> slipway_store::AuditEntry {
     let v: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
-    let target = [
-        "cluster",
-        "clusterName",
-        "service",
-        "serviceName",
-        "family",
-        "taskDefinition",
-        "task",
-        "repositoryName",
-    ]
-    .iter()
-    .filter_map(|k| v.get(k).and_then(Value::as_str).map(|x| format!("{k}={x}")))
-    .collect::<Vec<_>>()
-    .join(" ");
+    let target = if face == Face::Elb {
+        elb::audit_target(body)
+    } else {
+        json_target(&v)
+    };
     slipway_api::audit_entry(&call.who, source, face.as_str(), op, &target, status)
 }
 
@@ -442,6 +466,33 @@ async fn audit(
 ) {
     let e = audit_entry(call, source, face, op, body, Some(status));
     slipway_api::audit(&call.state.app, e).await;
+}
+
+/// The error of a request in its protocol's shape.
+fn error_reply(proto: &Protocol, e: &AwsError, rid: &str) -> Response {
+    match proto {
+        Protocol::Sts => sts_error(e, rid),
+        Protocol::Elb(_) => elb::error(e, rid),
+        _ => e.json_response(rid),
+    }
+}
+
+/// The resource names of a JSON request body, for the audit log.
+fn json_target(v: &Value) -> String {
+    [
+        "cluster",
+        "clusterName",
+        "service",
+        "serviceName",
+        "family",
+        "taskDefinition",
+        "task",
+        "repositoryName",
+    ]
+    .iter()
+    .filter_map(|k| v.get(k).and_then(Value::as_str).map(|x| format!("{k}={x}")))
+    .collect::<Vec<_>>()
+    .join(" ")
 }
 
 fn json_reply(r: AwsResult, rid: &str) -> Response {
@@ -669,6 +720,7 @@ mod permission_tests {
             (Face::Ecs, crate::ecs::OPERATIONS),
             (Face::Ecr, crate::ecr::OPERATIONS),
             (Face::Sts, &["GetCallerIdentity"][..]),
+            (Face::Elb, crate::elb::OPERATIONS),
         ] {
             for op in ops {
                 assert!(

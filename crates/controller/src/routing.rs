@@ -103,10 +103,12 @@ impl Controller {
             };
             let routes = hosts
                 .into_iter()
-                .map(|host| RouteConfig {
-                    host,
-                    path: route.path.clone(),
-                    strip_prefix: route.strip_prefix,
+                .flat_map(|host| {
+                    route.paths().map(move |path| RouteConfig {
+                        host: host.clone(),
+                        path: path.clone(),
+                        strip_prefix: route.strip_prefix,
+                    })
                 })
                 .collect();
             let deployments = store.active_deployments(&svc.key).await?;

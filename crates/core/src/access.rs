@@ -1,6 +1,6 @@
 //! Who may do what: roles, identities and the one permission table of every face.
 //!
-//! Every operation of every face (the native API, the ECS, ECR and STS APIs, the
+//! Every operation of every face (the native API, the ECS, ECR, ELBv2 and STS APIs, the
 //! registry's distribution API) has one rule in [`RULES`]: what it needs ([`Need`]) and
 //! whether it changes anything (mutating calls are audited). Checks are by allow-list: an
 //! operation without a rule is refused to every identity, the admin included, so a new
@@ -79,6 +79,8 @@ pub enum Face {
     Ecs,
     Ecr,
     Sts,
+    /// ELBv2 (`elasticloadbalancing`, the query protocol).
+    Elb,
     /// The distribution API: `pull`, `push`, `delete`.
     Registry,
 }
@@ -90,6 +92,7 @@ impl Face {
             Face::Ecs => "ecs",
             Face::Ecr => "ecr",
             Face::Sts => "sts",
+            Face::Elb => "elasticloadbalancing",
             Face::Registry => "registry",
         }
     }
@@ -144,7 +147,7 @@ const fn w(face: Face, op: &'static str) -> Rule {
     }
 }
 
-use Face::{Ecr, Ecs, Native, Registry, Sts};
+use Face::{Ecr, Ecs, Elb, Native, Registry, Sts};
 use Need::{Admin, Deploy, Read};
 
 /// The permission table: every operation of every face.
@@ -254,6 +257,24 @@ pub const RULES: &[Rule] = &[
     r(Ecr, "GetLifecyclePolicyPreview", Read),
     // STS.
     r(Sts, "GetCallerIdentity", Read),
+    // ELBv2: creating and changing load balancers, target groups, listeners and rules is
+    // a deployer's (as creating a service is); deleting them cuts traffic, so it is the
+    // admin's (as deleting a service is).
+    r(Elb, "CreateLoadBalancer", Deploy),
+    r(Elb, "CreateTargetGroup", Deploy),
+    r(Elb, "ModifyTargetGroupAttributes", Deploy),
+    r(Elb, "CreateListener", Deploy),
+    r(Elb, "CreateRule", Deploy),
+    r(Elb, "DescribeLoadBalancers", Read),
+    r(Elb, "DescribeTargetGroups", Read),
+    r(Elb, "DescribeTargetGroupAttributes", Read),
+    r(Elb, "DescribeTargetHealth", Read),
+    r(Elb, "DescribeListeners", Read),
+    r(Elb, "DescribeRules", Read),
+    r(Elb, "DeleteLoadBalancer", Admin),
+    r(Elb, "DeleteTargetGroup", Admin),
+    r(Elb, "DeleteListener", Admin),
+    r(Elb, "DeleteRule", Admin),
     // The distribution API.
     r(Registry, "pull", Read),
     r(Registry, "push", Deploy),
@@ -372,7 +393,7 @@ impl Identity {
         })
     }
 
-    fn describe_scope(&self) -> String {
+    pub fn describe_scope(&self) -> String {
         let apps = if self.apps.is_empty() {
             "every app".to_owned()
         } else {

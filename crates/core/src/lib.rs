@@ -9,6 +9,8 @@
 //! - [`manifest`] parses and validates `slipway.yml` and compiles it into service specs.
 //! - [`model`] holds the domain types shared by every shell (services, task definitions,
 //!   deployments, tasks, events).
+//! - [`elb`] load balancers, target groups, listeners and rules (ELBv2) and the routes
+//!   they give services.
 //! - [`diff`] compares what runs with what a deploy would apply.
 //! - [`health`] turns raw container observations into a task's health.
 //! - [`placement`] picks the host of a task (ECS strategies, constraints and resources).
@@ -18,6 +20,7 @@
 pub mod access;
 pub mod copilot;
 pub mod diff;
+pub mod elb;
 pub mod health;
 pub mod jobs;
 pub mod manifest;

@@ -1473,6 +1473,8 @@ fn compile_service(
                         .and_then(|h| h.deregistration_delay)
                         .map_or(DEFAULT_DEREGISTRATION_DELAY_MS, Dur::ms),
                     allow_shadowing: h.and_then(|h| h.allow_shadowing).unwrap_or(false),
+                    target_group: None,
+                    more_paths: Vec::new(),
                 }
             }),
             entrypoint: svc.entrypoint.clone().map(StringOrList::into_vec),

@@ -346,6 +346,21 @@ pub struct HttpRoute {
     /// app's `/`); refused without it.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub allow_shadowing: bool,
+    /// Set when the route comes from an ELBv2 target group attached to the service (ECS
+    /// `loadBalancers[]`): which group, container and port.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_group: Option<crate::elb::TargetGroupBinding>,
+    /// More path prefixes routed alike, on the same hosts (a target group that listener
+    /// rules forward to for several paths); a manifest route has none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub more_paths: Vec<String>,
+}
+
+impl HttpRoute {
+    /// Every path prefix of the route: `path`, then `more_paths`.
+    pub fn paths(&self) -> impl Iterator<Item = &String> {
+        std::iter::once(&self.path).chain(&self.more_paths)
+    }
 }
 
 /// Circuit breaker settings (ECS `deploymentCircuitBreaker` plus its 2026 threshold option).

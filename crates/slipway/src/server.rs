@@ -628,6 +628,11 @@ pub async fn run(args: ServerArgs) -> Result<ExitCode> {
             .await?,
         )
     };
+    // The ingress' own listen address (ELBv2's DNSName).
+    let ingress_addr = ingress
+        .as_ref()
+        .and_then(|i| i.listen())
+        .and_then(|l| l.split_whitespace().next().map(str::to_owned));
     let ingress_url = ingress.as_ref().and_then(|i| i.listen()).map(|l| {
         let first = l
             .split_whitespace()
@@ -729,6 +734,7 @@ pub async fn run(args: ServerArgs) -> Result<ExitCode> {
         registry: registry.clone(),
         keys: Default::default(),
         limiter: limiter.clone(),
+        ingress_addr: ingress_addr.clone(),
     };
     let aws = slipway_aws::router(aws_state.clone());
     // Behind the native API's gate with the API's own routes.

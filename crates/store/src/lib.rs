@@ -215,6 +215,15 @@ pub struct IdentityRecord {
     pub version: u64,
 }
 
+/// An ELBv2 object (load balancer, target group, listener or rule), keyed by the resource
+/// part of its ARN.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ElbRecord {
+    pub object: slipway_core::elb::ElbObject,
+    #[serde(default)]
+    pub version: u64,
+}
+
 /// One entry of the audit log: a mutating call on any face. Never a request body.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuditEntry {
@@ -366,6 +375,14 @@ pub enum Write {
     Identity(IdentityRecord),
     /// Appends an entry to the audit log.
     Audit(AuditEntry),
+    /// Creates (version 0) or updates an ELBv2 object; a conflict when another of its kind
+    /// has its name.
+    Elb(ElbRecord),
+    /// Forgets an ELBv2 object if it is still at `version`.
+    RemoveElb {
+        resource: String,
+        version: u64,
+    },
     /// Stores version `version` of a secret, sealed by the caller for that name and
     /// version: a conflict unless `version` is the next one (versions are never reused; a
     /// deleted secret set again continues its numbers). With `expected`, also only if the

@@ -12,7 +12,7 @@ use sqlx::any::AnyRow;
 
 use crate::db::Store;
 use crate::{
-    AccessKey, AuditEntry, ClusterRecord, HostRecord, HostUsage, IdentityRecord, Result,
+    AccessKey, AuditEntry, ClusterRecord, ElbRecord, HostRecord, HostUsage, IdentityRecord, Result,
     SecretInfo, ServiceRecord, ServiceView, StoreError, TaskCount,
 };
 
@@ -37,7 +37,8 @@ versioned!(
     TaskDefinition,
     AccessKey,
     HostRecord,
-    IdentityRecord
+    IdentityRecord,
+    ElbRecord
 );
 
 pub(crate) fn decode<T: serde::de::DeserializeOwned>(body: &str) -> Result<T> {
@@ -309,6 +310,27 @@ impl Store {
                 Ok(e)
             })
             .collect()
+    }
+
+    /// ELBv2 objects of one kind (`load_balancer`, `target_group`, `listener`, `rule`),
+    /// oldest first.
+    pub async fn list_elb(&self, kind: &str) -> Result<Vec<ElbRecord>> {
+        let rows = sqlx::query(
+            "SELECT body, version FROM elb WHERE kind = $1 ORDER BY created_at, resource",
+        )
+        .bind(kind)
+        .fetch_all(self.pool())
+        .await?;
+        records(&rows)
+    }
+
+    /// One ELBv2 object by the resource part of its ARN.
+    pub async fn get_elb(&self, resource: &str) -> Result<Option<ElbRecord>> {
+        self.by_id(
+            "SELECT body, version FROM elb WHERE resource = $1",
+            resource,
+        )
+        .await
     }
 
     /// Access keys, oldest first.

@@ -11,8 +11,8 @@ use crate::db::{Backend, Store};
 use crate::notify::{CHANNEL, Payload};
 use crate::read::record;
 use crate::{
-    AccessKey, Batch, ClusterRecord, Conflict, HostRecord, IdentityRecord, NewDeployment, Outcome,
-    Result, RevisionChoice, ServiceRecord, StoreError, Write,
+    AccessKey, Batch, ClusterRecord, Conflict, ElbRecord, HostRecord, IdentityRecord,
+    NewDeployment, Outcome, Result, RevisionChoice, ServiceRecord, StoreError, Write,
 };
 
 /// How many deployments of a service are kept (in-progress ones are always kept).
@@ -516,6 +516,24 @@ async fn apply(tx: &mut AnyConnection, w: Write) -> Result<Outcome> {
         }
         Write::AccessKey(k) => Outcome::Version(put_access_key(tx, &k).await?),
         Write::Identity(i) => Outcome::Version(put_identity(tx, &i).await?),
+        Write::Elb(e) => Outcome::Version(put_elb(tx, &e).await?),
+        Write::RemoveElb { resource, version } => {
+            let r = sqlx::query("DELETE FROM elb WHERE resource = $1 AND version = $2")
+                .bind(&resource)
+                .bind(version as i64)
+                .execute(&mut *tx)
+                .await?;
+            if r.rows_affected() == 0 {
+                let found = version_of(tx, "elb", &[("resource", Val::S(&resource))]).await?;
+                return Err(Conflict {
+                    record: format!("load balancing object {resource}"),
+                    expected: version,
+                    found,
+                }
+                .into());
+            }
+            Outcome::Done(true)
+        }
         Write::Audit(e) => {
             sqlx::query("INSERT INTO audit (at, identity, body) VALUES ($1, $2, $3)")
                 .bind(e.at)
@@ -795,6 +813,27 @@ async fn put_identity(tx: &mut AnyConnection, i: &IdentityRecord) -> Result<u64>
         ],
         &[("body", Val::S(&body))],
         i.version,
+    )
+    .await
+}
+
+async fn put_elb(tx: &mut AnyConnection, e: &ElbRecord) -> Result<u64> {
+    let mut body = e.clone();
+    body.version = e.version + 1;
+    let body = encode(&body)?;
+    let resource = e.object.resource();
+    let name = e.object.name();
+    put(
+        tx,
+        &|| format!("load balancing object {resource}"),
+        "elb",
+        &[("resource", Val::S(&resource))],
+        &[
+            ("created_at", Val::I(e.object.created_at())),
+            ("kind", Val::S(e.object.kind())),
+        ],
+        &[("body", Val::S(&body)), ("name", Val::S(&name))],
+        e.version,
     )
     .await
 }

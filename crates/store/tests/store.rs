@@ -822,6 +822,57 @@ async fn a_calls_audit_entry_rides_with_its_first_change() {
 }
 
 #[tokio::test]
+async fn elb_objects_are_records_with_unique_names() {
+    use slipway_core::elb::{ElbObject, LoadBalancer};
+    use slipway_store::ElbRecord;
+    for (db, s) in stores().await {
+        let lb = |id: &str| ElbRecord {
+            object: ElbObject::LoadBalancer(LoadBalancer {
+                name: "web".into(),
+                id: id.into(),
+                scheme: "internet-facing".into(),
+                created_at: 1,
+            }),
+            version: 0,
+        };
+        s.commit(Batch::new().write(Write::Elb(lb("a1"))))
+            .await
+            .unwrap();
+        // Another load balancer with the same name loses, as does a second create.
+        for again in [lb("b2"), lb("a1")] {
+            let e = s.commit(Batch::new().write(Write::Elb(again))).await;
+            assert!(e.unwrap_err().is_conflict(), "{db}");
+        }
+        let got = s.get_elb("loadbalancer/app/web/a1").await.unwrap().unwrap();
+        assert_eq!((got.version, &got.object), (1, &lb("a1").object));
+        assert_eq!(s.list_elb("load_balancer").await.unwrap().len(), 1, "{db}");
+        assert!(s.list_elb("target_group").await.unwrap().is_empty());
+        // Updated at its version only.
+        s.commit(Batch::new().write(Write::Elb(got.clone())))
+            .await
+            .unwrap();
+        assert!(
+            s.commit(Batch::new().write(Write::Elb(got)))
+                .await
+                .unwrap_err()
+                .is_conflict()
+        );
+        let rm = |version| {
+            s.commit(Batch::new().write(Write::RemoveElb {
+                resource: "loadbalancer/app/web/a1".into(),
+                version,
+            }))
+        };
+        assert!(rm(1).await.unwrap_err().is_conflict(), "{db}");
+        rm(2).await.unwrap();
+        assert!(
+            s.list_elb("load_balancer").await.unwrap().is_empty(),
+            "{db}"
+        );
+    }
+}
+
+#[tokio::test]
 async fn meta_init_keeps_the_first_value() {
     for (db, s) in stores().await {
         assert_eq!(s.init_meta("cluster_id", "a").await.unwrap(), "a");

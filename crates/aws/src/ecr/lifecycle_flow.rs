@@ -52,6 +52,7 @@ impl Ecr {
                 registry,
                 keys: Default::default(),
                 limiter: Arc::new(slipway_api::RateLimiter::new(0)),
+                ingress_addr: None,
             },
             _dir: dir,
         }

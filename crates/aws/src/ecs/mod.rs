@@ -16,7 +16,8 @@ use std::collections::{BTreeMap, HashMap};
 
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
-use slipway_app::{ConfigPatch, EcsServiceChange, RunTasks};
+use slipway_app::{ConfigPatch, EcsServiceChange, LoadBalancing, RunTasks};
+use slipway_core::elb::TargetGroupBinding;
 use slipway_core::model::{
     CommandHealthCheck, ContainerSpec, Deployment, DeploymentConfig, PullPolicy, RolloutState,
     ServiceKey, Task, TaskDefinition, TaskHealth, TaskStatus, VolumeMount, validate_name,

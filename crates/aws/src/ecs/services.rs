@@ -39,6 +39,87 @@ pub(super) struct CreateServiceReq {
     health_check_grace_period_seconds: Option<i64>,
     placement_strategy: Option<Vec<PlacementStrategyReq>>,
     placement_constraints: Option<Vec<PlacementConstraintReq>>,
+    load_balancers: Option<Vec<LoadBalancerReq>>,
+}
+
+/// One entry of `loadBalancers[]`.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct LoadBalancerReq {
+    target_group_arn: Option<String>,
+    load_balancer_name: Option<String>,
+    container_name: Option<String>,
+    container_port: Option<i64>,
+}
+
+/// The container name and the host ports of a task definition as registered.
+fn container_of(td: &TaskDefinition) -> (String, Vec<u16>) {
+    let def = td
+        .ecs
+        .as_deref()
+        .and_then(|e| serde_json::from_str::<Value>(e).ok())
+        .and_then(|v| v.get("containerDefinitions")?.get(0).cloned());
+    let name = def
+        .as_ref()
+        .and_then(|d| d.get("name")?.as_str().map(str::to_owned))
+        .unwrap_or_else(|| td.family.clone());
+    let ports = def
+        .as_ref()
+        .and_then(|d| d.get("portMappings")?.as_array().cloned())
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|m| m.get("hostPort")?.as_u64())
+        .filter_map(|p| u16::try_from(p).ok().filter(|p| *p > 0))
+        .collect();
+    (name, ports)
+}
+
+/// `loadBalancers[]` checked against the task definition: target group ARNs, container
+/// names and ports in range (the application layer checks the ports the container exposes).
+fn bindings(
+    req: Option<&[LoadBalancerReq]>,
+    td: Option<&TaskDefinition>,
+) -> AwsResult<Option<Vec<TargetGroupBinding>>> {
+    let Some(req) = req else { return Ok(None) };
+    let mut out = Vec::new();
+    for lb in req {
+        if lb.load_balancer_name.is_some() {
+            return Err(AwsError::invalid(
+                "loadBalancerName is for Classic Load Balancers; give targetGroupArn",
+            ));
+        }
+        let arn = lb
+            .target_group_arn
+            .as_deref()
+            .ok_or_else(|| AwsError::invalid("loadBalancers: targetGroupArn is required"))?;
+        let target_group = crate::elb::target_group_of(arn)
+            .ok_or_else(|| AwsError::invalid(format!("Invalid target group ARN {arn}")))?;
+        let container_name = lb
+            .container_name
+            .clone()
+            .ok_or_else(|| AwsError::invalid("loadBalancers: containerName is required"))?;
+        if let Some(td) = td {
+            let (name, _) = container_of(td);
+            if name != container_name {
+                return Err(AwsError::invalid(format!(
+                    "The container {container_name} does not exist in the task definition."
+                )));
+            }
+        }
+        let container_port = lb
+            .container_port
+            .and_then(|p| u16::try_from(p).ok())
+            .filter(|p| *p > 0)
+            .ok_or_else(|| {
+                AwsError::invalid("loadBalancers: containerPort must be between 1 and 65535")
+            })?;
+        out.push(TargetGroupBinding {
+            target_group,
+            container_name,
+            container_port,
+        });
+    }
+    Ok(Some(out))
 }
 
 #[derive(Deserialize)]
@@ -53,6 +134,7 @@ pub(super) struct UpdateServiceReq {
     health_check_grace_period_seconds: Option<i64>,
     placement_strategy: Option<Vec<PlacementStrategyReq>>,
     placement_constraints: Option<Vec<PlacementConstraintReq>>,
+    load_balancers: Option<Vec<LoadBalancerReq>>,
 }
 
 /// The configuration change a request asks for (ranges checked here; the rule that a
@@ -182,14 +264,15 @@ pub(super) async fn services_json(
     }
     wanted.sort();
     wanted.dedup();
-    let sources: HashMap<(String, u32), String> = store
+    let tds: HashMap<(String, u32), TaskDefinition> = store
         .get_task_definitions(&wanted)
         .await?
         .into_iter()
-        .map(|td| {
-            let src = td.source.clone().unwrap_or_else(|| td.id());
-            ((td.family, td.revision), src)
-        })
+        .map(|td| ((td.family.clone(), td.revision), td))
+        .collect();
+    let sources: HashMap<(String, u32), String> = tds
+        .iter()
+        .map(|(k, td)| (k.clone(), td.source.clone().unwrap_or_else(|| td.id())))
         .collect();
     let source = |key: &ServiceKey, revision: u32| -> String {
         let family = key.family();
@@ -276,7 +359,9 @@ pub(super) async fn services_json(
                 "serviceArn": c.service_arn(call, &key.name),
                 "serviceName": key.name,
                 "clusterArn": c.arn(call),
-                "loadBalancers": [],
+                "loadBalancers": tds
+                    .get(&(key.family(), svc.revision))
+                    .map_or_else(|| json!([]), |td| crate::elb::service_load_balancers(call, key, &td.container, &container_of(td).0)),
                 "serviceRegistries": [],
                 "status": if svc.deleting { "DRAINING" } else { "ACTIVE" },
                 "desiredCount": svc.desired_count,
@@ -324,7 +409,11 @@ pub(super) async fn create_service(call: &Call<'_>, req: CreateServiceReq) -> Aw
     )?
     .unwrap_or_default();
     let td = find_td(call, &tdr).await?;
-    let has_routes = td.container.http_route.is_some();
+    let lb = LoadBalancing {
+        load_balancers: bindings(req.load_balancers.as_deref(), Some(&td))?.unwrap_or_default(),
+        host_ports: container_of(&td).1,
+    };
+    let has_routes = td.container.http_route.is_some() || !lb.load_balancers.is_empty();
     let base = DeploymentConfig::default();
     patch.progressive = ask
         .map(|a| a.resolve(&base.progressive, has_routes))
@@ -333,7 +422,7 @@ pub(super) async fn create_service(call: &Call<'_>, req: CreateServiceReq) -> Aw
     let svc = call
         .state
         .app
-        .create_ecs_service(&c.key(&name), &td, desired_count, &patch, &placement)
+        .create_ecs_service(&c.key(&name), &td, desired_count, &patch, &placement, &lb)
         .await?;
     Ok(json!({ "service": service_json(call, &c, &svc).await? }))
 }
@@ -360,6 +449,11 @@ pub(super) async fn update_service(call: &Call<'_>, req: UpdateServiceReq) -> Aw
         req.placement_strategy.as_deref(),
         req.placement_constraints.as_deref(),
     )?;
+    let load_balancers = bindings(req.load_balancers.as_deref(), task_definition.as_ref())?;
+    let host_ports = task_definition
+        .as_ref()
+        .map(|td| container_of(td).1)
+        .unwrap_or_default();
     // The strategy members left out keep the service's; analysis and the check need to
     // know whether the version to run has ingress routes. (The application layer checks
     // again against the service it changes.)
@@ -376,7 +470,14 @@ pub(super) async fn update_service(call: &Call<'_>, req: UpdateServiceReq) -> Aw
                 .await?
                 .map(|td| td.container),
         };
-        let has_routes = running.is_some_and(|c| c.http_route.is_some());
+        let has_routes = running.is_some_and(|c| c.http_route.is_some())
+            || load_balancers.as_ref().is_some_and(|l| !l.is_empty())
+            || (load_balancers.is_none()
+                && store
+                    .get_task_definition(&svc.key.family(), svc.revision)
+                    .await?
+                    .and_then(|td| td.container.http_route)
+                    .is_some());
         config.progressive = ask
             .map(|a| a.resolve(&svc.config.progressive, has_routes))
             .transpose()?;
@@ -388,6 +489,8 @@ pub(super) async fn update_service(call: &Call<'_>, req: UpdateServiceReq) -> Aw
         task_definition,
         force: req.force_new_deployment.unwrap_or(false),
         placement,
+        load_balancers,
+        host_ports,
     };
     let svc = call
         .state

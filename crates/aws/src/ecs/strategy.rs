@@ -5,9 +5,10 @@
 //!
 //! What ECS blue/green needs besides the strategy is accepted and ignored, or refused:
 //! - `loadBalancers[].advancedConfiguration` (`alternateTargetGroupArn`, listener rules,
-//!   role): ignored, as `loadBalancers` are. Slipway's ingress weights requests between the
-//!   two versions itself; there is no second target group to name. A service takes requests
-//!   when its manifest gives it ingress routes (`http:`).
+//!   role): ignored. Slipway's ingress weights requests between the two versions itself;
+//!   there is no second target group to name. A service takes requests when its manifest
+//!   gives it ingress routes (`http:`) or it is attached to a target group
+//!   (`loadBalancers[]`, see the ELBv2 face).
 //! - `lifecycleHooks`: refused when not empty. A hook is a gate (a Lambda function that
 //!   may fail the deployment, or a PAUSE until `ContinueServiceDeployment`); ignoring one
 //!   would let a rollout run past the check its owner put there. Slipway judges a version

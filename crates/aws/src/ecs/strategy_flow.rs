@@ -113,6 +113,7 @@ impl Ecs {
                 registry,
                 keys: Default::default(),
                 limiter: Arc::new(slipway_api::RateLimiter::new(0)),
+                ingress_addr: None,
             },
             _dir: dir,
         }
@@ -175,6 +176,8 @@ impl Ecs {
             strip_prefix: false,
             deregistration_delay_ms: 1000,
             allow_shadowing: false,
+            target_group: None,
+            more_paths: Vec::new(),
         });
         let spec = ServiceSpec {
             key: key.clone(),

@@ -85,6 +85,10 @@ impl<'a> Aws<'a> {
             ("AWS_ENDPOINT_URL_ECR".into(), self.s.url.clone()),
             ("AWS_ENDPOINT_URL_STS".into(), self.s.url.clone()),
             (
+                "AWS_ENDPOINT_URL_ELASTIC_LOAD_BALANCING_V2".into(),
+                self.s.url.clone(),
+            ),
+            (
                 "AWS_CONFIG_FILE".into(),
                 self.s.dir.path().join("aws-config").display().to_string(),
             ),
@@ -1622,7 +1626,8 @@ fn ecs_canary_strategy_shows_its_progress() {
     let s = Server::start();
     let aws = Aws::new(&s, &cli, &[]);
     let app = app_name("canary");
-    // ECS services get ingress routes from a manifest (loadBalancers are ignored).
+    // ECS services get ingress routes from a manifest, or from a target group
+    // (loadBalancers, see it/elb.rs).
     s.manifest(&format!(
         "app: {app}\nservices:\n  web:\n    type: Load Balanced Web Service\n    image:\n      location: slipway-hello:v1\n      port: 8080\n    http:\n      path: /\n      healthcheck: {{path: /healthz, interval: 1s, healthy_threshold: 1}}\n      deregistration_delay: 1s\n    count: 2\n    memory: 32\n    stop_timeout: 2s\n"
     ));
@@ -1765,8 +1770,8 @@ fn ecs_canary_strategy_shows_its_progress() {
     assert_eq!(d["status"], "SUCCESSFUL", "{d}");
     assert_eq!(d["lifecycleStage"], "CLEAN_UP", "{d}");
 
-    // An ECS service has no ingress route: a progressive strategy is refused and no
-    // service is created.
+    // An ECS service without loadBalancers has no ingress route: a progressive strategy
+    // is refused and no service is created.
     aws.json(&[
         "ecs",
         "register-task-definition",

@@ -14,6 +14,7 @@ mod concurrency;
 mod copilot;
 mod crash;
 mod deploy;
+mod elb;
 mod everyday;
 mod failures;
 mod fields;
