@@ -160,48 +160,73 @@ impl App {
     }
 
     /// One attempt at writing the next version of a secret, sealed for its name and that
-    /// version. Older versions still sealed for the name alone (written before versions
-    /// were bound) are re-sealed in the same transaction, each only if still as read.
+    /// version. (Older versions sealed for the name alone were re-sealed when the server
+    /// started: [`App::seal_legacy_secrets`]; a write reads nothing but the newest version.)
     async fn put_secret(
         &self,
         name: &str,
         value: &str,
         expect: Option<u32>,
     ) -> std::result::Result<u32, Attempt> {
-        let versions = self.store().secret_versions(name).await?;
-        let next = versions.last().map_or(1, |(v, _)| v + 1);
-        let sealed = |version: u32, value: &[u8]| {
-            self.secrets()
-                .seal(name, version, value)
-                .map_err(|e| Attempt::Failed(AppError::internal(e)))
-        };
-        let mut batch = Batch::new().write(Write::Secret {
+        let next = self
+            .store()
+            .newest_secret_version(name)
+            .await?
+            .map_or(1, |v| v + 1);
+        let sealed = self
+            .secrets()
+            .seal(name, next, value.as_bytes())
+            .map_err(|e| Attempt::Failed(AppError::internal(e)))?;
+        let batch = Batch::new().write(Write::Secret {
             name: name.to_owned(),
             version: next,
-            sealed: sealed(next, value.as_bytes())?,
+            sealed,
             at: now_ms(),
             expected: expect,
         });
-        let mut resealed = 0;
-        for (version, old) in versions {
-            let Ok(opened) = self.secrets().open(name, version, &old) else {
+        let out = self.store().commit(batch).await?;
+        Ok(out[0].version() as u32)
+    }
+
+    /// Re-seals every secret version still sealed for its name alone (written before
+    /// versions were bound) bound to its name and version, each only if still as read; the
+    /// server calls it when it starts. Returns how many were re-sealed.
+    pub async fn seal_legacy_secrets(&self) -> Result<usize> {
+        let mut n = 0;
+        for name in self.store().secret_names().await? {
+            let mut batch = Batch::new();
+            for (version, old) in self.store().secret_versions(&name).await? {
+                let Ok(opened) = self.secrets().open(&name, version, &old) else {
+                    continue;
+                };
+                if opened.legacy {
+                    let sealed = self
+                        .secrets()
+                        .seal(&name, version, &opened.value)
+                        .map_err(AppError::internal)?;
+                    batch = batch.write(Write::ResealSecret {
+                        name: name.clone(),
+                        version,
+                        sealed,
+                        old,
+                    });
+                }
+            }
+            let count = batch.writes.len();
+            if count == 0 {
                 continue;
-            };
-            if opened.legacy {
-                batch = batch.write(Write::ResealSecret {
-                    name: name.to_owned(),
-                    version,
-                    sealed: sealed(version, &opened.value)?,
-                    old,
-                });
-                resealed += 1;
+            }
+            match self.store().commit(batch).await {
+                Ok(_) => {
+                    tracing::info!(secret = %name, versions = count, "re-sealed legacy versions with their version bound");
+                    n += count;
+                }
+                // Another server re-sealed them first.
+                Err(slipway_store::StoreError::Conflict(_)) => {}
+                Err(e) => return Err(e.into()),
             }
         }
-        let out = self.store().commit(batch).await?;
-        if resealed > 0 {
-            tracing::info!(secret = %name, versions = resealed, "re-sealed legacy versions with their version bound");
-        }
-        Ok(out[0].version() as u32)
+        Ok(n)
     }
 
     /// Marks a secret deleted (new deploys cannot use it); false when there was none.

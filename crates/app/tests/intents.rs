@@ -367,11 +367,11 @@ async fn an_expected_version_that_moved_on_is_a_conflict_with_what_changed() {
     }
 }
 
-/// A secret written before versions were bound (sealed for its name alone) still opens; the
-/// next write of that secret re-seals it bound to its version, so it no longer opens as any
-/// other version.
+/// A secret written before versions were bound (sealed for its name alone) still opens;
+/// `seal_legacy_secrets` (which the server runs when it starts) re-seals it bound to its
+/// version, so it no longer opens as any other version; the next write is bound too.
 #[tokio::test]
-async fn a_legacy_secret_is_resealed_with_its_version_on_the_next_write() {
+async fn a_legacy_secret_is_resealed_with_its_version_at_start() {
     for (db, store) in stores().await {
         let app = app(store.clone());
         let legacy = slipway_store::secrets::legacy_seal(&[7u8; 32], "shop/db", b"old", [3; 12]);
@@ -391,6 +391,8 @@ async fn a_legacy_secret_is_resealed_with_its_version_on_the_next_write() {
         // A legacy value is not bound to its version: it opens as version 2 as well.
         assert!(sb.open("shop/db", 2, &legacy).is_ok(), "{db}");
 
+        assert_eq!(app.seal_legacy_secrets().await.unwrap(), 1, "{db}");
+        assert_eq!(app.seal_legacy_secrets().await.unwrap(), 0, "{db}: once");
         assert_eq!(
             app.set_secret("shop/db", "new", None).await.unwrap(),
             2,

@@ -680,6 +680,9 @@ pub async fn run(args: ServerArgs) -> Result<ExitCode> {
     app.seal_legacy_access_keys()
         .await
         .context("cannot seal the access keys stored in clear")?;
+    app.seal_legacy_secrets()
+        .await
+        .context("cannot re-seal the secrets sealed before versions were bound")?;
     let limiter = Arc::new(slipway_api::RateLimiter::new(args.limits.rate_limit));
     if !args.no_local_agent {
         app.register_local_host(slipway_app::HostHello {

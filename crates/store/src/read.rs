@@ -383,6 +383,24 @@ impl Store {
             .collect())
     }
 
+    /// The newest version of a secret, deleted or not (the next write follows it).
+    pub async fn newest_secret_version(&self, name: &str) -> Result<Option<u32>> {
+        let v: Option<i64> = sqlx::query("SELECT MAX(version) FROM secrets WHERE name = $1")
+            .bind(name)
+            .fetch_one(self.pool())
+            .await?
+            .get(0);
+        Ok(v.map(|v| v as u32))
+    }
+
+    /// The name of every secret, deleted or not.
+    pub async fn secret_names(&self) -> Result<Vec<String>> {
+        let rows = sqlx::query("SELECT DISTINCT name FROM secrets ORDER BY name")
+            .fetch_all(self.pool())
+            .await?;
+        Ok(rows.iter().map(|r| r.get::<String, _>(0)).collect())
+    }
+
     /// The current version of a secret that is not deleted.
     pub async fn current_secret_version(&self, name: &str) -> Result<Option<u32>> {
         let v: Option<i64> =

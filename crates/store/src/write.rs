@@ -391,6 +391,11 @@ impl Store {
                 let mut tx = sqlx::Connection::begin_with(&mut *conn, "BEGIN IMMEDIATE").await?;
                 for job in jobs {
                     dones.push(job.done);
+                    if light {
+                        // Audit entries cannot conflict: no savepoint, one statement each.
+                        results.push(apply_all(&mut tx, job.batch.writes).await);
+                        continue;
+                    }
                     sqlx::query("SAVEPOINT batch").execute(&mut *tx).await?;
                     match apply_all(&mut tx, job.batch.writes).await {
                         Ok(out) => {
@@ -875,7 +880,7 @@ async fn put_secret(
         }
         .into());
     }
-    sqlx::query("UPDATE secrets SET deleted_at = NULL WHERE name = $1")
+    sqlx::query("UPDATE secrets SET deleted_at = NULL WHERE name = $1 AND deleted_at IS NOT NULL")
         .bind(name)
         .execute(&mut *tx)
         .await?;
