@@ -13,6 +13,13 @@ use crate::aws::{Aws, aws_cli};
 use crate::support::*;
 
 /// A web service whose manifest names no count: a deploy keeps the count a scale set.
+/// A server without the per-identity rate limit: these tests race writers as fast as they go
+/// from one identity, and what they check is that no write undoes another; at the default
+/// limit (100/s, bursts of 200) a round's flood gets `429`s, which `it::access` tests.
+fn server() -> Server {
+    Server::start_with(&["--rate-limit", "0"])
+}
+
 fn manifest(app: &str, image: &str) -> String {
     format!(
         "app: {app}\nservices:\n  web:\n    type: Load Balanced Web Service\n    image:\n      location: {image}\n      port: 8080\n    http:\n      path: /\n      healthcheck: {{path: /healthz, interval: 1s, healthy_threshold: 1}}\n      deregistration_delay: 1s\n    memory: 32\n    stop_timeout: 2s\n"
@@ -32,7 +39,7 @@ fn a_scale_racing_a_deploy_cannot_revert_it() {
     if !docker() {
         return;
     }
-    let s = Server::start();
+    let s = server();
     let app = app_name("race");
     s.manifest(&manifest(&app, "slipway-hello:v1"));
     s.cli(&["deploy"]).ok();
@@ -93,7 +100,7 @@ fn two_hundred_scales_and_twenty_deploys_from_every_face_end_consistent() {
         return;
     }
     let Some(cli) = aws_cli() else { return };
-    let s = Server::start();
+    let s = server();
     let aws = Aws::new(&s, &cli, &[]);
     let app = app_name("storm");
     s.manifest(&manifest(&app, "slipway-hello:v1"));
