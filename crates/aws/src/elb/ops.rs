@@ -314,16 +314,7 @@ pub(super) async fn describe_target_groups(call: &Call<'_>, p: &Params) -> ElbRe
             out.push(tg_json(call, g));
         }
     } else if let Some(a) = lb {
-        let r = resource_of(a)
-            .filter(|r| {
-                *r == ingress_lb().resource() || st.load_balancers().any(|l| l.resource() == *r)
-            })
-            .ok_or_else(|| {
-                err(
-                    "LoadBalancerNotFound",
-                    format!("Load balancer '{a}' not found"),
-                )
-            })?;
+        let r = known_load_balancer(&st, a)?;
         out = all
             .iter()
             .filter(|g| g.load_balancers.iter().any(|x| x == r))
@@ -416,16 +407,7 @@ pub(super) async fn describe_listeners(call: &Call<'_>, p: &Params) -> ElbResult
     }
     let mut out = Vec::new();
     if let Some(a) = lb {
-        let r = resource_of(a)
-            .filter(|r| {
-                *r == ingress_lb().resource() || st.load_balancers().any(|l| l.resource() == *r)
-            })
-            .ok_or_else(|| {
-                err(
-                    "LoadBalancerNotFound",
-                    format!("Load balancer '{a}' not found"),
-                )
-            })?;
+        let r = known_load_balancer(&st, a)?;
         out = st
             .listeners()
             .filter(|l| l.load_balancer == r)
@@ -502,4 +484,19 @@ pub(super) async fn delete(call: &Call<'_>, p: &Params, op: &str) -> ElbResult {
         r => r.map_err(app_error)?,
     }
     Ok(json!({}))
+}
+
+/// The resource of load balancer ARN `a` (the ingress' own or one of `st`), or
+/// `LoadBalancerNotFound`.
+fn known_load_balancer<'a>(st: &ElbState, a: &'a str) -> ElbResult<&'a str> {
+    resource_of(a)
+        .filter(|r| {
+            *r == ingress_lb().resource() || st.load_balancers().any(|l| l.resource() == *r)
+        })
+        .ok_or_else(|| {
+            err(
+                "LoadBalancerNotFound",
+                format!("Load balancer '{a}' not found"),
+            )
+        })
 }
