@@ -216,84 +216,180 @@ pub fn plan(input: PlanInput<'_>) -> Plan {
     tasks.sort_by(|a, b| a.id.cmp(&b.id));
 
     let mut target = target(input.deployments).cloned();
-    // A newer deployment took over (ECS: it became primary): older ones still in progress
-    // end now with the reason, so no deployment stays IN_PROGRESS forever.
-    if let Some(t) = &target {
-        for d in input.deployments {
-            if d.state == RolloutState::InProgress && d.id != t.id {
+    supersede(input.deployments, target.as_ref(), &mut p);
+    let exited_failures = reap_exited(&tasks, target.as_ref(), &mut p);
+    let judged = judge_health(&tasks, target.as_ref(), input.deleting, &mut p);
+
+    if input.deleting {
+        for t in &tasks {
+            if t.desired_running && !matches!(t.state, TaskState::Exited { .. }) {
+                p.actions.push(Action::Stop {
+                    task_id: t.id.clone(),
+                    code: StopCode::UserInitiated,
+                    reason: "Service deleted".to_owned(),
+                });
+            }
+        }
+        if !tasks.is_empty() {
+            p.requeue_after_ms = Some(BUSY_REQUEUE_MS);
+        }
+        return p;
+    }
+
+    if let Some(t) = target
+        .clone()
+        .filter(|t| t.state == RolloutState::InProgress)
+    {
+        let failures = exited_failures + judged.failures;
+        match breaker(&input, &t, failures, judged.reset, &mut p) {
+            Verdict::Going => {}
+            Verdict::RolledBack => return p,
+            Verdict::Failed(mut why) => {
+                let rest: Vec<Deployment> = input
+                    .deployments
+                    .iter()
+                    .filter(|d| d.id != t.id)
+                    .cloned()
+                    .collect();
+                target = self::target(&rest).cloned();
+                if target.is_none() {
+                    // Nothing runs any more: say so, rather than leave a "retrying" event
+                    // as the last word.
+                    why.push_str("; no more tasks are started: fix the version and deploy again");
+                }
+                p.actions
+                    .push(Action::Event(format!("deployment {} failed: {why}", t.id)));
                 p.actions.push(Action::Finish {
-                    deployment_id: d.id.clone(),
+                    deployment_id: t.id.clone(),
                     state: RolloutState::Failed,
-                    reason: format!("superseded by deployment {}", t.id),
+                    reason: why,
                 });
             }
         }
     }
-    let mut failures = 0u32;
-    let counting = |t: &Option<Deployment>, task: &ObservedTask| {
-        t.as_ref()
-            .is_some_and(|t| t.state == RolloutState::InProgress && belongs(task, t))
-    };
-    let mut reset = false;
 
-    // Containers that stopped: record and remove them; count failures of the target.
-    for t in &tasks {
-        if let TaskState::Exited {
+    let view = View {
+        stopping_now: &judged.stopping_now,
+    };
+    let Some(t) = target else {
+        // Nothing to converge to (the first deployment failed): stop what is left.
+        for task in tasks.iter().filter(|x| view.is_live(x)) {
+            p.actions.push(Action::Stop {
+                task_id: task.id.clone(),
+                code: StopCode::ServiceSchedulerInitiated,
+                reason: "Deployment failed".to_owned(),
+            });
+        }
+        if view.in_flight(&tasks) {
+            p.requeue_after_ms = Some(BUSY_REQUEUE_MS);
+        }
+        return p;
+    };
+    converge(&input, &tasks, &t, view, p)
+}
+
+/// A newer deployment took over (ECS: it became primary): older ones still in progress end
+/// now with the reason, so no deployment stays IN_PROGRESS forever.
+fn supersede(deployments: &[Deployment], target: Option<&Deployment>, p: &mut Plan) {
+    let Some(t) = target else { return };
+    for d in deployments {
+        if d.state == RolloutState::InProgress && d.id != t.id {
+            p.actions.push(Action::Finish {
+                deployment_id: d.id.clone(),
+                state: RolloutState::Failed,
+                reason: format!("superseded by deployment {}", t.id),
+            });
+        }
+    }
+}
+
+/// The task counts towards the circuit breaker of the target: the target is in progress
+/// and the task is one of its own.
+fn counts_against(target: Option<&Deployment>, task: &ObservedTask) -> bool {
+    target.is_some_and(|t| t.state == RolloutState::InProgress && belongs(task, t))
+}
+
+/// Containers that stopped: record and remove them. Returns how many of them were the
+/// target's own failures.
+fn reap_exited(tasks: &[&ObservedTask], target: Option<&Deployment>, p: &mut Plan) -> u32 {
+    let mut failures = 0;
+    for t in tasks {
+        let TaskState::Exited {
             exit_code,
             ever_ran,
             detail,
         } = &t.state
-        {
-            if !t.desired_running {
-                p.actions.push(Action::Reap {
-                    task_id: t.id.clone(),
-                    code: StopCode::ServiceSchedulerInitiated,
-                    reason: String::new(),
-                    exit_code: *exit_code,
-                    crashed: false,
-                });
-                continue;
-            }
-            let (code, mut reason) = if *ever_ran {
-                let code_text = exit_code.map_or("unknown".to_owned(), |c| c.to_string());
-                (
-                    StopCode::EssentialContainerExited,
-                    format!("Essential container in task exited (exit code {code_text})"),
-                )
-            } else {
-                (
-                    StopCode::TaskFailedToStart,
-                    "Task failed to start".to_owned(),
-                )
-            };
-            if let Some(d) = detail {
-                reason.push_str(": ");
-                reason.push_str(d);
-            }
-            if counting(&target, t) {
-                failures += 1;
-            }
+        else {
+            continue;
+        };
+        if !t.desired_running {
             p.actions.push(Action::Reap {
                 task_id: t.id.clone(),
-                code,
-                reason,
+                code: StopCode::ServiceSchedulerInitiated,
+                reason: String::new(),
                 exit_code: *exit_code,
-                crashed: true,
+                crashed: false,
             });
+            continue;
         }
+        let (code, mut reason) = if *ever_ran {
+            let code_text = exit_code.map_or("unknown".to_owned(), |c| c.to_string());
+            (
+                StopCode::EssentialContainerExited,
+                format!("Essential container in task exited (exit code {code_text})"),
+            )
+        } else {
+            (
+                StopCode::TaskFailedToStart,
+                "Task failed to start".to_owned(),
+            )
+        };
+        if let Some(d) = detail {
+            reason.push_str(": ");
+            reason.push_str(d);
+        }
+        if counts_against(target, t) {
+            failures += 1;
+        }
+        p.actions.push(Action::Reap {
+            task_id: t.id.clone(),
+            code,
+            reason,
+            exit_code: *exit_code,
+            crashed: true,
+        });
     }
+    failures
+}
 
-    // Unhealthy tasks are stopped and replaced.
-    let mut stopping_now: Vec<String> = Vec::new();
-    for t in &tasks {
-        if t.desired_running
-            && t.state == TaskState::Running(TaskHealth::Unhealthy)
-            && !input.deleting
-        {
-            if counting(&target, t) {
-                failures += 1;
+/// What [`judge_health`] decided.
+struct Judged {
+    /// Unhealthy tasks stopped by this plan.
+    stopping_now: Vec<String>,
+    /// How many of them were the target's own.
+    failures: u32,
+    /// A task of the target passed its checks: the breaker's count starts again.
+    reset: bool,
+}
+
+/// Unhealthy tasks are stopped and replaced; tasks healthy for the first time are recorded.
+fn judge_health(
+    tasks: &[&ObservedTask],
+    target: Option<&Deployment>,
+    deleting: bool,
+    p: &mut Plan,
+) -> Judged {
+    let mut j = Judged {
+        stopping_now: Vec::new(),
+        failures: 0,
+        reset: false,
+    };
+    for t in tasks {
+        if t.desired_running && t.state == TaskState::Running(TaskHealth::Unhealthy) && !deleting {
+            if counts_against(target, t) {
+                j.failures += 1;
             }
-            stopping_now.push(t.id.clone());
+            j.stopping_now.push(t.id.clone());
             let reason = match t.failing_check.as_deref().filter(|d| !d.is_empty()) {
                 Some(d) => format!("Task failed health checks: {d}"),
                 None => "Task failed health checks".to_owned(),
@@ -313,225 +409,167 @@ pub fn plan(input: PlanInput<'_>) -> Plan {
             p.actions.push(Action::TaskHealthy {
                 task_id: t.id.clone(),
             });
-            if counting(&target, t) {
-                reset = true;
+            if counts_against(target, t) {
+                j.reset = true;
             }
         }
     }
+    j
+}
 
-    if input.deleting {
-        for t in &tasks {
-            if t.desired_running && !matches!(t.state, TaskState::Exited { .. }) {
-                p.actions.push(Action::Stop {
-                    task_id: t.id.clone(),
-                    code: StopCode::UserInitiated,
-                    reason: "Service deleted".to_owned(),
-                });
-            }
-        }
-        if !tasks.is_empty() {
-            p.requeue_after_ms = Some(BUSY_REQUEUE_MS);
-        }
-        return p;
+/// What the circuit breaker and the deployment timeout decided about the target.
+enum Verdict {
+    /// It goes on.
+    Going,
+    /// It tripped and a rollback starts ([`Action::Rollback`] is the plan's last action).
+    RolledBack,
+    /// It tripped with nothing to roll back to (or rollback is off): it ends FAILED, for
+    /// this reason.
+    Failed(String),
+}
+
+/// Circuit breaker, failed analysis and deployment timeout of the target `t` (in progress).
+fn breaker(
+    input: &PlanInput<'_>,
+    t: &Deployment,
+    failures: u32,
+    reset: bool,
+    p: &mut Plan,
+) -> Verdict {
+    let base = if reset { 0 } else { t.failed_tasks };
+    let count = base + failures;
+    if count != t.failed_tasks {
+        p.actions.push(Action::SetFailedTasks {
+            deployment_id: t.id.clone(),
+            failed_tasks: count,
+        });
     }
-
-    // Circuit breaker and deployment timeout.
-    if let Some(t) = target
-        .clone()
-        .filter(|t| t.state == RolloutState::InProgress)
-    {
-        let base = if reset { 0 } else { t.failed_tasks };
-        let count = base + failures;
-        if count != t.failed_tasks {
-            p.actions.push(Action::SetFailedTasks {
-                deployment_id: t.id.clone(),
-                failed_tasks: count,
+    let cb = input.config.circuit_breaker;
+    let threshold = cb.threshold_for(input.desired_count);
+    let failed_analysis = t.rollout.as_ref().and_then(|r| r.failed.clone());
+    let reason = if let Some(why) = &failed_analysis {
+        why.clone()
+    } else if cb.enable && count >= threshold {
+        format!("circuit breaker: {count} tasks failed in a row (threshold {threshold})")
+    } else if input.now - t.created_at >= input.config.timeout_ms as i64 {
+        let mut why = format!(
+            "deployment did not reach a steady state within {}s",
+            input.config.timeout_ms / 1000
+        );
+        // A rollout that waited on inconclusive analysis says so.
+        if let Some(v) = t.rollout.as_ref().and_then(|r| r.last.as_ref())
+            && v.outcome == crate::rollout::Outcome::Inconclusive
+        {
+            why.push_str(&format!(" (analysis {})", v.detail));
+        }
+        why
+    } else {
+        return Verdict::Going;
+    };
+    // A version judged bad by its analysis (or aborted) is always rolled back.
+    let rollback = cb.rollback || failed_analysis.is_some();
+    match rollback_target(input.deployments, t).filter(|_| rollback) {
+        Some(prev) => {
+            p.actions.push(Action::Event(format!(
+                "deployment {} failed ({reason}); rolling back to revision {}",
+                t.id, prev.revision
+            )));
+            p.actions.push(Action::Rollback {
+                failed_id: t.id.clone(),
+                to_revision: prev.revision,
+                reason,
             });
+            p.requeue_after_ms = Some(0);
+            Verdict::RolledBack
         }
-        let cb = input.config.circuit_breaker;
-        let threshold = cb.threshold_for(input.desired_count);
-        let failed_analysis = t.rollout.as_ref().and_then(|r| r.failed.clone());
-        let trip = if let Some(why) = &failed_analysis {
-            Some(why.clone())
-        } else if cb.enable && count >= threshold {
-            Some(format!(
-                "circuit breaker: {count} tasks failed in a row (threshold {threshold})"
-            ))
-        } else if input.now - t.created_at >= input.config.timeout_ms as i64 {
-            let mut why = format!(
-                "deployment did not reach a steady state within {}s",
-                input.config.timeout_ms / 1000
-            );
-            // A rollout that waited on inconclusive analysis says so.
-            if let Some(v) = t.rollout.as_ref().and_then(|r| r.last.as_ref())
-                && v.outcome == crate::rollout::Outcome::Inconclusive
-            {
-                why.push_str(&format!(" (analysis {})", v.detail));
-            }
-            Some(why)
-        } else {
-            None
-        };
-        if let Some(reason) = trip {
-            // A version judged bad by its analysis (or aborted) is always rolled back.
-            let rollback = cb.rollback || failed_analysis.is_some();
-            match rollback_target(input.deployments, &t).filter(|_| rollback) {
-                Some(prev) => {
-                    p.actions.push(Action::Event(format!(
-                        "deployment {} failed ({reason}); rolling back to revision {}",
-                        t.id, prev.revision
-                    )));
-                    p.actions.push(Action::Rollback {
-                        failed_id: t.id.clone(),
-                        to_revision: prev.revision,
-                        reason,
-                    });
-                    p.requeue_after_ms = Some(0);
-                    return p;
-                }
-                None => {
-                    let rest: Vec<Deployment> = input
-                        .deployments
-                        .iter()
-                        .filter(|d| d.id != t.id)
-                        .cloned()
-                        .collect();
-                    target = self::target(&rest).cloned();
-                    let mut why = if rollback {
-                        format!("{reason}; no earlier successful deployment to roll back to")
-                    } else {
-                        reason
-                    };
-                    if target.is_none() {
-                        // Nothing runs any more: say so, rather than leave a "retrying"
-                        // event as the last word.
-                        why.push_str(
-                            "; no more tasks are started: fix the version and deploy again",
-                        );
-                    }
-                    p.actions
-                        .push(Action::Event(format!("deployment {} failed: {why}", t.id)));
-                    p.actions.push(Action::Finish {
-                        deployment_id: t.id.clone(),
-                        state: RolloutState::Failed,
-                        reason: why,
-                    });
-                }
-            }
-        }
+        None if rollback => Verdict::Failed(format!(
+            "{reason}; no earlier successful deployment to roll back to"
+        )),
+        None => Verdict::Failed(reason),
+    }
+}
+
+/// How a task counts while converging, given the tasks this plan already stops.
+#[derive(Clone, Copy)]
+struct View<'a> {
+    stopping_now: &'a [String],
+}
+
+impl View<'_> {
+    fn stopped_now(&self, t: &ObservedTask) -> bool {
+        self.stopping_now.contains(&t.id)
     }
 
-    let is_live = |t: &ObservedTask| {
+    /// Wanted, and starting or running without a failed health judgement.
+    fn is_live(&self, t: &ObservedTask) -> bool {
         t.desired_running
-            && !stopping_now.contains(&t.id)
+            && !self.stopped_now(t)
             && matches!(
                 t.state,
                 TaskState::Pending | TaskState::Running(TaskHealth::Unknown | TaskHealth::Healthy)
             )
-    };
-    let is_stopping = |t: &ObservedTask| {
-        !matches!(t.state, TaskState::Exited { .. })
-            && (!t.desired_running || stopping_now.contains(&t.id))
-    };
-    let unreachable = |t: &ObservedTask| t.evict == Some(Evict::Unreachable);
-    // Healthy as far as anyone can tell: the last word of an unheard host does not count.
-    let healthy =
-        |t: &ObservedTask| t.state == TaskState::Running(TaskHealth::Healthy) && !unreachable(t);
-    let in_flight = tasks.iter().any(|t| {
-        is_stopping(t) || (is_live(t) && !healthy(t)) || matches!(t.state, TaskState::Exited { .. })
-    });
+    }
 
-    let Some(t) = target else {
-        // Nothing to converge to (the first deployment failed): stop what is left.
-        for task in tasks.iter().filter(|x| is_live(x)) {
-            p.actions.push(Action::Stop {
-                task_id: task.id.clone(),
-                code: StopCode::ServiceSchedulerInitiated,
-                reason: "Deployment failed".to_owned(),
-            });
-        }
-        if in_flight {
-            p.requeue_after_ms = Some(BUSY_REQUEUE_MS);
-        }
-        return p;
-    };
+    /// Being stopped (earlier, or by this plan) and not exited yet.
+    fn is_stopping(&self, t: &ObservedTask) -> bool {
+        !matches!(t.state, TaskState::Exited { .. }) && (!t.desired_running || self.stopped_now(t))
+    }
 
+    /// Healthy as far as anyone can tell: the last word of an unheard host does not count.
+    fn healthy(&self, t: &ObservedTask) -> bool {
+        t.state == TaskState::Running(TaskHealth::Healthy) && !unreachable(t)
+    }
+
+    /// Something is changing: a task stopping, starting, not yet healthy, or exited.
+    fn in_flight(&self, tasks: &[&ObservedTask]) -> bool {
+        tasks.iter().any(|t| {
+            self.is_stopping(t)
+                || (self.is_live(t) && !self.healthy(t))
+                || matches!(t.state, TaskState::Exited { .. })
+        })
+    }
+}
+
+fn unreachable(t: &ObservedTask) -> bool {
+    t.evict == Some(Evict::Unreachable)
+}
+
+/// The rolling update towards the target `t`: starts and stops within minimum healthy and
+/// maximum %, the timeline marks, the end of the deployment, and when to look again.
+fn converge(
+    input: &PlanInput<'_>,
+    tasks: &[&ObservedTask],
+    t: &Deployment,
+    view: View<'_>,
+    mut p: Plan,
+) -> Plan {
     let desired = input.desired_count;
     // A progressive rollout keeps the old tasks while the new version takes less than every
     // request, and starts the whole new count beside them (maximum % does not apply).
     let hold_old =
         t.state == RolloutState::InProgress && t.rollout.as_ref().is_some_and(|r| r.holds_old());
-    let hold_finish = t.rollout.as_ref().is_some_and(|r| r.holds_finish());
     // Tasks on a draining host count as old: they are replaced like the tasks of an older
     // revision (new ones first within maximum%, the old ones stopped while minimum healthy
     // holds).
     let mut new: Vec<&ObservedTask> = tasks
         .iter()
         .copied()
-        .filter(|x| is_live(x) && belongs(x, &t) && x.evict.is_none())
+        .filter(|x| view.is_live(x) && belongs(x, t) && x.evict.is_none())
         .collect();
     let old: Vec<&ObservedTask> = tasks
         .iter()
         .copied()
-        .filter(|x| is_live(x) && (!belongs(x, &t) || x.evict.is_some()))
+        .filter(|x| view.is_live(x) && (!belongs(x, t) || x.evict.is_some()))
         .collect();
-    let stopping = tasks.iter().filter(|x| is_stopping(x)).count() as u32;
-    let min_healthy = input.config.min_healthy(desired);
+    let stopping = tasks.iter().filter(|x| view.is_stopping(x)).count() as u32;
     let max_total = input.config.max_total(desired).max(desired);
 
-    let mut healthy_total = tasks.iter().filter(|x| is_live(x) && healthy(x)).count() as u32;
-    let mut stops: Vec<(&ObservedTask, &'static str)> = Vec::new();
-
-    // Surplus new tasks (scale-in): the least useful first, then one at a time from the
-    // host with the most.
-    if new.len() as u32 > desired {
-        for _ in 0..new.len() - desired as usize {
-            let mut crowd: std::collections::HashMap<Option<&str>, u32> = Default::default();
-            for x in &new {
-                *crowd.entry(x.host.as_deref()).or_default() += 1;
-            }
-            let Some((i, _)) = new.iter().enumerate().min_by_key(|(_, x)| {
-                (
-                    healthy(x),
-                    std::cmp::Reverse(crowd[&x.host.as_deref()]),
-                    x.id.clone(),
-                )
-            }) else {
-                break;
-            };
-            let x = new.remove(i);
-            if healthy(x) {
-                healthy_total -= 1;
-            }
-            stops.push((x, "Scaling in"));
-        }
-    }
-
-    // Old tasks: stop the ones that are not serving, then healthy ones while the minimum holds.
-    let mut old_sorted = old.clone();
-    old_sorted.sort_by_key(|x| (healthy(x), x.id.clone()));
-    let mut old_left = old_sorted.len() as u32;
-    for x in old_sorted {
-        if unreachable(x) {
-            // Its host cannot be told: it stays counted (as old) until heard or lost.
-            continue;
-        }
-        let why = match x.evict {
-            Some(Evict::Draining) if belongs(x, &t) => "Host is draining",
-            Some(Evict::Rebalance) if belongs(x, &t) => "Moved to restore the service's spread",
-            _ => "Replaced by a new deployment",
-        };
-        if !healthy(x) {
-            stops.push((x, why));
-            old_left -= 1;
-        } else if hold_old && is_stable(input.deployments, &x.deployment_id) {
-            // It takes the stable version's share of the requests.
-        } else if healthy_total > min_healthy {
-            healthy_total -= 1;
-            stops.push((x, why));
-            old_left -= 1;
-        }
-    }
+    let mut healthy_total = tasks
+        .iter()
+        .filter(|x| view.is_live(x) && view.healthy(x))
+        .count() as u32;
+    let mut stops = scale_in(&mut new, desired, view, &mut healthy_total);
+    let old_left = stop_old(input, &old, t, view, hold_old, healthy_total, &mut stops);
 
     let total = new.len() as u32 + old.len() as u32 + stopping;
     let backoff = input.start_backoff_until.filter(|u| *u > input.now);
@@ -548,7 +586,7 @@ pub fn plan(input: PlanInput<'_>) -> Plan {
             revision: t.revision,
         });
     }
-    let stopped_old = stops.iter().any(|(x, _)| !belongs(x, &t));
+    let stopped_old = stops.iter().any(|(x, _)| !belongs(x, t));
     for (x, why) in &stops {
         p.actions.push(Action::Stop {
             task_id: x.id.clone(),
@@ -562,32 +600,16 @@ pub fn plan(input: PlanInput<'_>) -> Plan {
         )));
     }
 
+    let in_flight = view.in_flight(tasks);
     if t.state == RolloutState::InProgress {
-        if stopped_old && t.timeline.first_old_stopped_at.is_none() {
-            p.actions.push(Action::Mark {
-                deployment_id: t.id.clone(),
-                mark: Mark::FirstOldStopped,
-            });
-        }
-        let had_old = stopped_old || t.timeline.first_old_stopped_at.is_some();
-        if had_old && old_left == 0 && t.timeline.old_deregistered_at.is_none() {
-            p.actions.push(Action::Mark {
-                deployment_id: t.id.clone(),
-                mark: Mark::OldDeregistered,
-            });
-        }
         let old_remaining = old.len() as u32
             + tasks
                 .iter()
-                .filter(|x| is_stopping(x) && !belongs(x, &t))
+                .filter(|x| view.is_stopping(x) && !belongs(x, t))
                 .count() as u32;
-        if old_remaining == 0 && t.timeline.old_gone_at.is_none() {
-            p.actions.push(Action::Mark {
-                deployment_id: t.id.clone(),
-                mark: Mark::OldGone,
-            });
-        }
-        let new_healthy = new.iter().filter(|x| healthy(x)).count() as u32;
+        mark_timeline(t, stopped_old, old_left, old_remaining, &mut p);
+        let new_healthy = new.iter().filter(|x| view.healthy(x)).count() as u32;
+        let hold_finish = t.rollout.as_ref().is_some_and(|r| r.holds_finish());
         let done = new.len() as u32 == desired
             && new_healthy == desired
             && old_remaining == 0
@@ -622,6 +644,107 @@ pub fn plan(input: PlanInput<'_>) -> Plan {
         None => None,
     };
     p
+}
+
+/// Surplus new tasks (scale-in): the least useful first, then one at a time from the host
+/// with the most. Takes them out of `new` and returns them to stop.
+fn scale_in<'a>(
+    new: &mut Vec<&'a ObservedTask>,
+    desired: u32,
+    view: View<'_>,
+    healthy_total: &mut u32,
+) -> Vec<(&'a ObservedTask, &'static str)> {
+    let mut stops = Vec::new();
+    if new.len() as u32 <= desired {
+        return stops;
+    }
+    for _ in 0..new.len() - desired as usize {
+        let mut crowd: std::collections::HashMap<Option<&str>, u32> = Default::default();
+        for x in new.iter() {
+            *crowd.entry(x.host.as_deref()).or_default() += 1;
+        }
+        let Some((i, _)) = new.iter().enumerate().min_by_key(|(_, x)| {
+            (
+                view.healthy(x),
+                std::cmp::Reverse(crowd[&x.host.as_deref()]),
+                x.id.clone(),
+            )
+        }) else {
+            break;
+        };
+        let x = new.remove(i);
+        if view.healthy(x) {
+            *healthy_total -= 1;
+        }
+        stops.push((x, "Scaling in"));
+    }
+    stops
+}
+
+/// Old tasks: stop the ones that are not serving, then healthy ones while the minimum holds.
+/// Adds them to `stops`; returns how many old tasks are left serving.
+fn stop_old<'a>(
+    input: &PlanInput<'_>,
+    old: &[&'a ObservedTask],
+    t: &Deployment,
+    view: View<'_>,
+    hold_old: bool,
+    mut healthy_total: u32,
+    stops: &mut Vec<(&'a ObservedTask, &'static str)>,
+) -> u32 {
+    let min_healthy = input.config.min_healthy(input.desired_count);
+    let mut old_sorted = old.to_vec();
+    old_sorted.sort_by_key(|x| (view.healthy(x), x.id.clone()));
+    let mut old_left = old_sorted.len() as u32;
+    for x in old_sorted {
+        if unreachable(x) {
+            // Its host cannot be told: it stays counted (as old) until heard or lost.
+            continue;
+        }
+        let why = match x.evict {
+            Some(Evict::Draining) if belongs(x, t) => "Host is draining",
+            Some(Evict::Rebalance) if belongs(x, t) => "Moved to restore the service's spread",
+            _ => "Replaced by a new deployment",
+        };
+        if !view.healthy(x) {
+            stops.push((x, why));
+            old_left -= 1;
+        } else if hold_old && is_stable(input.deployments, &x.deployment_id) {
+            // It takes the stable version's share of the requests.
+        } else if healthy_total > min_healthy {
+            healthy_total -= 1;
+            stops.push((x, why));
+            old_left -= 1;
+        }
+    }
+    old_left
+}
+
+/// The deployment's timeline marks: the first old task stopped, the last old one
+/// deregistered, the last old one gone.
+fn mark_timeline(
+    t: &Deployment,
+    stopped_old: bool,
+    old_left: u32,
+    old_remaining: u32,
+    p: &mut Plan,
+) {
+    let mut mark = |mark: Mark| {
+        p.actions.push(Action::Mark {
+            deployment_id: t.id.clone(),
+            mark,
+        })
+    };
+    if stopped_old && t.timeline.first_old_stopped_at.is_none() {
+        mark(Mark::FirstOldStopped);
+    }
+    let had_old = stopped_old || t.timeline.first_old_stopped_at.is_some();
+    if had_old && old_left == 0 && t.timeline.old_deregistered_at.is_none() {
+        mark(Mark::OldDeregistered);
+    }
+    if old_remaining == 0 && t.timeline.old_gone_at.is_none() {
+        mark(Mark::OldGone);
+    }
 }
 
 #[cfg(test)]
