@@ -18,9 +18,10 @@ export SLIPWAY_REQUIRE_DOCKER=1
 # skopeo, docker-registry (distribution 2.8.2) and umoci are the registry tests' real peers;
 # docker-compose (v1) is what `slipway watch` drives; jq and python3 (with venv, for the aws
 # CLI from PyPI) are the AWS tests'; a static busybox is the app of the task-failure tests
-# (it/failures.rs), in an image built FROM scratch.
+# (it/failures.rs), in an image built FROM scratch. chromium and its chromedriver are the
+# console tests' browser (it/console.rs, WebDriver).
 need=()
-for pair in busybox:busybox-static curl:curl openssl:openssl flock:util-linux skopeo:skopeo docker-registry:docker-registry umoci:umoci docker-compose:docker-compose jq:jq python3:python3; do
+for pair in busybox:busybox-static curl:curl openssl:openssl flock:util-linux skopeo:skopeo docker-registry:docker-registry umoci:umoci docker-compose:docker-compose jq:jq python3:python3 chromium:chromium chromedriver:chromium-driver; do
   command -v "${pair%%:*}" >/dev/null 2>&1 || need+=("${pair#*:}")
 done
 # PostgreSQL (Debian's server package): the store suite and the several-servers tests run on

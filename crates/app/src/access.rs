@@ -86,7 +86,14 @@ impl App {
     /// The identity a bearer token belongs to, if it is the admin token or a live named
     /// identity's.
     pub async fn authenticate_token(&self, token: &str) -> Result<Option<Identity>> {
-        let hash = hash_token(token);
+        self.authenticate_hash(&hash_token(token)).await
+    }
+
+    /// The live identity of a token known by its hash ([`hash_token`]): what a session
+    /// that once presented the token re-checks on every request, so revoking the token
+    /// ends the session.
+    pub async fn authenticate_hash(&self, hash: &str) -> Result<Option<Identity>> {
+        let hash = hash.to_owned();
         let generation = self.store().generation();
         if let Some(hit) = self.inner.identities.get(generation, true, &hash) {
             return Ok(hit);

@@ -30,6 +30,8 @@ mod retry;
 mod rollout;
 mod services;
 mod tasks;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 use std::sync::Arc;
 

@@ -30,3 +30,4 @@ pub mod planner;
 pub mod rollout;
 pub mod schedule;
 pub mod schema;
+pub mod timeline;

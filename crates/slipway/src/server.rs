@@ -744,6 +744,7 @@ pub async fn run(args: ServerArgs) -> Result<ExitCode> {
     let native = registry
         .admin_router()
         .merge(slipway_aws::keys_router(aws_state));
+    let console = slipway_console::Console::new(app.clone(), tls.is_some(), limiter.clone());
     let app = slipway_api::router(
         ApiState {
             app,
@@ -758,7 +759,8 @@ pub async fn run(args: ServerArgs) -> Result<ExitCode> {
         native,
     )
     .merge(registry.router())
-    .merge(aws);
+    .merge(aws)
+    .merge(slipway_console::router(console));
     write_private(
         &dir.join("api.addr"),
         &format!(
@@ -766,7 +768,7 @@ pub async fn run(args: ServerArgs) -> Result<ExitCode> {
 "
         ),
     )?;
-    tracing::info!(api = %local_url, tls = tls.is_some(), data_dir = %dir.display(), cluster = %cluster, server = %server_id, database = store.backend().as_str(), "slipway server ready");
+    tracing::info!(api = %local_url, console = %format!("{local_url}/ui/"), tls = tls.is_some(), data_dir = %dir.display(), cluster = %cluster, server = %server_id, database = store.backend().as_str(), "slipway server ready");
 
     let signal = async move {
         let mut term =

@@ -324,6 +324,26 @@ pub struct ServiceView {
     pub events: Vec<ServiceEvent>,
 }
 
+impl ServiceView {
+    /// Tasks wanted running that run.
+    pub fn running(&self) -> u32 {
+        self.tasks
+            .iter()
+            .filter(|t| t.desired_running && t.last_status == TaskStatus::Running)
+            .map(|t| t.count)
+            .sum()
+    }
+
+    /// Tasks wanted running that passed their health checks.
+    pub fn healthy(&self) -> u32 {
+        self.tasks
+            .iter()
+            .filter(|t| t.desired_running && t.health == TaskHealth::Healthy)
+            .map(|t| t.count)
+            .sum()
+    }
+}
+
 /// How many live tasks of a service share a deployment, revision, status and health.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TaskCount {

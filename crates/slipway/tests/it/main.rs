@@ -11,6 +11,7 @@ mod bad_input;
 mod build_run;
 mod cli_output;
 mod concurrency;
+mod console;
 mod copilot;
 mod crash;
 mod deploy;

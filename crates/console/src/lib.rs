@@ -1,0 +1,116 @@
+//! Slipway's web console, under `/ui/` on the API's listener: server-rendered HTML (maud
+//! templates, checked at compile time, escaping every value) of the overview (apps ×
+//! environments, current state first), a service (tasks, deployments, events, and its
+//! actions: scale, rollback, restart, each behind a confirmation page), and a deployment with
+//! its timeline drawn as SVG (old and new healthy counts, the marks, the window in which both
+//! versions answered).
+//!
+//! A face: pages read the store's views; actions call the application layer, under the same
+//! permission rules as the native API's operations ([`slipway_core::access::RULES`]: the
+//! console's scale is `POST /services/{app}/{env}/{name}/scale`) and with the same audit
+//! entries (face `console`). No business rule lives here.
+//!
+//! Safety: a session starts by presenting an API token ([`session`]); its cookie is
+//! `HttpOnly`, `SameSite=Strict`, `Secure` when the listener is TLS; the token's identity is
+//! checked again on every request (a revoked token ends its sessions); every form carries
+//! the session's CSRF token; every answer carries a strict Content-Security-Policy (no
+//! script at all, no inline style) and `X-Frame-Options: DENY`.
+//!
+//! May call: the application layer, the store's reads, the API crate's audit and rate
+//! limiter.
+
+mod actions;
+#[cfg(feature = "fixture")]
+pub mod fixture;
+mod pages;
+mod session;
+mod svg;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::Request;
+use axum::http::{HeaderName, HeaderValue, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::get;
+use slipway_app::App;
+
+pub use session::{SessionLimits, Sessions};
+
+/// The console's state.
+#[derive(Clone)]
+pub struct Console {
+    pub app: App,
+    pub sessions: Arc<Sessions>,
+    /// The listener is TLS: cookies are `Secure`.
+    pub tls: bool,
+    /// Per-identity request rates (the API's, shared).
+    pub limiter: Arc<slipway_api::RateLimiter>,
+}
+
+impl Console {
+    pub fn new(app: App, tls: bool, limiter: Arc<slipway_api::RateLimiter>) -> Self {
+        Console {
+            app,
+            sessions: Arc::new(Sessions::new(SessionLimits::default())),
+            tls,
+            limiter,
+        }
+    }
+}
+
+/// The policy of every console answer: nothing but the console's own stylesheet and images,
+/// no script, no frames, forms only to itself.
+pub const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+
+const STYLE: &str = include_str!("../static/console.css");
+
+/// The console's routes, all under `/ui`.
+pub fn router(console: Console) -> Router {
+    Router::new()
+        .route("/ui", get(|| async { Redirect::to("/ui/") }))
+        .route("/ui/", get(pages::overview))
+        .route("/ui/login", get(session::login_page).post(session::login))
+        .route("/ui/logout", axum::routing::post(session::logout))
+        .route("/ui/services/{app}/{env}/{name}", get(pages::service))
+        .route("/ui/deployments/{id}", get(pages::deployment))
+        .route(
+            "/ui/services/{app}/{env}/{name}/{action}",
+            get(actions::confirm).post(actions::act),
+        )
+        .route("/ui/static/console.css", get(style))
+        .layer(axum::middleware::from_fn(headers))
+        .with_state(console)
+}
+
+async fn style() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/css; charset=utf-8"),
+            (header::CACHE_CONTROL, "max-age=300"),
+        ],
+        STYLE,
+    )
+        .into_response()
+}
+
+/// The security headers of every console answer.
+async fn headers(req: Request, next: Next) -> Response {
+    let mut resp = next.run(req).await;
+    let h = resp.headers_mut();
+    let set = |h: &mut axum::http::HeaderMap, name: HeaderName, v: &'static str| {
+        h.insert(name, HeaderValue::from_static(v));
+    };
+    set(h, header::CONTENT_SECURITY_POLICY, CSP);
+    set(h, header::X_FRAME_OPTIONS, "DENY");
+    set(h, header::X_CONTENT_TYPE_OPTIONS, "nosniff");
+    set(h, header::REFERRER_POLICY, "no-referrer");
+    if !h.contains_key(header::CACHE_CONTROL) {
+        set(h, header::CACHE_CONTROL, "no-store");
+    }
+    resp
+}
+
+#[cfg(test)]
+mod tests;

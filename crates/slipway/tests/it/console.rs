@@ -1,0 +1,368 @@
+//! The web console in a real browser: Debian's `chromium`, driven through `chromedriver`
+//! (WebDriver, with fantoccini), against a real server and the real engine. The browser runs
+//! headless with its own profile; chromedriver listens on a free loopback port; both are
+//! stopped on drop. Screenshots of the overview, a service and a deployment's timeline go to
+//! the target directory (and to `docs/screenshots/` with `SLIPWAY_UPDATE_SCREENSHOTS=1`).
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::{Value, json};
+
+use crate::support::*;
+
+/// chromedriver and a browser session.
+struct Browser {
+    driver: Child,
+    client: Client,
+    rt: tokio::runtime::Runtime,
+    _profile: tempfile::TempDir,
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let client = self.client.clone();
+        let _ = self.rt.block_on(async { client.close().await });
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+}
+
+fn have(cmd: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {cmd}")])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+impl Browser {
+    /// Starts chromedriver and a headless chromium; `None` (skipped) when they are not
+    /// installed, a failure when `SLIPWAY_REQUIRE_DOCKER=1` (CI installs them).
+    fn start() -> Option<Browser> {
+        let binary = ["chromium", "chromium-browser"]
+            .into_iter()
+            .find(|b| have(b))
+            .map(|b| b.to_owned());
+        let (Some(binary), true) = (binary, have("chromedriver")) else {
+            assert!(
+                !std::env::var("SLIPWAY_REQUIRE_DOCKER").is_ok_and(|v| v == "1"),
+                "the console tests need Debian's chromium and chromium-driver (apt-get install chromium chromium-driver)"
+            );
+            eprintln!("skipping: chromium and chromedriver are not installed");
+            return None;
+        };
+        let port = free_port();
+        let driver = Command::new("chromedriver")
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("chromedriver starts");
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let profile = tempfile::tempdir().unwrap();
+        let mut caps = serde_json::Map::new();
+        caps.insert(
+            "goog:chromeOptions".into(),
+            json!({
+                "binary": which(&binary),
+                "args": [
+                    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                    "--window-size=1280,1000", "--no-first-run", "--disable-extensions",
+                    format!("--user-data-dir={}", profile.path().display()),
+                ],
+            }),
+        );
+        let url = format!("http://127.0.0.1:{port}");
+        let client = rt.block_on(async {
+            let mut last = None;
+            // chromedriver takes a moment to listen.
+            for _ in 0..100 {
+                let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+                match ClientBuilder::new(connector)
+                    .capabilities(caps.clone())
+                    .connect(&url)
+                    .await
+                {
+                    Ok(c) => return c,
+                    Err(e) => last = Some(e),
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            panic!("cannot start a browser session through chromedriver: {last:?}");
+        });
+        Some(Browser {
+            driver,
+            client,
+            rt,
+            _profile: profile,
+        })
+    }
+
+    fn goto(&self, url: &str) {
+        self.rt
+            .block_on(self.client.goto(url))
+            .unwrap_or_else(|e| panic!("goto {url}: {e}"));
+    }
+
+    fn source(&self) -> String {
+        self.rt.block_on(self.client.source()).unwrap()
+    }
+
+    fn url(&self) -> String {
+        self.rt
+            .block_on(self.client.current_url())
+            .unwrap()
+            .to_string()
+    }
+
+    fn css_text(&self, css: &str) -> String {
+        self.rt.block_on(async {
+            let e = self
+                .client
+                .find(Locator::Css(css))
+                .await
+                .unwrap_or_else(|e| panic!("{css}: {e}"));
+            e.text().await.unwrap()
+        })
+    }
+
+    fn css_attr(&self, css: &str, attr: &str) -> Option<String> {
+        self.rt.block_on(async {
+            let e = self
+                .client
+                .find(Locator::Css(css))
+                .await
+                .unwrap_or_else(|e| panic!("{css}: {e}"));
+            e.attr(attr).await.unwrap()
+        })
+    }
+
+    fn count(&self, css: &str) -> usize {
+        self.rt
+            .block_on(self.client.find_all(Locator::Css(css)))
+            .unwrap()
+            .len()
+    }
+
+    fn click(&self, css: &str) {
+        self.rt.block_on(async {
+            let e = self
+                .client
+                .find(Locator::Css(css))
+                .await
+                .unwrap_or_else(|e| panic!("{css}: {e}"));
+            e.click().await.unwrap();
+        })
+    }
+
+    fn fill(&self, css: &str, text: &str) {
+        self.rt.block_on(async {
+            let e = self
+                .client
+                .find(Locator::Css(css))
+                .await
+                .unwrap_or_else(|e| panic!("{css}: {e}"));
+            e.clear().await.unwrap();
+            e.send_keys(text).await.unwrap();
+        })
+    }
+
+    fn js(&self, script: &str) -> Value {
+        self.rt
+            .block_on(self.client.execute(script, vec![]))
+            .unwrap()
+    }
+
+    /// No alert, confirm or prompt dialog is open.
+    fn no_dialog(&self) -> bool {
+        self.rt.block_on(self.client.get_alert_text()).is_err()
+    }
+
+    fn screenshot(&self, name: &str) {
+        let png = self.rt.block_on(self.client.screenshot()).unwrap();
+        assert!(png.starts_with(b"\x89PNG"), "a PNG screenshot");
+        let dir = repo_root().join("target").join("console-screenshots");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(format!("{name}.png")), &png).unwrap();
+        if std::env::var("SLIPWAY_UPDATE_SCREENSHOTS").is_ok_and(|v| v == "1") {
+            let docs = repo_root().join("docs").join("screenshots");
+            std::fs::create_dir_all(&docs).unwrap();
+            std::fs::write(docs.join(format!("{name}.png")), &png).unwrap();
+        }
+    }
+
+    /// Logs in through the login form.
+    fn login(&self, base: &str, token: &str) {
+        self.goto(&format!("{base}/ui/login"));
+        self.fill("#token", token);
+        self.click("form.login button[type=submit]");
+        wait_for(Duration::from_secs(10), "the overview after login", || {
+            self.url().ends_with("/ui/").then_some(())
+        });
+    }
+}
+
+fn which(cmd: &str) -> String {
+    let o = Command::new("sh")
+        .args(["-c", &format!("command -v {cmd}")])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&o.stdout).trim().to_owned()
+}
+
+/// The newest deployment of `web`, as `slipway status --json` reports it.
+fn last_deployment(s: &Server) -> Value {
+    s.cli(&["--json", "status", "web"]).ok().json()["summary"]["last_deployment"].clone()
+}
+
+#[test]
+fn the_console_shows_services_deployments_and_their_timeline_and_acts_with_confirmation() {
+    if !docker() {
+        return;
+    }
+    let Some(b) = Browser::start() else { return };
+    let s = Server::start();
+    let app = app_name("ui");
+    s.manifest(&web_manifest(&app, "slipway-hello:v1", 2, ""));
+    s.cli(&["deploy"]).ok();
+
+    // Log in; the overview shows the service healthy, with no alarm.
+    b.login(&s.url, &s.token);
+    let row = format!("tr[data-service='{app}/default/web']");
+    assert_eq!(b.css_text(&format!("{row} td.healthy")), "2");
+    assert_eq!(b.count(&format!("{row}.broken")), 0);
+    assert_eq!(b.count("script"), 0, "the console runs no script");
+    b.screenshot("overview");
+
+    // A new version from the CLI: its deployment page draws the record's numbers.
+    s.manifest(&web_manifest(&app, "slipway-hello:v2", 2, ""));
+    s.cli(&["deploy"]).ok();
+    let d = last_deployment(&s);
+    assert_eq!(d["state"], "SUCCEEDED");
+    let id = d["id"].as_str().unwrap();
+    b.goto(&format!("{}/ui/deployments/{id}", s.url));
+    assert_eq!(b.css_text("dd.rollout-state"), "SUCCEEDED");
+    let tl = &d["timeline"];
+    for field in [
+        "first_healthy_at",
+        "first_old_stopped_at",
+        "old_deregistered_at",
+        "old_gone_at",
+        "finished_at",
+    ] {
+        let at = tl[field]
+            .as_i64()
+            .unwrap_or_else(|| panic!("{field} in {tl}"));
+        assert_eq!(
+            b.css_attr(&format!("svg line.mark[data-field='{field}']"), "data-at"),
+            Some(at.to_string()),
+            "{field}"
+        );
+    }
+    let overlap = b
+        .css_attr("svg rect.overlap", "data-from")
+        .zip(b.css_attr("svg rect.overlap", "data-to"));
+    assert_eq!(
+        overlap,
+        Some((
+            tl["first_healthy_at"].as_i64().unwrap().to_string(),
+            tl["old_deregistered_at"].as_i64().unwrap().to_string()
+        ))
+    );
+    // Both versions' counts: the new one ends at 2 healthy, the old one at 0.
+    let points = |class: &str| {
+        b.css_attr(&format!("svg path.{class}"), "data-points")
+            .unwrap()
+    };
+    assert!(points("new").ends_with(":2"), "{}", points("new"));
+    assert!(
+        points("old").starts_with(&format!("{}:2", d["created_at"])),
+        "{}",
+        points("old")
+    );
+    assert!(points("old").ends_with(":0"), "{}", points("old"));
+    b.screenshot("deployment");
+
+    // A bad version is rolled back; the page says so with the reason, and afterwards the
+    // overview shows the service healthy, not red.
+    s.manifest(&web_manifest(&app, "slipway-hello:exit", 2, ""));
+    let out = s.cli(&["deploy"]);
+    assert_ne!(out.code, 0, "{out:?}");
+    let bad = wait_for(
+        Duration::from_secs(60),
+        "the bad deployment rolled back",
+        || {
+            let st = s.cli(&["--json", "status", "web"]).ok().json();
+            st["deployments"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|d| d["state"] == "ROLLED_BACK")
+                .cloned()
+        },
+    );
+    b.goto(&format!(
+        "{}/ui/deployments/{}",
+        s.url,
+        bad["id"].as_str().unwrap()
+    ));
+    assert_eq!(b.css_text("dd.rollout-state"), "ROLLED_BACK");
+    assert!(
+        b.css_text("dd.reason").contains("exit code 3")
+            || b.css_text("dd.reason").contains("circuit breaker"),
+        "{}",
+        b.css_text("dd.reason")
+    );
+    assert_eq!(b.count("svg line.mark.rollback"), 1);
+    wait_for(Duration::from_secs(60), "the service healthy again", || {
+        (last_deployment(&s)["state"] == "SUCCEEDED").then_some(())
+    });
+    b.goto(&format!("{}/ui/", s.url));
+    assert_eq!(b.count(&format!("{row}.broken")), 0, "no lingering red");
+    assert_eq!(b.css_text(&format!("{row} td.healthy")), "2");
+
+    // Scale from the page: it asks first, then does it.
+    b.goto(&format!("{}/ui/services/{app}/default/web", s.url));
+    b.screenshot("service");
+    b.click("a.button[href$='/scale']");
+    assert!(
+        b.css_text("form.confirm").contains("from 2 tasks to"),
+        "{}",
+        b.source()
+    );
+    b.fill("#count", "3");
+    b.click("form.confirm button[type=submit]");
+    wait_for(Duration::from_secs(10), "back on the service page", || {
+        b.url()
+            .ends_with(&format!("/ui/services/{app}/default/web"))
+            .then_some(())
+    });
+    assert_eq!(
+        s.cli(&["--json", "status", "web"]).ok().json()["summary"]["desired"],
+        3
+    );
+    assert!(b.no_dialog());
+
+    // A reader sees the same pages and no action.
+    let reader = s
+        .cli(&["--json", "token", "create", "looker", "--role", "reader"])
+        .ok()
+        .json()["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    b.click("form.whoami button[type=submit]");
+    b.login(&s.url, &reader);
+    b.goto(&format!("{}/ui/services/{app}/default/web", s.url));
+    assert!(b.css_text("h1").contains("web"));
+    assert_eq!(b.count("section.actions"), 0);
+    assert_eq!(b.count("a.button"), 0);
+    assert_eq!(
+        b.js("return document.querySelectorAll('script').length"),
+        json!(0)
+    );
+}
