@@ -13,8 +13,11 @@
 //! Safety: a session starts by presenting an API token ([`session`]); its cookie is
 //! `HttpOnly`, `SameSite=Strict`, `Secure` when the listener is TLS; the token's identity is
 //! checked again on every request (a revoked token ends its sessions); every form carries
-//! the session's CSRF token; every answer carries a strict Content-Security-Policy (no
-//! script at all, no inline style) and `X-Frame-Options: DENY`.
+//! the session's CSRF token; every answer carries a strict Content-Security-Policy (the
+//! console's own script file only, no inline script or style) and `X-Frame-Options: DENY`.
+//!
+//! Live: pages that show a service follow it over server-sent events ([`live`]); without
+//! script every page still reads, and a reload shows the present.
 //!
 //! May call: the application layer, the store's reads, the API crate's audit and rate
 //! limiter.
@@ -22,6 +25,7 @@
 mod actions;
 #[cfg(feature = "fixture")]
 pub mod fixture;
+mod live;
 mod pages;
 mod session;
 mod svg;
@@ -60,11 +64,13 @@ impl Console {
     }
 }
 
-/// The policy of every console answer: nothing but the console's own stylesheet and images,
-/// no script, no frames, forms only to itself.
-pub const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+/// The policy of every console answer: nothing but the console's own stylesheet, script
+/// (a file: no inline script, no `eval`) and connections (its live stream and its pages), no
+/// frames, forms only to itself.
+pub const CSP: &str = "default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
 const STYLE: &str = include_str!("../static/console.css");
+const SCRIPT: &str = include_str!("../static/console.js");
 
 /// The console's routes, all under `/ui`.
 pub fn router(console: Console) -> Router {
@@ -79,7 +85,9 @@ pub fn router(console: Console) -> Router {
             "/ui/services/{app}/{env}/{name}/{action}",
             get(actions::confirm).post(actions::act),
         )
+        .route("/ui/live", get(live::live))
         .route("/ui/static/console.css", get(style))
+        .route("/ui/static/console.js", get(script))
         .layer(axum::middleware::from_fn(headers))
         .with_state(console)
 }
@@ -91,6 +99,17 @@ async fn style() -> Response {
             (header::CACHE_CONTROL, "max-age=300"),
         ],
         STYLE,
+    )
+        .into_response()
+}
+
+async fn script() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (header::CACHE_CONTROL, "max-age=300"),
+        ],
+        SCRIPT,
     )
         .into_response()
 }

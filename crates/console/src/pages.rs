@@ -22,6 +22,16 @@ pub(crate) const PAGE_SIZE: usize = 100;
 
 /// The frame of every page.
 pub(crate) fn layout(title: &str, viewer: Option<&Viewer>, body: Markup) -> Markup {
+    layout_live(title, viewer, None, body)
+}
+
+/// The frame of a page that follows `live` (the address of its event stream).
+pub(crate) fn layout_live(
+    title: &str,
+    viewer: Option<&Viewer>,
+    live: Option<&str>,
+    body: Markup,
+) -> Markup {
     html! {
         (DOCTYPE)
         html lang="en" {
@@ -31,8 +41,9 @@ pub(crate) fn layout(title: &str, viewer: Option<&Viewer>, body: Markup) -> Mark
                 meta name="color-scheme" content="light dark";
                 title { (title) " · Slipway" }
                 link rel="stylesheet" href="/ui/static/console.css";
+                @if live.is_some() { script src="/ui/static/console.js" defer {} }
             }
-            body {
+            body data-live=[live] {
                 header {
                     nav aria-label="Main" {
                         a.brand href="/ui/" { "Slipway" }
@@ -234,7 +245,7 @@ pub(crate) async fn overview(
             }
         }
     };
-    layout("Overview", Some(&v), body).into_response()
+    layout_live("Overview", Some(&v), Some("/ui/live"), body).into_response()
 }
 
 pub(crate) fn service_href(k: &ServiceKey) -> String {
@@ -379,12 +390,13 @@ pub(crate) async fn service(
             h2 #events { "Events" }
             ol.events reversed {
                 @for e in &events {
-                    li { time datetime=(time(e.created_at)) { (time(e.created_at)) } " " (e.message) }
+                    li data-event-id=(e.id) { time datetime=(time(e.created_at)) { (time(e.created_at)) } " " (e.message) }
                 }
             }
         }
     };
-    layout(&title, Some(&v), body).into_response()
+    let live = format!("/ui/live?service={}", key);
+    layout_live(&title, Some(&v), Some(&live), body).into_response()
 }
 
 fn task_table(tasks: &[&Task], digest_of: &dyn Fn(u32) -> String) -> Markup {
@@ -397,7 +409,7 @@ fn task_table(tasks: &[&Task], digest_of: &dyn Fn(u32) -> String) -> Markup {
             } }
             tbody {
                 @for t in tasks {
-                    tr data-task=(t.id) data-status=(t.last_status.as_str()) data-health=(t.health.as_str()) {
+                    tr data-task=(t.id) data-status=(t.last_status.as_str()) data-health=(t.health.as_str()) data-revision=(t.revision) {
                         th scope="row" { code { (short(&t.id)) } }
                         td { (t.last_status.as_str()) }
                         td class=(health_class(t)) { (t.health.as_str()) }
@@ -515,5 +527,6 @@ pub(crate) async fn deployment(
             }
         }
     };
-    layout(&title, Some(&v), body).into_response()
+    let live = format!("/ui/live?service={}", d.service);
+    layout_live(&title, Some(&v), Some(&live), body).into_response()
 }

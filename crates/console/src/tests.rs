@@ -559,3 +559,103 @@ async fn two_hundred_services_render_from_the_stores_views_within_the_size_budge
     }
     assert_eq!(total, 200, "every service shows its 5 healthy tasks");
 }
+
+/// Reads a live stream until `until` holds for the text so far (or panics after 10 s).
+async fn read_stream(body: Body, until: impl Fn(&str) -> bool) -> String {
+    use futures_util::StreamExt;
+    let mut stream = body.into_data_stream();
+    let mut text = String::new();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !until(&text) {
+        let chunk = tokio::time::timeout_at(deadline, stream.next())
+            .await
+            .unwrap_or_else(|_| panic!("stream so far: {text}"))
+            .expect("the stream goes on")
+            .unwrap();
+        text.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    text
+}
+
+async fn event(t: &T, key: &ServiceKey, message: &str) -> i64 {
+    t.app
+        .store()
+        .commit(Batch::new().write(Write::Event {
+            key: key.clone(),
+            at: slipway_store::now_ms(),
+            message: message.into(),
+        }))
+        .await
+        .unwrap();
+    t.app.store().list_events(key, 1).await.unwrap()[0].id
+}
+
+#[tokio::test]
+async fn the_live_stream_sends_new_events_and_replays_what_a_reconnecting_client_missed() {
+    let t = T::new().await;
+    t.deploy("web", "shop/web:v1").await;
+    let key = ServiceKey::new("shop", "prod", "web");
+    let cookie = t.login(&t.reader).await;
+    let live = |last: Option<i64>| {
+        let mut b = Request::get("/ui/live?service=shop/prod/web").header(header::COOKIE, &cookie);
+        if let Some(id) = last {
+            b = b.header("last-event-id", id.to_string());
+        }
+        t.router.clone().oneshot(b.body(Body::empty()).unwrap())
+    };
+    // Without a session: no stream.
+    let resp = t
+        .router
+        .clone()
+        .oneshot(Request::get("/ui/live").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+
+    let resp = live(None).await.unwrap();
+    assert_eq!(resp.headers()[header::CONTENT_TYPE], "text/event-stream");
+    let body = resp.into_body();
+    let first = event(&t, &key, "one <b>").await;
+    let text = read_stream(body, |s| {
+        s.contains(&format!("id: {first}")) && s.contains("event: change")
+    })
+    .await;
+    assert!(text.contains("event: change"), "{text}");
+    assert!(text.contains("event: service-event"), "{text}");
+    assert!(
+        text.contains("one <b>"),
+        "JSON data, escaped by the page's script: {text}"
+    );
+
+    // A client that saw `first` and came back after three more events gets exactly those.
+    let ids = [
+        event(&t, &key, "two").await,
+        event(&t, &key, "three").await,
+        event(&t, &key, "four").await,
+    ];
+    let body = live(Some(first)).await.unwrap().into_body();
+    let text = read_stream(body, |s| s.contains("event: change")).await;
+    let got: Vec<i64> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("id: "))
+        .map(|id| id.parse().unwrap())
+        .collect();
+    assert_eq!(got, ids, "{text}");
+    // Another service's change is not this stream's business; this one's is.
+    let body = live(Some(ids[2])).await.unwrap().into_body();
+    let other = ServiceKey::new("shop", "prod", "other");
+    let t2 = &t;
+    let (text, _) = tokio::join!(
+        read_stream(body, |s| s
+            .find("five")
+            .is_some_and(|i| s[i..].contains("event: change"))),
+        async {
+            event(t2, &other, "elsewhere").await;
+            event(t2, &key, "five").await;
+        }
+    );
+    assert!(
+        !text.contains("elsewhere") && text.contains("five"),
+        "{text}"
+    );
+}

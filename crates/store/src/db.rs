@@ -43,6 +43,8 @@ pub(crate) struct Inner {
     pub backend: Backend,
     pub cache: Caches,
     pub notices: broadcast::Sender<Notice>,
+    /// The services each batch committed by this process touched (see [`Store::changes`]).
+    pub changes: broadcast::Sender<Arc<[ServiceKey]>>,
     /// This process' id in notifications, so it can tell its own from other servers'.
     pub origin: String,
     /// The PostgreSQL URL (for the listener and the leadership session).
@@ -202,6 +204,7 @@ impl Store {
 
     fn with_pool(pool: AnyPool, backend: Backend, url: Option<String>) -> Self {
         let (notices, _) = broadcast::channel(1024);
+        let (changes, _) = broadcast::channel(1024);
         let inner = Arc::new_cyclic(|weak| Inner {
             pool,
             backend,
@@ -211,6 +214,7 @@ impl Store {
                 meta: Cached::new(),
             },
             notices,
+            changes,
             origin: crate::random_id(8),
             url,
             lease: crate::lease::Lease::default(),
@@ -303,6 +307,21 @@ impl Store {
 
     pub(crate) fn bump_generation(&self) {
         bump(&self.inner);
+    }
+
+    /// The services whose records (service, deployments, tasks, events) each batch committed
+    /// by this process changed, as it commits: what live views (the console's) follow,
+    /// without asking the database again and again. A lagging receiver learns it lost some
+    /// ([`broadcast::error::RecvError::Lagged`]) and should look at everything again.
+    /// Batches committed by other servers sharing a PostgreSQL database are not in it.
+    pub fn changes(&self) -> broadcast::Receiver<Arc<[ServiceKey]>> {
+        self.inner.changes.subscribe()
+    }
+
+    pub(crate) fn announce(&self, touched: Vec<ServiceKey>) {
+        if !touched.is_empty() && self.inner.changes.receiver_count() > 0 {
+            let _ = self.inner.changes.send(touched.into());
+        }
     }
 
     /// Wakes this process' subscribers for `keys` (after a local commit).

@@ -498,6 +498,25 @@ impl Batch {
         Self::default()
     }
 
+    /// The services whose records this batch writes (in order, each once).
+    pub fn touched(&self) -> Vec<ServiceKey> {
+        let mut out: Vec<ServiceKey> = Vec::new();
+        for w in &self.writes {
+            let key = match w {
+                Write::Service(r) => &r.key,
+                Write::RemoveService { key, .. } | Write::Event { key, .. } => key,
+                Write::Deploy(d) => &d.key,
+                Write::Deployment(d) => &d.service,
+                Write::Task(t) => &t.service,
+                _ => continue,
+            };
+            if !out.contains(key) {
+                out.push(key.clone());
+            }
+        }
+        out
+    }
+
     pub fn write(mut self, w: Write) -> Self {
         self.writes.push(w);
         self

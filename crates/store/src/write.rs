@@ -200,6 +200,7 @@ impl Store {
             batch.writes.push(Write::Audit(e.clone()));
         }
         let notify = batch.notify.clone();
+        let touched = batch.touched();
         let committed = match &self.inner.writer {
             Some(w) => w.submit(batch).await,
             None => self.commit_alone(batch).await,
@@ -217,6 +218,7 @@ impl Store {
             out.pop();
         }
         self.notify_local(&notify);
+        self.announce(touched);
         Ok(out)
     }
 

@@ -1079,3 +1079,55 @@ async fn concurrent_batches_are_each_all_or_nothing() {
         }
     }
 }
+
+#[tokio::test]
+async fn committed_batches_announce_the_services_they_touched() {
+    for (db, s) in stores().await {
+        let mut changes = s.changes();
+        let a = ServiceKey::new("shop", "prod", "web");
+        let b = ServiceKey::new("shop", "prod", "api");
+        let mut t = Task::provisioning("t1".into(), a.clone(), "d1".into(), 1, 1);
+        s.commit(
+            Batch::new()
+                .write(Write::Task(t.clone()))
+                .write(Write::Event {
+                    key: b.clone(),
+                    at: 1,
+                    message: "hello".into(),
+                })
+                .write(Write::Event {
+                    key: a.clone(),
+                    at: 1,
+                    message: "again".into(),
+                }),
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            &*changes.recv().await.unwrap(),
+            &[a.clone(), b.clone()],
+            "{db}"
+        );
+        // A batch that touches no service, and a failed one, announce nothing.
+        s.commit(Batch::new().write(Write::Meta {
+            key: "k".into(),
+            value: "v".into(),
+        }))
+        .await
+        .unwrap();
+        t.version = 99;
+        assert!(s.commit(Batch::new().write(Write::Task(t))).await.is_err());
+        s.commit(Batch::new().write(Write::Event {
+            key: b.clone(),
+            at: 2,
+            message: "last".into(),
+        }))
+        .await
+        .unwrap();
+        assert_eq!(
+            &*changes.recv().await.unwrap(),
+            &[b],
+            "{db}: only the last batch"
+        );
+    }
+}

@@ -119,44 +119,49 @@ impl Browser {
             .to_string()
     }
 
+    // Reads go through one script each: a live page may swap its <main> between a
+    // WebDriver "find" and a "get text", so they read the page as it is at one moment.
+
     fn css_text(&self, css: &str) -> String {
-        self.rt.block_on(async {
-            let e = self
-                .client
-                .find(Locator::Css(css))
-                .await
-                .unwrap_or_else(|e| panic!("{css}: {e}"));
-            e.text().await.unwrap()
-        })
+        let v = self.js_with(
+            "const e = document.querySelector(arguments[0]); return e ? e.innerText : null",
+            css,
+        );
+        v.as_str()
+            .unwrap_or_else(|| panic!("no {css} in {}", self.source()))
+            .to_owned()
     }
 
     fn css_attr(&self, css: &str, attr: &str) -> Option<String> {
-        self.rt.block_on(async {
-            let e = self
-                .client
-                .find(Locator::Css(css))
-                .await
-                .unwrap_or_else(|e| panic!("{css}: {e}"));
-            e.attr(attr).await.unwrap()
-        })
+        let v = self.rt.block_on(self.client.execute(
+            "const e = document.querySelector(arguments[0]); \
+             if (!e) throw new Error('no ' + arguments[0]); return e.getAttribute(arguments[1])",
+            vec![json!(css), json!(attr)],
+        ));
+        v.unwrap_or_else(|e| panic!("{css}: {e}"))
+            .as_str()
+            .map(str::to_owned)
     }
 
     fn count(&self, css: &str) -> usize {
-        self.rt
-            .block_on(self.client.find_all(Locator::Css(css)))
-            .unwrap()
-            .len()
+        self.js_with("return document.querySelectorAll(arguments[0]).length", css)
+            .as_u64()
+            .unwrap() as usize
     }
 
+    fn js_with(&self, script: &str, arg: &str) -> Value {
+        self.rt
+            .block_on(self.client.execute(script, vec![json!(arg)]))
+            .unwrap()
+    }
+
+    /// Clicks the element (in one script: see `css_text`).
     fn click(&self, css: &str) {
-        self.rt.block_on(async {
-            let e = self
-                .client
-                .find(Locator::Css(css))
-                .await
-                .unwrap_or_else(|e| panic!("{css}: {e}"));
-            e.click().await.unwrap();
-        })
+        self.js_with(
+            "const e = document.querySelector(arguments[0]); \
+             if (!e) throw new Error('no ' + arguments[0]); e.click(); return null",
+            css,
+        );
     }
 
     fn fill(&self, css: &str, text: &str) {
@@ -180,6 +185,13 @@ impl Browser {
     /// No alert, confirm or prompt dialog is open.
     fn no_dialog(&self) -> bool {
         self.rt.block_on(self.client.get_alert_text()).is_err()
+    }
+
+    /// Waits until the page's live stream is open.
+    fn wait_live(&self) {
+        wait_for(Duration::from_secs(10), "the page's live stream", || {
+            (self.js("return document.body.dataset.liveState") == json!("open")).then_some(())
+        });
     }
 
     fn screenshot(&self, name: &str) {
@@ -235,12 +247,42 @@ fn the_console_shows_services_deployments_and_their_timeline_and_acts_with_confi
     let row = format!("tr[data-service='{app}/default/web']");
     assert_eq!(b.css_text(&format!("{row} td.healthy")), "2");
     assert_eq!(b.count(&format!("{row}.broken")), 0);
-    assert_eq!(b.count("script"), 0, "the console runs no script");
+    assert_eq!(
+        b.js("return [...document.scripts].filter(s => !s.src.endsWith('/ui/static/console.js')).length"),
+        json!(0),
+        "no script but the console's own file"
+    );
     b.screenshot("overview");
 
-    // A new version from the CLI: its deployment page draws the record's numbers.
+    // A new version from the CLI while the service page is open: the new tasks and the
+    // finished deployment appear on it without a reload (a reload would drop the marker).
+    b.goto(&format!("{}/ui/services/{app}/default/web", s.url));
+    b.wait_live();
+    b.js("window.slipwayMarker = 'still here'; return null");
     s.manifest(&web_manifest(&app, "slipway-hello:v2", 2, ""));
-    s.cli(&["deploy"]).ok();
+    let mut deploy = s
+        .command(&["deploy"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for(
+        Duration::from_secs(60),
+        "v2's tasks and SUCCEEDED on the open page",
+        || {
+            let v = b.js(
+            "return [document.querySelectorAll(\"table.deployments tr[data-state='SUCCEEDED']\").length, \
+             document.querySelectorAll(\"section[aria-labelledby='tasks'] tr[data-status='RUNNING'][data-revision='2'][data-health='HEALTHY']\").length]",
+        );
+            (v == json!([2, 2])).then_some(())
+        },
+    );
+    assert_eq!(
+        b.js("return window.slipwayMarker"),
+        json!("still here"),
+        "updated in place, not reloaded"
+    );
+    assert!(deploy.wait().unwrap().success());
     let d = last_deployment(&s);
     assert_eq!(d["state"], "SUCCEEDED");
     let id = d["id"].as_str().unwrap();
@@ -287,36 +329,53 @@ fn the_console_shows_services_deployments_and_their_timeline_and_acts_with_confi
     assert!(points("old").ends_with(":0"), "{}", points("old"));
     b.screenshot("deployment");
 
-    // A bad version is rolled back; the page says so with the reason, and afterwards the
-    // overview shows the service healthy, not red.
+    // A bad version, with the service page open: ROLLED_BACK appears on it live, with the
+    // reason; afterwards the overview shows the service healthy, not red.
+    b.goto(&format!("{}/ui/services/{app}/default/web", s.url));
+    b.wait_live();
+    b.js("window.slipwayMarker = 'still here'; return null");
     s.manifest(&web_manifest(&app, "slipway-hello:exit", 2, ""));
-    let out = s.cli(&["deploy"]);
-    assert_ne!(out.code, 0, "{out:?}");
-    let bad = wait_for(
+    let mut deploy = s
+        .command(&["deploy"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let reason = wait_for(
         Duration::from_secs(60),
-        "the bad deployment rolled back",
+        "ROLLED_BACK on the open page",
         || {
-            let st = s.cli(&["--json", "status", "web"]).ok().json();
-            st["deployments"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .find(|d| d["state"] == "ROLLED_BACK")
-                .cloned()
+            let v = b.js(
+            "const r = document.querySelector(\"table.deployments tr[data-state='ROLLED_BACK'] td:last-child\"); \
+             return r ? r.textContent : null",
+        );
+            v.as_str().map(str::to_owned)
         },
     );
+    assert!(reason.starts_with("circuit breaker"), "{reason}");
+    assert_eq!(
+        b.js("return window.slipwayMarker"),
+        json!("still here"),
+        "updated in place, not reloaded"
+    );
+    assert!(
+        !deploy.wait().unwrap().success(),
+        "the CLI says the deploy failed"
+    );
+    let bad = s.cli(&["--json", "status", "web"]).ok().json()["deployments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["state"] == "ROLLED_BACK")
+        .cloned()
+        .unwrap();
     b.goto(&format!(
         "{}/ui/deployments/{}",
         s.url,
         bad["id"].as_str().unwrap()
     ));
     assert_eq!(b.css_text("dd.rollout-state"), "ROLLED_BACK");
-    assert!(
-        b.css_text("dd.reason").contains("exit code 3")
-            || b.css_text("dd.reason").contains("circuit breaker"),
-        "{}",
-        b.css_text("dd.reason")
-    );
+    assert_eq!(b.css_text("dd.reason"), reason);
     assert_eq!(b.count("svg line.mark.rollback"), 1);
     wait_for(Duration::from_secs(60), "the service healthy again", || {
         (last_deployment(&s)["state"] == "SUCCEEDED").then_some(())
@@ -361,8 +420,141 @@ fn the_console_shows_services_deployments_and_their_timeline_and_acts_with_confi
     assert!(b.css_text("h1").contains("web"));
     assert_eq!(b.count("section.actions"), 0);
     assert_eq!(b.count("a.button"), 0);
+    assert!(b.no_dialog());
+}
+
+/// Logs in to the console over plain HTTP: the session cookie (`name=value`).
+async fn http_login(http: &reqwest::Client, base: &str, token: &str) -> String {
+    let cookie_of = |r: &reqwest::Response, name: &str| {
+        r.headers()
+            .get_all("set-cookie")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .find(|v| v.starts_with(&format!("{name}=")))
+            .and_then(|v| v.split(';').next())
+            .unwrap_or_else(|| panic!("no {name} cookie"))
+            .to_owned()
+    };
+    let page = http.get(format!("{base}/ui/login")).send().await.unwrap();
+    let login = cookie_of(&page, "slipway_login");
+    let nonce = login.split_once('=').unwrap().1.to_owned();
+    let body = format!("login_csrf={nonce}&token={token}");
+    let r = http
+        .post(format!("{base}/ui/login"))
+        .header("cookie", &login)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    cookie_of(&r, "slipway_session")
+}
+
+/// Reads an event stream until `until` holds for the text so far.
+async fn read_until(r: &mut reqwest::Response, text: &mut String, until: impl Fn(&str) -> bool) {
+    while !until(text) {
+        let chunk = tokio::time::timeout(Duration::from_secs(60), r.chunk())
+            .await
+            .unwrap_or_else(|_| panic!("nothing more after {text}"))
+            .unwrap()
+            .unwrap_or_else(|| panic!("the stream ended after {text}"));
+        text.push_str(&String::from_utf8_lossy(&chunk));
+    }
+}
+
+fn ids(text: &str) -> Vec<i64> {
+    text.lines()
+        .filter_map(|l| l.strip_prefix("id: "))
+        .map(|id| id.trim().parse().unwrap())
+        .collect()
+}
+
+#[test]
+fn a_live_stream_dropped_during_a_deploy_misses_no_event_after_it_reconnects() {
+    if !docker() {
+        return;
+    }
+    let s = Server::start();
+    let app = app_name("live");
+    s.manifest(&web_manifest(&app, "slipway-hello:v1", 2, ""));
+    s.cli(&["deploy"]).ok();
+    let events_path = format!("/services/{app}/default/web/events?limit=100");
+    let before: Vec<i64> = s
+        .api_get(&events_path)
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["id"].as_i64().unwrap())
+        .collect();
+    let newest_before = before.iter().copied().max().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    // reqwest's TLS needs a provider even for plain HTTP; the binary installs ring's too.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let url = format!("{}/ui/live?service={app}/default/web", s.url);
+    let (first_ids, mut deploy) = rt.block_on(async {
+        let cookie = http_login(&http, &s.url, &s.token).await;
+        let mut r = http
+            .get(&url)
+            .header("cookie", &cookie)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let mut text = String::new();
+        read_until(&mut r, &mut text, |t| t.contains("event: change")).await;
+        // Deploy a new version; drop the stream after its first event.
+        s.manifest(&web_manifest(&app, "slipway-hello:v2", 2, ""));
+        let deploy = s
+            .command(&["deploy"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        read_until(&mut r, &mut text, |t| t.contains("event: service-event")).await;
+        drop(r);
+        (ids(&text), (deploy, cookie))
+    });
+    let (ref mut child, cookie) = deploy;
+    assert!(child.wait().unwrap().success(), "the deploy succeeds");
+    let last_seen = *first_ids.last().unwrap();
+    // Back with the id it saw last: everything after it, nothing twice.
+    let replayed = rt.block_on(async {
+        let mut r = http
+            .get(&url)
+            .header("cookie", &cookie)
+            .header("last-event-id", last_seen.to_string())
+            .send()
+            .await
+            .unwrap();
+        let mut text = String::new();
+        read_until(&mut r, &mut text, |t| t.contains("event: change")).await;
+        ids(&text)
+    });
+    let mut all: Vec<i64> = s
+        .api_get(&events_path)
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["id"].as_i64().unwrap())
+        .filter(|id| *id > newest_before)
+        .collect();
+    all.sort();
+    let mut seen = first_ids.clone();
+    seen.extend(&replayed);
     assert_eq!(
-        b.js("return document.querySelectorAll('script').length"),
-        json!(0)
+        seen, all,
+        "first connection {first_ids:?}, after reconnecting {replayed:?}"
+    );
+    assert!(
+        !replayed.is_empty(),
+        "the deploy went on while the stream was down"
     );
 }
