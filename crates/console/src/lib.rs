@@ -16,6 +16,8 @@
 //! the session's CSRF token; every answer carries a strict Content-Security-Policy (the
 //! console's own script file only, no inline script or style) and `X-Frame-Options: DENY`.
 //!
+//! Logs: a service's last lines, by task, searched on the server, followed live ([`logs`]).
+//!
 //! Live: pages that show a service follow it over server-sent events ([`live`]); without
 //! script every page still reads, and a reload shows the present.
 //!
@@ -26,6 +28,7 @@ mod actions;
 #[cfg(feature = "fixture")]
 pub mod fixture;
 mod live;
+mod logs;
 mod pages;
 mod session;
 mod svg;
@@ -81,6 +84,8 @@ pub fn router(console: Console) -> Router {
         .route("/ui/logout", axum::routing::post(session::logout))
         .route("/ui/services/{app}/{env}/{name}", get(pages::service))
         .route("/ui/deployments/{id}", get(pages::deployment))
+        .route("/ui/services/{app}/{env}/{name}/logs", get(logs::page))
+        .route("/ui/live/logs", get(logs::follow))
         .route(
             "/ui/services/{app}/{env}/{name}/{action}",
             get(actions::confirm).post(actions::act),

@@ -48,7 +48,7 @@ struct Follow {
     last_change: Option<tokio::time::Instant>,
 }
 
-fn parse_key(s: &str) -> Option<ServiceKey> {
+pub(crate) fn parse_key(s: &str) -> Option<ServiceKey> {
     let mut parts = s.split('/');
     let (app, env, name) = (parts.next()?, parts.next()?, parts.next()?);
     if parts.next().is_some() {

@@ -343,6 +343,7 @@ pub(crate) async fn service(
             }
             dt { "Revision" } dd { (svc.revision) }
             dt { "Image" } dd { code { (image.unwrap_or_default()) } }
+            dt { "Logs" } dd { a href=(format!("{}/logs", service_href(&key))) { "Logs of its tasks" } }
         }
         @if !allowed.is_empty() {
             section.actions aria-label="Actions" {

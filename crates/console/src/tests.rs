@@ -659,3 +659,62 @@ async fn the_live_stream_sends_new_events_and_replays_what_a_reconnecting_client
         "{text}"
     );
 }
+
+#[tokio::test]
+async fn rollback_and_restart_from_the_console_start_their_deployments() {
+    let t = T::new().await;
+    let key = ServiceKey::new("shop", "prod", "web");
+    let d1 = t.deploy("web", "shop/web:v1").await;
+    progress(&t, &key, &d1, RolloutState::Succeeded, 2).await;
+    let d2 = t.deploy("web", "shop/web:v2").await;
+    progress(&t, &key, &d2, RolloutState::Succeeded, 2).await;
+    let admin = t.login(&t.admin).await;
+    let confirm_then_post = |action: &'static str| {
+        let (t, admin) = (&t, admin.clone());
+        async move {
+            let path = format!("/ui/services/shop/prod/web/{action}");
+            let (status, _, page) = t.get(&path, Some(&admin)).await;
+            assert_eq!(status, StatusCode::OK, "{page}");
+            let csrf = between(&page, "name=\"csrf\" value=\"", "\"");
+            let version = between(&page, "name=\"version\" value=\"", "\"");
+            let (status, _, page) = t
+                .post(
+                    &path,
+                    Some(&admin),
+                    &[("csrf", &csrf), ("version", &version)],
+                )
+                .await;
+            assert_eq!(status, StatusCode::SEE_OTHER, "{action}: {page}");
+        }
+    };
+    confirm_then_post("rollback").await;
+    let svc = t.app.store().get_service(&key).await.unwrap().unwrap();
+    assert_eq!(svc.revision, 1, "back on the first revision");
+    let newest = t
+        .app
+        .store()
+        .list_deployments(&key, 1)
+        .await
+        .unwrap()
+        .remove(0);
+    assert_eq!(
+        (newest.revision, newest.state),
+        (1, RolloutState::InProgress)
+    );
+    progress(&t, &key, &newest.id, RolloutState::Succeeded, 2).await;
+    confirm_then_post("restart").await;
+    let restarted = t
+        .app
+        .store()
+        .list_deployments(&key, 1)
+        .await
+        .unwrap()
+        .remove(0);
+    assert_ne!(restarted.id, newest.id, "a new deployment");
+    assert_eq!(restarted.revision, 1, "of the same revision");
+    // An action that does not exist is not a page.
+    let (status, _, _) = t
+        .get("/ui/services/shop/prod/web/explode", Some(&admin))
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}

@@ -5,7 +5,8 @@
 (() => {
   "use strict";
   const url = document.body.dataset.live;
-  if (!url || !window.EventSource) return;
+  // The logs page has a stream of its own (below).
+  if (!url || !window.EventSource || document.querySelector("pre.logs")) return;
   const source = new EventSource(url);
   document.body.dataset.liveState = "connecting";
   source.addEventListener("open", () => { document.body.dataset.liveState = "open"; });
@@ -49,5 +50,21 @@
     t.textContent = e.at;
     li.append(t, " ", e.message); // text, never HTML
     list.prepend(li);
+  });
+})();
+
+// The logs page: each `log` event is one line, added as text.
+(() => {
+  "use strict";
+  const pre = document.querySelector("pre.logs");
+  const url = document.body.dataset.live;
+  if (!pre || !url || !window.EventSource) return;
+  const MAX_LINES = 5000;
+  const source = new EventSource(url);
+  source.addEventListener("open", () => { document.body.dataset.logsState = "open"; });
+  source.addEventListener("log", (m) => {
+    pre.append(document.createTextNode(JSON.parse(m.data) + "\n"));
+    while (pre.childNodes.length > MAX_LINES) pre.removeChild(pre.firstChild);
+    pre.dataset.lines = String(Number(pre.dataset.lines || 0) + 1);
   });
 })();

@@ -18,7 +18,8 @@
 //! wait at most this long for in-flight requests, default 5000), `HELLO_FAIL_PERCENT` (this
 //! percentage of the other requests answer 500, spread evenly: with 20, every fifth;
 //! `/healthz` is not affected), `HELLO_LATENCY_MS` (the other requests wait this long before
-//! answering), `HELLO_HEALTH_REDIRECT` (`/healthz` answers 302 to this URL).
+//! answering), `HELLO_HEALTH_REDIRECT` (`/healthz` answers 302 to this URL), `HELLO_SAY`
+//! (print this text with a count once a second on stdout).
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -52,6 +53,16 @@ fn main() {
     if let Some(ms) = env_u64("HELLO_START_DELAY_MS") {
         eprintln!("hello: starting slowly ({ms} ms)");
         std::thread::sleep(Duration::from_millis(ms));
+    }
+    // A line of output, as it is, once a second with a count (what the console's logs tests
+    // follow).
+    if let Ok(text) = std::env::var("HELLO_SAY") {
+        std::thread::spawn(move || {
+            for n in 1u64.. {
+                println!("{text} {n}");
+                std::thread::sleep(Duration::from_secs(1));
+            }
+        });
     }
     serve();
 }

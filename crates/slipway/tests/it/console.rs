@@ -436,6 +436,12 @@ async fn http_login(http: &reqwest::Client, base: &str, token: &str) -> String {
             .to_owned()
     };
     let page = http.get(format!("{base}/ui/login")).send().await.unwrap();
+    let csp = page.headers()["content-security-policy"].to_str().unwrap();
+    assert!(
+        csp.contains("default-src 'none'") && csp.contains("script-src 'self'"),
+        "{csp}"
+    );
+    assert!(!csp.contains("unsafe"), "{csp}");
     let login = cookie_of(&page, "slipway_login");
     let nonce = login.split_once('=').unwrap().1.to_owned();
     let body = format!("login_csrf={nonce}&token={token}");
@@ -557,4 +563,72 @@ fn a_live_stream_dropped_during_a_deploy_misses_no_event_after_it_reconnects() {
         !replayed.is_empty(),
         "the deploy went on while the stream was down"
     );
+}
+
+#[test]
+fn the_logs_page_follows_a_task_live_and_shows_markup_as_text() {
+    if !docker() {
+        return;
+    }
+    let Some(b) = Browser::start() else { return };
+    let s = Server::start();
+    let app = app_name("logs");
+    let say = "<script>alert(1)</script>";
+    s.manifest(&web_manifest(
+        &app,
+        "slipway-hello:v1",
+        2,
+        &format!("    variables:\n      HELLO_SAY: \"{say}\"\n"),
+    ));
+    s.cli(&["deploy"]).ok();
+    let task = s.cli(&["--json", "ps", "web"]).ok().json()[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    b.login(&s.url, &s.token);
+    b.goto(&format!(
+        "{}/ui/services/{app}/default/web/logs?task={task}",
+        s.url
+    ));
+    wait_for(Duration::from_secs(10), "the logs stream open", || {
+        (b.js("return document.body.dataset.logsState") == json!("open")).then_some(())
+    });
+    let shown = |b: &Browser| {
+        b.js("return document.querySelector('pre.logs').textContent")
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let count = |text: &str| text.lines().filter(|l| l.contains(say)).count();
+    let at_load = count(&shown(&b));
+    // New lines arrive while the page stays open (one a second), as text.
+    wait_for(Duration::from_secs(20), "two more lines, live", || {
+        (count(&shown(&b)) >= at_load + 2).then_some(())
+    });
+    let text = shown(&b);
+    assert!(
+        text.lines().all(|l| l.starts_with(&format!("{task} | "))),
+        "one task's lines only: {text}"
+    );
+    let html = b
+        .js("return document.querySelector('pre.logs').innerHTML")
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"),
+        "{html}"
+    );
+    assert!(b.no_dialog(), "the line's script never ran");
+    assert_eq!(
+        b.js("return [...document.scripts].filter(s => !s.src.endsWith('/ui/static/console.js')).length"),
+        json!(0)
+    );
+    // A search that matches nothing shows nothing.
+    b.goto(&format!(
+        "{}/ui/services/{app}/default/web/logs?task={task}&q=no-such-text",
+        s.url
+    ));
+    assert_eq!(shown(&b).trim(), "");
+    b.screenshot("logs");
 }
