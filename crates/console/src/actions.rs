@@ -15,7 +15,7 @@ use slipway_core::model::ServiceKey;
 
 use crate::Console;
 use crate::pages::{self, CSRF_REFUSED, error_page, layout, service_href};
-use crate::session::{csrf_ok, form, require, viewer};
+use crate::session::{Viewer, csrf_ok, form, require, viewer};
 
 /// An action of the service page.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -152,31 +152,6 @@ pub(crate) async fn act(
         return error_page(Some(&v), StatusCode::NOT_FOUND, "No such action.");
     };
     let source = addr.map_or_else(|| "unknown".to_owned(), |a| a.0.0.to_string());
-    let op = action.operation();
-    let target = format!(
-        "/api/v1/services/{}/{}/{}/{}",
-        key.app,
-        key.env,
-        key.name,
-        action.as_str()
-    );
-    if let Err(d) = permitted(&v.identity, action, &key) {
-        tracing::info!(identity = %v.identity.name, %op, reason = %d, "console action refused");
-        slipway_api::record(
-            &c.app,
-            &v.identity,
-            &source,
-            "console",
-            &op,
-            &target,
-            StatusCode::FORBIDDEN,
-        )
-        .await;
-        return error_page(Some(&v), StatusCode::FORBIDDEN, &d.to_string());
-    }
-    if let Err(wait) = c.limiter.take(&v.identity.name) {
-        return slipway_api::too_many(wait);
-    }
     // The version the confirmation page showed: a change made since is not overridden
     // blindly (the user sees the conflict and confirms again).
     let expect = f.get("version").and_then(|s| s.parse::<u64>().ok());
@@ -185,36 +160,91 @@ pub(crate) async fn act(
     let run = async {
         match action {
             Action::Scale => match count {
-                Some(Ok(n)) => app.scale(&key, n, expect).await,
+                Some(Ok(n)) => app.scale(&key, n, expect).await.map(|_| ()),
                 _ => Err(slipway_app::AppError::invalid(
                     "count: a whole number of tasks is needed",
                 )),
             },
-            Action::Rollback => app.rollback(&key, None, expect).await,
-            Action::Restart => app.restart(&key, expect).await,
+            Action::Rollback => app.rollback(&key, None, expect).await.map(|_| ()),
+            Action::Restart => app.restart(&key, expect).await.map(|_| ()),
         }
     };
-    let pending = slipway_api::audit_entry(&v.identity, &source, "console", &op, &target, None);
-    let (result, recorded) = slipway_store::with_pending_audit(pending, run).await;
-    let status = match &result {
-        Ok(_) => StatusCode::SEE_OTHER,
-        Err(e) => status_of(e),
+    let call = Call {
+        viewer: &v,
+        source,
+        op: action.operation(),
+        target: format!(
+            "/api/v1/services/{}/{}/{}/{}",
+            key.app,
+            key.env,
+            key.name,
+            action.as_str()
+        ),
     };
-    if !recorded || result.is_err() {
+    let allowed = permitted(&v.identity, action, &key).map(|_| ());
+    perform(&c, call, allowed, run, &service_href(&key)).await
+}
+
+/// A console action as the native operation it is.
+pub(crate) struct Call<'a> {
+    pub viewer: &'a Viewer,
+    /// The client's address.
+    pub source: String,
+    /// The native operation (`POST /services/{app}/{env}/{name}/scale`).
+    pub op: String,
+    /// The native path it acts on (the audit entry's target).
+    pub target: String,
+}
+
+/// Runs an action the viewer may (`allowed`) take: within the identity's rate, with its
+/// audit entry (riding with the action's first change, or written with the refusal or the
+/// error), then back to `done` (or an error page).
+pub(crate) async fn perform(
+    c: &Console,
+    call: Call<'_>,
+    allowed: Result<(), Denied>,
+    run: impl std::future::Future<Output = slipway_app::Result<()>>,
+    done: &str,
+) -> Response {
+    let v = call.viewer;
+    let record = |status| {
         slipway_api::record(
             &c.app,
             &v.identity,
-            &source,
+            &call.source,
             "console",
-            &op,
-            &target,
+            &call.op,
+            &call.target,
             status,
         )
-        .await;
+    };
+    if let Err(d) = allowed {
+        tracing::info!(identity = %v.identity.name, op = %call.op, reason = %d, "console action refused");
+        record(StatusCode::FORBIDDEN).await;
+        return error_page(Some(v), StatusCode::FORBIDDEN, &d.to_string());
+    }
+    if let Err(wait) = c.limiter.take(&v.identity.name) {
+        return slipway_api::too_many(wait);
+    }
+    let pending = slipway_api::audit_entry(
+        &v.identity,
+        &call.source,
+        "console",
+        &call.op,
+        &call.target,
+        None,
+    );
+    let (result, recorded) = slipway_store::with_pending_audit(pending, run).await;
+    let status = match &result {
+        Ok(()) => StatusCode::SEE_OTHER,
+        Err(e) => status_of(e),
+    };
+    if !recorded || result.is_err() {
+        record(status).await;
     }
     match result {
-        Ok(_) => Redirect::to(&service_href(&key)).into_response(),
-        Err(e) => error_page(Some(&v), status, &e.message),
+        Ok(()) => Redirect::to(done).into_response(),
+        Err(e) => error_page(Some(v), status, &e.message),
     }
 }
 

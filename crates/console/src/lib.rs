@@ -16,6 +16,8 @@
 //! the session's CSRF token; every answer carries a strict Content-Security-Policy (the
 //! console's own script file only, no inline script or style) and `X-Frame-Options: DENY`.
 //!
+//! Hosts: every host's state and use, drain and activate ([`hosts`]).
+//!
 //! Logs: a service's last lines, by task, searched on the server, followed live ([`logs`]).
 //!
 //! Live: pages that show a service follow it over server-sent events ([`live`]); without
@@ -27,6 +29,7 @@
 mod actions;
 #[cfg(feature = "fixture")]
 pub mod fixture;
+mod hosts;
 mod live;
 mod logs;
 mod pages;
@@ -89,6 +92,11 @@ pub fn router(console: Console) -> Router {
         .route(
             "/ui/services/{app}/{env}/{name}/{action}",
             get(actions::confirm).post(actions::act),
+        )
+        .route("/ui/hosts", get(hosts::page))
+        .route(
+            "/ui/hosts/{id}/{action}",
+            get(hosts::confirm).post(hosts::act),
         )
         .route("/ui/live", get(live::live))
         .route("/ui/static/console.css", get(style))

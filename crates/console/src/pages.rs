@@ -47,7 +47,10 @@ pub(crate) fn layout_live(
                 header {
                     nav aria-label="Main" {
                         a.brand href="/ui/" { "Slipway" }
-                        @if viewer.is_some() { a href="/ui/" { "Overview" } }
+                        @if viewer.is_some() {
+                            a href="/ui/" { "Overview" }
+                            a href="/ui/hosts" { "Hosts" }
+                        }
                     }
                     @if let Some(v) = viewer {
                         form.whoami method="post" action="/ui/logout" {

@@ -718,3 +718,62 @@ async fn rollback_and_restart_from_the_console_start_their_deployments() {
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
+
+#[tokio::test]
+async fn hosts_show_their_state_and_an_admin_drains_one_after_confirming() {
+    let t = T::new().await;
+    t.app
+        .register_local_host(slipway_app::HostHello {
+            host: "h-local".into(),
+            engine: "engine-1".into(),
+            name: "box<1>".into(),
+            cpu: 2048,
+            memory: 4096,
+            platform: "linux/amd64".into(),
+            attributes: Default::default(),
+            address: "127.0.0.1".into(),
+        })
+        .await
+        .unwrap();
+    let reader = t.login(&t.reader).await;
+    let (status, _, page) = t.get("/ui/hosts", Some(&reader)).await;
+    assert_eq!(status, StatusCode::OK);
+    let id = between(&page, "data-host=\"", "\"");
+    assert!(
+        page.contains(&format!("data-host=\"{id}\" data-state=\"ACTIVE\"")),
+        "{page}"
+    );
+    assert!(page.contains("box&lt;1&gt;"), "{page}");
+    assert!(!page.contains("Drain…"), "a reader gets no action: {page}");
+    let admin = t.login(&t.admin).await;
+    let (_, _, page) = t.get("/ui/hosts", Some(&admin)).await;
+    assert!(page.contains(&format!("/ui/hosts/{id}/drain")), "{page}");
+    let (status, _, confirm) = t.get(&format!("/ui/hosts/{id}/drain"), Some(&admin)).await;
+    assert_eq!(status, StatusCode::OK);
+    let csrf = between(&confirm, "name=\"csrf\" value=\"", "\"");
+    let (status, _, _) = t
+        .post(&format!("/ui/hosts/{id}/drain"), Some(&admin), &[])
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "no CSRF token, no drain");
+    let (status, headers, _) = t
+        .post(
+            &format!("/ui/hosts/{id}/drain"),
+            Some(&admin),
+            &[("csrf", &csrf)],
+        )
+        .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert_eq!(headers[header::LOCATION], "/ui/hosts");
+    let (_, _, page) = t.get("/ui/hosts", Some(&reader)).await;
+    assert!(
+        page.contains(&format!("data-host=\"{id}\" data-state=\"DRAINING\"")),
+        "{page}"
+    );
+    let audit = t.app.store().list_audit(0, 0, None, 100).await.unwrap();
+    assert!(
+        audit.iter().any(|e| e.face == "console"
+            && e.operation == "POST /hosts/{id}/drain"
+            && e.outcome == "ok"),
+        "{audit:?}"
+    );
+}
