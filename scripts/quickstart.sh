@@ -85,6 +85,7 @@ echo "==> Deploying examples/hello"
 cat <<MSG
 
 Slipway is running (PID $(server_pid)), API at $SLIPWAY_SERVER.
+Web console: $SLIPWAY_SERVER/ui/ (log in with the token in $state/data/admin.token)
 Use the CLI with:
   export SLIPWAY_SERVER=$SLIPWAY_SERVER SLIPWAY_TOKEN=\$(cat $state/data/admin.token)
   $bin status web -f examples/hello/slipway.yml

@@ -131,6 +131,12 @@ fn label_xs(sc: &Scale, s: &Series) -> Vec<f64> {
         };
         out.push(x);
     }
+    // Numbers pushed past the right edge come back inside, keeping their order.
+    let mut limit = W - 6.0;
+    for x in out.iter_mut().rev() {
+        *x = x.min(limit);
+        limit = *x - 11.0;
+    }
     out
 }
 
