@@ -254,12 +254,19 @@ fn the_console_shows_services_deployments_and_their_timeline_and_acts_with_confi
     );
     b.screenshot("overview");
 
-    // A new version from the CLI while the service page is open: the new tasks and the
-    // finished deployment appear on it without a reload (a reload would drop the marker).
+    // A new version from the CLI while the service page is open (its tasks start slowly, so
+    // the deployment takes a few seconds): its tasks and the deployment appear on the page
+    // without a reload (a reload would drop the marker); the deployment's own page, opened
+    // while it runs, draws it to the end live.
     b.goto(&format!("{}/ui/services/{app}/default/web", s.url));
     b.wait_live();
     b.js("window.slipwayMarker = 'still here'; return null");
-    s.manifest(&web_manifest(&app, "slipway-hello:v2", 2, ""));
+    s.manifest(&web_manifest(
+        &app,
+        "slipway-hello:v2",
+        2,
+        "    variables:\n      HELLO_START_DELAY_MS: \"2500\"\n",
+    ));
     let mut deploy = s
         .command(&["deploy"])
         .stdout(Stdio::null())
@@ -267,14 +274,36 @@ fn the_console_shows_services_deployments_and_their_timeline_and_acts_with_confi
         .spawn()
         .unwrap();
     wait_for(
-        Duration::from_secs(60),
-        "v2's tasks and SUCCEEDED on the open page",
+        Duration::from_secs(30),
+        "the new deployment and a v2 task on the open page",
         || {
             let v = b.js(
-            "return [document.querySelectorAll(\"table.deployments tr[data-state='SUCCEEDED']\").length, \
-             document.querySelectorAll(\"section[aria-labelledby='tasks'] tr[data-status='RUNNING'][data-revision='2'][data-health='HEALTHY']\").length]",
+            "return [document.querySelectorAll(\"table.deployments tr[data-state='IN_PROGRESS']\").length, \
+             document.querySelectorAll(\"section[aria-labelledby='tasks'] tr[data-revision='2']\").length > 0]",
         );
-            (v == json!([2, 2])).then_some(())
+            (v == json!([1, true])).then_some(())
+        },
+    );
+    assert_eq!(
+        b.js("return window.slipwayMarker"),
+        json!("still here"),
+        "updated in place, not reloaded"
+    );
+    b.click("table.deployments tr[data-state='IN_PROGRESS'] th a");
+    wait_for(Duration::from_secs(10), "the deployment's page", || {
+        b.url().contains("/ui/deployments/").then_some(())
+    });
+    b.wait_live();
+    b.js("window.slipwayMarker = 'still here'; return null");
+    wait_for(
+        Duration::from_secs(60),
+        "SUCCEEDED and its timeline on the open page",
+        || {
+            let v = b.js(
+            "const s = document.querySelector('dd.rollout-state'); \
+             return [s && s.dataset.state, document.querySelectorAll(\"svg line.mark[data-field='finished_at']\").length]",
+        );
+            (v == json!(["SUCCEEDED", 1])).then_some(())
         },
     );
     assert_eq!(
@@ -404,6 +433,47 @@ fn the_console_shows_services_deployments_and_their_timeline_and_acts_with_confi
         s.cli(&["--json", "status", "web"]).ok().json()["summary"]["desired"],
         3
     );
+    assert!(b.no_dialog());
+
+    // Restart and roll back from the page, each after its confirmation.
+    let before = last_deployment(&s);
+    b.click("a.button[href$='/restart']");
+    assert!(
+        b.css_text("form.confirm").contains("replaces every task"),
+        "{}",
+        b.source()
+    );
+    b.click("form.confirm button[type=submit]");
+    let restarted = wait_for(
+        Duration::from_secs(60),
+        "the restart's deployment to succeed",
+        || {
+            let d = last_deployment(&s);
+            (d["id"] != before["id"] && d["state"] == "SUCCEEDED").then_some(d)
+        },
+    );
+    assert_eq!(
+        restarted["revision"], before["revision"],
+        "a restart keeps the revision"
+    );
+    wait_for(Duration::from_secs(10), "back on the service page", || {
+        b.url()
+            .ends_with(&format!("/ui/services/{app}/default/web"))
+            .then_some(())
+    });
+    b.click("a.button[href$='/rollback']");
+    assert!(
+        b.css_text("form.confirm")
+            .contains("previous successful revision"),
+        "{}",
+        b.source()
+    );
+    b.click("form.confirm button[type=submit]");
+    let rolled = wait_for(Duration::from_secs(60), "the rollback's deployment", || {
+        let d = last_deployment(&s);
+        (d["id"] != restarted["id"]).then_some(d)
+    });
+    assert_ne!(rolled["revision"], restarted["revision"], "{rolled}");
     assert!(b.no_dialog());
 
     // A reader sees the same pages and no action.
@@ -631,4 +701,94 @@ fn the_logs_page_follows_a_task_live_and_shows_markup_as_text() {
     ));
     assert_eq!(shown(&b).trim(), "");
     b.screenshot("logs");
+}
+
+#[test]
+fn forged_posts_change_nothing_on_a_real_server() {
+    if !docker() {
+        return;
+    }
+    let s = Server::start();
+    let app = app_name("forge");
+    s.manifest(&web_manifest(&app, "slipway-hello:v1", 1, ""));
+    s.cli(&["deploy"]).ok();
+    let reader = s
+        .cli(&["--json", "token", "create", "peek", "--role", "reader"])
+        .ok()
+        .json()["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let scale = format!("{}/ui/services/{app}/default/web/scale", s.url);
+    let statuses = rt.block_on(async {
+        let csrf_of = |page: &str| {
+            let from =
+                page.find("name=\"csrf\" value=\"").unwrap() + "name=\"csrf\" value=\"".len();
+            page[from..from + 64].to_owned()
+        };
+        let post = |cookie: Option<String>, body: String| {
+            let mut r = http
+                .post(&scale)
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(body);
+            if let Some(c) = cookie {
+                r = r.header("cookie", c);
+            }
+            r.send()
+        };
+        // No session.
+        let none = post(None, "count=5".into()).await.unwrap().status();
+        // An admin's session, without its CSRF token (what another site's form would send).
+        let admin = http_login(&http, &s.url, &s.token).await;
+        let no_csrf = post(Some(admin.clone()), "count=5".into())
+            .await
+            .unwrap()
+            .status();
+        // A reader's session with its own valid CSRF token: refused by the permission rule.
+        let looker = http_login(&http, &s.url, &reader).await;
+        let page = http
+            .get(format!("{}/ui/services/{app}/default/web", s.url))
+            .header("cookie", &looker)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(
+            !page.contains("/scale\""),
+            "a reader's page has no scale button"
+        );
+        let reader_post = post(Some(looker), format!("csrf={}&count=5", csrf_of(&page)))
+            .await
+            .unwrap()
+            .status();
+        [none.as_u16(), no_csrf.as_u16(), reader_post.as_u16()]
+    });
+    assert_eq!(statuses, [403, 403, 403]);
+    assert_eq!(
+        s.cli(&["--json", "status", "web"]).ok().json()["summary"]["desired"],
+        1,
+        "nothing changed"
+    );
+    let audit = s.cli(&["--json", "audit"]).ok().json();
+    assert!(
+        audit
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["identity"] == "peek"
+                && e["face"] == "console"
+                && e["outcome"] == "refused"),
+        "{audit}"
+    );
 }
