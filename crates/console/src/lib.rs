@@ -16,6 +16,9 @@
 //! the session's CSRF token; every answer carries a strict Content-Security-Policy (the
 //! console's own script file only, no inline script or style) and `X-Frame-Options: DENY`.
 //!
+//! Registry: repositories, their images, the services that run them, and what the
+//! lifecycle policy would expire ([`registry`]).
+//!
 //! Hosts: every host's state and use, drain and activate ([`hosts`]).
 //!
 //! Logs: a service's last lines, by task, searched on the server, followed live ([`logs`]).
@@ -33,6 +36,7 @@ mod hosts;
 mod live;
 mod logs;
 mod pages;
+mod registry;
 mod session;
 mod svg;
 
@@ -57,6 +61,8 @@ pub struct Console {
     pub tls: bool,
     /// Per-identity request rates (the API's, shared).
     pub limiter: Arc<slipway_api::RateLimiter>,
+    /// The built-in registry, for its pages.
+    pub registry: Option<slipway_registry::Registry>,
 }
 
 impl Console {
@@ -66,7 +72,14 @@ impl Console {
             sessions: Arc::new(Sessions::new(SessionLimits::default())),
             tls,
             limiter,
+            registry: None,
         }
+    }
+
+    /// With the registry's pages.
+    pub fn with_registry(mut self, registry: slipway_registry::Registry) -> Self {
+        self.registry = Some(registry);
+        self
     }
 }
 
@@ -98,6 +111,8 @@ pub fn router(console: Console) -> Router {
             "/ui/hosts/{id}/{action}",
             get(hosts::confirm).post(hosts::act),
         )
+        .route("/ui/registry", get(registry::page))
+        .route("/ui/registry/{*name}", get(registry::repository))
         .route("/ui/live", get(live::live))
         .route("/ui/static/console.css", get(style))
         .route("/ui/static/console.js", get(script))

@@ -50,6 +50,7 @@ pub(crate) fn layout_live(
                         @if viewer.is_some() {
                             a href="/ui/" { "Overview" }
                             a href="/ui/hosts" { "Hosts" }
+                            @if viewer.is_some_and(|v| v.registry) { a href="/ui/registry" { "Registry" } }
                         }
                     }
                     @if let Some(v) = viewer {

@@ -150,6 +150,8 @@ impl Sessions {
 pub(crate) struct Viewer {
     pub identity: Identity,
     pub csrf: String,
+    /// The console has the registry's pages (its menu links them).
+    pub registry: bool,
     session: String,
 }
 
@@ -173,6 +175,7 @@ pub(crate) async fn viewer(c: &Console, headers: &HeaderMap) -> Option<Viewer> {
         Ok(Some(identity)) => Some(Viewer {
             identity,
             csrf,
+            registry: c.registry.is_some(),
             session: id.to_owned(),
         }),
         Ok(None) => {

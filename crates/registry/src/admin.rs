@@ -234,13 +234,7 @@ async fn create_repository(
 }
 
 async fn list_repositories(State(reg): State<Registry>) -> AResult<Vec<RepositoryInfo>> {
-    let mut out = Vec::new();
-    for r in reg.inner.db.list_repos(None, -1).await? {
-        if let Some(i) = info(&reg, &r.name).await? {
-            out.push(i);
-        }
-    }
-    Ok(Json(out))
+    Ok(Json(reg.repositories().await?))
 }
 
 /// `GET .../NAME` or `GET .../NAME/images` (a name's last component is never `images`

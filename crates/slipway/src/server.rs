@@ -744,7 +744,8 @@ pub async fn run(args: ServerArgs) -> Result<ExitCode> {
     let native = registry
         .admin_router()
         .merge(slipway_aws::keys_router(aws_state));
-    let console = slipway_console::Console::new(app.clone(), tls.is_some(), limiter.clone());
+    let console = slipway_console::Console::new(app.clone(), tls.is_some(), limiter.clone())
+        .with_registry(registry.clone());
     let app = slipway_api::router(
         ApiState {
             app,

@@ -792,3 +792,79 @@ fn forged_posts_change_nothing_on_a_real_server() {
         "{audit}"
     );
 }
+
+#[test]
+fn the_registry_pages_show_images_and_the_services_that_run_them() {
+    if !docker() {
+        return;
+    }
+    let s = Server::start();
+    let host = s.url.trim_start_matches("http://").to_owned();
+    let app = app_name("reg");
+    let pw = s
+        .cli(&["registry", "password"])
+        .ok()
+        .stdout
+        .trim()
+        .to_owned();
+    let image = format!("{host}/{app}/web:v1");
+    let o = Command::new("skopeo")
+        .args([
+            "copy",
+            "--quiet",
+            "--dest-tls-verify=false",
+            "--dest-creds",
+            &format!("slipway:{pw}"),
+            "docker-daemon:slipway-hello:v1",
+            &format!("docker://{image}"),
+        ])
+        .output()
+        .expect("skopeo runs");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    s.manifest(&web_manifest(&app, &image, 1, ""));
+    s.cli(&["deploy"]).ok();
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let (list, repo) = rt.block_on(async {
+        let cookie = http_login(&http, &s.url, &s.token).await;
+        let get = |path: String| {
+            let (http, cookie) = (&http, &cookie);
+            async move {
+                let r = http
+                    .get(path)
+                    .header("cookie", cookie)
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(r.status(), 200);
+                r.text().await.unwrap()
+            }
+        };
+        (
+            get(format!("{}/ui/registry", s.url)).await,
+            get(format!("{}/ui/registry/{app}/web", s.url)).await,
+        )
+    });
+    assert!(
+        list.contains(&format!("data-repository=\"{app}/web\"")),
+        "{list}"
+    );
+    let row = repo
+        .split("<tr data-digest=")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no image row: {repo}"));
+    assert!(row.contains("<td>v1</td>"), "{row}");
+    assert!(row.contains("linux/amd64"), "{row}");
+    assert!(
+        row.contains(&format!("href=\"/ui/services/{app}/default/web\"")),
+        "the service that runs it: {row}"
+    );
+    assert!(repo.contains("No lifecycle policy"), "{repo}");
+}
