@@ -18,8 +18,16 @@ cargo build --quiet --release --locked -p slipway -p slipway-console --example r
 scripts/build-example.sh >/dev/null
 echo "== render (in process)"
 for n in 10 200 1000; do
-  "$target_dir/release/examples/render" "$n" 21
+  "$target_dir/release/examples/render" "$n" 21 | tee -a "${TMPDIR:-/tmp}/console-render.$$"
 done
+# The budget: the overview of 200 services (first page) within 50 ms (median) and 150 KB.
+awk '/^overview/ && /services=200 / {
+  for (i = 1; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] }
+  ok = v["median_ms"] <= 50 && v["bytes"] <= 150 * 1024
+  printf "budget overview@200: median %.2f ms (<= 50), %d bytes (<= 153600): %s\n", v["median_ms"], v["bytes"], ok ? "within" : "OVER"
+  exit ok ? 0 : 1
+}' "${TMPDIR:-/tmp}/console-render.$$" || { rm -f "${TMPDIR:-/tmp}/console-render.$$"; exit 1; }
+rm -f "${TMPDIR:-/tmp}/console-render.$$"
 
 bin="$target_dir/release/slipway"
 B=$(mktemp -d)
@@ -74,6 +82,6 @@ cat "$B/clients.out"
 changes=$(sed -n 's/.*changes_min=\([0-9]*\).*/\1/p' "$B/clients.out")
 echo "== live fan-out (real server, 500 streams, $events scale changes)"
 awk -v a="$rss0" -v b="$rss500" -v t0="$t0" -v t1="$t1" -v hz="$hz" -v ch="$changes" 'BEGIN {
-  printf "rss_kb idle=%d with_500_streams=%d extra_mb=%.1f per_stream_kb=%.1f\n", a, b, (b - a) / 1024, (b - a) / 500
+  printf "rss_kb idle=%d with_500_streams=%d extra_mb=%.1f per_stream_kb=%.1f (budget 50 MB: %s)\n", a, b, (b - a) / 1024, (b - a) / 500, (b - a) / 1024 <= 50 ? "within" : "OVER"
   printf "cpu_ms total=%.0f changes_per_client=%d cpu_ms_per_change_to_500=%.1f\n", (t1 - t0) * 1000 / hz, ch, (t1 - t0) * 1000 / hz / (ch > 0 ? ch : 1)
 }'
