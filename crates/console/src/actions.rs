@@ -14,8 +14,8 @@ use slipway_core::access::{Denied, Face, Identity, Rule};
 use slipway_core::model::ServiceKey;
 
 use crate::Console;
-use crate::pages::{self, CSRF_REFUSED, error_page, layout, service_href};
-use crate::session::{Viewer, csrf_ok, form, require, viewer};
+use crate::pages::{self, error_page, layout, service_href};
+use crate::session::{Viewer, posted};
 
 /// An action of the service page.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,12 +74,9 @@ pub(crate) async fn confirm(
     headers: HeaderMap,
     Path((app, env, name, action)): Path<(String, String, String, String)>,
 ) -> Response {
-    let v = match require(&c, &headers).await {
-        Ok(v) => v,
+    let (v, key) = match pages::service_viewer(&c, &headers, (app, env, name)).await {
+        Ok(x) => x,
         Err(r) => return r,
-    };
-    let Some(key) = pages::key_of((app, env, name)) else {
-        return error_page(Some(&v), StatusCode::NOT_FOUND, "No such service.");
     };
     let Some(action) = Action::parse(&action) else {
         return error_page(Some(&v), StatusCode::NOT_FOUND, "No such action.");
@@ -133,18 +130,10 @@ pub(crate) async fn act(
     Path((app, env, name, action)): Path<(String, String, String, String)>,
     body: Bytes,
 ) -> Response {
-    // A POST without a session is refused, not redirected: nothing may happen.
-    let Some(v) = viewer(&c, &headers).await else {
-        return error_page(
-            None,
-            StatusCode::FORBIDDEN,
-            "Log in first: this action needs a console session.",
-        );
+    let (v, f) = match posted(&c, &headers, &body).await {
+        Ok(x) => x,
+        Err(r) => return r,
     };
-    let f = form(&body);
-    if !csrf_ok(&v, f.get("csrf").map(String::as_str)) {
-        return error_page(Some(&v), StatusCode::FORBIDDEN, CSRF_REFUSED);
-    }
     let Some(key) = pages::key_of((app, env, name)) else {
         return error_page(Some(&v), StatusCode::NOT_FOUND, "No such service.");
     };

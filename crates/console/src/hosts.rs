@@ -14,8 +14,8 @@ use slipway_core::placement::HostState;
 
 use crate::Console;
 use crate::actions::{Call, perform};
-use crate::pages::{CSRF_REFUSED, error_page, layout, time};
-use crate::session::{csrf_ok, form, require, viewer};
+use crate::pages::{error_page, layout, time};
+use crate::session::{posted, require};
 
 /// `drain` or `activate`.
 fn operation(action: &str) -> Option<String> {
@@ -128,16 +128,10 @@ pub(crate) async fn act(
     Path((id, action)): Path<(String, String)>,
     body: Bytes,
 ) -> Response {
-    let Some(v) = viewer(&c, &headers).await else {
-        return error_page(
-            None,
-            StatusCode::FORBIDDEN,
-            "Log in first: this action needs a console session.",
-        );
+    let (v, _) = match posted(&c, &headers, &body).await {
+        Ok(x) => x,
+        Err(r) => return r,
     };
-    if !csrf_ok(&v, form(&body).get("csrf").map(String::as_str)) {
-        return error_page(Some(&v), StatusCode::FORBIDDEN, CSRF_REFUSED);
-    }
     let Some(op) = operation(&action) else {
         return error_page(Some(&v), StatusCode::NOT_FOUND, "No such action.");
     };

@@ -19,8 +19,8 @@ use slipway_app::LogsQuery;
 use slipway_core::model::TaskStatus;
 
 use crate::Console;
-use crate::pages::{error_page, key_of, layout_live, service_href};
-use crate::session::{require, viewer};
+use crate::pages::{error_page, layout_live, service_href, service_viewer};
+use crate::session::viewer;
 
 /// Lines shown when the page loads (per task, then the newest of them all).
 pub(crate) const TAIL: u32 = 200;
@@ -68,12 +68,9 @@ pub(crate) async fn page(
     Path(path): Path<(String, String, String)>,
     Query(f): Query<LogsForm>,
 ) -> Response {
-    let v = match require(&c, &headers).await {
-        Ok(v) => v,
+    let (v, key) = match service_viewer(&c, &headers, path).await {
+        Ok(x) => x,
         Err(r) => return r,
-    };
-    let Some(key) = key_of(path) else {
-        return error_page(Some(&v), StatusCode::NOT_FOUND, "No such service.");
     };
     let tasks = match c.app.store().list_tasks(&key, true).await {
         Ok(t) => t,

@@ -264,18 +264,33 @@ pub(crate) fn key_of((app, env, name): (String, String, String)) -> Option<Servi
         .then(|| ServiceKey::new(app, env, name))
 }
 
+/// The viewer of a service's page and the service's key; else the login page's address or
+/// a 404 page.
+pub(crate) async fn service_viewer(
+    c: &Console,
+    headers: &HeaderMap,
+    path: (String, String, String),
+) -> Result<(Viewer, ServiceKey), Response> {
+    let v = require(c, headers).await?;
+    match key_of(path) {
+        Some(k) => Ok((v, k)),
+        None => Err(error_page(
+            Some(&v),
+            StatusCode::NOT_FOUND,
+            "No such service.",
+        )),
+    }
+}
+
 /// `GET /ui/services/{app}/{env}/{name}`
 pub(crate) async fn service(
     State(c): State<Console>,
     headers: HeaderMap,
     Path(path): Path<(String, String, String)>,
 ) -> Response {
-    let v = match require(&c, &headers).await {
-        Ok(v) => v,
+    let (v, key) = match service_viewer(&c, &headers, path).await {
+        Ok(x) => x,
         Err(r) => return r,
-    };
-    let Some(key) = key_of(path) else {
-        return error_page(Some(&v), StatusCode::NOT_FOUND, "No such service.");
     };
     let store = c.app.store();
     let loaded = async {

@@ -9,7 +9,7 @@ use maud::html;
 
 use crate::Console;
 use crate::pages::{error_page, layout, service_href, time};
-use crate::session::require;
+use crate::session::{Viewer, require};
 
 /// Bytes in words (`12.3 MB`).
 pub(crate) fn size(bytes: i64) -> String {
@@ -22,18 +22,27 @@ pub(crate) fn size(bytes: i64) -> String {
     }
 }
 
-/// `GET /ui/registry`
-pub(crate) async fn page(State(c): State<Console>, headers: HeaderMap) -> Response {
-    let v = match require(&c, &headers).await {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
-    let Some(reg) = &c.registry else {
-        return error_page(
+/// The viewer and the registry; else the login page's address or a 404 page.
+async fn registry_viewer(
+    c: &Console,
+    headers: &HeaderMap,
+) -> Result<(Viewer, slipway_registry::Registry), Response> {
+    let v = require(c, headers).await?;
+    match &c.registry {
+        Some(r) => Ok((v, r.clone())),
+        None => Err(error_page(
             Some(&v),
             StatusCode::NOT_FOUND,
             "This server runs no registry.",
-        );
+        )),
+    }
+}
+
+/// `GET /ui/registry`
+pub(crate) async fn page(State(c): State<Console>, headers: HeaderMap) -> Response {
+    let (v, reg) = match registry_viewer(&c, &headers).await {
+        Ok(x) => x,
+        Err(r) => return r,
     };
     let repos = match reg.repositories().await {
         Ok(r) => r,
@@ -72,16 +81,9 @@ pub(crate) async fn repository(
     headers: HeaderMap,
     Path(name): Path<String>,
 ) -> Response {
-    let v = match require(&c, &headers).await {
-        Ok(v) => v,
+    let (v, reg) = match registry_viewer(&c, &headers).await {
+        Ok(x) => x,
         Err(r) => return r,
-    };
-    let Some(reg) = &c.registry else {
-        return error_page(
-            Some(&v),
-            StatusCode::NOT_FOUND,
-            "This server runs no registry.",
-        );
     };
     let images = match reg.images(&name).await {
         Ok(Some(i)) => i,

@@ -333,3 +333,28 @@ pub(crate) async fn require(c: &Console, headers: &HeaderMap) -> Result<Viewer, 
         .await
         .ok_or_else(|| Redirect::to("/ui/login").into_response())
 }
+
+/// The viewer of a form POST and its fields, once its session is live and its CSRF token
+/// right; else the 403 page (a POST is never redirected: nothing may happen).
+pub(crate) async fn posted(
+    c: &Console,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Result<(Viewer, HashMap<String, String>), Response> {
+    let Some(v) = viewer(c, headers).await else {
+        return Err(pages::error_page(
+            None,
+            StatusCode::FORBIDDEN,
+            "Log in first: this action needs a console session.",
+        ));
+    };
+    let f = form(body);
+    if !csrf_ok(&v, f.get("csrf").map(String::as_str)) {
+        return Err(pages::error_page(
+            Some(&v),
+            StatusCode::FORBIDDEN,
+            pages::CSRF_REFUSED,
+        ));
+    }
+    Ok((v, f))
+}

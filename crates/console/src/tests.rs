@@ -139,6 +139,17 @@ impl T {
     }
 }
 
+/// The service's desired count in the store.
+async fn desired(t: &T, key: &ServiceKey) -> u32 {
+    t.app
+        .store()
+        .get_service(key)
+        .await
+        .unwrap()
+        .unwrap()
+        .desired_count
+}
+
 fn between(s: &str, from: &str, to: &str) -> String {
     let i = s
         .find(from)
@@ -331,16 +342,7 @@ async fn a_reader_sees_no_actions_and_a_forged_post_is_refused() {
         )
         .await;
     assert_eq!(status, StatusCode::FORBIDDEN);
-    assert_eq!(
-        t.app
-            .store()
-            .get_service(&key)
-            .await
-            .unwrap()
-            .unwrap()
-            .desired_count,
-        2
-    );
+    assert_eq!(desired(&t, &key).await, 2);
     let audit = t.app.store().list_audit(0, 0, None, 100).await.unwrap();
     assert!(
         audit
@@ -385,16 +387,7 @@ async fn scale_asks_first_needs_the_csrf_token_and_is_audited() {
         )
         .await;
     assert_eq!(status, StatusCode::FORBIDDEN);
-    assert_eq!(
-        t.app
-            .store()
-            .get_service(&key)
-            .await
-            .unwrap()
-            .unwrap()
-            .desired_count,
-        2
-    );
+    assert_eq!(desired(&t, &key).await, 2);
     let (status, headers, _) = t
         .post(
             "/ui/services/shop/prod/web/scale",
@@ -404,16 +397,7 @@ async fn scale_asks_first_needs_the_csrf_token_and_is_audited() {
         .await;
     assert_eq!(status, StatusCode::SEE_OTHER);
     assert_eq!(headers[header::LOCATION], "/ui/services/shop/prod/web");
-    assert_eq!(
-        t.app
-            .store()
-            .get_service(&key)
-            .await
-            .unwrap()
-            .unwrap()
-            .desired_count,
-        3
-    );
+    assert_eq!(desired(&t, &key).await, 3);
     let audit = t.app.store().list_audit(0, 0, None, 100).await.unwrap();
     assert!(
         audit.iter().any(|e| e.identity == "ops"
@@ -431,16 +415,7 @@ async fn scale_asks_first_needs_the_csrf_token_and_is_audited() {
         )
         .await;
     assert_eq!(status, StatusCode::CONFLICT, "{page}");
-    assert_eq!(
-        t.app
-            .store()
-            .get_service(&key)
-            .await
-            .unwrap()
-            .unwrap()
-            .desired_count,
-        3
-    );
+    assert_eq!(desired(&t, &key).await, 3);
 }
 
 #[tokio::test]

@@ -493,6 +493,22 @@ fn the_console_shows_services_deployments_and_their_timeline_and_acts_with_confi
     assert!(b.no_dialog());
 }
 
+/// A runtime and an HTTP client that does not follow redirects (the console's answers are
+/// checked as they are).
+fn http_client() -> (tokio::runtime::Runtime, reqwest::Client) {
+    // reqwest's TLS needs a provider even for plain HTTP; the binary installs ring's too.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    (rt, http)
+}
+
 /// Logs in to the console over plain HTTP: the session cookie (`name=value`).
 async fn http_login(http: &reqwest::Client, base: &str, token: &str) -> String {
     let cookie_of = |r: &reqwest::Response, name: &str| {
@@ -564,16 +580,7 @@ fn a_live_stream_dropped_during_a_deploy_misses_no_event_after_it_reconnects() {
         .map(|e| e["id"].as_i64().unwrap())
         .collect();
     let newest_before = before.iter().copied().max().unwrap();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    // reqwest's TLS needs a provider even for plain HTTP; the binary installs ring's too.
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let http = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
+    let (rt, http) = http_client();
     let url = format!("{}/ui/live?service={app}/default/web", s.url);
     let (first_ids, mut deploy) = rt.block_on(async {
         let cookie = http_login(&http, &s.url, &s.token).await;
@@ -719,15 +726,7 @@ fn forged_posts_change_nothing_on_a_real_server() {
         .as_str()
         .unwrap()
         .to_owned();
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let http = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let (rt, http) = http_client();
     let scale = format!("{}/ui/services/{app}/default/web/scale", s.url);
     let statuses = rt.block_on(async {
         let csrf_of = |page: &str| {
@@ -823,15 +822,7 @@ fn the_registry_pages_show_images_and_the_services_that_run_them() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     s.manifest(&web_manifest(&app, &image, 1, ""));
     s.cli(&["deploy"]).ok();
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let http = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let (rt, http) = http_client();
     let (list, repo) = rt.block_on(async {
         let cookie = http_login(&http, &s.url, &s.token).await;
         let get = |path: String| {
