@@ -358,3 +358,56 @@ pub(crate) async fn posted(
     }
     Ok((v, f))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sessions_end_when_idle_or_old_and_the_oldest_goes_first_when_full() {
+        let idle = Sessions::new(SessionLimits {
+            idle: Duration::ZERO,
+            ..SessionLimits::default()
+        });
+        let id = idle.open("hash".into());
+        assert_eq!(idle.touch(&id), None, "idle for longer than zero");
+        assert!(idle.is_empty(), "and forgotten");
+
+        let old = Sessions::new(SessionLimits {
+            absolute: Duration::ZERO,
+            ..SessionLimits::default()
+        });
+        let id = old.open("hash".into());
+        assert_eq!(old.touch(&id), None, "older than zero");
+
+        let full = Sessions::new(SessionLimits {
+            max: 2,
+            ..SessionLimits::default()
+        });
+        let first = full.open("a".into());
+        let second = full.open("b".into());
+        let third = full.open("c".into());
+        assert_eq!(full.len(), 2);
+        assert_eq!(full.touch(&first), None, "the oldest made room");
+        assert_eq!(full.touch(&second).map(|(h, _)| h), Some("b".to_owned()));
+        let (hash, csrf) = full.touch(&third).unwrap();
+        assert_eq!(hash, "c");
+        assert_eq!(csrf.len(), 64, "32 random bytes");
+        assert_ne!(csrf, third, "the CSRF token is not the session id");
+        full.close(&third);
+        assert_eq!(full.touch(&third), None);
+    }
+
+    #[test]
+    fn cookies_are_read_from_every_cookie_header() {
+        let mut h = HeaderMap::new();
+        h.append(
+            header::COOKIE,
+            HeaderValue::from_static("a=1; slipway_session=abc"),
+        );
+        h.append(header::COOKIE, HeaderValue::from_static("b=2"));
+        assert_eq!(cookie(&h, COOKIE), Some("abc"));
+        assert_eq!(cookie(&h, "b"), Some("2"));
+        assert_eq!(cookie(&h, "slipway"), None);
+    }
+}
