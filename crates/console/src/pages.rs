@@ -18,7 +18,7 @@ use crate::session::{Viewer, require};
 pub(crate) const CSRF_REFUSED: &str = "This form did not come from your console session (its CSRF token is missing or wrong): reload the page and try again.";
 
 /// Services on one overview page.
-pub(crate) const PAGE_SIZE: usize = 100;
+pub(crate) const PAGE_SIZE: usize = 200;
 
 /// The frame of every page.
 pub(crate) fn layout(title: &str, viewer: Option<&Viewer>, body: Markup) -> Markup {

@@ -506,33 +506,30 @@ const PAGE: usize = crate::pages::PAGE_SIZE;
 async fn two_hundred_services_render_from_the_stores_views_within_the_size_budget() {
     let f = crate::fixture::build(200).await;
     let cookie = crate::fixture::login(&f).await;
-    let mut total = 0;
-    for page in [1, 2] {
-        let req = Request::get(format!("/ui/?page={page}"))
-            .header(header::COOKIE, &cookie)
-            .body(Body::empty())
-            .unwrap();
-        let started = std::time::Instant::now();
-        let resp = f.router.clone().oneshot(req).await.unwrap();
-        assert_eq!(resp.status(), StatusCode::OK);
-        let body = axum::body::to_bytes(resp.into_body(), 16 << 20)
-            .await
-            .unwrap();
-        let page_text = String::from_utf8_lossy(&body);
-        // Measured for the log; the time budget is bench/console.sh's to judge.
-        eprintln!(
-            "overview page {page} of 200 services x 5 tasks: {:.2} ms, {} bytes",
-            started.elapsed().as_secs_f64() * 1000.0,
-            body.len()
-        );
-        assert_eq!(page_text.matches("data-service=").count(), 100);
-        assert!(page_text.contains(&format!("Page {page} of 2")));
-        assert!(body.len() <= 150 * 1024, "{} bytes", body.len());
-        total += page_text
-            .matches("<td class=\"num healthy\">5</td>")
-            .count();
-    }
-    assert_eq!(total, 200, "every service shows its 5 healthy tasks");
+    let req = Request::get("/ui/")
+        .header(header::COOKIE, &cookie)
+        .body(Body::empty())
+        .unwrap();
+    let started = std::time::Instant::now();
+    let resp = f.router.clone().oneshot(req).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let body = axum::body::to_bytes(resp.into_body(), 16 << 20)
+        .await
+        .unwrap();
+    let page = String::from_utf8_lossy(&body);
+    // Measured for the log; the time budget is bench/console.sh's to judge.
+    eprintln!(
+        "overview of 200 services x 5 tasks: {:.2} ms, {} bytes",
+        started.elapsed().as_secs_f64() * 1000.0,
+        body.len()
+    );
+    assert_eq!(page.matches("data-service=").count(), 200, "one page");
+    assert!(body.len() <= 150 * 1024, "{} bytes", body.len());
+    assert_eq!(
+        page.matches("<td class=\"num healthy\">5</td>").count(),
+        200,
+        "every service shows its 5 healthy tasks"
+    );
 }
 
 /// Reads a live stream until `until` holds for the text so far (or panics after 10 s).
