@@ -35,6 +35,7 @@ pub mod pace;
 pub mod proxy;
 pub mod table;
 pub mod tls;
+pub(crate) mod trace;
 pub mod upstream;
 pub mod versions;
 
