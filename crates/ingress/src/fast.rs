@@ -774,7 +774,11 @@ mod tests {
         let p = h.traceparent.expect("parsed");
         assert_eq!(p.trace_id.to_hex(), "4bf92f3577b34da6a3ce929d0e0e4736");
         assert!(p.sampled);
-        assert!(!fwd(&h).to_ascii_lowercase().contains("traceparent"), "{}", fwd(&h));
+        assert!(
+            !fwd(&h).to_ascii_lowercase().contains("traceparent"),
+            "{}",
+            fwd(&h)
+        );
         // Invalid, or two of them: a new trace.
         let (h, _) = done("GET / HTTP/1.1\r\nHost: a\r\ntraceparent: 00-xyz\r\n\r\n");
         assert_eq!(h.traceparent, None);

@@ -93,7 +93,10 @@ impl RequestSpan {
             exporter,
         } = *self;
         let mut attributes = vec![
-            ("http.request.method", Value::Str(method.as_str().to_owned())),
+            (
+                "http.request.method",
+                Value::Str(method.as_str().to_owned()),
+            ),
             ("url.path", Value::Str(path)),
             ("server.address", Value::Str(host)),
             ("http.response.status_code", Value::Int(i64::from(status))),

@@ -21,3 +21,13 @@ pub use config::{Config, ConfigError, DEFAULT_SAMPLE_RATIO};
 pub use context::{Sampler, SpanId, TraceId, TraceParent};
 pub use export::Exporter;
 pub use span::{Kind, Span, Value, now_unix_nanos};
+
+/// The trace of a Slipway deployment and its root span's id, derived from the deployment
+/// id: the controller's and the application layer's spans of one deployment, emitted in
+/// different passes or by different servers, meet in one trace.
+pub fn deployment_trace(deployment_id: &str) -> (TraceId, SpanId) {
+    (
+        TraceId::from_name(deployment_id),
+        SpanId::from_name(&format!("{deployment_id}/deployment")),
+    )
+}
