@@ -465,7 +465,8 @@ impl Controller {
         let hosts = &self.inner.hosts;
         let id = task.id.clone();
         let digest = container.image_digest.clone();
-        let result: Result<(), String> = async {
+        // Ok: when the container started.
+        let result: Result<i64, String> = async {
             let network = {
                 let _guard = self.inner.network_lock.lock().await;
                 hosts
@@ -544,14 +545,14 @@ impl Controller {
             })
             .await
             .map_err(|e| e.to_string())?;
-            Ok(())
+            Ok(started_at)
         }
         .await;
         self.trace_task_start(
             &task,
             host,
             digest.as_deref(),
-            result.as_ref().map(|_| ()).map_err(String::as_str),
+            result.as_ref().copied().map_err(String::as_str),
         );
         if let Err(e) = result {
             tracing::warn!(service = %key, task = %id, %host, error = %e, "task failed to start");

@@ -106,13 +106,13 @@ impl Controller {
         self.traces().export(span);
     }
 
-    /// The task start span: recorded → running (or failed to start).
+    /// The task start span: recorded → running (`Ok(started_at)`), or failed to start.
     pub(crate) fn trace_task_start(
         &self,
         task: &Task,
         host: &str,
         digest: Option<&str>,
-        result: Result<(), &str>,
+        result: Result<i64, &str>,
     ) {
         if !self.traces().enabled() {
             return;
@@ -125,7 +125,7 @@ impl Controller {
                 Some(root),
                 "task start",
                 task.created_at,
-                now_ms(),
+                *result.as_ref().unwrap_or(&now_ms()),
             ),
             &task.service,
             &task.deployment_id,
