@@ -75,13 +75,7 @@ pub(crate) struct RequestSpan {
 impl RequestSpan {
     /// Ends the span: `target` is the task that answered (none for an answer of the
     /// ingress' own, such as a 503).
-    pub(crate) fn finish(
-        self: Box<Self>,
-        start: Instant,
-        status: u16,
-        service: &str,
-        target: Option<&str>,
-    ) {
+    pub(crate) fn finish(self, start: Instant, status: u16, service: &str, target: Option<&str>) {
         let end = slipway_otel::now_unix_nanos();
         let took = start.elapsed().as_nanos() as u64;
         let RequestSpan {
@@ -91,7 +85,7 @@ impl RequestSpan {
             host,
             path,
             exporter,
-        } = *self;
+        } = self;
         let mut attributes = vec![
             (
                 "http.request.method",

@@ -15,10 +15,13 @@ use prost::Message;
 
 use crate::support::*;
 
+/// Spans received, with their resource's `service.name`.
+type Received = Arc<Mutex<Vec<(String, Span)>>>;
+
 /// An OTLP/HTTP receiver on an ephemeral loopback port.
 struct Receiver {
     url: String,
-    spans: Arc<Mutex<Vec<(String, Span)>>>,
+    spans: Received,
     _rt: tokio::runtime::Runtime,
 }
 
@@ -30,13 +33,13 @@ impl Receiver {
             .enable_all()
             .build()
             .unwrap();
-        let spans: Arc<Mutex<Vec<(String, Span)>>> = Arc::default();
+        let spans: Received = Arc::default();
         let listener = rt
             .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
             .unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         async fn export(
-            State(spans): State<Arc<Mutex<Vec<(String, Span)>>>>,
+            State(spans): State<Received>,
             headers: axum::http::HeaderMap,
             body: axum::body::Bytes,
         ) -> (
