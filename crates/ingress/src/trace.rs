@@ -112,3 +112,49 @@ impl RequestSpan {
         });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SAMPLED: &[u8] = b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
+    #[test]
+    fn without_export_nothing_new_is_sampled_and_no_span_is_kept() {
+        let t = Traces::new(&slipway_otel::Config {
+            sample_ratio: 1.0,
+            ..slipway_otel::Config::off()
+        });
+        let (ctx, span) = t.begin(None, &Method::GET, "h", "/");
+        assert!(
+            !ctx.sampled,
+            "a new trace is not marked sampled when nothing records it"
+        );
+        assert!(span.is_none());
+        // A client's decision still travels on.
+        let incoming = TraceParent::parse(SAMPLED);
+        let (ctx, span) = t.begin(incoming, &Method::GET, "h", "/");
+        assert!(ctx.sampled);
+        assert_eq!(Some(ctx.trace_id), incoming.map(|p| p.trace_id));
+        assert!(span.is_none());
+    }
+
+    #[tokio::test]
+    async fn with_export_the_sampled_requests_keep_a_span() {
+        let t = Traces::new(&slipway_otel::Config {
+            endpoint: Some("http://127.0.0.1:9/v1/traces".into()),
+            sample_ratio: 0.0,
+            ..slipway_otel::Config::off()
+        });
+        let (ctx, span) = t.begin(None, &Method::GET, "h", "/");
+        assert!(!ctx.sampled && span.is_none(), "ratio 0");
+        let (ctx, span) = t.begin(TraceParent::parse(SAMPLED), &Method::GET, "h", "/a");
+        assert!(ctx.sampled);
+        let span = span.expect("a sampled request has a span");
+        assert_eq!(span.ctx, ctx);
+        assert_eq!(
+            span.parent.map(|p| p.to_hex()).as_deref(),
+            Some("00f067aa0ba902b7")
+        );
+    }
+}

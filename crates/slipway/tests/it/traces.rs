@@ -3,7 +3,8 @@
 //! types (`opentelemetry-proto`). A deployment is one trace with its spans under the root in
 //! causal order; a rolled-back deployment's trace has an ERROR rollback span; requests
 //! through the ingress (both of its paths) export spans whose trace ids the task saw in its
-//! `traceparent`, and a client's sampled `traceparent` keeps its trace.
+//! `traceparent`, and a client's sampled `traceparent` keeps its trace. One server is set up
+//! with the flags, the other with the `OTEL_*` variables.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -377,7 +378,17 @@ fn a_rolled_back_deploy_has_an_error_rollback_span() {
         return;
     }
     let rx = Receiver::start();
-    let s = Server::start_with(&["--otlp-endpoint", &rx.url]);
+    // The standard variables this time (the signal's own endpoint is used as it is).
+    let s = Server::start_with_env(
+        &[],
+        &[
+            (
+                "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+                &format!("{}/v1/traces", rx.url),
+            ),
+            ("OTEL_SERVICE_NAME", "platform"),
+        ],
+    );
     s.manifest(&web_manifest(
         &app_name("otelrb"),
         "slipway-hello:v1",
@@ -395,6 +406,12 @@ fn a_rolled_back_deploy_has_an_error_rollback_span() {
     assert_eq!(
         attr(root, "slipway.outcome").as_deref(),
         Some("ROLLED_BACK")
+    );
+    assert!(
+        rx.spans()
+            .iter()
+            .any(|(svc, s)| s.span_id == root.span_id && svc == "platform"),
+        "OTEL_SERVICE_NAME names the resource"
     );
     assert_eq!(root.status.as_ref().map(|s| s.code), Some(2), "{root:?}");
     let rollback = spans.iter().find(|s| s.name == "rollback").unwrap();
