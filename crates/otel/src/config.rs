@@ -65,23 +65,18 @@ impl Config {
                 .filter(|v| !v.is_empty())
         };
         let base = |s: &str| format!("{}/v1/traces", s.trim_end_matches('/'));
-        let (name, endpoint) = match (
+        let (name, raw, endpoint) = match (
             flag_endpoint,
             get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"),
             get("OTEL_EXPORTER_OTLP_ENDPOINT"),
         ) {
-            (Some(f), _, _) => ("--otlp-endpoint", Some(base(f))),
-            (None, Some(t), _) => ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", Some(t)),
-            (None, None, Some(b)) => ("OTEL_EXPORTER_OTLP_ENDPOINT", Some(base(&b))),
-            (None, None, None) => ("", None),
+            (Some(f), _, _) => ("--otlp-endpoint", f.to_owned(), Some(base(f))),
+            (None, Some(t), _) => ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", t.clone(), Some(t)),
+            (None, None, Some(b)) => ("OTEL_EXPORTER_OTLP_ENDPOINT", b.clone(), Some(base(&b))),
+            (None, None, None) => ("", String::new(), None),
         };
-        if let Some(e) = &endpoint
-            && !(e.starts_with("http://") || e.starts_with("https://"))
-        {
-            return Err(ConfigError::Endpoint {
-                name,
-                value: e.clone(),
-            });
+        if endpoint.is_some() && !(raw.starts_with("http://") || raw.starts_with("https://")) {
+            return Err(ConfigError::Endpoint { name, value: raw });
         }
         let disabled = get("OTEL_SDK_DISABLED").is_some_and(|v| v.eq_ignore_ascii_case("true"));
         let sample_ratio = match flag_ratio {
@@ -282,9 +277,12 @@ mod tests {
             })
         ));
         assert!(Config::resolve(None, Some(-0.1), "s", env(&[])).is_err());
-        assert!(matches!(
+        assert_eq!(
             Config::resolve(Some("collector:4318"), None, "s", env(&[])),
-            Err(ConfigError::Endpoint { .. })
-        ));
+            Err(ConfigError::Endpoint {
+                name: "--otlp-endpoint",
+                value: "collector:4318".into()
+            })
+        );
     }
 }
