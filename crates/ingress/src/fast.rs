@@ -227,9 +227,10 @@ async fn forward(
         .await;
     };
     let mut service = Arc::clone(m.service);
-    let (ctx, mut span) = shared
-        .traces
-        .begin(head.traceparent, &head.method, &head.host, path);
+    let (ctx, mut span) =
+        shared
+            .traces
+            .begin(head.traceparent, &head.method, &head.host, path, m.route);
     s.out.clear();
     s.out.extend_from_slice(head.method.as_str().as_bytes());
     s.out.push(b' ');

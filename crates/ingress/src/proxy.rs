@@ -765,7 +765,9 @@ async fn handle(
             _ => None,
         }
     };
-    let (trace_ctx, mut span) = shared.traces.begin(incoming, &method, &host, &path);
+    let (trace_ctx, mut span) = shared
+        .traces
+        .begin(incoming, &method, &host, &path, m.route);
     if let Ok(v) = HeaderValue::from_bytes(&trace_ctx.format()) {
         parts.headers.insert("traceparent", v);
     }

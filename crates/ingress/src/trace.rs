@@ -1,6 +1,6 @@
 //! Request traces: each request continues the client's W3C `traceparent` (or starts a new
 //! trace), goes to its target with a `traceparent` naming the ingress' span as the parent,
-//! and, when sampled, ends as one span (method, path, host, status, service, target,
+//! and, when sampled, ends as one span (method, path, route, host, status, service, target,
 //! duration) handed to the OTLP exporter.
 //!
 //! Sampling is parent-based: a valid incoming header's sampled flag is kept; a new trace is
@@ -45,6 +45,7 @@ impl Traces {
         method: &Method,
         host: &str,
         path: &str,
+        route: &str,
     ) -> (TraceParent, Option<Box<RequestSpan>>) {
         let sampler = self.sampler.unwrap_or(Sampler::ratio(0.0));
         let (ctx, parent) = sampler.decide(incoming);
@@ -55,6 +56,7 @@ impl Traces {
                 method: method.clone(),
                 host: host.to_owned(),
                 path: path.to_owned(),
+                route: route.to_owned(),
                 exporter: self.exporter.clone(),
             })
         });
@@ -69,6 +71,7 @@ pub(crate) struct RequestSpan {
     method: Method,
     host: String,
     path: String,
+    route: String,
     exporter: Exporter,
 }
 
@@ -84,6 +87,7 @@ impl RequestSpan {
             method,
             host,
             path,
+            route,
             exporter,
         } = self;
         let mut attributes = vec![
@@ -92,6 +96,7 @@ impl RequestSpan {
                 Value::Str(method.as_str().to_owned()),
             ),
             ("url.path", Value::Str(path)),
+            ("http.route", Value::Str(route)),
             ("server.address", Value::Str(host)),
             ("http.response.status_code", Value::Int(i64::from(status))),
             ("slipway.service", Value::Str(service.to_owned())),
@@ -125,7 +130,7 @@ mod tests {
             sample_ratio: 1.0,
             ..slipway_otel::Config::off()
         });
-        let (ctx, span) = t.begin(None, &Method::GET, "h", "/");
+        let (ctx, span) = t.begin(None, &Method::GET, "h", "/", "/");
         assert!(
             !ctx.sampled,
             "a new trace is not marked sampled when nothing records it"
@@ -133,7 +138,7 @@ mod tests {
         assert!(span.is_none());
         // A client's decision still travels on.
         let incoming = TraceParent::parse(SAMPLED);
-        let (ctx, span) = t.begin(incoming, &Method::GET, "h", "/");
+        let (ctx, span) = t.begin(incoming, &Method::GET, "h", "/", "/");
         assert!(ctx.sampled);
         assert_eq!(Some(ctx.trace_id), incoming.map(|p| p.trace_id));
         assert!(span.is_none());
@@ -146,9 +151,9 @@ mod tests {
             sample_ratio: 0.0,
             ..slipway_otel::Config::off()
         });
-        let (ctx, span) = t.begin(None, &Method::GET, "h", "/");
+        let (ctx, span) = t.begin(None, &Method::GET, "h", "/", "/");
         assert!(!ctx.sampled && span.is_none(), "ratio 0");
-        let (ctx, span) = t.begin(TraceParent::parse(SAMPLED), &Method::GET, "h", "/a");
+        let (ctx, span) = t.begin(TraceParent::parse(SAMPLED), &Method::GET, "h", "/a", "/");
         assert!(ctx.sampled);
         let span = span.expect("a sampled request has a span");
         assert_eq!(span.ctx, ctx);

@@ -359,6 +359,7 @@ fn a_deployment_is_one_trace_and_requests_carry_their_trace_to_the_task() {
             attr(&sp, "url.path").as_deref(),
             Some("/headers/traceparent")
         );
+        assert_eq!(attr(&sp, "http.route").as_deref(), Some("/"));
         assert_eq!(
             attr(&sp, "http.response.status_code").as_deref(),
             Some("200")
