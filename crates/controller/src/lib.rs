@@ -14,7 +14,8 @@
 //!
 //! On a cluster of several hosts it also places tasks (`schedule`), watches the hosts'
 //! liveness (`hosts`), and keeps every host's service discovery in step (`discovery`).
-//! It runs the Scheduled Jobs (`jobs`) and orders first deploys (`depends`).
+//! It runs the Scheduled Jobs (`jobs`) and orders first deploys (`depends`), and traces
+//! each deployment over OTLP when an exporter is given ([`traces`]).
 //!
 //! It may call the store, the runtime and the hosts (`slipway_agent::Hosts`); it serves
 //! nothing (the API crate does).

@@ -20,7 +20,7 @@
 //! before answering goes to another target within the retry budget.
 //!
 //! May call: [`crate::proxy`] (routing, picking, accounting), [`crate::upstream`]
-//! (connecting), tokio, httparse.
+//! (connecting), `crate::trace` (the request's `traceparent` and span), tokio, httparse.
 
 use std::net::SocketAddr;
 use std::pin::Pin;
