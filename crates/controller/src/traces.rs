@@ -5,7 +5,7 @@
 //! the trace id is derived from the deployment id, the root span's id from it too, and each
 //! span is emitted once its end is known, by whoever sees that end:
 //! - `pull` (image pull and container create on the host) and `task start` (task recorded →
-//!   container running): when the starter finishes ([`Controller::start_task`]);
+//!   container running): when the starter finishes (`Controller::start_task`);
 //! - `health wait` (running → healthy): when the task turns healthy; a task that never did
 //!   gets an ERROR one when its deployment ends;
 //! - `register` (the routing push that first routes a task): after that push;

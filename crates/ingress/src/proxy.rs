@@ -95,7 +95,7 @@ pub struct ProxyOptions {
     /// Client connections open at once from one client address, likewise.
     pub max_connections_per_ip: u32,
     /// Where request spans go and the share of new traces sampled (export off: requests
-    /// still get and forward a `traceparent`, see [`crate::trace`]).
+    /// still get and forward a `traceparent`, see `crate::trace`).
     pub traces: slipway_otel::Config,
 }
 
