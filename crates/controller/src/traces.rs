@@ -19,6 +19,8 @@
 //! seen after each reconcile pass from the store; a server traces the outcomes it sees
 //! after it started leading (a deployment finished under another leader was that one's).
 //!
+//! Standalone tasks (RunTask, job runs) belong to no deployment and are not traced.
+//!
 //! May call: the store (reads), slipway-otel.
 
 use slipway_core::model::{Deployment, RolloutState, ServiceKey, Task};
@@ -82,7 +84,7 @@ impl Controller {
         start_ms: i64,
         result: Result<(), &str>,
     ) {
-        if !self.traces().enabled() {
+        if !self.traces().enabled() || task.standalone.is_some() {
             return;
         }
         let (trace, _) = deployment_trace(&task.deployment_id);
@@ -114,7 +116,7 @@ impl Controller {
         digest: Option<&str>,
         result: Result<i64, &str>,
     ) {
-        if !self.traces().enabled() {
+        if !self.traces().enabled() || task.standalone.is_some() {
             return;
         }
         let (trace, root) = deployment_trace(&task.deployment_id);
@@ -144,7 +146,7 @@ impl Controller {
 
     /// The health wait span of a task that turned healthy.
     pub(crate) fn trace_healthy(&self, task: &Task, healthy_at: i64) {
-        if !self.traces().enabled() {
+        if !self.traces().enabled() || task.standalone.is_some() {
             return;
         }
         let start = task.started_at.unwrap_or(task.created_at);
