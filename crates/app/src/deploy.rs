@@ -88,10 +88,45 @@ impl App {
         force: bool,
         expect: &BTreeMap<String, u64>,
     ) -> Result<Vec<DeployResult>> {
+        let resolve_from = now_ms();
         let specs = self.checked_specs(services).await?;
+        let resolved_at = now_ms();
         let keys: Vec<ServiceKey> = specs.iter().map(|s| s.key.clone()).collect();
         let _turn = self.queue(&keys).await;
-        retry(|| self.deploy_once(&specs, force, expect)).await
+        let results = retry(|| self.deploy_once(&specs, force, expect)).await?;
+        self.trace_resolve(&specs, &results, resolve_from, resolved_at);
+        Ok(results)
+    }
+
+    /// The `resolve` span (checks, image pinned to a digest, secrets to versions) of each
+    /// deployment started, in the deployment's trace (see `slipway_otel::deployment_trace`).
+    /// It ends before the deployment record is written, so it starts before its root.
+    fn trace_resolve(&self, specs: &[ServiceSpec], results: &[DeployResult], from: i64, to: i64) {
+        let Some(traces) = self.inner.traces.get().filter(|t| t.enabled()) else {
+            return;
+        };
+        for (spec, r) in specs.iter().zip(results) {
+            let (DeployOutcome::Deploying, Some(id)) = (&r.outcome, &r.deployment_id) else {
+                continue;
+            };
+            let (trace, root) = slipway_otel::deployment_trace(id);
+            let mut span = slipway_otel::Span::between_ms(
+                trace,
+                slipway_otel::SpanId::from_name(&format!("{id}/resolve")),
+                Some(root),
+                "resolve",
+                from,
+                to,
+            )
+            .attr("slipway.service", spec.key.to_string())
+            .attr("slipway.deployment", id.as_str())
+            .attr("slipway.revision", r.revision)
+            .attr("container.image.name", spec.container.image.as_str());
+            if let Some(d) = &spec.container.image_digest {
+                span = span.attr("container.image.digest", d.as_str());
+            }
+            traces.export(span);
+        }
     }
 
     async fn deploy_once(

@@ -79,6 +79,8 @@ struct Inner {
             std::sync::Weak<tokio::sync::Mutex<()>>,
         >,
     >,
+    /// Where the `resolve` spans of deployments go (see [`App::trace_to`]).
+    traces: std::sync::OnceLock<slipway_otel::Exporter>,
 }
 
 impl App {
@@ -96,8 +98,15 @@ impl App {
                 cluster: cluster.into(),
                 identities: Default::default(),
                 queues: Default::default(),
+                traces: Default::default(),
             }),
         }
+    }
+
+    /// Sends the `resolve` span of each deployment this layer starts to `exporter` (the
+    /// rest of a deployment's trace is the controller's).
+    pub fn trace_to(&self, exporter: slipway_otel::Exporter) {
+        let _ = self.inner.traces.set(exporter);
     }
 
     /// The store, for queries (reads are not use cases; writes go through this layer).

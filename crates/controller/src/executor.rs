@@ -260,6 +260,7 @@ impl Controller {
                     let healthy_at = *t.healthy_at.get_or_insert(now);
                     t.health = TaskHealth::Healthy;
                     self.save_task(&mut t).await?;
+                    self.trace_healthy(&t, healthy_at);
                     self.local().backoff.remove(key);
                     if let Some(d) = deps
                         .get_mut(&t.deployment_id)
@@ -463,7 +464,9 @@ impl Controller {
     ) {
         let hosts = &self.inner.hosts;
         let id = task.id.clone();
-        let result: Result<(), String> = async {
+        let digest = container.image_digest.clone();
+        // Ok: when the container started.
+        let result: Result<i64, String> = async {
             let network = {
                 let _guard = self.inner.network_lock.lock().await;
                 hosts
@@ -482,6 +485,7 @@ impl Controller {
                     format!("{}.{}.internal", key.env, key.app),
                 ),
             ]);
+            let image = container.image.clone();
             let launch = Launch {
                 cluster: self.inner.cluster.clone(),
                 service: key.clone(),
@@ -497,10 +501,15 @@ impl Controller {
                 publish: true,
                 auth: Vec::new(),
             };
-            let cid = hosts
-                .create(host, launch)
-                .await
-                .map_err(|e| e.to_string())?;
+            let pull_from = now_ms();
+            let created = hosts.create(host, launch).await.map_err(|e| e.to_string());
+            self.trace_pull(
+                &task,
+                &image,
+                pull_from,
+                created.as_ref().map(|_| ()).map_err(String::as_str),
+            );
+            let cid = created?;
             self.update_task(&id, |t| {
                 t.container_id = Some(cid.clone());
                 t.host = Some(host.to_owned());
@@ -536,9 +545,15 @@ impl Controller {
             })
             .await
             .map_err(|e| e.to_string())?;
-            Ok(())
+            Ok(started_at)
         }
         .await;
+        self.trace_task_start(
+            &task,
+            host,
+            digest.as_deref(),
+            result.as_ref().copied().map_err(String::as_str),
+        );
         if let Err(e) = result {
             tracing::warn!(service = %key, task = %id, %host, error = %e, "task failed to start");
             let reason = format!("CannotStartContainerError: {e}");
@@ -611,16 +626,40 @@ impl Controller {
             });
             // Deregister from the ingress and let in-flight requests finish before SIGTERM.
             let route = spec.as_ref().and_then(|s| s.http_route.clone());
+            let owner = match &task {
+                Some(t) if c.traces().enabled() && t.standalone.is_none() => {
+                    Some((c.stop_trace_owner(&key, t).await, t.id.clone()))
+                }
+                _ => None,
+            };
+            let drain_from = now_ms();
             if let (Some(route), Some(t)) = (route, task)
                 && t.last_status == TaskStatus::Deactivating
             {
-                if let Some(waited) = c
+                let waited = c
                     .drain(
                         &task_id,
                         Duration::from_millis(route.deregistration_delay_ms),
                     )
-                    .await
-                {
+                    .await;
+                if let Some((dep, tid)) = &owner {
+                    c.traces().export(
+                        crate::traces::child(
+                            dep,
+                            &key,
+                            "drain",
+                            &format!("{tid}/drain"),
+                            drain_from,
+                            now_ms(),
+                        )
+                        .attr("slipway.task", tid.as_str())
+                        .attr(
+                            "slipway.deregistration_delay_ms",
+                            route.deregistration_delay_ms as i64,
+                        ),
+                    );
+                }
+                if let Some(waited) = waited {
                     tracing::debug!(task = %task_id, waited_ms = waited.as_millis() as u64, "drained");
                 }
                 if let Err(e) = c
@@ -636,7 +675,25 @@ impl Controller {
                     tracing::warn!(error = %e, "cannot record task state");
                 }
             }
-            if let Err(e) = c.inner.hosts.stop(&host, &container_id, timeout).await {
+            let stop_from = now_ms();
+            let stopped = c.inner.hosts.stop(&host, &container_id, timeout).await;
+            if let Some((dep, tid)) = &owner {
+                let mut span = crate::traces::child(
+                    dep,
+                    &key,
+                    "stop",
+                    &format!("{tid}/stop"),
+                    stop_from,
+                    now_ms(),
+                )
+                .attr("slipway.task", tid.as_str())
+                .attr("slipway.host", host.as_str());
+                if let Err(e) = &stopped {
+                    span = span.error(e.to_string());
+                }
+                c.traces().export(span);
+            }
+            if let Err(e) = stopped {
                 tracing::warn!(task = %task_id, error = %e, "stopping task failed; will retry");
             }
             c.local().stopping.remove(&task_id);

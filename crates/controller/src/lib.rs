@@ -14,7 +14,8 @@
 //!
 //! On a cluster of several hosts it also places tasks (`schedule`), watches the hosts'
 //! liveness (`hosts`), and keeps every host's service discovery in step (`discovery`).
-//! It runs the Scheduled Jobs (`jobs`) and orders first deploys (`depends`).
+//! It runs the Scheduled Jobs (`jobs`) and orders first deploys (`depends`), and traces
+//! each deployment over OTLP when an exporter is given ([`traces`]).
 //!
 //! It may call the store, the runtime and the hosts (`slipway_agent::Hosts`); it serves
 //! nothing (the API crate does).
@@ -36,6 +37,7 @@ mod rollout;
 mod routing;
 mod schedule;
 mod standalone;
+pub mod traces;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -132,6 +134,8 @@ struct Local {
     /// Version counters at the start of each rollout's current analysis interval, by
     /// deployment (lost on restart: the next interval starts then).
     snapshots: HashMap<String, rollout::Snapshot>,
+    /// Deployments whose outcome was traced (see [`traces`]).
+    traced: HashSet<String>,
 }
 
 struct Inner {
@@ -149,6 +153,8 @@ struct Inner {
     secrets: SecretBox,
     /// When this controller started (hosts unheard since are judged from then).
     started_at: i64,
+    /// Where deployment traces go (see [`traces`]).
+    traces: std::sync::OnceLock<slipway_otel::Exporter>,
 }
 
 /// The wake receiver, shared by the incarnations of the reconcile loop.
@@ -199,6 +205,7 @@ impl Controller {
             ingress_lock: tokio::sync::Mutex::new(()),
             secrets,
             started_at: now_ms(),
+            traces: std::sync::OnceLock::new(),
         });
         let c = Controller { inner };
         c.supervise(supervisor, Arc::new(tokio::sync::Mutex::new(rx)), shutdown);

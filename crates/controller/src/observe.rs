@@ -584,6 +584,9 @@ impl Controller {
         }
         self.execute(svc, &deployments, &rows, &by_task, &exits, plan.actions)
             .await?;
+        if let Err(e) = self.trace_outcomes(key).await {
+            tracing::debug!(service = %key, error = %e, "cannot trace deployment outcomes");
+        }
         if let Some(ms) = plan.requeue_after_ms {
             self.local()
                 .requeue

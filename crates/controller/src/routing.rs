@@ -143,8 +143,13 @@ impl Controller {
         if !force && self.local().pushed.as_ref() == Some(&cfg) {
             return;
         }
+        let pushed_from = crate::now_ms();
         match ingress.push(&cfg).await {
-            Ok(()) => self.local().pushed = Some(cfg),
+            Ok(()) => {
+                let before = self.local().pushed.replace(cfg.clone());
+                self.trace_registered(before.as_ref(), &cfg, pushed_from)
+                    .await;
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "cannot update the ingress; will retry");
                 self.local().pushed = None;

@@ -20,7 +20,7 @@
 //! before answering goes to another target within the retry budget.
 //!
 //! May call: [`crate::proxy`] (routing, picking, accounting), [`crate::upstream`]
-//! (connecting), tokio, httparse.
+//! (connecting), `crate::trace` (the request's `traceparent` and span), tokio, httparse.
 
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -227,6 +227,10 @@ async fn forward(
         .await;
     };
     let mut service = Arc::clone(m.service);
+    let (ctx, mut span) =
+        shared
+            .traces
+            .begin(head.traceparent, &head.method, &head.host, path, m.route);
     s.out.clear();
     s.out.extend_from_slice(head.method.as_str().as_bytes());
     s.out.push(b' ');
@@ -242,7 +246,9 @@ async fn forward(
     drop(m);
     s.out.extend_from_slice(b" HTTP/1.1\r\n");
     s.out.extend_from_slice(&head.fwd);
-    s.out.extend_from_slice(b"\r\n");
+    s.out.extend_from_slice(b"traceparent: ");
+    s.out.extend_from_slice(&ctx.format());
+    s.out.extend_from_slice(b"\r\n\r\n");
     s.out.extend_from_slice(body);
 
     let idempotent = matches!(
@@ -328,7 +334,8 @@ async fn forward(
                     tls: false,
                     user_agent: head.user_agent.clone().unwrap_or_default(),
                 });
-                let guard = Guard::new(target, Arc::clone(&service), start, resp.status, log);
+                let guard = Guard::new(target, Arc::clone(&service), start, resp.status, log)
+                    .with_span(span.take());
                 return relay(client, conn, resp, head.keep_alive, guard, shared, s).await;
             }
             Err(Failure::Connect(e)) => {
@@ -371,6 +378,9 @@ async fn forward(
                 let micros = start.elapsed().as_micros() as u64;
                 service.stats.observe(status.as_u16(), micros);
                 crate::versions::observe(&target, status.as_u16(), micros);
+                if let Some(sp) = span.take() {
+                    sp.finish(start, status.as_u16(), &service.name, Some(&target.id));
+                }
                 return respond(client, status, text, head.keep_alive, &mut s.wbuf).await;
             }
         }
@@ -379,6 +389,9 @@ async fn forward(
         .stats
         .observe(503, start.elapsed().as_micros() as u64);
     tracing::debug!(service = %service.name, attempts = tried.len(), reason = last_error, "503");
+    if let Some(sp) = span.take() {
+        sp.finish(start, 503, &service.name, None);
+    }
     let text = format!(
         "no healthy target could take the request ({last_error}, {} tried)\n",
         tried.len()
@@ -751,6 +764,30 @@ mod tests {
         let rid = &f[h.rid.clone()];
         assert_eq!(rid.len(), 32, "{f}");
         assert!(rid.bytes().all(|b| b.is_ascii_hexdigit()));
+    }
+
+    #[test]
+    fn a_clients_traceparent_is_read_and_not_forwarded_as_it_is() {
+        let tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let (h, _) = done(&format!(
+            "GET / HTTP/1.1\r\nHost: a\r\nTraceparent: {tp}\r\n\r\n"
+        ));
+        let p = h.traceparent.expect("parsed");
+        assert_eq!(p.trace_id.to_hex(), "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert!(p.sampled);
+        assert!(
+            !fwd(&h).to_ascii_lowercase().contains("traceparent"),
+            "{}",
+            fwd(&h)
+        );
+        // Invalid, or two of them: a new trace.
+        let (h, _) = done("GET / HTTP/1.1\r\nHost: a\r\ntraceparent: 00-xyz\r\n\r\n");
+        assert_eq!(h.traceparent, None);
+        let (h, _) = done(&format!(
+            "GET / HTTP/1.1\r\nHost: a\r\ntraceparent: {tp}\r\ntraceparent: {tp}\r\n\r\n"
+        ));
+        assert_eq!(h.traceparent, None);
+        assert!(!fwd(&h).contains("traceparent"));
     }
 
     #[test]

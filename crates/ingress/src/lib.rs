@@ -23,6 +23,8 @@
 //! - [`linger`]: the lingering close of connections answered before their request's body
 //!   was read (also used by the server's API listeners).
 //! - [`tls`]: TLS listeners' certificates (files, SNI, reload) and ALPN (`h2`, `http/1.1`).
+//! - `trace`: each request's W3C `traceparent` (continued or new, forwarded to the target)
+//!   and, when sampled, its span, exported over OTLP (slipway-otel).
 //!
 //! This crate may use the network and its own files; it knows nothing of containers.
 
@@ -35,6 +37,7 @@ pub mod pace;
 pub mod proxy;
 pub mod table;
 pub mod tls;
+pub(crate) mod trace;
 pub mod upstream;
 pub mod versions;
 

@@ -94,6 +94,9 @@ pub struct ProxyOptions {
     pub max_connections: u32,
     /// Client connections open at once from one client address, likewise.
     pub max_connections_per_ip: u32,
+    /// Where request spans go and the share of new traces sampled (export off: requests
+    /// still get and forward a `traceparent`, see `crate::trace`).
+    pub traces: slipway_otel::Config,
 }
 
 impl ProxyOptions {
@@ -118,6 +121,7 @@ impl Default for ProxyOptions {
             body_min_rate: DEFAULT_BODY_MIN_RATE,
             max_connections: 10_000,
             max_connections_per_ip: 256,
+            traces: slipway_otel::Config::off(),
         }
     }
 }
@@ -132,11 +136,13 @@ pub struct Shared {
     pub(crate) access_log: Option<mpsc::Sender<String>>,
     /// Open client connections by client address (for the per-client cap).
     per_ip: Mutex<HashMap<IpAddr, u32>>,
+    pub(crate) traces: crate::trace::Traces,
 }
 
 impl Shared {
     pub fn new(opts: ProxyOptions, access_log: Option<mpsc::Sender<String>>) -> Self {
         let table = Arc::new(ArcSwap::from_pointee(Table::default()));
+        let traces = crate::trace::Traces::new(&opts.traces);
         let upstreams = Upstreams {
             table: Arc::clone(&table),
             changes: watch::Sender::new(()),
@@ -150,6 +156,7 @@ impl Shared {
             upstreams,
             access_log,
             per_ip: Mutex::new(HashMap::new()),
+            traces,
         }
     }
 
@@ -750,6 +757,20 @@ async fn handle(
         .map(str::to_owned)
         .unwrap_or_else(request_id);
     let method = parts.method.clone();
+    // The trace: the client's (one valid `traceparent`) continued, or a new one.
+    let incoming = {
+        let mut all = parts.headers.get_all("traceparent").iter();
+        match (all.next(), all.next()) {
+            (Some(v), None) => slipway_otel::TraceParent::parse(v.as_bytes()),
+            _ => None,
+        }
+    };
+    let (trace_ctx, mut span) = shared
+        .traces
+        .begin(incoming, &method, &host, &path, m.route);
+    if let Ok(v) = HeaderValue::from_bytes(&trace_ctx.format()) {
+        parts.headers.insert("traceparent", v);
+    }
     strip_hop_by_hop(&mut parts.headers);
     let xff = match parts
         .headers
@@ -901,6 +922,7 @@ async fn handle(
                         status: 101,
                         log: None,
                         conn: None,
+                        span: span.take(),
                     };
                     let drain = target.drain_signal.subscribe();
                     tokio::spawn(async move {
@@ -946,6 +968,7 @@ async fn handle(
                         status,
                         log,
                         conn: Some(conn),
+                        span: span.take(),
                     }),
                 };
                 return Ok(Response::from_parts(
@@ -993,6 +1016,9 @@ async fn handle(
                 let micros = start.elapsed().as_micros() as u64;
                 service.stats.observe(502, micros);
                 crate::versions::observe(&target, 502, micros);
+                if let Some(sp) = span.take() {
+                    sp.finish(start, 502, &service.name, Some(&target.id));
+                }
                 return Ok(full(StatusCode::BAD_GATEWAY, "upstream error\n"));
             }
             Err(Failure::Gone) => {
@@ -1012,6 +1038,9 @@ async fn handle(
                 let micros = start.elapsed().as_micros() as u64;
                 service.stats.observe(502, micros);
                 crate::versions::observe(&target, 502, micros);
+                if let Some(sp) = span.take() {
+                    sp.finish(start, 502, &service.name, Some(&target.id));
+                }
                 return Ok(full(
                     StatusCode::BAD_GATEWAY,
                     "upstream host out of reach
@@ -1023,6 +1052,9 @@ async fn handle(
                 let micros = start.elapsed().as_micros() as u64;
                 service.stats.observe(504, micros);
                 crate::versions::observe(&target, 504, micros);
+                if let Some(sp) = span.take() {
+                    sp.finish(start, 504, &service.name, Some(&target.id));
+                }
                 return Ok(full(
                     StatusCode::GATEWAY_TIMEOUT,
                     "upstream did not answer in time\n",
@@ -1034,6 +1066,9 @@ async fn handle(
         .stats
         .observe(503, start.elapsed().as_micros() as u64);
     tracing::debug!(service = %service.name, attempts = tried.len(), reason = last_error, "503");
+    if let Some(sp) = span.take() {
+        sp.finish(start, 503, &service.name, None);
+    }
     Ok(full(
         StatusCode::SERVICE_UNAVAILABLE,
         format!(

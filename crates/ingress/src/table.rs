@@ -280,6 +280,8 @@ pub struct Match<'a> {
     pub service: &'a Arc<Service>,
     /// The path to forward (prefix removed when the route strips it).
     pub path: std::borrow::Cow<'a, str>,
+    /// The route's path prefix that matched.
+    pub route: &'a str,
 }
 
 fn prefix_matches(prefix: &str, path: &str) -> bool {
@@ -486,7 +488,11 @@ impl Table {
         } else {
             std::borrow::Cow::Borrowed(path)
         };
-        Some(Match { service, path })
+        Some(Match {
+            service,
+            path,
+            route: &found.path,
+        })
     }
 }
 

@@ -54,6 +54,8 @@ pub struct IngressArgs {
     /// Worker threads (default: one per core).
     #[arg(long)]
     workers: Option<usize>,
+    #[command(flatten)]
+    traces: crate::traces::TraceArgs,
 }
 
 /// TLS listeners of the ingress (`slipway ingress --tls-*`).
@@ -134,6 +136,7 @@ pub fn run(a: IngressArgs) -> Result<ExitCode> {
     };
     let rt = rt.enable_all().build()?;
     let tls = a.tls.options()?;
+    let traces = a.traces.config("slipway-ingress")?;
     let access_log = (a.access_log != "off").then(|| {
         let p = PathBuf::from(&a.access_log);
         if p.is_absolute() {
@@ -153,6 +156,7 @@ pub fn run(a: IngressArgs) -> Result<ExitCode> {
             max_connections_per_ip: a.max_connections_per_ip,
             body_timeout: a.body_timeout,
             body_min_rate: a.body_min_rate,
+            traces,
             ..Default::default()
         },
         tls,
@@ -170,20 +174,21 @@ pub fn run(a: IngressArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// The ingress' limits `slipway server` passes to the ingress it starts.
-#[derive(Debug, Clone, Copy)]
+/// The ingress' limits (and trace flags) `slipway server` passes to the ingress it starts.
+#[derive(Debug, Clone)]
 pub struct IngressLimits {
     pub max_body: u64,
     pub max_connections: u32,
     pub max_connections_per_ip: u32,
     pub body_timeout: Duration,
     pub body_min_rate: u32,
+    pub traces: crate::traces::TraceArgs,
 }
 
 impl IngressLimits {
     /// The same limits as `slipway ingress` flags.
-    fn to_args(self) -> Vec<String> {
-        vec![
+    fn to_args(&self) -> Vec<String> {
+        let mut args = vec![
             "--max-body".into(),
             self.max_body.to_string(),
             "--max-connections".into(),
@@ -194,7 +199,9 @@ impl IngressLimits {
             format!("{}ms", self.body_timeout.as_millis()),
             "--body-min-rate".into(),
             self.body_min_rate.to_string(),
-        ]
+        ];
+        args.extend(self.traces.to_args());
+        args
     }
 }
 
@@ -228,7 +235,7 @@ pub enum Checked {
 fn spawn(
     dir: &Path,
     addr: SocketAddr,
-    limits: IngressLimits,
+    limits: &IngressLimits,
     tls: &IngressTlsArgs,
 ) -> Result<Child> {
     std::fs::create_dir_all(dir)?;
@@ -298,7 +305,7 @@ impl Supervised {
 
     async fn respawn(&mut self) -> Result<()> {
         let _ = std::fs::remove_file(slipway_ingress::addr_path(&self.dir));
-        let mut child = spawn(&self.dir, self.addr, self.limits, &self.tls)?;
+        let mut child = spawn(&self.dir, self.addr, &self.limits, &self.tls)?;
         for _ in 0..200 {
             if self.client.ping().await {
                 tracing::info!(pid = child.id(), listen = %self.listen().unwrap_or_default(), "ingress started");

@@ -18,6 +18,7 @@ mod lowat;
 mod output;
 mod server;
 mod tls;
+mod traces;
 
 use std::process::ExitCode;
 

@@ -58,6 +58,9 @@ pub struct ServerArgs {
     /// Run no tasks on this server's own engine (only on the hosts of `slipway agent`s).
     #[arg(long)]
     no_local_agent: bool,
+    /// Traces (deployments here; requests in the ingress this server starts).
+    #[command(flatten)]
+    traces: crate::traces::TraceArgs,
     /// How long a host's agent may go unheard before the host is lost and its tasks are
     /// replaced on the other hosts.
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
@@ -485,6 +488,7 @@ const FAULT_INJECT_ENV: &str = "SLIPWAY_FAULT_INJECT";
 pub async fn run(args: ServerArgs) -> Result<ExitCode> {
     init_logging(args.log_json);
     slipway_supervise::install_panic_hook();
+    let trace_config = args.traces.config("slipway")?;
     let faults = std::env::var(FAULT_INJECT_ENV).is_ok_and(|v| v == "1");
     if faults {
         tracing::warn!("{FAULT_INJECT_ENV}=1: the test-only fault hook is on; never in production");
@@ -617,6 +621,7 @@ pub async fn run(args: ServerArgs) -> Result<ExitCode> {
                     max_connections_per_ip: args.ingress_max_connections_per_ip,
                     body_timeout: args.ingress_body_timeout,
                     body_min_rate: args.ingress_body_min_rate,
+                    traces: args.traces.clone(),
                 },
                 crate::ingress::IngressTlsArgs {
                     tls_addrs: args.ingress_tls_addrs.clone(),
@@ -677,6 +682,8 @@ pub async fn run(args: ServerArgs) -> Result<ExitCode> {
         cluster.clone(),
     );
     let _ = identities.0.set(app.clone());
+    let traces = slipway_otel::Exporter::start(&trace_config);
+    app.trace_to(traces.clone());
     app.seal_legacy_access_keys()
         .await
         .context("cannot seal the access keys stored in clear")?;
@@ -712,6 +719,7 @@ pub async fn run(args: ServerArgs) -> Result<ExitCode> {
         registry: registry.clone(),
         leading: leading.clone(),
         supervisor: supervisor.clone(),
+        traces,
     }
     .spawn(shutdown_rx.clone());
     loops::spawn_heartbeat(

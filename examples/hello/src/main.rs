@@ -181,6 +181,8 @@ fn handle(conn: TcpStream, app: &App) {
         let mut keep_alive = parts.next() == Some("HTTP/1.1");
         let mut content_length = 0usize;
         let mut ws_key: Option<String> = None;
+        // The `traceparent` received, echoed by `GET /headers/traceparent` (tracing tests).
+        let mut traceparent: Option<String> = None;
         loop {
             let mut h = String::new();
             match reader.read_line(&mut h) {
@@ -200,6 +202,8 @@ fn handle(conn: TcpStream, app: &App) {
                     keep_alive = v != "close";
                 } else if k == "content-length" {
                     content_length = v.parse().unwrap_or(0);
+                } else if k == "traceparent" {
+                    traceparent = Some(v);
                 }
             }
         }
@@ -216,7 +220,13 @@ fn handle(conn: TcpStream, app: &App) {
             return;
         }
         app.in_flight.fetch_add(1, Ordering::SeqCst);
-        let (status, content_type, body) = respond(app, &method, &path);
+        let (status, content_type, body) = match (method.as_str(), path.as_str()) {
+            ("GET", "/headers/traceparent") => match traceparent.take() {
+                Some(v) => ("200 OK", "text/plain", v),
+                None => ("404 Not Found", "text/plain", "no traceparent\n".into()),
+            },
+            _ => respond(app, &method, &path),
+        };
         let location = match std::env::var("HELLO_HEALTH_REDIRECT") {
             Ok(to) if status.starts_with("302") => format!("Location: {to}\r\n"),
             _ => String::new(),

@@ -19,6 +19,9 @@ pub(super) struct Head {
     pub(super) content_length: u64,
     pub(super) keep_alive: bool,
     pub(super) user_agent: Option<String>,
+    /// The client's `traceparent`, if it sent a valid one (the header is not in `fwd`: the
+    /// ingress sends its own, see [`crate::trace`]).
+    pub(super) traceparent: Option<slipway_otel::TraceParent>,
 }
 
 #[derive(Debug)]
@@ -102,6 +105,7 @@ pub(super) fn parse_request(buf: &[u8], ip: &str, want_user_agent: bool, max_bod
     }
     let mut fwd = Vec::with_capacity(len + 160);
     let (mut host, mut length, mut xff, mut rid, mut user_agent) = (None, None, None, None, None);
+    let (mut traceparent, mut seen_traceparent) = (None, false);
     for h in req.headers.iter() {
         let name = h.name;
         if name.eq_ignore_ascii_case("host") {
@@ -131,6 +135,15 @@ pub(super) fn parse_request(buf: &[u8], ip: &str, want_user_agent: bool, max_bod
             if rid.is_none() && !h.value.is_empty() && h.value.len() <= 200 && visible(h.value) {
                 rid = Some(h.value);
             }
+            continue;
+        } else if name.eq_ignore_ascii_case("traceparent") {
+            // Two of them: neither counts (a new trace starts).
+            traceparent = if seen_traceparent {
+                None
+            } else {
+                slipway_otel::TraceParent::parse(h.value)
+            };
+            seen_traceparent = true;
             continue;
         } else if name.eq_ignore_ascii_case("x-forwarded-for") {
             if xff.is_none() && visible(h.value) {
@@ -185,6 +198,7 @@ pub(super) fn parse_request(buf: &[u8], ip: &str, want_user_agent: bool, max_bod
             content_length,
             keep_alive: !close,
             user_agent,
+            traceparent,
         },
         len,
     )

@@ -27,6 +27,8 @@ pub(crate) struct Guard {
     pub(super) log: Option<LogLine>,
     /// The connection the response came on; back to the target's pool once the body ended.
     pub(super) conn: Option<crate::upstream::Conn>,
+    /// The request's span, when it is sampled.
+    pub(super) span: Option<Box<crate::trace::RequestSpan>>,
 }
 
 impl Guard {
@@ -46,7 +48,14 @@ impl Guard {
             status,
             log,
             conn: None,
+            span: None,
         }
+    }
+
+    /// The request's span (if sampled), ended with the accounting.
+    pub(crate) fn with_span(mut self, span: Option<Box<crate::trace::RequestSpan>>) -> Self {
+        self.span = span;
+        self
     }
 
     /// `complete`: the response body was read to the end, so its connection can carry
@@ -59,6 +68,14 @@ impl Guard {
         release(&self.target, &self.service);
         self.service.stats.observe(self.status, micros);
         crate::versions::observe(&self.target, self.status, micros);
+        if let Some(span) = self.span.take() {
+            span.finish(
+                self.start,
+                self.status,
+                &self.service.name,
+                Some(&self.target.id),
+            );
+        }
         if let Some(l) = self.log {
             let line = serde_json::json!({
                 "time_ms": std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64),

@@ -42,6 +42,8 @@ pub(super) struct Leadership {
     pub registry: Registry,
     pub leading: SharedLeading,
     pub supervisor: Supervisor,
+    /// Where deployment traces go.
+    pub traces: slipway_otel::Exporter,
 }
 
 impl Leadership {
@@ -108,6 +110,7 @@ impl Leadership {
             &self.supervisor,
             stop_rx.clone(),
         );
+        controller.trace_to(self.traces.clone());
         for (chore, period) in self.registry.chores() {
             let (reg, s) = (self.registry.clone(), stop_rx.clone());
             self.supervisor

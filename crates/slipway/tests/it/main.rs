@@ -37,5 +37,6 @@ mod scripts;
 mod secrets_files;
 mod standby;
 mod supervision;
+mod traces;
 mod watch;
 mod workflow;
