@@ -196,13 +196,34 @@ async fn handle(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let rid = request_id();
-    let source = peer.map_or_else(|| "unknown".to_owned(), |p| p.0.0.to_string());
+    let proto = protocol(&headers, &body);
+    let label = operation_label(&proto, &body);
+    let mut resp = respond(state, peer, method, uri, headers, body, proto).await;
+    resp.extensions_mut().insert(label);
+    resp
+}
+
+/// The operation of a call for the request metrics: `ecs:CreateService`, `sts:GetCallerIdentity`,
+/// ... for operations with a permission rule, `FACE:(unknown)` (or `(unknown)`) for the rest,
+/// so a caller cannot grow the label set.
+fn operation_label(proto: &Protocol, body: &[u8]) -> slipway_metrics::Operation {
+    let label = match (proto, face_op(proto, body)) {
+        (Protocol::Unknown(_), _) => "(unknown)".to_owned(),
+        (_, (face, op)) => match slipway_core::access::rule(face, &op) {
+            Some(r) => format!("{}:{}", face.as_str(), r.op),
+            None => format!("{}:(unknown)", face.as_str()),
+        },
+    };
+    slipway_metrics::Operation::new(slipway_metrics::Face::Aws, label)
+}
+
+/// Which protocol and operation a request speaks, from its target header or its form body.
+fn protocol(headers: &HeaderMap, body: &[u8]) -> Protocol {
     let target = headers
         .get("x-amz-target")
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
-    let proto = match &target {
+    match &target {
         Some(t) => {
             if let Some(op) = t.strip_prefix(ECS_PREFIX) {
                 Protocol::Ecs(op.to_owned())
@@ -230,7 +251,39 @@ async fn handle(
                 Protocol::Sts
             }
         }
-    };
+    }
+}
+
+/// The face and operation of a call (as the permission table names them).
+fn face_op(proto: &Protocol, body: &[u8]) -> (Face, String) {
+    match proto {
+        Protocol::Ecs(op) => (Face::Ecs, op.clone()),
+        Protocol::Ecr(op) => (Face::Ecr, op.clone()),
+        Protocol::Elb(op) => (Face::Elb, op.clone()),
+        Protocol::Sts => (
+            Face::Sts,
+            form_urlencoded::parse(body)
+                .find(|(k, _)| k == "Action")
+                .map(|(_, v)| v.into_owned())
+                .unwrap_or_default(),
+        ),
+        Protocol::Unknown(t) => (Face::Ecs, t.clone()),
+    }
+}
+
+/// Answers one call: authentication, the permission table, the rate limit, the operation
+/// and its audit entry.
+async fn respond(
+    state: AwsState,
+    peer: Option<axum::Extension<axum::extract::ConnectInfo<std::net::SocketAddr>>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+    proto: Protocol,
+) -> Response {
+    let rid = request_id();
+    let source = peer.map_or_else(|| "unknown".to_owned(), |p| p.0.0.to_string());
     let expected_service = match &proto {
         Protocol::Ecs(_) => Some("ecs"),
         Protocol::Ecr(_) => Some("ecr"),
@@ -261,19 +314,7 @@ async fn handle(
         };
         format!("{scheme}://{host}")
     };
-    let (face, op) = match &proto {
-        Protocol::Ecs(op) => (Face::Ecs, op.clone()),
-        Protocol::Ecr(op) => (Face::Ecr, op.clone()),
-        Protocol::Elb(op) => (Face::Elb, op.clone()),
-        Protocol::Sts => (
-            Face::Sts,
-            form_urlencoded::parse(&body)
-                .find(|(k, _)| k == "Action")
-                .map(|(_, v)| v.into_owned())
-                .unwrap_or_default(),
-        ),
-        Protocol::Unknown(t) => (Face::Ecs, t.clone()),
-    };
+    let (face, op) = face_op(&proto, &body);
     let who = match state.app.key_identity(&key).await {
         Ok(Some(w)) => w,
         Ok(None) => {

@@ -117,6 +117,20 @@ impl Operation {
     }
 }
 
+/// A request method as a label value: the ones Slipway's routes take, and `OTHER` for any
+/// other (so a caller cannot grow the label set).
+pub fn method_label(method: &str) -> &'static str {
+    match method {
+        "GET" => "GET",
+        "HEAD" => "HEAD",
+        "POST" => "POST",
+        "PUT" => "PUT",
+        "PATCH" => "PATCH",
+        "DELETE" => "DELETE",
+        _ => "OTHER",
+    }
+}
+
 /// The control plane's metric families.
 pub struct Metrics {
     registry: Registry,
@@ -197,7 +211,8 @@ impl Metrics {
             &["state"],
         )
         .expect("a valid gauge");
-        r.register(Box::new(tasks.clone())).expect("registered once");
+        r.register(Box::new(tasks.clone()))
+            .expect("registered once");
         for s in TASK_STATES {
             tasks.with_label_values(&[s.as_str()]);
         }
@@ -395,7 +410,9 @@ mod tests {
         assert!(out.contains(
             "slipway_deployment_duration_seconds_bucket{outcome=\"ROLLED_BACK\",le=\"10\"} 0\n"
         ));
-        assert!(out.contains("slipway_deployment_duration_seconds_sum{outcome=\"ROLLED_BACK\"} 12.5\n"));
+        assert!(
+            out.contains("slipway_deployment_duration_seconds_sum{outcome=\"ROLLED_BACK\"} 12.5\n")
+        );
         assert!(!out.contains("IN_PROGRESS"));
     }
 

@@ -162,7 +162,16 @@ impl Registry {
             }),
         };
         reg.purge_stale_uploads().await?;
+        reg.report_storage().await;
         Ok(reg)
+    }
+
+    /// Tells the process' metrics how many bytes of blobs are stored now (after a change).
+    pub(crate) async fn report_storage(&self) {
+        match self.inner.db.stored_bytes().await {
+            Ok(n) => slipway_metrics::global().set_registry_storage(n),
+            Err(e) => tracing::warn!(error = %e, "cannot sum the registry's blob sizes"),
+        }
     }
 
     /// The janitor's chores on their schedules (those switched off left out): the hourly
