@@ -244,7 +244,7 @@ fn protocol(headers: &HeaderMap, body: &[u8]) -> Protocol {
         }
         // The query protocol: ELBv2 names its version, STS is the rest.
         None => {
-            let params = elb::Params::parse(&body);
+            let params = elb::Params::parse(body);
             if params.get("Version") == Some(elb::VERSION) {
                 Protocol::Elb(params.get("Action").unwrap_or_default().to_owned())
             } else {

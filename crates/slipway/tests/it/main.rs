@@ -25,6 +25,7 @@ mod init;
 mod isolation;
 mod jobs;
 mod limits;
+mod metrics;
 mod ops;
 mod probe_safety;
 mod progressive;
