@@ -283,3 +283,156 @@ fn metrics_need_an_identity_parse_and_count_deploys_tasks_and_requests() {
         "an app name leaked into a label"
     );
 }
+
+fn skopeo(args: &[&str]) -> Out {
+    let o = Command::new("skopeo")
+        .args(args)
+        .output()
+        .expect("skopeo (Debian's skopeo; scripts/test.sh installs it)");
+    Out {
+        code: o.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+    }
+}
+
+/// skopeo pushes an image to the built-in registry and pulls it back: the blob bytes pushed
+/// and pulled are the sizes of the image's blobs (config and layers), once each, the
+/// storage gauge grew by as much, one manifest was pushed, and the distribution API's
+/// requests are counted by route template.
+#[test]
+fn the_registry_counts_blob_bytes_manifests_and_storage() {
+    if !docker() {
+        return;
+    }
+    let s = Server::start_with(&["--no-ingress"]);
+    let host = s.url.trim_start_matches("http://").to_owned();
+    let creds = format!("admin:{}", s.registry_password());
+    let image = format!("docker://{host}/metrics/hello:v2");
+    let a = scrape(&s, &s.token);
+    skopeo(&[
+        "copy",
+        "--dest-tls-verify=false",
+        "--dest-creds",
+        &creds,
+        "docker-daemon:slipway-hello:v2",
+        &image,
+    ])
+    .ok();
+    let raw = skopeo(&[
+        "inspect",
+        "--tls-verify=false",
+        "--creds",
+        &creds,
+        "--raw",
+        &image,
+    ])
+    .ok();
+    let manifest: Value = serde_json::from_str(&raw.stdout).unwrap();
+    let blobs: f64 = std::iter::once(&manifest["config"])
+        .chain(manifest["layers"].as_array().unwrap())
+        .map(|b| b["size"].as_f64().unwrap())
+        .sum();
+    assert!(blobs > 0.0, "{manifest}");
+    let pulled_into = tempfile::tempdir().unwrap();
+    skopeo(&[
+        "copy",
+        "--src-tls-verify=false",
+        "--src-creds",
+        &creds,
+        &image,
+        &format!("dir:{}", pulled_into.path().display()),
+    ])
+    .ok();
+    let b = scrape(&s, &s.token);
+    let bytes = |d: &str| format!("slipway_registry_blob_bytes_total{{direction=\"{d}\"}}");
+    assert_eq!(delta(&a, &b, &bytes("push")), blobs);
+    assert_eq!(delta(&a, &b, &bytes("pull")), blobs);
+    assert_eq!(delta(&a, &b, "slipway_registry_storage_bytes{}"), blobs);
+    assert_eq!(
+        delta(&a, &b, "slipway_registry_manifests_pushed_total{}"),
+        1.0
+    );
+    assert_eq!(
+        delta(
+            &a,
+            &b,
+            &requests("registry", "PUT /v2/{name}/manifests/{reference}", 201)
+        ),
+        1.0
+    );
+    // Every blob (config and layers) was uploaded to a session and fetched once.
+    let n = 1.0 + manifest["layers"].as_array().unwrap().len() as f64;
+    assert_eq!(
+        delta(
+            &a,
+            &b,
+            &requests("registry", "PUT /v2/{name}/blobs/uploads/{uuid}", 201)
+        ),
+        n
+    );
+    assert_eq!(
+        delta(
+            &a,
+            &b,
+            &requests("registry", "GET /v2/{name}/blobs/{digest}", 200)
+        ),
+        n
+    );
+}
+
+/// Two servers on one PostgreSQL database: a deployment superseded by a deploy written
+/// through the standby is counted FAILED there, the ones the leader's controller finishes
+/// are counted SUCCEEDED there, and across both servers each deployment is counted once.
+#[test]
+fn several_servers_count_each_deployment_once() {
+    if !docker() {
+        return;
+    }
+    let Some(db) = crate::standby::fresh_database() else {
+        return;
+    };
+    let shared = crate::standby::Shared::new();
+    let a = crate::standby::start(&shared, &db, None);
+    let b = crate::standby::start(&shared, &db, Some(&a));
+    let (leader, standby) = wait_for(Duration::from_secs(30), "a leader", || {
+        let id = crate::standby::leader(&a)?;
+        Some(if id == crate::standby::server_id(&a) {
+            (&a, &b)
+        } else {
+            (&b, &a)
+        })
+    });
+    let app = app_name("metricsha");
+    standby.manifest(&web_manifest(&app, "slipway-hello:v1", 1, ""));
+    standby.cli(&["deploy"]).ok();
+    // v2 starts serving only after a minute: still in progress when v3 supersedes it
+    // through the standby.
+    standby.manifest(&web_manifest(
+        &app,
+        "slipway-hello:v2",
+        1,
+        "    variables:\n      HELLO_START_DELAY_MS: \"60000\"\n",
+    ));
+    standby.cli(&["deploy", "--no-wait"]).ok();
+    standby.manifest(&web_manifest(&app, "slipway-hello:v3", 1, ""));
+    standby.cli(&["deploy"]).ok();
+    let settled = wait_for(Duration::from_secs(60), "every deployment ended", || {
+        let v = service(standby, &app);
+        (!states(&v, "deployments", "state").contains(&"IN_PROGRESS")).then_some(v)
+    });
+    let deps = states(&settled, "deployments", "state");
+    assert_eq!(deps, ["SUCCEEDED", "FAILED", "SUCCEEDED"], "{settled:#}");
+    let (l, s) = (
+        scrape(leader, &leader.token),
+        scrape(standby, &standby.token),
+    );
+    // The superseded deployment: by the server whose deploy wrote it.
+    assert_eq!(val(&s, &outcome("FAILED")), 1.0);
+    assert_eq!(val(&l, &outcome("FAILED")), 0.0);
+    // The controller's outcomes: by the leader only.
+    assert_eq!(val(&l, &outcome("SUCCEEDED")), 2.0);
+    assert_eq!(val(&s, &outcome("SUCCEEDED")), 0.0);
+    assert!(val(&l, "slipway_reconcile_duration_seconds_count{}") > 0.0);
+    assert_eq!(val(&s, "slipway_reconcile_duration_seconds_count{}"), 0.0);
+}
