@@ -239,8 +239,15 @@ fn metrics_need_an_identity_parse_and_count_deploys_tasks_and_requests() {
     );
     assert!(val(&after, "slipway_reconcile_duration_seconds_count{}") >= 1.0);
 
-    // Requests: exactly the calls made between two scrapes, by route template and code.
+    // Requests: exactly the calls made between two scrapes, by route template (the AWS
+    // action) and code.
+    let cli = crate::aws::aws_cli();
+    let aws = cli.as_ref().map(|c| crate::aws::Aws::new(&s, c, &[]));
     let a = scrape(&s, &reader);
+    if let Some(aws) = &aws {
+        aws.run(&["ecs", "list-clusters"]).ok();
+        aws.run(&["sts", "get-caller-identity"]).ok();
+    }
     for _ in 0..3 {
         let (code, body) = get(&s, "/api/v1/services", Some(&reader));
         assert_eq!(code, 200, "{body}");
@@ -251,7 +258,7 @@ fn metrics_need_an_identity_parse_and_count_deploys_tasks_and_requests() {
     assert_eq!(get(&s, "/api/v1/no-such-route", Some(&reader)).0, 404);
     assert_eq!(get(&s, "/v2/", None).0, 401);
     let b = scrape(&s, &reader);
-    let expected = [
+    let mut expected = vec![
         (requests("api", "GET /api/v1/services", 200), 3.0),
         (requests("api", "GET /api/v1/services", 401), 1.0),
         (
@@ -263,6 +270,10 @@ fn metrics_need_an_identity_parse_and_count_deploys_tasks_and_requests() {
         // The scrape `a` itself (a scrape's answer counts once it is sent).
         (requests("api", "GET /metrics", 200), 1.0),
     ];
+    if aws.is_some() {
+        expected.push((requests("aws", "ecs:ListClusters", 200), 1.0));
+        expected.push((requests("aws", "sts:GetCallerIdentity", 200), 1.0));
+    }
     for (key, n) in &expected {
         assert_eq!(delta(&a, &b, key), *n, "{key}");
     }
