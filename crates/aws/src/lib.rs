@@ -12,6 +12,10 @@
 //! | service `S` of cluster `C` | service `C/default/S` |
 //! | task definition `F:N` | task definition revision `F:N` (a service runs a pinned copy in its own family) |
 //! | deployment `ecs-svc/ID` | deployment `ID` |
+//!
+//! Each answer carries its operation for the request metrics (`ecs:CreateService`; an
+//! operation without a permission rule is `FACE:(unknown)`, so callers cannot grow the
+//! label set).
 
 mod ecr;
 mod ecs;

@@ -21,6 +21,9 @@
 //!
 //! * **Garbage collection** is online, see [`gc`]; **lifecycle policies** (ECR's JSON
 //!   format) expire images by rule, see [`lifecycle`]. Both also run on a schedule.
+//! * **Metrics.** It reports to the process' metrics (`slipway_metrics`) the blob bytes
+//!   pushed and pulled, the manifests pushed and the bytes stored, and names each
+//!   request's operation by its route template (never a repository or digest).
 
 pub mod admin;
 pub mod auth;
