@@ -100,8 +100,10 @@ med() { echo "$1" | tr ' ' '\n' | grep -v '^$' | median; }
 spread() { echo "$1" | tr ' ' '\n' | grep -v '^$' | sort -g | awk 'NR==1 {lo=$1} {hi=$1} END {print lo "-" hi}'; }
 jget() { python3 -c 'import json,sys; d=json.loads(sys.argv[1]); print(d[sys.argv[2]])' "$1" "$2"; }
 hz=$(getconf CLK_TCK)
-new_flags=()
+new_flags=(); old_flags=()
 "$new" server --help | grep -q -- '--rate-limit' && new_flags=(--rate-limit 0)
+# An old binary that has the limit too (a later comparison) runs without it as well.
+"$old" server --help | grep -q -- '--rate-limit' && old_flags=(--rate-limit 0)
 
 declare -A V   # V[metric,binary] = "run values..."
 declare -A R   # R[metric] = "per-run new/old ratios..."
@@ -110,7 +112,7 @@ metrics="get_p50 get_p99 scale_p50 scale_p99 secret_p50 secret_p99 rps cpu"
 
 measure() { # NAME BIN
   local name=$1 b=$2 flags=()
-  [ "$name" = new ] && flags=("${new_flags[@]}")
+  if [ "$name" = new ]; then flags=("${new_flags[@]}"); else flags=("${old_flags[@]}"); fi
   start "$b" "$name" --ingress-addr 127.0.0.1:0 "${flags[@]}"
   SLIPWAY_SERVER=$url SLIPWAY_TOKEN=$token "$b" deploy -f "$B/slipway.yml" >"$B/deploy-$name.log" 2>&1 ||
     { echo "the $name deploy failed:" >&2; tail -5 "$B/deploy-$name.log" >&2; exit 1; }
@@ -150,7 +152,7 @@ measure() { # NAME BIN
   stop_server
 }
 
-echo "old: $old"
+echo "old: $old (${old_flags[*]:-no --rate-limit flag})"
 echo "new: $new (${new_flags[*]:-no --rate-limit flag})"
 for run in $(seq "$runs"); do
   if [ $((run % 2)) = 1 ]; then order="old new"; else order="new old"; fi

@@ -19,11 +19,14 @@ export SLIPWAY_REQUIRE_DOCKER=1
 # docker-compose (v1) is what `slipway watch` drives; jq and python3 (with venv, for the aws
 # CLI from PyPI) are the AWS tests'; a static busybox is the app of the task-failure tests
 # (it/failures.rs), in an image built FROM scratch. chromium and its chromedriver are the
-# console tests' browser (it/console.rs, WebDriver).
+# console tests' browser (it/console.rs, WebDriver). promtool (Debian's prometheus) lints the
+# control plane's /metrics and the golden file; Debian's python3-prometheus-client (the
+# official client's text-format parser, for Debian's /usr/bin/python3) reads it (it/metrics.rs).
 need=()
-for pair in busybox:busybox-static curl:curl openssl:openssl flock:util-linux skopeo:skopeo docker-registry:docker-registry umoci:umoci docker-compose:docker-compose jq:jq python3:python3 chromium:chromium chromedriver:chromium-driver; do
+for pair in busybox:busybox-static curl:curl openssl:openssl flock:util-linux skopeo:skopeo docker-registry:docker-registry umoci:umoci docker-compose:docker-compose jq:jq python3:python3 chromium:chromium chromedriver:chromium-driver promtool:prometheus; do
   command -v "${pair%%:*}" >/dev/null 2>&1 || need+=("${pair#*:}")
 done
+/usr/bin/python3 -c 'import prometheus_client' >/dev/null 2>&1 || need+=(python3-prometheus-client)
 # PostgreSQL (Debian's server package): the store suite and the several-servers tests run on
 # a throwaway cluster started below, never on a system service.
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)

@@ -12,6 +12,7 @@ mod auth;
 mod handlers;
 pub mod hosts;
 pub mod identities;
+pub mod metrics;
 mod ops;
 pub mod rate;
 pub mod ready;
@@ -56,9 +57,10 @@ impl ApiState {
     }
 }
 
-/// The API router: `/healthz` and `/readyz` (open; see [`ready`]) and `/api/v1/...`
-/// (bearer token, through the [`auth`] gate), with `native`: the other faces' routes under
-/// `/api/v1` (the registry's, the access keys'), behind the same gate.
+/// The API router: `/healthz` and `/readyz` (open; see [`ready`]) and `/api/v1/...` and
+/// `/metrics` (bearer token, through the [`auth`] gate), with `native`: the other faces'
+/// routes under `/api/v1` (the registry's, the access keys'), behind the same gate. Each
+/// request's operation is named for the request metrics ([`metrics::tag`]).
 pub fn router(state: ApiState, native: Router) -> Router {
     // Agents authenticate with their own credentials (a join token, then their key).
     let agents = Router::new()
@@ -124,13 +126,18 @@ pub fn router(state: ApiState, native: Router) -> Router {
         app: state.app.clone(),
         limiter: state.limiter.clone(),
     };
+    let scrape = Router::new()
+        .route("/metrics", get(metrics::serve))
+        .with_state(state.clone());
     let gated = Router::new()
         .nest("/api/v1", api)
         .merge(native)
+        .merge(scrape)
         .route_layer(axum::middleware::from_fn_with_state(gate, auth::authorize));
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(ready::readyz).with_state(state))
         .merge(gated)
         .merge(agents)
+        .route_layer(axum::middleware::from_fn(metrics::tag))
 }

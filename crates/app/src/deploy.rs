@@ -234,6 +234,7 @@ impl App {
                 if let Some(slipway_store::Outcome::Deployed {
                     deployment,
                     service_version,
+                    ..
                 }) = deploy_at.and_then(|i| out.get(i))
                 {
                     r.deployment_id = Some(deployment.id.clone());

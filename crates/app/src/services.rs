@@ -718,6 +718,7 @@ fn deployed(key: &ServiceKey, out: &[Outcome], message: String) -> ActionResult 
         Some(Outcome::Deployed {
             deployment,
             service_version,
+            ..
         }) => ActionResult {
             service: key.clone(),
             deployment_id: Some(deployment.id.clone()),

@@ -12,6 +12,10 @@
 //! | service `S` of cluster `C` | service `C/default/S` |
 //! | task definition `F:N` | task definition revision `F:N` (a service runs a pinned copy in its own family) |
 //! | deployment `ecs-svc/ID` | deployment `ID` |
+//!
+//! Each answer carries its operation for the request metrics (`ecs:CreateService`; an
+//! operation without a permission rule is `FACE:(unknown)`, so callers cannot grow the
+//! label set).
 
 mod ecr;
 mod ecs;
@@ -196,13 +200,34 @@ async fn handle(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let rid = request_id();
-    let source = peer.map_or_else(|| "unknown".to_owned(), |p| p.0.0.to_string());
+    let proto = protocol(&headers, &body);
+    let label = operation_label(&proto, &body);
+    let mut resp = respond(state, peer, method, uri, headers, body, proto).await;
+    resp.extensions_mut().insert(label);
+    resp
+}
+
+/// The operation of a call for the request metrics: `ecs:CreateService`, `sts:GetCallerIdentity`,
+/// ... for operations with a permission rule, `FACE:(unknown)` (or `(unknown)`) for the rest,
+/// so a caller cannot grow the label set.
+fn operation_label(proto: &Protocol, body: &[u8]) -> slipway_metrics::Operation {
+    let label = match (proto, face_op(proto, body)) {
+        (Protocol::Unknown(_), _) => "(unknown)".to_owned(),
+        (_, (face, op)) => match slipway_core::access::rule(face, &op) {
+            Some(r) => format!("{}:{}", face.as_str(), r.op),
+            None => format!("{}:(unknown)", face.as_str()),
+        },
+    };
+    slipway_metrics::Operation::new(slipway_metrics::Face::Aws, label)
+}
+
+/// Which protocol and operation a request speaks, from its target header or its form body.
+fn protocol(headers: &HeaderMap, body: &[u8]) -> Protocol {
     let target = headers
         .get("x-amz-target")
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
-    let proto = match &target {
+    match &target {
         Some(t) => {
             if let Some(op) = t.strip_prefix(ECS_PREFIX) {
                 Protocol::Ecs(op.to_owned())
@@ -223,14 +248,46 @@ async fn handle(
         }
         // The query protocol: ELBv2 names its version, STS is the rest.
         None => {
-            let params = elb::Params::parse(&body);
+            let params = elb::Params::parse(body);
             if params.get("Version") == Some(elb::VERSION) {
                 Protocol::Elb(params.get("Action").unwrap_or_default().to_owned())
             } else {
                 Protocol::Sts
             }
         }
-    };
+    }
+}
+
+/// The face and operation of a call (as the permission table names them).
+fn face_op(proto: &Protocol, body: &[u8]) -> (Face, String) {
+    match proto {
+        Protocol::Ecs(op) => (Face::Ecs, op.clone()),
+        Protocol::Ecr(op) => (Face::Ecr, op.clone()),
+        Protocol::Elb(op) => (Face::Elb, op.clone()),
+        Protocol::Sts => (
+            Face::Sts,
+            form_urlencoded::parse(body)
+                .find(|(k, _)| k == "Action")
+                .map(|(_, v)| v.into_owned())
+                .unwrap_or_default(),
+        ),
+        Protocol::Unknown(t) => (Face::Ecs, t.clone()),
+    }
+}
+
+/// Answers one call: authentication, the permission table, the rate limit, the operation
+/// and its audit entry.
+async fn respond(
+    state: AwsState,
+    peer: Option<axum::Extension<axum::extract::ConnectInfo<std::net::SocketAddr>>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+    proto: Protocol,
+) -> Response {
+    let rid = request_id();
+    let source = peer.map_or_else(|| "unknown".to_owned(), |p| p.0.0.to_string());
     let expected_service = match &proto {
         Protocol::Ecs(_) => Some("ecs"),
         Protocol::Ecr(_) => Some("ecr"),
@@ -261,19 +318,7 @@ async fn handle(
         };
         format!("{scheme}://{host}")
     };
-    let (face, op) = match &proto {
-        Protocol::Ecs(op) => (Face::Ecs, op.clone()),
-        Protocol::Ecr(op) => (Face::Ecr, op.clone()),
-        Protocol::Elb(op) => (Face::Elb, op.clone()),
-        Protocol::Sts => (
-            Face::Sts,
-            form_urlencoded::parse(&body)
-                .find(|(k, _)| k == "Action")
-                .map(|(_, v)| v.into_owned())
-                .unwrap_or_default(),
-        ),
-        Protocol::Unknown(t) => (Face::Ecs, t.clone()),
-    };
+    let (face, op) = face_op(&proto, &body);
     let who = match state.app.key_identity(&key).await {
         Ok(Some(w)) => w,
         Ok(None) => {

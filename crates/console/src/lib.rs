@@ -116,6 +116,8 @@ pub fn router(console: Console) -> Router {
         .route("/ui/live", get(live::live))
         .route("/ui/static/console.css", get(style))
         .route("/ui/static/console.js", get(script))
+        // Requests counted by their route's template (`/metrics`).
+        .route_layer(axum::middleware::from_fn(slipway_api::metrics::tag))
         .layer(axum::middleware::from_fn(headers))
         .with_state(console)
 }

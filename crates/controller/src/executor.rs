@@ -96,6 +96,8 @@ impl Controller {
             )
         });
         for action in actions {
+            // Counted once the task's record says so (a pass that fails before re-plans it).
+            let replaced = action.replacement();
             match action {
                 Action::Start {
                     deployment_id,
@@ -163,6 +165,9 @@ impl Controller {
                         t.stop_code = Some(code);
                         t.stopped_reason = Some(reason.clone());
                         self.save_task(&mut t).await?;
+                        if let Some(why) = replaced {
+                            slipway_metrics::global().task_replaced(why);
+                        }
                         stopped.push(task_id.clone());
                     }
                     self.local().probes.remove(&task_id);
@@ -254,6 +259,9 @@ impl Controller {
                         }
                     }
                     self.inner.store.commit(batch).await?;
+                    if let Some(why) = replaced {
+                        slipway_metrics::global().task_replaced(why);
+                    }
                 }
                 Action::TaskHealthy { task_id } => {
                     let Some(mut t) = row(&task_id) else { continue };

@@ -17,8 +17,9 @@
 //! It runs the Scheduled Jobs (`jobs`) and orders first deploys (`depends`), and traces
 //! each deployment over OTLP when an exporter is given ([`traces`]).
 //!
-//! It may call the store, the runtime and the hosts (`slipway_agent::Hosts`); it serves
-//! nothing (the API crate does).
+//! It may call the store, the runtime and the hosts (`slipway_agent::Hosts`), and reports
+//! to the process' metrics (`slipway_metrics`) each reconcile pass and each task it
+//! replaces; it serves nothing (the API crate does).
 //!
 //! Its loops run under the server's [`Supervisor`]: a loop that panics is restarted (after
 //! a back-off) by calling its factory again, so each takes what it needs anew (the wake
@@ -419,7 +420,10 @@ impl Controller {
                 });
             }
             let scope = if all { None } else { Some(keys) };
-            if let Err(e) = self.reconcile(scope.as_ref()).await {
+            let started = std::time::Instant::now();
+            let passed = self.reconcile(scope.as_ref()).await;
+            slipway_metrics::global().reconcile_pass(started.elapsed());
+            if let Err(e) = passed {
                 tracing::warn!(error = %e, "reconcile pass failed; retrying shortly");
                 next_resync = next_resync.min(tokio::time::Instant::now() + Duration::from_secs(1));
             }

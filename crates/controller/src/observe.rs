@@ -13,7 +13,7 @@ use slipway_core::model::{
     CommandHealthCheck, HttpHealthCheck, ServiceKey, Task, TaskHealth, TaskStatus,
 };
 use slipway_core::placement::HostState;
-use slipway_core::planner::{self, Evict, ObservedTask, PlanInput, TaskState};
+use slipway_core::planner::{self, Evict, ObservedTask, PlanInput, Replacement, TaskState};
 use slipway_runtime::{ContainerInfo, ContainerState, ExitInfo};
 use slipway_store::{Batch, ServiceRecord, Write};
 
@@ -527,6 +527,9 @@ impl Controller {
                 tasks.join(" ")
             );
             let out = store.commit(batch.event(key, now, msg)).await?;
+            for _ in ids {
+                slipway_metrics::global().task_replaced(Replacement::HostLost);
+            }
             for (id, o) in ids.iter().zip(out.iter()) {
                 if let Some(row) = rows.iter_mut().find(|r| &r.id == id) {
                     row.version = o.version();

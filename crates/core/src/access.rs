@@ -202,6 +202,8 @@ pub const RULES: &[Rule] = &[
     r(Native, "DELETE /access-keys/{id}", Admin),
     ra(Native, "GET /audit"),
     r(Native, "GET /whoami", Read),
+    // Prometheus metrics of the control plane (`GET /metrics`, beside `/api/v1`).
+    r(Native, "GET /metrics", Read),
     // The registry's part of the native API.
     w(Native, "POST /registry/password"),
     r(Native, "POST /registry/gc", Admin),

@@ -98,6 +98,86 @@ pub enum Mark {
     OldGone,
 }
 
+/// The stop reason of a task that failed its health checks (a detail may follow `: `).
+pub const UNHEALTHY: &str = "Task failed health checks";
+/// The stop reason of a task moved off a draining host.
+pub const DRAINING: &str = "Host is draining";
+/// The stop reason of a task moved by a rebalance.
+pub const REBALANCED: &str = "Moved to restore the service's spread";
+
+/// Why the controller replaces a task (the `reason` of `slipway_task_replacements_total`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Replacement {
+    /// Its essential container exited on its own.
+    Exited,
+    /// It never ran: its container could not be created or started.
+    FailedToStart,
+    /// It failed its health checks.
+    Unhealthy,
+    /// Its host was lost (its agent stopped answering past the loss timeout).
+    HostLost,
+    /// Its host is draining.
+    HostDraining,
+    /// A rebalance moves it.
+    Rebalance,
+}
+
+impl Replacement {
+    pub const ALL: [Replacement; 6] = [
+        Replacement::Exited,
+        Replacement::FailedToStart,
+        Replacement::Unhealthy,
+        Replacement::HostLost,
+        Replacement::HostDraining,
+        Replacement::Rebalance,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Replacement::Exited => "exited",
+            Replacement::FailedToStart => "failed_to_start",
+            Replacement::Unhealthy => "unhealthy",
+            Replacement::HostLost => "host_lost",
+            Replacement::HostDraining => "host_draining",
+            Replacement::Rebalance => "rebalance",
+        }
+    }
+}
+
+impl Action {
+    /// Why this action replaces a task, if it does: a crashed task reaped, or a task stopped
+    /// for failing its health checks or moved off its host. (A task counted out with its lost
+    /// host is reaped as not crashed: the controller reports those where it counts them out.)
+    pub fn replacement(&self) -> Option<Replacement> {
+        match self {
+            Action::Reap {
+                crashed: true,
+                code,
+                ..
+            } => Some(match code {
+                StopCode::TaskFailedToStart => Replacement::FailedToStart,
+                _ => Replacement::Exited,
+            }),
+            Action::Stop {
+                code: StopCode::ServiceSchedulerInitiated,
+                reason,
+                ..
+            } => {
+                if reason.starts_with(UNHEALTHY) {
+                    Some(Replacement::Unhealthy)
+                } else if reason == DRAINING {
+                    Some(Replacement::HostDraining)
+                } else if reason == REBALANCED {
+                    Some(Replacement::Rebalance)
+                } else {
+                    None
+                }
+            }
+            _ => None,
+        }
+    }
+}
+
 /// One step for the executor.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
@@ -391,8 +471,8 @@ fn judge_health(
             }
             j.stopping_now.push(t.id.clone());
             let reason = match t.failing_check.as_deref().filter(|d| !d.is_empty()) {
-                Some(d) => format!("Task failed health checks: {d}"),
-                None => "Task failed health checks".to_owned(),
+                Some(d) => format!("{UNHEALTHY}: {d}"),
+                None => UNHEALTHY.to_owned(),
             };
             p.actions.push(Action::Event(format!(
                 "(service) task {} failed its health checks: {}",
@@ -702,8 +782,8 @@ fn stop_old<'a>(
             continue;
         }
         let why = match x.evict {
-            Some(Evict::Draining) if belongs(x, t) => "Host is draining",
-            Some(Evict::Rebalance) if belongs(x, t) => "Moved to restore the service's spread",
+            Some(Evict::Draining) if belongs(x, t) => DRAINING,
+            Some(Evict::Rebalance) if belongs(x, t) => REBALANCED,
             _ => "Replaced by a new deployment",
         };
         if !view.healthy(x) {

@@ -559,6 +559,14 @@ impl Db {
             .collect())
     }
 
+    /// Bytes of every blob recorded (what the storage holds, blobs awaiting GC included).
+    pub async fn stored_bytes(&self) -> Result<u64> {
+        let n: i64 = sqlx::query_scalar("SELECT COALESCE(SUM(size), 0) FROM blobs")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
     // ---- garbage collection ----
 
     /// Blobs created before `cutoff` (unix ms) that no manifest is, refers to (config,

@@ -105,6 +105,7 @@ impl Registry {
             .filter(|d| !touched.contains(d))
             .collect();
         let deleted = self.inner.db.gc_sweep(&digests, cutoff).await?;
+        self.report_storage().await;
         let deleted_set: HashSet<&String> = deleted.iter().collect();
         for (digest, size) in candidates {
             if !deleted_set.contains(&digest) {

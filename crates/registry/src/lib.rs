@@ -21,6 +21,9 @@
 //!
 //! * **Garbage collection** is online, see [`gc`]; **lifecycle policies** (ECR's JSON
 //!   format) expire images by rule, see [`lifecycle`]. Both also run on a schedule.
+//! * **Metrics.** It reports to the process' metrics (`slipway_metrics`) the blob bytes
+//!   pushed and pulled, the manifests pushed and the bytes stored, and names each
+//!   request's operation by its route template (never a repository or digest).
 
 pub mod admin;
 pub mod auth;
@@ -162,7 +165,16 @@ impl Registry {
             }),
         };
         reg.purge_stale_uploads().await?;
+        reg.report_storage().await;
         Ok(reg)
+    }
+
+    /// Tells the process' metrics how many bytes of blobs are stored now (after a change).
+    pub(crate) async fn report_storage(&self) {
+        match self.inner.db.stored_bytes().await {
+            Ok(n) => slipway_metrics::global().set_registry_storage(n),
+            Err(e) => tracing::warn!(error = %e, "cannot sum the registry's blob sizes"),
+        }
     }
 
     /// The janitor's chores on their schedules (those switched off left out): the hourly

@@ -58,6 +58,7 @@ async fn dispatch(
     body: Body,
 ) -> Response {
     let source = peer.map_or_else(|| "unknown".to_owned(), |p| p.0.0.to_string());
+    let op = operation(&method, uri.path());
     let mut resp = match handle(&reg, &source, &method, &uri, &headers, body).await {
         Ok(r) => r,
         Err(e) => {
@@ -69,7 +70,30 @@ async fn dispatch(
         "docker-distribution-api-version",
         HeaderValue::from_static("registry/2.0"),
     );
+    resp.extensions_mut().insert(op);
     resp
+}
+
+/// The operation of a request, for the request metrics: its method and the template of
+/// its route (`PUT /v2/{name}/manifests/{reference}`), never the repository or digest.
+fn operation(method: &Method, path: &str) -> slipway_metrics::Operation {
+    let template = match Route::parse(path) {
+        None => "(unknown)",
+        Some(Route::Ping) => "/v2/",
+        Some(Route::Token) => "/v2/token",
+        Some(Route::Catalog) => "/v2/_catalog",
+        Some(Route::Tags(_)) => "/v2/{name}/tags/list",
+        Some(Route::Manifest(..)) => "/v2/{name}/manifests/{reference}",
+        Some(Route::Blob(..)) => "/v2/{name}/blobs/{digest}",
+        Some(Route::Uploads(_)) => "/v2/{name}/blobs/uploads/",
+        Some(Route::Upload(..)) => "/v2/{name}/blobs/uploads/{uuid}",
+        Some(Route::Referrers(..)) => "/v2/{name}/referrers/{digest}",
+    };
+    let method = slipway_metrics::method_label(method.as_str());
+    slipway_metrics::Operation::new(
+        slipway_metrics::Face::Registry,
+        format!("{method} {template}"),
+    )
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -520,6 +520,10 @@ pub async fn run(args: ServerArgs) -> Result<ExitCode> {
         Some(s) => s,
         None => check_store(None, &dir, Some(&secrets)).await?,
     };
+    // `slipway_deployments_total`: each deployment this process' commits end, once.
+    store.on_deployment_ended(Arc::new(|d| {
+        slipway_metrics::global().deployment_ended(d);
+    }));
     let cluster = init_store(&store, &dir, &secrets).await?;
     ensure_admin_token(&store, &dir).await?;
     let listener = tokio::net::TcpListener::bind(args.api_addr)
@@ -769,7 +773,9 @@ pub async fn run(args: ServerArgs) -> Result<ExitCode> {
     )
     .merge(registry.router())
     .merge(aws)
-    .merge(slipway_console::router(console));
+    .merge(slipway_console::router(console))
+    // Every answer of the listener, counted by face, operation and status.
+    .layer(axum::middleware::from_fn(slipway_api::metrics::count));
     write_private(
         &dir.join("api.addr"),
         &format!(

@@ -54,6 +54,9 @@ pub(crate) struct Inner {
     pub generation: std::sync::atomic::AtomicU64,
     /// SQLite's group-commit writer (PostgreSQL commits each batch on its own).
     pub writer: Option<crate::write::GroupWriter>,
+    /// Told of every deployment a commit of this process ended (see
+    /// [`Store::on_deployment_ended`]).
+    pub on_ended: std::sync::OnceLock<crate::EndedHook>,
 }
 
 /// The read caches (see [`crate::cache`]).
@@ -221,6 +224,7 @@ impl Store {
             generation: std::sync::atomic::AtomicU64::new(0),
             writer: (backend == Backend::Sqlite)
                 .then(|| crate::write::GroupWriter::start(weak.clone())),
+            on_ended: std::sync::OnceLock::new(),
         });
         Store { inner }
     }

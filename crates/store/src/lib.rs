@@ -461,10 +461,19 @@ pub enum Write {
 pub enum Outcome {
     /// The record's new version.
     Version(u64),
-    /// A deployment started, and the service record's new version.
+    /// A deployment started, and the service record's new version; `ended`: the
+    /// deployments this write moved from `IN_PROGRESS` to an outcome (superseded ones →
+    /// `FAILED`, the one it rolls back → `ROLLED_BACK`).
     Deployed {
         deployment: Box<Deployment>,
         service_version: u64,
+        ended: Vec<Deployment>,
+    },
+    /// A deployment written with an outcome that was `IN_PROGRESS` before this write: its
+    /// record's new version, and the deployment as written.
+    Ended {
+        version: u64,
+        deployment: Box<Deployment>,
     },
     TaskDefinition(Box<slipway_core::model::TaskDefinition>),
     /// A removal or deletion: whether there was something to remove.
@@ -480,11 +489,24 @@ impl Outcome {
             Outcome::Deployed {
                 service_version, ..
             } => *service_version,
+            Outcome::Ended { version, .. } => *version,
             Outcome::TaskDefinition(td) => td.version,
             Outcome::Done(_) => 0,
         }
     }
+
+    /// The deployments this write ended (moved from `IN_PROGRESS` to an outcome).
+    pub fn ended(&self) -> &[Deployment] {
+        match self {
+            Outcome::Deployed { ended, .. } => ended,
+            Outcome::Ended { deployment, .. } => std::slice::from_ref(&**deployment),
+            _ => &[],
+        }
+    }
 }
+
+/// What [`Store::on_deployment_ended`] calls.
+pub type EndedHook = std::sync::Arc<dyn Fn(&Deployment) + Send + Sync>;
 
 /// Writes committed together, and the services whose controller should look again.
 #[derive(Debug, Clone, Default)]

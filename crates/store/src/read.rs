@@ -783,6 +783,20 @@ impl Store {
             .collect())
     }
 
+    /// How many task records have each last status (the stopped ones still kept included).
+    pub async fn task_counts(&self) -> Result<Vec<(TaskStatus, u64)>> {
+        let rows = sqlx::query("SELECT last_status, COUNT(*) FROM tasks GROUP BY last_status")
+            .fetch_all(self.pool())
+            .await?;
+        Ok(rows
+            .iter()
+            .filter_map(|r| {
+                let status = TaskStatus::parse(&r.get::<String, _>(0))?;
+                Some((status, u64::try_from(r.get::<i64, _>(1)).unwrap_or(0)))
+            })
+            .collect())
+    }
+
     /// Every task that is not stopped, of every service (placement counts them by host).
     pub async fn live_tasks(&self) -> Result<Vec<Task>> {
         let rows = sqlx::query(

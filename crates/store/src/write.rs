@@ -217,9 +217,21 @@ impl Store {
         if carried.is_some() {
             out.pop();
         }
+        if let Some(hook) = self.inner.on_ended.get() {
+            for d in out.iter().flat_map(Outcome::ended) {
+                hook(d);
+            }
+        }
         self.notify_local(&notify);
         self.announce(touched);
         Ok(out)
+    }
+
+    /// Calls `hook` with every deployment a commit of this process moves from
+    /// `IN_PROGRESS` to an outcome, once, after the commit (the move is a compare-and-swap:
+    /// one commit in the whole cluster makes it). Set once; later calls are ignored.
+    pub fn on_deployment_ended(&self, hook: crate::EndedHook) {
+        let _ = self.inner.on_ended.set(hook);
     }
 
     /// One batch in one transaction of its own (PostgreSQL: concurrent commits share WAL
@@ -488,13 +500,34 @@ async fn apply(tx: &mut AnyConnection, w: Write) -> Result<Outcome> {
             Outcome::Done(true)
         }
         Write::Deploy(new) => {
-            let (deployment, service_version) = deploy(tx, new).await?;
+            let (deployment, service_version, ended) = deploy(tx, new).await?;
             Outcome::Deployed {
                 deployment: Box::new(deployment),
                 service_version,
+                ended,
             }
         }
-        Write::Deployment(d) => Outcome::Version(put_deployment(tx, &d).await?),
+        Write::Deployment(d) => {
+            // Whether this write ends it: read in the same transaction as the
+            // compare-and-swap below, so only the write that wins the swap says so.
+            let ends = d.state.is_terminal()
+                && sqlx::query("SELECT state FROM deployments WHERE id = $1")
+                    .bind(&d.id)
+                    .fetch_optional(&mut *tx)
+                    .await?
+                    .is_some_and(|r| r.get::<String, _>(0) == RolloutState::InProgress.as_str());
+            let version = put_deployment(tx, &d).await?;
+            if ends {
+                let mut deployment = Box::new(d);
+                deployment.version = version;
+                Outcome::Ended {
+                    version,
+                    deployment,
+                }
+            } else {
+                Outcome::Version(version)
+            }
+        }
         Write::Task(t) => Outcome::Version(put_task(tx, &t).await?),
         Write::TaskDefinition(td) => {
             Outcome::TaskDefinition(Box::new(put_task_definition(tx, *td).await?))
@@ -925,7 +958,10 @@ async fn add_event(tx: &mut AnyConnection, key: &ServiceKey, at: i64, message: &
 /// in-progress deployments (FAILED) or marks the one it rolls back ROLLED_BACK, updates the
 /// service (if still at the version the writer read), keeps the newest deployments and
 /// adds its event.
-async fn deploy(tx: &mut AnyConnection, new: NewDeployment) -> Result<(Deployment, u64)> {
+async fn deploy(
+    tx: &mut AnyConnection,
+    new: NewDeployment,
+) -> Result<(Deployment, u64, Vec<Deployment>)> {
     let family = new.key.family();
     let revision = match new.revision {
         RevisionChoice::Existing(r) => r,
@@ -979,6 +1015,7 @@ async fn deploy(tx: &mut AnyConnection, new: NewDeployment) -> Result<(Deploymen
     .bind(&new.key.name)
     .fetch_all(&mut *tx)
     .await?;
+    let mut ended = Vec::new();
     for r in rows {
         let mut d: Deployment = record(&r, 0)?;
         if new.rollback_of.as_deref() == Some(d.id.as_str()) {
@@ -988,7 +1025,8 @@ async fn deploy(tx: &mut AnyConnection, new: NewDeployment) -> Result<(Deploymen
         d.reason = Some(format!("superseded by deployment {}", new.id));
         d.updated_at = new.now;
         d.timeline.finished_at = Some(new.now);
-        put_deployment(tx, &d).await?;
+        d.version = put_deployment(tx, &d).await?;
+        ended.push(d);
     }
     if let Some(failed_id) = &new.rollback_of {
         let row = sqlx::query("SELECT body, version FROM deployments WHERE id = $1")
@@ -999,11 +1037,15 @@ async fn deploy(tx: &mut AnyConnection, new: NewDeployment) -> Result<(Deploymen
             return Err(StoreError::NotFound(format!("deployment {failed_id}")));
         };
         let mut d: Deployment = record(&row, 0)?;
+        let was_in_progress = d.state == RolloutState::InProgress;
         d.state = RolloutState::RolledBack;
         d.rolled_back_by = Some(new.id.clone());
         d.updated_at = new.now;
         d.timeline.finished_at = Some(new.now);
-        put_deployment(tx, &d).await?;
+        d.version = put_deployment(tx, &d).await?;
+        if was_in_progress {
+            ended.push(d);
+        }
     }
     // Deployments of a service are ordered by creation: make that the order in which they
     // committed (writers of one service are serialised by its record's version), whatever
@@ -1071,5 +1113,5 @@ async fn deploy(tx: &mut AnyConnection, new: NewDeployment) -> Result<(Deploymen
         let msg = msg.replace("{revision}", &revision.to_string());
         add_event(tx, &new.key, new.now, &msg).await?;
     }
-    Ok((dep, service_version))
+    Ok((dep, service_version, ended))
 }

@@ -180,6 +180,9 @@ fn crashed_task_is_reaped_and_replaced() {
     });
     assert!(p.actions.iter().any(|a| matches!(a, Action::Reap { task_id, exit_code: Some(137), crashed: true, reason, .. } if task_id == "c" && reason.contains("137"))));
     assert_eq!(starts(&p), 1);
+    // The one replacement, and why (the metrics' reason).
+    let why: Vec<Replacement> = p.actions.iter().filter_map(Action::replacement).collect();
+    assert_eq!(why, [Replacement::Exited]);
     // Back-off delays the replacement.
     let p = plan(PlanInput {
         now: 20,
@@ -606,6 +609,8 @@ fn a_draining_hosts_tasks_are_replaced_with_the_rolling_rules() {
         stops,
         [("a", "Host is draining"), ("b", "Host is draining")]
     );
+    let why: Vec<Replacement> = p.actions.iter().filter_map(Action::replacement).collect();
+    assert_eq!(why, [Replacement::HostDraining, Replacement::HostDraining]);
     assert!(!p.actions.iter().any(|a| matches!(a, Action::Start { .. })));
 }
 
@@ -636,6 +641,8 @@ fn an_unhealthy_task_is_stopped_with_what_its_check_saw() {
     );
     assert!(p.actions.iter().any(|a| matches!(a,
         Action::Event(m) if m.contains("task t1 failed its health checks: GET /healthz on port 8080 answered 404"))));
+    let why: Vec<Replacement> = p.actions.iter().filter_map(Action::replacement).collect();
+    assert_eq!(why, [Replacement::Unhealthy]);
 }
 
 #[test]

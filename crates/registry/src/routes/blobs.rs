@@ -80,6 +80,7 @@ pub(super) async fn get_blob(
     let body = if head {
         Body::empty()
     } else {
+        slipway_metrics::global().blob_pulled(len);
         crate::storage::file_body(file, start, len)
     };
     let mut r = Response::new(body);
@@ -426,6 +427,8 @@ pub(super) async fn finish_upload(
     }
     drop(guard);
     reg.forget_upload(id);
+    slipway_metrics::global().blob_pushed(n);
+    reg.report_storage().await;
     Ok(blob_created(name, d))
 }
 

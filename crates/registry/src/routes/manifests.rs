@@ -310,6 +310,7 @@ pub(super) async fn put_manifest(
         }
         Err(PutManifestError::Db(e)) => return Err(e.into()),
     }
+    slipway_metrics::global().manifest_pushed();
     let mut hs = vec![
         (header::LOCATION, format!("/v2/{name}/manifests/{digest}")),
         (digest_header(), digest.to_string()),

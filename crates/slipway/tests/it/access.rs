@@ -84,6 +84,17 @@ fn a_reader_is_refused_every_change_on_every_face() {
             assert_eq!(st, 403);
             continue;
         }
+        if pattern == "/metrics" {
+            // Beside `/api/v1`, where scrapers look (it::metrics reads it in full).
+            let out = Command::new("curl")
+                .args(["-sS", "-o", "/dev/null", "-w", "%{http_code}", "-H"])
+                .arg(format!("Authorization: Bearer {reader}"))
+                .arg(format!("{}/metrics", s.url))
+                .output()
+                .unwrap();
+            assert_eq!(String::from_utf8_lossy(&out.stdout), "200", "{}", rule.op);
+            continue;
+        }
         let path = instantiate(pattern, "nobody");
         let (st, body) = api_call_as(&s, &reader, method, &path, Some(&json!({})), &[]);
         if rule.need == Need::Read {

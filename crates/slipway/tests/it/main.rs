@@ -26,6 +26,7 @@ mod init;
 mod isolation;
 mod jobs;
 mod limits;
+mod metrics;
 mod ops;
 mod probe_safety;
 mod progressive;

@@ -12,7 +12,7 @@ use serde_json::Value;
 use crate::support::*;
 
 /// A fresh database on the test PostgreSQL server, or `None` (skipped) without one.
-fn fresh_database() -> Option<String> {
+pub(crate) fn fresh_database() -> Option<String> {
     let server = slipway_store::testing::postgres_url()?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -37,12 +37,12 @@ fn psql(url: &str, sql: &str) -> String {
 
 /// What several servers share on one host: the registry's storage, the ingress and the
 /// secret key. The ingress the first server starts outlives it; this kills it at the end.
-struct Shared {
+pub(crate) struct Shared {
     dir: tempfile::TempDir,
 }
 
 impl Shared {
-    fn new() -> Shared {
+    pub(crate) fn new() -> Shared {
         Shared {
             dir: tempfile::tempdir().unwrap(),
         }
@@ -82,7 +82,7 @@ impl Drop for Shared {
     }
 }
 
-fn start(shared: &Shared, database: &str, token_from: Option<&Server>) -> Server {
+pub(crate) fn start(shared: &Shared, database: &str, token_from: Option<&Server>) -> Server {
     let flags = shared.flags(database);
     let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
     let token = token_from.map(|s| s.data_dir().join("admin.token"));
@@ -102,14 +102,14 @@ fn servers(s: &Server) -> Vec<Value> {
         .clone()
 }
 
-fn leader(s: &Server) -> Option<String> {
+pub(crate) fn leader(s: &Server) -> Option<String> {
     servers(s)
         .into_iter()
         .find(|v| v["leader"] == true)
         .and_then(|v| v["id"].as_str().map(str::to_owned))
 }
 
-fn server_id(s: &Server) -> String {
+pub(crate) fn server_id(s: &Server) -> String {
     s.api_get("/info")["server"].as_str().unwrap().to_owned()
 }
 
