@@ -749,3 +749,64 @@ async fn hosts_show_their_state_and_an_admin_drains_one_after_confirming() {
         "{audit:?}"
     );
 }
+
+#[tokio::test]
+async fn behind_tls_the_session_cookie_is_secure() {
+    let t = T::new().await;
+    let tls = router(Console::new(
+        t.app.clone(),
+        true,
+        Arc::new(slipway_api::RateLimiter::new(0)),
+    ));
+    let resp = tls
+        .clone()
+        .oneshot(Request::get("/ui/login").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    let login = resp.headers()[header::SET_COOKIE]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(login.ends_with("; Secure"), "{login}");
+    let nonce = login
+        .split(';')
+        .next()
+        .unwrap()
+        .split_once('=')
+        .unwrap()
+        .1
+        .to_owned();
+    let body = form_urlencoded::Serializer::new(String::new())
+        .append_pair("login_csrf", &nonce)
+        .append_pair("token", &t.admin)
+        .finish();
+    let resp = tls
+        .oneshot(
+            Request::post("/ui/login")
+                .header(header::COOKIE, format!("slipway_login={nonce}"))
+                .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+                .body(Body::from(body))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::SEE_OTHER);
+    let session = resp
+        .headers()
+        .get_all(header::SET_COOKIE)
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .find(|v| v.starts_with("slipway_session="))
+        .unwrap();
+    for attr in ["HttpOnly", "SameSite=Strict", "Path=/ui", "Secure"] {
+        assert!(session.contains(attr), "{session}");
+    }
+    // Without TLS (the other tests' console), no Secure flag: the browser would drop it.
+    let (_, headers, _) = t.get("/ui/login", None).await;
+    assert!(
+        !headers[header::SET_COOKIE]
+            .to_str()
+            .unwrap()
+            .contains("Secure")
+    );
+}
