@@ -14,7 +14,8 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 slipway_target_dir "$root"
 events=${1:-20}
 cd "$root"
-cargo build --quiet --release --locked -p slipway -p slipway-console --example render
+cargo build --quiet --release --locked -p slipway
+cargo build --quiet --release --locked -p slipway-console --example render
 scripts/build-example.sh >/dev/null
 echo "== render (in process)"
 for n in 10 200 1000; do
