@@ -8,6 +8,7 @@
 #   slipway-hello:healthcheck      v1 with a Docker HEALTHCHECK (`/hello check`)
 #   slipway-hello:files            v1 running as user 1000:1000 (secret files' owner)
 #   slipway-shop-base:v1           examples/shop's server binary, the base of its Dockerfiles
+#   slipway-logrouter:v1           examples/logrouter: a stand-in FireLens log router (forward protocol)
 # Nothing is pulled from a registry. Safe to run concurrently (serialised by a lock). Honours
 # CARGO_TARGET_DIR.
 set -euo pipefail
@@ -20,7 +21,7 @@ exec 9>"$target_dir/.build-example.lock"
 flock 9
 
 target=x86_64-unknown-linux-gnu
-RUSTFLAGS="-C target-feature=+crt-static" cargo build --quiet --release --locked -p hello -p shop-server --target "$target"
+RUSTFLAGS="-C target-feature=+crt-static" cargo build --quiet --release --locked -p hello -p shop-server -p logrouter --target "$target"
 ctx=$(mktemp -d)
 trap 'rm -rf "$ctx"' EXIT
 cp "$target_dir/$target/release/hello" "$ctx/hello"
@@ -50,3 +51,11 @@ cp "$target_dir/$target/release/shop-server" "$shop/shop-server"
 printf '%s\n' 'FROM scratch' 'COPY shop-server /shop-server' 'ENV PORT=8080' 'EXPOSE 8080' 'ENTRYPOINT ["/shop-server"]' > "$shop/Dockerfile"
 DOCKER_BUILDKIT=0 docker build --quiet --tag slipway-shop-base:v1 "$shop" 2>&1 >/dev/null | { grep -v -e DEPRECATED -e BuildKit -e environment-variable -e "^$" >&2 || true; }
 echo "built slipway-shop-base:v1"
+
+# A stand-in FireLens log router: Fluentd's forward protocol on 24224, records on stdout.
+router=$(mktemp -d)
+trap 'rm -rf "$ctx" "$shop" "$router"' EXIT
+cp "$target_dir/$target/release/logrouter" "$router/logrouter"
+printf '%s\n' 'FROM scratch' 'COPY logrouter /logrouter' 'EXPOSE 24224' 'ENTRYPOINT ["/logrouter"]' > "$router/Dockerfile"
+DOCKER_BUILDKIT=0 docker build --quiet --tag slipway-logrouter:v1 "$router" 2>&1 >/dev/null | { grep -v -e DEPRECATED -e BuildKit -e environment-variable -e "^$" >&2 || true; }
+echo "built slipway-logrouter:v1"

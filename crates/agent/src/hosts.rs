@@ -126,6 +126,7 @@ pub(crate) async fn create_here(
         container: &launch.container,
         extra_env: &launch.extra_env,
         secret_files: &launch.secret_files,
+        sidecar_env: &launch.sidecar_env,
         publish: port,
         dns: &discovery
             .get()
@@ -415,6 +416,12 @@ impl Hosts {
         if let Some(d) = launch.container.image_digest.as_mut() {
             self.rewrite_image(d);
         }
+        for s in &mut launch.container.sidecars {
+            self.rewrite_image(&mut s.container.image);
+            if let Some(d) = s.container.image_digest.as_mut() {
+                self.rewrite_image(d);
+            }
+        }
         Ok(self
             .hub
             .call(
@@ -466,7 +473,8 @@ impl Hosts {
                     Op::Start {
                         container: container.to_owned(),
                     },
-                    CALL_TIMEOUT,
+                    // A task of several containers starts each after its dependencies.
+                    CALL_TIMEOUT + slipway_runtime::pod::DEPENDENCY_TIMEOUT,
                 )
                 .await?),
         }

@@ -69,6 +69,9 @@ pub struct Launch {
     /// creates the container).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub secret_files: Vec<slipway_runtime::SecretFile>,
+    /// Environment added to each sidecar's, by container name (its decrypted secrets).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sidecar_env: Vec<(String, Vec<(String, String)>)>,
     /// Publish the container's port on the host's address (a port the agent picks).
     pub publish: bool,
     #[serde(default)]
@@ -90,6 +93,14 @@ impl std::fmt::Debug for Launch {
                 &self.extra_env.iter().map(|(k, _)| k).collect::<Vec<_>>(),
             )
             .field("secret_files", &self.secret_files)
+            .field(
+                "sidecar_env",
+                &self
+                    .sidecar_env
+                    .iter()
+                    .map(|(n, e)| (n, e.iter().map(|(k, _)| k).collect::<Vec<_>>()))
+                    .collect::<Vec<_>>(),
+            )
             .field("publish", &self.publish)
             .field("auth", &self.auth)
             .finish()
@@ -248,6 +259,7 @@ mod tests {
             .unwrap(),
             extra_env: Vec::new(),
             secret_files,
+            sidecar_env: Vec::new(),
             publish: false,
             auth: Vec::new(),
         }

@@ -319,6 +319,17 @@ impl App {
             .await
             .map_err(|e| image_error(&s.key.name, e))?;
         s.container.image_digest = Some(info.pinned());
+        for sc in &mut s.container.sidecars {
+            let wanted = sc.container.image.clone();
+            let info = self
+                .engine()
+                .resolve_image(&wanted, sc.container.pull)
+                .await
+                .map_err(|e| image_error(&format!("{} (container {})", s.key.name, sc.name), e))?;
+            sc.container.image_digest = Some(info.pinned());
+            self.pin_secrets(&s.key.name, &mut sc.container.secrets)
+                .await?;
+        }
         self.pin_secrets(&s.key.name, &mut s.container.secrets)
             .await
     }

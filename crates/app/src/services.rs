@@ -661,6 +661,14 @@ impl App {
     /// names a registry first). An image that cannot be resolved stays unpinned: its tasks
     /// fail to start and the deployment fails visibly, as on ECS.
     pub(crate) async fn pin_image(&self, mut c: ContainerSpec, repull: bool) -> ContainerSpec {
+        self.pin_one(&mut c, repull).await;
+        for s in &mut c.sidecars {
+            Box::pin(self.pin_one(&mut s.container, repull)).await;
+        }
+        c
+    }
+
+    async fn pin_one(&self, c: &mut ContainerSpec, repull: bool) {
         let mut info = None;
         if repull && slipway_runtime::registry_host(&c.image).is_some() {
             match self
@@ -685,7 +693,6 @@ impl App {
             }
         }
         c.image_digest = info.map(|i| i.pinned());
-        c
     }
 }
 

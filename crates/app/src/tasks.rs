@@ -62,6 +62,10 @@ pub struct LogsQuery {
     /// task, with its kept last output.
     #[serde(default)]
     pub previous: bool,
+    /// Only this container of a task of several (a sidecar, the log router); the main
+    /// container when not set.
+    #[serde(default)]
+    pub container: Option<String>,
 }
 
 impl App {
@@ -260,6 +264,28 @@ impl App {
     pub async fn service_logs(&self, key: &ServiceKey, q: &LogsQuery) -> Result<Vec<LogStream>> {
         self.service(key).await?;
         let tasks = self.store().list_tasks(key, true).await?;
+        if let Some(c) = &q.container
+            && !tasks
+                .iter()
+                .any(|t| t.containers.iter().any(|x| &x.name == c))
+        {
+            let mut names: Vec<&str> = tasks
+                .iter()
+                .flat_map(|t| t.containers.iter().map(|x| x.name.as_str()))
+                .collect();
+            names.sort_unstable();
+            names.dedup();
+            return Err(AppError::not_found(if names.is_empty() {
+                format!(
+                    "container {c} of service {key}: its tasks have one container each; leave --container out"
+                )
+            } else {
+                format!(
+                    "container {c} of service {key}; its tasks have {}",
+                    names.join(", ")
+                )
+            }));
+        }
         let one = match (&q.task, q.previous) {
             (Some(_), true) => {
                 return Err(AppError::invalid(
@@ -294,7 +320,7 @@ impl App {
         match task
             .exit
             .as_ref()
-            .filter(|_| task.last_status == TaskStatus::Stopped)
+            .filter(|_| task.last_status == TaskStatus::Stopped && q.container.is_none())
         {
             // Its container is gone: what was kept of its output.
             Some(exit) => {
@@ -352,7 +378,15 @@ impl App {
         let mut streams = Vec::new();
         let mut seen: HashSet<String> = HashSet::new();
         for t in tasks {
-            let Some(cid) = t.container_id.clone() else {
+            let cid = match &q.container {
+                Some(name) => t
+                    .containers
+                    .iter()
+                    .find(|c| &c.name == name)
+                    .and_then(|c| c.id.clone()),
+                None => t.container_id.clone(),
+            };
+            let Some(cid) = cid else {
                 continue;
             };
             if !seen.insert(cid.clone()) {

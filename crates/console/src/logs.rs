@@ -52,6 +52,7 @@ impl LogsForm {
             tail: Some(if follow { 0 } else { TAIL }),
             task: self.task(),
             previous: false,
+            container: None,
         }
     }
 }

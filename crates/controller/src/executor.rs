@@ -483,6 +483,14 @@ impl Controller {
                     .map_err(|e| e.to_string())?
             };
             let (mut extra_env, secret_files) = self.secret_values(&container).await?;
+            // Sidecars take their secrets as variables (files are the main container's).
+            let mut sidecar_env = Vec::new();
+            for s in &container.sidecars {
+                let (env, _) = self.secret_values(&s.container).await?;
+                if !env.is_empty() {
+                    sidecar_env.push((s.name.clone(), env));
+                }
+            }
             extra_env.extend([
                 ("SLIPWAY_APP".to_owned(), key.app.clone()),
                 ("SLIPWAY_ENV".to_owned(), key.env.clone()),
@@ -504,6 +512,7 @@ impl Controller {
                 container,
                 extra_env,
                 secret_files,
+                sidecar_env,
                 // Published on the host's address: the ingress reaches tasks of other
                 // hosts there.
                 publish: true,

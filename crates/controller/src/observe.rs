@@ -194,6 +194,7 @@ impl Controller {
                 pending_reason: None,
                 moving: false,
                 exit: None,
+                containers: Vec::new(),
                 version: 0,
             };
             self.save_task(&mut task).await?;
@@ -422,6 +423,10 @@ impl Controller {
                             row.host = Some(c.host.clone());
                             changed = true;
                         }
+                        if row.containers != c.containers {
+                            row.containers = c.containers.clone();
+                            changed = true;
+                        }
                         if changed {
                             self.save_task(row).await?;
                         }
@@ -442,6 +447,18 @@ impl Controller {
                                 .unwrap_or_default(),
                         };
                         let mut detail = Vec::new();
+                        // A task of several containers: which one ended it, and how the
+                        // others were (a crashed app beside healthy sidecars).
+                        if let Some(name) = &info.container {
+                            detail.push(slipway_core::model::containers::ended_story(
+                                name,
+                                info.exit_code,
+                                &info.containers,
+                            ));
+                            if row.containers != info.containers {
+                                row.containers = info.containers.clone();
+                            }
+                        }
                         if info.oom_killed {
                             detail.push(
                                 "OutOfMemoryError: container killed due to memory usage".to_owned(),

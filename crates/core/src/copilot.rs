@@ -33,6 +33,7 @@ use crate::model::validate_name;
 mod fields;
 mod node;
 mod service;
+mod sidecars;
 use node::{Node, Origin, Val, Writer, scalar_text};
 
 /// The workspace marker file.

@@ -21,6 +21,7 @@ use serde::{Deserialize, Serialize};
 
 mod compile;
 mod fields;
+pub mod sidecars;
 use compile::*;
 pub use compile::{check_platform, check_secret_name, parse_success_codes};
 pub use fields::{On, OverrideImage, Storage, VolumeDef};
@@ -187,6 +188,15 @@ pub struct Service {
     #[serde(default)]
     #[schemars(with = "Option<crate::placement::Placement>")]
     pub placement: Option<serde_saphyr::Spanned<crate::placement::Placement>>,
+    /// Containers beside the main one in every task, by name (Copilot's `sidecars`): they
+    /// share the task's network (`localhost`) and start before the main container when
+    /// `image.depends_on` says so.
+    #[serde(default)]
+    pub sidecars: BTreeMap<String, sidecars::SidecarDef>,
+    /// A FireLens log router beside the main container that receives its output
+    /// (Copilot's `logging`).
+    #[serde(default)]
+    pub logging: Option<sidecars::Logging>,
 }
 
 /// `image:` — where the service's image comes from: a `location` to pull, or a `build` to
@@ -208,6 +218,11 @@ pub struct Image {
     /// When to pull the image: `missing` (default) or `always`.
     #[serde(default)]
     pub pull: Option<PullPolicy>,
+    /// Sidecars the main container starts after: `NAME: start | complete | success |
+    /// healthy` (Copilot's `image.depends_on`).
+    #[serde(default)]
+    #[schemars(with = "Option<BTreeMap<String, String>>")]
+    pub depends_on: Option<serde_saphyr::Spanned<BTreeMap<String, String>>>,
 }
 
 /// `secrets.NAME:` — a secret name (delivered as an environment variable), or

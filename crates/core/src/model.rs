@@ -105,8 +105,9 @@ impl HttpHealthCheck {
     }
 }
 
-/// The container of a task definition (Slipway runs one essential container per task).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// The main container of a task definition, with the task's other containers in
+/// [`ContainerSpec::sidecars`] (see [`containers`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ContainerSpec {
     /// The image reference as the user wrote it (`repo:tag`).
     pub image: String,
@@ -155,6 +156,23 @@ pub struct ContainerSpec {
     /// run may take.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub job: Option<JobSpec>,
+    /// The main container's name in a task of several (ECS `containerDefinitions[].name`);
+    /// the service's name when not set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// The task's other containers (ECS `containerDefinitions[1..]`, Copilot `sidecars`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sidecars: Vec<Sidecar>,
+    /// Containers of the same task that must reach a condition before this one starts
+    /// (ECS `dependsOn`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub container_depends_on: Vec<ContainerDependency>,
+    /// Mounts of other containers of the task (ECS `volumesFrom`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub volumes_from: Vec<VolumesFrom>,
+    /// Output sent to the task's log router (ECS `logConfiguration` `awsfirelens`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logging: Option<LogRouting>,
 }
 
 /// When and how a Scheduled Job runs (Copilot's `on.schedule`, `retries`, `timeout`).
@@ -507,6 +525,7 @@ impl ServiceSpec {
             return Err(format!("{svc}: memory must be at least 6 MiB"));
         }
         c.validate_runtime().map_err(|e| format!("{svc}: {e}"))?;
+        containers::validate_task_containers(c, svc).map_err(|e| format!("{svc}: {e}"))?;
         match (&c.job, self.kind) {
             (Some(j), ServiceKind::ScheduledJob) => {
                 crate::schedule::Schedule::parse(&j.schedule)
@@ -814,6 +833,9 @@ pub struct Task {
     /// How its container ended, kept after the container is removed (see [`TaskExit`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exit: Option<TaskExit>,
+    /// Each container of a task of several, the main one first (empty for a task of one).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub containers: Vec<ContainerStatus>,
     /// The record's version in the store (0 before it is first written).
     #[serde(default)]
     pub version: u64,
@@ -851,6 +873,7 @@ impl Task {
             pending_reason: None,
             moving: false,
             exit: None,
+            containers: Vec::new(),
             version: 0,
         }
     }
@@ -1010,6 +1033,12 @@ pub fn validate_name(name: &str) -> Result<(), String> {
         ))
     }
 }
+
+pub mod containers;
+pub use containers::{
+    ContainerDependency, ContainerStatus, DependencyCondition, Firelens, LogRouting, Sidecar,
+    VolumesFrom,
+};
 
 #[cfg(test)]
 mod tests;

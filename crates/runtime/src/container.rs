@@ -6,8 +6,14 @@
 use super::*;
 
 impl DockerRuntime {
-    /// Creates a task's container (not started). Returns its id.
+    /// Creates a task's container (not started): its id. A task of several containers is
+    /// created as a group (see [`crate::pod`]) and the main container's id is returned.
     pub async fn create(&self, t: &TaskLaunch<'_>) -> Result<String> {
+        if !t.container.sidecars.is_empty() {
+            let created = self.create_group(t).await;
+            self.isolate_group(t, &created).await;
+            return created;
+        }
         let c = t.container;
         let mut env: Vec<String> = c
             .environment
@@ -15,106 +21,25 @@ impl DockerRuntime {
             .map(|(k, v)| format!("{k}={v}"))
             .collect();
         env.extend(t.extra_env.iter().map(|(k, v)| format!("{k}={v}")));
-        let labels = HashMap::from([
-            (CLUSTER_LABEL.to_owned(), t.cluster.to_owned()),
-            (labels::APP.to_owned(), t.service.app.clone()),
-            (labels::ENV.to_owned(), t.service.env.clone()),
-            (labels::SERVICE.to_owned(), t.service.name.clone()),
-            (labels::TASK.to_owned(), t.task_id.to_owned()),
-            (labels::REVISION.to_owned(), t.revision.to_string()),
-            (labels::DEPLOYMENT.to_owned(), t.deployment_id.to_owned()),
-        ]);
-        let healthcheck = c.healthcheck.as_ref().map(|h| HealthConfig {
-            test: Some(h.test.clone()),
-            interval: Some(h.interval_ms as i64 * 1_000_000),
-            timeout: Some(h.timeout_ms as i64 * 1_000_000),
-            retries: Some(i64::from(h.retries)),
-            start_period: Some(h.start_period_ms as i64 * 1_000_000),
-            start_interval: None,
-        });
-        // Standalone tasks are not reachable by a service name.
-        let aliases = if t.service.is_standalone() {
-            Vec::new()
-        } else {
-            vec![
-                t.service.name.clone(),
-                format!(
-                    "{}.{}.{}.internal",
-                    t.service.name, t.service.env, t.service.app
-                ),
-            ]
+        let labels = self.task_labels(t);
+        let healthcheck = c.healthcheck.as_ref().map(health_config);
+        let mut mounts = self.volume_mounts(t, c);
+        let secret_dir = match self.secret_dir_mount(t).await? {
+            Some(m) => {
+                let dir = m.source.clone().map(std::path::PathBuf::from);
+                mounts.push(m);
+                dir
+            }
+            None => None,
         };
-        // A published port is also exposed (the engine ignores a binding of a port the
-        // image does not `EXPOSE`).
-        let exposed_ports = match (t.publish, c.port) {
-            (Some(_), Some(port)) => Some(vec![format!("{port}/tcp")]),
-            _ => None,
-        };
-        let port_bindings = match (t.publish, c.port) {
-            (Some((ip, host_port)), Some(port)) => Some(HashMap::from([(
-                format!("{port}/tcp"),
-                Some(vec![PortBinding {
-                    host_ip: Some(ip.to_owned()),
-                    host_port: Some(host_port.to_string()),
-                }]),
-            )])),
-            _ => None,
-        };
-        let mut mounts: Vec<Mount> = c
-            .volumes
-            .iter()
-            .map(|v| Mount {
-                target: Some(v.path.clone()),
-                source: Some(v.docker_name(t.service)),
-                typ: Some(MountType::VOLUME),
-                read_only: Some(v.read_only),
-                // Labels of a volume the engine creates on first use.
-                volume_options: Some(MountVolumeOptions {
-                    labels: Some(HashMap::from([
-                        (CLUSTER_LABEL.to_owned(), t.cluster.to_owned()),
-                        (labels::APP.to_owned(), t.service.app.clone()),
-                        (labels::ENV.to_owned(), t.service.env.clone()),
-                    ])),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            })
-            .collect();
-        let secret_dir = if t.secret_files.is_empty() {
-            None
-        } else {
-            let dir = self.write_secret_files(t).await?;
-            mounts.push(Mount {
-                target: Some(secret_files::MOUNT_PATH.to_owned()),
-                source: Some(dir.display().to_string()),
-                typ: Some(MountType::BIND),
-                read_only: Some(true),
-                ..Default::default()
-            });
-            Some(dir)
-        };
-        let host_config = HostConfig {
-            network_mode: Some(t.network.to_owned()),
+        let mut host_config = HostConfig {
             mounts: (!mounts.is_empty()).then_some(mounts),
-            port_bindings,
-            dns: (!t.dns.is_empty()).then(|| t.dns.to_vec()),
-            // Docker refuses less than 0.01 CPU.
-            nano_cpus: c
-                .cpu
-                .map(|cpu| (i64::from(cpu) * 1_000_000_000 / 1024).max(10_000_000)),
-            cpu_shares: c.cpu.map(i64::from),
-            memory: c.memory.map(|m| i64::from(m) * 1024 * 1024),
             init: c.init.then_some(true),
-            log_config: Some(HostConfigLogConfig {
-                typ: Some("json-file".into()),
-                config: Some(HashMap::from([
-                    ("max-size".into(), "10m".into()),
-                    ("max-file".into(), "3".into()),
-                ])),
-            }),
+            log_config: Some(default_log_config()),
             ..Default::default()
         };
-        let body = ContainerCreateBody {
+        apply_limits(c, &mut host_config);
+        let mut body = ContainerCreateBody {
             image: Some(c.image_digest.clone().unwrap_or_else(|| c.image.clone())),
             env: Some(env),
             cmd: c.command.clone(),
@@ -122,20 +47,11 @@ impl DockerRuntime {
             user: c.user.clone(),
             labels: Some(labels),
             healthcheck,
-            exposed_ports,
             stop_timeout: Some((c.stop_timeout_ms / 1000).max(1) as i64),
             host_config: Some(host_config),
-            networking_config: Some(NetworkingConfig {
-                endpoints_config: Some(HashMap::from([(
-                    t.network.to_owned(),
-                    EndpointSettings {
-                        aliases: Some(aliases),
-                        ..Default::default()
-                    },
-                )])),
-            }),
             ..Default::default()
         };
+        self.attach_network(t, &mut body);
         let name = format!(
             "{}-{}-{}-{}",
             t.service.app, t.service.env, t.service.name, t.task_id
@@ -239,7 +155,12 @@ impl DockerRuntime {
         Ok(dir)
     }
 
+    /// Starts a task's container; a group's containers start in their order (see
+    /// [`crate::pod`]), each once its dependencies' conditions hold.
     pub async fn start(&self, id: &str) -> Result<()> {
+        if let Some((_, members)) = self.group_of(id).await? {
+            return self.start_group(&members).await;
+        }
         match self.docker.start_container(id, None).await {
             Ok(()) => Ok(()),
             // 304: already started.
@@ -250,12 +171,20 @@ impl DockerRuntime {
         }
     }
 
-    /// The container's address on a network.
+    /// The task's address on a network (a group's is its holder's).
     pub async fn address(&self, id: &str, network: &str) -> Result<Option<String>> {
         let c = self
             .docker
             .inspect_container(id, None::<InspectContainerOptions>)
             .await?;
+        let mode = c
+            .host_config
+            .as_ref()
+            .and_then(|h| h.network_mode.clone())
+            .unwrap_or_default();
+        if let Some(holder) = mode.strip_prefix("container:") {
+            return Box::pin(self.address(holder, network)).await;
+        }
         Ok(c.network_settings
             .and_then(|n| n.networks)
             .and_then(|mut n| n.remove(network))
@@ -263,8 +192,17 @@ impl DockerRuntime {
             .filter(|ip| !ip.is_empty()))
     }
 
-    /// SIGTERM, then SIGKILL after `timeout`. Waits until the container has stopped.
+    /// SIGTERM, then SIGKILL after `timeout`. Waits until the container has stopped. A
+    /// group stops in the reverse of its start order: the main container (with `timeout`)
+    /// before the sidecars it depends on.
     pub async fn stop(&self, id: &str, timeout: Duration) -> Result<()> {
+        if let Some((_, members)) = self.group_of(id).await? {
+            return self.stop_group(&members, timeout).await;
+        }
+        self.stop_one(id, timeout).await
+    }
+
+    pub(crate) async fn stop_one(&self, id: &str, timeout: Duration) -> Result<()> {
         let t = timeout.as_secs().clamp(0, i32::MAX as u64) as i32;
         match self
             .docker
@@ -286,9 +224,19 @@ impl DockerRuntime {
         }
     }
 
-    /// Removes a container (forcibly) and its secret files; a missing container is not an
-    /// error.
+    /// Removes a task's container (forcibly) and its secret files; a missing container is
+    /// not an error. A group goes whole.
     pub async fn remove(&self, id: &str) -> Result<()> {
+        if let Some((_, members)) = self.group_of(id).await? {
+            for m in members.iter().rev() {
+                self.remove_one(&m.id).await?;
+            }
+            return Ok(());
+        }
+        self.remove_one(id).await
+    }
+
+    async fn remove_one(&self, id: &str) -> Result<()> {
         // What goes with the container, read before it is gone: the secret files'
         // directory (only when this host has any) and whether its port is published (then
         // it has an isolation rule).
@@ -343,4 +291,154 @@ impl DockerRuntime {
         }
         removed
     }
+
+    /// The labels of every container of a task.
+    pub(crate) fn task_labels(&self, t: &TaskLaunch<'_>) -> HashMap<String, String> {
+        HashMap::from([
+            (CLUSTER_LABEL.to_owned(), t.cluster.to_owned()),
+            (labels::APP.to_owned(), t.service.app.clone()),
+            (labels::ENV.to_owned(), t.service.env.clone()),
+            (labels::SERVICE.to_owned(), t.service.name.clone()),
+            (labels::TASK.to_owned(), t.task_id.to_owned()),
+            (labels::REVISION.to_owned(), t.revision.to_string()),
+            (labels::DEPLOYMENT.to_owned(), t.deployment_id.to_owned()),
+        ])
+    }
+
+    /// Puts the container that owns a task's network namespace on the app network: its
+    /// aliases (the service's names), DNS and the published port of the task's port.
+    pub(crate) fn attach_network(&self, t: &TaskLaunch<'_>, body: &mut ContainerCreateBody) {
+        // Standalone tasks are not reachable by a service name.
+        let aliases = if t.service.is_standalone() {
+            Vec::new()
+        } else {
+            vec![
+                t.service.name.clone(),
+                format!(
+                    "{}.{}.{}.internal",
+                    t.service.name, t.service.env, t.service.app
+                ),
+            ]
+        };
+        let port = t.container.port;
+        // A published port is also exposed (the engine ignores a binding of a port the
+        // image does not `EXPOSE`).
+        if let (Some(_), Some(port)) = (t.publish, port) {
+            body.exposed_ports = Some(vec![format!("{port}/tcp")]);
+        }
+        let hc = body.host_config.get_or_insert_with(Default::default);
+        hc.network_mode = Some(t.network.to_owned());
+        hc.dns = (!t.dns.is_empty()).then(|| t.dns.to_vec());
+        if let (Some((ip, host_port)), Some(port)) = (t.publish, port) {
+            hc.port_bindings = Some(HashMap::from([(
+                format!("{port}/tcp"),
+                Some(vec![PortBinding {
+                    host_ip: Some(ip.to_owned()),
+                    host_port: Some(host_port.to_string()),
+                }]),
+            )]));
+        }
+        body.networking_config = Some(NetworkingConfig {
+            endpoints_config: Some(HashMap::from([(
+                t.network.to_owned(),
+                EndpointSettings {
+                    aliases: Some(aliases),
+                    ..Default::default()
+                },
+            )])),
+        });
+    }
+
+    /// The app environment's named volumes a container mounts.
+    pub(crate) fn volume_mounts(&self, t: &TaskLaunch<'_>, c: &ContainerSpec) -> Vec<Mount> {
+        c.volumes
+            .iter()
+            .map(|v| Mount {
+                target: Some(v.path.clone()),
+                source: Some(v.docker_name(t.service)),
+                typ: Some(MountType::VOLUME),
+                read_only: Some(v.read_only),
+                // Labels of a volume the engine creates on first use.
+                volume_options: Some(MountVolumeOptions {
+                    labels: Some(HashMap::from([
+                        (CLUSTER_LABEL.to_owned(), t.cluster.to_owned()),
+                        (labels::APP.to_owned(), t.service.app.clone()),
+                        (labels::ENV.to_owned(), t.service.env.clone()),
+                    ])),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            })
+            .collect()
+    }
+
+    /// Writes the task's file secrets and returns their read-only mount; `None` when it
+    /// has none.
+    pub(crate) async fn secret_dir_mount(&self, t: &TaskLaunch<'_>) -> Result<Option<Mount>> {
+        if t.secret_files.is_empty() {
+            return Ok(None);
+        }
+        let dir = self.write_secret_files(t).await?;
+        Ok(Some(Mount {
+            target: Some(secret_files::MOUNT_PATH.to_owned()),
+            source: Some(dir.display().to_string()),
+            typ: Some(MountType::BIND),
+            read_only: Some(true),
+            ..Default::default()
+        }))
+    }
+
+    /// The isolation rule of a group's published port (on its holder), as [`Self::create`]
+    /// sets one for a task of one container.
+    async fn isolate_group(&self, t: &TaskLaunch<'_>, created: &Result<String>) {
+        let (Ok(_), Some((ip, port))) = (created, t.publish) else {
+            return;
+        };
+        let Ok(ip) = ip.parse::<std::net::IpAddr>() else {
+            return;
+        };
+        let Ok(members) = self.group_members(t.task_id).await else {
+            return;
+        };
+        if let Some(h) = members.iter().find(|m| m.role == "holder")
+            && isolation::block_task(&h.id, std::net::SocketAddr::new(ip, port))
+                .await
+                .is_ok()
+        {
+            self.prune_isolation().await;
+        }
+    }
+}
+
+/// Docker's form of a command health check.
+pub(crate) fn health_config(h: &slipway_core::model::CommandHealthCheck) -> HealthConfig {
+    HealthConfig {
+        test: Some(h.test.clone()),
+        interval: Some(h.interval_ms as i64 * 1_000_000),
+        timeout: Some(h.timeout_ms as i64 * 1_000_000),
+        retries: Some(i64::from(h.retries)),
+        start_period: Some(h.start_period_ms as i64 * 1_000_000),
+        start_interval: None,
+    }
+}
+
+/// Output kept by the engine, within bounds.
+pub(crate) fn default_log_config() -> HostConfigLogConfig {
+    HostConfigLogConfig {
+        typ: Some("json-file".into()),
+        config: Some(HashMap::from([
+            ("max-size".into(), "10m".into()),
+            ("max-file".into(), "3".into()),
+        ])),
+    }
+}
+
+/// A container's CPU and memory limits.
+pub(crate) fn apply_limits(c: &ContainerSpec, hc: &mut HostConfig) {
+    // Docker refuses less than 0.01 CPU.
+    hc.nano_cpus = c
+        .cpu
+        .map(|cpu| (i64::from(cpu) * 1_000_000_000 / 1024).max(10_000_000));
+    hc.cpu_shares = c.cpu.map(i64::from);
+    hc.memory = c.memory.map(|m| i64::from(m) * 1024 * 1024);
 }

@@ -11,6 +11,7 @@ mod compose;
 mod container;
 pub mod isolation;
 mod ops;
+pub mod pod;
 pub mod secret_files;
 pub use compose::{ContainerDetails, Health, ImageDetails, PullAuth};
 pub use ops::{EngineInfo, ExecOutput, LOCAL_RUN_LABEL, LocalRun};
@@ -61,6 +62,10 @@ pub enum RuntimeError {
     Docker(#[from] bollard::errors::Error),
     #[error(transparent)]
     SecretFiles(#[from] SecretFileError),
+    /// A task of several containers that cannot be created or started as asked (a
+    /// dependency that cannot be met, a holder image this machine cannot have).
+    #[error("{0}")]
+    Task(String),
 }
 
 impl RuntimeError {
@@ -109,6 +114,12 @@ pub struct ContainerInfo {
     /// The host that runs it (filled in by whoever gathers several hosts' lists).
     #[serde(default)]
     pub host: String,
+    /// A task of several containers: each of them, the main one first (see [`pod`]). The
+    /// entry is then the main container's, with the holder's address and published port,
+    /// the health of every essential container together, and `Exited` once an essential
+    /// container has exited.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub containers: Vec<slipway_core::model::ContainerStatus>,
 }
 
 /// What `inspect` adds for a container that stopped.
@@ -128,6 +139,15 @@ pub struct ExitInfo {
     /// only once it is no longer running.
     #[serde(default)]
     pub last_output: Vec<String>,
+    /// A task of several containers: the essential container whose exit ended it (what the
+    /// rest describes), and the state of each container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container: Option<String>,
+    /// `HEALTHY` or `UNHEALTHY` when the container has a health check that was judged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_status: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub containers: Vec<slipway_core::model::ContainerStatus>,
 }
 
 impl ExitInfo {
@@ -185,6 +205,8 @@ pub struct TaskLaunch<'a> {
     /// DNS servers of the container (the engine's embedded resolver forwards the names it
     /// does not know to them); empty: the host's.
     pub dns: &'a [String],
+    /// Environment added to each sidecar's, by container name (its decrypted secrets).
+    pub sidecar_env: &'a [(String, Vec<(String, String)>)],
 }
 
 impl std::fmt::Debug for TaskLaunch<'_> {
@@ -204,6 +226,14 @@ impl std::fmt::Debug for TaskLaunch<'_> {
             .field("secret_files", &self.secret_files)
             .field("publish", &self.publish)
             .field("dns", &self.dns)
+            .field(
+                "sidecar_env",
+                &self
+                    .sidecar_env
+                    .iter()
+                    .map(|(n, e)| (n, e.iter().map(|(k, _)| k).collect::<Vec<_>>()))
+                    .collect::<Vec<_>>(),
+            )
             .finish()
     }
 }
@@ -274,6 +304,12 @@ fn parse_rfc3339_ms(s: &str) -> Option<i64> {
 
 /// Reads health from a container's status line ("Up 3 seconds (healthy)"): the list endpoint
 /// of engines before API 1.52 carries health only there.
+/// The exit code in a listed container's status (`Exited (3) 2 seconds ago`).
+fn exit_code_of_status(status: &str) -> Option<i64> {
+    let rest = status.strip_prefix("Exited (")?;
+    rest.split_once(')')?.0.parse().ok()
+}
+
 fn health_from_status(status: &str) -> EngineHealth {
     if status.contains("(healthy)") {
         EngineHealth::Healthy
@@ -352,8 +388,11 @@ impl DockerRuntime {
             }))
             .await?;
         let mut out = Vec::with_capacity(list.len());
+        let mut groups: HashMap<String, Vec<(pod::GroupMember, ContainerInfo)>> = HashMap::new();
         for c in list {
             let labels = c.labels.unwrap_or_default();
+            let member = c.id.clone().and_then(|id| pod::member_of(&labels, id));
+            let exit_code = c.status.as_deref().and_then(exit_code_of_status);
             let get = |k: &str| labels.get(k).cloned();
             let (Some(id), Some(app), Some(env), Some(svc), Some(task)) = (
                 c.id,
@@ -376,7 +415,7 @@ impl DockerRuntime {
                 .and_then(|mut n| n.remove(&network))
                 .and_then(|e| e.ip_address)
                 .filter(|ip| !ip.is_empty());
-            out.push(ContainerInfo {
+            let info = ContainerInfo {
                 id,
                 name: c
                     .names
@@ -400,13 +439,52 @@ impl DockerRuntime {
                     Some(format!("{ip}:{public}"))
                 }),
                 host: String::new(),
-            });
+                containers: Vec::new(),
+            };
+            match member {
+                Some(m) => {
+                    let mut info = info;
+                    info.containers = vec![slipway_core::model::ContainerStatus {
+                        name: m.name.clone(),
+                        id: Some(info.id.clone()),
+                        essential: m.essential,
+                        last_status: match info.state {
+                            ContainerState::Created => "PENDING",
+                            ContainerState::Running => "RUNNING",
+                            ContainerState::Exited => "STOPPED",
+                        }
+                        .into(),
+                        health: match info.health {
+                            EngineHealth::Healthy => "HEALTHY",
+                            EngineHealth::Unhealthy => "UNHEALTHY",
+                            _ => "UNKNOWN",
+                        }
+                        .into(),
+                        exit_code: (info.state == ContainerState::Exited)
+                            .then_some(exit_code)
+                            .flatten(),
+                    }];
+                    groups
+                        .entry(info.task_id.clone())
+                        .or_default()
+                        .push((m, info));
+                }
+                None => out.push(info),
+            }
         }
+        out.extend(groups.into_values().map(pod::fold_group));
         Ok(out)
     }
 
     /// Details of a stopped container; `None` when it no longer exists.
     pub async fn exit_info(&self, id: &str) -> Result<Option<ExitInfo>> {
+        if let Some((_, members)) = self.group_of(id).await? {
+            return self.group_exit_info(&members).await;
+        }
+        self.exit_info_one(id).await
+    }
+
+    async fn exit_info_one(&self, id: &str) -> Result<Option<ExitInfo>> {
         let c = match self
             .docker
             .inspect_container(id, None::<InspectContainerOptions>)
@@ -439,10 +517,26 @@ impl DockerRuntime {
             exit_code: st.exit_code,
             oom_killed: st.oom_killed.unwrap_or(false),
             error: st.error.filter(|e| !e.is_empty()),
-            started_ms: st.started_at.as_deref().and_then(parse_rfc3339_ms),
+            // A container never started says 0001-01-01.
+            started_ms: st
+                .started_at
+                .as_deref()
+                .and_then(parse_rfc3339_ms)
+                .filter(|ms| *ms > 0),
             finished_ms: st.finished_at.as_deref().and_then(parse_rfc3339_ms),
             health_output: health_output.map(|o| o.trim().chars().take(300).collect()),
             last_output,
+            health_status: st
+                .health
+                .as_ref()
+                .and_then(|h| h.status)
+                .and_then(|s| match s {
+                    bollard::models::HealthStatusEnum::HEALTHY => Some("HEALTHY".to_owned()),
+                    bollard::models::HealthStatusEnum::UNHEALTHY => Some("UNHEALTHY".to_owned()),
+                    _ => None,
+                }),
+            container: None,
+            containers: Vec::new(),
         }))
     }
 

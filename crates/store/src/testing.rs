@@ -122,5 +122,6 @@ pub fn container(image: &str) -> ContainerSpec {
         volumes: Vec::new(),
         depends_on: Vec::new(),
         job: None,
+        ..ContainerSpec::default()
     }
 }

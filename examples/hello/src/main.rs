@@ -18,7 +18,8 @@
 //! wait at most this long for in-flight requests, default 5000), `HELLO_FAIL_PERCENT` (this
 //! percentage of the other requests answer 500, spread evenly: with 20, every fifth;
 //! `/healthz` is not affected), `HELLO_LATENCY_MS` (the other requests wait this long before
-//! answering), `HELLO_HEALTH_REDIRECT` (`/healthz` answers 302 to this URL), `HELLO_SAY`
+//! answering), `HELLO_HEALTH_REDIRECT` (`/healthz` answers 302 to this URL), `HELLO_REQUIRE`
+//! (`host:port` that must accept a connection at start, else exit 4), `HELLO_SAY`
 //! (print this text with a count once a second on stdout).
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -53,6 +54,16 @@ fn main() {
     if let Some(ms) = env_u64("HELLO_START_DELAY_MS") {
         eprintln!("hello: starting slowly ({ms} ms)");
         std::thread::sleep(Duration::from_millis(ms));
+    }
+    // A peer that must answer at start (a sidecar on localhost): exit 4 when it does not.
+    if let Ok(peer) = std::env::var("HELLO_REQUIRE") {
+        match std::net::TcpStream::connect(&peer) {
+            Ok(_) => println!("hello: {peer} answers"),
+            Err(e) => {
+                eprintln!("hello: {peer} does not answer ({e}); exiting with code 4");
+                std::process::exit(4);
+            }
+        }
     }
     // A line of output, as it is, once a second with a count (what the console's logs tests
     // follow).

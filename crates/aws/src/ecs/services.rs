@@ -58,7 +58,16 @@ fn container_of(td: &TaskDefinition) -> (String, Vec<u16>) {
         .ecs
         .as_deref()
         .and_then(|e| serde_json::from_str::<Value>(e).ok())
-        .and_then(|v| v.get("containerDefinitions")?.get(0).cloned());
+        .and_then(|v| {
+            let defs = v.get("containerDefinitions")?.as_array()?.clone();
+            // A task of several containers: its main one.
+            match &td.container.name {
+                Some(n) => defs
+                    .into_iter()
+                    .find(|d| d.get("name").and_then(Value::as_str) == Some(n.as_str())),
+                None => defs.into_iter().next(),
+            }
+        });
     let name = def
         .as_ref()
         .and_then(|d| d.get("name")?.as_str().map(str::to_owned))

@@ -51,6 +51,45 @@ pub(super) struct ContainerDefReq {
     linux_parameters: Option<LinuxParametersReq>,
     user: Option<String>,
     mount_points: Option<Vec<MountPointReq>>,
+    depends_on: Option<Vec<DependsOnReq>>,
+    volumes_from: Option<Vec<VolumesFromReq>>,
+    firelens_configuration: Option<FirelensReq>,
+    log_configuration: Option<LogConfigurationReq>,
+}
+
+/// `containerDefinitions[].dependsOn[]`.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct DependsOnReq {
+    container_name: Option<String>,
+    condition: Option<String>,
+}
+
+/// `containerDefinitions[].volumesFrom[]`.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct VolumesFromReq {
+    source_container: Option<String>,
+    read_only: Option<bool>,
+}
+
+/// `containerDefinitions[].firelensConfiguration`.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct FirelensReq {
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    options: Option<BTreeMap<String, String>>,
+}
+
+/// `containerDefinitions[].logConfiguration`: `awsfirelens` sends the output to the task's
+/// log router; the other drivers are AWS's (`awslogs` ...) and keep Slipway's own logs.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+#[allow(dead_code)]
+pub(super) struct LogConfigurationReq {
+    log_driver: Option<String>,
+    options: Option<BTreeMap<String, String>>,
 }
 
 /// `containerDefinitions[].linuxParameters`: Slipway maps `initProcessEnabled`.
@@ -135,8 +174,60 @@ pub(super) fn check_family(f: &str) -> AwsResult<()> {
     Ok(())
 }
 
-/// The ContainerSpec Slipway runs for a task definition: its first essential container.
+/// The ContainerSpec Slipway runs for a task definition: its main container (the first
+/// essential one with a port mapping, else the first essential one) with the others as its
+/// sidecars, in their written order.
 pub(super) fn to_container(req: &RegisterReq) -> AwsResult<ContainerSpec> {
+    let defs = req.container_definitions.as_deref().unwrap_or_default();
+    let mut main = container_of(req)?;
+    let main_at = main_index(defs);
+    if defs.len() == 1 {
+        return Ok(main);
+    }
+    let bad = |m: String| AwsError::client("ClientException", m);
+    main.name = defs[main_at].name.clone();
+    for (i, d) in defs.iter().enumerate() {
+        let c = container_def(req, d)?;
+        if i == main_at {
+            main.container_depends_on = c.container_depends_on;
+            main.volumes_from = c.volumes_from;
+            main.logging = c.logging;
+            if d.firelens_configuration.is_some() {
+                return Err(bad(format!(
+                    "container {}: the log router cannot be the task's main container; give the app a port mapping",
+                    d.name.as_deref().unwrap_or_default()
+                )));
+            }
+            continue;
+        }
+        let name = d.name.clone().unwrap_or_default();
+        main.sidecars.push(slipway_core::model::Sidecar {
+            firelens: d
+                .firelens_configuration
+                .as_ref()
+                .map(|f| slipway_core::model::Firelens {
+                    kind: f.kind.clone().unwrap_or_default(),
+                    options: f.options.clone().unwrap_or_default(),
+                }),
+            name,
+            essential: d.essential.unwrap_or(true),
+            container: c,
+        });
+    }
+    slipway_core::model::containers::validate_task_containers(&main, "task").map_err(bad)?;
+    Ok(main)
+}
+
+fn main_index(defs: &[ContainerDefReq]) -> usize {
+    let essential = |d: &&ContainerDefReq| d.essential.unwrap_or(true);
+    defs.iter()
+        .position(|d| essential(&d) && d.port_mappings.as_deref().is_some_and(|p| !p.is_empty()))
+        .or_else(|| defs.iter().position(|d| essential(&d)))
+        .unwrap_or(0)
+}
+
+/// The main container alone, after the checks of the whole list.
+fn container_of(req: &RegisterReq) -> AwsResult<ContainerSpec> {
     let defs = req
         .container_definitions
         .as_deref()
@@ -162,10 +253,11 @@ pub(super) fn to_container(req: &RegisterReq) -> AwsResult<ContainerSpec> {
             "A task definition must have at least one essential container.",
         ));
     }
-    let d = defs
-        .iter()
-        .find(|d| d.essential.unwrap_or(true))
-        .expect("checked above");
+    container_def(req, &defs[main_index(defs)])
+}
+
+/// One container definition onto a container spec.
+fn container_def(req: &RegisterReq, d: &ContainerDefReq) -> AwsResult<ContainerSpec> {
     let num = |v: Option<i64>, what: &str, lo: i64, hi: i64| -> AwsResult<Option<u32>> {
         match v {
             None => Ok(None),
@@ -288,10 +380,59 @@ pub(super) fn to_container(req: &RegisterReq) -> AwsResult<ContainerSpec> {
         volumes: mounts(req, d)?,
         depends_on: Vec::new(),
         job: None,
+        container_depends_on: dependencies(d)?,
+        volumes_from: d
+            .volumes_from
+            .iter()
+            .flatten()
+            .map(|v| slipway_core::model::VolumesFrom {
+                source_container: v.source_container.clone().unwrap_or_default(),
+                read_only: v.read_only.unwrap_or(false),
+            })
+            .collect(),
+        logging: d
+            .log_configuration
+            .as_ref()
+            .filter(|l| l.log_driver.as_deref() == Some("awsfirelens"))
+            .map(|l| slipway_core::model::LogRouting {
+                options: l.options.clone().unwrap_or_default(),
+            }),
+        ..ContainerSpec::default()
     };
     c.validate_runtime()
         .map_err(|m| AwsError::client("ClientException", m))?;
     Ok(c)
+}
+
+/// `dependsOn` with ECS's conditions.
+fn dependencies(d: &ContainerDefReq) -> AwsResult<Vec<slipway_core::model::ContainerDependency>> {
+    let mut out = Vec::new();
+    for dep in d.depends_on.iter().flatten() {
+        let (Some(name), Some(cond)) = (
+            dep.container_name.as_deref().filter(|s| !s.is_empty()),
+            dep.condition.as_deref(),
+        ) else {
+            return Err(AwsError::client(
+                "ClientException",
+                "dependsOn needs a containerName and a condition",
+            ));
+        };
+        let condition = slipway_core::model::DependencyCondition::parse(cond)
+            .filter(|_| cond == cond.to_ascii_uppercase())
+            .ok_or_else(|| {
+                AwsError::client(
+                    "ClientException",
+                    format!(
+                        "dependsOn condition {cond:?} must be START, COMPLETE, SUCCESS or HEALTHY"
+                    ),
+                )
+            })?;
+        out.push(slipway_core::model::ContainerDependency {
+            container: name.to_owned(),
+            condition,
+        });
+    }
+    Ok(out)
 }
 
 /// `mountPoints` onto the task's Docker volumes.

@@ -123,8 +123,12 @@ pub(super) async fn describe_tasks(call: &Call<'_>, req: DescribeTasksReq) -> Aw
     Ok(json!({ "tasks": tasks, "failures": failures }))
 }
 
-/// The name of a task definition's container (its first container definition).
+/// The name of a task definition's main container (of a task of several, the one it
+/// names; else its first container definition).
 pub(super) fn container_name_of(td: &TaskDefinition) -> String {
+    if let Some(n) = &td.container.name {
+        return n.clone();
+    }
     td.ecs
         .as_deref()
         .and_then(|s| serde_json::from_str::<Value>(s).ok())
@@ -192,6 +196,25 @@ pub(super) async fn task_json(call: &Call<'_>, c: &Cluster, t: &Task) -> AwsResu
     if let Some(r) = &t.stopped_reason {
         container["reason"] = json!(r);
     }
+    // A task of several containers: the main one as above, then the others as the
+    // engine last showed them.
+    let mut containers = vec![container];
+    for s in t.containers.iter().filter(|s| s.name != container_name) {
+        let mut o = json!({
+            "containerArn": call.arn("ecs", &format!("container/{}/{}/{}", c.name, t.id, s.name)),
+            "taskArn": task_arn,
+            "name": s.name,
+            "lastStatus": s.last_status,
+            "healthStatus": s.health,
+            "essential": s.essential,
+            "networkBindings": [],
+            "networkInterfaces": [],
+        });
+        if let Some(x) = s.exit_code {
+            o["exitCode"] = json!(x);
+        }
+        containers.push(o);
+    }
     let (group, overrides) = match &t.standalone {
         Some(s) => (
             s.group.clone(),
@@ -212,7 +235,7 @@ pub(super) async fn task_json(call: &Call<'_>, c: &Cluster, t: &Task) -> AwsResu
         "lastStatus": status.as_str(),
         "desiredStatus": if t.desired_running { "RUNNING" } else { "STOPPED" },
         "healthStatus": t.health.as_str(),
-        "containers": [container],
+        "containers": containers,
         "group": group,
         "createdAt": ts(t.created_at),
         "launchType": "EC2",

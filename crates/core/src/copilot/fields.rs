@@ -384,6 +384,7 @@ impl Cx {
                 any = true;
             }
             let at = ov.as_ref().map_or(root.at, |(k, _)| k.at);
+            let mark = self.w.mark();
             self.w.open(3, name, origin(f, at));
             let empty = Node {
                 val: Val::Map(Vec::new()),
@@ -434,16 +435,12 @@ impl Cx {
                             }
                         }
                     }
-                    "sidecars" | "logging" => {
-                        return Err(self.err(
-                            f,
-                            k.at,
-                            format!(
-                                "{key}: multi-container tasks (sidecars, a FireLens log router) are not supported yet; remove `{}`",
-                                k.name
-                            ),
-                        ));
-                    }
+                    "sidecars" | "logging" => self.warn(
+                        f,
+                        k.at,
+                        &key,
+                        "an environment override of the task's containers is not applied; set sidecars and logging in the service's base manifest",
+                    ),
                     other => match aws_only(other) {
                         Some(why) => self.warn_leaves(f, &key, k.at, v, why),
                         None => self.warn(
@@ -509,6 +506,7 @@ impl Cx {
                 Some(env),
                 &none,
             );
+            self.w.close_if_empty(mark);
         }
         if !any {
             self.w.kv(1, env, "{}", None);

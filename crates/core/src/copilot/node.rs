@@ -242,6 +242,20 @@ impl Writer {
         self.lines.push(origin);
     }
 
+    /// How many lines are written so far (a mark for [`Self::close_if_empty`]).
+    pub fn mark(&self) -> usize {
+        self.lines.len()
+    }
+
+    /// A block opened at line `mark` that got nothing under it becomes an empty map
+    /// (`key: {}`), so the text stays a valid manifest.
+    pub fn close_if_empty(&mut self, mark: usize) {
+        if self.lines.len() == mark + 1 && self.text.ends_with(":\n") {
+            self.text.pop();
+            self.text.push_str(" {}\n");
+        }
+    }
+
     pub fn comment(&mut self, depth: usize, text: &str) {
         for l in text.lines() {
             let line = format!("{}# {l}", "  ".repeat(depth));

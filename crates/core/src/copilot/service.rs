@@ -1,5 +1,4 @@
-//! A service's manifest (`copilot/NAME/manifest.yml`): its type and the keys refused before
-//! anything is written, its image, its `http` section, the settings translated by
+//! A service's manifest (`copilot/NAME/manifest.yml`): its type, its image, its `http` section, the settings translated by
 //! [`fields`](super::fields), and a warning for every other key (AWS-only or unknown).
 
 use super::*;
@@ -13,7 +12,6 @@ impl Cx {
         app: &str,
     ) -> Result<(), CopilotError> {
         let (tk, tv, mut kind) = self.service_type(f, root)?;
-        self.refuse_multi_container(f, root)?;
         let http = root.get("http");
         if kind == "Load Balanced Web Service"
             && let Some((hk, hv)) = http
@@ -83,35 +81,6 @@ impl Cx {
         Ok((tk, tv, kind))
     }
 
-    /// Keys whose absence would change what runs: refused before anything is written.
-    fn refuse_multi_container(&self, f: usize, root: &Node) -> Result<(), CopilotError> {
-        for (k, v) in root.entries() {
-            match k.name.as_str() {
-                "sidecars" | "logging" => {
-                    return Err(self.err(
-                        f,
-                        k.at,
-                        format!(
-                            "{}: multi-container tasks (sidecars, a FireLens log router) are not supported yet; remove `{}` to run the main container alone",
-                            k.name, k.name
-                        ),
-                    ));
-                }
-                "image" => {
-                    if let Some((dk, _)) = v.get("depends_on") {
-                        return Err(self.err(
-                            f,
-                            dk.at,
-                            "image.depends_on: orders the main container after sidecars, and multi-container tasks are not supported yet; remove it",
-                        ));
-                    }
-                }
-                _ => {}
-            }
-        }
-        Ok(())
-    }
-
     /// `image`: written as it is, but for the keys that do not apply. Returns `image.port`.
     fn service_image(&mut self, f: usize, root: &Node) -> Option<String> {
         let mut port: Option<String> = None;
@@ -145,7 +114,9 @@ impl Cx {
                                 }
                             }
                         }
-                        "build" | "location" => self.w.kv(3, &k.name, &v.flow(), origin(f, v.at)),
+                        "build" | "location" | "depends_on" => {
+                            self.w.kv(3, &k.name, &v.flow(), origin(f, v.at))
+                        }
                         "port" => {
                             port = v.scalar();
                             self.w.kv(3, "port", &v.flow(), origin(f, v.at));
@@ -347,6 +318,8 @@ impl Cx {
         if let Some((k, v)) = root.get("deployment") {
             self.deployment(f, 2, "", k, v);
         }
+        self.sidecars(f, root, app);
+        self.logging(f, root, app);
     }
 
     /// Everything else: AWS-only, or unknown.
@@ -355,7 +328,8 @@ impl Cx {
             match k.name.as_str() {
                 "name" | "type" | "image" | "http" | "count" | "cpu" | "memory" | "command"
                 | "entrypoint" | "retries" | "timeout" | "on" | "platform" | "variables"
-                | "secrets" | "storage" | "deployment" | "environments" => {}
+                | "secrets" | "storage" | "deployment" | "environments" | "sidecars"
+                | "logging" => {}
                 "exec" if matches!(v.val, Val::Bool(false)) => {}
                 other => match aws_only(other) {
                     Some(why) => self.warn_leaves(f, other, k.at, v, why),

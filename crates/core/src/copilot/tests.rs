@@ -164,36 +164,38 @@ fn an_unknown_type_is_an_error_at_its_value() {
 }
 
 #[test]
-fn sidecars_and_logging_are_refused_at_their_key() {
-    let e = err(one(&format!(
-        "{WEB}sidecars:\n  nginx:\n    image: nginx\n"
-    )));
-    assert!(
-        e.starts_with("copilot/api/manifest.yml:8:1: sidecars: multi-container tasks"),
-        "{e}"
+fn sidecars_logging_and_image_depends_on_are_translated() {
+    let t = one(&format!(
+        "name: api\ntype: Load Balanced Web Service\nimage:\n  build: api/Dockerfile\n  port: 8080\n  depends_on:\n    datadog: healthy\nhttp:\n  path: '/'\nsidecars:\n  datadog:\n    image: datadog/agent:7\n    port: 8126/tcp\n    essential: true\n    variables:\n      DD_APM_ENABLED: 'true'\n    secrets:\n      DD_API_KEY: /dd/api-key\n    healthcheck:\n      command: ['CMD', 'agent', 'health']\n    credentialsParameter: arn:aws:secretsmanager:x\nlogging:\n  image: fluent-bit:2\n  destination:\n    Name: cloudwatch\n  enable_metadata: false\n  retention: 14\n"
+    ))
+    .unwrap();
+    let svc = &t.manifest.services["api"];
+    let dd = &svc.sidecars["datadog"];
+    assert_eq!(dd.image.value, "datadog/agent:7");
+    assert_eq!(dd.port.map(|p| p.0), Some(8126));
+    assert_eq!(dd.variables["DD_APM_ENABLED"], "true");
+    assert_eq!(dd.secrets["DD_API_KEY"].value.name(), "dd/api-key");
+    let l = svc.logging.as_ref().unwrap();
+    assert_eq!(l.image.as_ref().unwrap().value, "fluent-bit:2");
+    assert_eq!(l.destination["Name"], "cloudwatch");
+    assert_eq!(l.enable_metadata, Some(false));
+    let deps = svc.image.value.depends_on.as_ref().unwrap();
+    assert_eq!(deps.value["datadog"], "healthy");
+    let keys: Vec<String> = t.warnings.iter().map(|w| w.key.clone()).collect();
+    assert_eq!(
+        keys,
+        vec![
+            "sidecars.datadog.credentialsParameter".to_owned(),
+            "logging.retention".to_owned()
+        ]
     );
-    assert!(e.contains("not supported yet"), "{e}");
-    let e = err(one(&format!(
-        "{WEB}logging:\n  destination:\n    Name: cloudwatch\n"
-    )));
-    assert!(
-        e.starts_with("copilot/api/manifest.yml:8:1: logging:"),
-        "{e}"
-    );
-    let e = err(one(&format!(
+    // An environment's override of them is not applied, and says so.
+    let t = one(&format!(
         "{WEB}environments:\n  prod:\n    sidecars:\n      x: {{image: y}}\n"
-    )));
-    assert!(
-        e.starts_with("copilot/api/manifest.yml:10:5: environments.prod.sidecars"),
-        "{e}"
-    );
-    let e = err(one(
-        "name: api\ntype: Backend Service\nimage:\n  build: api/Dockerfile\n  depends_on:\n    nginx: start\n",
-    ));
-    assert!(
-        e.starts_with("copilot/api/manifest.yml:5:3: image.depends_on"),
-        "{e}"
-    );
+    ))
+    .unwrap();
+    assert_eq!(t.warnings[0].key, "environments.prod.sidecars");
+    assert_eq!((t.warnings[0].line, t.warnings[0].column), (10, 5));
 }
 
 #[test]
@@ -648,4 +650,11 @@ fn an_environment_name_slipway_refuses_is_placed_where_it_is_declared() {
         e.starts_with("copilot/api/manifest.yml:9:3: environment \"Prod\":"),
         "{e}"
     );
+}
+
+#[test]
+fn an_environment_override_of_only_ignored_keys_still_translates() {
+    let t = one(&format!("{WEB}environments:\n  prod:\n    exec: true\n")).unwrap();
+    assert_eq!(t.warnings[0].key, "environments.prod.exec");
+    assert!(t.yaml.contains("      api: {}"), "{}", t.yaml);
 }

@@ -64,6 +64,7 @@ impl Manifest {
             }
             check_secrets(name, &svc.secrets, &svc.variables)?;
             check_secret_mount(name, svc, &svc.secrets)?;
+            sidecars::check(name, svc)?;
             fields::check_service(name, svc, &self.services)?;
             if let Some(h) = &svc.http {
                 check_aliases(&format!("services.{name}.http.alias"), h.alias.as_ref())?;
@@ -601,6 +602,8 @@ pub(super) fn compile_service(
                     .unwrap_or_else(|| vec![(200, 399)]),
             },
         });
+    // Checked by `validate`, so compiling them again cannot fail.
+    let side = sidecars::compile(name, svc).unwrap_or_default();
     let healthcheck = svc.healthcheck.as_ref().map(|h| {
         let test = match &h.command {
             StringOrList::One(s) => vec!["CMD-SHELL".to_owned(), s.clone()],
@@ -680,6 +683,10 @@ pub(super) fn compile_service(
                 .as_ref()
                 .map(|d| d.value.clone())
                 .unwrap_or_default(),
+            sidecars: side.sidecars,
+            container_depends_on: side.depends_on,
+            logging: side.logging,
+            ..ContainerSpec::default()
         },
         deployment,
         placement: svc

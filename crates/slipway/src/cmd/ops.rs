@@ -45,6 +45,10 @@ pub struct LogsArgs {
     /// Only the task the newest replacement replaced: SERVICE's most recently stopped task.
     #[arg(long, requires = "service")]
     previous: bool,
+    /// Only this container of SERVICE's tasks of several containers (a sidecar, the log
+    /// router `firelens_log_router`); the main container when left out.
+    #[arg(long, value_name = "NAME", requires = "service")]
+    container: Option<String>,
     /// Manifest that names the app (here `-f` means --follow, so the manifest is --file only).
     #[arg(long = "file", default_value = "slipway.yml")]
     file: std::path::PathBuf,
@@ -177,6 +181,12 @@ pub async fn logs(a: LogsArgs) -> Result<ExitCode> {
     }
     if a.previous {
         q.push("previous=true".to_owned());
+    }
+    if let Some(c) = &a.container {
+        if let Err(m) = slipway_core::model::containers::validate_container_name(c) {
+            anyhow::bail!("--container: {m}");
+        }
+        q.push(format!("container={c}"));
     }
     let path = match a.service.as_deref().filter(|_| !a.all) {
         Some(service) => {

@@ -273,7 +273,9 @@ fn print_tasks(tasks: &[Task], port: Option<u16>) {
         println!("No tasks.");
         return;
     }
-    let mut t = table(&[
+    // Tasks of several containers get a column with each container's state.
+    let several = tasks.iter().any(|t| !t.containers.is_empty());
+    let mut head = vec![
         "TASK",
         "SERVICE",
         "REVISION",
@@ -282,9 +284,13 @@ fn print_tasks(tasks: &[Task], port: Option<u16>) {
         "ADDRESS",
         "STARTED",
         "STOPPED REASON",
-    ]);
+    ];
+    if several {
+        head.insert(5, "CONTAINERS");
+    }
+    let mut t = table(&head);
     for task in tasks {
-        t.add_row(vec![
+        let mut row = vec![
             task.id.clone(),
             match &task.standalone {
                 Some(_) => slipway_core::jobs::job_of(task)
@@ -309,9 +315,31 @@ fn print_tasks(tasks: &[Task], port: Option<u16>) {
                 (Some(r), _) => r.clone(),
                 _ => String::new(),
             },
-        ]);
+        ];
+        if several {
+            row.insert(5, containers_cell(&task.containers));
+        }
+        t.add_row(row);
     }
     println!("{t}");
+}
+
+/// `app RUNNING, agent RUNNING HEALTHY, setup STOPPED (exit 0)`.
+fn containers_cell(cs: &[slipway_core::model::ContainerStatus]) -> String {
+    cs.iter()
+        .map(|c| {
+            let mut s = format!("{} {}", c.name, c.last_status);
+            if c.health != "UNKNOWN" {
+                s.push(' ');
+                s.push_str(&c.health);
+            }
+            if let Some(code) = c.exit_code {
+                s.push_str(&format!(" (exit {code})"));
+            }
+            s
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 pub async fn ps(a: PsArgs, json: bool) -> Result<ExitCode> {

@@ -36,6 +36,7 @@ mod registry;
 mod routes;
 mod scripts;
 mod secrets_files;
+mod sidecars;
 mod standby;
 mod supervision;
 mod traces;

@@ -57,10 +57,10 @@ pub fn docker() -> bool {
             "slow",
             "files",
         ];
-        let images = tags
-            .iter()
-            .map(|t| format!("slipway-hello:{t}"))
-            .chain(["slipway-shop-base:v1".to_owned()]);
+        let images = tags.iter().map(|t| format!("slipway-hello:{t}")).chain([
+            "slipway-shop-base:v1".to_owned(),
+            "slipway-logrouter:v1".to_owned(),
+        ]);
         let missing = images.into_iter().any(|i| {
             !Command::new("docker")
                 .args(["image", "inspect", &i])
