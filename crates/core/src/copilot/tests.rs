@@ -165,9 +165,9 @@ fn an_unknown_type_is_an_error_at_its_value() {
 
 #[test]
 fn sidecars_logging_and_image_depends_on_are_translated() {
-    let t = one(&format!(
+    let t = one(
         "name: api\ntype: Load Balanced Web Service\nimage:\n  build: api/Dockerfile\n  port: 8080\n  depends_on:\n    datadog: healthy\nhttp:\n  path: '/'\nsidecars:\n  datadog:\n    image: datadog/agent:7\n    port: 8126/tcp\n    essential: true\n    variables:\n      DD_APM_ENABLED: 'true'\n    secrets:\n      DD_API_KEY: /dd/api-key\n    healthcheck:\n      command: ['CMD', 'agent', 'health']\n    credentialsParameter: arn:aws:secretsmanager:x\nlogging:\n  image: fluent-bit:2\n  destination:\n    Name: cloudwatch\n  enable_metadata: false\n  retention: 14\n"
-    ))
+    )
     .unwrap();
     let svc = &t.manifest.services["api"];
     let dd = &svc.sidecars["datadog"];
