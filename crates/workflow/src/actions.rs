@@ -41,12 +41,12 @@ pub fn parse_uses(uses: &str) -> Result<ActionRef, String> {
     let uses = uses.trim();
     if uses.starts_with("docker://") {
         return Err(format!(
-            "`uses: {uses}`: docker:// actions are not supported; run the image's command in a `run:` step of a job with `container:`"
+            "`{uses}`: docker:// actions are not supported; run the image's command in a `run:` step of a job with `container:`"
         ));
     }
     if uses.starts_with("./") || uses.starts_with('/') {
         return Err(format!(
-            "`uses: {uses}`: local actions are not supported; only the built-in actions are: {}",
+            "`{uses}`: local actions are not supported; only the built-in actions are: {}",
             BUILTIN_ACTIONS.join(", ")
         ));
     }
@@ -54,7 +54,7 @@ pub fn parse_uses(uses: &str) -> Result<ActionRef, String> {
     let lower = name.to_ascii_lowercase();
     if !BUILTIN_ACTIONS.contains(&lower.as_str()) {
         return Err(format!(
-            "`uses: {uses}`: `{name}` is not a built-in action (there is no download); replace the step with `run:` or use one of: {}",
+            "`{uses}`: `{name}` is not a built-in action (there is no download); replace the step with `run:` or use one of: {}",
             BUILTIN_ACTIONS.join(", ")
         ));
     }

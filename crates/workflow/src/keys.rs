@@ -362,11 +362,14 @@ fn pattern_matches(pattern: &str, path: &str) -> bool {
 
 /// The keys allowed directly under `parent` (for "allowed: ..." in messages).
 pub fn children(parent: &str) -> Vec<&'static str> {
-    let depth = parent.split('.').count() + 1;
+    let (depth, prefix) = if parent.is_empty() {
+        (1, String::new())
+    } else {
+        (parent.split('.').count() + 1, format!("{parent}."))
+    };
     KEYS.iter()
         .filter(|s| s.support != Support::Rejected)
-        .filter(|s| s.path.split('.').count() == depth && s.path.starts_with(parent))
-        .filter(|s| s.path.as_bytes().get(parent.len()) == Some(&b'.'))
+        .filter(|s| s.path.split('.').count() == depth && s.path.starts_with(&prefix))
         .filter_map(|s| s.path.rsplit('.').next())
         .filter(|last| !last.starts_with('<'))
         .collect()
@@ -398,6 +401,7 @@ mod tests {
         assert!(lookup("jobs.<job>.bogus").is_none());
         let c = children("jobs.<job>.container");
         assert_eq!(c, ["image", "env", "options"]);
+        assert_eq!(children("")[..3], ["name", "run-name", "on"]);
     }
 
     #[test]

@@ -29,10 +29,15 @@ fn as_written_only_setup_java_is_refused_with_its_place() {
     assert_eq!(err.place.column, 15, "{err}");
     let text = err.to_string();
     assert!(
-        text.starts_with(&format!("seed004.yml:{line}:15: `jobs.deploy.steps[3].uses`")),
+        text.starts_with(&format!(
+            "seed004.yml:{line}:15: `jobs.deploy.steps[3].uses`"
+        )),
         "{text}"
     );
-    assert!(text.contains("`actions/setup-java` is not a built-in action"), "{text}");
+    assert!(
+        text.contains("`actions/setup-java` is not a built-in action"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -82,7 +87,10 @@ fn with_local_java_it_parses_with_its_jobs_steps_and_uses() {
     // The push step's env reads the ECR login's output; its script uses ::set-output.
     let build = &job.steps[6];
     let cx = EvalContext::new()
-        .with("steps", json!({"login-ecr": {"outputs": {"registry": "127.0.0.1:5000"}}}))
+        .with(
+            "steps",
+            json!({"login-ecr": {"outputs": {"registry": "127.0.0.1:5000"}}}),
+        )
         .with("github", json!({"sha": "abc123"}));
     let env: Vec<(String, String)> = build
         .env
@@ -95,15 +103,26 @@ fn with_local_java_it_parses_with_its_jobs_steps_and_uses() {
     let StepAction::Run { script, .. } = &build.action else {
         panic!("run step")
     };
-    assert!(script.as_literal().unwrap().contains("::set-output name=image::"));
+    assert!(
+        script
+            .as_literal()
+            .unwrap()
+            .contains("::set-output name=image::")
+    );
 
     // The deploy step's inputs, numbers and booleans as the strings actions receive.
     let StepAction::Uses { with, .. } = &job.steps[9].action else {
         panic!("uses step")
     };
     let cx = EvalContext::new()
-        .with("steps", json!({"task-def": {"outputs": {"task-definition": "/tmp/td.json"}}}))
-        .with("env", json!({"ECS_SERVICE_NAME": "svc", "ECS_CLUSTER_NAME": "backend"}));
+        .with(
+            "steps",
+            json!({"task-def": {"outputs": {"task-definition": "/tmp/td.json"}}}),
+        )
+        .with(
+            "env",
+            json!({"ECS_SERVICE_NAME": "svc", "ECS_CLUSTER_NAME": "backend"}),
+        );
     let with: Vec<(String, String)> = with
         .iter()
         .map(|(k, t)| (k.clone(), t.eval(&cx).unwrap()))
