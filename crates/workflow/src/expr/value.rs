@@ -47,6 +47,9 @@ pub(crate) fn parse_number(s: &str) -> Option<f64> {
     } else if body == "NaN" {
         f64::NAN
     } else {
+        if body.is_empty() {
+            return None;
+        }
         let ok = body
             .bytes()
             .all(|b| b.is_ascii_digit() || matches!(b, b'.' | b'e' | b'E' | b'+' | b'-'));
@@ -129,6 +132,7 @@ mod tests {
         assert_eq!(to_number(&json!("")), 0.0);
         assert_eq!(to_number(&json!(" 0x10 ")), 16.0);
         assert!(to_number(&json!("abc")).is_nan());
+        assert!(to_number(&json!("-")).is_nan() && to_number(&json!("+")).is_nan());
         assert_eq!(fmt_number(3.0), "3");
         assert_eq!(fmt_number(1.5), "1.5");
         assert!(loose_eq(&json!("ABC"), &json!("abc")));
