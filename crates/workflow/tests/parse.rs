@@ -161,6 +161,29 @@ fn bad_input_is_placed() {
 }
 
 #[test]
+fn needs_references_name_needed_jobs() {
+    let e = err(
+        "on: push\njobs:\n  a:\n    runs-on: x\n    steps: [run: echo]\n  b:\n    needs: a\n    runs-on: x\n    steps:\n      - run: echo ${{ needs.c.outputs.x }}\n",
+    );
+    assert!(e.starts_with("w.yml:10:14: `jobs.b.steps[0].run`: `needs.c`: job `b` does not need `c`; add it to `jobs.b.needs`"), "{e}");
+    let e = err(
+        "on: push\nenv:\n  X: ${{ needs.a.result }}\njobs:\n  a:\n    runs-on: x\n    steps: [run: echo]\n",
+    );
+    assert!(
+        e.starts_with("w.yml:3:6: `env.X`: the `needs` context exists only inside a job"),
+        "{e}"
+    );
+    let e = err(
+        "on: push\njobs:\n  a:\n    runs-on: x\n    steps: [run: echo]\n  b:\n    if: needs['z'].result == 'success'\n    runs-on: x\n    steps: [run: echo]\n",
+    );
+    assert!(e.contains("job `b` does not need `z`"), "{e}");
+    // `needs.*` and needed jobs are fine.
+    ok(
+        "on: push\njobs:\n  a:\n    runs-on: x\n    steps: [run: echo]\n  b:\n    needs: [a]\n    if: contains(needs.*.result, 'failure') || needs.A.result\n    runs-on: x\n    steps: [run: echo]\n",
+    );
+}
+
+#[test]
 fn step_shapes() {
     let e = err(
         "on: push\njobs:\n  a:\n    runs-on: x\n    steps:\n      - run: echo\n        uses: actions/checkout@v4\n",

@@ -143,6 +143,28 @@ impl Expr {
         }
     }
 
+    /// The job ids read through `needs.<id>` or `needs['<id>']`.
+    pub fn needs_refs(&self, out: &mut Vec<String>) {
+        match self {
+            Expr::Property(target, id) if **target == Expr::Context("needs".into()) => {
+                out.push(id.clone());
+            }
+            Expr::Index(target, key) if **target == Expr::Context("needs".into()) => {
+                if let Expr::Literal(Value::String(id)) = &**key {
+                    out.push(id.clone());
+                }
+                key.needs_refs(out);
+            }
+            Expr::Literal(_) | Expr::Context(_) => {}
+            Expr::Property(e, _) | Expr::Star(e) | Expr::Not(e) => e.needs_refs(out),
+            Expr::Index(a, b) | Expr::Compare(_, a, b) | Expr::And(a, b) | Expr::Or(a, b) => {
+                a.needs_refs(out);
+                b.needs_refs(out);
+            }
+            Expr::Call(_, args) => args.iter().for_each(|a| a.needs_refs(out)),
+        }
+    }
+
     /// Whether the expression reads the named context (lowercase) anywhere.
     pub fn reads_context(&self, name: &str) -> bool {
         match self {

@@ -46,6 +46,22 @@ fn job(cx: &mut Cx<'_>, key: &Key, node: &Node) -> Result<Job> {
             .collect(),
         None => Vec::new(),
     };
+    cx.job_needs = Some((id.clone(), needs.iter().map(|n| n.id.clone()).collect()));
+    let job = job_fields(cx, key, map, &shown, needs);
+    cx.job_needs = None;
+    job
+}
+
+/// The job's keys after `needs` (which expressions in them may read).
+fn job_fields(
+    cx: &mut Cx<'_>,
+    key: &Key,
+    map: &Entries,
+    shown: &str,
+    needs: Vec<Need>,
+) -> Result<Job> {
+    let id = &key.name;
+    let p = |k: &str| format!("{shown}.{k}");
     let condition = match get(map, "if") {
         Some((k, v)) => cx.condition(k, v, &p("if"))?,
         None => Condition::default(),
@@ -76,7 +92,7 @@ fn job(cx: &mut Cx<'_>, key: &Key, node: &Node) -> Result<Job> {
         }
     };
     let steps = match get(map, "steps") {
-        Some((k, v)) => steps(cx, k, v, &shown)?,
+        Some((k, v)) => steps(cx, k, v, shown)?,
         None => {
             return Err(cx.err(key.place, format!("`{shown}` has no `steps`")));
         }
@@ -91,10 +107,10 @@ fn job(cx: &mut Cx<'_>, key: &Key, node: &Node) -> Result<Job> {
         condition,
         runs_on,
         container: get(map, "container")
-            .map(|(k, v)| container(cx, k, v, &shown))
+            .map(|(k, v)| container(cx, k, v, shown))
             .transpose()?,
         environment: get(map, "environment")
-            .map(|(k, v)| environment(cx, k, v, &shown))
+            .map(|(k, v)| environment(cx, k, v, shown))
             .transpose()?,
         timeout_minutes: get(map, "timeout-minutes")
             .map(|(_, v)| cx.minutes(v, &p("timeout-minutes")))
@@ -107,11 +123,11 @@ fn job(cx: &mut Cx<'_>, key: &Key, node: &Node) -> Result<Job> {
             .map(|(k, v)| cx.concurrency(k, v, &p("concurrency")))
             .transpose()?,
         strategy: get(map, "strategy")
-            .map(|(k, v)| strategy(cx, k, v, &shown))
+            .map(|(k, v)| strategy(cx, k, v, shown))
             .transpose()?,
         outputs: cx.opt_vars(map, "outputs", &p("outputs"))?,
         env: cx.opt_vars(map, "env", &p("env"))?,
-        defaults: cx.defaults(map, JOB, &shown)?,
+        defaults: cx.defaults(map, JOB, shown)?,
         steps,
     })
 }

@@ -25,6 +25,7 @@ pub fn parse_workflow(file: &str, text: &str) -> Result<Workflow> {
     let mut cx = Cx {
         file,
         ignored: Vec::new(),
+        job_needs: None,
     };
     let top = match &root.value {
         Yaml::Map(entries) => entries.as_slice(),
@@ -105,6 +106,8 @@ fn valid_id(id: &str) -> bool {
 struct Cx<'a> {
     file: &'a str,
     ignored: Vec<(Place, String)>,
+    /// While a job is read: its id and the ids it needs (what `needs.<id>` may name).
+    job_needs: Option<(String, Vec<String>)>,
 }
 
 impl Cx<'_> {
@@ -186,8 +189,14 @@ impl Cx<'_> {
 
     fn template(&self, node: &Node, path: &str) -> Result<Template> {
         let text = self.string(node, path)?;
-        Template::parse(&text)
-            .map_err(|e| self.err(node.place, format!("`{path}`: invalid expression: {e}")))
+        let t = Template::parse(&text)
+            .map_err(|e| self.err(node.place, format!("`{path}`: invalid expression: {e}")))?;
+        for part in &t.parts {
+            if let crate::expr::TemplatePart::Expr(e) = part {
+                self.check_needs_refs(e, node.place, path)?;
+            }
+        }
+        Ok(t)
     }
 
     fn condition(&self, key: &Key, node: &Node, path: &str) -> Result<Condition> {
@@ -195,8 +204,34 @@ impl Cx<'_> {
             Yaml::Bool(b) => b.to_string(),
             _ => self.string(node, path)?,
         };
-        Condition::parse(&text)
-            .map_err(|e| self.err(key.place, format!("`{path}`: invalid expression: {e}")))
+        let c = Condition::parse(&text)
+            .map_err(|e| self.err(key.place, format!("`{path}`: invalid expression: {e}")))?;
+        self.check_needs_refs(&c.expr, key.place, path)?;
+        Ok(c)
+    }
+
+    /// `needs.<id>` must name a job the current job needs (GitHub refuses it otherwise; here
+    /// it would silently be null).
+    fn check_needs_refs(&self, e: &crate::expr::Expr, place: Place, path: &str) -> Result<()> {
+        let mut refs = Vec::new();
+        e.needs_refs(&mut refs);
+        let Some(first) = refs.first() else {
+            return Ok(());
+        };
+        let Some((job, needs)) = &self.job_needs else {
+            return Err(self.err(
+                place,
+                format!(
+                    "`{path}`: the `needs` context exists only inside a job (`needs.{first}` here)"
+                ),
+            ));
+        };
+        match refs.iter().find(|r| !needs.iter().any(|n| n.eq_ignore_ascii_case(r))) {
+            Some(r) => Err(self.err(place, format!(
+                "`{path}`: `needs.{r}`: job `{job}` does not need `{r}`; add it to `jobs.{job}.needs`"
+            ))),
+            None => Ok(()),
+        }
     }
 
     /// A string or a list of strings, each with its place.
@@ -240,6 +275,7 @@ impl Cx<'_> {
                 let c = Condition::parse(s).map_err(|e| {
                     self.err(node.place, format!("`{path}`: invalid expression: {e}"))
                 })?;
+                self.check_needs_refs(&c.expr, node.place, path)?;
                 Ok(Flag::Expr(c.expr))
             }
             other => Err(self.err(
