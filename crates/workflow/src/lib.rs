@@ -8,10 +8,12 @@
 //! - [`expr`]: `${{ }}` expressions, templates and `if:` conditions.
 //! - [`filter`]: which pushes start a workflow (GitHub's filter patterns).
 //! - [`plan`]: `needs` checks, matrix expansion, waves, skipping, outputs.
+//! - [`context`]: the `github`, `inputs` and `env` contexts of a run.
 //! - [`protocol`]: `GITHUB_OUTPUT`/`GITHUB_ENV` files and `::workflow commands::`.
 //! - [`mask`]: the [`Masker`] that hides secrets in log lines.
 
 pub mod actions;
+pub mod context;
 pub mod error;
 pub mod expr;
 pub mod filter;

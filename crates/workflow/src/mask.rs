@@ -85,8 +85,21 @@ impl Masker {
         &self.forms
     }
 
-    /// The line with every occurrence of every form replaced by `***`.
+    /// The line with every occurrence of every form replaced by `***`. A secret containing
+    /// `*` could be formed again around a mask; the line is then masked again (a few times
+    /// at most).
     pub fn mask(&self, line: &str) -> String {
+        let mut out = self.mask_once(line);
+        for _ in 0..3 {
+            if !self.forms.iter().any(|f| out.contains(f.as_str())) {
+                break;
+            }
+            out = self.mask_once(&out);
+        }
+        out
+    }
+
+    fn mask_once(&self, line: &str) -> String {
         let mut ranges: Vec<(usize, usize)> = Vec::new();
         for form in &self.forms {
             let mut start = 0;
@@ -173,6 +186,10 @@ mod tests {
         let mut m = Masker::new();
         m.add("aa");
         assert_eq!(m.mask("aaa"), "***");
+        // A secret with stars, formed again around the first mask.
+        let mut m = Masker::new();
+        m.add("a***");
+        assert_eq!(m.mask("aa***"), "***");
     }
 
     #[test]

@@ -1,5 +1,6 @@
-//! The runner's text protocols, as pure functions: the `GITHUB_OUTPUT` / `GITHUB_ENV` file
-//! format and the workflow commands a step prints (`::add-mask::`, `::set-output`, ...).
+//! The runner's text protocols, as pure functions: the `GITHUB_OUTPUT` / `GITHUB_ENV` /
+//! `GITHUB_PATH` file formats and the workflow commands a step prints (`::add-mask::`,
+//! `::set-output`, ...). `GITHUB_STEP_SUMMARY` is Markdown the runner stores as it is.
 
 use std::fmt;
 
@@ -82,6 +83,19 @@ pub fn parse_file_commands(text: &str) -> Result<Vec<(String, String)>, FileComm
         }
     }
     Ok(out)
+}
+
+/// Reads a `GITHUB_PATH` file: one directory per line, to put in front of `PATH` for the
+/// steps after (the last line first, as GitHub prepends each in turn).
+pub fn parse_path_file(text: &str) -> Vec<String> {
+    let mut dirs: Vec<String> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(str::to_owned)
+        .collect();
+    dirs.reverse();
+    dirs
 }
 
 /// The level of an annotation command.
@@ -273,6 +287,14 @@ mod tests {
                 .contains("expected")
         );
         assert!(parse_file_commands("=v\n").is_err());
+    }
+
+    #[test]
+    fn path_file() {
+        assert_eq!(
+            parse_path_file("/a/bin\n\n/b/bin\r\n"),
+            ["/b/bin", "/a/bin"]
+        );
     }
 
     #[test]
