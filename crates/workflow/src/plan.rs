@@ -372,6 +372,16 @@ pub fn needs_context(
     Value::Object(out)
 }
 
+/// The outputs of a matrix job from its instances' (in the order they finished): a later
+/// instance's value of an output replaces an earlier one, as on GitHub.
+pub fn merge_outputs(instances: &[BTreeMap<String, String>]) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    for o in instances {
+        out.extend(o.iter().map(|(k, v)| (k.clone(), v.clone())));
+    }
+    out
+}
+
 /// A finished step, for the `steps` context and the status of the steps after it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StepRecord {

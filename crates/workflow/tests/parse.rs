@@ -142,7 +142,7 @@ fn bad_input_is_placed() {
         "on: push\njobs:\n  a:\n    if: github.ref = 'x'\n    runs-on: x\n    steps: [run: echo]\n",
     );
     assert!(
-        e.starts_with("w.yml:4:5: `jobs.a.if`: invalid expression: unexpected character `=`"),
+        e.starts_with("w.yml:4:5: `jobs.a.if`: invalid expression `github.ref = 'x'`: unexpected character `=`"),
         "{e}"
     );
     let e = err(
@@ -150,7 +150,7 @@ fn bad_input_is_placed() {
     );
     assert!(
         e.starts_with(
-            "w.yml:6:14: `jobs.a.steps[0].run`: invalid expression: unknown context `secret`"
+            "w.yml:6:14: `jobs.a.steps[0].run`: invalid expression `secret.X`: unknown context `secret`"
         ),
         "{e}"
     );

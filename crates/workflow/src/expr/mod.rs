@@ -22,7 +22,8 @@ pub use value::{fmt_number, loose_eq, to_number, to_string, truthy};
 
 pub use serde_json::Value;
 
-/// An expression error: a message and the byte offset in the expression text it refers to.
+/// An expression error. Its place is the workflow key the expression is written under (the
+/// parser adds it); the message names the offending token.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{message}")]
 pub struct ExprError {

@@ -30,7 +30,9 @@ impl Template {
             let body = &rest[start + 3..];
             let end =
                 find_close(body).ok_or_else(|| ExprError::new("`${{` without its closing `}}`"))?;
-            parts.push(TemplatePart::Expr(parse(&body[..end])?));
+            parts.push(TemplatePart::Expr(
+                parse(&body[..end]).map_err(|e| named(&body[..end], e))?,
+            ));
             rest = &body[end + 2..];
         }
         if !rest.is_empty() {
@@ -87,6 +89,17 @@ impl Template {
     }
 }
 
+/// The error with the expression's text in front (shortened when long).
+fn named(text: &str, e: ExprError) -> ExprError {
+    let text = text.trim();
+    let shown: String = if text.chars().count() > 60 {
+        format!("{}…", text.chars().take(60).collect::<String>())
+    } else {
+        text.to_owned()
+    };
+    ExprError::new(format!("invalid expression `{shown}`: {}", e.message))
+}
+
 /// The offset of the `}}` closing an expression, skipping `}}` inside string literals.
 fn find_close(body: &str) -> Option<usize> {
     let bytes = body.as_bytes();
@@ -134,7 +147,7 @@ impl Condition {
             }
             _ => trimmed,
         };
-        let expr = parse(inner)?;
+        let expr = parse(inner).map_err(|e| named(inner, e))?;
         Ok(Condition {
             uses_status: expr.uses_status(),
             expr,

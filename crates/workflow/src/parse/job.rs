@@ -77,12 +77,8 @@ fn job_fields(
             .string_list(v, &p("runs-on"))?
             .iter()
             .map(|(s, place)| {
-                crate::expr::Template::parse(s).map_err(|e| {
-                    cx.err(
-                        *place,
-                        format!("`{}`: invalid expression: {e}", p("runs-on")),
-                    )
-                })
+                crate::expr::Template::parse(s)
+                    .map_err(|e| cx.err(*place, format!("`{}`: {e}", p("runs-on"))))
             })
             .collect::<Result<Vec<_>>>()?,
         None => {

@@ -189,8 +189,8 @@ impl Cx<'_> {
 
     fn template(&self, node: &Node, path: &str) -> Result<Template> {
         let text = self.string(node, path)?;
-        let t = Template::parse(&text)
-            .map_err(|e| self.err(node.place, format!("`{path}`: invalid expression: {e}")))?;
+        let t =
+            Template::parse(&text).map_err(|e| self.err(node.place, format!("`{path}`: {e}")))?;
         for part in &t.parts {
             if let crate::expr::TemplatePart::Expr(e) = part {
                 self.check_needs_refs(e, node.place, path)?;
@@ -204,8 +204,8 @@ impl Cx<'_> {
             Yaml::Bool(b) => b.to_string(),
             _ => self.string(node, path)?,
         };
-        let c = Condition::parse(&text)
-            .map_err(|e| self.err(key.place, format!("`{path}`: invalid expression: {e}")))?;
+        let c =
+            Condition::parse(&text).map_err(|e| self.err(key.place, format!("`{path}`: {e}")))?;
         self.check_needs_refs(&c.expr, key.place, path)?;
         Ok(c)
     }
@@ -272,9 +272,8 @@ impl Cx<'_> {
                 Ok(Flag::Value(s.trim() == "true"))
             }
             Yaml::Str(s) if s.trim().starts_with("${{") => {
-                let c = Condition::parse(s).map_err(|e| {
-                    self.err(node.place, format!("`{path}`: invalid expression: {e}"))
-                })?;
+                let c = Condition::parse(s)
+                    .map_err(|e| self.err(node.place, format!("`{path}`: {e}")))?;
                 self.check_needs_refs(&c.expr, node.place, path)?;
                 Ok(Flag::Expr(c.expr))
             }
