@@ -498,6 +498,18 @@ fn step_status_and_contexts() {
         slipway_workflow::expr::Status::Success
     );
     assert_eq!(
+        plan::step_status(&done, true),
+        slipway_workflow::expr::Status::Cancelled
+    );
+    let merged = plan::merge_outputs(&[
+        BTreeMap::from([("a".into(), "1".into()), ("b".into(), "1".into())]),
+        BTreeMap::from([("b".into(), "2".into())]),
+    ]);
+    assert_eq!(
+        merged,
+        BTreeMap::from([("a".into(), "1".into()), ("b".into(), "2".into())])
+    );
+    assert_eq!(
         plan::steps_context(&done),
         json!({"a": {"outputs": {"x": "1"}, "outcome": "failure", "conclusion": "success"}})
     );
