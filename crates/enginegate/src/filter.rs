@@ -80,11 +80,11 @@ pub enum Route {
 
 /// The sentence every refusal ends with.
 pub const ALLOWED_SUMMARY: &str =
-    "pipeline jobs may only build, tag, push, pull and inspect images (slipway engine gate)";
+    "pipeline jobs may only build, tag, push, pull and inspect images";
 
 /// The message of a refusal, as sent in Docker's error body `{"message": ...}`.
 pub fn refusal_message(reason: &str) -> String {
-    format!("{reason}: {ALLOWED_SUMMARY}")
+    format!("slipway engine gate: {reason}; {ALLOWED_SUMMARY}")
 }
 
 /// Build parameters and what they may be. `None`: any value.
@@ -311,22 +311,21 @@ fn refusal_reason(method: &str, route: &str) -> String {
         .next()
         .unwrap_or("");
     let what = match first {
-        "containers" => "containers (docker run, create, start, ps, logs, cp)",
-        "exec" => "exec (docker exec)",
-        "volumes" => "volumes",
-        "networks" => "networks",
-        "swarm" | "nodes" | "services" | "tasks" | "secrets" | "configs" => "swarm",
-        "plugins" => "plugins",
-        "session" => "BuildKit sessions (set DOCKER_BUILDKIT=0)",
-        "grpc" => "BuildKit (set DOCKER_BUILDKIT=0)",
-        "system" => "system endpoints",
-        "events" => "events",
-        "commit" => "commit",
-        "build" => "build cache endpoints",
-        _ => "this endpoint",
+        "containers" => " (containers: docker run, create, start, exec, ps, logs, cp)",
+        "exec" => " (docker exec)",
+        "volumes" => " (volumes)",
+        "networks" => " (networks)",
+        "swarm" | "nodes" | "services" | "tasks" | "secrets" | "configs" => " (swarm)",
+        "plugins" => " (plugins)",
+        "session" => " (BuildKit session: set DOCKER_BUILDKIT=0)",
+        "grpc" => " (BuildKit: set DOCKER_BUILDKIT=0)",
+        "system" => " (system endpoints)",
+        "events" => " (events)",
+        "commit" => " (docker commit)",
+        "build" => " (build cache)",
+        _ => "",
     };
-    format!("{method} {route} is refused: {what} are not available to pipeline jobs")
-        .replace("this endpoint are", "this endpoint is")
+    format!("{method} {route} is refused{what}")
 }
 
 /// The path without its `/v1.NN` prefix.

@@ -126,10 +126,14 @@ async fn serve(shared: &Shared, req: Request<Incoming>) -> Result<Response<ResBo
         .find(|v| filter::form_content_type(v.to_str().unwrap_or("multipart/?")))
     {
         let reason = format!("the content type {ct:?} is refused");
-        return Ok(refused(shared, &method, &path, &reason));
+        let res = refused(shared, &method, &path, &reason);
+        return Ok(drained(req, res).await);
     }
     let allowed = match filter::decide(method.as_str(), &path, req.uri().query()) {
-        Decision::Refuse(reason) => return Ok(refused(shared, &method, &path, &reason)),
+        Decision::Refuse(reason) => {
+            let res = refused(shared, &method, &path, &reason);
+            return Ok(drained(req, res).await);
+        }
         Decision::Allow(a) => a,
     };
     tracing::debug!(job = %shared.job, %method, path, route = ?allowed.route, "allowed");
@@ -141,21 +145,22 @@ async fn serve(shared: &Shared, req: Request<Incoming>) -> Result<Response<ResBo
         _ => None,
     };
     if let Some(name) = checked {
-        match resolve(&shared.upstream, name).await? {
-            None => {
-                return Ok(error(
-                    StatusCode::NOT_FOUND,
-                    &format!("No such image: {name}"),
-                ));
-            }
+        let res = match resolve(&shared.upstream, name).await? {
+            None => Some(error(
+                StatusCode::NOT_FOUND,
+                &format!("No such image: {name}"),
+            )),
             Some(id) if !shared.scope.contains(&id) => {
                 let reason = format!(
                     "the image {name} was not built, pulled or tagged by this job ({})",
                     shared.job
                 );
-                return Ok(refused(shared, &method, &path, &reason));
+                Some(refused(shared, &method, &path, &reason))
             }
-            Some(_) => {}
+            Some(_) => None,
+        };
+        if let Some(res) = res {
+            return Ok(drained(req, res).await);
         }
     }
 
@@ -166,7 +171,10 @@ async fn serve(shared: &Shared, req: Request<Incoming>) -> Result<Response<ResBo
             shared.build_network.as_deref(),
         ) {
             Ok(q) => q,
-            Err(reason) => return Ok(refused(shared, &method, &path, &reason)),
+            Err(reason) => {
+                let res = refused(shared, &method, &path, &reason);
+                return Ok(drained(req, res).await);
+            }
         },
         _ => filter::encode_query(&allowed.query),
     };
@@ -239,6 +247,24 @@ async fn serve(shared: &Shared, req: Request<Incoming>) -> Result<Response<ResBo
         _ => body.map_err(BoxError::from).boxed_unsync(),
     };
     Ok(Response::from_parts(parts, body))
+}
+
+/// How much of a refused request's body is read (and discarded) before answering, so that
+/// a client still writing it reads the refusal instead of a broken pipe. A larger body
+/// (a refused build context) is cut: the connection closes after the answer.
+const DRAIN_MAX: usize = 8 << 20;
+
+/// `res`, after reading up to [`DRAIN_MAX`] of the request's body.
+async fn drained(req: Request<Incoming>, res: Response<ResBody>) -> Response<ResBody> {
+    let mut body = req.into_body();
+    let mut read = 0usize;
+    while read <= DRAIN_MAX {
+        match body.frame().await {
+            Some(Ok(frame)) => read += frame.data_ref().map_or(0, |d| d.len()),
+            _ => break,
+        }
+    }
+    res
 }
 
 fn rewrite_json(bytes: &Bytes, f: impl FnOnce(&mut serde_json::Value)) -> ResBody {

@@ -27,7 +27,10 @@ fn the_cli_handshake_is_allowed_with_and_without_a_version() {
     assert_eq!(allowed("GET", "/v1.41/version", None), Route::Version);
     assert_eq!(allowed("GET", "/v1.41/info", None), Route::Info);
     assert_eq!(allowed("POST", "/v1.41/auth", None), Route::Auth);
-    assert_eq!(allowed("GET", "/v1.50/images/json", Some("all=1")), Route::ListImages);
+    assert_eq!(
+        allowed("GET", "/v1.50/images/json", Some("all=1")),
+        Route::ListImages
+    );
 }
 
 #[test]
@@ -37,7 +40,10 @@ fn a_classic_build_is_allowed() {
              &memory=0&memswap=0&networkmode=default&rm=1&shmsize=0&t=app%3Av1&target=\
              &ulimits=null&version=1";
     assert_eq!(allowed("POST", "/v1.41/build", Some(q)), Route::Build);
-    assert_eq!(allowed("POST", "/build", Some("networkmode=none")), Route::Build);
+    assert_eq!(
+        allowed("POST", "/build", Some("networkmode=none")),
+        Route::Build
+    );
 }
 
 #[test]
@@ -46,8 +52,16 @@ fn dangerous_builds_are_refused() {
     assert!(r.contains("--network=host"), "{r}");
     refused("POST", "/build", Some("networkmode=container%3Aabc"));
     // A second value the engine would not read is still checked.
-    refused("POST", "/build", Some("networkmode=default&networkmode=host"));
-    refused("POST", "/build", Some("remote=https%3A%2F%2Fexample.com%2Fctx.tar"));
+    refused(
+        "POST",
+        "/build",
+        Some("networkmode=default&networkmode=host"),
+    );
+    refused(
+        "POST",
+        "/build",
+        Some("remote=https%3A%2F%2Fexample.com%2Fctx.tar"),
+    );
     refused("POST", "/build", Some("cgroupparent=%2F"));
     refused("POST", "/build", Some("isolation=hyperv"));
     let r = refused("POST", "/build", Some("version=2"));
@@ -60,13 +74,21 @@ fn dangerous_builds_are_refused() {
 #[test]
 fn pulls_are_allowed_imports_are_not() {
     assert_eq!(
-        allowed("POST", "/v1.41/images/create", Some("fromImage=127.0.0.1%3A5000%2Fapp&tag=v1")),
+        allowed(
+            "POST",
+            "/v1.41/images/create",
+            Some("fromImage=127.0.0.1%3A5000%2Fapp&tag=v1")
+        ),
         Route::Pull {
             reference: "127.0.0.1:5000/app:v1".into()
         }
     );
     assert_eq!(
-        allowed("POST", "/images/create", Some("fromImage=app&tag=sha256%3Aabc")),
+        allowed(
+            "POST",
+            "/images/create",
+            Some("fromImage=app&tag=sha256%3Aabc")
+        ),
         Route::Pull {
             reference: "app@sha256:abc".into()
         }
@@ -79,7 +101,11 @@ fn pulls_are_allowed_imports_are_not() {
     );
     let r = refused("POST", "/images/create", Some("fromSrc=-&repo=x"));
     assert!(r.contains("import"), "{r}");
-    refused("POST", "/images/create", Some("fromImage=app&fromSrc=http%3A%2F%2Fx"));
+    refused(
+        "POST",
+        "/images/create",
+        Some("fromImage=app&fromSrc=http%3A%2F%2Fx"),
+    );
     refused("POST", "/images/create", Some("fromImage=app"));
     refused("POST", "/images/create", None);
     refused("POST", "/images/create", Some("fromImage=-x&tag=1"));
@@ -88,13 +114,21 @@ fn pulls_are_allowed_imports_are_not() {
 #[test]
 fn image_routes_name_the_image() {
     assert_eq!(
-        allowed("POST", "/v1.41/images/sha256:abc/tag", Some("repo=127.0.0.1%3A5000%2Fa%2Fb&tag=v1")),
+        allowed(
+            "POST",
+            "/v1.41/images/sha256:abc/tag",
+            Some("repo=127.0.0.1%3A5000%2Fa%2Fb&tag=v1")
+        ),
         Route::Tag {
             name: "sha256:abc".into()
         }
     );
     assert_eq!(
-        allowed("POST", "/v1.41/images/127.0.0.1:5000/a/b/push", Some("tag=v1")),
+        allowed(
+            "POST",
+            "/v1.41/images/127.0.0.1:5000/a/b/push",
+            Some("tag=v1")
+        ),
         Route::Push {
             reference: "127.0.0.1:5000/a/b:v1".into()
         }
@@ -113,7 +147,9 @@ fn image_routes_name_the_image() {
     );
     assert_eq!(
         allowed("DELETE", "/v1.41/images/a:v1", Some("force=1")),
-        Route::DeleteImage { name: "a:v1".into() }
+        Route::DeleteImage {
+            name: "a:v1".into()
+        }
     );
     let r = refused("POST", "/images/a/push", None);
     assert!(r.contains("all tags"), "{r}");
@@ -165,13 +201,18 @@ fn everything_else_is_refused() {
 #[test]
 fn refusal_messages_say_what_jobs_may_do() {
     let m = refusal_message("POST /containers/create is refused");
-    assert!(m.contains("may only build, tag, push, pull and inspect images"), "{m}");
+    assert!(
+        m.contains("may only build, tag, push, pull and inspect images"),
+        "{m}"
+    );
 }
 
 #[test]
 fn form_bodies_are_recognised() {
     assert!(form_content_type("application/x-www-form-urlencoded"));
-    assert!(form_content_type(" Application/X-WWW-Form-Urlencoded; charset=utf-8"));
+    assert!(form_content_type(
+        " Application/X-WWW-Form-Urlencoded; charset=utf-8"
+    ));
     assert!(form_content_type("multipart/form-data; boundary=x"));
     assert!(!form_content_type("application/x-tar"));
     assert!(!form_content_type("application/json"));
@@ -192,10 +233,8 @@ fn build_queries_get_the_job_labels() {
     )
     .unwrap();
     let pairs = q(&out);
-    let got: BTreeMap<String, String> = serde_json::from_str(
-        &pairs.iter().find(|(k, _)| k == "labels").unwrap().1,
-    )
-    .unwrap();
+    let got: BTreeMap<String, String> =
+        serde_json::from_str(&pairs.iter().find(|(k, _)| k == "labels").unwrap().1).unwrap();
     assert_eq!(got["slipway.job"], "j1");
     assert_eq!(got["x"], "1");
     assert!(pairs.contains(&("t".into(), "a".into())));
