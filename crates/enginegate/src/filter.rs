@@ -417,6 +417,63 @@ pub fn build_query(
     Ok(out.finish())
 }
 
+/// The names a request would give images: a build's `t` values, a tag's `repo[:tag]`.
+pub fn tag_targets(route: &Route, query: &[(String, String)]) -> Vec<String> {
+    match route {
+        Route::Build => query
+            .iter()
+            .filter(|(k, v)| k == "t" && !v.is_empty())
+            .map(|(_, v)| v.clone())
+            .collect(),
+        Route::Tag { .. } => {
+            let repo = first(query, "repo");
+            let tag = first(query, "tag");
+            if tag.is_empty() {
+                vec![repo.to_string()]
+            } else {
+                vec![format!("{repo}:{tag}")]
+            }
+        }
+        _ => Vec::new(),
+    }
+}
+
+/// The repository of a reference (without tag or digest), in its familiar form (as the
+/// docker CLI prints it: `app`, not `docker.io/library/app`).
+pub fn repository_of(reference: &str) -> &str {
+    let name = familiar(reference.split('@').next().unwrap_or(reference));
+    let slash = name.rfind('/').map_or(0, |i| i + 1);
+    match name[slash..].find(':') {
+        Some(colon) => &name[..slash + colon],
+        None => name,
+    }
+}
+
+/// A name without Docker Hub's default registry and namespace.
+fn familiar(name: &str) -> &str {
+    for hub in ["docker.io/", "index.docker.io/"] {
+        if let Some(rest) = name.strip_prefix(hub) {
+            return rest.strip_prefix("library/").unwrap_or(rest);
+        }
+    }
+    name
+}
+
+/// Whether `reference` is in one of `repositories` (entries ending in `/` are prefixes);
+/// an empty list allows any.
+pub fn repository_allowed(reference: &str, repositories: &[String]) -> bool {
+    let repo = repository_of(reference);
+    repositories.is_empty()
+        || repositories.iter().any(|r| {
+            let r = familiar(r);
+            if r.ends_with('/') {
+                repo.starts_with(r)
+            } else {
+                repo == r
+            }
+        })
+}
+
 /// The query pairs re-encoded.
 pub fn encode_query(query: &[(String, String)]) -> String {
     let mut out = form_urlencoded::Serializer::new(String::new());

@@ -146,6 +146,10 @@ pub struct GateConfig {
     pub labels: BTreeMap<String, String>,
     /// When set, builds run on this network (e.g. the run's own) unless they ask for none.
     pub build_network: Option<String>,
+    /// Repositories the job may name its images in (`docker build -t`, `docker tag`): an
+    /// entry ending in `/` is a prefix, any other an exact repository, compared with the
+    /// names as the CLI sends them (`app`, not `docker.io/library/app`). Empty: any name.
+    pub repositories: Vec<String>,
 }
 
 impl GateConfig {
@@ -158,6 +162,7 @@ impl GateConfig {
             socket_mode: 0o660,
             labels: BTreeMap::new(),
             build_network: None,
+            repositories: Vec::new(),
         })
     }
 }
@@ -183,6 +188,7 @@ impl Gate {
             scope: Scope::default(),
             labels,
             build_network: config.build_network.clone(),
+            repositories: config.repositories.clone(),
         });
         let (stop_tx, stop_rx) = watch::channel(false);
         let mut handle = GateHandle {

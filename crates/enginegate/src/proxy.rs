@@ -29,6 +29,7 @@ pub(crate) struct Shared {
     pub scope: Scope,
     pub labels: BTreeMap<String, String>,
     pub build_network: Option<String>,
+    pub repositories: Vec<String>,
 }
 
 /// `/info` fields a job may see; the rest (containers, paths, plugins, swarm, proxies,
@@ -138,7 +139,21 @@ async fn serve(shared: &Shared, req: Request<Incoming>) -> Result<Response<ResBo
     };
     tracing::debug!(job = %shared.job, %method, path, route = ?allowed.route, "allowed");
 
+    // Names the job may give images (docker build -t, docker tag).
+    if let Some(target) = filter::tag_targets(&allowed.route, &allowed.query)
+        .into_iter()
+        .find(|t| !filter::repository_allowed(t, &shared.repositories))
+    {
+        let reason = format!(
+            "the name {target} is outside this job's repositories ({})",
+            shared.repositories.join(", ")
+        );
+        let res = refused(shared, &method, &path, &reason);
+        return Ok(drained(req, res).await);
+    }
+
     // Scope checks before anything reaches the engine.
+    let mut path = path;
     let checked = match &allowed.route {
         Route::Tag { name } | Route::DeleteImage { name } => Some(name.as_str()),
         Route::Push { reference } => Some(reference.as_str()),
@@ -157,7 +172,16 @@ async fn serve(shared: &Shared, req: Request<Incoming>) -> Result<Response<ResBo
                 );
                 Some(refused(shared, &method, &path, &reason))
             }
-            Some(_) => None,
+            Some(id) => {
+                // Tag what was checked, not what the name points at by then.
+                if let Route::Tag { name } = &allowed.route {
+                    let suffix = format!("/images/{name}/tag");
+                    if let Some(prefix) = path.strip_suffix(&suffix) {
+                        path = format!("{prefix}/images/{id}/tag");
+                    }
+                }
+                None
+            }
         };
         if let Some(res) = res {
             return Ok(drained(req, res).await);

@@ -64,6 +64,10 @@ struct Job {
 
 impl Job {
     fn start(dir: &Path, name: &str) -> Job {
+        Self::start_with(dir, name, Vec::new())
+    }
+
+    fn start_with(dir: &Path, name: &str, repositories: Vec<String>) -> Job {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -72,6 +76,7 @@ impl Job {
         let sock = dir.join(format!("{name}.sock"));
         let mut config = GateConfig::unix(name, &sock).unwrap();
         config.upstream = Upstream::from_env().unwrap();
+        config.repositories = repositories;
         let gate = rt.block_on(Gate::start(config)).unwrap();
         let config_dir = dir.join(format!("{name}-docker-config"));
         std::fs::create_dir_all(&config_dir).unwrap();
@@ -193,12 +198,17 @@ impl Drop for Registry {
     }
 }
 
-/// A build context with a small file, `FROM scratch` (nothing is pulled).
+/// A build context with a small file, `FROM scratch` (nothing is pulled), whose Dockerfile
+/// tries to claim another job's label.
 fn context(dir: &Path, name: &str, content: &str) -> PathBuf {
     let ctx = dir.join(name);
     std::fs::create_dir_all(&ctx).unwrap();
     std::fs::write(ctx.join("hello.txt"), content).unwrap();
-    std::fs::write(ctx.join("Dockerfile"), "FROM scratch\nCOPY hello.txt /\n").unwrap();
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        "FROM scratch\nCOPY hello.txt /\nLABEL slipway.job=someone-else\n",
+    )
+    .unwrap();
     ctx
 }
 
@@ -227,7 +237,7 @@ fn a_job_builds_tags_inspects_pushes_and_pulls_its_image() {
     assert_eq!(built.len(), 1, "the build's id is in scope: {built:?}");
     cleanup.0.extend(built.clone());
 
-    // The label names the job (checked on the host's engine).
+    // The label names the job, whatever the Dockerfile says (checked on the host's engine).
     let label = host(&[
         "image",
         "inspect",
@@ -300,10 +310,22 @@ fn a_job_cannot_run_exec_mount_or_list_containers() {
     let u = unique();
     let image = format!("slipway-gate-refused-{u}:v1");
     let mut cleanup = Cleanup(vec![image.clone()]);
-    let job = Job::start(dir.path(), &format!("it-r-{u}"));
+    let repo = format!("slipway-gate-refused-{u}");
+    let job = Job::start_with(dir.path(), &format!("it-r-{u}"), vec![repo.clone()]);
     let ctx = context(dir.path(), "ctx", "x\n");
     job.ok(&["build", "-t", &image, ctx.to_str().unwrap()]);
     cleanup.0.extend(job.gate().images());
+
+    // Names outside the job's repositories.
+    let elsewhere = format!("slipway-gate-elsewhere-{u}:v1");
+    cleanup.0.push(elsewhere.clone());
+    let err = job.refused(&["tag", &image, &elsewhere]);
+    assert!(err.contains("outside this job's repositories"), "{err}");
+    let err = job.refused(&["build", "-t", &elsewhere, ctx.to_str().unwrap()]);
+    assert!(err.contains("outside this job's repositories"), "{err}");
+    let again = format!("{repo}:v2");
+    cleanup.0.push(again.clone());
+    job.ok(&["tag", &image, &again]);
 
     // (command, what the message must name)
     let cases: &[(&[&str], &str)] = &[

@@ -246,3 +246,34 @@ fn build_queries_get_the_job_labels() {
     assert!(q(&out).contains(&("networkmode".into(), "none".into())));
     assert!(build_query(&q("labels=[1]"), &labels, None).is_err());
 }
+
+#[test]
+fn repositories_limit_the_names_a_job_gives() {
+    use slipway_enginegate::filter::{repository_allowed, repository_of, tag_targets};
+    assert_eq!(repository_of("127.0.0.1:5000/a/b:v1"), "127.0.0.1:5000/a/b");
+    assert_eq!(repository_of("127.0.0.1:5000/a/b"), "127.0.0.1:5000/a/b");
+    assert_eq!(repository_of("app@sha256:abc"), "app");
+    assert_eq!(repository_of("app:v1"), "app");
+    assert_eq!(repository_of("docker.io/library/app:v1"), "app");
+    assert_eq!(repository_of("docker.io/user/app:v1"), "user/app");
+    let repos = vec!["127.0.0.1:5000/shop/".to_string(), "app".to_string()];
+    assert!(repository_allowed("127.0.0.1:5000/shop/api:v1", &repos));
+    assert!(repository_allowed("app:v2", &repos));
+    assert!(!repository_allowed("app2:v2", &repos));
+    assert!(!repository_allowed("127.0.0.1:5000/other/api:v1", &repos));
+    assert!(!repository_allowed("127.0.0.1:5000/shop", &repos));
+    assert!(repository_allowed("anything", &[]));
+
+    let d = decide("POST", "/build", Some("t=a%3Av1&t=b&q=1"));
+    let a = match d {
+        Decision::Allow(a) => a,
+        Decision::Refuse(r) => panic!("{r}"),
+    };
+    assert_eq!(tag_targets(&a.route, &a.query), vec!["a:v1", "b"]);
+    let d = decide("POST", "/images/x/tag", Some("repo=r&tag=t"));
+    let a = match d {
+        Decision::Allow(a) => a,
+        Decision::Refuse(r) => panic!("{r}"),
+    };
+    assert_eq!(tag_targets(&a.route, &a.query), vec!["r:t"]);
+}
