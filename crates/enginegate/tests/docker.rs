@@ -372,3 +372,55 @@ fn a_job_cannot_run_exec_mount_or_list_containers() {
     assert!(!info.contains("DockerRootDir\":\"/"), "{info}");
     job.stop();
 }
+
+/// One raw HTTP/1.1 request on the gate's socket; the answer's head and body.
+fn raw(sock: &Path, request: &str) -> (String, String) {
+    use std::io::{Read, Write};
+    let mut s = std::os::unix::net::UnixStream::connect(sock).unwrap();
+    s.write_all(request.as_bytes()).unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    let (head, body) = out.split_once("\r\n\r\n").unwrap_or((&out, ""));
+    (head.to_string(), body.to_string())
+}
+
+#[test]
+fn parameters_cannot_be_smuggled_past_the_filter() {
+    if !available(false) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let job = Job::start(dir.path(), &format!("it-s-{}", unique()));
+    let sock = job.gate().unix_path().unwrap().to_path_buf();
+    // The engine reads form values from a form body too.
+    let body = "networkmode=host";
+    let (status, msg) = raw(
+        &sock,
+        &format!(
+            "POST /v1.41/build HTTP/1.1\r\nHost: d\r\nConnection: close\r\n\
+             Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        ),
+    );
+    assert!(status.starts_with("HTTP/1.1 403 "), "{status} {msg}");
+    assert!(msg.contains("content type"), "{msg}");
+    // Escaped paths.
+    let (status, _) = raw(
+        &sock,
+        "GET /v1.41/containers%2Fjson HTTP/1.1\r\nHost: d\r\nConnection: close\r\n\r\n",
+    );
+    assert!(status.starts_with("HTTP/1.1 403 "), "{status}");
+    // The ping says: classic builder.
+    let (status, _) = raw(
+        &sock,
+        "GET /_ping HTTP/1.1\r\nHost: d\r\nConnection: close\r\n\r\n",
+    );
+    assert!(status.starts_with("HTTP/1.1 200 "), "{status}");
+    assert!(
+        status
+            .to_ascii_lowercase()
+            .contains("builder-version: 1\r\n"),
+        "{status}"
+    );
+    job.stop();
+}
