@@ -93,10 +93,18 @@ impl Job {
 
     /// `docker ARGS` as the job runs it.
     fn docker(&self, args: &[&str]) -> Output {
-        Command::new("docker")
-            .args(args)
+        self.docker_buildkit(args, Some("0"))
+    }
+
+    /// `docker ARGS` with `DOCKER_BUILDKIT` set to this (or unset).
+    fn docker_buildkit(&self, args: &[&str], buildkit: Option<&str>) -> Output {
+        let mut cmd = Command::new("docker");
+        match buildkit {
+            Some(v) => cmd.env("DOCKER_BUILDKIT", v),
+            None => cmd.env_remove("DOCKER_BUILDKIT"),
+        };
+        cmd.args(args)
             .env("DOCKER_HOST", self.gate().docker_host())
-            .env("DOCKER_BUILDKIT", "0")
             .env("DOCKER_CONFIG", &self.config_dir)
             .env_remove("DOCKER_CONTEXT")
             .output()
@@ -359,6 +367,13 @@ fn a_job_cannot_run_exec_mount_or_list_containers() {
     let err = job.refused(&["build", "--network", "host", ctx.to_str().unwrap()]);
     assert!(err.contains("--network=host"), "{err}");
     assert!(err.contains(SUMMARY), "{err}");
+    // Without DOCKER_BUILDKIT the CLI follows the gate's ping (classic builder); BuildKit
+    // asked for explicitly fails (no buildx here, or /session and /grpc refused).
+    let o = job.docker_buildkit(&["build", "-t", &again, ctx.to_str().unwrap()], None);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = job.docker_buildkit(&["build", "-t", &again, ctx.to_str().unwrap()], Some("1"));
+    assert!(!o.status.success(), "a BuildKit build went through");
+    cleanup.0.extend(job.gate().images());
     // No container of the image was created on the engine.
     let made = host(&["ps", "-aq", "--filter", &format!("ancestor={image}")]);
     assert!(made.status.success());
