@@ -8,7 +8,7 @@
 //!
 //! What it owns: the listening socket (created on start, removed on stop or drop), the
 //! allow-list ([`filter`]), the job's image scope ([`scope`]) and the streaming data path
-//! ([`proxy`]). It knows nothing of pipelines beyond the job's id and the labels to stamp.
+//! (`proxy`). It knows nothing of pipelines beyond the job's id and the labels to stamp.
 //!
 //! ## Allowed (with or without a `/v1.NN` prefix); everything else is 403
 //! - `GET|HEAD /_ping` (answered with `Builder-Version: 1`), `GET /version`, `GET /info`
@@ -35,9 +35,22 @@
 //! volumes, so with the network restricted a build cannot reach host paths or privileges.
 //!
 //! ## Scope
-//! A job may tag, push or delete a name only when the engine resolves it to an image id the
-//! job built or pulled through this gate (tags the job made point at such ids). See
-//! [`scope`]. Inspecting, and using local images as a build's `FROM`, is not scoped.
+//! A job may tag, push or delete a name only when the engine resolves it (image inspect) to
+//! an image id the job built or pulled through this gate; tags it made point at such ids.
+//! A tag is then made from the checked id, not the name, so a name moved in between does
+//! not slip through. See [`scope`]. With [`GateConfig::repositories`] set, the names a job
+//! gives images (`docker build -t`, `docker tag`) must lie in those repositories.
+//!
+//! ## Not covered (the runner's or later work)
+//! - Reading is not scoped: a job may inspect any local image and use it as a build's
+//!   `FROM`, and `GET /distribution`, `POST /auth`, pulls and pushes make the engine (on the
+//!   host's network) contact whatever registry the job names. Limit names with
+//!   `repositories`; the engine's network is the runner's to restrict.
+//! - Without `repositories`, a job may overwrite any local tag (`docker build -t`,
+//!   `docker tag`); releases pin digests, so deployments are not affected.
+//! - `RUN` steps of a build run in containers on the default bridge (or
+//!   [`GateConfig::build_network`]); their resource parameters are the job's to choose.
+//! - No rate or size limits, no idle timeouts: the gate lives as long as its job.
 
 pub mod filter;
 mod proxy;
