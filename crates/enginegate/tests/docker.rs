@@ -439,3 +439,67 @@ fn parameters_cannot_be_smuggled_past_the_filter() {
     );
     job.stop();
 }
+
+#[test]
+fn a_large_build_context_streams_through() {
+    if !available(false) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let u = unique();
+    let image = format!("slipway-gate-large-{u}:v1");
+    let mut cleanup = Cleanup(vec![image.clone()]);
+    let job = Job::start(dir.path(), &format!("it-l-{u}"));
+    let ctx = context(dir.path(), "ctx", "large\n");
+    // 48 MiB in the context (sent, not copied into the image).
+    let chunk: Vec<u8> = (0..1 << 20)
+        .map(|i: u32| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
+    let mut big = Vec::with_capacity(48 << 20);
+    for i in 0..48u8 {
+        big.extend(chunk.iter().map(|b| b ^ i));
+    }
+    std::fs::write(ctx.join("big.bin"), &big).unwrap();
+    let out = job.ok(&["build", "-t", &image, ctx.to_str().unwrap()]);
+    assert!(out.contains("Sending build context"), "{out}");
+    cleanup.0.extend(job.gate().images());
+    assert_eq!(job.gate().images().len(), 1);
+    job.stop();
+}
+
+#[test]
+fn a_gate_listens_on_tcp_too_and_dropping_it_removes_its_socket() {
+    if !available(false) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("both.sock");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut config = GateConfig::unix(format!("it-t-{}", unique()), &sock).unwrap();
+    config.listen.push(slipway_enginegate::Listen::Tcp(
+        "127.0.0.1:0".parse().unwrap(),
+    ));
+    let gate = rt.block_on(Gate::start(config)).unwrap();
+    let tcp = format!("tcp://{}", gate.tcp_addr().unwrap());
+    let docker = |args: &[&str]| {
+        Command::new("docker")
+            .args(args)
+            .env("DOCKER_HOST", &tcp)
+            .env("DOCKER_CONFIG", dir.path())
+            .output()
+            .unwrap()
+    };
+    let o = docker(&["version", "--format", "{{.Server.Version}}"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = docker(&["ps"]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains(SUMMARY));
+    assert!(sock.exists());
+    drop(gate);
+    assert!(!sock.exists(), "dropping the handle removes the socket");
+    drop(rt);
+}
