@@ -240,9 +240,15 @@ async fn serve(shared: &Shared, req: Request<Incoming>) -> Result<Response<ResBo
             let scope = shared.scope.clone();
             rewrite_json(&bytes, move |v| only_scoped(v, &scope))
         }
-        Route::Build if ok => Tap::new(body, shared.scope.clone(), Watch::Build)
-            .map_err(BoxError::from)
-            .boxed_unsync(),
+        Route::Build if ok => Tap::new(
+            body,
+            shared.scope.clone(),
+            Watch::Build {
+                job: shared.job.clone(),
+            },
+        )
+        .map_err(BoxError::from)
+        .boxed_unsync(),
         Route::Pull { reference } if ok => {
             let upstream = shared.upstream.clone();
             let scope = shared.scope.clone();

@@ -40,8 +40,8 @@ impl Scope {
 
 /// What to learn from a streamed response.
 pub(crate) enum Watch {
-    /// A build: ids from `aux.ID` lines.
-    Build,
+    /// A build by this job: ids from `aux.ID` lines.
+    Build { job: String },
     /// A pull: at the end, unless an error line was seen, run the future (which resolves
     /// the reference and adds its id).
     Pull(Option<Pin<Box<dyn Future<Output = ()> + Send>>>),
@@ -104,12 +104,12 @@ impl Tap {
         if v.get("error").is_some() || v.get("errorDetail").is_some() {
             self.failed = true;
         }
-        if let Watch::Build = self.watch
+        if let Watch::Build { job } = &self.watch
             && let Some(id) = v.pointer("/aux/ID").and_then(|i| i.as_str())
             && id.starts_with("sha256:")
             && self.scope.insert(id)
         {
-            tracing::info!(image = id, "built by the job: in its scope");
+            tracing::info!(%job, image = id, "built by the job: in its scope");
         }
     }
 }
