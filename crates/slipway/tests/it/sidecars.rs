@@ -190,11 +190,24 @@ fn a_three_container_task_from_slipway_yml() {
     assert_eq!(task["id"], id.as_str(), "{task}");
 
     // Stopping the task: the app stops before its sidecars, the network holder last.
+    let order = die_order(&id, 4, || {
+        s.cli(&["scale", "api", "0"]).ok();
+    });
+    assert_eq!(
+        order,
+        vec!["api", "firelens_log_router", "agent", "holder"],
+        "stop order"
+    );
+    gone(&id);
+}
+
+/// The containers of `task`, in the order they die while `stop` runs (the first `n`).
+fn die_order(task: &str, n: usize, stop: impl FnOnce()) -> Vec<String> {
     let mut events = Command::new("docker")
         .args([
             "events",
             "--filter",
-            &format!("label=slipway.task={id}"),
+            &format!("label=slipway.task={task}"),
             "--filter",
             "event=die",
             "--format",
@@ -205,10 +218,10 @@ fn a_three_container_task_from_slipway_yml() {
         .unwrap();
     // `docker events` subscribes before it prints anything; give it its start.
     std::thread::sleep(Duration::from_millis(500));
-    s.cli(&["scale", "api", "0"]).ok();
+    stop();
     let mut order = Vec::new();
     let mut lines = BufReader::new(events.stdout.take().unwrap()).lines();
-    while order.len() < 4 {
+    while order.len() < n {
         match lines.next() {
             Some(Ok(l)) => order.push(l),
             _ => break,
@@ -216,17 +229,22 @@ fn a_three_container_task_from_slipway_yml() {
     }
     let _ = events.kill();
     let _ = events.wait();
-    assert_eq!(
-        order,
-        vec!["api", "firelens_log_router", "agent", "holder"],
-        "stop order"
-    );
+    order
+}
+
+/// Waits until no container of `task` is left.
+fn gone(task: &str) {
     wait_for(
         Duration::from_secs(30),
         "the task's containers to go",
         || {
             let o = Command::new("docker")
-                .args(["ps", "-aq", "--filter", &format!("label=slipway.task={id}")])
+                .args([
+                    "ps",
+                    "-aq",
+                    "--filter",
+                    &format!("label=slipway.task={task}"),
+                ])
                 .output()
                 .unwrap();
             o.stdout.is_empty().then_some(())
@@ -364,6 +382,132 @@ fn a_three_container_task_from_the_ecs_api() {
         started_ms(&inspect(&task, "app")) >= started_ms(&inspect(&task, "datadog-agent")) + 1500
     );
 
+    // A revision whose app crashes at start beside healthy sidecars: the circuit breaker
+    // rolls the service back, and the stopped tasks say which container ended them.
+    let mut crash: Value = serde_json::from_str(&container_defs("slipway-hello:v1")).unwrap();
+    crash[0]["environment"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"name": "HELLO_EXIT_AT_START", "value": "3"}));
+    let reg = aws.run(&[
+        "ecs",
+        "register-task-definition",
+        "--family",
+        "side",
+        "--container-definitions",
+        &crash.to_string(),
+    ]);
+    assert_eq!(reg.code, 0, "{reg:?}");
+    let up = aws.run(&[
+        "ecs",
+        "update-service",
+        "--cluster",
+        "side",
+        "--service",
+        "web",
+        "--task-definition",
+        "side:2",
+        "--deployment-configuration",
+        "deploymentCircuitBreaker={enable=true,rollback=true},maximumPercent=200,minimumHealthyPercent=100",
+    ]);
+    assert_eq!(up.code, 0, "{up:?}");
+    wait_for(
+        Duration::from_secs(240),
+        "the broken revision to be rolled back",
+        || {
+            let l = aws.run(&[
+                "ecs",
+                "list-service-deployments",
+                "--cluster",
+                "side",
+                "--service",
+                "web",
+                "--status",
+                "ROLLBACK_SUCCESSFUL",
+            ]);
+            let v: Value = serde_json::from_str(&l.stdout).ok()?;
+            (!v["serviceDeployments"].as_array()?.is_empty()).then_some(())
+        },
+    );
+    let stopped = aws.run(&[
+        "ecs",
+        "list-tasks",
+        "--cluster",
+        "side",
+        "--service-name",
+        "web",
+        "--desired-status",
+        "STOPPED",
+    ]);
+    let stopped: Value = serde_json::from_str(&stopped.stdout).unwrap();
+    let arns: Vec<&str> = stopped["taskArns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert!(!arns.is_empty(), "{stopped}");
+    let mut args = vec!["ecs", "describe-tasks", "--cluster", "side", "--tasks"];
+    args.extend(arns.iter().copied());
+    let d: Value = serde_json::from_str(&aws.run(&args).stdout).unwrap();
+    let reasons: Vec<&str> = d["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|t| t["stoppedReason"].as_str())
+        .collect();
+    assert!(
+        reasons.iter().any(|r| r.contains(
+            "essential container app exited with code 3 while datadog-agent (HEALTHY) and log_router (RUNNING) kept running"
+        )),
+        "{reasons:?}"
+    );
+    // The first revision runs again.
+    let list = aws.run(&[
+        "ecs",
+        "list-tasks",
+        "--cluster",
+        "side",
+        "--service-name",
+        "web",
+    ]);
+    let running: Value = serde_json::from_str(&list.stdout).unwrap();
+    let arn = running["taskArns"][0].as_str().unwrap().to_owned();
+    let d = aws.run(&[
+        "ecs",
+        "describe-tasks",
+        "--cluster",
+        "side",
+        "--tasks",
+        &arn,
+    ]);
+    let d: Value = serde_json::from_str(&d.stdout).unwrap();
+    assert!(
+        d["tasks"][0]["taskDefinitionArn"]
+            .as_str()
+            .unwrap()
+            .ends_with("task-definition/side:1"),
+        "{d}"
+    );
+    let task = arn.rsplit('/').next().unwrap().to_owned();
+
+    // Scaled to 0: the app stops first, the sidecars after it, the holder last.
+    let order = die_order(&task, 4, || {
+        let o = aws.run(&[
+            "ecs",
+            "update-service",
+            "--cluster",
+            "side",
+            "--service",
+            "web",
+            "--desired-count",
+            "0",
+        ]);
+        assert_eq!(o.code, 0, "{o:?}");
+    });
+    assert_eq!(order, vec!["app", "log_router", "datadog-agent", "holder"]);
+    gone(&task);
+
     // Bad definitions: ECS's error shape, nothing registered.
     let defs: Value = serde_json::from_str(&container_defs("slipway-hello:v1")).unwrap();
     let mut cycle = defs.clone();
@@ -395,8 +539,8 @@ fn a_three_container_task_from_the_ecs_api() {
     let fams: Value = serde_json::from_str(&fams.stdout).unwrap();
     assert_eq!(
         fams["taskDefinitionArns"].as_array().unwrap().len(),
-        1,
-        "{fams}"
+        2,
+        "the two good revisions only: {fams}"
     );
 }
 
