@@ -389,6 +389,61 @@ mod tests {
     }
 
     #[test]
+    fn several_container_definitions_map_onto_sidecars_and_back() {
+        let r = req(json!({
+            "family": "f",
+            "containerDefinitions": [
+                {"name": "log_router", "image": "router", "firelensConfiguration": {"type": "fluentbit", "options": {"a": "b"}}},
+                {"name": "app", "image": "app", "portMappings": [{"containerPort": 8080}],
+                 "dependsOn": [{"containerName": "agent", "condition": "HEALTHY"}],
+                 "logConfiguration": {"logDriver": "awsfirelens", "options": {"Name": "stdout"}}},
+                {"name": "agent", "image": "agent", "essential": false,
+                 "healthCheck": {"command": ["CMD", "true"]}, "volumesFrom": [{"sourceContainer": "app", "readOnly": true}]}
+            ]
+        }));
+        let c = to_container(&r).unwrap();
+        // The essential container with a port is the main one, the others in written order.
+        assert_eq!(c.name.as_deref(), Some("app"));
+        assert_eq!(c.port, Some(8080));
+        let names: Vec<&str> = c.sidecars.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, vec!["log_router", "agent"]);
+        assert!(c.sidecars[0].firelens.is_some() && !c.sidecars[1].essential);
+        assert_eq!(c.container_depends_on[0].container, "agent");
+        assert_eq!(c.logging.as_ref().unwrap().options["Name"], "stdout");
+        assert_eq!(
+            c.sidecars[1].container.volumes_from[0].source_container,
+            "app"
+        );
+        let td = TaskDefinition {
+            family: "f".into(),
+            revision: 1,
+            container: c,
+            created_at: 0,
+            source: None,
+            ecs: None,
+            deregistered_at: None,
+            version: 0,
+        };
+        let d = synthesized(&td);
+        let defs = d["containerDefinitions"].as_array().unwrap();
+        let names: Vec<&str> = defs.iter().map(|d| d["name"].as_str().unwrap()).collect();
+        assert_eq!(names, vec!["app", "log_router", "agent"]);
+        assert_eq!(defs[0]["dependsOn"][0]["condition"], "HEALTHY");
+        assert_eq!(defs[0]["logConfiguration"]["logDriver"], "awsfirelens");
+        assert_eq!(defs[1]["firelensConfiguration"]["type"], "fluentbit");
+        assert_eq!(defs[2]["essential"], false);
+        // Lowercase conditions are not ECS's.
+        let r = req(json!({
+            "family": "f",
+            "containerDefinitions": [
+                {"name": "app", "image": "app", "dependsOn": [{"containerName": "b", "condition": "start"}]},
+                {"name": "b", "image": "b"}
+            ]
+        }));
+        assert_eq!(to_container(&r).unwrap_err().kind, "ClientException");
+    }
+
+    #[test]
     fn bad_container_definitions_are_client_errors() {
         for v in [
             json!({"family": "f", "containerDefinitions": []}),

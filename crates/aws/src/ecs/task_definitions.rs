@@ -507,15 +507,51 @@ pub(super) fn normalized(raw: &Value) -> Value {
 /// A task definition of a manifest deploy, described in ECS terms.
 pub(super) fn synthesized(td: &TaskDefinition) -> Value {
     let c = &td.container;
+    let main = slipway_core::model::containers::main_container_name(c, &td.family);
+    let mut defs = vec![container_json(main, true, c)];
+    let mut volumes: Vec<Value> = Vec::new();
+    let mut add_volumes = |c: &ContainerSpec| {
+        for v in &c.volumes {
+            if !volumes.iter().any(|x| x["name"] == v.name.as_str()) {
+                volumes.push(json!({"name": v.name, "dockerVolumeConfiguration": {"scope": "shared", "autoprovision": true, "driver": "local"}}));
+            }
+        }
+    };
+    add_volumes(c);
+    for sc in &c.sidecars {
+        let mut d = container_json(&sc.name, sc.essential, &sc.container);
+        if let Some(f) = &sc.firelens {
+            d["firelensConfiguration"] = json!({"type": f.kind, "options": f.options});
+        }
+        defs.push(d);
+        add_volumes(&sc.container);
+    }
+    json!({
+        "family": td.family,
+        "containerDefinitions": defs,
+        "networkMode": "bridge",
+        "volumes": volumes,
+        "placementConstraints": [],
+    })
+}
+
+/// One container of a synthesized task definition.
+fn container_json(name: &str, essential: bool, c: &ContainerSpec) -> Value {
     let mut def = json!({
-        "name": td.family,
+        "name": name,
         "image": c.image,
         "cpu": c.cpu.unwrap_or(0),
-        "essential": true,
+        "essential": essential,
         "portMappings": c.port.map(|p| vec![json!({"containerPort": p, "hostPort": 0, "protocol": "tcp"})]).unwrap_or_default(),
         "environment": c.environment.iter().map(|(k, v)| json!({"name": k, "value": v})).collect::<Vec<_>>(),
-        "mountPoints": [],
-        "volumesFrom": [],
+        "mountPoints": c.volumes
+            .iter()
+            .map(|v| json!({"sourceVolume": v.name, "containerPath": v.path, "readOnly": v.read_only}))
+            .collect::<Vec<_>>(),
+        "volumesFrom": c.volumes_from
+            .iter()
+            .map(|v| json!({"sourceContainer": v.source_container, "readOnly": v.read_only}))
+            .collect::<Vec<_>>(),
         "stopTimeout": c.stop_timeout_ms / 1000,
     });
     if let Some(m) = c.memory {
@@ -533,17 +569,6 @@ pub(super) fn synthesized(td: &TaskDefinition) -> Value {
     if let Some(u) = &c.user {
         def["user"] = json!(u);
     }
-    def["mountPoints"] = json!(
-        c.volumes
-            .iter()
-            .map(|v| json!({"sourceVolume": v.name, "containerPath": v.path, "readOnly": v.read_only}))
-            .collect::<Vec<_>>()
-    );
-    let volumes: Vec<Value> = c
-        .volumes
-        .iter()
-        .map(|v| json!({"name": v.name, "dockerVolumeConfiguration": {"scope": "shared", "autoprovision": true, "driver": "local"}}))
-        .collect();
     if let Some(h) = &c.healthcheck {
         def["healthCheck"] = json!({
             "command": h.test,
@@ -553,13 +578,18 @@ pub(super) fn synthesized(td: &TaskDefinition) -> Value {
             "startPeriod": h.start_period_ms / 1000,
         });
     }
-    json!({
-        "family": td.family,
-        "containerDefinitions": [def],
-        "networkMode": "bridge",
-        "volumes": volumes,
-        "placementConstraints": [],
-    })
+    if !c.container_depends_on.is_empty() {
+        def["dependsOn"] = json!(
+            c.container_depends_on
+                .iter()
+                .map(|d| json!({"containerName": d.container, "condition": d.condition.as_str()}))
+                .collect::<Vec<_>>()
+        );
+    }
+    if let Some(l) = &c.logging {
+        def["logConfiguration"] = json!({"logDriver": "awsfirelens", "options": l.options});
+    }
+    def
 }
 
 pub(super) fn td_arn(call: &Call<'_>, id: &str) -> String {
