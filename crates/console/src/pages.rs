@@ -430,7 +430,21 @@ fn task_table(tasks: &[&Task], digest_of: &dyn Fn(u32) -> String) -> Markup {
             tbody {
                 @for t in tasks {
                     tr data-task=(t.id) data-status=(t.last_status.as_str()) data-health=(t.health.as_str()) data-revision=(t.revision) {
-                        th scope="row" { code { (short(&t.id)) } }
+                        th scope="row" {
+                            code { (short(&t.id)) }
+                            // A task of several containers: each with its state.
+                            @if !t.containers.is_empty() {
+                                ul.containers {
+                                    @for c in &t.containers {
+                                        li data-container=(c.name) {
+                                            (c.name) " " (c.last_status)
+                                            @if c.health != "UNKNOWN" { " " (c.health) }
+                                            @if let Some(code) = c.exit_code { " (exit " (code) ")" }
+                                        }
+                                    }
+                                }
+                            }
+                        }
                         td { (t.last_status.as_str()) }
                         td class=(health_class(t)) { (t.health.as_str()) }
                         td.nowrap { (t.host.as_deref().unwrap_or("-")) }

@@ -263,6 +263,47 @@ async fn outside_values_are_escaped() {
     assert!(page.contains(&id[..12]));
 }
 
+#[tokio::test]
+async fn a_task_of_several_containers_shows_each_of_them() {
+    let t = T::new().await;
+    t.deploy("web", "shop/web:v1").await;
+    let key = ServiceKey::new("shop", "prod", "web");
+    let d = t.app.store().active_deployments(&key).await.unwrap()[0].clone();
+    let mut task = Task::provisioning(
+        "multi1234567".into(),
+        key.clone(),
+        d.id.clone(),
+        d.revision,
+        0,
+    );
+    task.last_status = TaskStatus::Running;
+    let st = |name: &str, health: &str| slipway_core::model::ContainerStatus {
+        name: name.into(),
+        id: None,
+        essential: true,
+        last_status: "RUNNING".into(),
+        health: health.into(),
+        exit_code: None,
+    };
+    task.containers = vec![st("web", "UNKNOWN"), st("agent", "HEALTHY")];
+    t.app
+        .store()
+        .commit(Batch::new().write(Write::Task(task)))
+        .await
+        .unwrap();
+    let cookie = t.login(&t.admin).await;
+    let (status, _, page) = t.get("/ui/services/shop/prod/web", Some(&cookie)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        page.contains(r#"<li data-container="agent">agent RUNNING HEALTHY</li>"#),
+        "{page}"
+    );
+    assert!(
+        page.contains(r#"<li data-container="web">web RUNNING</li>"#),
+        "{page}"
+    );
+}
+
 /// Marks the newest deployment of `key` with `state` and writes `healthy` healthy tasks
 /// of it (as the controller would).
 async fn progress(t: &T, key: &ServiceKey, deployment: &str, state: RolloutState, healthy: u32) {
