@@ -27,9 +27,8 @@ pub use compile::{check_platform, check_secret_name, parse_success_codes};
 pub use fields::{On, OverrideImage, Storage, VolumeDef};
 
 use crate::model::{
-    CircuitBreaker, CommandHealthCheck, ContainerSpec, DeploymentConfig, HttpHealthCheck,
-    HttpRoute, PullPolicy, SecretDelivery, SecretRef, ServiceKey, ServiceKind, ServiceSpec,
-    validate_name,
+    CircuitBreaker, ContainerSpec, DeploymentConfig, HttpHealthCheck, HttpRoute, PullPolicy,
+    SecretDelivery, SecretRef, ServiceKey, ServiceKind, ServiceSpec, validate_name,
 };
 
 /// The environment used when `--env` is not given.

@@ -56,36 +56,7 @@ impl DockerRuntime {
             "{}-{}-{}-{}",
             t.service.app, t.service.env, t.service.name, t.task_id
         );
-        let opts = CreateContainerOptions {
-            name: Some(name),
-            ..Default::default()
-        };
-        let created = match self
-            .docker
-            .create_container(Some(opts.clone()), body.clone())
-            .await
-        {
-            Ok(r) => Ok(r.id),
-            Err(e) => {
-                let e = RuntimeError::from(e);
-                // A pinned registry image this engine no longer has: pull it by digest.
-                let pinned = body.image.as_deref().unwrap_or_default();
-                if e.is_not_found() && pinned.contains('@') && registry_host(pinned).is_some() {
-                    tracing::info!(image = pinned, "pulling a pinned image the engine lost");
-                    match self.pull(pinned).await {
-                        Ok(()) => self
-                            .docker
-                            .create_container(Some(opts), body)
-                            .await
-                            .map(|r| r.id)
-                            .map_err(RuntimeError::from),
-                        Err(e) => Err(e),
-                    }
-                } else {
-                    Err(e)
-                }
-            }
-        };
+        let created = self.create_named(name, body).await;
         if created.is_err()
             && let Some(dir) = &secret_dir
         {

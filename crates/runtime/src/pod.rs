@@ -347,8 +347,13 @@ impl DockerRuntime {
         main_id.ok_or_else(|| RuntimeError::Task("the task has no main container".into()))
     }
 
-    /// Creates a container, pulling a pinned registry image the engine lost first.
-    async fn create_named(&self, name: String, body: ContainerCreateBody) -> Result<String> {
+    /// Creates a container; a pinned registry image this engine no longer has is pulled by
+    /// digest first.
+    pub(crate) async fn create_named(
+        &self,
+        name: String,
+        body: ContainerCreateBody,
+    ) -> Result<String> {
         let opts = CreateContainerOptions {
             name: Some(name),
             ..Default::default()
@@ -363,6 +368,7 @@ impl DockerRuntime {
                 let e = RuntimeError::from(e);
                 let pinned = body.image.as_deref().unwrap_or_default();
                 if e.is_not_found() && pinned.contains('@') && registry_host(pinned).is_some() {
+                    tracing::info!(image = pinned, "pulling a pinned image the engine lost");
                     self.pull(pinned).await?;
                     Ok(self.docker.create_container(Some(opts), body).await?.id)
                 } else {

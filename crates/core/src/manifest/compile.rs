@@ -604,24 +604,7 @@ pub(super) fn compile_service(
         });
     // Checked by `validate`, so compiling them again cannot fail.
     let side = sidecars::compile(name, svc).unwrap_or_default();
-    let healthcheck = svc.healthcheck.as_ref().map(|h| {
-        let test = match &h.command {
-            StringOrList::One(s) => vec!["CMD-SHELL".to_owned(), s.clone()],
-            StringOrList::Many(v) if v.first().is_some_and(|f| f == "CMD" || f == "CMD-SHELL") => {
-                v.clone()
-            }
-            StringOrList::Many(v) => std::iter::once("CMD".to_owned())
-                .chain(v.iter().cloned())
-                .collect(),
-        };
-        CommandHealthCheck {
-            test,
-            interval_ms: h.interval.map_or(2000, Dur::ms),
-            timeout_ms: h.timeout.map_or(2000, Dur::ms),
-            retries: h.retries.map_or(3, |t| t.0),
-            start_period_ms: h.start_period.map_or(0, Dur::ms),
-        }
-    });
+    let healthcheck = svc.healthcheck.as_ref().map(sidecars::command_health);
     ServiceSpec {
         key: ServiceKey::new(app, env, name),
         kind: svc.kind.0,

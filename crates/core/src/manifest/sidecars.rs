@@ -110,7 +110,9 @@ fn condition(
         .collect()
 }
 
-fn health(h: &ContainerHealth) -> crate::model::CommandHealthCheck {
+/// A `healthcheck:` (of the main container or a sidecar) in Docker's form: a string runs
+/// in a shell, a list is a command (`CMD` added unless it starts with `CMD`/`CMD-SHELL`).
+pub(super) fn command_health(h: &ContainerHealth) -> crate::model::CommandHealthCheck {
     let test = match &h.command {
         StringOrList::One(s) => vec!["CMD-SHELL".to_owned(), s.clone()],
         StringOrList::Many(v) if v.first().is_some_and(|f| f == "CMD" || f == "CMD-SHELL") => {
@@ -157,7 +159,7 @@ pub(super) fn compile(name: &str, svc: &Service) -> Result<Compiled, ManifestErr
                 .iter()
                 .map(|(k, v)| (k.clone(), v.value.reference()))
                 .collect(),
-            healthcheck: d.healthcheck.as_ref().map(health),
+            healthcheck: d.healthcheck.as_ref().map(command_health),
             command: d.command.clone().map(StringOrList::into_vec),
             entrypoint: d.entrypoint.clone().map(StringOrList::into_vec),
             cpu: d.cpu.map(|c| c.0),
