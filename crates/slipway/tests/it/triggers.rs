@@ -162,6 +162,76 @@ fn git_push_records_push_events_and_clones_back() {
     // The clone fetches the new commit.
     git_ok(&clone, &["pull", "-q", "--ff-only"]);
     assert_eq!(git_ok(&clone, &["rev-parse", "HEAD"]), next);
+
+    // A deployer scoped to another app cannot push here; one scoped to this app can, and
+    // a pack beyond git's post buffer (sent chunked, without Content-Length) goes through.
+    let other = s
+        .cli(&[
+            "--json",
+            "token",
+            "create",
+            "other-ci",
+            "--role",
+            "deployer",
+            "--app",
+            "elsewhere",
+        ])
+        .ok()
+        .json()["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mine = s
+        .cli(&[
+            "--json", "token", "create", "own-ci", "--role", "deployer", "--app", &app,
+        ])
+        .ok()
+        .json()["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let big: Vec<u8> = (0..3 * 1024 * 1024)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect();
+    std::fs::write(work.join("big.bin"), big).unwrap();
+    git_ok(&work, &["add", "-A"]);
+    git_ok(&work, &["commit", "-qm", "four"]);
+    let out = git(&work, &["push", &url_with(&s, &app, &other), "main"]);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("403"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(pushes(&s, &app).len(), 2);
+    git_ok(&work, &["push", "-q", &url_with(&s, &app, &mine), "main"]);
+    let listed = pushes(&s, &app);
+    assert_eq!(listed.len(), 3);
+    assert_eq!(listed[0]["pusher"], "own-ci");
+    assert_eq!(
+        listed[0]["after"],
+        git_ok(&work, &["rev-parse", "HEAD"]).as_str()
+    );
+    assert_eq!(paths(&listed[0]), vec!["big.bin"]);
+
+    // Pushes are audited, refusals too.
+    let (st, body) = api_call(&s, "GET", "/audit", None, &[]);
+    assert_eq!(st, 200, "{body}");
+    let audit: Vec<Value> = serde_json::from_str(&body).unwrap();
+    let git_entries = |who: &str, outcome: &str| {
+        audit
+            .iter()
+            .filter(|e| e["face"] == "git" && e["identity"] == who && e["outcome"] == outcome)
+            .count()
+    };
+    assert!(git_entries("ci", "ok") >= 1, "{audit:?}");
+    assert!(git_entries("viewer", "refused") >= 1, "{audit:?}");
+    assert!(git_entries("other-ci", "refused") >= 1, "{audit:?}");
 }
 
 /// A POST to `/hooks/{app}` with headers: `(status, body)`.
