@@ -1,6 +1,6 @@
 //! What is deployed, as users look at it: `GET /apps`, `GET /apps/{app}` (environments,
 //! services, routes, URLs), `GET /envs[?app=APP]`, and the Scheduled Jobs (`GET /jobs`,
-//! `POST /jobs/{app}/{env}/{name}/run`).
+//! `POST /jobs/{app}/{env}/{name}/run`), and an app's push events (`GET /apps/{app}/pushes`).
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
@@ -64,4 +64,21 @@ pub(crate) async fn run_job(
 ) -> ApiResult<slipway_core::model::Task> {
     let key = crate::handlers::key_of(app, env, name)?;
     Ok(Json(state.app.run_job(&key).await?))
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct PushesQuery {
+    limit: Option<u32>,
+}
+
+/// `GET /apps/{app}/pushes[?limit=N]`: the app's push events (the built-in git remote's
+/// and webhooks'), newest first (100 unless `limit` says otherwise, at most 1000).
+pub(crate) async fn pushes(
+    State(state): State<ApiState>,
+    Path(app): Path<String>,
+    Query(q): Query<PushesQuery>,
+) -> ApiResult<Vec<slipway_store::PushRecord>> {
+    Ok(Json(
+        state.app.list_pushes(&app, q.limit.unwrap_or(100)).await?,
+    ))
 }

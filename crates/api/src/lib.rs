@@ -100,6 +100,7 @@ pub fn router(state: ApiState, native: Router) -> Router {
         .route("/diff", post(ops::diff))
         .route("/apps", get(apps::list))
         .route("/apps/{app}", get(apps::show).delete(ops::delete_app))
+        .route("/apps/{app}/pushes", get(apps::pushes))
         .route("/envs", get(apps::envs))
         .route("/jobs", get(apps::jobs))
         .route("/jobs/{app}/{env}/{name}/run", post(apps::run_job))

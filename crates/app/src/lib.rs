@@ -26,6 +26,7 @@ mod engine;
 mod error;
 mod hosts;
 mod jobs;
+mod pushes;
 mod retry;
 mod rollout;
 mod services;
@@ -46,6 +47,7 @@ pub use engine::{Engine, LogStream};
 pub use error::{AppError, ErrorKind, Result};
 pub use hosts::{HostHello, HostStatus, JOIN_TOKEN_TTL_MS, Joined, Rebalance, host_id_of_engine};
 pub use jobs::{JobRun, JobView};
+pub use pushes::{MAX_PUSHES_LISTED, webhook_secret_name};
 pub use rollout::RolloutControl;
 pub use services::{
     ActionResult, ConfigPatch, DeleteAppResult, EcsServiceChange, LoadBalancing, MAX_COUNT,

@@ -83,6 +83,8 @@ pub enum Face {
     Elb,
     /// The distribution API: `pull`, `push`, `delete`.
     Registry,
+    /// The built-in git remote of an app (`/git/APP.git`): `fetch`, `push`.
+    Git,
 }
 
 impl Face {
@@ -94,6 +96,7 @@ impl Face {
             Face::Sts => "sts",
             Face::Elb => "elasticloadbalancing",
             Face::Registry => "registry",
+            Face::Git => "git",
         }
     }
 }
@@ -147,7 +150,7 @@ const fn w(face: Face, op: &'static str) -> Rule {
     }
 }
 
-use Face::{Ecr, Ecs, Elb, Native, Registry, Sts};
+use Face::{Ecr, Ecs, Elb, Git, Native, Registry, Sts};
 use Need::{Admin, Deploy, Read};
 
 /// The permission table: every operation of every face.
@@ -176,6 +179,8 @@ pub const RULES: &[Rule] = &[
     r(Native, "GET /apps", Read),
     r(Native, "GET /apps/{app}", Read),
     r(Native, "DELETE /apps/{app}", Admin),
+    // Pipelines' push events (the built-in git remote's and webhooks').
+    r(Native, "GET /apps/{app}/pushes", Read),
     r(Native, "GET /envs", Read),
     r(Native, "GET /jobs", Read),
     r(Native, "POST /jobs/{app}/{env}/{name}/run", Deploy),
@@ -281,6 +286,11 @@ pub const RULES: &[Rule] = &[
     r(Registry, "pull", Read),
     r(Registry, "push", Deploy),
     r(Registry, "delete", Deploy),
+    // The built-in git remote: clone and fetch read; a push may start pipelines that
+    // deploy, so it is a deployer's (and, for a scoped one, only to its apps, every
+    // environment: see `slipway_triggers`).
+    r(Git, "fetch", Read),
+    r(Git, "push", Deploy),
 ];
 
 /// The rule of an operation, if it has one.

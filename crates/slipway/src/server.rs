@@ -756,6 +756,12 @@ pub async fn run(args: ServerArgs) -> Result<ExitCode> {
     let native = registry
         .admin_router()
         .merge(slipway_aws::keys_router(aws_state));
+    // Pipelines' triggers: the built-in git remote (`/git/APP.git`, repositories under
+    // DATA_DIR/git) and push webhooks (`POST /hooks/APP`), each with its own credentials.
+    let triggers = slipway_triggers::router(slipway_triggers::Triggers::new(
+        app.clone(),
+        dir.join("git"),
+    ));
     let console = slipway_console::Console::new(app.clone(), tls.is_some(), limiter.clone())
         .with_registry(registry.clone());
     let app = slipway_api::router(
@@ -774,6 +780,7 @@ pub async fn run(args: ServerArgs) -> Result<ExitCode> {
     .merge(registry.router())
     .merge(aws)
     .merge(slipway_console::router(console))
+    .merge(triggers)
     // Every answer of the listener, counted by face, operation and status.
     .layer(axum::middleware::from_fn(slipway_api::metrics::count));
     write_private(

@@ -247,6 +247,44 @@ pub struct AuditEntry {
     pub outcome: String,
 }
 
+/// A push event of a pipeline trigger: one updated ref of a `git push` to the built-in
+/// remote, or one push webhook delivery. Recorded once per `(app, delivery)`
+/// ([`Write::Push`]); the runner starts from these later.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PushRecord {
+    pub id: String,
+    pub app: String,
+    /// `git` (the built-in remote), `github`, `gitea`, `forgejo` or `gitlab`.
+    pub source: String,
+    /// The delivery id: the webhook's (`X-GitHub-Delivery`, ...), or for the built-in
+    /// remote `git:PUSH_ID:REF` (one per updated ref of one push).
+    pub delivery: String,
+    /// The full ref, e.g. `refs/heads/main`.
+    #[serde(rename = "ref")]
+    pub git_ref: String,
+    /// The ref's commit before and after (40 zeros: created or deleted).
+    pub before: String,
+    pub after: String,
+    /// Who pushed: the identity (built-in remote) or the provider's pusher name.
+    pub pusher: String,
+    /// Where the commit can be fetched from (a webhook's repository clone URL); `None` for
+    /// the built-in remote (the commit is in the server's own repository).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repository: Option<String>,
+    /// Paths changed by the push (`before..after`, or the payload's commits), sorted, at
+    /// most [`MAX_PUSH_PATHS`].
+    #[serde(default)]
+    pub paths: Vec<String>,
+    /// More paths changed than are listed (a filter on `paths` must then assume a match).
+    #[serde(default)]
+    pub paths_truncated: bool,
+    /// Unix milliseconds.
+    pub at: i64,
+}
+
+/// Most changed paths kept with a push event.
+pub const MAX_PUSH_PATHS: usize = 3000;
+
 /// A host of the cluster: one Docker engine, run by its agent (or by the server itself).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HostRecord {
@@ -430,6 +468,9 @@ pub enum Write {
         name: String,
         at: i64,
     },
+    /// Records a push event unless its `(app, delivery)` is recorded already; outcome
+    /// [`Outcome::Done`] with whether it was recorded (false: a repeated delivery).
+    Push(PushRecord),
     /// Sets a meta value (last writer wins: meta values have one writer each).
     Meta {
         key: String,

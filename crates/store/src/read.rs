@@ -12,8 +12,8 @@ use sqlx::any::AnyRow;
 
 use crate::db::Store;
 use crate::{
-    AccessKey, AuditEntry, ClusterRecord, ElbRecord, HostRecord, HostUsage, IdentityRecord, Result,
-    SecretInfo, ServiceRecord, ServiceView, StoreError, TaskCount,
+    AccessKey, AuditEntry, ClusterRecord, ElbRecord, HostRecord, HostUsage, IdentityRecord,
+    PushRecord, Result, SecretInfo, ServiceRecord, ServiceView, StoreError, TaskCount,
 };
 
 /// A record whose version lives in its own column.
@@ -310,6 +310,18 @@ impl Store {
                 Ok(e)
             })
             .collect()
+    }
+
+    /// The push events of an app, newest first, at most `limit`.
+    pub async fn list_pushes(&self, app: &str, limit: u32) -> Result<Vec<PushRecord>> {
+        let rows = sqlx::query(
+            "SELECT body FROM pushes WHERE app = $1 ORDER BY at DESC, id DESC LIMIT $2",
+        )
+        .bind(app)
+        .bind(i64::from(limit))
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(|r| decode(r.get::<&str, _>(0))).collect()
     }
 
     /// ELBv2 objects of one kind (`load_balancer`, `target_group`, `listener`, `rule`),

@@ -670,6 +670,20 @@ async fn apply(tx: &mut AnyConnection, w: Write) -> Result<Outcome> {
             }
             Outcome::Done(true)
         }
+        Write::Push(p) => {
+            let r = sqlx::query(
+                "INSERT INTO pushes (id, app, delivery, at, body) VALUES ($1, $2, $3, $4, $5)
+                 ON CONFLICT (app, delivery) DO NOTHING",
+            )
+            .bind(&p.id)
+            .bind(&p.app)
+            .bind(&p.delivery)
+            .bind(p.at)
+            .bind(encode(&p)?)
+            .execute(&mut *tx)
+            .await?;
+            Outcome::Done(r.rows_affected() > 0)
+        }
         Write::Meta { key, value } => {
             sqlx::query(
                 "INSERT INTO meta (key, value) VALUES ($1, $2)

@@ -1131,3 +1131,56 @@ async fn committed_batches_announce_the_services_they_touched() {
         );
     }
 }
+
+fn push(app: &str, delivery: &str, after: &str, at: i64) -> slipway_store::PushRecord {
+    slipway_store::PushRecord {
+        id: slipway_store::random_id(8),
+        app: app.into(),
+        source: "github".into(),
+        delivery: delivery.into(),
+        git_ref: "refs/heads/main".into(),
+        before: "0".repeat(40),
+        after: after.into(),
+        pusher: "octocat".into(),
+        repository: Some("https://example.com/o/r.git".into()),
+        paths: vec!["src/a.rs".into()],
+        paths_truncated: false,
+        at,
+    }
+}
+
+/// A delivery id is recorded once per app, on every backend and across two servers of one
+/// database; the list is the app's, newest first.
+#[tokio::test]
+async fn push_events_are_recorded_once_per_delivery() {
+    let dir = tempfile::tempdir().unwrap();
+    for (backend, a, b) in shared_pairs(dir.path()).await {
+        let first = push("shop", "d-1", &"a".repeat(40), 1000);
+        let out = a
+            .commit(Batch::new().write(Write::Push(first.clone())))
+            .await
+            .unwrap();
+        assert_eq!(out, vec![Outcome::Done(true)], "{backend}");
+        // The same delivery again, on the other server: nothing new.
+        let again = push("shop", "d-1", &"b".repeat(40), 2000);
+        let out = b
+            .commit(Batch::new().write(Write::Push(again)))
+            .await
+            .unwrap();
+        assert_eq!(out, vec![Outcome::Done(false)], "{backend}");
+        // The same delivery id for another app is another event.
+        let other = push("blog", "d-1", &"c".repeat(40), 1500);
+        b.commit(Batch::new().write(Write::Push(other)))
+            .await
+            .unwrap();
+        let newer = push("shop", "d-2", &"d".repeat(40), 3000);
+        a.commit(Batch::new().write(Write::Push(newer.clone())))
+            .await
+            .unwrap();
+        let listed = b.list_pushes("shop", 10).await.unwrap();
+        assert_eq!(listed, vec![newer, first.clone()], "{backend}");
+        assert_eq!(b.list_pushes("shop", 1).await.unwrap().len(), 1);
+        assert_eq!(a.list_pushes("blog", 10).await.unwrap().len(), 1);
+        assert!(a.list_pushes("none", 10).await.unwrap().is_empty());
+    }
+}

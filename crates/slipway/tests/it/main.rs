@@ -40,5 +40,6 @@ mod sidecars;
 mod standby;
 mod supervision;
 mod traces;
+mod triggers;
 mod watch;
 mod workflow;
