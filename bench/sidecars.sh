@@ -41,7 +41,8 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 # The first `start` event since $1 (ns) of a container whose name matches $2 (a regex).
 start_event() {
   local since_s=$(( $1 / 1000000000 ))
-  docker events --since "$since_s" --until "$(date +%s)" --filter event=start \
+  # `--until` is in whole seconds: one past now, so this second's events are in.
+  docker events --since "$since_s" --until "$(( $(date +%s) + 1 ))" --filter event=start \
     --format '{{.TimeNano}} {{.Actor.Attributes.name}}' | awk -v re="$2" -v t0="$1" '$2 ~ re && $1 >= t0 {print $1; exit}'
 }
 

@@ -321,7 +321,14 @@ impl Controller {
                         detail: None,
                     },
                     ContainerState::Running => {
-                        let started_at = row.started_at.unwrap_or(c.created_ms);
+                        // Its starter has not written when it started yet: it started just
+                        // now (a task of several containers is created long before its main
+                        // container starts, after its dependencies).
+                        let started_at = match row.started_at {
+                            Some(at) => at,
+                            None if starting => now,
+                            None => c.created_ms,
+                        };
                         let def = defs.get(&row.revision);
                         let http = def.and_then(|d| d.container.http_health.clone());
                         let port = def.and_then(|d| d.container.port);

@@ -610,15 +610,21 @@ pub(crate) fn fold_group(mut members: Vec<(GroupMember, ContainerInfo)>) -> Cont
     let ended = members
         .iter()
         .any(|(m, i)| m.essential && i.state == ContainerState::Exited);
+    // The main container's health, made worse by an essential sidecar's: a sidecar's
+    // passing check never stands in for a main container without one (that one is judged
+    // by how long it has run, as a task of one container is).
+    let main_health = members
+        .iter()
+        .find(|(m, _)| m.role == "main")
+        .map_or(EngineHealth::None, |(_, i)| i.health);
     let health = members
         .iter()
-        .filter(|(m, _)| m.essential)
+        .filter(|(m, _)| m.essential && m.role != "main")
         .map(|(_, i)| i.health)
-        .fold(EngineHealth::None, |acc, h| match (acc, h) {
+        .fold(main_health, |acc, h| match (acc, h) {
             (EngineHealth::Unhealthy, _) | (_, EngineHealth::Unhealthy) => EngineHealth::Unhealthy,
             (EngineHealth::Starting, _) | (_, EngineHealth::Starting) => EngineHealth::Starting,
-            (EngineHealth::Healthy, _) | (_, EngineHealth::Healthy) => EngineHealth::Healthy,
-            _ => EngineHealth::None,
+            (acc, _) => acc,
         });
     let statuses = members
         .iter()
@@ -671,6 +677,87 @@ mod tests {
         assert_eq!(u16::from_le_bytes([a[18], a[19]]), 0xb7);
         assert_eq!(a.len(), 120 + 28);
         assert!(pause_program("riscv64").is_none());
+    }
+
+    fn member(
+        role: &str,
+        name: &str,
+        state: ContainerState,
+        health: EngineHealth,
+    ) -> (GroupMember, ContainerInfo) {
+        let id = format!("{name}-id");
+        (
+            GroupMember {
+                id: id.clone(),
+                name: name.into(),
+                role: role.into(),
+                order: 0,
+                essential: true,
+                depends: Vec::new(),
+                stop_timeout: Duration::from_secs(1),
+            },
+            ContainerInfo {
+                id,
+                name: name.into(),
+                service: ServiceKey::new("a", "e", "s"),
+                task_id: "t".into(),
+                deployment_id: "d".into(),
+                revision: 1,
+                state,
+                health,
+                ip: (role == "holder").then(|| "10.0.0.2".to_owned()),
+                created_ms: 0,
+                published: None,
+                host: String::new(),
+                containers: Vec::new(),
+            },
+        )
+    }
+
+    #[test]
+    fn a_group_is_judged_by_its_main_container_made_worse_by_its_sidecars() {
+        use ContainerState::*;
+        let fold = |main: (ContainerState, EngineHealth), side: (ContainerState, EngineHealth)| {
+            fold_group(vec![
+                member("sidecar", "agent", side.0, side.1),
+                member("holder", "holder", Running, EngineHealth::None),
+                member("main", "app", main.0, main.1),
+            ])
+        };
+        // A healthy sidecar does not make a main container without a check healthy.
+        let g = fold(
+            (Running, EngineHealth::None),
+            (Running, EngineHealth::Healthy),
+        );
+        assert_eq!(
+            (g.id.as_str(), g.state, g.health),
+            ("app-id", Running, EngineHealth::None)
+        );
+        assert_eq!(g.ip.as_deref(), Some("10.0.0.2"));
+        let g = fold(
+            (Running, EngineHealth::Healthy),
+            (Running, EngineHealth::Unhealthy),
+        );
+        assert_eq!(g.health, EngineHealth::Unhealthy);
+        let g = fold(
+            (Running, EngineHealth::None),
+            (Running, EngineHealth::Starting),
+        );
+        assert_eq!(g.health, EngineHealth::Starting);
+        // An essential sidecar that exited ends the task.
+        let g = fold(
+            (Running, EngineHealth::Healthy),
+            (Exited, EngineHealth::None),
+        );
+        assert_eq!(g.state, Exited);
+        // Without its main container yet, the group is not started.
+        let g = fold_group(vec![member(
+            "holder",
+            "holder",
+            Running,
+            EngineHealth::None,
+        )]);
+        assert_eq!(g.state, Created);
     }
 
     #[test]
