@@ -239,7 +239,7 @@ impl Cx {
                         f,
                         k.at,
                         &key,
-                        "only the main container on image.port takes requests (multi-container tasks are not supported yet)",
+                        "only the main container on image.port takes requests: the ingress routes to a task's main container, not to a sidecar",
                     ),
                     "stickiness" | "allowed_source_ips" | "redirect_to_https" | "hosted_zone"
                     | "version" | "additional_rules" | "alias" | "private" | "public" => self

@@ -221,36 +221,28 @@ fn copilot_bad_workspaces_are_refused_at_file_line_column_and_deploy_nothing() {
     assert_eq!(out.stderr.matches("error:").count(), 1, "{}", out.stderr);
     assert!(!out.stderr.contains("built and pushed"), "{}", out.stderr);
 
-    // Sidecars and a log router: not supported yet, refused (never ignored).
+    // Sidecars that wait for each other: refused, placed in the Copilot file.
     std::fs::write(
         &users,
         format!(
-            "{original}sidecars:\n  datadog:\n    image: public.ecr.aws/datadog/agent:latest\n"
+            "{original}sidecars:\n  a:\n    image: slipway-hello:v1\n    depends_on: {{b: start}}\n  b:\n    image: slipway-hello:v1\n    depends_on: {{a: start}}\n"
         ),
     )
     .unwrap();
-    let line = original.lines().count() + 1;
+    let line = original.lines().count() + 3;
     let out = cli_in(&s, &dir, &["deploy", "-f", "."]);
     assert_ne!(out.code, 0);
     assert!(
         out.stderr
-            .contains(&format!("copilot/users/manifest.yml:{line}:1: sidecars:"))
-            && out.stderr.contains("not supported yet"),
+            .contains(&format!("copilot/users/manifest.yml:{line}:"))
+            && out
+                .stderr
+                .contains("dependsOn has a cycle among containers a, b"),
         "{}",
         out.stderr
     );
-    std::fs::write(
-        &users,
-        format!("{original}logging:\n  destination:\n    Name: cloudwatch\n"),
-    )
-    .unwrap();
-    let out = cli_in(&s, &dir, &["deploy"]);
-    assert!(
-        out.stderr
-            .contains(&format!("copilot/users/manifest.yml:{line}:1: logging:")),
-        "{}",
-        out.stderr
-    );
+    assert_eq!(out.stderr.matches("error:").count(), 1, "{}", out.stderr);
+    assert!(!out.stderr.contains("built and pushed"), "{}", out.stderr);
 
     // A value slipway.yml's checks refuse, placed in the Copilot file.
     std::fs::write(&users, original.replace("port: 8080", "port: 80800")).unwrap();
