@@ -21,11 +21,12 @@ docker image inspect slipway-hello:v1 slipway-logrouter:v1 >/dev/null 2>&1 || sc
 bin=${SLIPWAY_BIN:-${CARGO_TARGET_DIR:-$root/target}/release/slipway}
 work=$(mktemp -d)
 server_pid=""
+projects=()
 cleanup() {
   [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null || true
   [ -f "$work/data/ingress/ingress.pid" ] && kill "$(cat "$work/data/ingress/ingress.pid")" 2>/dev/null || true
-  for d in "$work"/compose-*; do
-    [ -d "$d" ] && (cd "$d" && docker-compose down -t 1 >/dev/null 2>&1 || true)
+  for p in "${projects[@]}"; do
+    (cd "$work/compose-$p" && docker-compose -p "$p" down -t 1 >/dev/null 2>&1 || true)
   done
   if [ -n "${cluster:-}" ]; then
     docker ps -aq --filter "label=slipway.cluster=$cluster" | xargs -r docker rm -f >/dev/null 2>&1 || true
@@ -133,12 +134,13 @@ for i in $(seq "$runs"); do
   (cd "$work/$app" && "$bin" delete --app "$app" --yes >/dev/null 2>&1 || true)
 
   # 3. docker-compose
-  d="$work/compose-$i"; mkdir -p "$d"; compose "$(free_port)" > "$d/docker-compose.yml"
+  p="sidebench$i$RANDOM"; projects+=("$p")
+  d="$work/compose-$p"; mkdir -p "$d"; compose "$(free_port)" > "$d/docker-compose.yml"
   t0=$(now_ns)
-  (cd "$d" && docker-compose -p "sidebench$i$RANDOM" up -d >/dev/null 2>&1)
-  s=$(start_event "$t0" "_app_1$")
+  (cd "$d" && docker-compose -p "$p" up -d >/dev/null 2>&1)
+  s=$(start_event "$t0" "^${p}_app_1$")
   comp_start+=($(( (s - t0) / 1000000 )))
-  (cd "$d" && docker-compose down -t 1 >/dev/null 2>&1 || true)
+  (cd "$d" && docker-compose -p "$p" down -t 1 >/dev/null 2>&1 || true)
   echo "run $i: 1-container ${one_start[-1]} ms (deploy ${one_done[-1]} ms), 3-container ${three_start[-1]} ms (deploy ${three_done[-1]} ms), compose ${comp_start[-1]} ms"
 done
 
